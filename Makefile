@@ -12,10 +12,10 @@
 CC       ?= cc
 SANITIZE ?=
 ifeq ($(SANITIZE),)
-BUILD    := build
+BUILD    ?= build
 OPT      ?= -O2
 else
-BUILD    := build-san
+BUILD    ?= build-san
 OPT      ?= -O1
 endif
 
