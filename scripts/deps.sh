@@ -2,7 +2,7 @@
 # deps.sh -- install the Debian packages airlock builds and tests with, only when missing.
 # Usage: scripts/deps.sh [build|test]   (test adds the tools the test and bench targets use)
 set -e
-PKGS="gcc make pkg-config libevent-dev libssl-dev libcjson-dev libsodium-dev libyaml-dev libvectorscan-dev openssl"
+PKGS="gcc make pkg-config libevent-dev libssl-dev libcjson-dev libsodium-dev libyaml-dev libvectorscan-dev libhttp-parser-dev openssl"
 if [ "${1:-build}" = test ]; then
     PKGS="$PKGS nodejs npm curl python3 clang"
 fi
