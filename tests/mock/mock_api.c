@@ -1,0 +1,881 @@
+/* mock_api.c -- the mock provider's answers in OpenAI's and Anthropic's real wire formats.
+ *
+ * Behaviour is chosen per request by MOCK:<word> tokens in the last user message, so
+ * that tests driving unmodified SDKs can pick it (see docs/testing.md for the list).
+ * Token counts are deterministic: prompt = received body bytes / 4, completion = the
+ * number of whitespace-separated words of the answer, unless MOCK:usage=IN,OUT. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cJSON.h>
+
+#include "tests/mock/mock.h"
+
+enum api { API_OPENAI, API_ANTHROPIC };
+
+enum fault {
+    FAULT_NONE,
+    FAULT_STALL_BEFORE,
+    FAULT_STALL_MID,
+    FAULT_RESET_BEFORE,
+    FAULT_RESET_MID,
+    FAULT_GARBAGE_BEFORE,
+    FAULT_GARBAGE_MID,
+    FAULT_ERROR_MID,
+};
+
+/* The controls found in the last user message. */
+struct controls {
+    int echo, user_split, slow, eof_body;
+    int words;            /* 0: default answer */
+    int status;           /* 0: 200 */
+    int delay_ms;         /* -1: not given */
+    long usage_in, usage_out; /* -1: computed */
+    enum fault fault;
+    char *split;          /* owned; MOCK:split=<rest of the message> */
+};
+
+struct deltas {
+    char **items;
+    size_t n, cap;
+};
+
+int mock_plan_add(struct mock_plan *plan, const char *data, size_t len)
+{
+    struct mock_piece *np;
+    char *copy;
+
+    if (plan->n == plan->cap) {
+        size_t cap = plan->cap ? plan->cap * 2 : 16;
+        np = realloc(plan->pieces, cap * sizeof(*np));
+        if (!np)
+            return -1;
+        plan->pieces = np;
+        plan->cap = cap;
+    }
+    copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, data, len);
+    copy[len] = '\0';
+    plan->pieces[plan->n].data = copy;
+    plan->pieces[plan->n].len = len;
+    plan->n++;
+    return 0;
+}
+
+void mock_plan_deinit(struct mock_plan *plan)
+{
+    size_t i;
+
+    for (i = 0; i < plan->n; i++)
+        free(plan->pieces[i].data);
+    free(plan->pieces);
+    memset(plan, 0, sizeof(*plan));
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 529: return "Site Overloaded";
+    default: return "Status";
+    }
+}
+
+/* Status line and headers. content_length < 0: chunked (or close-delimited when
+ * eof_body). */
+static int add_head(struct mock_plan *plan, enum api api, const struct mock_request *req,
+                    int status, const char *ctype, long content_length, int close_after)
+{
+    char head[1024];
+    int n;
+
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\n"
+                 "Content-Type: %s\r\n"
+                 "%s: req_mock%06lu\r\n"
+                 "%s",
+                 status, reason_phrase(status), ctype,
+                 api == API_OPENAI ? "x-request-id" : "request-id", req ? req->seq : 0UL,
+                 api == API_OPENAI ? "openai-processing-ms: 1\r\n"
+                                   : "anthropic-organization-id: mock-org\r\n");
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return -1;
+    if (status == 429)
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "retry-after: 1\r\n");
+    if (content_length >= 0)
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %ld\r\n",
+                      content_length);
+    else if (plan->chunked)
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "Transfer-Encoding: chunked\r\n");
+    if (content_length < 0)
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "Cache-Control: no-cache\r\n");
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n",
+                  close_after ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return -1;
+    return mock_plan_add(plan, head, (size_t)n);
+}
+
+int mock_api_simple(struct mock_plan *plan, int status, const char *content_type,
+                    const char *body, size_t len, int close_after)
+{
+    char head[512];
+    int n;
+
+    n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+                 "Content-Length: %zu\r\n%s\r\n",
+                 status, reason_phrase(status), content_type, len,
+                 close_after ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return -1;
+    if (mock_plan_add(plan, head, (size_t)n) < 0 || mock_plan_add(plan, body, len) < 0)
+        return -1;
+    plan->end = close_after ? MOCK_END_CLOSE : MOCK_END_DONE;
+    return 0;
+}
+
+/* The error body each provider really sends for a status. */
+static char *error_body(enum api api, int status, const char *message)
+{
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_CreateObject();
+    const char *type, *code = NULL;
+    char *out;
+
+    if (api == API_OPENAI) {
+        switch (status) {
+        case 401: type = "invalid_request_error"; code = "invalid_api_key"; break;
+        case 404: type = "invalid_request_error"; code = "model_not_found"; break;
+        case 429: type = "requests"; code = "rate_limit_exceeded"; break;
+        case 400: type = "invalid_request_error"; break;
+        default: type = status >= 500 ? "server_error" : "invalid_request_error"; break;
+        }
+        cJSON_AddStringToObject(err, "message", message);
+        cJSON_AddStringToObject(err, "type", type);
+        cJSON_AddNullToObject(err, "param");
+        if (code)
+            cJSON_AddStringToObject(err, "code", code);
+        else
+            cJSON_AddNullToObject(err, "code");
+        cJSON_AddItemToObject(root, "error", err);
+    } else {
+        switch (status) {
+        case 400: type = "invalid_request_error"; break;
+        case 401: type = "authentication_error"; break;
+        case 403: type = "permission_error"; break;
+        case 404: type = "not_found_error"; break;
+        case 413: type = "request_too_large"; break;
+        case 429: type = "rate_limit_error"; break;
+        case 529: type = "overloaded_error"; break;
+        default: type = "api_error"; break;
+        }
+        cJSON_AddStringToObject(root, "type", "error");
+        cJSON_AddStringToObject(err, "type", type);
+        cJSON_AddStringToObject(err, "message", message);
+        cJSON_AddItemToObject(root, "error", err);
+    }
+    out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
+}
+
+static int reply_error(struct mock_plan *plan, enum api api, const struct mock_request *req,
+                       int status, const char *message)
+{
+    char *body = error_body(api, status, message);
+    int rc;
+
+    if (!body)
+        return -1;
+    rc = add_head(plan, api, req, status, "application/json", (long)strlen(body),
+                  req->want_close);
+    if (rc == 0)
+        rc = mock_plan_add(plan, body, strlen(body));
+    free(body);
+    plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+    return rc;
+}
+
+static int deltas_add(struct deltas *d, const char *s, size_t len)
+{
+    char *copy;
+
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 32;
+        char **ni = realloc(d->items, cap * sizeof(*ni));
+        if (!ni)
+            return -1;
+        d->items = ni;
+        d->cap = cap;
+    }
+    copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    d->items[d->n++] = copy;
+    return 0;
+}
+
+static void deltas_free(struct deltas *d)
+{
+    size_t i;
+
+    for (i = 0; i < d->n; i++)
+        free(d->items[i]);
+    free(d->items);
+}
+
+/* Length of the UTF-8 sequence starting at s (1 for a stray byte), never past end. */
+static size_t utf8_len(const unsigned char *s, size_t left)
+{
+    size_t n = 1;
+
+    if (*s >= 0xF0)
+        n = 4;
+    else if (*s >= 0xE0)
+        n = 3;
+    else if (*s >= 0xC0)
+        n = 2;
+    return n > left ? left : n;
+}
+
+/* Split text into pieces of about `size` bytes, never inside a UTF-8 sequence. */
+static int deltas_split(struct deltas *d, const char *text, size_t len, size_t size)
+{
+    size_t at = 0;
+
+    while (at < len) {
+        size_t end = at;
+        while (end < len && (end == at || end - at < size))
+            end += utf8_len((const unsigned char *)text + end, len - end);
+        if (deltas_add(d, text + at, end - at) < 0)
+            return -1;
+        at = end;
+    }
+    return 0;
+}
+
+/* One delta per word, the separating space leading every word but the first. */
+static int deltas_words(struct deltas *d, const char *text)
+{
+    const char *p = text;
+
+    while (*p) {
+        const char *start = p;
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++;
+        if (deltas_add(d, start, (size_t)(p - start)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static long count_words(const char *s, size_t len)
+{
+    long n = 0;
+    int in = 0;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        int sp = isspace((unsigned char)s[i]);
+        if (!sp && !in)
+            n++;
+        in = !sp;
+    }
+    return n;
+}
+
+/* Appends the text of a message's content (a string, or text parts/blocks). */
+static void content_text(const cJSON *content, char **acc)
+{
+    const cJSON *part;
+
+    if (cJSON_IsString(content)) {
+        size_t old = *acc ? strlen(*acc) : 0, add = strlen(content->valuestring);
+        char *n = realloc(*acc, old + add + 2);
+        if (!n)
+            return;
+        if (old)
+            n[old++] = '\n';
+        memcpy(n + old, content->valuestring, add + 1);
+        *acc = n;
+        return;
+    }
+    if (!cJSON_IsArray(content))
+        return;
+    cJSON_ArrayForEach(part, content) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0 &&
+            cJSON_IsString(text))
+            content_text(text, acc);
+    }
+}
+
+/* The text of the last message with role "user"; malloc'd, or NULL. */
+static char *last_user_text(const cJSON *root)
+{
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages"), *m, *last = NULL;
+    char *acc = NULL;
+
+    cJSON_ArrayForEach(m, msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0)
+            last = m;
+    }
+    if (last)
+        content_text(cJSON_GetObjectItemCaseSensitive(last, "content"), &acc);
+    return acc;
+}
+
+static void parse_controls(const char *text, struct controls *c)
+{
+    const char *p = text;
+
+    memset(c, 0, sizeof(*c));
+    c->delay_ms = -1;
+    c->usage_in = c->usage_out = -1;
+    while (p && (p = strstr(p, "MOCK:")) != NULL) {
+        char word[64];
+        size_t n = 0;
+
+        p += 5;
+        if (strncmp(p, "split=", 6) == 0) {
+            free(c->split);
+            c->split = strdup(p + 6);
+            break;
+        }
+        while (p[n] && !isspace((unsigned char)p[n]) && n < sizeof(word) - 1) {
+            word[n] = p[n];
+            n++;
+        }
+        word[n] = '\0';
+        p += n;
+        if (strcmp(word, "echo") == 0)
+            c->echo = 1;
+        else if (strcmp(word, "user_split") == 0)
+            c->user_split = 1;
+        else if (strcmp(word, "slow") == 0)
+            c->slow = 1;
+        else if (strcmp(word, "eof_body") == 0)
+            c->eof_body = 1;
+        else if (strncmp(word, "words=", 6) == 0)
+            c->words = atoi(word + 6) > 0 ? (atoi(word + 6) > 100000 ? 100000 : atoi(word + 6)) : 0;
+        else if (strncmp(word, "delay=", 6) == 0)
+            c->delay_ms = atoi(word + 6) >= 0 ? atoi(word + 6) : 0;
+        else if (strncmp(word, "status_", 7) == 0 && atoi(word + 7) >= 200 &&
+                 atoi(word + 7) <= 599)
+            c->status = atoi(word + 7);
+        else if (strncmp(word, "usage=", 6) == 0)
+            sscanf(word + 6, "%ld,%ld", &c->usage_in, &c->usage_out);
+        else if (strcmp(word, "stall_before") == 0)
+            c->fault = FAULT_STALL_BEFORE;
+        else if (strcmp(word, "stall_mid") == 0)
+            c->fault = FAULT_STALL_MID;
+        else if (strcmp(word, "reset_before") == 0)
+            c->fault = FAULT_RESET_BEFORE;
+        else if (strcmp(word, "reset_mid") == 0)
+            c->fault = FAULT_RESET_MID;
+        else if (strcmp(word, "garbage_before") == 0)
+            c->fault = FAULT_GARBAGE_BEFORE;
+        else if (strcmp(word, "garbage_mid") == 0)
+            c->fault = FAULT_GARBAGE_MID;
+        else if (strcmp(word, "error_mid") == 0)
+            c->fault = FAULT_ERROR_MID;
+    }
+}
+
+/* Adds one SSE event (OpenAI: data only; Anthropic: event + data) for a JSON object,
+ * consuming obj. */
+static int add_event(struct mock_plan *plan, const char *event, cJSON *obj)
+{
+    char *json = cJSON_PrintUnformatted(obj);
+    char *buf;
+    size_t cap;
+    int n, rc;
+
+    cJSON_Delete(obj);
+    if (!json)
+        return -1;
+    cap = strlen(json) + 64;
+    buf = malloc(cap);
+    if (!buf) {
+        free(json);
+        return -1;
+    }
+    if (event)
+        n = snprintf(buf, cap, "event: %s\ndata: %s\n\n", event, json);
+    else
+        n = snprintf(buf, cap, "data: %s\n\n", json);
+    rc = n > 0 ? mock_plan_add(plan, buf, (size_t)n) : -1;
+    free(buf);
+    free(json);
+    return rc;
+}
+
+static cJSON *openai_usage(long in, long out)
+{
+    cJSON *u = cJSON_CreateObject(), *pd = cJSON_CreateObject(), *cd = cJSON_CreateObject();
+
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)in);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)out);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(in + out));
+    cJSON_AddNumberToObject(pd, "cached_tokens", 0);
+    cJSON_AddNumberToObject(pd, "audio_tokens", 0);
+    cJSON_AddItemToObject(u, "prompt_tokens_details", pd);
+    cJSON_AddNumberToObject(cd, "reasoning_tokens", 0);
+    cJSON_AddNumberToObject(cd, "audio_tokens", 0);
+    cJSON_AddNumberToObject(cd, "accepted_prediction_tokens", 0);
+    cJSON_AddNumberToObject(cd, "rejected_prediction_tokens", 0);
+    cJSON_AddItemToObject(u, "completion_tokens_details", cd);
+    return u;
+}
+
+static cJSON *openai_chunk(const char *id, long created, const char *model, cJSON *delta,
+                           const char *finish, int with_usage_null)
+{
+    cJSON *c = cJSON_CreateObject(), *choices = cJSON_CreateArray(), *ch = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(c, "id", id);
+    cJSON_AddStringToObject(c, "object", "chat.completion.chunk");
+    cJSON_AddNumberToObject(c, "created", (double)created);
+    cJSON_AddStringToObject(c, "model", model);
+    cJSON_AddStringToObject(c, "service_tier", "default");
+    cJSON_AddStringToObject(c, "system_fingerprint", "fp_mock0001");
+    cJSON_AddNumberToObject(ch, "index", 0);
+    cJSON_AddItemToObject(ch, "delta", delta);
+    cJSON_AddNullToObject(ch, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(choices, ch);
+    cJSON_AddItemToObject(c, "choices", choices);
+    if (with_usage_null)
+        cJSON_AddNullToObject(c, "usage");
+    return c;
+}
+
+static cJSON *anthropic_usage(long in, long out)
+{
+    cJSON *u = cJSON_CreateObject();
+
+    cJSON_AddNumberToObject(u, "input_tokens", (double)in);
+    cJSON_AddNumberToObject(u, "cache_creation_input_tokens", 0);
+    cJSON_AddNumberToObject(u, "cache_read_input_tokens", 0);
+    cJSON_AddNumberToObject(u, "output_tokens", (double)out);
+    return u;
+}
+
+static const char GARBAGE[] = "\x01\x02 this is not SSE \xff\xfe {{{ garbage\r\n<html>oops</html>\n";
+
+/* The streamed answer. n_before_fault: deltas sent before a *_mid fault. */
+static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_request *req,
+                        const struct controls *c, const char *model, struct deltas *d,
+                        const char *finish, long in, long out, int include_usage)
+{
+    char id[64];
+    long created = (long)time(NULL);
+    size_t i, cut = d->n;
+    int mid = c->fault == FAULT_STALL_MID || c->fault == FAULT_RESET_MID ||
+              c->fault == FAULT_GARBAGE_MID || c->fault == FAULT_ERROR_MID;
+    int close_after = req->want_close || c->eof_body;
+
+    if (mid && cut > 2)
+        cut = 2;
+    plan->chunked = !req->http10 && !c->eof_body;
+    if (add_head(plan, api, req, 200, "text/event-stream; charset=utf-8", -1, close_after) < 0)
+        return -1;
+    if (api == API_OPENAI) {
+        cJSON *delta = cJSON_CreateObject();
+        snprintf(id, sizeof(id), "chatcmpl-mock%06lu", req->seq);
+        cJSON_AddStringToObject(delta, "role", "assistant");
+        cJSON_AddStringToObject(delta, "content", "");
+        cJSON_AddNullToObject(delta, "refusal");
+        if (add_event(plan, NULL, openai_chunk(id, created, model, delta, NULL, include_usage)) < 0)
+            return -1;
+        for (i = 0; i < cut; i++) {
+            delta = cJSON_CreateObject();
+            cJSON_AddStringToObject(delta, "content", d->items[i]);
+            if (add_event(plan, NULL, openai_chunk(id, created, model, delta, NULL,
+                                                   include_usage)) < 0)
+                return -1;
+        }
+    } else {
+        cJSON *ev = cJSON_CreateObject(), *msg = cJSON_CreateObject(), *blk;
+        snprintf(id, sizeof(id), "msg_mock%06lu", req->seq);
+        cJSON_AddStringToObject(ev, "type", "message_start");
+        cJSON_AddStringToObject(msg, "id", id);
+        cJSON_AddStringToObject(msg, "type", "message");
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        cJSON_AddStringToObject(msg, "model", model);
+        cJSON_AddItemToObject(msg, "content", cJSON_CreateArray());
+        cJSON_AddNullToObject(msg, "stop_reason");
+        cJSON_AddNullToObject(msg, "stop_sequence");
+        cJSON_AddItemToObject(msg, "usage", anthropic_usage(in, 1));
+        cJSON_AddItemToObject(ev, "message", msg);
+        if (add_event(plan, "message_start", ev) < 0)
+            return -1;
+        ev = cJSON_CreateObject();
+        blk = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "type", "content_block_start");
+        cJSON_AddNumberToObject(ev, "index", 0);
+        cJSON_AddStringToObject(blk, "type", "text");
+        cJSON_AddStringToObject(blk, "text", "");
+        cJSON_AddItemToObject(ev, "content_block", blk);
+        if (add_event(plan, "content_block_start", ev) < 0)
+            return -1;
+        if (mock_plan_add(plan, "event: ping\ndata: {\"type\": \"ping\"}\n\n", 36) < 0)
+            return -1;
+        for (i = 0; i < cut; i++) {
+            cJSON *delta = cJSON_CreateObject();
+            ev = cJSON_CreateObject();
+            cJSON_AddStringToObject(ev, "type", "content_block_delta");
+            cJSON_AddNumberToObject(ev, "index", 0);
+            cJSON_AddStringToObject(delta, "type", "text_delta");
+            cJSON_AddStringToObject(delta, "text", d->items[i]);
+            cJSON_AddItemToObject(ev, "delta", delta);
+            if (add_event(plan, "content_block_delta", ev) < 0)
+                return -1;
+        }
+    }
+    switch (c->fault) {
+    case FAULT_STALL_MID: plan->end = MOCK_END_STALL; return 0;
+    case FAULT_RESET_MID: plan->end = MOCK_END_RESET; return 0;
+    case FAULT_GARBAGE_MID:
+        plan->end = MOCK_END_CLOSE;
+        plan->truncated = 1;
+        return mock_plan_add(plan, GARBAGE, sizeof(GARBAGE) - 1);
+    case FAULT_ERROR_MID:
+        plan->end = close_after ? MOCK_END_CLOSE : MOCK_END_DONE;
+        if (api == API_OPENAI) {
+            char *b = error_body(api, 500, "The server had an error while processing your request.");
+            static const char pre[] = "data: ";
+            int rc = b ? 0 : -1;
+            if (rc == 0) {
+                size_t bl = strlen(b);
+                char *ev = malloc(bl + 16);
+                rc = -1;
+                if (ev) {
+                    memcpy(ev, pre, 6);
+                    memcpy(ev + 6, b, bl);
+                    memcpy(ev + 6 + bl, "\n\n", 2);
+                    rc = mock_plan_add(plan, ev, bl + 8);
+                    free(ev);
+                }
+            }
+            free(b);
+            return rc;
+        } else {
+            char *b = error_body(api, 529, "Overloaded");
+            int rc = -1;
+            if (b) {
+                cJSON *ev = cJSON_Parse(b);
+                rc = ev ? add_event(plan, "error", ev) : -1;
+            }
+            free(b);
+            return rc;
+        }
+    default: break;
+    }
+    if (api == API_OPENAI) {
+        if (add_event(plan, NULL, openai_chunk(id, created, model, cJSON_CreateObject(), finish,
+                                               include_usage)) < 0)
+            return -1;
+        if (include_usage) {
+            cJSON *u = cJSON_CreateObject();
+            cJSON_AddStringToObject(u, "id", id);
+            cJSON_AddStringToObject(u, "object", "chat.completion.chunk");
+            cJSON_AddNumberToObject(u, "created", (double)created);
+            cJSON_AddStringToObject(u, "model", model);
+            cJSON_AddStringToObject(u, "service_tier", "default");
+            cJSON_AddStringToObject(u, "system_fingerprint", "fp_mock0001");
+            cJSON_AddItemToObject(u, "choices", cJSON_CreateArray());
+            cJSON_AddItemToObject(u, "usage", openai_usage(in, out));
+            if (add_event(plan, NULL, u) < 0)
+                return -1;
+        }
+        if (mock_plan_add(plan, "data: [DONE]\n\n", 14) < 0)
+            return -1;
+    } else {
+        cJSON *ev = cJSON_CreateObject(), *delta = cJSON_CreateObject(), *u;
+        cJSON_AddStringToObject(ev, "type", "content_block_stop");
+        cJSON_AddNumberToObject(ev, "index", 0);
+        if (add_event(plan, "content_block_stop", ev) < 0)
+            return -1;
+        ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "type", "message_delta");
+        cJSON_AddStringToObject(delta, "stop_reason", finish);
+        cJSON_AddNullToObject(delta, "stop_sequence");
+        cJSON_AddItemToObject(ev, "delta", delta);
+        u = cJSON_CreateObject();
+        cJSON_AddNumberToObject(u, "output_tokens", (double)out);
+        cJSON_AddItemToObject(ev, "usage", u);
+        if (add_event(plan, "message_delta", ev) < 0)
+            return -1;
+        ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "type", "message_stop");
+        if (add_event(plan, "message_stop", ev) < 0)
+            return -1;
+    }
+    plan->end = close_after ? MOCK_END_CLOSE : MOCK_END_DONE;
+    return 0;
+}
+
+static int whole_reply(struct mock_plan *plan, enum api api, const struct mock_request *req,
+                       const struct controls *c, const char *model, const char *text,
+                       const char *finish, long in, long out)
+{
+    cJSON *root = cJSON_CreateObject();
+    char id[64], *body;
+    size_t len;
+    int close_after = req->want_close || c->eof_body, rc;
+
+    if (api == API_OPENAI) {
+        cJSON *choices = cJSON_CreateArray(), *ch = cJSON_CreateObject(),
+              *msg = cJSON_CreateObject();
+        snprintf(id, sizeof(id), "chatcmpl-mock%06lu", req->seq);
+        cJSON_AddStringToObject(root, "id", id);
+        cJSON_AddStringToObject(root, "object", "chat.completion");
+        cJSON_AddNumberToObject(root, "created", (double)time(NULL));
+        cJSON_AddStringToObject(root, "model", model);
+        cJSON_AddNumberToObject(ch, "index", 0);
+        cJSON_AddStringToObject(msg, "role", "assistant");
+        cJSON_AddStringToObject(msg, "content", text);
+        cJSON_AddNullToObject(msg, "refusal");
+        cJSON_AddItemToObject(msg, "annotations", cJSON_CreateArray());
+        cJSON_AddItemToObject(ch, "message", msg);
+        cJSON_AddNullToObject(ch, "logprobs");
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+        cJSON_AddItemToArray(choices, ch);
+        cJSON_AddItemToObject(root, "choices", choices);
+        cJSON_AddItemToObject(root, "usage", openai_usage(in, out));
+        cJSON_AddStringToObject(root, "service_tier", "default");
+        cJSON_AddStringToObject(root, "system_fingerprint", "fp_mock0001");
+    } else {
+        cJSON *content = cJSON_CreateArray(), *blk = cJSON_CreateObject();
+        snprintf(id, sizeof(id), "msg_mock%06lu", req->seq);
+        cJSON_AddStringToObject(root, "id", id);
+        cJSON_AddStringToObject(root, "type", "message");
+        cJSON_AddStringToObject(root, "role", "assistant");
+        cJSON_AddStringToObject(root, "model", model);
+        cJSON_AddStringToObject(blk, "type", "text");
+        cJSON_AddStringToObject(blk, "text", text);
+        cJSON_AddItemToArray(content, blk);
+        cJSON_AddItemToObject(root, "content", content);
+        cJSON_AddStringToObject(root, "stop_reason", finish);
+        cJSON_AddNullToObject(root, "stop_sequence");
+        cJSON_AddItemToObject(root, "usage", anthropic_usage(in, out));
+    }
+    body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!body)
+        return -1;
+    len = strlen(body);
+    if (c->fault == FAULT_GARBAGE_MID) {
+        /* right length, wrong bytes: a body that is not JSON */
+        memset(body, '#', len);
+        memcpy(body, GARBAGE, len < sizeof(GARBAGE) - 1 ? len : sizeof(GARBAGE) - 1);
+    }
+    plan->chunked = 0;
+    rc = add_head(plan, api, req, 200, "application/json", c->eof_body ? -1 : (long)len,
+                  close_after);
+    if (rc == 0) {
+        switch (c->fault) {
+        case FAULT_STALL_MID: rc = mock_plan_add(plan, body, len / 2); plan->end = MOCK_END_STALL; break;
+        case FAULT_RESET_MID: rc = mock_plan_add(plan, body, len / 2); plan->end = MOCK_END_RESET; break;
+        default:
+            rc = mock_plan_add(plan, body, len);
+            plan->end = close_after ? MOCK_END_CLOSE : MOCK_END_DONE;
+            break;
+        }
+    }
+    free(body);
+    return rc;
+}
+
+static int build_answer(const struct controls *c, const struct mock_request *req,
+                        const char *user_text, struct deltas *d, int *exact)
+{
+    *exact = 1;
+    if (c->echo)
+        return deltas_split(d, req->body, req->body_len, 16);
+    if (c->split)
+        return deltas_split(d, c->split, strlen(c->split), 1);
+    if (c->user_split)
+        return deltas_split(d, user_text ? user_text : "", user_text ? strlen(user_text) : 0, 1);
+    *exact = 0;
+    if (c->words > 0) {
+        int i;
+        for (i = 1; i <= c->words; i++) {
+            char w[32];
+            int n = snprintf(w, sizeof(w), "%sword%d", i > 1 ? " " : "", i);
+            if (deltas_add(d, w, (size_t)n) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    return deltas_words(d, "Hello from the mock provider, a deterministic answer.");
+}
+
+static char *join(const struct deltas *d, size_t n)
+{
+    size_t i, len = 0;
+    char *s;
+
+    for (i = 0; i < n; i++)
+        len += strlen(d->items[i]);
+    s = malloc(len + 1);
+    if (!s)
+        return NULL;
+    len = 0;
+    for (i = 0; i < n; i++) {
+        size_t l = strlen(d->items[i]);
+        memcpy(s + len, d->items[i], l);
+        len += l;
+    }
+    s[len] = '\0';
+    return s;
+}
+
+int mock_api_reply(const struct mock_settings *set, const struct mock_request *req,
+                   struct mock_plan *plan)
+{
+    enum api api;
+    cJSON *root = NULL;
+    const cJSON *model, *stream, *so, *mt;
+    struct controls c;
+    struct deltas d = {0};
+    char *user = NULL, *text = NULL;
+    const char *finish;
+    size_t plen = strlen(req->path), keep;
+    long in, out, max_tokens = -1;
+    int exact, include_usage = 0, rc = -1;
+
+    memset(&c, 0, sizeof(c));
+    if (plen >= 17 && strcmp(req->path + plen - 17, "/chat/completions") == 0)
+        api = API_OPENAI;
+    else if (plen >= 9 && strcmp(req->path + plen - 9, "/messages") == 0)
+        api = API_ANTHROPIC;
+    else
+        return reply_error(plan, API_OPENAI, req, 404, "Unknown request URL.");
+    if (strcmp(req->method, "POST") != 0)
+        return reply_error(plan, api, req, 404, "Unknown request URL (use POST).");
+
+    if (api == API_OPENAI) {
+        const char *auth = mock_header_get(req, "authorization");
+        if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+            return reply_error(plan, api, req, 401,
+                               "You didn't provide an API key. You need to provide your API "
+                               "key in an Authorization header using Bearer auth.");
+        if (set->openai_key && strcmp(auth + 7, set->openai_key) != 0)
+            return reply_error(plan, api, req, 401, "Incorrect API key provided.");
+    } else {
+        const char *key = mock_header_get(req, "x-api-key");
+        if (!key || (set->anthropic_key && strcmp(key, set->anthropic_key) != 0))
+            return reply_error(plan, api, req, 401, "invalid x-api-key");
+        if (!mock_header_get(req, "anthropic-version"))
+            return reply_error(plan, api, req, 400, "anthropic-version: header is required");
+    }
+
+    root = cJSON_ParseWithLength(req->body, req->body_len);
+    if (!cJSON_IsObject(root)) {
+        rc = reply_error(plan, api, req, 400,
+                         api == API_OPENAI
+                             ? "We could not parse the JSON body of your request."
+                             : "There was an error parsing the body of your request.");
+        goto done;
+    }
+    model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsString(model) || !model->valuestring[0]) {
+        rc = reply_error(plan, api, req, 400,
+                         api == API_OPENAI ? "you must provide a model parameter"
+                                           : "model: Field required");
+        goto done;
+    }
+    if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "messages"))) {
+        rc = reply_error(plan, api, req, 400,
+                         api == API_OPENAI ? "Missing required parameter: 'messages'."
+                                           : "messages: Field required");
+        goto done;
+    }
+    mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+    if (api == API_OPENAI && !mt)
+        mt = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
+    if (cJSON_IsNumber(mt))
+        max_tokens = (long)mt->valuedouble;
+    else if (api == API_ANTHROPIC) {
+        rc = reply_error(plan, api, req, 400, "max_tokens: Field required");
+        goto done;
+    }
+    stream = cJSON_GetObjectItemCaseSensitive(root, "stream");
+    so = cJSON_GetObjectItemCaseSensitive(root, "stream_options");
+    include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+
+    user = last_user_text(root);
+    parse_controls(user, &c);
+    if (c.status && c.status != 200) {
+        rc = reply_error(plan, api, req, c.status,
+                         c.status == 429 ? "Rate limit reached for requests (mock)."
+                                         : "The server had an error while processing your "
+                                           "request. (mock)");
+        goto done;
+    }
+    switch (c.fault) {
+    case FAULT_STALL_BEFORE: plan->end = MOCK_END_STALL; rc = 0; goto done;
+    case FAULT_RESET_BEFORE: plan->end = MOCK_END_RESET; rc = 0; goto done;
+    case FAULT_GARBAGE_BEFORE:
+        plan->end = MOCK_END_CLOSE;
+        rc = mock_plan_add(plan, GARBAGE, sizeof(GARBAGE) - 1);
+        goto done;
+    default: break;
+    }
+    if (build_answer(&c, req, user, &d, &exact) < 0)
+        goto done;
+    keep = d.n;
+    finish = api == API_OPENAI ? "stop" : "end_turn";
+    if (!exact && max_tokens >= 0 && (size_t)max_tokens < d.n) {
+        keep = (size_t)max_tokens;
+        finish = api == API_OPENAI ? "length" : "max_tokens";
+    }
+    while (d.n > keep)
+        free(d.items[--d.n]);
+    text = join(&d, d.n);
+    if (!text)
+        goto done;
+    in = c.usage_in >= 0 ? c.usage_in : (long)(req->body_len / 4);
+    out = c.usage_out >= 0 ? c.usage_out : count_words(text, strlen(text));
+    if (c.delay_ms >= 0)
+        plan->delay_ms = c.delay_ms;
+    else if (c.slow)
+        plan->delay_ms = 50;
+    if (cJSON_IsTrue(stream))
+        rc = stream_reply(plan, api, req, &c, model->valuestring, &d, finish, in, out,
+                          api == API_OPENAI && include_usage);
+    else
+        rc = whole_reply(plan, api, req, &c, model->valuestring, text, finish, in, out);
+done:
+    deltas_free(&d);
+    free(text);
+    free(user);
+    free(c.split);
+    cJSON_Delete(root);
+    return rc;
+}
