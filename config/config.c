@@ -24,6 +24,8 @@
 
 #define CONFIG_MAX_FILE (16u * 1024 * 1024)
 #define EXPAND_MAX (1u * 1024 * 1024)
+/* entries in one list or mapping: keeps the quadratic duplicate checks cheap */
+#define CONFIG_MAX_ITEMS 10000
 
 /* Kept here rather than asked of policy: config must not depend on policy, and these
  * names are part of the external contract (SPEC §4), so they change rarely. */
@@ -441,7 +443,8 @@ static int read_file(const char *path, size_t cap, char **out, size_t *len, char
     char eb[128];
     struct stat st;
     char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO named as a config must not hang the loader */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0) {
         snprintf(why, whycap, "cannot read: %s", strerror_r(errno, eb, sizeof eb));
         goto fail;
@@ -1312,6 +1315,57 @@ static void load_limits(struct ld *l, yaml_node_t *sec)
 
 /* --- top level ---------------------------------------------------------------------- */
 
+/* check_graph -- every node is used once (no anchors/aliases: they would let a small
+ * file expand into a huge or cyclic tree) and no list or mapping is oversized.
+ * 0, or -1 (reported). */
+static int check_graph(struct ld *l)
+{
+    size_t n = (size_t)(l->doc.nodes.top - l->doc.nodes.start);
+    unsigned char *uses = calloc(n + 2, 1);
+    int bad = 0;
+    if (!uses) {
+        err(l, NULL, "out of memory");
+        return -1;
+    }
+    uses[1] = 1; /* the root (node ids are 1-based) */
+    for (yaml_node_t *nd = l->doc.nodes.start; nd < l->doc.nodes.top; nd++) {
+        int ids[2];
+        size_t kids = 0;
+        if (nd->type == YAML_SEQUENCE_NODE)
+            kids = seq_len(nd);
+        else if (nd->type == YAML_MAPPING_NODE)
+            kids = (size_t)(nd->data.mapping.pairs.top - nd->data.mapping.pairs.start);
+        if (kids > CONFIG_MAX_ITEMS) {
+            err(l, nd, "too many entries (%zu; the limit is %d)", kids, CONFIG_MAX_ITEMS);
+            bad = 1;
+            continue;
+        }
+        for (size_t i = 0; i < kids; i++) {
+            size_t cnt = 1;
+            if (nd->type == YAML_SEQUENCE_NODE) {
+                ids[0] = nd->data.sequence.items.start[i];
+            } else {
+                ids[0] = nd->data.mapping.pairs.start[i].key;
+                ids[1] = nd->data.mapping.pairs.start[i].value;
+                cnt = 2;
+            }
+            for (size_t j = 0; j < cnt; j++) {
+                if (ids[j] < 1 || (size_t)ids[j] > n)
+                    continue;
+                if (uses[ids[j]] == 1) {
+                    err(l, node(l, ids[j]),
+                        "YAML anchors and aliases (&name, *name) are not supported");
+                    bad = 1;
+                }
+                if (uses[ids[j]] < 2)
+                    uses[ids[j]]++;
+            }
+        }
+    }
+    free(uses);
+    return bad ? -1 : 0;
+}
+
 static void load_root(struct ld *l, yaml_node_t *root)
 {
     static const char *const sections[] = {"listen", "keys",  "providers", "models", "detectors",
@@ -1513,6 +1567,20 @@ int config_load_text(const char *name, const char *text, size_t len, const char 
         err(&l, NULL, "empty configuration file");
         goto fail;
     }
+    yaml_document_t extra;
+    if (!yaml_parser_load(&parser, &extra)) {
+        err(&l, NULL, "YAML syntax error after the first document: %s",
+            parser.problem ? parser.problem : "unknown problem");
+        goto fail;
+    }
+    int more = yaml_document_get_root_node(&extra) != NULL;
+    yaml_document_delete(&extra);
+    if (more) {
+        err(&l, NULL, "only one YAML document is allowed (found a second '---')");
+        goto fail;
+    }
+    if (check_graph(&l) != 0)
+        goto fail;
     load_root(&l, root);
     sort_errors(errs);
     if (errs->n > 0 || errs->dropped > 0)

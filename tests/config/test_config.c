@@ -706,7 +706,33 @@ static void test_hostile_input(void)
     CHECK(config_load_text("b", bin, sizeof bin, NULL, &c, &e) == -1 && c == NULL);
     CHECK(e.n >= 1);
     /* a recursive alias must not loop */
-    EXPECT_ERR("rules: &a [*a]\n", 0, 0, "");
+    EXPECT_ERR("rules: &a [*a]\n", 1, 8, "aliases");
+    /* aliases would let a small file expand into a huge tree */
+    EXPECT_ERR("detectors:\n  - {name: a, keywords: &k [x, y]}\n  - {name: b, keywords: *k}\n",
+               2, 25, "anchors and aliases");
+    EXPECT_ERR("rules: []\n---\nrules: []\n", 0, 0, "only one YAML document");
+    EXPECT_ERR("rules: []\n---\n[\n", 0, 0, "after the first document");
+    /* oversized list */
+    {
+        size_t cap = 10001 * 4 + 64, o = 0;
+        char *t = malloc(cap);
+        REQUIRE(t);
+        o += (size_t)snprintf(t + o, cap - o, "rules: [");
+        for (int i = 0; i < 10001; i++)
+            o += (size_t)snprintf(t + o, cap - o, "%s1", i ? "," : "");
+        snprintf(t + o, cap - o, "]\n");
+        EXPECT_ERR(t, 1, 8, "too many entries (10001; the limit is 10000)");
+        free(t);
+    }
+    /* a FIFO must not hang the loader */
+    {
+        char fifo[512];
+        snprintf(fifo, sizeof fifo, "%s/fifo.yaml", tmpdir);
+        REQUIRE(mkfifo(fifo, 0600) == 0);
+        CHECK(config_load(fifo, &c, &e) == -1 && c == NULL);
+        CHECK(has_err(&e, 0, 0, "not a regular file"));
+        unlink(fifo);
+    }
     /* 10 MB of random bytes */
     size_t n = 10u << 20;
     unsigned char *junk = malloc(n);
