@@ -1,0 +1,1102 @@
+#!/usr/bin/env python3
+"""gen.py -- generate corpus.jsonl, the labelled policy evaluation corpus.
+
+Run from anywhere:  python3 tests/policy/corpus/gen.py   (rewrites corpus.jsonl
+next to this file; the output is byte-identical on every run: fixed seed, standard
+library only).
+
+Every value is made up. Names are drawn from generic lists, e-mail domains are
+example.com/.org/.net, phone numbers sit in ranges reserved for fiction (US 555-01xx,
+UK 020 7946 0xxx / 07700 900xxx) or are random, and every secret is random bytes from
+the seeded generator in the provider's real syntax (with its real checksum where the
+format has one) -- syntactically valid, never issued by anyone. Most secrets carry the
+marker FAKE inside their random part.
+
+Line format (one JSON object per line):
+  {"id": str, "api": "openai"|"anthropic", "category": str,
+   "text": str            -- a plain prompt; the test wraps it in a one-message body
+   | "body": str,         -- the request body exactly as sent (escapes kept)
+   "expect": [{"detector": str, "value": str,
+               "raw": str?,     -- how the value is spelt in `body` when it differs
+               "also": [str]?}] -- other detectors that may fire on the same span
+  }
+An empty `expect` means benign: no built-in detector should fire anywhere in it.
+Labelling decisions (see docs/policy.md):
+  - an address at example.com IS an e-mail address;
+  - a dotted quad with every part <= 255 IS an IPv4 address, even in prose; version
+    strings used as look-alikes have a part > 255, five parts, or a "v" glued in front;
+  - generic_secret means a high-entropy token next to a secret-like word; a weak
+    password ("changeme") or a ${VAR} placeholder is not labelled;
+  - a specific secret (AWS key, GitHub token, ...) written after a secret-like word
+    may also be reported as generic_secret (listed in "also").
+"""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import string
+import zlib
+
+R = random.Random(20261123)
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+FIRST = ["Jane", "John", "Maria", "Lukas", "Sophie", "Ahmed", "Yuki", "Chen", "Olga", "Pierre",
+         "Lucia", "Tom", "Anna", "Ravi", "Fatima", "Erik", "Nora", "Diego", "Hana", "Igor",
+         "Claire", "Omar", "Lena", "Kenji", "Mei", "Paul", "Sara", "Jonas", "Amelie", "Carlos"]
+LAST = ["Doe", "Miller", "Schmidt", "Dubois", "Garcia", "Tanaka", "Wang", "Ivanova", "Rossi",
+        "Novak", "Berg", "Costa", "Fischer", "Martin", "Lopez", "Sato", "Li", "Petrov", "Haddad",
+        "Weber", "Moreau", "Silva", "Jensen", "Kowalski", "Nakamura", "Brown", "Keller"]
+DOMAINS = ["example.com", "example.org", "example.net", "mail.example.com", "support.example.org",
+           "eu.example.net"]
+
+B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+B64URL = string.ascii_letters + string.digits + "-_"
+ALNUM = string.ascii_letters + string.digits
+
+
+def rs(alphabet, n):
+    return "".join(R.choice(alphabet) for _ in range(n))
+
+
+def with_fake(s):
+    """Put the marker FAKE somewhere inside a random part (keeps the syntax)."""
+    i = R.randrange(0, len(s) - 4)
+    return s[:i] + "FAKE" + s[i + 4:]
+
+
+def name():
+    return R.choice(FIRST), R.choice(LAST)
+
+
+def email(first=None, last=None):
+    if first is None:
+        first, last = name()
+    style = R.randrange(6)
+    f, l = first.lower(), last.lower()
+    local = [f"{f}.{l}", f"{f[0]}{l}", f"{f}_{l}{R.randrange(10, 99)}", f"{f}+billing",
+             f"{l}.{f}", f"{f}{R.randrange(1, 9)}"][style]
+    return f"{local}@{R.choice(DOMAINS)}"
+
+
+def phone():
+    k = R.randrange(12)
+    d = lambda n: rs(string.digits, n)
+    if k == 0:
+        return f"+1 415-555-01{d(2)}"
+    if k == 1:
+        return f"(212) 555-01{d(2)}"
+    if k == 2:
+        return f"+1 (646) 555-01{d(2)}"
+    if k == 3:
+        return f"+44 20 7946 0{d(3)}"
+    if k == 4:
+        return f"+44 7700 900{d(3)}"
+    if k == 5:
+        return f"+49 30 {R.randrange(2, 9)}{d(6)}"
+    if k == 6:
+        return f"+49 171 {R.randrange(2, 9)}{d(6)}"
+    if k == 7:
+        return f"+33 6 {d(2)} {d(2)} {d(2)} {d(2)}"
+    if k == 8:
+        return f"+34 91{R.randrange(2, 9)} {d(3)} {d(3)}"
+    if k == 9:
+        return f"+81 3-{R.randrange(2, 9)}{d(3)}-{d(4)}"
+    if k == 10:
+        return f"+86 138 {d(4)} {d(4)}"
+    return f"+7 495 {R.randrange(2, 9)}{d(2)}-{d(2)}-{d(2)}"
+
+
+def luhn_sum(digits):
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        n = int(ch)
+        if i % 2 == 1:
+            n *= 2
+            if n > 9:
+                n -= 9
+        total += n
+    return total
+
+
+def luhn_ok(digits):
+    return luhn_sum(digits) % 10 == 0
+
+
+def card_digits(valid=True):
+    brand = R.randrange(4)
+    if brand == 0:
+        prefix, n = "4" + rs(string.digits, 5), 16
+    elif brand == 1:
+        prefix, n = "5" + str(R.randrange(1, 6)) + rs(string.digits, 4), 16
+    elif brand == 2:
+        prefix, n = R.choice(["34", "37"]) + rs(string.digits, 4), 15
+    else:
+        prefix, n = "6011" + rs(string.digits, 2), 16
+    body = prefix + rs(string.digits, n - len(prefix) - 1)
+    for c in string.digits:
+        if luhn_ok(body + c) == valid:
+            return body + c
+    raise AssertionError
+
+
+def card_format(digits):
+    k = R.randrange(3)
+    if len(digits) == 15:
+        parts = [digits[:4], digits[4:10], digits[10:]]
+    else:
+        parts = [digits[i:i + 4] for i in range(0, 16, 4)]
+    if k == 0:
+        return digits
+    return (" " if k == 1 else "-").join(parts)
+
+
+def card(valid=True):
+    return card_format(card_digits(valid))
+
+
+IBAN_BBAN = {  # country: BBAN layout as (kind, count) runs; total lengths per ISO 13616
+    "DE": [("n", 18)], "FR": [("n", 23)], "ES": [("n", 20)], "GB": [("a", 4), ("n", 14)],
+    "NL": [("a", 4), ("n", 10)], "IT": [("a", 1), ("n", 22)], "CH": [("n", 17)],
+    "AT": [("n", 16)], "BE": [("n", 12)], "PL": [("n", 24)], "SE": [("n", 20)],
+}
+
+
+def iban_check(cc, bban):
+    num = "".join(str(int(ch, 36)) for ch in bban + cc + "00")
+    return "%02d" % (98 - int(num) % 97)
+
+
+def iban(valid=True, cc=None, wrong_length=False, grouped=None):
+    cc = cc or R.choice(sorted(IBAN_BBAN))
+    bban = "".join(rs(string.ascii_uppercase if k == "a" else string.digits, n)
+                   for k, n in IBAN_BBAN[cc])
+    if wrong_length:
+        bban = bban[:-1]
+    chk = iban_check(cc, bban)
+    if not valid:
+        chk = "%02d" % ((int(chk) + R.randrange(1, 90)) % 97 + 2)
+        if chk == iban_check(cc, bban):
+            chk = "%02d" % ((int(chk) + 1) % 97 + 2)
+    s = cc + chk + bban
+    if grouped is None:
+        grouped = R.random() < 0.6
+    if grouped:
+        s = " ".join(s[i:i + 4] for i in range(0, len(s), 4))
+    return s
+
+
+def ssn(valid=True):
+    if valid:
+        while True:
+            area = R.randrange(1, 900)
+            if area != 666:
+                break
+        return "%03d-%02d-%04d" % (area, R.randrange(1, 100), R.randrange(1, 10000))
+    k = R.randrange(5)
+    if k == 0:
+        return "000-%02d-%04d" % (R.randrange(1, 100), R.randrange(1, 10000))
+    if k == 1:
+        return "666-%02d-%04d" % (R.randrange(1, 100), R.randrange(1, 10000))
+    if k == 2:
+        return "%03d-%02d-%04d" % (R.randrange(900, 1000), R.randrange(1, 100), R.randrange(1, 10000))
+    if k == 3:
+        return "%03d-00-%04d" % (R.randrange(1, 600), R.randrange(1, 10000))
+    return "%03d-%02d-0000" % (R.randrange(1, 600), R.randrange(1, 100))
+
+
+def ipv4():
+    k = R.randrange(5)
+    if k == 0:
+        return f"10.{R.randrange(256)}.{R.randrange(256)}.{R.randrange(1, 255)}"
+    if k == 1:
+        return f"192.168.{R.randrange(256)}.{R.randrange(1, 255)}"
+    if k == 2:
+        return f"203.0.113.{R.randrange(1, 255)}"
+    if k == 3:
+        return f"198.51.100.{R.randrange(1, 255)}"
+    return f"172.{R.randrange(16, 32)}.{R.randrange(256)}.{R.randrange(1, 255)}"
+
+
+def pem(kind=None):
+    kind = kind or R.choice(["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY",
+                             "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY"])
+    blob = base64.b64encode(bytes(R.randrange(256) for _ in range(R.randrange(160, 900)))).decode()
+    lines = [blob[i:i + 64] for i in range(0, len(blob), 64)]
+    return f"-----BEGIN {kind}-----\n" + "\n".join(lines) + f"\n-----END {kind}-----"
+
+
+def pem_public(kind=None):
+    kind = kind or R.choice(["PUBLIC KEY", "CERTIFICATE", "CERTIFICATE REQUEST", "RSA PUBLIC KEY"])
+    blob = base64.b64encode(bytes(R.randrange(256) for _ in range(R.randrange(160, 700)))).decode()
+    lines = [blob[i:i + 64] for i in range(0, len(blob), 64)]
+    return f"-----BEGIN {kind}-----\n" + "\n".join(lines) + f"\n-----END {kind}-----"
+
+
+AWS_ALPHA = string.ascii_uppercase + "234567"
+
+
+def aws_key():
+    return R.choice(["AKIA", "AKIA", "AKIA", "ASIA"]) + with_fake(rs(AWS_ALPHA, 16))
+
+
+def aws_secret():
+    return rs(string.ascii_letters + string.digits + "+/", 40)
+
+
+def base62(n, width):
+    out = ""
+    while n:
+        n, r = divmod(n, 62)
+        out = B62[r] + out
+    return out.rjust(width, "0")
+
+
+def github_token():
+    k = R.randrange(6)
+    if k == 5:
+        return "github_pat_11" + with_fake(rs(string.ascii_uppercase + string.digits, 20)) + "_" + rs(ALNUM, 59)
+    prefix = ["ghp_", "ghp_", "gho_", "ghs_", "ghu_"][k]
+    ent = with_fake(rs(ALNUM, 30))
+    return prefix + ent + base62(zlib.crc32(ent.encode()), 6)
+
+
+def openai_key():
+    k = R.randrange(4)
+    if k == 0:
+        return "sk-" + with_fake(rs(ALNUM, 20)) + "T3BlbkFJ" + rs(ALNUM, 20)
+    if k == 3:
+        return "sk-svcacct-" + with_fake(rs(B64URL, 74)) + "T3BlbkFJ" + rs(B64URL, 74)
+    return "sk-proj-" + with_fake(rs(B64URL, 74)) + "T3BlbkFJ" + rs(B64URL, 74)
+
+
+def anthropic_key():
+    return "sk-ant-api03-" + with_fake(rs(B64URL, 93)) + "AA"
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt():
+    alg = R.choice(["HS256", "RS256"])
+    header = {"alg": alg, "typ": "JWT"}
+    first, last = name()
+    iat = 1700000000 + R.randrange(10 ** 7)
+    payload = {"sub": f"user-{R.randrange(10 ** 5)}", "name": f"{first} {last}", "iat": iat,
+               "exp": iat + 3600, "scope": R.choice(["read", "read write", "admin"])}
+    h = b64url(json.dumps(header, separators=(",", ":")).encode())
+    p = b64url(json.dumps(payload, separators=(",", ":")).encode())
+    if alg == "HS256":
+        sig = hmac.new(bytes(R.randrange(256) for _ in range(32)), f"{h}.{p}".encode(),
+                       hashlib.sha256).digest()
+    else:
+        sig = bytes(R.randrange(256) for _ in range(256))
+    return f"{h}.{p}.{b64url(sig)}"
+
+
+def gsecret():
+    n = R.randrange(24, 44)
+    while True:
+        s = rs(ALNUM + "_-", n)
+        # a random token of this length is high-entropy; insist on mixed classes
+        if (any(c.isdigit() for c in s) and any(c.isupper() for c in s)
+                and any(c.islower() for c in s)):
+            return s
+
+
+def uuid4():
+    h = rs("0123456789abcdef", 32)
+    h = h[:12] + "4" + h[13:16] + R.choice("89ab") + h[17:]
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def hexs(n):
+    return rs("0123456789abcdef", n)
+
+
+def b64blob(n):
+    return base64.b64encode(bytes(R.randrange(256) for _ in range(n))).decode()
+
+
+FILLER = [
+    "The service reads its configuration once at start-up and keeps it in memory.",
+    "Each worker handles one queue and reports its progress to the coordinator.",
+    "When a request fails, the client retries with exponential backoff and jitter.",
+    "We migrated the reporting jobs to the new scheduler during the last sprint.",
+    "The dashboard shows latency percentiles, error rates and saturation per region.",
+    "Caching the rendered templates halved the time spent in the view layer.",
+    "Our on-call rotation changes every Monday morning at the stand-up meeting.",
+    "The design review asked for clearer ownership of the ingestion pipeline.",
+    "Feature flags let us roll out the change gradually and roll it back quickly.",
+    "Logs are shipped to the central store and kept for the retention period.",
+    "The team agreed to deprecate the old endpoint after the next major release.",
+    "Integration tests run against a disposable database created for each build.",
+    "Please summarise the main risks and propose mitigations for each of them.",
+    "The quarterly planning document lists goals, non-goals and open questions.",
+    "A small number of customers reported slow page loads in the evening hours.",
+    "The vendor contract covers support, maintenance and security updates.",
+    "We should document the fallback procedure before the maintenance window.",
+    "Load balancers drain connections gracefully before instances are replaced.",
+    "The migration script is idempotent, so running it twice does no harm.",
+    "Accessibility checks are now part of the continuous integration pipeline.",
+    "The finance team needs the cost breakdown by project before the offsite.",
+    "Backups are encrypted at rest and restored weekly to verify their integrity.",
+    "Onboarding material explains the architecture, the tooling and the rituals.",
+    "The incident review found no single root cause but several contributing factors.",
+    "Translations for the new screens are pending review by the localisation team.",
+    "Memory usage grows slowly under sustained load, which suggests a leak.",
+    "The proposal replaces nightly batch exports with an event-driven stream.",
+    "Rate limits protect the shared cluster from a single noisy tenant.",
+    "Developers can run the whole stack locally with a single command.",
+    "The style guide prefers short functions, clear names and explicit errors.",
+]
+
+
+def filler(nbytes):
+    out = []
+    size = 0
+    while size < nbytes:
+        para = " ".join(R.choice(FILLER) for _ in range(R.randrange(4, 9)))
+        out.append(para)
+        size += len(para) + 2
+    return "\n\n".join(out)
+
+
+ENTRIES = []
+IDS = set()
+
+
+def lab(det, value, also=None, raw=None):
+    d = {"detector": det, "value": value}
+    if raw is not None and raw != value:
+        d["raw"] = raw
+    if also:
+        d["also"] = also
+    return d
+
+
+SECRET_ALSO = ["generic_secret"]
+
+
+def add(cat, text=None, body=None, expect=(), api=None):
+    api = api or R.choice(["openai", "anthropic"])
+    eid = f"{cat}-{sum(1 for e in ENTRIES if e['category'] == cat) + 1:03d}"
+    assert eid not in IDS
+    IDS.add(eid)
+    e = {"id": eid, "api": api, "category": cat}
+    hay = text if text is not None else body
+    for x in expect:
+        spelt = x.get("raw", x["value"])
+        assert spelt in hay, (eid, x)
+    if text is not None:
+        e["text"] = text
+    else:
+        e["body"] = body
+    e["expect"] = list(expect)
+    ENTRIES.append(e)
+
+
+# ---------------------------------------------------------------- support tickets
+TICKET_OPEN = ["Hi team,", "Hello,", "Dear support,", "Good morning,", "Hi there,"]
+TICKET_CLOSE = ["Thanks, {n}", "Best regards,\n{n}", "Cheers, {n}", "Kind regards, {n}"]
+
+
+def ticket_positive():
+    first, last = name()
+    n = f"{first} {last}"
+    parts, exp = [], []
+    kinds = R.sample(["email", "phone", "credit_card", "iban", "us_ssn"], R.randrange(1, 4))
+    order = f"#{R.randrange(100000, 999999)}"
+    parts.append(R.choice(TICKET_OPEN))
+    parts.append(R.choice([
+        f"My order {order} arrived damaged and I would like a refund.",
+        f"I was charged twice for order {order} last week.",
+        f"I cannot log in to my account since yesterday's update.",
+        f"Please update the billing details on my subscription.",
+        f"The invoice for order {order} shows the wrong company name.",
+    ]))
+    for k in kinds:
+        if k == "email":
+            v = email(first, last)
+            parts.append(R.choice([f"You can reach me at {v}.", f"My account email is {v}",
+                                   f"Please reply to <{v}> rather than the old address.",
+                                   f"Send the receipt to mailto:{v} please."]))
+        elif k == "phone":
+            v = phone()
+            parts.append(R.choice([f"Call me on {v} after 5pm.", f"My mobile: {v}",
+                                   f"Phone number on file should be {v} (not the landline)."]))
+        elif k == "credit_card":
+            v = card()
+            parts.append(R.choice([f"The card used was {v}, expiry 09/27.",
+                                   f"Card number: {v}", f"Please refund to the card {v}."]))
+        elif k == "iban":
+            v = iban()
+            parts.append(R.choice([f"Refund to IBAN {v} please.", f"My bank account: {v}",
+                                   f"IBAN: {v} (account holder {n})"]))
+        else:
+            v = ssn()
+            parts.append(R.choice([f"For the tax form, my SSN is {v}.", f"SSN: {v}",
+                                   f"They asked for my social security number ({v}) again."]))
+        exp.append(lab(k, v))
+    parts.append(R.choice(TICKET_CLOSE).format(n=n))
+    return "\n".join(parts), exp
+
+
+for _ in range(48):
+    t, e = ticket_positive()
+    add("ticket", text=t, expect=e)
+
+# ---------------------------------------------------------------- code and config secrets
+
+
+def env_file():
+    exp, lines = [], ["# .env -- local development", f"APP_ENV=staging", f"PORT=8080",
+                      f"LOG_LEVEL=debug"]
+    k = R.randrange(6)
+    if k == 0:
+        a, s = aws_key(), aws_secret()
+        lines += [f"AWS_ACCESS_KEY_ID={a}", f"AWS_SECRET_ACCESS_KEY={s}", "AWS_REGION=eu-central-1"]
+        exp += [lab("aws_access_key", a, SECRET_ALSO), lab("generic_secret", s)]
+    elif k == 1:
+        v = openai_key()
+        lines += [f"OPENAI_API_KEY={v}", "OPENAI_MODEL=gpt-4o-mini"]
+        exp.append(lab("openai_key", v, SECRET_ALSO))
+    elif k == 2:
+        v = anthropic_key()
+        lines += [f"ANTHROPIC_API_KEY={v}", "ANTHROPIC_MODEL=claude-3-5-sonnet-latest"]
+        exp.append(lab("anthropic_key", v, SECRET_ALSO))
+    elif k == 3:
+        v = github_token()
+        lines += [f"GITHUB_TOKEN={v}", "GITHUB_REPO=acme/widgets"]
+        exp.append(lab("github_token", v, SECRET_ALSO))
+    elif k == 4:
+        v = gsecret()
+        lines += ["DB_HOST=db.internal", "DB_USER=app", f"DB_PASSWORD={v}"]
+        exp.append(lab("generic_secret", v))
+    else:
+        v = jwt()
+        lines += [f"SESSION_TOKEN={v}"]
+        exp.append(lab("jwt", v, SECRET_ALSO))
+    ask = R.choice(["Why does my app not pick up these variables?\n",
+                    "Can you convert this .env into a docker-compose environment block?\n",
+                    "Which of these settings are required in production?\n"])
+    return ask + "\n".join(lines) + "\n", exp
+
+
+def yaml_file():
+    exp = []
+    k = R.randrange(4)
+    if k == 0:
+        v = gsecret()
+        y = f"""database:
+  host: postgres.internal
+  port: 5432
+  user: billing
+  password: "{v}"
+pool:
+  max_size: 20
+"""
+        exp.append(lab("generic_secret", v))
+    elif k == 1:
+        v = github_token()
+        y = f"""name: release
+on: [push]
+jobs:
+  publish:
+    runs-on: ubuntu-latest
+    env:
+      GH_TOKEN: {v}
+    steps:
+      - uses: actions/checkout@v4
+      - run: make release
+"""
+        exp.append(lab("github_token", v, SECRET_ALSO))
+    elif k == 2:
+        v = openai_key()
+        y = f"""llm:
+  provider: openai
+  model: gpt-4o
+  api_key: {v}
+  temperature: 0.2
+"""
+        exp.append(lab("openai_key", v, SECRET_ALSO))
+    else:
+        v = gsecret()
+        y = f"""oauth:
+  client_id: dashboard-web
+  client_secret: {v}
+  redirect_uri: https://dashboard.example.com/callback
+"""
+        exp.append(lab("generic_secret", v))
+    ask = R.choice(["Please review this config file:\n", "Why does this YAML fail to load?\n",
+                    "Convert this to TOML:\n"])
+    return ask + y, exp
+
+
+def terraform_file():
+    a, s = aws_key(), aws_secret()
+    t = f"""provider "aws" {{
+  region     = "us-east-1"
+  access_key = "{a}"
+  secret_key = "{s}"
+}}
+
+resource "aws_s3_bucket" "logs" {{
+  bucket = "acme-build-logs"
+}}
+"""
+    return R.choice(["terraform plan fails with this provider block, why?\n",
+                     "Refactor this into variables:\n"]) + t, [
+        lab("aws_access_key", a, SECRET_ALSO), lab("generic_secret", s)]
+
+
+def python_file():
+    k = R.randrange(5)
+    if k == 0:
+        v = anthropic_key()
+        code = f"""import anthropic
+
+client = anthropic.Anthropic(api_key="{v}")
+msg = client.messages.create(model="claude-3-5-sonnet-latest", max_tokens=256,
+                             messages=[{{"role": "user", "content": "hello"}}])
+print(msg.content)
+"""
+        exp = [lab("anthropic_key", v, SECRET_ALSO)]
+    elif k == 1:
+        v = openai_key()
+        code = f"""from openai import OpenAI
+
+client = OpenAI(api_key="{v}")
+resp = client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+"""
+        exp = [lab("openai_key", v, SECRET_ALSO)]
+    elif k == 2:
+        v = pem()
+        code = f'''PRIVATE_KEY = """{v}"""
+
+def sign(payload: bytes) -> bytes:
+    key = load_pem_private_key(PRIVATE_KEY.encode(), password=None)
+    return key.sign(payload)
+'''
+        exp = [lab("private_key", v, SECRET_ALSO)]
+    elif k == 3:
+        v = gsecret()
+        code = f"""import requests
+
+API_TOKEN = "{v}"
+resp = requests.get("https://api.example.com/v2/items", headers={{"Authorization": f"Bearer {{API_TOKEN}}"}})
+resp.raise_for_status()
+"""
+        exp = [lab("generic_secret", v)]
+    else:
+        v = jwt()
+        code = f"""headers = {{
+    "Authorization": "Bearer {v}",
+    "Accept": "application/json",
+}}
+r = httpx.get(url, headers=headers, timeout=10)
+"""
+        exp = [lab("jwt", v, SECRET_ALSO)]
+    ask = R.choice(["Why does this raise an exception?\n", "Add type hints to this:\n",
+                    "Write a unit test for this code:\n"])
+    return ask + "```python\n" + code + "```\n", exp
+
+
+def misc_secret():
+    k = R.randrange(4)
+    if k == 0:
+        v = pem()
+        return ("I generated this key for the deploy user, is the format right?\n\n" + v + "\n",
+                [lab("private_key", v, SECRET_ALSO)])
+    if k == 1:
+        v = github_token()
+        return (f"git clone https://{v}@github.com/acme/private-repo.git fails with 403, why?",
+                [lab("github_token", v, SECRET_ALSO)])
+    if k == 2:
+        v = jwt()
+        return (f"Decode this token and tell me when it expires: {v}",
+                [lab("jwt", v, SECRET_ALSO)])
+    v = gsecret()
+    return (f"curl -H 'X-Api-Key: {v}' https://api.example.com/v1/reports returns 401. Is the header wrong?",
+            [lab("generic_secret", v)])
+
+
+for f in [env_file] * 14 + [yaml_file] * 12 + [terraform_file] * 6 + [python_file] * 14 + [misc_secret] * 12:
+    t, e = f()
+    add("code", text=t, expect=e)
+
+# ---------------------------------------------------------------- secrets in chat, shell, JSON
+GEN = {"jwt": jwt, "private_key": pem, "openai_key": openai_key, "anthropic_key": anthropic_key,
+       "github_token": github_token, "aws_access_key": aws_key, "generic_secret": gsecret}
+CHAT_CTX = {
+    "jwt": ["My session cookie is {v} -- why does the API say it expired?",
+            "{{\"Authorization\": \"Bearer {v}\"}} is what the frontend sends; is the header right?",
+            "curl -H \"Authorization: Bearer {v}\" https://api.example.com/me returns 403."],
+    "private_key": ["ssh fails with 'invalid format' for this key:\n{v}\nWhat's wrong?",
+                    "Convert this key to PKCS#8 please:\n\n{v}\n",
+                    "kubectl create secret tls web --key key.pem, where key.pem is:\n{v}"],
+    "openai_key": ["I get 401 with the key {v}, is it revoked?",
+                   "export OPENAI_API_KEY=\"{v}\" && python app.py fails, why?",
+                   "{{\"openai\": {{\"key\": \"{v}\", \"model\": \"gpt-4o\"}}}}"],
+    "anthropic_key": ["The key {v} stopped working after we changed workspaces.",
+                      "x-api-key: {v}\nanthropic-version: 2023-06-01\nWhat other headers do I need?",
+                      "settings = {{\"anthropic_api_key\": \"{v}\"}}  # TODO move to vault"],
+    "github_token": ["Our bot uses {v} and gets rate limited, why?",
+                     "git remote set-url origin https://x-access-token:{v}@github.com/acme/app.git",
+                     "gh auth login --with-token <<< {v}"],
+    "aws_access_key": ["aws configure asks for the access key id; I typed {v}, is that the right field?",
+                       "The CloudTrail event shows accessKeyId {v} calling DeleteBucket.",
+                       "[default]\naws_access_key_id = {v}\nregion = eu-west-1"],
+    "generic_secret": ["mysql -u root --password={v} -h db.internal",
+                       "The webhook secret is {v}; how do I verify the signature in Node?",
+                       "spring.datasource.password={v}\nspring.datasource.url=jdbc:postgresql://db/app"],
+}
+for det in sorted(CHAT_CTX):
+    for i in range(10 if det != "generic_secret" else 8):
+        v = GEN[det]()
+        t = CHAT_CTX[det][i % len(CHAT_CTX[det])].format(v=v)
+        add("secret-chat", text=t, expect=[lab(det, v, None if det == "generic_secret" else SECRET_ALSO)])
+
+# ---------------------------------------------------------------- logs
+
+
+def log_lines():
+    exp = []
+    lines = []
+    ips = set()
+    emails = set()
+    for _ in range(R.randrange(4, 12)):
+        ts = f"2025-0{R.randrange(1, 10)}-{R.randrange(10, 29)}T{R.randrange(10, 24)}:{R.randrange(10, 60)}:{R.randrange(10, 60)}Z"
+        k = R.randrange(3)
+        if k == 0:
+            ip = ipv4()
+            ips.add(ip)
+            lines.append(f'{ip} - - [{ts}] "GET /api/v1/orders/{R.randrange(1000, 99999)} HTTP/1.1" '
+                         f'{R.choice([200, 200, 404, 500])} {R.randrange(200, 9000)} "-" "curl/8.5.0"')
+        elif k == 1:
+            em = email()
+            emails.add(em)
+            lines.append(f"{ts} INFO auth: login succeeded user={em} request_id={uuid4()}")
+        else:
+            lines.append(f"{ts} WARN worker: job {uuid4()} took {R.randrange(1000, 9000)}ms (retry {R.randrange(1, 4)})")
+    if not ips and not emails:
+        ip = ipv4()
+        ips.add(ip)
+        lines.append(f"2025-03-01T10:00:00Z ERROR upstream {ip}:8443 connection refused")
+    for ip in sorted(ips):
+        exp.append(lab("ipv4", ip))
+    for em in sorted(emails):
+        exp.append(lab("email", em))
+    # an address that is a prefix of another would make labels ambiguous
+    allv = sorted(ips | emails)
+    for a in allv:
+        for b in allv:
+            assert a == b or a not in b
+    return R.choice(["What is going wrong in these logs?\n", "Summarise these log lines:\n",
+                     "Find the failing requests here:\n"]) + "\n".join(lines) + "\n", exp
+
+
+for _ in range(22):
+    t, e = log_lines()
+    add("logs", text=t, expect=e)
+
+# ---------------------------------------------------------------- multilingual
+
+
+def ml_positive(lang):
+    first, last = name()
+    em, ph, ib, cc = email(first, last), phone(), iban(), card()
+    order = R.randrange(1000000, 9999999)
+    T = {
+        "de": (f"Sehr geehrte Damen und Herren,\nmeine Bestellung Nr. {order} ist nicht angekommen. "
+               f"Bitte kontaktieren Sie mich unter {em} oder telefonisch unter {ph}. "
+               f"Die Erstattung bitte auf mein Konto mit der IBAN {ib}.\nMit freundlichen Grüßen\n{first} {last}",
+               [("email", em), ("phone", ph), ("iban", ib)]),
+        "fr": (f"Bonjour,\nJ'ai été débité deux fois pour la commande {order}. Ma carte bancaire est {cc}. "
+               f"Vous pouvez me joindre à l'adresse {em}.\nCordialement, {first} {last}",
+               [("credit_card", cc), ("email", em)]),
+        "es": (f"Hola, necesito cambiar la dirección de envío del pedido {order}. "
+               f"Mi correo es {em} y mi teléfono {ph}. ¡Gracias!",
+               [("email", em), ("phone", ph)]),
+        "ja": (f"お世話になっております。注文番号{order}の件でご連絡しました。"
+               f"返信はメールアドレス{em}までお願いします。電話番号は{ph}です。",
+               [("email", em), ("phone", ph)]),
+        "zh": (f"您好，我的订单号是{order}，至今还没有收到。请通过邮箱{em}或电话{ph}联系我。"
+               f"退款请打到我的账户 {ib}。",
+               [("email", em), ("phone", ph), ("iban", ib)]),
+        "ru": (f"Здравствуйте! Мой заказ №{order} пришёл повреждённым. "
+               f"Свяжитесь со мной по адресу {em} или по телефону {ph}. Номер карты для возврата: {cc}.",
+               [("email", em), ("phone", ph), ("credit_card", cc)]),
+        "ar": (f"مرحبا، لم يصل طلبي رقم {order} بعد. يرجى التواصل معي عبر البريد الإلكتروني {em} "
+               f"أو الهاتف {ph}. شكرا لكم.",
+               [("email", em), ("phone", ph)]),
+    }
+    t, e = T[lang]
+    return t, [lab(d, v) for d, v in e]
+
+
+def ml_benign(lang):
+    order = R.randrange(1000000, 9999999)
+    price = f"{R.randrange(10, 999)},{R.randrange(10, 99)}"
+    date = f"{R.randrange(10, 28)}.0{R.randrange(1, 9)}.2025"
+    T = {
+        "de": [f"Können Sie mir erklären, wie ich die Bestellung {order} vom {date} stornieren kann? Der Betrag war {price} €.",
+               "Bitte fasse den folgenden Absatz in drei Sätzen zusammen: Die Stadtwerke erweitern das Fernwärmenetz im Norden der Stadt."],
+        "fr": [f"Pouvez-vous traduire ce paragraphe en anglais ? La réunion du {date} est reportée à la semaine prochaine.",
+               f"Quel est le délai de livraison pour la commande {order} d'un montant de {price} € ?"],
+        "es": [f"¿Cuál es la diferencia entre «ser» y «estar»? Dame ejemplos con fechas como el {date}.",
+               f"Mi pedido {order} costó {price} euros; ¿cómo solicito la factura?"],
+        "ja": [f"次の文章を要約してください。会議は{date}に延期されました。資料は前日までに共有します。",
+               f"注文番号{order}の配送状況を確認する方法を教えてください。"],
+        "zh": [f"请帮我把这段话翻译成英文：会议改到{date}举行，请大家提前准备材料。",
+               f"订单{order}的金额是{price}元，请问如何申请发票？"],
+        "ru": [f"Объясните, пожалуйста, разницу между «дом» и «здание». Встреча назначена на {date}.",
+               f"Сколько стоит доставка заказа {order}? Сумма заказа {price} руб."],
+        "ar": [f"هل يمكنك تلخيص هذا النص؟ تم تأجيل الاجتماع إلى {date} بسبب الظروف الجوية.",
+               f"ما هي مدة توصيل الطلب رقم {order}؟ المبلغ الإجمالي {price} درهم."],
+    }
+    return T[lang]
+
+
+LANGS = ["de", "fr", "es", "ja", "zh", "ru", "ar"]
+for lang in LANGS:
+    for _ in range(3):
+        t, e = ml_positive(lang)
+        add(f"ml-{lang}", text=t, expect=e)
+    for t in ml_benign(lang):
+        add(f"ml-{lang}-benign", text=t, expect=[])
+
+# ---------------------------------------------------------------- long documents
+BURY = [
+    lambda: (lambda v: (f"Note for ops: the staging key is {v}, rotate it after the demo.", lab("aws_access_key", v)))(aws_key()),
+    lambda: (lambda v: (f"Contact for escalations: {v}", lab("email", v)))(email()),
+    lambda: (lambda v: (f"The test payment went through on card {v} this morning.", lab("credit_card", v)))(card()),
+    lambda: (lambda v: (f"export ANTHROPIC_API_KEY={v}", lab("anthropic_key", v, SECRET_ALSO)))(anthropic_key()),
+    lambda: (lambda v: (f"Appendix C: deploy key\n{v}", lab("private_key", v, SECRET_ALSO)))(pem()),
+    lambda: (lambda v: (f"Wire the deposit to {v} before Friday.", lab("iban", v)))(iban()),
+    lambda: (lambda v: (f"Employee record: SSN {v}, start date next month.", lab("us_ssn", v)))(ssn()),
+    lambda: (lambda v: (f"The bastion host is at {v}, port 22.", lab("ipv4", v)))(ipv4()),
+    lambda: (lambda v: (f"CI uses the token {v} to publish packages.", lab("github_token", v, SECRET_ALSO)))(github_token()),
+    lambda: (lambda v: (f"Call the hotline at {v} if the dashboard is down.", lab("phone", v)))(phone()),
+]
+for i, b in enumerate(BURY):
+    sentence, label = b()
+    size = R.randrange(22000, 60000)
+    pos = R.uniform(0.6, 0.95)
+    t = filler(int(size * pos)) + "\n\n" + sentence + "\n\n" + filler(int(size * (1 - pos)))
+    add("long", text="Summarise this design document for a newcomer:\n\n" + t, expect=[label])
+
+for i in range(6):
+    add("long-benign", text="Proofread this document and list unclear sentences:\n\n" + filler(R.randrange(21000, 40000)),
+        expect=[])
+
+
+# ---------------------------------------------------------------- bodies: escapes, tool calls, parts
+def jdump(o):
+    return json.dumps(o, ensure_ascii=False, separators=(",", ":"))
+
+
+def esc_at(s):
+    return s.replace("@", "\\u0040")
+
+
+def openai_body(messages, extra=None):
+    o = {"model": R.choice(["gpt-4o", "gpt-4o-mini"]), "messages": messages}
+    if extra:
+        o.update(extra)
+    return jdump(o)
+
+
+def anthropic_body(messages, system=None):
+    o = {"model": "claude-3-5-sonnet-latest", "max_tokens": 1024}
+    if system is not None:
+        o["system"] = system
+    o["messages"] = messages
+    return jdump(o)
+
+
+for i in range(8):  # \u0040 in e-mail addresses, plus other escapes
+    em = email()
+    body_plain = openai_body([{"role": "system", "content": "You are a helpful assistant."},
+                              {"role": "user", "content": f"Draft a reply to {em} about the late delivery."}]) \
+        if i % 2 == 0 else anthropic_body([{"role": "user", "content": f"Draft a reply to {em} about the late delivery."}])
+    body = body_plain.replace(em, esc_at(em))
+    add("escape", body=body, api="openai" if i % 2 == 0 else "anthropic",
+        expect=[lab("email", em, raw=esc_at(em))])
+
+for i in range(4):  # other escapes inside and around values
+    ph = phone()
+    cc = card_digits()
+    raw_ph = ph.replace("+", "\\u002b")
+    raw_cc = cc[:4] + "\\u0020" + cc[4:8] + "\\u0020" + cc[8:12] + "\\u0020" + cc[12:]
+    val_cc = cc[:4] + " " + cc[4:8] + " " + cc[8:12] + " " + cc[12:]
+    content = f"Stra\\u00dfe 12, Tel. {raw_ph}, Karte {raw_cc} \\/ bitte pr\\u00fcfen \\\"dringend\\\""
+    body = '{"model":"gpt-4o","messages":[{"role":"user","content":"' + content + '"}]}'
+    json.loads(body)
+    add("escape", body=body, api="openai",
+        expect=[lab("phone", ph, raw=raw_ph), lab("credit_card", val_cc, raw=raw_cc)])
+
+for i in range(3):  # PEM key inside a JSON string: newlines are \n escapes
+    k = pem()
+    body = openai_body([{"role": "user", "content": "Is this key encrypted?\n" + k}])
+    add("escape", body=body, api="openai",
+        expect=[lab("private_key", k, SECRET_ALSO, raw=json.dumps(k)[1:-1])])
+
+for i in range(10):  # OpenAI tool calls: arguments (a JSON string) and tool results
+    first, last = name()
+    em, ph, cc = email(first, last), phone(), card()
+    args = jdump({"customer_email": em, "phone": ph})
+    result = jdump({"status": "found", "card_on_file": cc, "customer": f"{first} {last}"})
+    msgs = [{"role": "user", "content": "Look up the customer and summarise their account."},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": f"call_{rs(ALNUM, 12)}", "type": "function",
+                 "function": {"name": "lookup_customer", "arguments": args}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": result}]
+    add("tool-openai", body=openai_body(msgs, {"tools": [{"type": "function", "function": {
+        "name": "lookup_customer", "parameters": {"type": "object", "properties": {
+            "customer_email": {"type": "string"}}}}}]}), api="openai",
+        expect=[lab("email", em), lab("phone", ph), lab("credit_card", cc)])
+
+for i in range(10):  # Anthropic tool_use input (an object) and tool_result content
+    em, ib = email(), iban()
+    v = github_token() if i % 2 else aws_key()
+    det = "github_token" if i % 2 else "aws_access_key"
+    result = [{"type": "text", "text": f"Deploy config loaded. token={v}"}] if i % 3 else f"Deploy config loaded. token={v}"
+    msgs = [{"role": "user", "content": f"Set up payouts for {em}."},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "I will look up the payout account."},
+                {"type": "tool_use", "id": f"toolu_{rs(ALNUM, 16)}", "name": "payout_setup",
+                 "input": {"recipient": em, "iban": ib}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": result}]}]
+    add("tool-anthropic", body=anthropic_body(msgs), api="anthropic",
+        expect=[lab("email", em), lab("iban", ib), lab(det, v, SECRET_ALSO)])
+
+for i in range(8):  # system prompts and content parts
+    em, ip = email(), ipv4()
+    if i % 2 == 0:
+        body = anthropic_body([{"role": "user", "content": [{"type": "text", "text": "Who should I contact?"}]}],
+                              system=[{"type": "text", "text": f"The on-call engineer is {em}; the VPN gateway is {ip}."}]
+                              if i % 4 == 0 else f"The on-call engineer is {em}; the VPN gateway is {ip}.")
+        api = "anthropic"
+    else:
+        body = openai_body([{"role": "developer" if i % 4 == 1 else "system",
+                             "content": f"The on-call engineer is {em}."},
+                            {"role": "user", "content": [
+                                {"type": "text", "text": f"Is {ip} inside our VPN range?"},
+                                {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64blob(300)}}]}])
+        api = "openai"
+    add("parts", body=body, api=api, expect=[lab("email", em), lab("ipv4", ip)])
+
+# ================================================================= benign look-alikes
+
+for _ in range(16):  # 13-19 digit numbers that fail Luhn
+    v = card(valid=False)
+    add("benign-number", text=R.choice([
+        f"Tracking number {v} shows no movement since Monday, what should I do?",
+        f"Reference {v} appears on the bank statement; what does it mean?",
+        f"Our ERP exported the id {v} twice, how can I dedupe the rows?",
+        f"Is {v} a valid card number? It was rejected at checkout.",
+    ]), expect=[])
+
+for _ in range(10):
+    add("benign-order", text=R.choice([
+        f"Order #{R.randrange(10 ** 6, 10 ** 9)} was split into two shipments; why?",
+        f"Invoice INV-2025-{R.randrange(10000, 99999)} lists {R.randrange(2, 40)} items at {R.randrange(10, 99)}.{R.randrange(10, 99)} EUR each.",
+        f"Ticket {R.randrange(10000, 99999)} was closed without a reply.",
+        f"Customer number {R.randrange(10 ** 7, 10 ** 8)} wants to merge accounts {R.randrange(10 ** 5, 10 ** 6)} and {R.randrange(10 ** 5, 10 ** 6)}.",
+        f"PO {R.randrange(4500000000, 4599999999)} needs approval from procurement.",
+    ]), expect=[])
+
+for _ in range(16):
+    k = R.randrange(4)
+    if k == 0:
+        t = f"Request {uuid4()} failed, and so did {uuid4()}. Are these retries related?"
+    elif k == 1:
+        t = f"git revert {hexs(40)} broke the build; commit {hexs(7)} was the parent."
+    elif k == 2:
+        t = f"The download's sha256 is {hexs(64)} but the release page says {hexs(64)}."
+    else:
+        t = f"docker pull python@sha256:{hexs(64)} takes forever; which tag is that?"
+    add("benign-id", text=t, expect=[])
+
+for _ in range(12):
+    k = R.randrange(6)
+    if k == 0:
+        t = f"After upgrading to Windows 10.0.{R.randrange(19041, 22631)}.{R.randrange(1000, 4000)} the driver stopped loading."
+    elif k == 1:
+        t = f"User agent Chrome/{R.randrange(110, 131)}.0.{R.randrange(5000, 6800)}.{R.randrange(50, 200)} renders the page incorrectly."
+    elif k == 2:
+        t = f"We pinned the package to version {R.randrange(1, 9)}.{R.randrange(0, 30)}.{R.randrange(0, 20)}; release {R.randrange(1, 9)}.{R.randrange(0, 9)}.{R.randrange(0, 9)}.{R.randrange(0, 9)}.{R.randrange(0, 9)} is broken."
+    elif k == 3:
+        t = f"The firmware v{R.randrange(1, 9)}.{R.randrange(0, 9)}.{R.randrange(0, 9)}.{R.randrange(0, 9)} changelog mentions a fix for the fan curve."
+    elif k == 4:
+        t = f"Build {R.randrange(2023, 2026)}.{R.randrange(1000, 1300)}.{R.randrange(300, 999)}.{R.randrange(1, 99)} of the installer fails on macOS."
+    else:
+        t = f"The document is dated 2025.{R.randrange(10, 12)}.{R.randrange(10, 28)} and references section 4.2.1."
+    add("benign-version", text=t, expect=[])
+
+for _ in range(10):
+    k = R.randrange(4)
+    if k == 0:
+        t = f"Schedule the job for 2025-{R.randrange(10, 12)}-{R.randrange(10, 28)}T{R.randrange(10, 23)}:{R.randrange(10, 59)}:00+01:00 and again at 23:59:59."
+    elif k == 1:
+        t = f"The event at epoch {R.randrange(1700000000, 1799999999)} and the one at {R.randrange(1700000000, 1799999999)} look identical."
+    elif k == 2:
+        t = f"Meeting moved from 03/{R.randrange(10, 28)}/2025 2:30 PM to {R.randrange(10, 28)}/04/2025 09:15."
+    else:
+        t = f"The log shows 2025-0{R.randrange(1, 9)}-{R.randrange(10, 28)} {R.randrange(10, 23)}:{R.randrange(10, 59)}:{R.randrange(10, 59)}.{R.randrange(100, 999)} for both writes."
+    add("benign-date", text=t, expect=[])
+
+for _ in range(14):
+    wrong_len = R.random() < 0.3
+    v = iban(valid=wrong_len, wrong_length=wrong_len) if wrong_len else iban(valid=False)
+    add("benign-iban", text=R.choice([
+        f"The bank rejected IBAN {v} as invalid. Can you spot the typo?",
+        f"Is {v} a real account number? The check fails in our form.",
+    ]), expect=[])
+
+for _ in range(12):
+    v = ssn(valid=False)
+    add("benign-ssn", text=R.choice([
+        f"Our validator rejects {v}; is that pattern ever issued?",
+        f"The test fixture uses {v} as an obviously invalid number.",
+    ]), expect=[])
+
+for _ in range(10):
+    k = R.randrange(4)
+    if k == 0:
+        t = f"Part number {R.randrange(1000, 9999)}-{R.randrange(1000, 9999)}-{R.randrange(10, 99)} is out of stock; is there a substitute?"
+    elif k == 1:
+        t = f"The ISBN 978-{R.randrange(0, 9)}-{R.randrange(100, 999)}-{R.randrange(10000, 99999)}-{R.randrange(0, 9)} is printed on the back cover."
+    elif k == 2:
+        t = f"Model RX-{R.randrange(100, 999)}-{R.randrange(1000, 9999)} ships with firmware {R.randrange(1, 9)}.{R.randrange(0, 9)}."
+    else:
+        t = f"The pallet label reads LOT {R.randrange(10, 99)}/{R.randrange(100, 999)}/{R.randrange(1000, 9999)} and weight {R.randrange(100, 900)} kg."
+    add("benign-code", text=t, expect=[])
+
+for _ in range(14):
+    k = R.randrange(5)
+    if k == 0:
+        t = "Is this a valid public key?\n" + pem_public()
+    elif k == 1:
+        t = f"Here is the icon: data:image/png;base64,{b64blob(R.randrange(200, 600))}"
+    elif k == 2:
+        t = f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{b64blob(32)[:43]} deploy@buildbox -- where do I put this public key?"
+    elif k == 3:
+        t = f"The attachment field contains {b64blob(R.randrange(100, 400))} -- how do I decode it in Python?"
+    else:
+        t = "Verify this certificate chain:\n" + pem_public("CERTIFICATE") + "\n" + pem_public("CERTIFICATE")
+    add("benign-blob", text=t, expect=[])
+
+SECRET_LOOKALIKES = [
+    lambda: "Our GitHub tokens start with ghp_ and our AWS keys with AKIA; how do we scan for them?",
+    lambda: "password: ${DB_PASSWORD}\nuser: ${DB_USER}\n-- why is the variable not expanded?",
+    lambda: "api_key: <your-api-key-here>\nendpoint: https://api.example.com",
+    lambda: "The default password is changeme, please change it on first login.",
+    lambda: "Set OPENAI_API_KEY=sk-... in your shell before running the script.",
+    lambda: "Reset your password at https://accounts.example.com/reset and then log in again.",
+    lambda: f"The IAM user id is AIDA{rs(AWS_ALPHA, 16)} and the role id AROA{rs(AWS_ALPHA, 16)}; are these secret?",
+    lambda: "token_limit: 4096\nmax_tokens: 512\ntemperature: 0.7",
+    lambda: f"The token count was {R.randrange(1000, 90000)} for that prompt, and the password policy requires 12 characters.",
+    lambda: f"kubectl annotate deploy web config-hash={hexs(16)} -- is that enough to trigger a rollout?",
+    lambda: "secret_name: prod-db-credentials\nsecret_namespace: payments",
+    lambda: f"The JWT header alone decodes to eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9 -- what does alg mean?",
+    lambda: "Use the publishable key pk_live_ prefix in the browser and never the secret key.",
+    lambda: "Rotate the anthropic key (sk-ant-...) every 90 days per policy.",
+    lambda: "PASSWORD_MIN_LENGTH=12\nPASSWORD_REQUIRE_SYMBOL=true\nSESSION_TIMEOUT_MINUTES=30",
+    lambda: "Why does my regex [A-Za-z0-9]{40} match so many things in the repository?",
+]
+for f in SECRET_LOOKALIKES:
+    add("benign-secretlike", text=f(), expect=[])
+
+EMAIL_LOOKALIKES = [
+    "Thanks @jdoe and @maria_s for the review!",
+    "npm install lodash@4.17.21 react@18.2.0 -- peer dependency warning, why?",
+    "In Flask, @app.route('/users') and @login_required are stacked in which order?",
+    "The CSS rule @media (max-width: 600px) is ignored on Safari.",
+    "pip install requests==2.31.0 and then import it in the @dataclass module",
+    "Python decorators like @staticmethod and @property, explain the difference.",
+    "In Java, @Override and @Deprecated annotations are both present on the method.",
+    "Use the at sign (@) to mention a teammate in the chat.",
+]
+for t in EMAIL_LOOKALIKES:
+    add("benign-emailish", text=t, expect=[])
+
+CODE_BENIGN = [
+    "```python\nimport os\n\nDB_PASSWORD = os.environ[\"DB_PASSWORD\"]\nAPI_KEY = os.getenv(\"API_KEY\", \"\")\n```\nIs reading secrets like this safe?",
+    "resource \"aws_iam_access_key\" \"ci\" {\n  user = aws_iam_user.ci.name\n}\n\noutput \"secret\" {\n  value     = aws_iam_access_key.ci.secret\n  sensitive = true\n}",
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-secrets\ntype: Opaque\nstringData:\n  password: ${APP_PASSWORD}",
+    "for i in range(10):\n    print(i * 255, hex(i), oct(i))",
+    "SELECT id, created_at FROM orders WHERE total > 1000 AND status = 'paid' ORDER BY created_at DESC LIMIT 50;",
+    "const port = process.env.PORT || 3000;\napp.listen(port, () => console.log(`listening on ${port}`));",
+    "func main() {\n\tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)\n\tdefer cancel()\n}",
+    "docker run -p 8080:80 -e TOKEN=$TOKEN nginx:1.25.3",
+    "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", 1 << 16); return 0; }",
+    "Explain this regex: ^[a-z0-9._%+-]+@[a-z0-9.-]+\\.[a-z]{2,}$",
+]
+for t in CODE_BENIGN:
+    add("benign-code-file", text=t, expect=[])
+
+for _ in range(8):
+    lines = []
+    for _ in range(R.randrange(5, 15)):
+        lines.append(f"2025-0{R.randrange(1, 9)}-{R.randrange(10, 28)}T{R.randrange(10, 23)}:{R.randrange(10, 59)}:{R.randrange(10, 59)}Z "
+                     f"{R.choice(['INFO', 'WARN', 'DEBUG'])} {R.choice(['scheduler', 'api', 'worker'])}: "
+                     f"{R.choice(['job', 'request', 'batch'])} {uuid4()} finished in {R.randrange(1, 9999)}ms "
+                     f"(attempt {R.randrange(1, 5)}, queue depth {R.randrange(0, 500)})")
+    add("benign-logs", text="Anything unusual in these logs?\n" + "\n".join(lines), expect=[])
+
+GENERAL = [
+    "Write a haiku about autumn leaves falling in a quiet park.",
+    "Explain the difference between TCP and UDP to a high-school student.",
+    "What are the pros and cons of microservices compared with a monolith?",
+    "Give me a recipe for a vegetarian lasagne for four people.",
+    "Summarise the plot of Pride and Prejudice in five sentences.",
+    "How do I compute compound interest over 12 years at 3.5 percent?",
+    "Translate 'good morning, how are you?' into Italian and Portuguese.",
+    "List ten interview questions for a senior backend engineer.",
+    "What is 17 times 23, and how would you do it in your head?",
+    "Draft a polite email declining a meeting invitation for Thursday.",
+    "Explain how public-key cryptography works without any formulas.",
+    "Which is faster for lookups, a hash map or a balanced tree, and why?",
+]
+for t in GENERAL:
+    add("benign-general", text=t, expect=[])
+
+for i in range(4):  # benign bodies with tools and system prompts
+    msgs = [{"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "What's the weather in Berlin?"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "call_w1", "type": "function",
+             "function": {"name": "get_weather", "arguments": jdump({"city": "Berlin", "unit": "celsius"})}}]},
+            {"role": "tool", "tool_call_id": "call_w1", "content": jdump({"temp_c": R.randrange(-5, 30), "condition": "cloudy", "observed": "2025-03-01T10:00:00Z"})}]
+    add("benign-tool", body=openai_body(msgs), api="openai", expect=[])
+for i in range(4):
+    msgs = [{"role": "user", "content": "Convert 100 USD to EUR."},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_x1", "name": "fx",
+                                               "input": {"from": "USD", "to": "EUR", "amount": 100}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x1",
+                                          "content": jdump({"rate": 0.92, "as_of": "2025-03-01"})}]}]
+    add("benign-tool", body=anthropic_body(msgs, system="You are a currency assistant. Caf\u00e9 prices in \u20ac."),
+        api="anthropic", expect=[])
+
+
+def main():
+    out = os.path.join(HERE, "corpus.jsonl")
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        for e in ENTRIES:
+            f.write(json.dumps(e, ensure_ascii=False) + "\n")
+    benign = sum(1 for e in ENTRIES if not e["expect"])
+    by = {}
+    for e in ENTRIES:
+        for x in e["expect"]:
+            by[x["detector"]] = by.get(x["detector"], 0) + 1
+    print(f"{len(ENTRIES)} entries, {benign} benign ({100.0 * benign / len(ENTRIES):.1f}%) -> {out}")
+    for k in sorted(by):
+        print(f"  {k:16} {by[k]}")
+
+
+if __name__ == "__main__":
+    main()
