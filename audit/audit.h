@@ -64,4 +64,61 @@ int audit_spend_scan(const char *dir, time_t since,
                      void (*fn)(void *ud, const char *key, const char *team, double usd),
                      void *ud);
 
+/* ---- reading the log (audit verify / show / cost; reader.c, verify.c, show.c, cost.c) ---- */
+
+enum audit_verdict { AUDIT_INTACT = 0, AUDIT_TAMPERED = 1, AUDIT_TRUNCATED = 2 };
+
+/* What a walk over the log found. On TAMPERED/TRUNCATED, where_* name the first bad
+ * record (segment file, byte offset in it, the sequence number expected there) and
+ * message says what is wrong. */
+struct audit_report {
+    int verdict;                  /* enum audit_verdict */
+    uint64_t records, segments, checkpoints;
+    uint64_t last_checkpoint_seq; /* the seq the last checkpoint signs */
+    int have_checkpoint;
+    size_t broken_files;          /* `.broken` files crash recovery set aside */
+    char where_segment[32];
+    uint64_t where_offset, where_seq;
+    char message[256];
+};
+
+/* audit_verify -- check framing, chain, segment continuity and every checkpoint
+ * signature against the Ed25519 public key in pubkey_path (a PREFIX.sign.pub file;
+ * NULL: DIR/audit.sign.pub). Returns -1 (err) only when dir or the key is unusable;
+ * otherwise 0 with the verdict in *rep. */
+int audit_verify(const char *dir, const char *pubkey_path, struct audit_report *rep, char *err,
+                 size_t errlen) __attribute__((warn_unused_result));
+
+/* audit_show -- call `line` with one JSON object (NUL-terminated, no newline) per
+ * record, in log order; with `id`, only request/response records whose meta.id
+ * equals it. seal_key_path (PREFIX.seal.key, may be NULL) decrypts sealed payloads.
+ * Framing and chain are checked as records are read (signatures are not: that is
+ * audit_verify's job); *rep says whether the walk met damage. Returns -1 (err) when
+ * dir or the key file is unusable. The representation is documented in docs/audit.md. */
+int audit_show(const char *dir, const char *id, const char *seal_key_path,
+               void (*line)(void *ud, const char *json), void *ud, struct audit_report *rep,
+               char *err, size_t errlen) __attribute__((warn_unused_result));
+
+enum audit_cost_by { AUDIT_COST_BY_KEY, AUDIT_COST_BY_TEAM, AUDIT_COST_BY_PROVIDER,
+                     AUDIT_COST_BY_MODEL };
+
+struct audit_cost_row {
+    char *group;                  /* owned; "-" when the record has none */
+    uint64_t requests, input_tokens, output_tokens, cached_tokens;
+    double usd;
+};
+
+/* audit_cost_report -- sum the response records at or after `since` (header time)
+ * by the chosen field, sorted by USD descending then group. *rows is malloc'd (free
+ * with audit_cost_rows_free). *rep as for audit_show. -1 (err) when dir is unusable. */
+int audit_cost_report(const char *dir, enum audit_cost_by by, time_t since,
+                      struct audit_cost_row **rows, size_t *n_rows, struct audit_report *rep,
+                      char *err, size_t errlen) __attribute__((warn_unused_result));
+void audit_cost_rows_free(struct audit_cost_row *rows, size_t n);
+
+/* audit_keygen -- write PREFIX.sign.{key,pub} (Ed25519) and PREFIX.seal.{key,pub}
+ * (X25519); secret keys mode 0600. Refuses (-1) if any of the four exists. */
+int audit_keygen(const char *prefix, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 #endif

@@ -1,0 +1,568 @@
+/* test_writer.c -- the audit writer: framing, chain, checkpoints, rotation, group
+ * commit, torn-tail recovery, disk full, key handling. */
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "audit/audit_int.h"
+#include "audit_test_util.h"
+#include "common/log.h"
+#include "harness.h"
+
+static void seg_file(char *buf, size_t cap, const char *dir, uint32_t n)
+{
+    snprintf(buf, cap, "%s/%08u.alog", dir, n);
+}
+
+/* Every record in a segment file, decoded with the format functions. */
+static int count_records(const char *path, int *types, int max)
+{
+    size_t len, off = 0;
+    uint8_t *buf = read_file(path, &len);
+    int n = 0;
+
+    if (!buf)
+        return -1;
+    while (off < len) {
+        struct audit_rec rec;
+        const char *why;
+        if (audit_rec_decode(buf, len, off, &rec, &why) != AUDIT_DEC_OK) {
+            n = -1;
+            break;
+        }
+        if (n < max)
+            types[n] = rec.type;
+        n++;
+        off += rec.total;
+    }
+    free(buf);
+    return n;
+}
+
+static void test_open_append_close_verifies(void)
+{
+    char *dir = tmp_dir("basic");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256], path[4096];
+    int types[64], n;
+
+    REQUIRE(dir);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(audit_healthy(a) == 1);
+    CHECK(append_n(a, 10, 0, 100) == 0);
+    CHECK(audit_queue_depth(a) == 0);
+    audit_close(a);
+
+    seg_file(path, sizeof(path), dir, 1);
+    n = count_records(path, types, 64);
+    CHECK_EQ_INT(n, 12); /* segment-start, 10 records, shutdown checkpoint */
+    CHECK_EQ_INT(types[0], 1);
+    CHECK_EQ_INT(types[1], 2);
+    CHECK_EQ_INT(types[2], 3);
+    CHECK_EQ_INT(types[11], 4);
+
+    snprintf(path, sizeof(path), "%s/audit.sign.key", dir);
+    {
+        struct stat st;
+        REQUIRE(stat(path, &st) == 0);
+        CHECK_EQ_INT(st.st_mode & 0777, 0600);
+        REQUIRE(stat(dir, &st) == 0);
+        CHECK_EQ_INT(st.st_mode & 0777, 0700);
+    }
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(rep.records, 12);
+    CHECK_EQ_INT(rep.checkpoints, 1);
+    CHECK_EQ_INT(rep.last_checkpoint_seq, 11);
+
+    /* reopen: the chain continues in the same segment, still intact */
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(append_n(a, 4, 100, 10) == 0);
+    audit_close(a);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(rep.records, 17);
+    CHECK_EQ_INT(rep.segments, 1);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_bad_type_and_wrong_pubkey(void)
+{
+    char *dir = tmp_dir("badtype");
+    char *dir2 = tmp_dir("otherkey");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    struct config_audit cfg2 = audit_cfg(dir2, CONFIG_SYNC_NONE);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256], pub2[4096];
+
+    REQUIRE(dir && dir2);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(audit_append(a, "nonsense", "{}", NULL, 0, NULL, NULL) == -1);
+    CHECK(append_n(a, 2, 0, 10) == 0);
+    audit_close(a);
+    REQUIRE(audit_open(&cfg2, &a, err, sizeof(err)) == 0);
+    audit_close(a);
+    /* checkpoints signed by another key do not verify */
+    snprintf(pub2, sizeof(pub2), "%s/audit.sign.pub", dir2);
+    REQUIRE(audit_verify(dir, pub2, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_TAMPERED);
+    CHECK(strstr(rep.message, "signature") != NULL);
+    /* a missing key file is an unusable argument */
+    CHECK(audit_verify(dir, "/nonexistent/x.pub", &rep, err, sizeof(err)) == -1);
+    rm_rf(dir);
+    rm_rf(dir2);
+    free(dir);
+    free(dir2);
+}
+
+static void test_checkpoint_every_1000(void)
+{
+    char *dir = tmp_dir("ckpt");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256];
+
+    REQUIRE(dir);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(append_n(a, 2500, 0, 16) == 0);
+    audit_close(a);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    /* 1 start + 2500 + 2 periodic + 1 shutdown */
+    CHECK_EQ_INT(rep.records, 2504);
+    CHECK_EQ_INT(rep.checkpoints, 3);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_rotation(void)
+{
+    char *dir = tmp_dir("rot");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256], path[4096];
+    int types[4096], n;
+
+    REQUIRE(dir);
+    setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "8192", 1);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
+    CHECK(append_n(a, 40, 0, 1000) == 0);
+    audit_close(a);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK(rep.segments >= 5);
+    /* every segment but the last ends with a (rotation) checkpoint, starts with a start */
+    seg_file(path, sizeof(path), dir, 2);
+    n = count_records(path, types, 4096);
+    REQUIRE(n >= 3);
+    CHECK_EQ_INT(types[0], 1);
+    CHECK_EQ_INT(types[n - 1], 4);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* group commit: many threads, every callback once, all records present in order of
+ * each thread's own appends. */
+struct gc_arg {
+    struct audit *a;
+    int thread;
+    struct waiter *w;
+    int failed_append;
+};
+
+static void *gc_thread(void *p)
+{
+    struct gc_arg *g = p;
+    char meta[128];
+    int i;
+
+    for (i = 0; i < 200; i++) {
+        struct audit_blob b = {"inbound", meta, 0};
+        snprintf(meta, sizeof(meta), "{\"id\":\"t%d-%05d\"}", g->thread, i);
+        b.len = strlen(meta);
+        if (audit_append(g->a, "request", meta, &b, 1, waiter_cb, g->w) != 0)
+            g->failed_append++;
+    }
+    return NULL;
+}
+
+struct order_check {
+    int next[8];
+    int bad;
+    int seen;
+};
+
+static int order_cb(void *ud, const struct audit_rec *rec, const struct audit_walk_ctx *ctx)
+{
+    struct order_check *oc = ud;
+    struct audit_body b;
+    const char *why;
+    int t, i;
+
+    (void)ctx;
+    if (rec->type != 2)
+        return 0;
+    if (audit_body_parse(rec->body, rec->body_len, &b, &why) != 0 ||
+        sscanf(b.meta, "{\"id\":\"t%d-%d", &t, &i) != 2 || t < 0 || t >= 8) {
+        oc->bad++;
+        return 0;
+    }
+    if (oc->next[t] != i)
+        oc->bad++;
+    oc->next[t] = i + 1;
+    oc->seen++;
+    return 0;
+}
+
+static void test_group_commit_threads(void)
+{
+    char *dir = tmp_dir("gc");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    struct waiter w;
+    struct gc_arg args[8];
+    pthread_t th[8];
+    struct order_check oc;
+    char err[256];
+    int i;
+
+    REQUIRE(dir);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    waiter_init(&w);
+    for (i = 0; i < 8; i++) {
+        args[i].a = a;
+        args[i].thread = i;
+        args[i].w = &w;
+        args[i].failed_append = 0;
+        pthread_create(&th[i], NULL, gc_thread, &args[i]);
+    }
+    for (i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_INT(args[i].failed_append, 0);
+    }
+    waiter_wait(&w, 1600);
+    CHECK_EQ_INT(w.ok, 1600);
+    CHECK_EQ_INT(w.failed, 0);
+    CHECK_EQ_INT(audit_queue_depth(a), 0);
+    audit_close(a);
+    CHECK_EQ_INT(w.done, 1600); /* no callback twice */
+    waiter_deinit(&w);
+    memset(&oc, 0, sizeof(oc));
+    REQUIRE(audit_walk_dir(dir, NULL, order_cb, &oc, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(oc.seen, 1600);
+    CHECK_EQ_INT(oc.bad, 0);
+    for (i = 0; i < 8; i++)
+        CHECK_EQ_INT(oc.next[i], 200);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_sync_always(void)
+{
+    char *dir = tmp_dir("always");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_ALWAYS);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256];
+
+    REQUIRE(dir);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(append_n(a, 20, 0, 64) == 0);
+    audit_close(a);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(rep.records, 22);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A crash mid-write leaves part of a record: reopening cuts it to .broken, keeps
+ * everything before it, signs it, and the chain continues. */
+static void test_torn_tail_recovery(void)
+{
+    char *dir = tmp_dir("torn");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256], path[1024], broken[4096];
+    uint8_t *buf, *full;
+    size_t len, full_len, blen;
+
+    REQUIRE(dir);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(append_n(a, 6, 0, 300) == 0);
+    audit_close(a);
+    seg_file(path, sizeof(path), dir, 1);
+    full = read_file(path, &full_len);
+    REQUIRE(full);
+    /* drop the shutdown checkpoint, then append half of a copy of the last record */
+    len = full_len - (AUDIT_REC_OVERHEAD + AUDIT_CKPT_LEN);
+    buf = malloc(len + 200);
+    REQUIRE(buf);
+    memcpy(buf, full, len);
+    memcpy(buf + len, full + AUDIT_REC_OVERHEAD + AUDIT_SEGSTART_LEN, 200); /* a record head */
+    REQUIRE(write_file(path, buf, len + 200) == 0);
+
+    /* before recovery verify calls it a torn tail: truncation, not tampering */
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_TRUNCATED);
+    CHECK(strstr(rep.message, "torn") != NULL);
+    CHECK_EQ_INT(rep.where_offset, len);
+
+    log_set_level(LOG_ERROR);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    log_set_level(LOG_INFO);
+    snprintf(broken, sizeof(broken), "%s.broken", path);
+    CHECK(file_exists(broken));
+    free(read_file(broken, &blen));
+    CHECK_EQ_INT(blen, 200);
+    CHECK(append_n(a, 2, 50, 10) == 0);
+    audit_close(a);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(rep.broken_files, 1);
+    /* start + 6 + startup checkpoint + 2 + shutdown checkpoint */
+    CHECK_EQ_INT(rep.records, 11);
+
+    /* a second crash gets .broken.1 */
+    free(buf);
+    buf = read_file(path, &len);
+    REQUIRE(buf);
+    {
+        uint8_t *b2 = malloc(len + 7);
+        REQUIRE(b2);
+        memcpy(b2, buf, len);
+        memcpy(b2 + len, "ALOG\x01\x02\x00", 7);
+        REQUIRE(write_file(path, b2, len + 7) == 0);
+        free(b2);
+    }
+    log_set_level(LOG_ERROR);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    log_set_level(LOG_INFO);
+    audit_close(a);
+    snprintf(broken, sizeof(broken), "%s.broken.1", path);
+    CHECK(file_exists(broken));
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    free(buf);
+    free(full);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Damage followed by valid records is not a torn tail: the writer refuses to open
+ * rather than cut signed records away. */
+static void test_mid_file_damage_refuses_open(void)
+{
+    char *dir = tmp_dir("damage");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    struct audit *a = NULL;
+    char err[256], path[4096];
+    uint8_t *buf;
+    size_t len;
+
+    REQUIRE(dir);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(append_n(a, 6, 0, 100) == 0);
+    audit_close(a);
+    seg_file(path, sizeof(path), dir, 1);
+    buf = read_file(path, &len);
+    REQUIRE(buf);
+    buf[400] ^= 0x10;
+    REQUIRE(write_file(path, buf, len) == 0);
+    CHECK(audit_open(&cfg, &a, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "damaged") != NULL);
+    free(buf);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Disk full, simulated with RLIMIT_FSIZE in a child: appends past the limit fail
+ * with status -1, the log turns unhealthy, refuse mode fails appends fast, and no
+ * torn record is left: verify passes on what is there. */
+static void test_disk_full(void)
+{
+    char *dir = tmp_dir("full");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit_report rep;
+    char err[256];
+    pid_t pid;
+    int status;
+
+    REQUIRE(dir);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct audit *a = NULL;
+        struct rlimit rl = {20000, 20000};
+        int i, failed = 0, ok = 0, refused = 0;
+
+        signal(SIGXFSZ, SIG_IGN);
+        log_set_level(LOG_ERROR + 1);
+        if (audit_open(&cfg, &a, err, sizeof(err)) != 0)
+            _exit(10);
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(11);
+        for (i = 0; i < 40; i++) {
+            struct waiter w;
+            struct audit_blob b = {"inbound", err, 0};
+            char data[1000];
+            memset(data, 'x', sizeof(data));
+            b.data = data;
+            b.len = sizeof(data);
+            waiter_init(&w);
+            if (audit_append(a, "request", "{\"id\":\"x\"}", &b, 1, waiter_cb, &w) != 0) {
+                refused++;
+                waiter_deinit(&w);
+                continue;
+            }
+            waiter_wait(&w, 1);
+            if (w.ok)
+                ok++;
+            else
+                failed++;
+            waiter_deinit(&w);
+        }
+        if (ok < 5 || failed < 1 || refused < 1 || audit_healthy(a) != 0)
+            _exit(12);
+        audit_close(a); /* the shutdown checkpoint may fail too: logged, no torn record */
+        _exit(0);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK_EQ_INT(WEXITSTATUS(status), 0);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    /* the tail after the last checkpoint is unsigned (no room for a shutdown
+     * checkpoint) or intact; never damaged */
+    CHECK(rep.verdict == AUDIT_INTACT ||
+          (rep.verdict == AUDIT_TRUNCATED && strstr(rep.message, "unsigned")));
+    CHECK(rep.records >= 6);
+
+    /* with room again the writer recovers and the log verifies */
+    {
+        struct audit *a = NULL;
+        log_set_level(LOG_ERROR);
+        REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+        log_set_level(LOG_INFO);
+        CHECK(append_n(a, 3, 0, 1000) == 0);
+        CHECK(audit_healthy(a) == 1);
+        audit_close(a);
+        REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+        CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    }
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Recovery in the same process: after a failure, a probe append gets through once
+ * space is back and the log is healthy again. */
+static void test_recovers_after_failure(void)
+{
+    char *dir = tmp_dir("recover");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    pid_t pid;
+    int status;
+
+    REQUIRE(dir);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct audit *a = NULL;
+        struct rlimit rl = {8000, RLIM_INFINITY};
+        char err[256];
+        int i, ok_after = 0;
+
+        signal(SIGXFSZ, SIG_IGN);
+        log_set_level(LOG_ERROR + 1);
+        if (audit_open(&cfg, &a, err, sizeof(err)) != 0)
+            _exit(10);
+        setrlimit(RLIMIT_FSIZE, &rl);
+        for (i = 0; i < 20 && audit_healthy(a); i++)
+            append_n(a, 1, i, 1000);
+        if (audit_healthy(a))
+            _exit(11);
+        rl.rlim_cur = RLIM_INFINITY;
+        setrlimit(RLIMIT_FSIZE, &rl);
+        for (i = 0; i < 30 && !ok_after; i++) {
+            if (append_n(a, 1, 100 + i, 1000) == 0)
+                ok_after = 1;
+            else
+                usleep(100000);
+        }
+        if (!ok_after || !audit_healthy(a))
+            _exit(12);
+        audit_close(a);
+        _exit(0);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    {
+        struct audit_report rep;
+        char err[256];
+        REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+        CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    }
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_configured_signing_key(void)
+{
+    char *dir = tmp_dir("keys");
+    char prefix[1024], sk[4096], pub[4096], logdir[4096], err[256];
+    struct config_audit cfg;
+    struct audit *a = NULL;
+    struct audit_report rep;
+    struct stat st;
+
+    REQUIRE(dir);
+    snprintf(prefix, sizeof(prefix), "%s/k", dir);
+    REQUIRE(audit_keygen(prefix, err, sizeof(err)) == 0);
+    CHECK(audit_keygen(prefix, err, sizeof(err)) == -1); /* never overwrites */
+    snprintf(sk, sizeof(sk), "%s.sign.key", prefix);
+    snprintf(pub, sizeof(pub), "%s.sign.pub", prefix);
+    REQUIRE(stat(sk, &st) == 0);
+    CHECK_EQ_INT(st.st_mode & 0777, 0600);
+    snprintf(logdir, sizeof(logdir), "%s/log", dir);
+    cfg = audit_cfg(logdir, CONFIG_SYNC_NONE);
+    cfg.signing_key = sk;
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(append_n(a, 3, 0, 10) == 0);
+    audit_close(a);
+    REQUIRE(audit_verify(logdir, pub, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    /* a seal key is not a signing key */
+    snprintf(sk, sizeof(sk), "%s.seal.key", prefix);
+    cfg.signing_key = sk;
+    CHECK(audit_open(&cfg, &a, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "airlock-sign-key") != NULL);
+    rm_rf(logdir);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    log_set_level(LOG_WARN);
+    RUN(test_open_append_close_verifies);
+    RUN(test_bad_type_and_wrong_pubkey);
+    RUN(test_checkpoint_every_1000);
+    RUN(test_rotation);
+    RUN(test_group_commit_threads);
+    RUN(test_sync_always);
+    RUN(test_torn_tail_recovery);
+    RUN(test_mid_file_damage_refuses_open);
+    RUN(test_disk_full);
+    RUN(test_recovers_after_failure);
+    RUN(test_configured_signing_key);
+    return harness_done();
+}
