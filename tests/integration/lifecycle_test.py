@@ -1,0 +1,206 @@
+"""lifecycle_test.py -- check-config, SIGHUP reload, SIGTERM drain and the audit left behind
+(SPEC §1, §2, §5), with build/airlock and the mock provider on loopback."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itest import (AIRLOCK, ALICE, Airlock, Mock, OPENAI_REAL, Suite, base_config, chat,  # noqa: E402
+                   free_port, gateway_missing, openai_stream_text, request)
+
+DAVE = "sk-test-dave-0123456789"
+
+
+def check_config(path, env=None):
+    e = dict(os.environ)
+    e["MOCK_OPENAI_KEY"] = OPENAI_REAL
+    e.pop("AIRLOCK_IT_UNSET_VAR", None)
+    e.update(env or {})
+    return subprocess.run([AIRLOCK, "check-config", "-c", path], capture_output=True, text=True, timeout=20, env=e)
+
+
+def t_check_config(s, mock):
+    d = os.path.join(s.tmp, "cc")
+    os.makedirs(d)
+    good = os.path.join(d, "good.yaml")
+    with open(good, "w") as f:
+        f.write(base_config(18080, mock.port))
+    r = check_config(good)
+    s.check("check-config: valid file exits 0", r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+    s.check("check-config: valid file prints no FILE:LINE:COL problem",
+            not re.search(r":\d+:\d+: ", r.stdout + r.stderr), r.stdout + r.stderr)
+
+    bad = os.path.join(d, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write('listen:\n  - {adress: "127.0.0.1:8080"}\n'
+                'providers:\n  oai: {type: openai, base_url: "http://127.0.0.1:1/v1", api_key: "${AIRLOCK_IT_UNSET_VAR}"}\n'
+                'rules:\n  - {name: r, then: {action: allow}}\n')
+    r = check_config(bad)
+    out = r.stdout + r.stderr
+    lines = [ln for ln in out.splitlines() if re.match(re.escape(bad) + r":\d+:\d+: ", ln)
+             or re.match(r"(.*/)?bad\.yaml:\d+:\d+: ", ln)]
+    s.check("check-config: invalid file exits 2", r.returncode == 2, (r.returncode, out))
+    s.check("check-config: FILE:LINE:COL: message lines", len(lines) >= 2, out)
+    s.check("check-config: unknown key reported at its line", any(":2:" in ln and "adress" in ln for ln in lines), out)
+    s.check("check-config: unset variable reported at its line",
+            any(":4:" in ln and "AIRLOCK_IT_UNSET_VAR" in ln for ln in lines), out)
+
+    yamlerr = os.path.join(d, "syntax.yaml")
+    with open(yamlerr, "w") as f:
+        f.write("listen: [\n  oops: : :\n")
+    r = check_config(yamlerr)
+    s.check("check-config: YAML syntax error exits 2 with a position",
+            r.returncode == 2 and re.search(r"syntax\.yaml:\d+:\d+: ", r.stdout + r.stderr), r.stdout + r.stderr)
+    r = check_config(os.path.join(d, "missing.yaml"))
+    s.check("check-config: missing file exits 2 with one clear line",
+            r.returncode == 2 and "missing.yaml" in (r.stdout + r.stderr)
+            and len((r.stdout + r.stderr).strip().splitlines()) <= 2, r.stdout + r.stderr)
+    r = subprocess.run([AIRLOCK, "check-config"], capture_output=True, text=True, timeout=10)
+    s.check("check-config: no -c is a usage error (2)", r.returncode == 2 and "usage" in r.stderr.lower(), r.stderr)
+
+    port = free_port()
+    r = subprocess.run([AIRLOCK, "serve", "-c", bad], capture_output=True, text=True, timeout=20)
+    s.check("serve: bad config exits 2 with the problems", r.returncode == 2 and "adress" in r.stderr, r.stderr)
+    del port
+
+
+def t_reload(s, mock):
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port), port, name="reload")
+    r = request(port, "POST", "/v1/chat/completions", chat("hi"), key=DAVE)
+    s.check("reload: unknown key refused before reload", r.status == 401, r)
+    with open(gw.config) as f:
+        text = f.read()
+    new = text.replace("keys:\n", 'keys:\n  - {name: dave, team: red, key: "%s"}\n' % DAVE, 1)
+    new = new.replace("rules:\n", "rules:\n  - {name: no-renamed, if: {model: [gpt-renamed]}, then: {action: block}}\n", 1)
+    with open(gw.config, "w") as f:
+        f.write(new)
+    gw.signal(signal.SIGHUP)
+    ok = False
+    end = time.time() + 5
+    while time.time() < end:
+        if request(port, "POST", "/v1/chat/completions", chat("hi"), key=DAVE).status == 200:
+            ok = True
+            break
+        time.sleep(0.1)
+    s.check("reload: valid config takes effect (new key accepted)", ok)
+    r = request(port, "POST", "/v1/chat/completions", chat("hi", model="gpt-renamed"))
+    s.check("reload: new rule applies", r.status == 403 and "no-renamed" in r.body.decode(), r)
+
+    # in flight under the old snapshot while an invalid file is offered
+    result = {}
+
+    def slow():
+        try:
+            result["r"] = request(port, "POST", "/v1/chat/completions",
+                                  chat("MOCK:slow MOCK:words=20", stream=True), key=DAVE, timeout=20)
+        except Exception as e:  # noqa: BLE001
+            result["e"] = e
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.3)
+    with open(gw.config, "w") as f:
+        f.write(new.replace("rules:\n", "rules:\n  - {name: broken, iff: {}, then: {action: allow}}\n", 1))
+    gw.signal(signal.SIGHUP)
+    time.sleep(1.0)
+    r = request(port, "POST", "/v1/chat/completions", chat("still?"), key=DAVE)
+    s.check("reload: invalid config rejected, old one keeps serving", r.status == 200, r)
+    s.check("reload: invalid config logged with FILE:LINE:COL",
+            re.search(r"airlock\.yaml:\d+:\d+: .*iff", gw.stderr()) is not None, gw.stderr()[-600:])
+    th.join(25)
+    rr = result.get("r")
+    text, _, _, _ = openai_stream_text(rr.body if rr else b"")
+    s.check("reload: in-flight stream completes across reloads", rr is not None and rr.status == 200
+            and text == " ".join("word%d" % i for i in range(1, 21)), result)
+
+    # a valid reload that removes dave: in flight keeps going, new requests refused
+    th = threading.Thread(target=slow)
+    result.clear()
+    th.start()
+    time.sleep(0.3)
+    with open(gw.config, "w") as f:
+        f.write(text)
+    gw.signal(signal.SIGHUP)
+    gone = False
+    end = time.time() + 5
+    while time.time() < end:
+        if request(port, "POST", "/v1/chat/completions", chat("hi"), key=DAVE).status == 401:
+            gone = True
+            break
+        time.sleep(0.1)
+    th.join(25)
+    rr = result.get("r")
+    text2, _, _, _ = openai_stream_text(rr.body if rr else b"")
+    s.check("reload: removed key refused for new requests", gone)
+    s.check("reload: request in flight finishes on the snapshot it started with",
+            rr is not None and rr.status == 200 and text2.endswith("word20"), result)
+    s.check("reload: gateway still alive", gw.proc.poll() is None, gw.stderr()[-400:])
+    gw.stop()
+
+
+def t_drain(s, mock):
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port), port, name="drain")
+    for i in range(3):
+        request(port, "POST", "/v1/chat/completions", chat("record %d" % i))
+    result = {}
+
+    def slow():
+        try:
+            result["r"] = request(port, "POST", "/v1/chat/completions",
+                                  chat("MOCK:slow MOCK:words=30", stream=True), timeout=20)
+        except Exception as e:  # noqa: BLE001
+            result["e"] = e
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.4)
+    gw.signal(signal.SIGTERM)
+    th.join(25)
+    try:
+        rc = gw.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        rc = None
+    rr = result.get("r")
+    text, _, _, _ = openai_stream_text(rr.body if rr else b"")
+    s.check("SIGTERM: in-flight stream completes", rr is not None and text.endswith("word30")
+            and rr.body.rstrip().endswith(b"[DONE]"), result)
+    s.check("SIGTERM: exits 0 after draining", rc == 0, (rc, gw.stderr()[-500:]))
+    audit = os.path.join(gw.dir, "audit")
+    if not os.path.isdir(audit):
+        s.check("audit: directory written", False, os.listdir(gw.dir))
+        return
+    r = subprocess.run([AIRLOCK, "audit", "verify", audit], capture_output=True, text=True, timeout=30)
+    s.check("audit verify after shutdown: intact (exit 0)", r.returncode == 0, (r.returncode, r.stdout, r.stderr))
+    r = subprocess.run([AIRLOCK, "audit", "show", audit], capture_output=True, text=True, timeout=30)
+    s.check("audit show: records of the requests, no client or provider keys",
+            r.returncode == 0 and "record 2" in r.stdout and ALICE not in r.stdout and OPENAI_REAL not in r.stdout,
+            (r.returncode, r.stdout[:300], r.stderr[:300]))
+    ids = set()
+    for line in r.stdout.splitlines():
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(j, dict) and j.get("id"):
+            ids.add(j["id"])
+    s.check("audit show: one id per request (>= 4)", len(ids) >= 4, len(ids))
+
+
+def main():
+    s = Suite("lifecycle")
+    why = gateway_missing()
+    if why:
+        s.bail(why)
+    mock = Mock(s)
+    for t in (t_check_config, t_reload, t_drain):
+        s.run(t, mock)
+    s.done()
+
+
+if __name__ == "__main__":
+    main()
