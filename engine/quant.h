@@ -1,0 +1,103 @@
+/* quant.h -- tensor element formats: fp16/bf16 conversion, dequantization, activation
+ * quantization and weight x activation dot products (scalar reference + AVX2).
+ *
+ * Numerics follow ggml-cpu so the goldens reproduce: before a matmul with weights of
+ * type W the activation row is converted to quant_act_type(W):
+ *   F32 -> F32, F16 -> F16 (RNE), BF16 -> BF16 (RNE), Q8_0/Q4_0 -> Q8_0 (per 32:
+ *   d = fp16(amax/127), q = rne(x * 127/amax)), Q4_K/Q5_K/Q6_K -> Q8_K (per 256:
+ *   d = 1/(-127/max) as float32, q = rne(-127/max * x), bsums per 16).
+ * and the dot product is integer where both sides are integer. Activation rows use
+ * our own layouts (struct quant_q8_0a / quant_q8_k below); weights use ggml's.
+ *
+ * All functions are pure and thread-safe; quant_init() (idempotent, thread-safe)
+ * picks the SIMD kernels once. */
+#ifndef AIRLOCK_ENGINE_QUANT_H
+#define AIRLOCK_ENGINE_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/gguf.h"
+
+#define QK8_0 32
+#define QK4_0 32
+#define QK_K 256
+
+/* weight blocks, ggml-common.h layouts (packed, little-endian, fp16 as uint16) */
+struct quant_q8_0 {
+    uint16_t d;
+    int8_t qs[QK8_0];
+};
+struct quant_q4_0 {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2];
+};
+struct quant_q4_k {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[QK_K / 2];
+};
+struct quant_q5_k {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+struct quant_q6_k {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+};
+
+/* activation blocks (ours): d already widened to float (its value is the fp16 one
+ * for Q8_0) */
+struct quant_q8_0a {
+    float d;
+    int8_t qs[QK8_0];
+};
+struct quant_q8_k {
+    float d;
+    int8_t qs[QK_K];
+    int16_t bsums[QK_K / 16];
+};
+
+void quant_init(void);
+/* 1 when the AVX2/FMA/F16C kernels are in use */
+int quant_have_simd(void);
+/* quant_force_scalar -- tests: 1 makes the dispatching entry points use the scalar code */
+void quant_force_scalar(int on);
+
+float quant_fp16_to_fp32(uint16_t h);
+uint16_t quant_fp32_to_fp16(float f); /* round to nearest even */
+float quant_bf16_to_fp32(uint16_t h);
+uint16_t quant_fp32_to_bf16(float f); /* round to nearest even, NaN kept quiet */
+
+/* quant_supported -- 1 if the engine can multiply with / dequantize weights of type t */
+int quant_supported(uint32_t t);
+/* quant_dequant_row -- n values (a multiple of the type's block) of type t into y */
+void quant_dequant_row(uint32_t t, const void *x, float *y, int64_t n);
+
+/* activation format and sizes for weights of type wtype */
+uint32_t quant_act_type(uint32_t wtype); /* GGUF_T_F32/F16/BF16/Q8_0/Q8_K */
+size_t quant_act_row_bytes(uint32_t wtype, int64_t n);
+/* quant_act_row -- convert n floats x into the activation format for wtype at dst */
+void quant_act_row(uint32_t wtype, const float *x, void *dst, int64_t n);
+
+void quant_act_row_ref(uint32_t wtype, const float *x, void *dst, int64_t n); /* scalar */
+
+/* quant_gemm -- out[t * out_stride + r] = dot(W row r, activation t) for r < nr, t < nt.
+ * w: nr rows of n values of type wtype, w_stride bytes apart; act: nt rows in the format
+ * of quant_act_row(wtype), act_stride bytes apart. n must be a multiple of the block. */
+void quant_gemm(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
+/* the scalar reference of the same (what tests compare against) */
+void quant_gemm_ref(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                    const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
+
+/* internal: SIMD implementation; returns -1 when it has no kernel for wtype */
+int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                    const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
+void quant_act_row_avx2(uint32_t wtype, const float *x, void *dst, int64_t n);
+
+#endif

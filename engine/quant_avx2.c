@@ -1,0 +1,362 @@
+/* quant_avx2.c -- AVX2/FMA/F16C kernels (selected at run time): activation quantizers and tiled weight x activation dot products. */
+#include "engine/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define TGT_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
+
+TGT_INLINE float hsum_ps(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+TGT_INLINE int hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+TGT_INLINE float h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* ---- activation quantizers: same values as the scalar ones (see quant.c) ---- */
+
+TGT static void act_q8_0_avx2(const float *x, struct quant_q8_0a *y, int64_t n)
+{
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        __m256 v[4];
+        __m256 mx = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + i * QK8_0 + 8 * k);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(signbit, v[k]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(mx, 1), _mm256_castps256_ps128(mx));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = amax / 127.f;
+        y[i].d = _cvtsh_ss(_cvtss_sh(d, 0));
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(
+                _mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+        __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        /* undo the lane interleaving of the packs */
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)y[i].qs, p);
+    }
+}
+
+TGT void quant_act_row_avx2(uint32_t wtype, const float *x, void *dst, int64_t n)
+{
+    switch (quant_act_type(wtype)) {
+    case GGUF_T_Q8_0:
+        act_q8_0_avx2(x, dst, n);
+        return;
+    case GGUF_T_F16: {
+        uint16_t *o = dst;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+            _mm_storeu_si128((__m128i *)(o + i),
+                             _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+        for (; i < n; i++)
+            o[i] = _cvtss_sh(x[i], 0);
+        return;
+    }
+    default: {
+        /* Q8_K, BF16, F32: the scalar code is exact and cheap next to the matmul */
+        quant_act_row_ref(wtype, x, dst, n);
+        return;
+    }
+    }
+}
+
+/* ---- tiled kernels: R weight rows x T activation rows, accumulators in registers ---- */
+
+/* signed int8 x int8 dot of 32 pairs into 8 int32 lanes (as floats) */
+TGT_INLINE __m256 dot_i8(__m256i ax, __m256i sx, __m256i y)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i sy = _mm256_sign_epi8(y, sx);
+    __m256i d16 = _mm256_maddubs_epi16(ax, sy);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(d16, ones));
+}
+
+TGT_INLINE __m256i load_q4_0(const uint8_t *qs)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    b = _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+    return _mm256_sub_epi8(b, _mm256_set1_epi8(8));
+}
+
+#define TILE_Q(NAME, WBLOCK, LOADW)                                                                \
+    TGT_INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a,   \
+                         size_t as, float *out, size_t os)                                         \
+    {                                                                                              \
+        __m256 acc[4][4];                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();   \
+        for (int64_t i = 0; i < nb; i++) {                                                         \
+            __m256i ax[4], sx[4];                                                                  \
+            float wd[4];                                                                           \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const WBLOCK *b = (const WBLOCK *)(w + (size_t)r * ws) + i;                        \
+                __m256i q = LOADW(b->qs);                                                          \
+                ax[r] = _mm256_sign_epi8(q, q);                                                    \
+                sx[r] = q;                                                                         \
+                wd[r] = h2f(b->d);                                                                 \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            {                                                                                      \
+                const struct quant_q8_0a *ab = (const struct quant_q8_0a *)(a + (size_t)t * as) + i; \
+                __m256i y = _mm256_loadu_si256((const __m256i *)ab->qs);                           \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
+                {                                                                                  \
+                    __m256 p = dot_i8(ax[r], sx[r], y);                                            \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ab->d), p, acc[r][t]);      \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[(size_t)t * os + r] =          \
+                hsum_ps(acc[r][t]);                                                                \
+    }
+
+#define LOAD_Q8(qs) _mm256_loadu_si256((const __m256i *)(qs))
+TILE_Q(tile_q8_0, struct quant_q8_0, LOAD_Q8)
+TILE_Q(tile_q4_0, struct quant_q4_0, load_q4_0)
+
+/* Float kernels: weight row converted 8 at a time, activations of the same type. */
+TGT_INLINE __m256 ld_f32(const void *p) { return _mm256_loadu_ps(p); }
+TGT_INLINE __m256 ld_f16(const void *p) { return _mm256_cvtph_ps(_mm_loadu_si128(p)); }
+TGT_INLINE __m256 ld_bf16(const void *p)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
+}
+
+#define TILE_F(NAME, ESZ, LOAD)                                                                    \
+    TGT_INLINE void NAME(int R, int T, int64_t n, const uint8_t *w, size_t ws, const uint8_t *a,    \
+                         size_t as, float *out, size_t os)                                         \
+    {                                                                                              \
+        __m256 acc[4][4];                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();   \
+        for (int64_t i = 0; i < n; i += 8) {                                                       \
+            __m256 wv[4];                                                                          \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) wv[r] =                            \
+                LOAD(w + (size_t)r * ws + (size_t)i * ESZ);                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            {                                                                                      \
+                __m256 av = LOAD(a + (size_t)t * as + (size_t)i * ESZ);                            \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) acc[r][t] =                    \
+                    _mm256_fmadd_ps(wv[r], av, acc[r][t]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[(size_t)t * os + r] =          \
+                hsum_ps(acc[r][t]);                                                                \
+    }
+
+TILE_F(tile_f32, 4, ld_f32)
+TILE_F(tile_f16, 2, ld_f16)
+TILE_F(tile_bf16, 2, ld_bf16)
+
+/* ---- K-quants: one row x one activation at a time ---- */
+
+TGT_INLINE void k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8])
+{
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++) {
+        sc[j] = (uint8_t)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+        m[j] = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+TGT static float dot_q45_k_avx2(int is5, int64_t n, const uint8_t *w, const struct quant_q8_k *a)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float corr = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *scales, *qs, *qh = NULL;
+        uint16_t dh, mh;
+        if (!is5) {
+            const struct quant_q4_k *b = (const struct quant_q4_k *)w + i;
+            dh = b->d, mh = b->dmin, scales = b->scales, qs = b->qs;
+        } else {
+            const struct quant_q5_k *b = (const struct quant_q5_k *)w + i;
+            dh = b->d, mh = b->dmin, scales = b->scales, qs = b->qs, qh = b->qh;
+        }
+        uint8_t sc[8], mn[8];
+        k_scales(scales, sc, mn);
+        const int8_t *aq = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        __m256i hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(raw, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (qh) {
+                const __m256i one = _mm256_set1_epi8(1);
+                __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c), one);
+                __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * c + 1), one);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
+            }
+            __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(aq + 64 * c)));
+            __m256i p1 =
+                _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(aq + 64 * c + 32)));
+            p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]));
+            p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        int summ = 0;
+        for (int j = 0; j < 8; j++)
+            summ += mn[j] * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        const float d = h2f(dh) * a[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        corr += h2f(mh) * a[i].d * (float)summ;
+    }
+    return hsum_ps(acc) - corr;
+}
+
+TGT static float dot_q6_k_avx2(int64_t n, const struct quant_q6_k *w, const struct quant_q8_k *a)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const struct quant_q6_k *b = &w[i];
+        const int8_t *aq = a[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        int corr = 0;
+        for (int j = 0; j < 16; j++)
+            corr += b->scales[j] * a[i].bsums[j];
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4));
+            for (int k = 0; k < 4; k++) {
+                /* unsigned q (0..63) x activations; the -32 offset comes back through bsums */
+                __m256i p = _mm256_maddubs_epi16(
+                    q[k], _mm256_loadu_si256((const __m256i *)(aq + 128 * h + 32 * k)));
+                const int s0 = b->scales[8 * h + 2 * k], s1 = b->scales[8 * h + 2 * k + 1];
+                __m256i scv = _mm256_setr_m128i(_mm_set1_epi16((int16_t)s0), _mm_set1_epi16((int16_t)s1));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+            }
+        }
+        const float d = h2f(b->d) * a[i].d;
+        __m256 s = _mm256_cvtepi32_ps(sumi);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), s, acc);
+        acc = _mm256_add_ps(acc, _mm256_setr_ps(-d * 32.f * (float)corr, 0, 0, 0, 0, 0, 0, 0));
+    }
+    return hsum_ps(acc);
+}
+
+#define DISPATCH_TILES(TILE, NB)                                                                   \
+    do {                                                                                           \
+        int r = 0;                                                                                 \
+        for (; r + 4 <= nr; r += 4) {                                                              \
+            int t = 0;                                                                             \
+            for (; t + 2 <= nt; t += 2)                                                            \
+                TILE(4, 2, NB, wb + (size_t)r * w_stride, w_stride, ab + (size_t)t * act_stride,   \
+                     act_stride, out + (size_t)t * out_stride + r, out_stride);                    \
+            for (; t < nt; t++)                                                                    \
+                TILE(4, 1, NB, wb + (size_t)r * w_stride, w_stride, ab + (size_t)t * act_stride,   \
+                     act_stride, out + (size_t)t * out_stride + r, out_stride);                    \
+        }                                                                                          \
+        for (; r < nr; r++)                                                                        \
+            for (int t = 0; t < nt; t++)                                                           \
+                TILE(1, 1, NB, wb + (size_t)r * w_stride, w_stride, ab + (size_t)t * act_stride,   \
+                     act_stride, out + (size_t)t * out_stride + r, out_stride);                    \
+    } while (0)
+
+TGT int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                        const void *act, size_t act_stride, int nt, float *out, size_t out_stride)
+{
+    const uint8_t *wb = w, *ab = act;
+    switch (wtype) {
+    case GGUF_T_Q8_0:
+        DISPATCH_TILES(tile_q8_0, n / QK8_0);
+        return 0;
+    case GGUF_T_Q4_0:
+        DISPATCH_TILES(tile_q4_0, n / QK4_0);
+        return 0;
+    case GGUF_T_F32:
+        if (n % 8)
+            return -1;
+        DISPATCH_TILES(tile_f32, n);
+        return 0;
+    case GGUF_T_F16:
+        if (n % 8)
+            return -1;
+        DISPATCH_TILES(tile_f16, n);
+        return 0;
+    case GGUF_T_BF16:
+        if (n % 8)
+            return -1;
+        DISPATCH_TILES(tile_bf16, n);
+        return 0;
+    case GGUF_T_Q4_K:
+    case GGUF_T_Q5_K:
+    case GGUF_T_Q6_K:
+        for (int t = 0; t < nt; t++) {
+            const struct quant_q8_k *a = (const struct quant_q8_k *)(ab + (size_t)t * act_stride);
+            for (int r = 0; r < nr; r++) {
+                const uint8_t *wr = wb + (size_t)r * w_stride;
+                out[(size_t)t * out_stride + r] =
+                    wtype == GGUF_T_Q6_K ? dot_q6_k_avx2(n, (const struct quant_q6_k *)wr, a)
+                                         : dot_q45_k_avx2(wtype == GGUF_T_Q5_K, n, wr, a);
+            }
+        }
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+#else /* not x86-64: no SIMD kernels */
+
+int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                    const void *act, size_t act_stride, int nt, float *out, size_t out_stride)
+{
+    (void)wtype, (void)n, (void)w, (void)w_stride, (void)nr, (void)act, (void)act_stride;
+    (void)nt, (void)out, (void)out_stride;
+    return -1;
+}
+
+void quant_act_row_avx2(uint32_t wtype, const float *x, void *dst, int64_t n)
+{
+    quant_act_row_ref(wtype, x, dst, n);
+}
+#endif

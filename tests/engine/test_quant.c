@@ -1,0 +1,342 @@
+/* test_quant.c -- quant kernels: exact conversions, ggml-exact activation quantizers, dequantization, SIMD == scalar. */
+#include "engine/gguf.h"
+#include "engine/quant.h"
+#include "harness.h"
+
+#include <math.h>
+#include <stdint.h>
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float rndf(void) /* roughly N(0,1) */
+{
+    float s = 0;
+    for (int i = 0; i < 4; i++)
+        s += (float)(rnd() % 1000000) / 1000000.0f - 0.5f;
+    return s * 1.7f;
+}
+
+static void test_fp16(void)
+{
+    CHECK_EQ_INT(quant_fp32_to_fp16(1.0f), 0x3c00);
+    CHECK_EQ_INT(quant_fp32_to_fp16(-2.0f), 0xc000);
+    CHECK_EQ_INT(quant_fp32_to_fp16(65504.0f), 0x7bff);
+    CHECK_EQ_INT(quant_fp32_to_fp16(1e6f), 0x7c00); /* overflow -> inf */
+    CHECK_EQ_INT(quant_fp32_to_fp16(1.0f + 0x1p-11f), 0x3c00);       /* tie -> even */
+    CHECK_EQ_INT(quant_fp32_to_fp16(1.0f + 3 * 0x1p-11f), 0x3c02);   /* tie -> even (up) */
+    CHECK_EQ_INT(quant_fp32_to_fp16(0x1p-24f), 0x0001);              /* smallest subnormal */
+    CHECK_EQ_INT(quant_fp32_to_fp16(0x1p-26f), 0x0000);
+    CHECK(quant_fp16_to_fp32(0x3555) > 0.333f && quant_fp16_to_fp32(0x3555) < 0.3334f);
+    CHECK(quant_fp16_to_fp32(0x0001) == 0x1p-24f);
+    CHECK(isinf(quant_fp16_to_fp32(0x7c00)));
+    CHECK(isnan(quant_fp16_to_fp32(0x7e00)));
+    /* every finite half survives the round trip */
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        if ((h & 0x7c00) == 0x7c00)
+            continue;
+        if (quant_fp32_to_fp16(quant_fp16_to_fp32((uint16_t)h)) != h)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* rounding of random floats: the result is the nearest half (checked by neighbours) */
+    bad = 0;
+    for (int i = 0; i < 100000; i++) {
+        float f = rndf() * (float)(1 << (rnd() % 12)) / 64.0f;
+        uint16_t h = quant_fp32_to_fp16(f);
+        float v = quant_fp16_to_fp32(h);
+        float up = quant_fp16_to_fp32((uint16_t)(h + 1)), dn = quant_fp16_to_fp32((uint16_t)(h - 1));
+        if ((h & 0x7fff) != 0 && (fabsf(f - v) > fabsf(f - up) || fabsf(f - v) > fabsf(f - dn)))
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+static void test_bf16(void)
+{
+    CHECK_EQ_INT(quant_fp32_to_bf16(1.0f), 0x3f80);
+    CHECK_EQ_INT(quant_fp32_to_bf16(1.0f + 0x1p-8f), 0x3f80);     /* tie -> even */
+    CHECK_EQ_INT(quant_fp32_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82); /* tie -> even (up) */
+    CHECK_EQ_INT(quant_fp32_to_bf16(1.0f + 0x1p-7f), 0x3f81);
+    CHECK(quant_bf16_to_fp32(0x4049) == 3.140625f);
+    CHECK(isnan(quant_bf16_to_fp32(quant_fp32_to_bf16(NAN))));
+}
+
+static void test_act_q8_0(void)
+{
+    float x[64];
+    for (int i = 0; i < 32; i++)
+        x[i] = (float)i - 15.5f; /* amax 15.5 */
+    for (int i = 32; i < 64; i++)
+        x[i] = 0;
+    struct quant_q8_0a q[2];
+    quant_act_row_ref(GGUF_T_Q8_0, x, q, 64);
+    CHECK(q[0].d == quant_fp16_to_fp32(quant_fp32_to_fp16(15.5f / 127.f)));
+    CHECK_EQ_INT(q[0].qs[0], -127);
+    CHECK_EQ_INT(q[0].qs[31], 127);
+    /* -14.5 * 127/15.5 = -118.8 -> -119 */
+    CHECK_EQ_INT(q[0].qs[1], -119);
+    CHECK(q[1].d == 0.0f && q[1].qs[5] == 0);
+    /* a half-way product rounds to even: amax 127 -> id 1 */
+    float y[32] = {127.0f, 2.5f, 3.5f, -2.5f};
+    quant_act_row_ref(GGUF_T_Q8_0, y, q, 32);
+    CHECK_EQ_INT(q[0].qs[1], 2);
+    CHECK_EQ_INT(q[0].qs[2], 4);
+    CHECK_EQ_INT(q[0].qs[3], -2);
+}
+
+static void test_act_q8_k(void)
+{
+    float x[256];
+    for (int i = 0; i < 256; i++)
+        x[i] = (float)(i % 17) - 3.0f;
+    x[100] = -20.0f; /* the element of largest magnitude is negative */
+    struct quant_q8_k q;
+    quant_act_row_ref(GGUF_T_Q4_K, x, &q, 256);
+    /* iscale = -127/-20 = 6.35, d = 1/iscale */
+    CHECK(fabsf(q.d - 1.0f / 6.35f) < 1e-7f);
+    CHECK_EQ_INT(q.qs[100], -127);
+    CHECK_EQ_INT(q.qs[3], 0);
+    CHECK_EQ_INT(q.qs[4], (int)lrintf(6.35f));
+    int s = 0;
+    for (int i = 0; i < 16; i++)
+        s += q.qs[16 + i];
+    CHECK_EQ_INT(q.bsums[1], s);
+    /* dequantized back within half a step */
+    int bad = 0;
+    for (int i = 0; i < 256; i++)
+        if (fabsf(q.d * q.qs[i] - x[i]) > fabsf(q.d) * 0.5001f)
+            bad++;
+    CHECK_EQ_INT(bad, 0);
+}
+
+static void test_dequant_known(void)
+{
+    struct quant_q8_0 b8;
+    b8.d = quant_fp32_to_fp16(0.5f);
+    for (int i = 0; i < 32; i++)
+        b8.qs[i] = (int8_t)(i - 16);
+    float y[256];
+    quant_dequant_row(GGUF_T_Q8_0, &b8, y, 32);
+    CHECK(y[0] == -8.0f && y[31] == 7.5f);
+    struct quant_q4_0 b4;
+    b4.d = quant_fp32_to_fp16(2.0f);
+    for (int i = 0; i < 16; i++)
+        b4.qs[i] = (uint8_t)(i | (15 - i) << 4);
+    quant_dequant_row(GGUF_T_Q4_0, &b4, y, 32);
+    CHECK(y[0] == -16.0f && y[1] == -14.0f && y[16] == 14.0f && y[31] == -16.0f);
+    /* Q6_K: all quants 33 (q - 32 = 1), scales i, d 0.25 -> value = 0.25 * scale */
+    struct quant_q6_k b6;
+    memset(&b6, 0, sizeof(b6));
+    for (int i = 0; i < 128; i++)
+        b6.ql[i] = 0x11; /* low 4 bits 1, high 4 bits 1 */
+    for (int i = 0; i < 64; i++)
+        b6.qh[i] = 0xAA; /* each 2-bit field = 2 -> +32 */
+    for (int i = 0; i < 16; i++)
+        b6.scales[i] = (int8_t)(i - 8);
+    b6.d = quant_fp32_to_fp16(0.25f);
+    quant_dequant_row(GGUF_T_Q6_K, &b6, y, 256);
+    int bad = 0;
+    for (int i = 0; i < 256; i++)
+        if (y[i] != 0.25f * (float)(i / 16 - 8))
+            bad++;
+    CHECK_EQ_INT(bad, 0);
+    /* Q4_K: sub-block j gets scale j+1, min 2j (j < 4 uses the plain 6-bit fields) */
+    struct quant_q4_k bk;
+    memset(&bk, 0, sizeof(bk));
+    bk.d = quant_fp32_to_fp16(1.0f);
+    bk.dmin = quant_fp32_to_fp16(0.5f);
+    for (int j = 0; j < 4; j++) {
+        bk.scales[j] = (uint8_t)(j + 1);
+        bk.scales[j + 4] = (uint8_t)(2 * j);
+    }
+    for (int j = 4; j < 8; j++) /* scale j+1 and min 2j in the low/high nibbles */
+        bk.scales[j + 4] = (uint8_t)(((j + 1) & 15) | ((2 * j) & 15) << 4);
+    for (int i = 0; i < 128; i++)
+        bk.qs[i] = 0x53; /* low 3, high 5 */
+    quant_dequant_row(GGUF_T_Q4_K, &bk, y, 256);
+    bad = 0;
+    for (int i = 0; i < 256; i++) {
+        int j = i / 32, q = (i % 64) < 32 ? 3 : 5;
+        float want = (float)(j + 1) * q - 0.5f * (float)(2 * j);
+        if (y[i] != want)
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
+/* The same random-weight source quantized 4 ways: dequantized rows must agree to
+ * within the quantization error of each format. */
+static void test_dequant_files(void)
+{
+    const char *files[] = {"tiny-kq-bf16.gguf", "tiny-kq-q6_k.gguf", "tiny-kq-q5_k_m.gguf",
+                           "tiny-kq-q4_k_m.gguf"};
+    const double tol[] = {0, 0.02, 0.05, 0.12};
+    const char *tensors[] = {"token_embd.weight", "blk.0.ffn_down.weight", "output.weight"};
+    for (int ti = 0; ti < 3; ti++) {
+        float *ref = NULL;
+        int64_t n = 0;
+        for (int fi = 0; fi < 4; fi++) {
+            char p[1024];
+            snprintf(p, sizeof(p), "%s/models/%s", harness_shared(), files[fi]);
+            struct gguf_file *f = NULL;
+            char err[256];
+            REQUIRE(gguf_open(p, &f, err, sizeof(err)) == 0);
+            const struct gguf_tensor *t = gguf_find_tensor(f, tensors[ti]);
+            REQUIRE(t != NULL && quant_supported(t->type));
+            n = t->ne[0];
+            int rows = 8;
+            float *y = malloc(sizeof(float) * (size_t)(n * rows));
+            for (int r = 0; r < rows; r++)
+                quant_dequant_row(t->type, (const uint8_t *)t->data + gguf_row_bytes(t->type, n) * (uint64_t)(r * 37),
+                                  y + r * n, n);
+            if (fi == 0) {
+                ref = y;
+            } else {
+                double num = 0, den = 0;
+                for (int64_t i = 0; i < n * rows; i++) {
+                    num += (y[i] - ref[i]) * (double)(y[i] - ref[i]);
+                    den += (double)ref[i] * ref[i];
+                }
+                double rel = sqrt(num / den);
+                if (!(rel < tol[fi]))
+                    fprintf(stderr, "  %s %s rel err %g\n", files[fi], tensors[ti], rel);
+                CHECK(rel < tol[fi]);
+                CHECK(rel > 1e-5); /* really a different format */
+                free(y);
+            }
+            gguf_close(f);
+        }
+        free(ref);
+    }
+}
+
+static void fill_weights(uint32_t type, uint8_t *w, size_t bytes, int64_t n, int rows)
+{
+    for (size_t i = 0; i < bytes; i++)
+        w[i] = (uint8_t)rnd();
+    size_t rb = gguf_row_bytes(type, n);
+    /* keep fp16 scale fields finite and moderate */
+    for (int r = 0; r < rows; r++) {
+        uint8_t *row = w + rb * (size_t)r;
+        if (type == GGUF_T_F16 || type == GGUF_T_BF16) {
+            for (int64_t i = 0; i < n; i++) {
+                uint16_t h = type == GGUF_T_F16 ? quant_fp32_to_fp16(rndf()) : quant_fp32_to_bf16(rndf());
+                memcpy(row + 2 * i, &h, 2);
+            }
+        } else if (type == GGUF_T_F32) {
+            for (int64_t i = 0; i < n; i++) {
+                float v = rndf();
+                memcpy(row + 4 * i, &v, 4);
+            }
+        } else if (type == GGUF_T_Q8_0 || type == GGUF_T_Q4_0) {
+            size_t bs = type == GGUF_T_Q8_0 ? 34 : 18;
+            for (int64_t b = 0; b < n / 32; b++) {
+                uint16_t d = quant_fp32_to_fp16(0.01f + (float)(rnd() % 100) / 1000.0f);
+                memcpy(row + bs * (size_t)b, &d, 2);
+            }
+        } else if (type == GGUF_T_Q6_K) {
+            for (int64_t b = 0; b < n / 256; b++) {
+                uint16_t d = quant_fp32_to_fp16(0.001f + (float)(rnd() % 100) / 10000.0f);
+                memcpy(row + 210 * (size_t)b + 208, &d, 2);
+            }
+        } else { /* Q4_K, Q5_K: d, dmin first */
+            size_t bs = type == GGUF_T_Q4_K ? 144 : 176;
+            for (int64_t b = 0; b < n / 256; b++) {
+                uint16_t d = quant_fp32_to_fp16(0.001f + (float)(rnd() % 100) / 10000.0f);
+                uint16_t m = quant_fp32_to_fp16(0.002f);
+                memcpy(row + bs * (size_t)b, &d, 2);
+                memcpy(row + bs * (size_t)b + 2, &m, 2);
+            }
+        }
+    }
+}
+
+static void test_simd_equals_scalar(void)
+{
+    if (!quant_have_simd()) {
+        fprintf(stderr, "  no AVX2 on this CPU: SIMD kernels not exercised\n");
+        return;
+    }
+    const uint32_t types[] = {GGUF_T_F32, GGUF_T_F16, GGUF_T_BF16, GGUF_T_Q8_0,
+                              GGUF_T_Q4_0, GGUF_T_Q4_K, GGUF_T_Q5_K, GGUF_T_Q6_K};
+    for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+        uint32_t type = types[k];
+        const int64_t n = 768;
+        const int rows = 11, nt = 5; /* exercises 4x2, 4x1 and 1x1 tiles */
+        size_t rb = gguf_row_bytes(type, n), ab = quant_act_row_bytes(type, n);
+        uint8_t *w = malloc(rb * rows), *a = malloc(ab * nt), *a2 = malloc(ab * nt);
+        float *x = malloc(sizeof(float) * (size_t)(n * nt));
+        float o1[5 * 11], o2[5 * 11];
+        fill_weights(type, w, rb * rows, n, rows);
+        for (int64_t i = 0; i < n * nt; i++)
+            x[i] = rndf();
+        x[5] = 0; /* zeros and a zero block */
+        for (int i = 64; i < 96; i++)
+            x[i] = 0;
+        for (int t = 0; t < nt; t++) {
+            quant_act_row(type, x + t * n, a + ab * (size_t)t, n);
+            quant_act_row_ref(type, x + t * n, a2 + ab * (size_t)t, n);
+        }
+        CHECK(memcmp(a, a2, ab * nt) == 0); /* SIMD activation quantizers are bit-exact */
+        quant_gemm(type, n, w, rb, rows, a, ab, nt, o1, rows);
+        quant_gemm_ref(type, n, w, rb, rows, a, ab, nt, o2, rows);
+        /* per-block products are exact integers; only the float summation order differs */
+        double maxrel = 0;
+        for (int i = 0; i < rows * nt; i++) {
+            double scale = 0;
+            for (int j = 0; j < rows * nt; j++)
+                scale = fmax(scale, fabs(o2[j]));
+            maxrel = fmax(maxrel, fabs(o1[i] - o2[i]) / (scale + 1e-30));
+        }
+        if (!(maxrel < 2e-5))
+            fprintf(stderr, "  %s: max rel diff %g\n", gguf_type_name(type), maxrel);
+        CHECK(maxrel < 2e-5);
+        /* against F32 math on the dequantized operands */
+        float *wd = malloc(sizeof(float) * (size_t)n), *ad = malloc(sizeof(float) * (size_t)n);
+        quant_dequant_row(type, w + rb * 3, wd, n);
+        uint32_t at = quant_act_type(type);
+        if (at == GGUF_T_Q8_0) {
+            const struct quant_q8_0a *q = (const void *)(a + ab * 2);
+            for (int64_t i = 0; i < n; i++)
+                ad[i] = q[i / 32].d * q[i / 32].qs[i % 32];
+        } else if (at == GGUF_T_Q8_K) {
+            const struct quant_q8_k *q = (const void *)(a + ab * 2);
+            for (int64_t i = 0; i < n; i++)
+                ad[i] = q[i / 256].d * q[i / 256].qs[i % 256];
+        } else {
+            quant_dequant_row(at, a + ab * 2, ad, n);
+        }
+        double s = 0, sa = 0;
+        for (int64_t i = 0; i < n; i++) {
+            s += (double)wd[i] * ad[i];
+            sa += fabs((double)wd[i] * ad[i]);
+        }
+        CHECK(fabs(s - o1[2 * rows + 3]) <= 1e-5 * sa + 1e-6);
+        free(wd);
+        free(ad);
+        free(w);
+        free(a);
+        free(a2);
+        free(x);
+    }
+}
+
+int main(void)
+{
+    quant_init();
+    RUN(test_fp16);
+    RUN(test_bf16);
+    RUN(test_act_q8_0);
+    RUN(test_act_q8_k);
+    RUN(test_dequant_known);
+    RUN(test_dequant_files);
+    RUN(test_simd_equals_scalar);
+    return harness_done();
+}
