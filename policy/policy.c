@@ -1,0 +1,408 @@
+/* policy.c -- compile a config's policy; decide one request: extract, scan, rules, redact.
+ *
+ * Rules are resolved to per-detector flag arrays at compile time, so deciding is a walk
+ * over the rules with O(1) detector tests. Redaction rewrites only the spans of the
+ * findings inside the raw JSON strings; every other byte of the body is kept. */
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "policy/policy_int.h"
+
+static const char *const group_pii[] = {"email", "phone", "credit_card", "iban", "us_ssn"};
+static const char *const group_secrets[] = {"private_key", "aws_access_key", "github_token",
+                                            "openai_key", "anthropic_key", "jwt",
+                                            "generic_secret"};
+#define NELEM(a) (sizeof(a) / sizeof(*(a)))
+
+int policy_detector_known(const struct config *cfg, const char *name)
+{
+    if (!name)
+        return 0;
+    if (strcmp(name, "pii") == 0 || strcmp(name, "secrets") == 0)
+        return 1;
+    for (size_t i = 0; i < DET_N_BUILTIN; i++)
+        if (strcmp(name, policy_builtin_names[i]) == 0)
+            return 1;
+    for (size_t i = 0; cfg && i < cfg->n_detectors; i++)
+        if (cfg->detectors[i].name && strcmp(name, cfg->detectors[i].name) == 0)
+            return 1;
+    return 0;
+}
+
+static int det_index(const struct policy *p, const char *name)
+{
+    for (size_t i = 0; i < p->n_dets; i++)
+        if (strcmp(p->dets[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Set flags[] for each name (detector or group); -1 on an unknown name. */
+static int resolve_names(const struct policy *p, char **names, size_t n, unsigned char *flags,
+                         const char **bad)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = names[i];
+        const char *const *grp = NULL;
+        size_t gn = 0;
+        if (strcmp(nm, "pii") == 0) {
+            grp = group_pii;
+            gn = NELEM(group_pii);
+        } else if (strcmp(nm, "secrets") == 0) {
+            grp = group_secrets;
+            gn = NELEM(group_secrets);
+        }
+        if (grp) {
+            for (size_t k = 0; k < gn; k++)
+                flags[det_index(p, grp[k])] = 1;
+            continue;
+        }
+        int d = det_index(p, nm);
+        if (d < 0) {
+            *bad = nm;
+            return -1;
+        }
+        flags[d] = 1;
+    }
+    return 0;
+}
+
+int policy_new(const struct config *cfg, struct policy **out, struct config_errors *errs)
+{
+    struct policy *p = calloc(1, sizeof(*p));
+    *out = NULL;
+    if (!p)
+        return -1;
+    p->cfg = cfg;
+    if (pthread_mutex_init(&p->lock, NULL) != 0) {
+        free(p);
+        return -1;
+    }
+    if (policy_scan_compile(p, errs) < 0)
+        goto fail;
+    p->rules = calloc(cfg->n_rules ? cfg->n_rules : 1, sizeof(*p->rules));
+    if (!p->rules)
+        goto fail;
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        const struct config_rule *r = &cfg->rules[i];
+        const char *bad = NULL;
+        if (r->n_detected) {
+            p->rules[i].detected = calloc(p->n_dets, 1);
+            if (!p->rules[i].detected ||
+                resolve_names(p, r->detected, r->n_detected, p->rules[i].detected, &bad) < 0)
+                goto bad_name;
+        }
+        if (r->action == CONFIG_ACTION_REDACT) {
+            p->rules[i].redact = calloc(p->n_dets, 1);
+            if (!p->rules[i].redact)
+                goto fail;
+            if (r->n_redact_detectors) {
+                if (resolve_names(p, r->redact_detectors, r->n_redact_detectors,
+                                  p->rules[i].redact, &bad) < 0)
+                    goto bad_name;
+            } else if (r->n_detected) {
+                /* no list: redact what the condition named */
+                memcpy(p->rules[i].redact, p->rules[i].detected, p->n_dets);
+            } else {
+                memset(p->rules[i].redact, 1, p->n_dets);
+            }
+        }
+        continue;
+    bad_name:
+        if (errs && bad && errs->n < CONFIG_MAX_ERRORS) {
+            struct config_error *e = &errs->items[errs->n++];
+            e->line = r->pos.line;
+            e->col = r->pos.col;
+            snprintf(e->message, sizeof(e->message), "rule %s: unknown detector %s",
+                     r->name ? r->name : "?", bad);
+        }
+        goto fail;
+    }
+    *out = p;
+    return 0;
+fail:
+    policy_free(p);
+    return -1;
+}
+
+void policy_free(struct policy *p)
+{
+    if (!p)
+        return;
+    if (p->rules)
+        for (size_t i = 0; i < p->cfg->n_rules; i++) {
+            free(p->rules[i].detected);
+            free(p->rules[i].redact);
+        }
+    free(p->rules);
+    policy_scan_free(p);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static const struct config_model *model_find(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->n_models; i++)
+        if (cfg->models[i].name && strcmp(cfg->models[i].name, name) == 0)
+            return &cfg->models[i];
+    return NULL;
+}
+
+static const struct config_provider *provider_find(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->n_providers; i++)
+        if (cfg->providers[i].name && strcmp(cfg->providers[i].name, name) == 0)
+            return &cfg->providers[i];
+    return NULL;
+}
+
+static int in_list(char **list, size_t n, const char *s)
+{
+    for (size_t i = 0; s && i < n; i++)
+        if (strcmp(list[i], s) == 0)
+            return 1;
+    return 0;
+}
+
+static int rule_matches(const struct policy *p, size_t ri, const struct policy_input *in,
+                        const unsigned char *present)
+{
+    const struct config_rule *r = &p->cfg->rules[ri];
+    if (r->n_detected) {
+        int any = 0;
+        for (size_t d = 0; d < p->n_dets && !any; d++)
+            any = present[d] && p->rules[ri].detected[d];
+        if (!any)
+            return 0;
+    }
+    if (r->n_keys && !in_list(r->keys, r->n_keys, in->key_name))
+        return 0;
+    if (r->n_teams && !in_list(r->teams, r->n_teams, in->team))
+        return 0;
+    if (r->n_models) {
+        int any = 0;
+        for (size_t i = 0; i < r->n_models && !any; i++)
+            any = fnmatch(r->models[i], in->model ? in->model : "", 0) == 0;
+        if (!any)
+            return 0;
+    }
+    if (r->zone != CONFIG_ZONE_ANY) {
+        const struct config_model *m = model_find(p->cfg, in->model);
+        const struct config_provider *pv = m ? provider_find(p->cfg, m->provider) : NULL;
+        if (!pv || pv->zone != r->zone)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- redaction ---- */
+
+struct red {
+    size_t f;     /* index into findings / cands */
+    size_t group; /* first member's position among redacted findings */
+    unsigned num;
+};
+
+struct red_sort {
+    const struct pextract *x;
+    const struct pcand *c;
+};
+
+static int red_cmp(const void *a, const void *b, void *arg)
+{
+    const struct red *x = a, *y = b;
+    const struct pextract *sort_x = ((const struct red_sort *)arg)->x;
+    const struct pcand *sort_c = ((const struct red_sort *)arg)->c;
+    const struct pcand *cx = &sort_c[x->f], *cy = &sort_c[y->f];
+    if (cx->det != cy->det)
+        return cx->det < cy->det ? -1 : 1;
+    size_t lx = cx->e - cx->s, ly = cy->e - cy->s;
+    int c = memcmp(sort_x->text + cx->s, sort_x->text + cy->s, lx < ly ? lx : ly);
+    if (c)
+        return c;
+    if (lx != ly)
+        return lx < ly ? -1 : 1;
+    return x->f < y->f ? -1 : (x->f > y->f);
+}
+
+static int red_pos_cmp(const void *a, const void *b)
+{
+    const struct red *x = a, *y = b;
+    return x->f < y->f ? -1 : (x->f > y->f);
+}
+
+static int redact(const struct policy *p, const struct policy_input *in,
+                  const struct pextract *x, const struct pcand *cv, size_t nc,
+                  const unsigned char *which, struct policy_decision *d)
+{
+    struct red *rv = NULL;
+    unsigned *counter = NULL;
+    size_t m = 0;
+    int rc = -1;
+    d->restorer = policy_restorer_new();
+    if (!d->restorer)
+        goto fail;
+    rv = calloc(nc ? nc : 1, sizeof(*rv));
+    counter = calloc(p->n_dets, sizeof(*counter));
+    if (!rv || !counter)
+        goto fail;
+    for (size_t i = 0; i < nc; i++)
+        if (which[cv[i].det])
+            rv[m++].f = i;
+    /* same detector and value -> one placeholder, numbered by first appearance */
+    if (m > 1) {
+        struct red_sort rs = {x, cv};
+        qsort_r(rv, m, sizeof(*rv), red_cmp, &rs);
+        for (size_t i = 0; i < m; i++) {
+            if (i > 0 && cv[rv[i].f].det == cv[rv[i - 1].f].det &&
+                cv[rv[i].f].e - cv[rv[i].f].s == cv[rv[i - 1].f].e - cv[rv[i - 1].f].s &&
+                memcmp(x->text + cv[rv[i].f].s, x->text + cv[rv[i - 1].f].s,
+                       cv[rv[i].f].e - cv[rv[i].f].s) == 0)
+                rv[i].group = rv[i - 1].group;
+            else
+                rv[i].group = rv[i].f;
+        }
+        qsort(rv, m, sizeof(*rv), red_pos_cmp);
+    } else if (m == 1) {
+        rv[0].group = rv[0].f;
+    }
+    size_t cap = in->len + 1, olen = 0, from = 0;
+    for (size_t i = 0; i < m; i++) {
+        const struct pcand *c = &cv[rv[i].f];
+        if (rv[i].group == rv[i].f) {
+            rv[i].num = ++counter[c->det];
+        } else {
+            for (size_t k = 0; k < i; k++)
+                if (rv[k].f == rv[i].group) {
+                    rv[i].num = rv[k].num;
+                    break;
+                }
+        }
+        cap += strlen(p->dets[c->det].placeholder) + 16;
+    }
+    d->body = malloc(cap);
+    if (!d->body)
+        goto fail;
+    for (size_t i = 0; i < m; i++) {
+        const struct pcand *c = &cv[rv[i].f];
+        const struct policy_finding *f = &d->findings[rv[i].f];
+        char ph[300];
+        int pl = snprintf(ph, sizeof(ph), "[%.256s_%u]", p->dets[c->det].placeholder, rv[i].num);
+        if (pl < 0 || (size_t)pl >= sizeof(ph))
+            goto fail;
+        memcpy(d->body + olen, in->body + from, f->start - from);
+        olen += f->start - from;
+        memcpy(d->body + olen, ph, (size_t)pl);
+        olen += (size_t)pl;
+        from = f->end;
+        if (rv[i].group == rv[i].f &&
+            policy_restorer_add(d->restorer, ph, (size_t)pl, x->text + c->s, c->e - c->s) < 0)
+            goto fail;
+    }
+    memcpy(d->body + olen, in->body + from, in->len - from);
+    olen += in->len - from;
+    d->body[olen] = 0;
+    d->body_len = olen;
+    rc = 0;
+fail:
+    free(rv);
+    free(counter);
+    return rc;
+}
+
+int policy_decide(const struct policy *p, const struct policy_input *in,
+                  struct policy_decision *d)
+{
+    struct pextract x = {0};
+    struct pcand *cv = NULL;
+    size_t nc = 0;
+    unsigned char *present = NULL;
+    int rc = -1;
+    memset(d, 0, sizeof(*d));
+    d->verdict = POLICY_BLOCK;
+    d->rule = "default-deny";
+    if (!in->body && in->len) {
+        snprintf(d->error, sizeof(d->error), "the request has no body.");
+        goto done;
+    }
+    if (policy_extract(in->api, in->body ? in->body : "", in->len, &x, d->error,
+                       sizeof(d->error)) < 0)
+        goto done;
+    if (policy_scan(p, &x, &cv, &nc, d->error, sizeof(d->error)) < 0)
+        goto done;
+    present = calloc(p->n_dets, 1);
+    if (!present)
+        goto oom;
+    if (nc) {
+        d->findings = calloc(nc, sizeof(*d->findings));
+        if (!d->findings)
+            goto oom;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        const struct pseg *sg = &x.segs[cv[i].seg];
+        struct policy_finding *f = &d->findings[i];
+        f->detector = p->dets[cv[i].det].name;
+        f->message = sg->message;
+        policy_extract_map(&x, sg, cv[i].s, cv[i].e, &f->start, &f->end);
+        present[cv[i].det] = 1;
+    }
+    d->n_findings = nc;
+
+    const struct config *cfg = p->cfg;
+    size_t ri = 0;
+    for (; ri < cfg->n_rules; ri++)
+        if (rule_matches(p, ri, in, present))
+            break;
+    if (ri == cfg->n_rules) {
+        rc = 0; /* default deny */
+        goto done;
+    }
+    const struct config_rule *r = &cfg->rules[ri];
+    d->rule = r->name;
+    d->verdict = (enum policy_verdict)r->action;
+    if (r->action != CONFIG_ACTION_BLOCK) {
+        const struct config_model *req = model_find(cfg, in->model);
+        const struct config_model *tm = r->model ? model_find(cfg, r->model) : req;
+        d->model = tm ? tm->name : NULL;
+        d->provider = r->provider ? r->provider : tm ? tm->provider : NULL;
+        if (r->model && !tm)
+            d->model = r->model;
+    }
+    if (r->action == CONFIG_ACTION_REDACT &&
+        redact(p, in, &x, cv, nc, p->rules[ri].redact, d) < 0)
+        goto oom;
+    rc = 0;
+    goto done;
+oom:
+    snprintf(d->error, sizeof(d->error), "out of memory while deciding the request.");
+done:
+    if (rc < 0) {
+        d->verdict = POLICY_BLOCK;
+        d->provider = d->model = NULL;
+    }
+    free(present);
+    free(cv);
+    policy_extract_deinit(&x);
+    return rc;
+}
+
+void policy_decision_deinit(struct policy_decision *d)
+{
+    if (!d)
+        return;
+    free(d->findings);
+    d->findings = NULL;
+    d->n_findings = 0;
+    if (d->body) {
+        sodium_memzero(d->body, d->body_len);
+        free(d->body);
+    }
+    d->body = NULL;
+    d->body_len = 0;
+    policy_restorer_free(d->restorer);
+    d->restorer = NULL;
+}

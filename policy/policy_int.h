@@ -1,0 +1,146 @@
+/* policy_int.h -- internals shared by the policy sources: extraction, scanner, validators.
+ *
+ * Extraction turns a request body into one "text" buffer: the decoded text of every
+ * string the model reads, segments separated by '\n', with enough bookkeeping (escape
+ * runs) to map any decoded span back to the original body bytes. The scanner runs one
+ * Vectorscan pass over that buffer; validators confirm and refine each candidate inside
+ * its own segment. */
+#ifndef AIRLOCK_POLICY_INT_H
+#define AIRLOCK_POLICY_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hs.h>
+
+#include "policy/policy.h"
+
+#define POLICY_MAX_DEPTH 64
+#define POLICY_MAX_SEGMENTS 100000
+#define POLICY_MAX_CANDIDATES 200000
+#define POLICY_MAX_BODY ((size_t)1 << 31)
+
+/* One string the model reads. dstart/dend index extract.text; ostart/oend are the
+ * raw span in the body (between the quotes). Escape runs [run_first, run_first+n_runs)
+ * of extract.runs cover this segment's escapes in order. */
+struct pseg {
+    int message;
+    size_t dstart, dend;
+    size_t ostart, oend;
+    size_t run_first, n_runs;
+    size_t key_off, key_len; /* raw bytes of the object key this string is the value of; 0 len: none */
+};
+
+/* One JSON escape: decoded bytes [doff, doff+dlen) of text come from body [ooff, ooff+olen). */
+struct prun {
+    size_t doff, ooff;
+    uint8_t dlen, olen;
+};
+
+struct pextract {
+    const char *body; /* borrowed */
+    char *text;
+    size_t text_len, text_cap;
+    struct pseg *segs;
+    size_t n_segs, segs_cap;
+    struct prun *runs;
+    size_t n_runs, runs_cap;
+};
+
+/* policy_extract -- fills x (zeroed by the caller) from body. Returns 0, or -1 with a
+ * one-sentence reason in err. x must be released with policy_extract_deinit either way. */
+int policy_extract(enum policy_api api, const char *body, size_t len, struct pextract *x,
+                   char *err, size_t errlen);
+void policy_extract_deinit(struct pextract *x);
+/* Map a decoded span of segment s back to the body: [*os, *oe). */
+void policy_extract_map(const struct pextract *x, const struct pseg *s, size_t ds, size_t de,
+                        size_t *os, size_t *oe);
+
+/* Built-in detectors; the order is the tie-break priority for overlapping findings
+ * (earlier wins). Custom detectors come after, in config order. */
+enum {
+    DET_PRIVATE_KEY,
+    DET_ANTHROPIC_KEY,
+    DET_OPENAI_KEY,
+    DET_GITHUB_TOKEN,
+    DET_AWS_ACCESS_KEY,
+    DET_JWT,
+    DET_GENERIC_SECRET,
+    DET_CREDIT_CARD,
+    DET_IBAN,
+    DET_US_SSN,
+    DET_EMAIL,
+    DET_PHONE,
+    DET_IPV4,
+    DET_N_BUILTIN
+};
+
+extern const char *const policy_builtin_names[DET_N_BUILTIN];
+
+/* A validator confirms a candidate [s, e) inside segment text t[0..n) and may refine
+ * the span; returns 1 with *os and *oe set when it is a finding. */
+typedef int (*policy_validator)(const char *t, size_t n, size_t s, size_t e, size_t *os,
+                                size_t *oe);
+
+struct pdetector {
+    const char *name;    /* borrowed: static or from the config */
+    char *placeholder;   /* owned: upper-case name used in [NAME_N] */
+    policy_validator validate; /* NULL for custom detectors */
+    int custom_regex;    /* leftmost-longest, non-overlapping */
+};
+
+struct scratch_node {
+    hs_scratch_t *s;
+    struct scratch_node *next;
+};
+
+struct policy {
+    const struct config *cfg;
+    struct pdetector *dets;
+    size_t n_dets;
+    hs_database_t *db;
+    unsigned *pat_det;   /* pattern id -> detector index */
+    size_t n_pats;
+    hs_scratch_t *proto; /* scratch prototype, cloned per concurrent caller */
+    pthread_mutex_t lock; /* guards free_scratch */
+    struct scratch_node *free_scratch;
+    /* per rule: bitmask-free lists of detector indices for `detected` and redact */
+    struct prule *rules;
+};
+
+struct prule {
+    unsigned char *detected; /* n_dets flags; NULL: not a condition */
+    unsigned char *redact;   /* n_dets flags (redact action) */
+};
+
+/* A finding in decoded coordinates (index into text) before mapping. */
+struct pcand {
+    unsigned det;
+    unsigned seg;
+    size_t s, e; /* decoded offsets within the whole text */
+};
+
+int policy_scan_compile(struct policy *p, struct config_errors *errs);
+void policy_scan_free(struct policy *p);
+/* policy_scan -- findings (decoded coordinates, sorted by start, overlaps resolved)
+ * into *out (malloc'd). Returns 0 or -1 with a reason in err. */
+int policy_scan(const struct policy *p, const struct pextract *x, struct pcand **out,
+                size_t *n_out, char *err, size_t errlen);
+
+/* Validators (validate.c), exposed for unit tests. */
+int policy_luhn(const char *digits, size_t n);
+int policy_iban_check(const char *s, size_t n); /* s: IBAN without spaces */
+double policy_entropy(const char *s, size_t n);
+extern const policy_validator policy_builtin_validators[DET_N_BUILTIN];
+/* generic_secret for a string whose JSON key is secret-like: the whole value. */
+int policy_secret_key_like(const char *k, size_t n);
+int policy_secret_value_ok(const char *v, size_t n);
+
+/* The restorer (restore.c). */
+struct policy_restorer *policy_restorer_new(void);
+int policy_restorer_add(struct policy_restorer *r, const char *ph, size_t ph_len,
+                        const char *val, size_t val_len);
+void policy_restorer_free(struct policy_restorer *r);
+
+#endif

@@ -1,0 +1,241 @@
+/* restore.c -- put redacted values back into an answer as it streams.
+ *
+ * Each slot (a choice or content block) holds back at most one incomplete placeholder:
+ * text from a '[' that is a proper prefix of a placeholder this request really issued.
+ * Anything else -- "[", "[EMAIL", "[EMAIL_9]" when only [EMAIL_1] exists -- goes out
+ * unchanged at once, so nothing is held longer than the longest placeholder. The
+ * originals live only here and are wiped when the decision is released. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "policy/policy_int.h"
+
+struct rentry {
+    char *ph, *val;
+    size_t ph_len, val_len;
+};
+
+struct rslot {
+    int id;
+    char *pend; /* capacity max_ph */
+    size_t len;
+};
+
+struct policy_restorer {
+    struct rentry *e;
+    size_t n, cap;
+    size_t max_ph;
+    struct rslot *slots;
+    size_t n_slots, slots_cap;
+};
+
+struct policy_restorer *policy_restorer_new(void)
+{
+    return calloc(1, sizeof(struct policy_restorer));
+}
+
+int policy_restorer_add(struct policy_restorer *r, const char *ph, size_t ph_len,
+                        const char *val, size_t val_len)
+{
+    if (r->n_slots)
+        return -1; /* the mapping is fixed before streaming starts */
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 8;
+        struct rentry *ne = realloc(r->e, nc * sizeof(*ne));
+        if (!ne)
+            return -1;
+        r->e = ne;
+        r->cap = nc;
+    }
+    struct rentry *e = &r->e[r->n];
+    e->ph = malloc(ph_len + 1);
+    e->val = malloc(val_len + 1);
+    if (!e->ph || !e->val) {
+        free(e->ph);
+        free(e->val);
+        return -1;
+    }
+    memcpy(e->ph, ph, ph_len);
+    memcpy(e->val, val, val_len);
+    e->ph[ph_len] = e->val[val_len] = 0;
+    e->ph_len = ph_len;
+    e->val_len = val_len;
+    if (ph_len > r->max_ph)
+        r->max_ph = ph_len;
+    r->n++;
+    return 0;
+}
+
+void policy_restorer_free(struct policy_restorer *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        sodium_memzero(r->e[i].val, r->e[i].val_len);
+        free(r->e[i].val);
+        free(r->e[i].ph);
+    }
+    for (size_t i = 0; i < r->n_slots; i++) {
+        sodium_memzero(r->slots[i].pend, r->max_ph);
+        free(r->slots[i].pend);
+    }
+    free(r->e);
+    free(r->slots);
+    free(r);
+}
+
+static struct rslot *slot_get(struct policy_restorer *r, int id)
+{
+    for (size_t i = 0; i < r->n_slots; i++)
+        if (r->slots[i].id == id)
+            return &r->slots[i];
+    if (r->n_slots == r->slots_cap) {
+        size_t nc = r->slots_cap ? r->slots_cap * 2 : 4;
+        struct rslot *ns = realloc(r->slots, nc * sizeof(*ns));
+        if (!ns)
+            return NULL;
+        r->slots = ns;
+        r->slots_cap = nc;
+    }
+    struct rslot *s = &r->slots[r->n_slots];
+    s->id = id;
+    s->len = 0;
+    s->pend = malloc(r->max_ph ? r->max_ph : 1);
+    if (!s->pend)
+        return NULL;
+    r->n_slots++;
+    return s;
+}
+
+static int append(char **out, size_t *out_len, const char *s, size_t n)
+{
+    if (n == 0 && *out)
+        return 0;
+    char *o = realloc(*out, *out_len + n + 1);
+    if (!o)
+        return -1;
+    memcpy(o + *out_len, s, n);
+    *out_len += n;
+    o[*out_len] = 0;
+    *out = o;
+    return 0;
+}
+
+/* At buf[j] == '[': 1 and *e for a whole placeholder, 2 for a proper prefix of one, 0. */
+static int match_at(const struct policy_restorer *r, const char *b, size_t rem,
+                    const struct rentry **e)
+{
+    int prefix = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct rentry *x = &r->e[i];
+        if (x->ph_len <= rem) {
+            if (memcmp(b, x->ph, x->ph_len) == 0) {
+                *e = x;
+                return 1;
+            }
+        } else if (memcmp(b, x->ph, rem) == 0) {
+            prefix = 1;
+        }
+    }
+    return prefix ? 2 : 0;
+}
+
+static int process(struct policy_restorer *r, struct rslot *s, const char *b, size_t n,
+                   char **out, size_t *out_len)
+{
+    size_t i = 0, from = 0;
+    while (i < n) {
+        const char *lb = memchr(b + i, '[', n - i);
+        if (!lb)
+            break;
+        size_t j = (size_t)(lb - b);
+        const struct rentry *e = NULL;
+        int m = match_at(r, b + j, n - j, &e);
+        if (m == 1) {
+            if (append(out, out_len, b + from, j - from) < 0 ||
+                append(out, out_len, e->val, e->val_len) < 0)
+                return -1;
+            i = from = j + e->ph_len;
+        } else if (m == 2) {
+            if (append(out, out_len, b + from, j - from) < 0)
+                return -1;
+            memmove(s->pend, b + j, n - j); /* n - j < max_ph */
+            s->len = n - j;
+            return 0;
+        } else {
+            i = j + 1;
+        }
+    }
+    s->len = 0;
+    return append(out, out_len, b + from, n - from);
+}
+
+int policy_restore_feed(struct policy_restorer *r, int slot, const char *in, size_t len,
+                        char **out, size_t *out_len)
+{
+    if (r->n == 0)
+        return append(out, out_len, in, len);
+    struct rslot *s = slot_get(r, slot);
+    if (!s)
+        return -1;
+    if (s->len == 0)
+        return process(r, s, in, len, out, out_len);
+    /* join the held-back prefix with just enough new text to decide it */
+    size_t take = len < r->max_ph ? len : r->max_ph;
+    char tmp[2 * 256];
+    char *buf = s->len + take <= sizeof(tmp) ? tmp : malloc(s->len + take);
+    if (!buf)
+        return -1;
+    memcpy(buf, s->pend, s->len);
+    memcpy(buf + s->len, in, take);
+    size_t held = s->len, blen = held + take;
+    const struct rentry *e = NULL;
+    int m = match_at(r, buf, blen, &e);
+    int rc;
+    if (m == 2) {
+        /* still a prefix: all of `in` fit (take == len) */
+        memcpy(s->pend, buf, blen);
+        s->len = blen;
+        rc = 0;
+    } else if (m == 1) {
+        s->len = 0;
+        rc = append(out, out_len, e->val, e->val_len);
+        if (rc == 0)
+            rc = process(r, s, in + (e->ph_len - held), len - (e->ph_len - held), out, out_len);
+    } else {
+        /* not a placeholder: the '[' goes out; the rest of the held text is re-examined */
+        rc = append(out, out_len, buf, 1);
+        if (rc == 0) {
+            size_t rest = held - 1;
+            s->len = 0;
+            char *re = malloc(rest + len + 1);
+            if (!re) {
+                rc = -1;
+            } else {
+                memcpy(re, buf + 1, rest);
+                memcpy(re + rest, in, len);
+                rc = process(r, s, re, rest + len, out, out_len);
+                free(re);
+            }
+        }
+    }
+    if (buf != tmp) {
+        sodium_memzero(buf, blen);
+        free(buf);
+    }
+    return rc;
+}
+
+int policy_restore_flush(struct policy_restorer *r, int slot, char **out, size_t *out_len)
+{
+    if (r->n == 0)
+        return append(out, out_len, "", 0);
+    struct rslot *s = slot_get(r, slot);
+    if (!s)
+        return -1;
+    size_t n = s->len;
+    s->len = 0;
+    return append(out, out_len, s->pend, n);
+}

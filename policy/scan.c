@@ -1,0 +1,461 @@
+/* scan.c -- one Vectorscan block database per policy; one pass over a request's text.
+ *
+ * Every detector contributes patterns that find candidates with their leftmost start
+ * (HS_FLAG_SOM_LEFTMOST); the validators then confirm and refine each distinct
+ * (detector, start) once, using the longest end seen inside its segment. Patterns are kept
+ * short triggers where a detector needs more than a regex (a token is extended by code,
+ * an IBAN is cut at its country's length), which keeps the database small and the pass
+ * fast.
+ *
+ * Overlaps: findings are swept by start; of two that overlap, the longer survives; equal
+ * lengths go to the detector earlier in the built-in priority order (secrets first, then
+ * card, IBAN, SSN, email, phone, ipv4, then custom detectors in config order), then to
+ * the earlier start. The result is sorted by start and deterministic. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy/policy_int.h"
+
+const char *const policy_builtin_names[DET_N_BUILTIN] = {
+    [DET_PRIVATE_KEY] = "private_key",   [DET_ANTHROPIC_KEY] = "anthropic_key",
+    [DET_OPENAI_KEY] = "openai_key",     [DET_GITHUB_TOKEN] = "github_token",
+    [DET_AWS_ACCESS_KEY] = "aws_access_key", [DET_JWT] = "jwt",
+    [DET_GENERIC_SECRET] = "generic_secret", [DET_CREDIT_CARD] = "credit_card",
+    [DET_IBAN] = "iban",                 [DET_US_SSN] = "us_ssn",
+    [DET_EMAIL] = "email",               [DET_PHONE] = "phone",
+    [DET_IPV4] = "ipv4",
+};
+
+#define SOM HS_FLAG_SOM_LEFTMOST
+
+static const struct {
+    unsigned det;
+    const char *re;
+    unsigned flags;
+} builtin_patterns[] = {
+    {DET_PRIVATE_KEY, "-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY-----", SOM},
+    {DET_ANTHROPIC_KEY, "\\bsk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\\-]{8}", SOM},
+    {DET_OPENAI_KEY, "\\bsk-[A-Za-z0-9_\\-]{20}", SOM},
+    {DET_GITHUB_TOKEN, "\\bgh[pousr]_[A-Za-z0-9]{36}", SOM},
+    {DET_GITHUB_TOKEN, "\\bgithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}", SOM},
+    {DET_AWS_ACCESS_KEY, "\\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\\b", SOM},
+    {DET_JWT, "\\beyJ[A-Za-z0-9_\\-]{4,}\\.[A-Za-z0-9_\\-]{2,}\\.", SOM},
+    {DET_GENERIC_SECRET,
+     "(?:password|passwd|pwd|secret|token|api[_\\-]?key|auth|credential|private[_\\-]?key|"
+     "access[_\\-]?key)",
+     SOM | HS_FLAG_CASELESS},
+    {DET_CREDIT_CARD, "\\b[0-9](?:[ \\-]?[0-9]){12,18}\\b", SOM},
+    {DET_IBAN, "\\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}", SOM},
+    {DET_US_SSN, "\\b[0-9]{3}-[0-9]{2}-[0-9]{4}\\b", SOM},
+    {DET_US_SSN, "\\b[0-9]{3} [0-9]{2} [0-9]{4}\\b", SOM},
+    {DET_EMAIL, "[A-Za-z0-9_%+\\-]@[A-Za-z0-9\\-]{1,63}\\.[A-Za-z]{2}", SOM},
+    {DET_PHONE, "(?:\\+[0-9]|\\([0-9]|\\b[0-9])[0-9 ().\\-]{5,22}[0-9]", SOM},
+    {DET_IPV4, "\\b[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\b", SOM},
+};
+#define N_BUILTIN_PATTERNS (sizeof(builtin_patterns) / sizeof(*builtin_patterns))
+
+static char *placeholder_name(const char *name)
+{
+    size_t n = strlen(name);
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 32);
+        else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            c = '_';
+        p[i] = c;
+    }
+    p[n] = 0;
+    return p;
+}
+
+/* A keyword as a literal pattern: every non-alphanumeric byte escaped, word boundaries
+ * where the keyword starts or ends with a word character. */
+static char *keyword_pattern(const char *kw)
+{
+    size_t n = strlen(kw);
+    if (n == 0 || n > 4096)
+        return NULL;
+    char *p = malloc(n * 4 + 8), *o = p;
+    if (!p)
+        return NULL;
+#define WORDC(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || ((c) >= '0' && (c) <= '9') || (c) == '_')
+    if (WORDC(kw[0]))
+        o += sprintf(o, "\\b");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)kw[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            *o++ = (char)c;
+        else
+            o += sprintf(o, "\\x%02x", c);
+    }
+    if (WORDC(kw[n - 1]))
+        o += sprintf(o, "\\b");
+#undef WORDC
+    *o = 0;
+    return p;
+}
+
+static void err_at(struct config_errors *errs, const struct config_pos *pos, const char *fmt,
+                   const char *a, const char *b)
+{
+    if (!errs)
+        return;
+    if (errs->n >= CONFIG_MAX_ERRORS) {
+        errs->dropped++;
+        return;
+    }
+    struct config_error *e = &errs->items[errs->n++];
+    e->line = pos ? pos->line : 0;
+    e->col = pos ? pos->col : 0;
+    snprintf(e->message, sizeof(e->message), fmt, a, b ? b : "");
+}
+
+int policy_scan_compile(struct policy *p, struct config_errors *errs)
+{
+    const struct config *cfg = p->cfg;
+    size_t n_pats = N_BUILTIN_PATTERNS;
+    char **exprs = NULL;
+    unsigned *flags = NULL, *ids = NULL;
+    int rc = -1;
+
+    p->n_dets = DET_N_BUILTIN + cfg->n_detectors;
+    p->dets = calloc(p->n_dets, sizeof(*p->dets));
+    if (!p->dets)
+        goto oom;
+    for (size_t i = 0; i < DET_N_BUILTIN; i++) {
+        p->dets[i].name = policy_builtin_names[i];
+        p->dets[i].validate = policy_builtin_validators[i];
+    }
+    for (size_t i = 0; i < cfg->n_detectors; i++) {
+        const struct config_detector *d = &cfg->detectors[i];
+        p->dets[DET_N_BUILTIN + i].name = d->name;
+        p->dets[DET_N_BUILTIN + i].custom_regex = d->regex != NULL;
+        n_pats += d->regex ? 1 : d->n_keywords;
+    }
+    for (size_t i = 0; i < p->n_dets; i++)
+        if (!(p->dets[i].placeholder = placeholder_name(p->dets[i].name)))
+            goto oom;
+
+    exprs = calloc(n_pats, sizeof(*exprs));
+    flags = calloc(n_pats, sizeof(*flags));
+    ids = calloc(n_pats, sizeof(*ids));
+    p->pat_det = calloc(n_pats, sizeof(*p->pat_det));
+    if (!exprs || !flags || !ids || !p->pat_det)
+        goto oom;
+    size_t k = 0;
+    for (; k < N_BUILTIN_PATTERNS; k++) {
+        if (!(exprs[k] = strdup(builtin_patterns[k].re)))
+            goto oom;
+        flags[k] = builtin_patterns[k].flags;
+        p->pat_det[k] = builtin_patterns[k].det;
+    }
+    for (size_t i = 0; i < cfg->n_detectors; i++) {
+        const struct config_detector *d = &cfg->detectors[i];
+        if (d->regex) {
+            if (!(exprs[k] = strdup(d->regex)))
+                goto oom;
+            flags[k] = SOM;
+            p->pat_det[k++] = (unsigned)(DET_N_BUILTIN + i);
+            continue;
+        }
+        for (size_t j = 0; j < d->n_keywords; j++) {
+            if (!(exprs[k] = keyword_pattern(d->keywords[j]))) {
+                err_at(errs, &d->pos, "detector %s: keyword %zu is empty or too long", d->name,
+                       NULL);
+                goto fail;
+            }
+            flags[k] = SOM | HS_FLAG_CASELESS;
+            p->pat_det[k++] = (unsigned)(DET_N_BUILTIN + i);
+        }
+    }
+    for (size_t i = 0; i < k; i++)
+        ids[i] = (unsigned)i;
+    p->n_pats = k;
+
+    hs_compile_error_t *cerr = NULL;
+    if (hs_compile_multi((const char *const *)exprs, flags, ids, (unsigned)k, HS_MODE_BLOCK,
+                         NULL, &p->db, &cerr) != HS_SUCCESS) {
+        int bad = cerr ? cerr->expression : -1;
+        if (bad >= (int)N_BUILTIN_PATTERNS) {
+            const struct config_detector *d = &cfg->detectors[p->pat_det[bad] - DET_N_BUILTIN];
+            err_at(errs, &d->pos, "detector %s: pattern does not compile: %s", d->name,
+                   cerr->message);
+        } else {
+            err_at(errs, NULL, "built-in detectors do not compile: %s",
+                   cerr ? cerr->message : "unknown error", NULL);
+        }
+        hs_free_compile_error(cerr);
+        p->db = NULL;
+        goto fail;
+    }
+    if (hs_alloc_scratch(p->db, &p->proto) != HS_SUCCESS) {
+        err_at(errs, NULL, "%s", "cannot allocate scanner scratch space", NULL);
+        goto fail;
+    }
+    rc = 0;
+    goto done;
+oom:
+    err_at(errs, NULL, "%s", "out of memory compiling the policy", NULL);
+fail:
+done:
+    if (exprs)
+        for (size_t i = 0; i < n_pats; i++)
+            free(exprs[i]);
+    free(exprs);
+    free(flags);
+    free(ids);
+    return rc;
+}
+
+void policy_scan_free(struct policy *p)
+{
+    while (p->free_scratch) {
+        struct scratch_node *n = p->free_scratch;
+        p->free_scratch = n->next;
+        hs_free_scratch(n->s);
+        free(n);
+    }
+    if (p->proto)
+        hs_free_scratch(p->proto);
+    if (p->db)
+        hs_free_database(p->db);
+    if (p->dets)
+        for (size_t i = 0; i < p->n_dets; i++)
+            free(p->dets[i].placeholder);
+    free(p->dets);
+    free(p->pat_det);
+    p->dets = NULL;
+    p->pat_det = NULL;
+    p->db = NULL;
+    p->proto = NULL;
+}
+
+/* ---- scanning ---- */
+
+struct raw {
+    unsigned det;
+    size_t s, e;
+};
+
+struct ctx {
+    const struct policy *p;
+    struct raw *raw;
+    size_t n, cap;
+    int overflow;
+};
+
+static int on_match(unsigned id, unsigned long long from, unsigned long long to, unsigned fl,
+                    void *arg)
+{
+    (void)fl;
+    struct ctx *c = arg;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 64;
+        if (nc > POLICY_MAX_CANDIDATES) {
+            c->overflow = 1;
+            return 1;
+        }
+        struct raw *r = realloc(c->raw, nc * sizeof(*r));
+        if (!r) {
+            c->overflow = 2;
+            return 1;
+        }
+        c->raw = r;
+        c->cap = nc;
+    }
+    c->raw[c->n].det = c->p->pat_det[id];
+    c->raw[c->n].s = (size_t)from;
+    c->raw[c->n].e = (size_t)to;
+    c->n++;
+    return 0;
+}
+
+static int raw_cmp(const void *a, const void *b)
+{
+    const struct raw *x = a, *y = b;
+    if (x->det != y->det)
+        return x->det < y->det ? -1 : 1;
+    if (x->s != y->s)
+        return x->s < y->s ? -1 : 1;
+    if (x->e != y->e)
+        return x->e > y->e ? -1 : 1;
+    return 0;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct pcand *x = a, *y = b;
+    if (x->s != y->s)
+        return x->s < y->s ? -1 : 1;
+    if (x->e != y->e)
+        return x->e > y->e ? -1 : 1;
+    if (x->det != y->det)
+        return x->det < y->det ? -1 : 1;
+    return 0;
+}
+
+static size_t seg_of(const struct pextract *x, size_t pos)
+{
+    size_t lo = 0, hi = x->n_segs;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (x->segs[mid].dstart <= pos)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static hs_scratch_t *scratch_get(const struct policy *cp)
+{
+    struct policy *p = (struct policy *)cp; /* only the locked free list changes */
+    hs_scratch_t *s = NULL;
+    pthread_mutex_lock(&p->lock);
+    struct scratch_node *n = p->free_scratch;
+    if (n)
+        p->free_scratch = n->next;
+    pthread_mutex_unlock(&p->lock);
+    if (n) {
+        s = n->s;
+        free(n);
+        return s;
+    }
+    if (hs_clone_scratch(p->proto, &s) != HS_SUCCESS)
+        return NULL;
+    return s;
+}
+
+static void scratch_put(const struct policy *cp, hs_scratch_t *s)
+{
+    struct policy *p = (struct policy *)cp;
+    struct scratch_node *n = malloc(sizeof(*n));
+    if (!n) {
+        hs_free_scratch(s);
+        return;
+    }
+    n->s = s;
+    pthread_mutex_lock(&p->lock);
+    n->next = p->free_scratch;
+    p->free_scratch = n;
+    pthread_mutex_unlock(&p->lock);
+}
+
+static int push_cand(struct pcand **v, size_t *n, size_t *cap, struct pcand c)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        struct pcand *nv = realloc(*v, nc * sizeof(*nv));
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = c;
+    return 0;
+}
+
+int policy_scan(const struct policy *p, const struct pextract *x, struct pcand **out,
+                size_t *n_out, char *err, size_t errlen)
+{
+    struct ctx c = {.p = p};
+    struct pcand *cv = NULL;
+    size_t nc = 0, capc = 0;
+    *out = NULL;
+    *n_out = 0;
+    if (x->n_segs == 0)
+        return 0;
+    hs_scratch_t *s = scratch_get(p);
+    if (!s) {
+        snprintf(err, errlen, "the scanner could not allocate scratch space.");
+        return -1;
+    }
+    hs_error_t he = hs_scan(p->db, x->text, (unsigned)x->text_len, 0, s, on_match, &c);
+    scratch_put(p, s);
+    if (c.overflow) {
+        snprintf(err, errlen, c.overflow == 1 ? "the request has too many detector candidates to scan."
+                                              : "out of memory while scanning the request.");
+        goto fail;
+    }
+    if (he != HS_SUCCESS) {
+        snprintf(err, errlen, "the scanner failed (error %d).", (int)he);
+        goto fail;
+    }
+    if (c.n > 1)
+        qsort(c.raw, c.n, sizeof(*c.raw), raw_cmp);
+    for (size_t i = 0; i < c.n;) {
+        size_t j = i;
+        while (j < c.n && c.raw[j].det == c.raw[i].det && c.raw[j].s == c.raw[i].s)
+            j++;
+        size_t si = seg_of(x, c.raw[i].s);
+        const struct pseg *sg = &x->segs[si];
+        size_t e = 0;
+        for (size_t k = i; k < j; k++)
+            if (c.raw[k].e <= sg->dend) {
+                e = c.raw[k].e;
+                break;
+            }
+        unsigned det = c.raw[i].det;
+        size_t st = c.raw[i].s;
+        i = j;
+        if (e <= st)
+            continue; /* every end crossed into the next segment */
+        struct pcand cd = {.det = det, .seg = (unsigned)si, .s = st, .e = e};
+        const struct pdetector *d = &p->dets[det];
+        if (d->validate) {
+            size_t os, oe;
+            if (!d->validate(x->text + sg->dstart, sg->dend - sg->dstart, st - sg->dstart,
+                             e - sg->dstart, &os, &oe))
+                continue;
+            cd.s = os + sg->dstart;
+            cd.e = oe + sg->dstart;
+        }
+        if (push_cand(&cv, &nc, &capc, cd) < 0)
+            goto oom;
+    }
+    /* a string that is the value of a secret-like JSON key is a secret if it looks like one */
+    for (size_t i = 0; i < x->n_segs; i++) {
+        const struct pseg *sg = &x->segs[i];
+        if (!sg->key_len || !policy_secret_key_like(x->body + sg->key_off, sg->key_len))
+            continue;
+        size_t a = sg->dstart, b = sg->dend;
+        while (a < b && (x->text[a] == ' ' || x->text[a] == '\t'))
+            a++;
+        while (b > a && (x->text[b - 1] == ' ' || x->text[b - 1] == '\t'))
+            b--;
+        if (!policy_secret_value_ok(x->text + a, b - a))
+            continue;
+        struct pcand cd = {.det = DET_GENERIC_SECRET, .seg = (unsigned)i, .s = a, .e = b};
+        if (push_cand(&cv, &nc, &capc, cd) < 0)
+            goto oom;
+    }
+    if (nc > 1)
+        qsort(cv, nc, sizeof(*cv), cand_cmp);
+    /* sweep: of two overlapping, the longer survives; ties to the higher priority */
+    size_t w = 0;
+    for (size_t i = 0; i < nc; i++) {
+        if (w > 0 && cv[i].s < cv[w - 1].e) {
+            struct pcand *cur = &cv[w - 1];
+            size_t lc = cur->e - cur->s, li = cv[i].e - cv[i].s;
+            if (li > lc || (li == lc && cv[i].det < cur->det))
+                *cur = cv[i];
+            continue;
+        }
+        cv[w++] = cv[i];
+    }
+    free(c.raw);
+    *out = cv;
+    *n_out = w;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory while scanning the request.");
+fail:
+    free(c.raw);
+    free(cv);
+    return -1;
+}

@@ -1,0 +1,715 @@
+/* validate.c -- the checks that turn a pattern hit into a finding: checksums, number
+ * plans, structure, entropy. Each validator gets the candidate span the scanner found
+ * inside one segment's decoded text and may refine it (extend a token, trim a trailing
+ * group); it never looks outside the segment.
+ *
+ * Choices worth knowing (docs/policy.md repeats them):
+ *  - phone: "+"-prefixed numbers with 8-15 digits; NANP (NXX) NXX-XXXX with separators;
+ *    trunk-prefixed national numbers (0...) of 9-11 digits in space/dash groups; "00"
+ *    international. Bare digit runs without a '+' or separators are not phones, and
+ *    dotted groups (dates, versions, addresses) never are.
+ *  - ipv4: dotted quads with octets <= 255 and no leading zeros; a quad that is part of a
+ *    longer dotted run (1.2.3.4.5) or follows "v", "ver" or "version" is a version string.
+ *  - generic_secret: a token of >= 16 characters with Shannon entropy >= 3.3 bits/char and
+ *    at least two character classes, among the first three tokens after a secret-like
+ *    word on the same line (or the whole value of a JSON key that is secret-like). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "policy/policy_int.h"
+
+static inline int is_digit(int c) { return c >= '0' && c <= '9'; }
+static inline int is_upper(int c) { return c >= 'A' && c <= 'Z'; }
+static inline int is_lower(int c) { return c >= 'a' && c <= 'z'; }
+static inline int is_alpha(int c) { return is_upper(c) || is_lower(c); }
+static inline int is_alnum(int c) { return is_alpha(c) || is_digit(c); }
+static inline int is_tok(int c) { return is_alnum(c) || c == '_' || c == '-'; }
+static inline int lower(int c) { return is_upper(c) ? c + 32 : c; }
+
+static int at(const char *t, size_t n, size_t i) { return i < n ? (unsigned char)t[i] : 0; }
+static int before(const char *t, size_t i) { return i > 0 ? (unsigned char)t[i - 1] : 0; }
+
+int policy_luhn(const char *d, size_t n)
+{
+    int sum = 0, dbl = 0;
+    for (size_t i = n; i-- > 0;) {
+        int v = d[i] - '0';
+        if (dbl && (v *= 2) > 9)
+            v -= 9;
+        sum += v;
+        dbl = !dbl;
+    }
+    return sum % 10 == 0;
+}
+
+double policy_entropy(const char *s, size_t n)
+{
+    unsigned cnt[256] = {0};
+    for (size_t i = 0; i < n; i++)
+        cnt[(unsigned char)s[i]]++;
+    double h = 0;
+    for (int i = 0; i < 256; i++)
+        if (cnt[i]) {
+            double p = (double)cnt[i] / (double)n;
+            h -= p * log2(p);
+        }
+    return h;
+}
+
+/* ---- email ---- */
+
+static int is_atext(int c) { return is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
+static int is_dtext(int c) { return is_alnum(c) || c == '.' || c == '-'; }
+
+static int v_email(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    const char *a = memchr(t + s, '@', e - s);
+    if (!a)
+        return 0;
+    size_t atp = (size_t)(a - t), ls = atp, de = atp + 1;
+    while (ls > 0 && is_atext(before(t, ls)) && atp - ls < 64)
+        ls--;
+    if (ls > 0 && is_atext(before(t, ls)))
+        return 0; /* local part longer than 64 */
+    while (ls < atp && (t[ls] == '.' || t[ls] == '-' || t[ls] == '+'))
+        ls++; /* "...-bob@" starts at bob */
+    if (ls == atp || t[atp - 1] == '.')
+        return 0;
+    for (size_t i = ls; i + 1 < atp; i++)
+        if (t[i] == '.' && t[i + 1] == '.')
+            return 0;
+    while (de < n && is_dtext(at(t, n, de)) && de - atp <= 253)
+        de++;
+    while (de > atp + 1 && (t[de - 1] == '.' || t[de - 1] == '-'))
+        de--; /* sentence punctuation */
+    /* labels */
+    size_t lab = atp + 1, nlab = 0, last = lab;
+    for (size_t i = atp + 1; i <= de; i++) {
+        if (i == de || t[i] == '.') {
+            size_t l = i - lab;
+            if (l == 0 || l > 63 || t[lab] == '-' || t[i - 1] == '-')
+                return 0;
+            last = lab;
+            nlab++;
+            lab = i + 1;
+        }
+    }
+    if (nlab < 2 || de - last < 2)
+        return 0;
+    for (size_t i = last; i < de; i++)
+        if (!is_alpha(t[i]))
+            return 0;
+    *os = ls;
+    *oe = de;
+    return 1;
+}
+
+/* ---- phone ---- */
+
+static int is_psep(int c) { return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')'; }
+
+/* Classify the number in [s, e) (starts at a digit, '+' or '('; ends at a digit). */
+static int phone_ok(const char *t, size_t s, size_t e)
+{
+    int groups[24], ng = 0, digits = 0, plus = 0, dots = 0, paren = 0;
+    char dig[24];
+    size_t i = s;
+    if (t[i] == '+') {
+        plus = 1;
+        i++;
+    }
+    int cur = 0;
+    for (; i < e; i++) {
+        int c = (unsigned char)t[i];
+        if (is_digit(c)) {
+            if (digits >= 20)
+                return 0;
+            dig[digits++] = (char)c;
+            cur++;
+        } else {
+            if (c == '.')
+                dots = 1;
+            if (c == '(' || c == ')')
+                paren++;
+            if (cur) {
+                if (ng >= 24)
+                    return 0;
+                groups[ng++] = cur;
+            }
+            cur = 0;
+        }
+    }
+    if (cur && ng < 24)
+        groups[ng++] = cur;
+    if (paren != 0 && paren != 2)
+        return 0;
+    if (plus) {
+        if (digits < 8 || digits > 15 || dig[0] == '0')
+            return 0;
+        if (dig[0] == '1' && digits == 11)
+            return dig[1] >= '2' && dig[4] >= '2';
+        return 1;
+    }
+    if (dots)
+        return 0; /* dates, versions, addresses */
+    /* NANP: [1] NXX NXX XXXX */
+    int g = 0, off = 0;
+    if (ng == 4 && groups[0] == 1 && dig[0] == '1') {
+        g = 1;
+        off = 1;
+    }
+    if (ng - g == 3 && groups[g] == 3 && groups[g + 1] == 3 && groups[g + 2] == 4)
+        return dig[off] >= '2' && dig[off + 3] >= '2';
+    /* international prefix 00 */
+    if (dig[0] == '0' && digits > 1 && dig[1] == '0')
+        return digits >= 10 && digits <= 15 && ng >= 2;
+    /* trunk-prefixed national number */
+    if (dig[0] == '0' && digits >= 9 && digits <= 11 && ng >= 2 && ng <= 5) {
+        for (int k = 0; k < ng; k++)
+            if (groups[k] < 2)
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static int v_phone(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    (void)e;
+    /* the longest run of digits and single separators from s */
+    size_t r = s;
+    if (at(t, n, r) == '+')
+        r++;
+    size_t end = r;
+    while (r < n) {
+        int c = at(t, n, r);
+        if (is_digit(c)) {
+            end = ++r;
+        } else if (is_psep(c) || c == '+') {
+            if (c == '+' || (r > s && is_psep(before(t, r)) && !(before(t, r) == ')' && c == ' ') &&
+                             !(before(t, r) == ' ' && c == '(') && !(before(t, r) == ')' && c == '-')))
+                break;
+            r++;
+        } else {
+            break;
+        }
+    }
+    if (is_alnum(at(t, n, end)) || ((at(t, n, end) == '.' || at(t, n, end) == '-' || at(t, n, end) == '/') && is_digit(at(t, n, end + 1))))
+        return 0;
+    /* the whole run; then a later '+' or '(' (a number after an ID or a date) */
+    for (size_t st = s; st < end; st++) {
+        int c = (unsigned char)t[st];
+        if (st != s && !(c == '+' || (c == '(' && is_digit(at(t, n, st + 1)))))
+            continue;
+        int p = (int)before(t, st);
+        if (is_alnum(p) || p == '_' || ((p == '.' || p == '-' || p == '/' || p == '+') && st == s))
+            continue;
+        if (phone_ok(t, st, end)) {
+            *os = st;
+            *oe = end;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- credit card ---- */
+
+static int iin_ok(const char *d, size_t n)
+{
+    int p2 = (d[0] - '0') * 10 + (d[1] - '0');
+    int p3 = p2 * 10 + (d[2] - '0');
+    int p4 = p3 * 10 + (d[3] - '0');
+    int p6 = p4 * 100 + (d[4] - '0') * 10 + (d[5] - '0');
+    if (d[0] == '4')
+        return n == 13 || n == 16 || n == 19; /* Visa */
+    if ((p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720))
+        return n == 16; /* Mastercard */
+    if (p2 == 34 || p2 == 37)
+        return n == 15; /* Amex */
+    if (p4 == 6011 || (p3 >= 644 && p3 <= 649) || p2 == 65 || (p6 >= 622126 && p6 <= 622925))
+        return n >= 16 && n <= 19; /* Discover */
+    if ((p3 >= 300 && p3 <= 305) || p2 == 36 || p2 == 38 || p2 == 39)
+        return n >= 14 && n <= 19; /* Diners */
+    if (p4 >= 3528 && p4 <= 3589)
+        return n >= 16 && n <= 19; /* JCB */
+    if (p2 == 62)
+        return n >= 16 && n <= 19; /* UnionPay */
+    if (p2 == 50 || (p2 >= 56 && p2 <= 69))
+        return n >= 12 && n <= 19; /* Maestro */
+    return 0;
+}
+
+static int card_digits_ok(const char *t, size_t s, size_t e)
+{
+    char d[20];
+    size_t n = 0, groups[8], ng = 0, cur = 0;
+    int sep = 0;
+    for (size_t i = s; i < e; i++) {
+        if (is_digit(t[i])) {
+            if (n >= 19)
+                return 0;
+            d[n++] = t[i];
+            cur++;
+        } else {
+            if (sep && sep != t[i])
+                return 0;
+            sep = t[i];
+            if (ng >= 7)
+                return 0;
+            groups[ng++] = cur;
+            cur = 0;
+        }
+    }
+    groups[ng++] = cur;
+    if (n < 13 || n > 19)
+        return 0;
+    if (ng > 1) {
+        int ok = 1;
+        for (size_t k = 0; k + 1 < ng; k++)
+            if (groups[k] != 4)
+                ok = 0;
+        if (ng == 3 && groups[0] == 4 && groups[1] == 6 && (groups[2] == 5 || groups[2] == 4))
+            ok = 1;
+        if (!ok || groups[ng - 1] == 0 || groups[ng - 1] > 4 + (ng == 3 ? 1 : 0))
+            return 0;
+    }
+    size_t same = 1;
+    for (size_t i = 1; i < n; i++)
+        same += d[i] == d[0];
+    if (same == n)
+        return 0;
+    return iin_ok(d, n) && policy_luhn(d, n);
+}
+
+static int v_card(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    if (before(t, s) == '-' || before(t, s) == '.' || ((at(t, n, e) == '-' || at(t, n, e) == '.') && is_digit(at(t, n, e + 1))))
+        return 0;
+    /* SOM gives the leftmost start, which may be an earlier number on the same line:
+     * try each group start, and from it the longest prefix ending at a group end */
+    for (size_t st = s; st < e; st++) {
+        if (st != s && (is_digit(t[st - 1]) || !is_digit(t[st])))
+            continue;
+        for (size_t end = e; end > st; end--) {
+            if (!is_digit(t[end - 1]) || (end < e && is_digit(t[end])))
+                continue;
+            if (card_digits_ok(t, st, end)) {
+                *os = st;
+                *oe = end;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- IBAN ---- */
+
+static const char iban_table[] =
+    "AD24AE23AL28AT20AZ28BA20BE16BG22BH22BI27BR29BY28CH21CR22CY28CZ24DE22DJ27DK18DO28EE20"
+    "EG29ES24FI18FK18FO18FR27GB22GE22GI23GL18GR27GT28HR21HU28IE22IL23IQ23IS26IT27JO30KW30"
+    "KZ20LB28LC32LI21LT20LU20LV21LY25MC27MD24ME22MK19MN20MR27MT31MU30NI28NL18NO15OM23PK24"
+    "PL28PS29PT25QA29RO24RS22RU33SA24SC31SD18SE24SI19SK24SM27SO23ST25SV28TL23TN24TR26UA29"
+    "VA22VG24XK20YE30";
+
+static int iban_len(const char *cc)
+{
+    for (const char *p = iban_table; *p; p += 4)
+        if (p[0] == cc[0] && p[1] == cc[1])
+            return (p[2] - '0') * 10 + (p[3] - '0');
+    return 0;
+}
+
+int policy_iban_check(const char *s, size_t n)
+{
+    if (n < 15 || n > 34 || iban_len(s) != (int)n)
+        return 0;
+    unsigned rem = 0;
+    for (size_t k = 0; k < n; k++) {
+        int c = (unsigned char)s[(k + 4) % n];
+        if (is_digit(c))
+            rem = (rem * 10 + (unsigned)(c - '0')) % 97;
+        else if (is_upper(c))
+            rem = (rem * 100 + (unsigned)(c - 'A' + 10)) % 97;
+        else
+            return 0;
+    }
+    return rem == 1;
+}
+
+static int v_iban(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    (void)e;
+    int L = iban_len(t + s);
+    if (!L || is_alnum(before(t, s)))
+        return 0;
+    char buf[40];
+    size_t k = 0, i = s;
+    while (k < (size_t)L && i < n) {
+        int c = (unsigned char)t[i];
+        if (c == ' ' && k % 4 == 0 && k > 0 && i + 1 < n && is_alnum(at(t, n, i + 1))) {
+            i++;
+            continue;
+        }
+        if (!is_digit(c) && !is_upper(c))
+            return 0;
+        buf[k++] = (char)c;
+        i++;
+    }
+    if (k != (size_t)L || is_alnum(at(t, n, i)))
+        return 0;
+    if (!policy_iban_check(buf, k))
+        return 0;
+    *os = s;
+    *oe = i;
+    return 1;
+}
+
+/* ---- US SSN ---- */
+
+static int v_ssn(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    if (e - s != 11)
+        return 0;
+    int area = (t[s] - '0') * 100 + (t[s + 1] - '0') * 10 + (t[s + 2] - '0');
+    if (area == 0 || area == 666 || area >= 900)
+        return 0;
+    if (t[s + 4] == '0' && t[s + 5] == '0')
+        return 0;
+    if (memcmp(t + s + 7, "0000", 4) == 0)
+        return 0;
+    int p = before(t, s), q = at(t, n, e);
+    if (((p == '-' || p == '.') && s >= 2 && is_digit(t[s - 2])) ||
+        ((q == '-' || q == '.') && is_digit(at(t, n, e + 1))))
+        return 0;
+    *os = s;
+    *oe = e;
+    return 1;
+}
+
+/* ---- IPv4 ---- */
+
+static int v_ipv4(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    size_t i = s;
+    for (int o = 0; o < 4; o++) {
+        size_t st = i;
+        int v = 0;
+        while (i < e && is_digit(t[i]))
+            v = v * 10 + (t[i++] - '0');
+        if (i == st || i - st > 3 || v > 255 || (i - st > 1 && t[st] == '0'))
+            return 0;
+        if (o < 3) {
+            if (i >= e || t[i] != '.')
+                return 0;
+            i++;
+        }
+    }
+    if (i != e)
+        return 0;
+    int p = before(t, s);
+    if (p == '.' || is_alnum(p) || ((at(t, n, e) == '.') && is_digit(at(t, n, e + 1))) ||
+        is_alnum(at(t, n, e)))
+        return 0;
+    /* "v 1.2.3.4", "version 1.2.3.4", "ver. 1.2.3.4" */
+    size_t k = s;
+    while (k > 0 && (t[k - 1] == ' ' || t[k - 1] == ':' || t[k - 1] == '.') && s - k < 3)
+        k--;
+    size_t w = k;
+    while (w > 0 && is_alpha(t[w - 1]) && k - w < 8)
+        w--;
+    if (k - w == 1 && lower(t[w]) == 'v')
+        return 0;
+    if ((k - w == 3 && strncasecmp(t + w, "ver", 3) == 0) ||
+        (k - w == 7 && strncasecmp(t + w, "version", 7) == 0))
+        return 0;
+    *os = s;
+    *oe = e;
+    return 1;
+}
+
+/* ---- private key ---- */
+
+static int v_private_key(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    const char *endm = memmem(t + e, n - e, "-----END ", 9);
+    size_t end = n;
+    if (endm) {
+        const char *tail = memmem(endm, (size_t)(t + n - endm), "PRIVATE KEY-----", 16);
+        if (tail)
+            end = (size_t)(tail - t) + 16;
+    }
+    *os = s;
+    *oe = end;
+    return 1;
+}
+
+/* ---- tokens with fixed prefixes ---- */
+
+static size_t tok_extend(const char *t, size_t n, size_t e)
+{
+    while (e < n && is_tok((unsigned char)t[e]))
+        e++;
+    return e;
+}
+
+static int mixed(const char *s, size_t n)
+{
+    int u = 0, l = 0, d = 0;
+    for (size_t i = 0; i < n; i++) {
+        u |= is_upper(s[i]);
+        l |= is_lower(s[i]);
+        d |= is_digit(s[i]);
+    }
+    return u && l && d;
+}
+
+static int v_aws(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    (void)n;
+    size_t same = 0;
+    for (size_t i = s + 5; i < e; i++)
+        same += t[i] == t[s + 4];
+    if (same == e - s - 5)
+        return 0;
+    *os = s;
+    *oe = e;
+    return 1;
+}
+
+static int v_github(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    if (is_tok(at(t, n, e)) || is_tok(before(t, s)))
+        return 0;
+    size_t b = t[s + 2] == '_' ? s + 4 : s + 11;
+    int d = 0, a = 0;
+    for (size_t i = b; i < e; i++) {
+        d |= is_digit(t[i]);
+        a |= is_alpha(t[i]);
+    }
+    if (!d || !a)
+        return 0;
+    *os = s;
+    *oe = e;
+    return 1;
+}
+
+static int v_openai(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    (void)e;
+    if (is_tok(before(t, s)) || (n - s >= 7 && memcmp(t + s, "sk-ant-", 7) == 0))
+        return 0;
+    size_t b = s + 3;
+    static const char *const pre[] = {"proj-", "svcacct-", "admin-", "None-"};
+    for (size_t i = 0; i < 4; i++) {
+        size_t l = strlen(pre[i]);
+        if (n - b >= l && memcmp(t + b, pre[i], l) == 0) {
+            b += l;
+            break;
+        }
+    }
+    size_t end = tok_extend(t, n, b);
+    if (end - b < 32 || !mixed(t + b, end - b))
+        return 0;
+    *os = s;
+    *oe = end;
+    return 1;
+}
+
+static int v_anthropic(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    if (is_tok(before(t, s)))
+        return 0;
+    const char *dash = memchr(t + s + 7, '-', e - s - 7);
+    size_t b = dash ? (size_t)(dash - t) + 1 : e;
+    size_t end = tok_extend(t, n, e);
+    if (end - b < 32 || !mixed(t + b, end - b))
+        return 0;
+    *os = s;
+    *oe = end;
+    return 1;
+}
+
+/* ---- JWT ---- */
+
+static int b64url_decode(const char *s, size_t n, char *out, size_t cap, size_t *olen)
+{
+    unsigned acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i], v;
+        if (is_upper(c))
+            v = c - 'A';
+        else if (is_lower(c))
+            v = c - 'a' + 26;
+        else if (is_digit(c))
+            v = c - '0' + 52;
+        else if (c == '-')
+            v = 62;
+        else if (c == '_')
+            v = 63;
+        else
+            return -1;
+        acc = (acc << 6 | (unsigned)v) & 0xFFFFFF;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap)
+                return -1;
+            out[o++] = (char)(acc >> bits & 0xFF);
+        }
+    }
+    if (n % 4 == 1)
+        return -1;
+    *olen = o;
+    return 0;
+}
+
+static int v_jwt(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    if (is_tok(before(t, s)))
+        return 0;
+    const char *d1 = memchr(t + s, '.', e - s);
+    if (!d1)
+        return 0;
+    size_t h_end = (size_t)(d1 - t), p_end = e - 1;
+    char hdr[512];
+    size_t hl;
+    if (h_end - s > 680 || b64url_decode(t + s, h_end - s, hdr, sizeof(hdr) - 1, &hl) < 0)
+        return 0;
+    hdr[hl] = 0;
+    cJSON *j = cJSON_ParseWithLength(hdr, hl);
+    const cJSON *alg = j ? cJSON_GetObjectItemCaseSensitive(j, "alg") : NULL;
+    int ok = cJSON_IsString(alg), none = ok && strcmp(alg->valuestring, "none") == 0;
+    cJSON_Delete(j);
+    if (!ok)
+        return 0;
+    /* payload must be base64url; decode in chunks to avoid a big buffer */
+    for (size_t i = h_end + 1; i < p_end; i += 512) {
+        char tmp[400];
+        size_t l = p_end - i < 512 ? p_end - i : 512, tl;
+        if (b64url_decode(t + i, l, tmp, sizeof(tmp), &tl) < 0)
+            return 0;
+    }
+    size_t end = tok_extend(t, n, e);
+    if (!none && end - e < 16)
+        return 0;
+    *os = s;
+    *oe = end;
+    return 1;
+}
+
+/* ---- generic secret ---- */
+
+static int is_secret_char(int c)
+{
+    return is_alnum(c) || (c && strchr("+/=_-.~!@#$%^&*", c));
+}
+
+int policy_secret_value_ok(const char *v, size_t n)
+{
+    while (n && v[n - 1] == '.')
+        n--;
+    if (n < 16 || n > 512)
+        return 0;
+    int cl = 0, u = 0, l = 0, d = 0, sym = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)v[i];
+        if (!is_secret_char(c))
+            return 0;
+        u |= is_upper(c);
+        l |= is_lower(c);
+        d |= is_digit(c);
+        sym |= !is_alnum(c);
+    }
+    cl = u + l + d + sym;
+    if (cl < 2 || memmem(v, n, "//", 2))
+        return 0;
+    if (!d && !(u && l && n >= 20))
+        return 0;
+    /* UUIDs are identifiers */
+    if (n == 36 && v[8] == '-' && v[13] == '-' && v[18] == '-' && v[23] == '-')
+        return 0;
+    return policy_entropy(v, n) >= 3.3;
+}
+
+int policy_secret_key_like(const char *k, size_t n)
+{
+    static const char *const words[] = {"password", "passwd", "pwd", "secret", "token",
+                                        "api_key", "apikey", "api-key", "auth", "credential",
+                                        "private_key", "access_key"};
+    char buf[64];
+    if (n == 0 || n >= sizeof(buf))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (char)lower((unsigned char)k[i]);
+    buf[n] = 0;
+    if (strncmp(buf, "author", 6) == 0 && strncmp(buf, "authoriz", 8) != 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
+        if (strstr(buf, words[i]))
+            return 1;
+    return 0;
+}
+
+static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    if (is_alpha(before(t, s)))
+        return 0;
+    size_t i = e;
+    /* continuation of the word: secret_key, tokens, authorization (not author) */
+    size_t cs = i;
+    while (i < n && is_tok((unsigned char)t[i]) && i - cs < 24)
+        i++;
+    if (i - cs >= 2 && lower(t[cs]) == 'o' && lower(t[cs + 1]) == 'r' &&
+        !(i - cs >= 4 && lower(t[cs + 2]) == 'i' && lower(t[cs + 3]) == 'z'))
+        return 0;
+    if (i - cs >= 2 && strncasecmp(t + cs, "iz", 2) == 0)
+        return 0; /* tokenizer */
+    size_t lim = i + 160 < n ? i + 160 : n;
+    /* separators between the word and its value: "= ", "\": \"", ":=", "=>" */
+    while (i < lim && strchr(" \t\"'`:=>,;({[", t[i]) && t[i])
+        i++;
+    for (int tok = 0; tok < 3 && i < lim; tok++) {
+        while (i < lim && !is_secret_char((unsigned char)t[i])) {
+            if (t[i] == '\n')
+                return 0;
+            i++;
+        }
+        size_t ts = i;
+        while (i < n && is_secret_char((unsigned char)t[i]))
+            i++;
+        if (i == ts)
+            return 0;
+        size_t te = i;
+        while (te > ts && t[te - 1] == '.')
+            te--;
+        if (policy_secret_value_ok(t + ts, te - ts)) {
+            *os = ts;
+            *oe = te;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const policy_validator policy_builtin_validators[DET_N_BUILTIN] = {
+    [DET_PRIVATE_KEY] = v_private_key,
+    [DET_ANTHROPIC_KEY] = v_anthropic,
+    [DET_OPENAI_KEY] = v_openai,
+    [DET_GITHUB_TOKEN] = v_github,
+    [DET_AWS_ACCESS_KEY] = v_aws,
+    [DET_JWT] = v_jwt,
+    [DET_GENERIC_SECRET] = v_generic,
+    [DET_CREDIT_CARD] = v_card,
+    [DET_IBAN] = v_iban,
+    [DET_US_SSN] = v_ssn,
+    [DET_EMAIL] = v_email,
+    [DET_PHONE] = v_phone,
+    [DET_IPV4] = v_ipv4,
+};
