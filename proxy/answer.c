@@ -1,0 +1,599 @@
+/* answer.c -- the answer to the client: upstream relay and built-in framing.
+ *
+ * Upstream answers are relayed event by event as they arrive (SSE is never
+ * buffered whole). On the way: usage is read from the provider's own fields,
+ * redaction placeholders are restored (per choice / content block, across event
+ * boundaries), and the usage chunk the gateway asked for on the client's behalf is
+ * removed so the client sees what it asked for. Built-in engine output is framed
+ * in the caller's API, streaming or not. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "proxy/outbound.h"
+#include "proxy/proxy_int.h"
+
+#define WRITE_LIT(r, lit) proxy_conn_stream_write((r), (lit), sizeof(lit) - 1)
+
+double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
+{
+    double cached_price = m->cached_input_per_mtok >= 0 ? m->cached_input_per_mtok
+                                                        : m->input_per_mtok;
+    long uncached = u->input - u->cached;
+
+    if (uncached < 0)
+        uncached = 0;
+    return ((double)uncached * m->input_per_mtok + (double)u->cached * cached_price +
+            (double)u->output * m->output_per_mtok) /
+           1e6;
+}
+
+static long num(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+    return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+}
+
+/* OpenAI `usage` object */
+static void usage_openai(struct proxy_req *r, const cJSON *u)
+{
+    if (!cJSON_IsObject(u))
+        return;
+    r->usage.seen = 1;
+    r->usage.input = num(u, "prompt_tokens");
+    r->usage.output = num(u, "completion_tokens");
+    r->usage.cached = num(cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"),
+                          "cached_tokens");
+}
+
+/* Anthropic `usage` object; message_delta carries cumulative output_tokens */
+static void usage_anthropic(struct proxy_req *r, const cJSON *u)
+{
+    long in, cr, cw;
+
+    if (!cJSON_IsObject(u))
+        return;
+    r->usage.seen = 1;
+    if (cJSON_GetObjectItemCaseSensitive(u, "input_tokens")) {
+        in = num(u, "input_tokens");
+        cr = num(u, "cache_read_input_tokens");
+        cw = num(u, "cache_creation_input_tokens");
+        if (in || cr || cw) {
+            r->usage.input = in + cr + cw;
+            r->usage.cached = cr;
+            r->usage.cache_write = cw;
+        }
+    }
+    if (cJSON_GetObjectItemCaseSensitive(u, "output_tokens"))
+        r->usage.output = num(u, "output_tokens");
+}
+
+static void write_event_json(struct proxy_req *r, const char *event, const cJSON *obj)
+{
+    char *s = cJSON_PrintUnformatted(obj);
+    struct evbuffer *b = evbuffer_new();
+
+    if (s && b) {
+        if (event)
+            evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", event, s);
+        else
+            evbuffer_add_printf(b, "data: %s\n\n", s);
+        proxy_conn_stream_write(r, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    }
+    if (b)
+        evbuffer_free(b);
+    free(s);
+}
+
+/* restore one text field in place; `flush` also emits what is held back */
+static void restore_field(struct proxy_req *r, cJSON *holder, const char *field, int slot,
+                          int flush)
+{
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(holder, field);
+    char *out = NULL;
+    size_t out_len = 0;
+
+    if (cJSON_IsString(t))
+        policy_restore_feed(r->dec.restorer, slot, t->valuestring, strlen(t->valuestring), &out,
+                            &out_len);
+    if (flush)
+        policy_restore_flush(r->dec.restorer, slot, &out, &out_len);
+    if (cJSON_IsString(t) || out_len) {
+        char *z = malloc(out_len + 1);
+        if (z) {
+            if (out_len)
+                memcpy(z, out, out_len);
+            z[out_len] = '\0';
+            if (cJSON_IsString(t))
+                cJSON_SetValuestring(t, z);
+            else
+                cJSON_AddStringToObject(holder, field, z);
+            free(z);
+        }
+    }
+    free(out);
+}
+
+static int restoring(const struct proxy_req *r)
+{
+    return r->has_dec && r->dec.restorer;
+}
+
+static void remove_substr(char *s, size_t *len, const char *needle)
+{
+    size_t nl = strlen(needle);
+    char *p;
+
+    while ((p = memmem(s, *len, needle, nl)) != NULL) {
+        memmove(p, p + nl, *len - (size_t)(p - s) - nl);
+        *len -= nl;
+    }
+}
+
+/* OpenAI SSE event from an OpenAI provider */
+static int relay_openai_event(struct proxy_req *r, const char *raw, size_t raw_len,
+                              const char *data, size_t dlen)
+{
+    cJSON *j;
+    int strip_usage = r->outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
+    int has_usage = dlen > 0 && memmem(data, dlen, "\"usage\":{", 9) != NULL;
+
+    if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        proxy_conn_stream_write(r, raw, raw_len);
+        return 0;
+    }
+    if (!has_usage && !restoring(r)) {
+        if (strip_usage && memmem(raw, raw_len, ",\"usage\":null", 13)) {
+            char *copy = malloc(raw_len);
+            size_t n = raw_len;
+            if (!copy)
+                return -1;
+            memcpy(copy, raw, raw_len);
+            remove_substr(copy, &n, ",\"usage\":null");
+            proxy_conn_stream_write(r, copy, n);
+            free(copy);
+        } else {
+            proxy_conn_stream_write(r, raw, raw_len);
+        }
+        return 0;
+    }
+    j = cJSON_ParseWithLength(data, dlen);
+    if (!j) {
+        /* not JSON: relay as is; the client's SDK will report it */
+        proxy_conn_stream_write(r, raw, raw_len);
+        return 0;
+    }
+    if (has_usage)
+        usage_openai(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
+    if (strip_usage) {
+        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(j, "choices");
+        if (has_usage && cJSON_IsArray(ch) && cJSON_GetArraySize(ch) == 0) {
+            cJSON_Delete(j);
+            return 0; /* the chunk the client did not ask for */
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
+    }
+    if (restoring(r)) {
+        cJSON *ch = cJSON_GetObjectItemCaseSensitive(j, "choices"), *c;
+        cJSON_ArrayForEach(c, ch)
+        {
+            cJSON *delta = cJSON_GetObjectItemCaseSensitive(c, "delta");
+            const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
+            int slot = (int)num(c, "index");
+            if (cJSON_IsObject(delta))
+                restore_field(r, delta, "content", slot, cJSON_IsString(fr));
+        }
+        write_event_json(r, NULL, j);
+    } else if (strip_usage) {
+        write_event_json(r, NULL, j);
+    } else {
+        proxy_conn_stream_write(r, raw, raw_len);
+    }
+    cJSON_Delete(j);
+    return 0;
+}
+
+/* Anthropic SSE event from an Anthropic provider */
+static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t raw_len,
+                                 const char *event, size_t elen, const char *data, size_t dlen)
+{
+    cJSON *j;
+
+#define EV(name) (elen == strlen(name) && memcmp(event, name, elen) == 0)
+    if (EV("message_start") || EV("message_delta")) {
+        j = cJSON_ParseWithLength(data, dlen);
+        if (j) {
+            const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "message");
+            usage_anthropic(r, cJSON_GetObjectItemCaseSensitive(msg ? msg : j, "usage"));
+            cJSON_Delete(j);
+        }
+        proxy_conn_stream_write(r, raw, raw_len);
+        return 0;
+    }
+    if (restoring(r) && (EV("content_block_delta") || EV("content_block_stop"))) {
+        j = cJSON_ParseWithLength(data, dlen);
+        if (!j) {
+            proxy_conn_stream_write(r, raw, raw_len);
+            return 0;
+        }
+        if (EV("content_block_delta")) {
+            cJSON *delta = cJSON_GetObjectItemCaseSensitive(j, "delta");
+            restore_field(r, delta, "text", (int)num(j, "index"), 0);
+            write_event_json(r, "content_block_delta", j);
+        } else {
+            char *out = NULL;
+            size_t out_len = 0;
+            int idx = (int)num(j, "index");
+            policy_restore_flush(r->dec.restorer, idx, &out, &out_len);
+            if (out_len) {
+                cJSON *d = cJSON_CreateObject(), *dd;
+                char *z = malloc(out_len + 1);
+                if (z) {
+                    memcpy(z, out, out_len);
+                    z[out_len] = '\0';
+                    cJSON_AddStringToObject(d, "type", "content_block_delta");
+                    cJSON_AddNumberToObject(d, "index", idx);
+                    dd = cJSON_AddObjectToObject(d, "delta");
+                    cJSON_AddStringToObject(dd, "type", "text_delta");
+                    cJSON_AddStringToObject(dd, "text", z);
+                    write_event_json(r, "content_block_delta", d);
+                    free(z);
+                }
+                cJSON_Delete(d);
+            }
+            free(out);
+            proxy_conn_stream_write(r, raw, raw_len);
+        }
+        cJSON_Delete(j);
+        return 0;
+    }
+#undef EV
+    proxy_conn_stream_write(r, raw, raw_len);
+    return 0;
+}
+
+static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *event,
+                        size_t elen, const char *data, size_t dlen)
+{
+    struct proxy_req *r = ud;
+
+    if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC)
+        return relay_anthropic_event(r, raw, raw_len, event, elen, data, dlen);
+    return relay_openai_event(r, raw, raw_len, data, dlen);
+}
+
+static int streaming_relay(const struct proxy_req *r)
+{
+    return r->stream && r->status == 200 && r->resp_started;
+}
+
+void proxy_answer_upstream_head(struct proxy_req *r, int status, const char *content_type)
+{
+    r->status = status;
+    if (status == 200 && r->stream && content_type && strstr(content_type, "text/event-stream"))
+        proxy_conn_stream_start(r, 200, "text/event-stream");
+}
+
+void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t len)
+{
+    if (evbuffer_get_length(r->up_bytes) + len > PROXY_MAX_UPSTREAM_BODY) {
+        proxy_upstream_abort(r);
+        proxy_answer_upstream_failed(r, 0, "the upstream answer is larger than the limit");
+        return;
+    }
+    evbuffer_add(r->up_bytes, data, len);
+    r->px->metrics.upstream_bytes_in += len;
+    if (streaming_relay(r) && !r->stream_failed) {
+        if (proxy_sse_feed(&r->sse, data, len, on_sse_event, r) < 0) {
+            proxy_upstream_abort(r);
+            proxy_answer_upstream_failed(r, 0, "the upstream sent a malformed event stream");
+        }
+    }
+}
+
+/* map a provider error status to ours */
+static int map_status(int s)
+{
+    if (s == 429 || s == 400 || s == 404 || s == 413)
+        return s;
+    return 502;
+}
+
+void proxy_answer_upstream_done(struct proxy_req *r)
+{
+    size_t n = evbuffer_get_length(r->up_bytes);
+    const char *body = n ? (const char *)evbuffer_pullup(r->up_bytes, -1) : "";
+    cJSON *j;
+
+    if (r->resp_done) {
+        proxy_req_finish(r);
+        return;
+    }
+    if (streaming_relay(r)) {
+        /* an event without its blank line at EOF is incomplete: drop it */
+        proxy_conn_stream_end(r);
+        proxy_req_finish(r);
+        return;
+    }
+    if (r->status != 200) {
+        j = cJSON_ParseWithLength(body, n);
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        char msg[300];
+        int st = r->status;
+        snprintf(msg, sizeof(msg), "%s", cJSON_IsString(m) ? m->valuestring : "no message");
+        cJSON_Delete(j);
+        if (st == 401 || st == 403)
+            proxy_req_error(r, 502, NULL,
+                            "The provider '%s' rejected the gateway's credentials (%d): %s",
+                            r->prov->name, st, msg);
+        else
+            proxy_req_error(r, map_status(st), NULL, "The provider '%s' answered %d: %s",
+                            r->prov->name, st, msg);
+        return;
+    }
+    j = cJSON_ParseWithLength(body, n);
+    if (!j) {
+        proxy_req_error(r, 502, NULL, "The provider '%s' sent an answer that is not JSON.",
+                        r->prov->name);
+        return;
+    }
+    if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC)
+        usage_anthropic(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
+    else
+        usage_openai(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
+    if (restoring(r)) {
+        cJSON *c;
+        char *s;
+        if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC) {
+            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "content"))
+                restore_field(r, c, "text", 0, 1);
+        } else {
+            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
+                restore_field(r, cJSON_GetObjectItemCaseSensitive(c, "message"), "content",
+                              (int)num(c, "index"), 1);
+        }
+        s = cJSON_PrintUnformatted(j);
+        proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
+        free(s);
+    } else {
+        proxy_conn_reply(r, 200, "application/json", body, n);
+    }
+    cJSON_Delete(j);
+    proxy_req_finish(r);
+}
+
+void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *why)
+{
+    if (r->response_logged)
+        return;
+    if (r->resp_started) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "The provider's stream broke off: %s.", why);
+        snprintf(r->error, sizeof(r->error), "%s", msg);
+        proxy_req_stream_error(r, msg);
+        proxy_req_finish(r);
+        return;
+    }
+    if (timeout)
+        proxy_req_error(r, 504, NULL, "The provider '%s' did not answer in time (%s).",
+                        r->prov ? r->prov->name : "?", why);
+    else
+        proxy_req_error(r, 502, NULL, "The provider '%s' failed: %s.",
+                        r->prov ? r->prov->name : "?", why);
+}
+
+/* ---- built-in engine ---- */
+
+static void engine_openai_chunk(struct proxy_req *r, const char *text, size_t len,
+                                const char *finish, int usage)
+{
+    cJSON *j = cJSON_CreateObject(), *chs, *c, *d;
+    char id[64];
+
+    snprintf(id, sizeof(id), "chatcmpl-%s", r->id);
+    cJSON_AddStringToObject(j, "id", id);
+    cJSON_AddStringToObject(j, "object", "chat.completion.chunk");
+    cJSON_AddNumberToObject(j, "created", (double)time(NULL));
+    cJSON_AddStringToObject(j, "model", r->model->name);
+    chs = cJSON_AddArrayToObject(j, "choices");
+    if (!usage) {
+        c = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c, "index", 0);
+        d = cJSON_AddObjectToObject(c, "delta");
+        if (!r->sent_role) {
+            cJSON_AddStringToObject(d, "role", "assistant");
+            r->sent_role = 1;
+        }
+        if (text) {
+            char *z = strndup(text, len);
+            cJSON_AddStringToObject(d, "content", z ? z : "");
+            free(z);
+        }
+        if (finish)
+            cJSON_AddStringToObject(c, "finish_reason", finish);
+        else
+            cJSON_AddNullToObject(c, "finish_reason");
+        cJSON_AddItemToArray(chs, c);
+    } else {
+        cJSON *u = cJSON_AddObjectToObject(j, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", r->engine_prompt_tokens);
+        cJSON_AddNumberToObject(u, "completion_tokens", r->engine_completion_tokens);
+        cJSON_AddNumberToObject(u, "total_tokens",
+                                r->engine_prompt_tokens + r->engine_completion_tokens);
+    }
+    write_event_json(r, NULL, j);
+    cJSON_Delete(j);
+}
+
+void proxy_answer_engine_start(struct proxy_req *r)
+{
+    if (!r->stream)
+        return;
+    proxy_conn_stream_start(r, 200, "text/event-stream");
+    if (r->api == PROXY_API_ANTHROPIC) {
+        cJSON *j = cJSON_CreateObject(), *m, *u, *cb;
+        char id[64];
+        snprintf(id, sizeof(id), "msg_%s", r->id);
+        cJSON_AddStringToObject(j, "type", "message_start");
+        m = cJSON_AddObjectToObject(j, "message");
+        cJSON_AddStringToObject(m, "id", id);
+        cJSON_AddStringToObject(m, "type", "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddArrayToObject(m, "content");
+        cJSON_AddStringToObject(m, "model", r->model->name);
+        cJSON_AddNullToObject(m, "stop_reason");
+        cJSON_AddNullToObject(m, "stop_sequence");
+        u = cJSON_AddObjectToObject(m, "usage");
+        cJSON_AddNumberToObject(u, "input_tokens", 0);
+        cJSON_AddNumberToObject(u, "output_tokens", 0);
+        write_event_json(r, "message_start", j);
+        cJSON_Delete(j);
+        j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "type", "content_block_start");
+        cJSON_AddNumberToObject(j, "index", 0);
+        cb = cJSON_AddObjectToObject(j, "content_block");
+        cJSON_AddStringToObject(cb, "type", "text");
+        cJSON_AddStringToObject(cb, "text", "");
+        write_event_json(r, "content_block_start", j);
+        cJSON_Delete(j);
+        WRITE_LIT(r, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
+    } else {
+        engine_openai_chunk(r, "", 0, NULL, 0);
+    }
+}
+
+void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
+{
+    if (r->response_logged)
+        return;
+    if (!r->stream) {
+        char *p = realloc(r->engine_text, r->engine_text_len + len + 1);
+        if (!p)
+            return;
+        memcpy(p + r->engine_text_len, text, len);
+        r->engine_text_len += len;
+        p[r->engine_text_len] = '\0';
+        r->engine_text = p;
+        return;
+    }
+    if (r->api == PROXY_API_ANTHROPIC) {
+        cJSON *j = cJSON_CreateObject(), *d;
+        char *z = strndup(text, len);
+        cJSON_AddStringToObject(j, "type", "content_block_delta");
+        cJSON_AddNumberToObject(j, "index", 0);
+        d = cJSON_AddObjectToObject(j, "delta");
+        cJSON_AddStringToObject(d, "type", "text_delta");
+        cJSON_AddStringToObject(d, "text", z ? z : "");
+        write_event_json(r, "content_block_delta", j);
+        free(z);
+        cJSON_Delete(j);
+    } else {
+        engine_openai_chunk(r, text, len, NULL, 0);
+    }
+}
+
+void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res)
+{
+    const char *fin = res->finish_reason ? res->finish_reason : "stop";
+    cJSON *j;
+    char *s;
+    char id[64];
+
+    if (r->response_logged)
+        return;
+    r->engine_prompt_tokens = res->prompt_tokens;
+    r->engine_completion_tokens = res->completion_tokens;
+    r->usage.seen = 1;
+    r->usage.input = res->prompt_tokens;
+    r->usage.output = res->completion_tokens;
+    if (res->status != ENGINE_OK) {
+        if (res->status == ENGINE_ECANCELED && !r->conn) {
+            if (!r->status)
+                r->status = 499;
+            proxy_req_finish(r);
+            return;
+        }
+        if (res->status == ENGINE_ECONTEXT)
+            proxy_req_error(r, 400, NULL, "%s",
+                            res->error[0] ? res->error
+                                          : "The prompt is longer than the local model's context.");
+        else
+            proxy_req_error(r, 500, NULL, "The local model failed: %s",
+                            res->error[0] ? res->error : "unknown error");
+        return;
+    }
+    if (r->stream) {
+        if (r->api == PROXY_API_ANTHROPIC) {
+            cJSON *d, *u;
+            WRITE_LIT(r, "event: content_block_stop\ndata: "
+                         "{\"type\":\"content_block_stop\",\"index\":0}\n\n");
+            j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "type", "message_delta");
+            d = cJSON_AddObjectToObject(j, "delta");
+            cJSON_AddStringToObject(d, "stop_reason",
+                                    strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
+            cJSON_AddNullToObject(d, "stop_sequence");
+            u = cJSON_AddObjectToObject(j, "usage");
+            cJSON_AddNumberToObject(u, "output_tokens", res->completion_tokens);
+            write_event_json(r, "message_delta", j);
+            cJSON_Delete(j);
+            WRITE_LIT(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        } else {
+            engine_openai_chunk(r, NULL, 0, fin, 0);
+            if (r->include_usage_asked)
+                engine_openai_chunk(r, NULL, 0, NULL, 1);
+            WRITE_LIT(r, "data: [DONE]\n\n");
+        }
+        proxy_conn_stream_end(r);
+        proxy_req_finish(r);
+        return;
+    }
+    j = cJSON_CreateObject();
+    if (r->api == PROXY_API_ANTHROPIC) {
+        cJSON *c, *b, *u;
+        snprintf(id, sizeof(id), "msg_%s", r->id);
+        cJSON_AddStringToObject(j, "id", id);
+        cJSON_AddStringToObject(j, "type", "message");
+        cJSON_AddStringToObject(j, "role", "assistant");
+        cJSON_AddStringToObject(j, "model", r->model->name);
+        c = cJSON_AddArrayToObject(j, "content");
+        b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "type", "text");
+        cJSON_AddStringToObject(b, "text", r->engine_text ? r->engine_text : "");
+        cJSON_AddItemToArray(c, b);
+        cJSON_AddStringToObject(j, "stop_reason",
+                                strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
+        cJSON_AddNullToObject(j, "stop_sequence");
+        u = cJSON_AddObjectToObject(j, "usage");
+        cJSON_AddNumberToObject(u, "input_tokens", res->prompt_tokens);
+        cJSON_AddNumberToObject(u, "output_tokens", res->completion_tokens);
+    } else {
+        cJSON *chs, *c, *m, *u;
+        snprintf(id, sizeof(id), "chatcmpl-%s", r->id);
+        cJSON_AddStringToObject(j, "id", id);
+        cJSON_AddStringToObject(j, "object", "chat.completion");
+        cJSON_AddNumberToObject(j, "created", (double)time(NULL));
+        cJSON_AddStringToObject(j, "model", r->model->name);
+        chs = cJSON_AddArrayToObject(j, "choices");
+        c = cJSON_CreateObject();
+        cJSON_AddNumberToObject(c, "index", 0);
+        m = cJSON_AddObjectToObject(c, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", r->engine_text ? r->engine_text : "");
+        cJSON_AddStringToObject(c, "finish_reason", fin);
+        cJSON_AddItemToArray(chs, c);
+        u = cJSON_AddObjectToObject(j, "usage");
+        cJSON_AddNumberToObject(u, "prompt_tokens", res->prompt_tokens);
+        cJSON_AddNumberToObject(u, "completion_tokens", res->completion_tokens);
+        cJSON_AddNumberToObject(u, "total_tokens", res->prompt_tokens + res->completion_tokens);
+    }
+    s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
+    free(s);
+    proxy_req_finish(r);
+}

@@ -1,0 +1,1012 @@
+/* pipeline.c -- one request from complete bytes to finished answer.
+ *
+ * route → authenticate → parse → policy_decide → budget → build outbound →
+ * audit the request record (write-ahead: wait until durable) → dispatch to an
+ * upstream or the built-in engine → answer (answer.c) → audit the response
+ * record, metrics, budgets.
+ *
+ * A request is reference-counted: the connection holds one while it answers, and
+ * every piece of asynchronous work (audit append, upstream, engine job) holds
+ * one until it reports back, so a client that disappears never leaves a callback
+ * pointing at freed memory. */
+#include <fnmatch.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "proxy/outbound.h"
+#include "proxy/proxy_int.h"
+
+void proxy_conn_request_done(struct proxy_conn *c);
+void proxy_spend_add(struct proxy *px, const struct config_key *k, double usd);
+double proxy_spend_get(struct proxy *px, const char *kind, const char *name);
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double proxy_req_elapsed(const struct proxy_req *r)
+{
+    return now_s() - ((double)r->t0.tv_sec + (double)r->t0.tv_nsec / 1e9);
+}
+
+static void iso_time(char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+struct proxy_req *proxy_req_new(struct proxy_conn *c)
+{
+    struct proxy_req *r = calloc(1, sizeof(*r));
+    unsigned char rnd[16];
+    size_t len;
+    int i;
+
+    if (!r)
+        return NULL;
+    r->px = c->px;
+    r->conn = c;
+    r->refs = 1;
+    r->snap = c->px->snap;
+    r->snap->refs++;
+    r->api = PROXY_API_NONE;
+    r->t_upstream_start = r->t_first_byte = -1;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    randombytes_buf(rnd, sizeof(rnd));
+    for (i = 0; i < 16; i++)
+        snprintf(r->id + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
+    r->up_bytes = evbuffer_new();
+    r->client_bytes = evbuffer_new();
+    len = evbuffer_get_length(c->body);
+    r->body = malloc(len + 1);
+    if (!r->up_bytes || !r->client_bytes || !r->body) {
+        proxy_req_unref(r);
+        return NULL;
+    }
+    evbuffer_remove(c->body, r->body, len);
+    r->body[len] = '\0';
+    r->body_len = len;
+    c->px->metrics.bytes_in += len;
+    c->px->n_reqs++;
+    return r;
+}
+
+void proxy_req_ref(struct proxy_req *r)
+{
+    r->refs++;
+}
+
+void proxy_req_unref(struct proxy_req *r)
+{
+    struct proxy *px;
+
+    if (--r->refs > 0)
+        return;
+    px = r->px;
+    if (r->job)
+        engine_job_release(r->job);
+    if (r->has_dec)
+        policy_decision_deinit(&r->dec);
+    cJSON_Delete(r->json);
+    if (r->body) {
+        sodium_memzero(r->body, r->body_len);
+        free(r->body);
+    }
+    free(r->outbound);
+    free(r->model_name);
+    free(r->engine_text);
+    free(r->finish_reason);
+    proxy_sse_deinit(&r->sse);
+    if (r->up_bytes)
+        evbuffer_free(r->up_bytes);
+    if (r->client_bytes)
+        evbuffer_free(r->client_bytes);
+    if (r->snap)
+        proxy_snap_unref(r->snap);
+    free(r);
+    px->n_reqs--;
+    if (px->draining && px->n_reqs == 0 && px->n_conns == 0)
+        event_base_loopexit(px->base, NULL);
+}
+
+/* ---- errors ---- */
+
+void proxy_json_error_body(enum proxy_api api, int status, const char *type, const char *message,
+                           char **out, size_t *len)
+{
+    cJSON *root = cJSON_CreateObject(), *e;
+    char code[32];
+
+    snprintf(code, sizeof(code), "%d", status);
+    if (api == PROXY_API_ANTHROPIC) {
+        cJSON_AddStringToObject(root, "type", "error");
+        e = cJSON_AddObjectToObject(root, "error");
+        cJSON_AddStringToObject(e, "type", type);
+        cJSON_AddStringToObject(e, "message", message);
+    } else {
+        e = cJSON_AddObjectToObject(root, "error");
+        cJSON_AddStringToObject(e, "message", message);
+        cJSON_AddStringToObject(e, "type", type);
+        cJSON_AddStringToObject(e, "code", code);
+    }
+    *out = cJSON_PrintUnformatted(root);
+    *len = *out ? strlen(*out) : 0;
+    cJSON_Delete(root);
+}
+
+/* the error `type` each API uses for a status */
+static const char *error_type(enum proxy_api api, int status)
+{
+    if (api == PROXY_API_ANTHROPIC) {
+        switch (status) {
+        case 400: return "invalid_request_error";
+        case 401: return "authentication_error";
+        case 403: return "permission_error";
+        case 404: return "not_found_error";
+        case 413: return "request_too_large";
+        case 429: return "rate_limit_error";
+        case 503: return "overloaded_error";
+        case 504: return "timeout_error";
+        default: return "api_error";
+        }
+    }
+    switch (status) {
+    case 400: case 404: case 413: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_denied";
+    case 429: return "rate_limit_exceeded";
+    case 504: return "timeout";
+    default: return "server_error";
+    }
+}
+
+void proxy_req_error(struct proxy_req *r, int status, const char *type, const char *fmt, ...)
+{
+    char msg[512];
+    char *body = NULL;
+    size_t len = 0;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(r->error, sizeof(r->error), "%s", msg);
+    if (r->resp_started) {
+        proxy_req_stream_error(r, msg);
+        proxy_req_finish(r);
+        return;
+    }
+    proxy_json_error_body(r->api, status, type ? type : error_type(r->api, status), msg, &body,
+                          &len);
+    proxy_conn_reply(r, status, "application/json", body ? body : "", len);
+    free(body);
+    proxy_req_finish(r);
+}
+
+void proxy_req_stream_error(struct proxy_req *r, const char *message)
+{
+    char *body = NULL;
+    size_t len = 0;
+    struct evbuffer *ev;
+    size_t n;
+    char *flat;
+
+    if (r->resp_done)
+        return;
+    r->stream_failed = 1;
+    ev = evbuffer_new();
+    if (r->api == PROXY_API_ANTHROPIC) {
+        proxy_json_error_body(PROXY_API_ANTHROPIC, 502, "api_error", message, &body, &len);
+        evbuffer_add_printf(ev, "event: error\ndata: %s\n\n", body ? body : "{}");
+    } else {
+        proxy_json_error_body(PROXY_API_OPENAI, 502, "server_error", message, &body, &len);
+        evbuffer_add_printf(ev, "data: %s\n\n", body ? body : "{}");
+    }
+    n = evbuffer_get_length(ev);
+    flat = (char *)evbuffer_pullup(ev, -1);
+    proxy_conn_stream_write(r, flat, n);
+    proxy_conn_stream_end(r);
+    evbuffer_free(ev);
+    free(body);
+}
+
+/* ---- finishing ---- */
+
+static const char *verdict_name(const struct proxy_req *r)
+{
+    if (!r->has_dec)
+        return "none";
+    switch (r->dec.verdict) {
+    case POLICY_BLOCK: return "block";
+    case POLICY_ROUTE: return "route";
+    case POLICY_REDACT: return "redact";
+    case POLICY_ALLOW: return "allow";
+    }
+    return "none";
+}
+
+static char *response_meta(struct proxy_req *r)
+{
+    cJSON *m = cJSON_CreateObject(), *u, *t;
+    char ts[96];
+    char *s;
+
+    iso_time(ts, sizeof(ts));
+    cJSON_AddStringToObject(m, "id", r->id);
+    cJSON_AddStringToObject(m, "time", ts);
+    if (r->key)
+        cJSON_AddStringToObject(m, "key", r->key->name);
+    else
+        cJSON_AddNullToObject(m, "key");
+    if (r->key && r->key->team)
+        cJSON_AddStringToObject(m, "team", r->key->team);
+    else
+        cJSON_AddNullToObject(m, "team");
+    if (r->prov)
+        cJSON_AddStringToObject(m, "provider", r->prov->name);
+    else
+        cJSON_AddNullToObject(m, "provider");
+    if (r->model)
+        cJSON_AddStringToObject(m, "model", r->model->name);
+    else
+        cJSON_AddNullToObject(m, "model");
+    cJSON_AddNumberToObject(m, "status", r->status);
+    u = cJSON_AddObjectToObject(m, "usage");
+    cJSON_AddNumberToObject(u, "input_tokens", (double)r->usage.input);
+    cJSON_AddNumberToObject(u, "output_tokens", (double)r->usage.output);
+    cJSON_AddNumberToObject(u, "cached_input_tokens", (double)r->usage.cached);
+    if (r->usage.cache_write)
+        cJSON_AddNumberToObject(u, "cache_creation_input_tokens", (double)r->usage.cache_write);
+    cJSON_AddNumberToObject(m, "cost_usd", r->cost);
+    t = cJSON_AddObjectToObject(m, "timings");
+    cJSON_AddNumberToObject(t, "total_ms", proxy_req_elapsed(r) * 1000.0);
+    if (r->t_first_byte >= 0)
+        cJSON_AddNumberToObject(t, "upstream_first_byte_ms",
+                                (r->t_first_byte - r->t_upstream_start) * 1000.0);
+    if (r->error[0])
+        cJSON_AddStringToObject(m, "error", r->error);
+    s = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    return s;
+}
+
+void proxy_req_finish(struct proxy_req *r)
+{
+    struct proxy *px = r->px;
+    struct proxy_conn *c = r->conn;
+    char route[256];
+
+    if (r->response_logged)
+        return;
+    r->response_logged = 1;
+    if (r->model && r->usage.seen && r->cost == 0)
+        r->cost = proxy_cost(r->model, &r->usage);
+    if (r->key && r->cost > 0)
+        proxy_spend_add(px, r->key, r->cost);
+    px->metrics.tokens_in += (uint64_t)r->usage.input;
+    px->metrics.tokens_out += (uint64_t)r->usage.output;
+    px->metrics.tokens_cached += (uint64_t)r->usage.cached;
+    px->metrics.cost_usd += r->cost;
+    if (r->api != PROXY_API_NONE && px->audit) {
+        char *meta = response_meta(r);
+        struct audit_blob blobs[2];
+        size_t n = 0;
+
+        blobs[n].name = "upstream";
+        blobs[n].len = evbuffer_get_length(r->up_bytes);
+        blobs[n].data = blobs[n].len ? (const void *)evbuffer_pullup(r->up_bytes, -1) : (const void *)"";
+        n++;
+        blobs[n].name = "client";
+        blobs[n].len = evbuffer_get_length(r->client_bytes);
+        blobs[n].data = blobs[n].len ? (const void *)evbuffer_pullup(r->client_bytes, -1) : (const void *)"";
+        n++;
+        if (!meta || audit_append(px->audit, "response", meta, blobs, n, NULL, NULL) < 0)
+            log_error("request %s: the response record could not be queued to the audit log",
+                      r->id);
+        free(meta);
+    }
+    if (r->prov && r->model)
+        snprintf(route, sizeof(route), "%s/%s", r->prov->name, r->model->name);
+    else
+        snprintf(route, sizeof(route), "none");
+    if (r->api != PROXY_API_NONE || r->status != 200)
+        proxy_metrics_request(&px->metrics, route, verdict_name(r), r->status,
+                              proxy_req_elapsed(r));
+    if (c) {
+        c->req = NULL;
+        r->conn = NULL;
+        proxy_conn_request_done(c);
+        proxy_req_unref(r); /* the connection's reference */
+    }
+}
+
+void proxy_req_client_gone(struct proxy_req *r)
+{
+    if (r->up)
+        proxy_upstream_abort(r);
+    if (r->job)
+        engine_job_cancel(r->job);
+    if (!r->resp_done && !r->error[0])
+        snprintf(r->error, sizeof(r->error), "the client closed the connection");
+    /* the response record is written when the abandoned work reports back, or now
+     * if nothing is pending */
+    if (!r->up && !r->job && r->refs <= 1 && !r->response_logged) {
+        if (!r->status)
+            r->status = 499;
+        proxy_req_finish(r);
+    }
+}
+
+/* ---- authentication ---- */
+
+static const char *presented_key(const struct proxy_conn *c)
+{
+    const char *a = proxy_conn_header(c, "authorization");
+
+    if (a && strncasecmp(a, "Bearer ", 7) == 0) {
+        a += 7;
+        while (*a == ' ')
+            a++;
+        return a;
+    }
+    return proxy_conn_header(c, "x-api-key");
+}
+
+/* returns 0 when the caller may go on (r->key set, or auth off) */
+static int authenticate(struct proxy_req *r)
+{
+    const struct config *cfg = r->snap->cfg;
+    const char *k;
+    uint8_t sha[32];
+
+    if (!cfg->auth)
+        return 0;
+    k = presented_key(r->conn);
+    if (!k || !*k) {
+        proxy_req_error(r, 401, NULL,
+                        "No API key was presented: send 'Authorization: Bearer KEY' or "
+                        "'x-api-key: KEY' with a key issued by this gateway.");
+        return -1;
+    }
+    crypto_hash_sha256(sha, (const unsigned char *)k, strlen(k));
+    r->key = config_key_find_sha256(cfg, sha);
+    if (!r->key) {
+        proxy_req_error(r, 401, NULL, "The API key is not known to this gateway.");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- /v1/models ---- */
+
+static int model_allowed(struct proxy_req *r, const struct config_model *m)
+{
+    struct policy_input in;
+    struct policy_decision d;
+    char body[512];
+    int ok;
+
+    snprintf(body, sizeof(body), "{\"model\":\"x\",\"messages\":[]}");
+    memset(&in, 0, sizeof(in));
+    in.api = POLICY_API_OPENAI;
+    in.body = body;
+    in.len = strlen(body);
+    in.model = m->name;
+    in.key_name = r->key ? r->key->name : NULL;
+    in.team = r->key ? r->key->team : NULL;
+    if (policy_decide(r->snap->policy, &in, &d) < 0) {
+        policy_decision_deinit(&d);
+        return 0;
+    }
+    ok = d.verdict != POLICY_BLOCK;
+    policy_decision_deinit(&d);
+    return ok;
+}
+
+static void handle_models(struct proxy_req *r)
+{
+    const struct config *cfg = r->snap->cfg;
+    cJSON *root = cJSON_CreateObject(), *data;
+    char *s;
+    size_t i;
+
+    cJSON_AddStringToObject(root, "object", "list");
+    data = cJSON_AddArrayToObject(root, "data");
+    for (i = 0; i < cfg->n_models; i++) {
+        const struct config_model *m = &cfg->models[i];
+        cJSON *o;
+
+        if (!model_allowed(r, m))
+            continue;
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", m->name);
+        cJSON_AddStringToObject(o, "object", "model");
+        cJSON_AddNumberToObject(o, "created", 0);
+        cJSON_AddStringToObject(o, "owned_by", m->provider);
+        cJSON_AddItemToArray(data, o);
+    }
+    s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    proxy_conn_reply(r, 200, "application/json", s ? s : "{}", s ? strlen(s) : 2);
+    free(s);
+    proxy_req_finish(r);
+}
+
+/* ---- the API request ---- */
+
+static char *request_meta(struct proxy_req *r)
+{
+    cJSON *m = cJSON_CreateObject(), *f;
+    char ts[96];
+    char *s;
+    size_t i;
+
+    iso_time(ts, sizeof(ts));
+    cJSON_AddStringToObject(m, "id", r->id);
+    cJSON_AddStringToObject(m, "time", ts);
+    if (r->key)
+        cJSON_AddStringToObject(m, "key", r->key->name);
+    else
+        cJSON_AddNullToObject(m, "key");
+    if (r->key && r->key->team)
+        cJSON_AddStringToObject(m, "team", r->key->team);
+    else
+        cJSON_AddNullToObject(m, "team");
+    cJSON_AddStringToObject(m, "client", r->peer);
+    cJSON_AddStringToObject(m, "api", r->api == PROXY_API_ANTHROPIC ? "anthropic" : "openai");
+    cJSON_AddStringToObject(m, "endpoint", r->endpoint);
+    cJSON_AddStringToObject(m, "model", r->model_name ? r->model_name : "");
+    cJSON_AddBoolToObject(m, "stream", r->stream);
+    cJSON_AddStringToObject(m, "verdict", verdict_name(r));
+    cJSON_AddStringToObject(m, "rule", r->has_dec && r->dec.rule ? r->dec.rule : "");
+    if (r->prov)
+        cJSON_AddStringToObject(m, "provider", r->prov->name);
+    else
+        cJSON_AddNullToObject(m, "provider");
+    if (r->model) {
+        cJSON_AddStringToObject(m, "route_model", r->model->name);
+        cJSON_AddStringToObject(m, "upstream_model", r->model->upstream_model);
+    } else {
+        cJSON_AddNullToObject(m, "route_model");
+        cJSON_AddNullToObject(m, "upstream_model");
+    }
+    f = cJSON_AddArrayToObject(m, "findings");
+    for (i = 0; r->has_dec && i < r->dec.n_findings; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "detector", r->dec.findings[i].detector);
+        cJSON_AddNumberToObject(o, "message", r->dec.findings[i].message);
+        cJSON_AddNumberToObject(o, "start", (double)r->dec.findings[i].start);
+        cJSON_AddNumberToObject(o, "end", (double)r->dec.findings[i].end);
+        cJSON_AddItemToArray(f, o);
+    }
+    s = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    return s;
+}
+
+static void dispatch(struct proxy_req *r);
+
+static void audit_request_done_loop(void *arg, int status, char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)data;
+    (void)len;
+    if (status < 0 && r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
+        if (r->conn && !r->resp_started)
+            proxy_req_error(r, 503, NULL,
+                            "The audit log cannot be written, so the request was not sent "
+                            "(fail closed).");
+        else
+            proxy_req_finish(r);
+    } else if (r->conn) {
+        dispatch(r);
+    } else {
+        if (!r->status)
+            r->status = 499;
+        proxy_req_finish(r);
+    }
+    proxy_req_unref(r); /* the audit's reference */
+}
+
+static void audit_request_done(void *ud, int status)
+{
+    struct proxy_req *r = ud;
+
+    if (proxy_mailbox_post(r->px->mbox, audit_request_done_loop, r, status, NULL, 0) < 0)
+        log_error("request %s: mailbox post failed", r->id);
+}
+
+/* Write the request record and continue in audit_request_done_loop once it is
+ * durable; answer 503 at once if the log is failed (fail closed). */
+static void audit_request_then_dispatch(struct proxy_req *r)
+{
+    struct proxy *px = r->px;
+    struct audit_blob blobs[2];
+    size_t n = 0;
+    char *meta;
+
+    if (!px->audit) {
+        dispatch(r);
+        return;
+    }
+    meta = request_meta(r);
+    blobs[n].name = "inbound";
+    blobs[n].data = r->body;
+    blobs[n].len = r->body_len;
+    n++;
+    if (r->outbound) {
+        blobs[n].name = "outbound";
+        blobs[n].data = r->outbound;
+        blobs[n].len = r->outbound_len;
+        n++;
+    }
+    proxy_req_ref(r);
+    if (!meta || audit_append(px->audit, "request", meta, blobs, n, audit_request_done, r) < 0) {
+        free(meta);
+        proxy_req_unref(r);
+        if (r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
+            proxy_req_error(r, 503, NULL,
+                            "The audit log cannot be written, so the request was not sent "
+                            "(fail closed).");
+            return;
+        }
+        log_warn("request %s: audit unavailable, continuing (on_failure: allow)", r->id);
+        dispatch(r);
+        return;
+    }
+    free(meta);
+}
+
+/* the message list for the built-in engine, in either API */
+struct msg_list {
+    struct engine_msg *msgs;
+    char **owned;
+    size_t n, cap;
+};
+
+static int msg_add(struct msg_list *l, const char *role, char *content)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        struct engine_msg *m = realloc(l->msgs, cap * sizeof(*m));
+        char **o;
+        if (!m)
+            return -1;
+        l->msgs = m;
+        o = realloc(l->owned, cap * sizeof(*o));
+        if (!o)
+            return -1;
+        l->owned = o;
+        l->cap = cap;
+    }
+    l->msgs[l->n].role = role;
+    l->msgs[l->n].content = content;
+    l->owned[l->n] = content;
+    l->n++;
+    return 0;
+}
+
+/* text of a content value: a string, or an array of parts/blocks with text */
+static char *content_text(const cJSON *c)
+{
+    const cJSON *p;
+    size_t len = 0;
+    char *s = NULL;
+
+    if (cJSON_IsString(c))
+        return strdup(c->valuestring);
+    s = strdup("");
+    if (!cJSON_IsArray(c))
+        return s;
+    cJSON_ArrayForEach(p, c)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
+        const cJSON *sub = cJSON_GetObjectItemCaseSensitive(p, "content");
+        char *piece = NULL;
+        size_t n;
+        char *ns;
+
+        if (cJSON_IsString(t))
+            piece = strdup(t->valuestring);
+        else if (sub)
+            piece = content_text(sub);
+        if (!piece)
+            continue;
+        n = strlen(piece);
+        ns = realloc(s, len + n + 2);
+        if (!ns) {
+            free(piece);
+            break;
+        }
+        s = ns;
+        if (len) {
+            s[len++] = '\n';
+        }
+        memcpy(s + len, piece, n + 1);
+        len += n;
+        free(piece);
+    }
+    return s;
+}
+
+static int build_messages(struct proxy_req *r, struct msg_list *l)
+{
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages"), *m;
+
+    if (r->api == PROXY_API_ANTHROPIC) {
+        const cJSON *sys = cJSON_GetObjectItemCaseSensitive(r->json, "system");
+        if (sys && msg_add(l, "system", content_text(sys)) < 0)
+            return -1;
+    }
+    cJSON_ArrayForEach(m, msgs)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const char *rs = cJSON_IsString(role) ? role->valuestring : "user";
+        const char *rr = strcmp(rs, "system") == 0 || strcmp(rs, "developer") == 0 ? "system"
+                         : strcmp(rs, "assistant") == 0                            ? "assistant"
+                                                                                   : "user";
+        char *t = content_text(cJSON_GetObjectItemCaseSensitive(m, "content"));
+        if (!t || msg_add(l, rr, t) < 0) {
+            free(t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void engine_text_loop(void *arg, int status, char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)status;
+    proxy_answer_engine_text(r, data, len);
+    free(data);
+}
+
+static void engine_done_loop(void *arg, int status, char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+    struct engine_result res;
+
+    (void)status;
+    if (data && len == sizeof(res))
+        memcpy(&res, data, sizeof(res));
+    else
+        memset(&res, 0, sizeof(res));
+    free(data);
+    proxy_answer_engine_done(r, &res);
+    proxy_req_unref(r); /* the engine's reference */
+}
+
+static void on_engine_text(void *ud, const char *text, size_t len)
+{
+    struct proxy_req *r = ud;
+
+    proxy_mailbox_post(r->px->mbox, engine_text_loop, r, 0, text, len);
+}
+
+static void on_engine_done(void *ud, const struct engine_result *res)
+{
+    struct proxy_req *r = ud;
+    struct engine_result copy = *res;
+
+    copy.finish_reason = NULL; /* static strings are fine, but keep the copy plain */
+    if (res->finish_reason)
+        copy.finish_reason = strcmp(res->finish_reason, "length") == 0 ? "length" : "stop";
+    proxy_mailbox_post(r->px->mbox, engine_done_loop, r, 0, &copy, sizeof(copy));
+}
+
+static void dispatch_engine(struct proxy_req *r)
+{
+    struct engine_server *srv = r->snap->engines ? r->snap->engines[r->prov_index] : NULL;
+    struct msg_list l = {0};
+    struct engine_params p;
+    struct engine_callbacks cb = {on_engine_text, on_engine_done};
+    const cJSON *v;
+    const char *stops[4];
+    size_t n_stop = 0, i;
+    int rc;
+
+    if (!srv) {
+        proxy_req_error(r, 503, NULL,
+                        "The local model '%s' is not loaded, so local answers are unavailable.",
+                        r->model->name);
+        return;
+    }
+    if (build_messages(r, &l) < 0) {
+        proxy_req_error(r, 500, NULL, "The gateway is out of memory.");
+        goto done;
+    }
+    memset(&p, 0, sizeof(p));
+    p.top_p = 1.0f;
+    p.temperature = 0.0f;
+    v = cJSON_GetObjectItemCaseSensitive(r->json, "max_completion_tokens");
+    if (!cJSON_IsNumber(v))
+        v = cJSON_GetObjectItemCaseSensitive(r->json, "max_tokens");
+    p.max_tokens = cJSON_IsNumber(v) ? (int)v->valuedouble : 256;
+    v = cJSON_GetObjectItemCaseSensitive(r->json, "temperature");
+    if (cJSON_IsNumber(v))
+        p.temperature = (float)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(r->json, "top_p");
+    if (cJSON_IsNumber(v))
+        p.top_p = (float)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(r->json, "top_k");
+    if (cJSON_IsNumber(v))
+        p.top_k = (int)v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(r->json, "seed");
+    p.seed = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0x5eed;
+    v = cJSON_GetObjectItemCaseSensitive(r->json, "stop");
+    if (!v)
+        v = cJSON_GetObjectItemCaseSensitive(r->json, "stop_sequences");
+    if (cJSON_IsString(v))
+        stops[n_stop++] = v->valuestring;
+    else if (cJSON_IsArray(v)) {
+        const cJSON *s;
+        cJSON_ArrayForEach(s, v) if (cJSON_IsString(s) && n_stop < 4) stops[n_stop++] =
+            s->valuestring;
+    }
+    p.stop = n_stop ? stops : NULL;
+    p.n_stop = n_stop;
+    proxy_req_ref(r);
+    rc = engine_submit(srv, l.msgs, l.n, &p, &cb, r, &r->job);
+    if (rc != ENGINE_OK) {
+        proxy_req_unref(r);
+        r->job = NULL;
+        if (rc == ENGINE_EBUSY)
+            proxy_req_error(r, 429, NULL,
+                            "The local model's queue is full; retry shortly.");
+        else if (rc == ENGINE_ECONTEXT)
+            proxy_req_error(r, 400, NULL,
+                            "The prompt is longer than the local model's context of %d tokens.",
+                            engine_model_context(r->snap->models[r->prov_index]));
+        else if (rc == ENGINE_ETEMPLATE)
+            proxy_req_error(r, 500, NULL,
+                            "The local model has no chat template this gateway knows.");
+        else
+            proxy_req_error(r, 500, NULL, "The local model could not take the request (%d).", rc);
+        goto done;
+    }
+    proxy_answer_engine_start(r);
+done:
+    for (i = 0; i < l.n; i++)
+        free(l.owned[i]);
+    free(l.owned);
+    free(l.msgs);
+}
+
+static void dispatch(struct proxy_req *r)
+{
+    if (!r->conn) {
+        if (!r->status)
+            r->status = 499;
+        proxy_req_finish(r);
+        return;
+    }
+    if (r->prov->type == CONFIG_PROVIDER_BUILTIN)
+        dispatch_engine(r);
+    else
+        proxy_upstream_send(r);
+}
+
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t k;
+        uint32_t cp;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            k = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            k = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            k = 3;
+            cp = c & 0x07;
+        } else
+            return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if (i + j >= n || (s[i + j] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+static void handle_api(struct proxy_req *r)
+{
+    const struct config *cfg = r->snap->cfg;
+    struct policy_input in;
+    const cJSON *model, *stream, *msgs, *so;
+    char err[256];
+
+    if (authenticate(r) < 0)
+        return;
+    if (!utf8_valid((const unsigned char *)r->body, r->body_len)) {
+        proxy_req_error(r, 400, NULL, "The request body is not valid UTF-8.");
+        return;
+    }
+    r->json = cJSON_ParseWithLength(r->body, r->body_len);
+    if (!r->json || !cJSON_IsObject(r->json)) {
+        proxy_req_error(r, 400, NULL, "The request body is not a JSON object.");
+        return;
+    }
+    model = cJSON_GetObjectItemCaseSensitive(r->json, "model");
+    if (!cJSON_IsString(model) || !model->valuestring[0]) {
+        proxy_req_error(r, 400, NULL, "The request has no 'model' string.");
+        return;
+    }
+    r->model_name = strdup(model->valuestring);
+    msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
+    if (!cJSON_IsArray(msgs)) {
+        proxy_req_error(r, 400, NULL, "The request has no 'messages' array.");
+        return;
+    }
+    stream = cJSON_GetObjectItemCaseSensitive(r->json, "stream");
+    if (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
+        proxy_req_error(r, 400, NULL, "'stream' must be true or false.");
+        return;
+    }
+    r->stream = cJSON_IsTrue(stream);
+    so = cJSON_GetObjectItemCaseSensitive(r->json, "stream_options");
+    r->include_usage_asked =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    if (r->api == PROXY_API_ANTHROPIC) {
+        const char *v = proxy_conn_header(r->conn, "anthropic-version");
+        const char *b = proxy_conn_header(r->conn, "anthropic-beta");
+        snprintf(r->anthropic_version, sizeof(r->anthropic_version), "%s",
+                 v && *v ? v : "2023-06-01");
+        if (b)
+            snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
+    }
+
+    memset(&in, 0, sizeof(in));
+    in.api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
+    in.body = r->body;
+    in.len = r->body_len;
+    in.model = r->model_name;
+    in.key_name = r->key ? r->key->name : NULL;
+    in.team = r->key ? r->key->team : NULL;
+    r->has_dec = 1;
+    if (policy_decide(r->snap->policy, &in, &r->dec) < 0) {
+        /* fail closed: what could not be scanned does not leave */
+        proxy_req_error(r, 400, NULL, "The request could not be scanned, so it was refused: %s",
+                        r->dec.error[0] ? r->dec.error : "scanner error");
+        return;
+    }
+    if (r->dec.verdict == POLICY_BLOCK) {
+        char dets[256] = "";
+        size_t n = 0, k;
+        for (k = 0; k < r->dec.n_findings; k++) {
+            size_t j;
+            int dup = 0;
+            for (j = 0; j < k; j++)
+                if (strcmp(r->dec.findings[j].detector, r->dec.findings[k].detector) == 0)
+                    dup = 1;
+            if (dup)
+                continue;
+            n += (size_t)snprintf(dets + n, n < sizeof(dets) ? sizeof(dets) - n : 0, "%s%s",
+                                  n ? ", " : "", r->dec.findings[k].detector);
+            if (n >= sizeof(dets))
+                break;
+        }
+        if (dets[0])
+            proxy_req_error(r, 403, NULL,
+                            "Refused by policy rule '%s': the prompt contains %s.", r->dec.rule,
+                            dets);
+        else
+            proxy_req_error(r, 403, NULL, "Refused by policy rule '%s'.", r->dec.rule);
+        return;
+    }
+    r->model = r->dec.model ? config_model_find(cfg, r->dec.model) : NULL;
+    if (!r->model) {
+        proxy_req_error(r, 404, NULL, "The model '%s' does not exist on this gateway.",
+                        r->model_name);
+        return;
+    }
+    r->prov_index = r->model->provider_index;
+    r->prov = &cfg->providers[r->prov_index];
+    /* budgets, before anything leaves */
+    if (r->key) {
+        double spent;
+        if (r->key->budget_usd_per_day >= 0 &&
+            (spent = proxy_spend_get(r->px, "k", r->key->name)) >= r->key->budget_usd_per_day) {
+            proxy_req_error(r, 429, NULL,
+                            "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
+                            r->key->name, r->key->budget_usd_per_day, spent);
+            return;
+        }
+    }
+    if (r->prov->type != CONFIG_PROVIDER_BUILTIN) {
+        if (proxy_outbound_build(cfg, in.api, r->body, r->body_len, &r->dec, &r->outbound,
+                                 &r->outbound_len, &r->outbound_flags, err, sizeof(err)) < 0) {
+            proxy_req_error(r, 400, NULL, "%s", err);
+            return;
+        }
+    }
+    audit_request_then_dispatch(r);
+}
+
+void proxy_req_handle(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->conn;
+    const char *url = c->url ? c->url : "/";
+    size_t plen = strcspn(url, "?");
+    int get = c->parser.method == HTTP_GET, post = c->parser.method == HTTP_POST;
+
+#define PATH_IS(p) (plen == strlen(p) && strncmp(url, (p), plen) == 0)
+    if (PATH_IS("/healthz")) {
+        snprintf(r->endpoint, sizeof(r->endpoint), "/healthz");
+        proxy_conn_reply(r, 200, "text/plain", "ok\n", 3);
+        proxy_req_finish(r);
+        return;
+    }
+    if (PATH_IS("/metrics")) {
+        struct evbuffer *b = evbuffer_new();
+        size_t n;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/metrics");
+        proxy_metrics_render(r->px, b);
+        n = evbuffer_get_length(b);
+        proxy_conn_reply(r, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1),
+                         n);
+        evbuffer_free(b);
+        proxy_req_finish(r);
+        return;
+    }
+    if (PATH_IS("/v1/models")) {
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/models");
+        if (!get) {
+            proxy_req_error(r, 405, "invalid_request_error", "Use GET for /v1/models.");
+            return;
+        }
+        if (authenticate(r) < 0)
+            return;
+        handle_models(r);
+        return;
+    }
+    if (PATH_IS("/v1/chat/completions") || PATH_IS("/chat/completions")) {
+        r->api = PROXY_API_OPENAI;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/chat/completions");
+    } else if (PATH_IS("/v1/messages")) {
+        r->api = PROXY_API_ANTHROPIC;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/messages");
+    } else {
+        proxy_req_error(r, 404, "invalid_request_error", "Unknown path '%.*s'.",
+                        (int)(plen > 200 ? 200 : plen), url);
+        return;
+    }
+#undef PATH_IS
+    if (!post) {
+        proxy_req_error(r, 405, NULL, "Use POST for %s.", r->endpoint);
+        return;
+    }
+    handle_api(r);
+}

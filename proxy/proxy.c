@@ -1,0 +1,422 @@
+/* proxy.c -- the gateway's runtime: snapshots, signals, reload, drain, budgets.
+ *
+ * A snapshot bundles one config with what is built from it (compiled policy,
+ * upstream pools, engine handles). Requests hold a reference on the snapshot
+ * they started with; SIGHUP builds a new one and swaps it in, so in-flight
+ * requests finish on the old config and new ones use the new config. Engines
+ * are expensive, so they are cached by model path across snapshots. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/dns.h>
+#include <event2/thread.h>
+#include <sodium.h>
+
+#include "common/log.h"
+#include "proxy/proxy_int.h"
+
+int proxy_listeners_open(struct proxy *px, char *err, size_t errlen);
+void proxy_listeners_close(struct proxy *px);
+void proxy_conns_drain(struct proxy *px);
+void proxy_conns_close_all(struct proxy *px);
+
+void proxy_snap_unref(struct proxy_snap *s)
+{
+    size_t i;
+
+    if (!s || --s->refs > 0)
+        return;
+    if (s->pools)
+        for (i = 0; i < s->cfg->n_providers; i++)
+            proxy_pool_deinit(&s->pools[i]);
+    free(s->pools);
+    free(s->engines);
+    free(s->models);
+    policy_free(s->policy);
+    config_unref(s->cfg);
+    free(s);
+}
+
+/* the engine for a builtin provider, loading it on first use */
+static int engine_get(struct proxy *px, const struct config_provider *prov,
+                      struct engine_model **model, struct engine_server **server, int queue,
+                      char *err, size_t errlen)
+{
+    size_t i;
+    struct proxy_engine_slot *e;
+    char merr[256];
+    struct timespec t0, t1;
+
+    for (i = 0; i < px->n_engines; i++)
+        if (strcmp(px->engines[i].path, prov->model_path) == 0) {
+            *model = px->engines[i].model;
+            *server = px->engines[i].server;
+            return 0;
+        }
+    if (px->n_engines == PROXY_MAX_ENGINES) {
+        snprintf(err, errlen, "provider %s: too many distinct local models", prov->name);
+        return -1;
+    }
+    e = &px->engines[px->n_engines];
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (engine_model_open(prov->model_path, prov->threads, prov->context, &e->model, merr,
+                          sizeof(merr)) != 0) {
+        snprintf(err, errlen, "provider %s: %s", prov->name, merr);
+        return -1;
+    }
+    if (engine_server_new(e->model, queue, &e->server) != 0) {
+        engine_model_close(e->model);
+        e->model = NULL;
+        snprintf(err, errlen, "provider %s: cannot start the engine workers", prov->name);
+        return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    e->path = strdup(prov->model_path);
+    px->n_engines++;
+    log_info("provider %s: loaded %s (%s) in %.0f ms", prov->name, prov->model_path,
+             engine_model_name(e->model),
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    *model = e->model;
+    *server = e->server;
+    return 0;
+}
+
+/* build a snapshot from cfg (consumes the reference) */
+static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *err, size_t errlen)
+{
+    struct proxy_snap *s = calloc(1, sizeof(*s));
+    struct config_errors errs;
+    size_t i;
+
+    if (!s) {
+        config_unref(cfg);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->refs = 1;
+    s->cfg = cfg;
+    memset(&errs, 0, sizeof(errs));
+    errs.file = cfg->path;
+    if (policy_new(cfg, &s->policy, &errs) != 0) {
+        char buf[2048];
+        config_errors_format(&errs, buf, sizeof(buf));
+        snprintf(err, errlen, "policy: %s", buf[0] ? buf : "cannot compile the detectors");
+        goto fail;
+    }
+    s->pools = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->pools));
+    s->engines = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->engines));
+    s->models = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->models));
+    if (!s->pools || !s->engines || !s->models) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (i = 0; i < cfg->n_providers; i++) {
+        const struct config_provider *p = &cfg->providers[i];
+        if (proxy_pool_init(&s->pools[i], px, p, err, errlen) < 0)
+            goto fail;
+        if (p->type == CONFIG_PROVIDER_BUILTIN &&
+            engine_get(px, p, &s->models[i], &s->engines[i], cfg->limits.engine_queue, err,
+                       errlen) < 0) {
+            /* a missing local model must not take the gateway down: its requests
+             * get a clear 503 */
+            log_error("%s; local answers from it are unavailable", err);
+            s->engines[i] = NULL;
+            s->models[i] = NULL;
+        }
+    }
+    return s;
+fail:
+    proxy_snap_unref(s);
+    return NULL;
+}
+
+/* ---- budgets: spend per key and team for the current UTC day ---- */
+
+static int today(void)
+{
+    return (int)(time(NULL) / 86400);
+}
+
+static void spend_roll(struct proxy *px)
+{
+    int d = today();
+
+    if (d == px->spend_day)
+        return;
+    while (px->spend) {
+        struct proxy_spend *s = px->spend;
+        px->spend = s->next;
+        free(s->name);
+        free(s);
+    }
+    px->spend_day = d;
+}
+
+static void spend_add_name(struct proxy *px, const char *kind, const char *name, double usd)
+{
+    struct proxy_spend *s;
+    char key[300];
+
+    snprintf(key, sizeof(key), "%s:%s", kind, name);
+    for (s = px->spend; s; s = s->next)
+        if (strcmp(s->name, key) == 0)
+            break;
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return;
+        s->name = strdup(key);
+        if (!s->name) {
+            free(s);
+            return;
+        }
+        s->next = px->spend;
+        px->spend = s;
+    }
+    s->usd += usd;
+}
+
+void proxy_spend_add(struct proxy *px, const struct config_key *k, double usd);
+void proxy_spend_add(struct proxy *px, const struct config_key *k, double usd)
+{
+    spend_roll(px);
+    spend_add_name(px, "k", k->name, usd);
+    if (k->team)
+        spend_add_name(px, "t", k->team, usd);
+}
+
+double proxy_spend_get(struct proxy *px, const char *kind, const char *name);
+double proxy_spend_get(struct proxy *px, const char *kind, const char *name)
+{
+    struct proxy_spend *s;
+    char key[300];
+
+    spend_roll(px);
+    snprintf(key, sizeof(key), "%s:%s", kind, name);
+    for (s = px->spend; s; s = s->next)
+        if (strcmp(s->name, key) == 0)
+            return s->usd;
+    return 0;
+}
+
+static void spend_replay(void *ud, const char *key, const char *team, double usd)
+{
+    struct proxy *px = ud;
+
+    if (key)
+        spend_add_name(px, "k", key, usd);
+    if (team)
+        spend_add_name(px, "t", team, usd);
+}
+
+/* ---- signals ---- */
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *px = arg;
+
+    (void)fd;
+    (void)what;
+    log_warn("drain: %d request(s) still in flight after %d ms; closing them", px->n_reqs,
+             PROXY_DRAIN_MS);
+    event_base_loopexit(px->base, NULL);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    struct proxy *px = arg;
+    struct timeval tv = {PROXY_DRAIN_MS / 1000, (PROXY_DRAIN_MS % 1000) * 1000};
+
+    (void)what;
+    if (px->draining) {
+        log_warn("second signal: exiting now");
+        event_base_loopexit(px->base, NULL);
+        return;
+    }
+    log_info("%s: draining (%d request(s) in flight)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+             px->n_reqs);
+    px->draining = 1;
+    proxy_listeners_close(px);
+    proxy_conns_drain(px);
+    if (px->n_reqs == 0 && px->n_conns == 0) {
+        event_base_loopexit(px->base, NULL);
+        return;
+    }
+    px->drain_timer = evtimer_new(px->base, drain_timeout_cb, px);
+    if (px->drain_timer)
+        evtimer_add(px->drain_timer, &tv);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    struct proxy *px = arg;
+
+    (void)sig;
+    (void)what;
+    if (!px->reload_path) {
+        log_warn("SIGHUP: no config file to reload (serving the embedded default)");
+        return;
+    }
+    proxy_reload(px, px->reload_path);
+}
+
+int proxy_reload(struct proxy *px, const char *path)
+{
+    struct config *cfg = NULL;
+    struct config_errors errs;
+    struct proxy_snap *s;
+    char err[1024];
+    char buf[4096];
+
+    memset(&errs, 0, sizeof(errs));
+    if (config_load(path, &cfg, &errs) != 0) {
+        config_errors_format(&errs, buf, sizeof(buf));
+        log_error("reload rejected, the running config stays: %s", buf);
+        px->metrics.reloads_failed++;
+        return -1;
+    }
+    s = snap_new(px, cfg, err, sizeof(err));
+    if (!s) {
+        log_error("reload rejected, the running config stays: %s", err);
+        px->metrics.reloads_failed++;
+        return -1;
+    }
+    if (s->cfg->n_listens != px->snap->cfg->n_listens)
+        log_warn("reload: listener changes take effect at the next restart");
+    if ((s->cfg->audit.dir == NULL) != (px->snap->cfg->audit.dir == NULL) ||
+        (s->cfg->audit.dir && strcmp(s->cfg->audit.dir, px->snap->cfg->audit.dir) != 0))
+        log_warn("reload: audit changes take effect at the next restart");
+    proxy_snap_unref(px->snap);
+    px->snap = s;
+    px->metrics.reloads_ok++;
+    log_info("reloaded %s: %zu provider(s), %zu model(s), %zu rule(s)", path, s->cfg->n_providers,
+             s->cfg->n_models, s->cfg->n_rules);
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, char *err,
+              size_t errlen)
+{
+    struct proxy *px;
+    char aerr[512];
+
+    *out = NULL;
+    if (sodium_init() < 0) {
+        config_unref(cfg);
+        snprintf(err, errlen, "libsodium failed to initialise");
+        return -1;
+    }
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+    px = calloc(1, sizeof(*px));
+    if (!px) {
+        config_unref(cfg);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    px->spend_day = today();
+    px->base = event_base_new();
+    if (!px->base) {
+        config_unref(cfg);
+        snprintf(err, errlen, "cannot create the event loop");
+        goto fail;
+    }
+    px->dns = evdns_base_new(px->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!px->dns)
+        px->dns = evdns_base_new(px->base, 0);
+    px->mbox = proxy_mailbox_new(px->base);
+    if (!px->mbox) {
+        config_unref(cfg);
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (reload_path)
+        px->reload_path = strdup(reload_path);
+    px->snap = snap_new(px, cfg, err, errlen);
+    if (!px->snap)
+        goto fail;
+    if (px->snap->cfg->audit.dir) {
+        if (audit_open(&px->snap->cfg->audit, &px->audit, aerr, sizeof(aerr)) != 0) {
+            snprintf(err, errlen, "audit: %s", aerr);
+            goto fail;
+        }
+        if (audit_spend_scan(px->snap->cfg->audit.dir, (time_t)today() * 86400, spend_replay,
+                             px) != 0)
+            log_warn("audit: could not replay today's spend; budgets start from zero");
+    }
+    if (proxy_listeners_open(px, err, errlen) < 0)
+        goto fail;
+    px->sig_hup = evsignal_new(px->base, SIGHUP, on_hup, px);
+    px->sig_term = evsignal_new(px->base, SIGTERM, on_term, px);
+    px->sig_int = evsignal_new(px->base, SIGINT, on_term, px);
+    if (!px->sig_hup || !px->sig_term || !px->sig_int) {
+        snprintf(err, errlen, "cannot install signal handlers");
+        goto fail;
+    }
+    event_add(px->sig_hup, NULL);
+    event_add(px->sig_term, NULL);
+    event_add(px->sig_int, NULL);
+    *out = px;
+    return 0;
+fail:
+    proxy_free(px);
+    return -1;
+}
+
+int proxy_run(struct proxy *px)
+{
+    event_base_dispatch(px->base);
+    return 0;
+}
+
+void proxy_free(struct proxy *px)
+{
+    size_t i;
+
+    if (!px)
+        return;
+    proxy_listeners_close(px);
+    if (px->base)
+        proxy_conns_close_all(px);
+    /* engines first: cancelled jobs report through the mailbox */
+    for (i = 0; i < px->n_engines; i++) {
+        engine_server_free(px->engines[i].server);
+        engine_model_close(px->engines[i].model);
+        free(px->engines[i].path);
+    }
+    px->n_engines = 0;
+    if (px->audit)
+        audit_close(px->audit); /* final checkpoint; callbacks go to the mailbox */
+    px->audit = NULL;
+    if (px->mbox)
+        proxy_mailbox_free(px->mbox); /* runs what is left */
+    proxy_snap_unref(px->snap);
+    if (px->sig_hup)
+        event_free(px->sig_hup);
+    if (px->sig_term)
+        event_free(px->sig_term);
+    if (px->sig_int)
+        event_free(px->sig_int);
+    if (px->drain_timer)
+        event_free(px->drain_timer);
+    free(px->listeners);
+    free(px->listen_ssl);
+    if (px->dns)
+        evdns_base_free(px->dns, 0);
+    if (px->base)
+        event_base_free(px->base);
+    while (px->spend) {
+        struct proxy_spend *s = px->spend;
+        px->spend = s->next;
+        free(s->name);
+        free(s);
+    }
+    proxy_metrics_deinit(&px->metrics);
+    free(px->reload_path);
+    free(px);
+}

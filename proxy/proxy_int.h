@@ -1,0 +1,322 @@
+/* proxy_int.h -- internals shared by the proxy's files; not for other modules.
+ *
+ * Ownership in one picture:
+ *
+ *   proxy ──owns── listeners, audit, engine cache, mailbox, current snap (ref)
+ *   conn  ──owns── bufferevent, parser, request-in-progress bytes;
+ *                  holds one ref on its active req
+ *   req   ──refs── snap (config + policy + pools it started on);
+ *                  is also held by: a pending audit append, an upstream
+ *                  connection, an engine job. Freed when the last ref goes.
+ *   upconn ─ belongs to a pool (idle) or to one req (busy).
+ */
+#ifndef AIRLOCK_PROXY_INT_H
+#define AIRLOCK_PROXY_INT_H
+
+#include <http_parser.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <cJSON.h>
+
+#include "audit/audit.h"
+#include "config/config.h"
+#include "engine/engine.h"
+#include "policy/policy.h"
+#include "proxy/proxy.h"
+
+#define PROXY_MAX_HEADERS 100
+#define PROXY_MAX_URL 8192
+#define PROXY_MAX_UPSTREAM_BODY (64u << 20)
+#define PROXY_MAX_SSE_EVENT (8u << 20)
+#define PROXY_DRAIN_MS 15000
+#define PROXY_MAX_ENGINES 8
+
+enum proxy_api { PROXY_API_NONE = -1, PROXY_API_OPENAI = 0, PROXY_API_ANTHROPIC = 1 };
+
+struct proxy_hdr {
+    char *name; /* lower-cased */
+    char *value;
+};
+
+/* ---- SSE (sse.c) ---- */
+
+/* An incremental parser of text/event-stream: bytes in any pieces, whole events out. */
+struct proxy_sse {
+    char *buf;
+    size_t len, cap;
+    size_t scanned; /* bytes of buf already searched for an event end */
+};
+
+typedef int (*proxy_sse_event_fn)(void *ud, const char *raw, size_t raw_len, const char *event,
+                                  size_t event_len, const char *data, size_t data_len);
+
+/* proxy_sse_feed -- append bytes, call fn for each complete event (raw bytes
+ * including the blank line; `event:` name; `data:` lines joined by '\n').
+ * Returns 0, -1 if an event exceeds PROXY_MAX_SSE_EVENT, or fn's non-zero return. */
+int proxy_sse_feed(struct proxy_sse *s, const char *data, size_t len, proxy_sse_event_fn fn,
+                   void *ud);
+void proxy_sse_deinit(struct proxy_sse *s);
+
+/* ---- metrics (metrics.c) ---- */
+
+#define PROXY_LAT_BUCKETS 14
+
+struct proxy_metric_row {
+    char *labels; /* `route="a/b",verdict="allow",status="200"` */
+    uint64_t count;
+    struct proxy_metric_row *next;
+};
+
+struct proxy_metrics {
+    struct proxy_metric_row *requests;
+    uint64_t bytes_in, bytes_out, upstream_bytes_out, upstream_bytes_in;
+    uint64_t tokens_in, tokens_out, tokens_cached;
+    double cost_usd;
+    uint64_t lat_buckets[PROXY_LAT_BUCKETS + 1]; /* + Inf */
+    double lat_sum;
+    uint64_t lat_count;
+    uint64_t up_lat_buckets[PROXY_LAT_BUCKETS + 1];
+    double up_lat_sum;
+    uint64_t up_lat_count;
+    uint64_t conns_total, upstream_conns_total, upstream_reused;
+    uint64_t reloads_ok, reloads_failed;
+};
+
+void proxy_metrics_request(struct proxy_metrics *m, const char *route, const char *verdict,
+                           int status, double seconds);
+void proxy_metrics_upstream_latency(struct proxy_metrics *m, double seconds);
+/* proxy_metrics_render -- Prometheus text into buf. */
+void proxy_metrics_render(struct proxy *px, struct evbuffer *buf);
+void proxy_metrics_deinit(struct proxy_metrics *m);
+
+/* ---- mailbox (mailbox.c): other threads → the event loop ---- */
+
+struct proxy_mailbox;
+typedef void (*proxy_mail_fn)(void *arg, int status, char *data, size_t len);
+
+struct proxy_mailbox *proxy_mailbox_new(struct event_base *base);
+void proxy_mailbox_free(struct proxy_mailbox *mb);
+/* proxy_mailbox_post -- from any thread; `data` (may be NULL) is copied. The
+ * callback runs on the loop and owns the copy (must free it). Returns 0 / -1. */
+int proxy_mailbox_post(struct proxy_mailbox *mb, proxy_mail_fn fn, void *arg, int status,
+                       const void *data, size_t len);
+
+/* ---- snapshot: one config + what was built from it ---- */
+
+struct proxy_upconn;
+
+struct proxy_pool {
+    struct proxy *px;
+    const struct config_provider *prov;
+    SSL_CTX *ssl;              /* NULL for plain http */
+    struct proxy_upconn *idle; /* singly linked idle list */
+    int n_idle;
+};
+
+struct proxy_snap {
+    int refs;
+    struct config *cfg;
+    struct policy *policy;
+    struct proxy_pool *pools;        /* [cfg->n_providers] */
+    struct engine_server **engines;  /* [cfg->n_providers], borrowed from the proxy cache */
+    struct engine_model **models;    /* idem */
+};
+
+void proxy_snap_unref(struct proxy_snap *s);
+
+/* ---- budgets ---- */
+
+struct proxy_spend {
+    char *name; /* "k:NAME" or "t:TEAM" */
+    double usd;
+    struct proxy_spend *next;
+};
+
+/* ---- the proxy ---- */
+
+struct proxy_engine_slot {
+    char *path;
+    struct engine_model *model;
+    struct engine_server *server;
+};
+
+struct proxy_conn;
+
+struct proxy {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct proxy_snap *snap;
+    char *reload_path;
+    struct evconnlistener **listeners;
+    SSL_CTX **listen_ssl;
+    size_t n_listeners;
+    struct audit *audit;
+    int audit_was_healthy;
+    struct proxy_mailbox *mbox;
+    struct event *sig_hup, *sig_term, *sig_int, *drain_timer;
+    int draining;
+    int n_conns;
+    struct proxy_conn *conns; /* doubly linked, for draining */
+    int n_reqs;               /* requests being handled */
+    struct proxy_metrics metrics;
+    struct proxy_spend *spend;
+    int spend_day;            /* days since epoch the spend is for */
+    struct proxy_engine_slot engines[PROXY_MAX_ENGINES];
+    size_t n_engines;
+};
+
+/* ---- client connections (server.c) ---- */
+
+enum proxy_conn_state {
+    CONN_IDLE,    /* waiting for a request */
+    CONN_READING, /* request started, not complete */
+    CONN_BUSY,    /* request complete, being answered */
+    CONN_CLOSING, /* flushing the last bytes, then free */
+};
+
+struct proxy_req;
+
+struct proxy_conn {
+    struct proxy *px;
+    struct bufferevent *bev;
+    http_parser parser;
+    char peer[64];
+    int tls;
+    enum proxy_conn_state state;
+    struct proxy_conn *prev, *next;
+    struct event *header_timer;
+    /* request being read */
+    char *url;
+    size_t url_len;
+    struct proxy_hdr hdrs[PROXY_MAX_HEADERS];
+    int n_hdrs;
+    int in_value; /* last callback was a header value */
+    size_t header_bytes;
+    struct evbuffer *body;
+    int body_too_large;
+    int keep_alive;
+    struct proxy_req *req; /* the request being answered */
+    /* response */
+    int chunked; /* the current response uses chunked encoding */
+};
+
+/* Response writing; every byte of body also goes to req->client_bytes. */
+void proxy_conn_reply(struct proxy_req *req, int status, const char *content_type,
+                      const char *body, size_t len);
+void proxy_conn_stream_start(struct proxy_req *req, int status, const char *content_type);
+void proxy_conn_stream_write(struct proxy_req *req, const char *data, size_t len);
+void proxy_conn_stream_end(struct proxy_req *req);
+const char *proxy_conn_header(const struct proxy_conn *c, const char *lname);
+
+/* ---- requests (pipeline.c) ---- */
+
+struct proxy_usage {
+    long input, output, cached, cache_write;
+    int seen;
+};
+
+struct proxy_req {
+    struct proxy *px;
+    struct proxy_conn *conn; /* NULL once the client is gone */
+    struct proxy_snap *snap;
+    int refs;
+    char id[33];
+    enum proxy_api api;
+    char endpoint[32];
+    struct timespec t0;
+    double t_upstream_start, t_first_byte; /* seconds since t0, < 0 unset */
+    const struct config_key *key;
+    char peer[64];
+    char *body;
+    size_t body_len;
+    cJSON *json;
+    int stream;
+    int include_usage_asked; /* OpenAI: client asked for stream usage */
+    char *model_name;
+    struct policy_decision dec;
+    int has_dec;
+    const struct config_model *model;   /* target */
+    const struct config_provider *prov; /* target */
+    size_t prov_index;
+    char *outbound;
+    size_t outbound_len;
+    int outbound_flags;
+    char anthropic_version[64];
+    char anthropic_beta[256];
+    /* answer */
+    int status;
+    int resp_started, resp_done;
+    int response_logged;
+    char error[512];
+    struct evbuffer *up_bytes;     /* upstream answer as received (de-chunked body) */
+    struct evbuffer *client_bytes; /* answer body as sent to the client */
+    struct proxy_upconn *up;
+    struct engine_job *job;
+    struct proxy_usage usage;
+    double cost;
+    /* streaming state */
+    struct proxy_sse sse;
+    int stream_failed;
+    char *engine_text;   /* builtin, non-streaming: collected text */
+    size_t engine_text_len;
+    int engine_prompt_tokens, engine_completion_tokens;
+    char *finish_reason;
+    int sent_role;       /* builtin OpenAI stream: role chunk sent */
+};
+
+struct proxy_req *proxy_req_new(struct proxy_conn *c);
+void proxy_req_ref(struct proxy_req *r);
+void proxy_req_unref(struct proxy_req *r);
+/* proxy_req_handle -- the request is complete on its connection: go. */
+void proxy_req_handle(struct proxy_req *r);
+/* proxy_req_client_gone -- the client closed: cancel upstream/engine work. */
+void proxy_req_client_gone(struct proxy_req *r);
+/* proxy_req_error -- answer with an error in the request's API shape, finish. */
+void proxy_req_error(struct proxy_req *r, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* proxy_req_finish -- the answer is complete (or abandoned): audit, metrics, detach. */
+void proxy_req_finish(struct proxy_req *r);
+double proxy_req_elapsed(const struct proxy_req *r);
+/* proxy_req_stream_error -- end a started stream with a well-formed error event. */
+void proxy_req_stream_error(struct proxy_req *r, const char *message);
+
+/* ---- upstream (upstream.c) ---- */
+
+int proxy_pool_init(struct proxy_pool *p, struct proxy *px, const struct config_provider *prov,
+                    char *err, size_t errlen);
+void proxy_pool_deinit(struct proxy_pool *p);
+/* proxy_upstream_send -- send r->outbound to r->prov over a pooled connection. */
+void proxy_upstream_send(struct proxy_req *r);
+/* proxy_upstream_abort -- drop the request's upstream connection (not reused). */
+void proxy_upstream_abort(struct proxy_req *r);
+
+/* ---- answers (answer.c): relaying and framing in the caller's API ---- */
+
+/* the upstream answered status/headers */
+void proxy_answer_upstream_head(struct proxy_req *r, int status, const char *content_type);
+/* a piece of upstream body */
+void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t len);
+/* the upstream body is complete */
+void proxy_answer_upstream_done(struct proxy_req *r);
+/* the upstream failed; `timeout` chooses 504 over 502 */
+void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *why);
+/* builtin engine */
+void proxy_answer_engine_start(struct proxy_req *r);
+void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len);
+void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res);
+
+/* usage → cost with the model's prices */
+double proxy_cost(const struct config_model *m, const struct proxy_usage *u);
+
+/* JSON helpers */
+void proxy_json_error_body(enum proxy_api api, int status, const char *type, const char *message,
+                           char **out, size_t *len);
+
+#endif
