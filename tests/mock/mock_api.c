@@ -788,7 +788,11 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
         if (set->openai_key && strcmp(auth + 7, set->openai_key) != 0)
             return reply_error(plan, api, req, 401, "Incorrect API key provided.");
     } else {
+        /* the classic x-api-key, or Bearer as Anthropic's newer SDKs send it */
         const char *key = mock_header_get(req, "x-api-key");
+        const char *auth = mock_header_get(req, "authorization");
+        if (!key && auth && strncmp(auth, "Bearer ", 7) == 0)
+            key = auth + 7;
         if (!key || (set->anthropic_key && strcmp(key, set->anthropic_key) != 0))
             return reply_error(plan, api, req, 401, "invalid x-api-key");
         if (!mock_header_get(req, "anthropic-version"))

@@ -1,0 +1,188 @@
+// sdk_tests.mjs -- the official OpenAI and Anthropic SDKs, unmodified, against one running
+// airlock. Usage: node sdk_tests.mjs BASE_URL CLIENT_KEY LABEL
+// (BASE_URL like http://127.0.0.1:PORT; https with NODE_EXTRA_CA_CERTS for the TLS run).
+// Prints ok/FAIL lines and a closing `N passed, N failed`.
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+
+const [base, key, label = 'plain'] = process.argv.slice(2);
+const DEFAULT = 'Hello from the mock provider, a deterministic answer.';
+const PRIVATE_KEY = '-----BEGIN RSA PRIVATE KEY-----\n' +
+    'MIIEowIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi6Z1kJKZ4fl1rBfX7rHnLDEyqE\n' +
+    'k2Fq8Jw4v8vJm2JcQxY7wq9H3tH6fXJ8Q0cTgZ3mQ9bYyL9a0v2VfTHsm6R1pXq\n' +
+    '-----END RSA PRIVATE KEY-----';
+const words = (n) => Array.from({ length: n }, (_, i) => `word${i + 1}`).join(' ');
+
+let passed = 0, failed = 0;
+function check(name, cond, detail) {
+    if (cond) {
+        passed++;
+        console.log(`ok   [${label}] ${name}`);
+    } else {
+        failed++;
+        console.log(`FAIL [${label}] ${name}${detail !== undefined ? ': ' + String(JSON.stringify(detail)).slice(0, 500) : ''}`);
+    }
+}
+async function test(name, fn) {
+    try {
+        await fn();
+    } catch (e) {
+        check(name, false, `threw ${e && e.constructor && e.constructor.name}: ${e && e.message}`);
+    }
+}
+async function expectError(name, fn, cls, pred) {
+    try {
+        await fn();
+        check(name, false, 'no error thrown');
+    } catch (e) {
+        check(name, e instanceof cls && (!pred || pred(e)),
+            `${e && e.constructor && e.constructor.name} status=${e && e.status}: ${e && e.message}`);
+    }
+}
+
+const openai = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0, timeout: 20000 });
+const anthropic = new Anthropic({ apiKey: key, baseURL: base, maxRetries: 0, timeout: 20000 });
+
+await test('openai: chat.completions.create', async () => {
+    const { data: r, response } = await openai.chat.completions
+        .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hello' }] })
+        .withResponse();
+    check('openai: chat.completions.create text', r.choices[0].message.content === DEFAULT, r);
+    check('openai: model and usage', r.model === 'gpt-4o-mini' && r.usage.completion_tokens === 8 &&
+        r.usage.prompt_tokens > 0 && r.usage.total_tokens === r.usage.prompt_tokens + 8, r.usage);
+    check('openai: x-airlock-* headers visible to the SDK', !!response.headers.get('x-airlock-request-id') &&
+        response.headers.get('x-airlock-route') === 'oai/gpt-4o-mini' &&
+        response.headers.get('x-airlock-rule') === 'default', [...response.headers]);
+});
+
+await test('openai: stream', async () => {
+    const stream = await openai.chat.completions.create({
+        model: 'gpt-4o-mini', stream: true, stream_options: { include_usage: true },
+        messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'MOCK:words=9' }],
+    });
+    let text = '', usage = null, finish = null, n = 0;
+    for await (const chunk of stream) {
+        n++;
+        for (const c of chunk.choices) {
+            text += c.delta?.content ?? '';
+            finish = c.finish_reason ?? finish;
+        }
+        if (chunk.usage) usage = chunk.usage;
+    }
+    check('openai: stream text via for await', text === words(9), text);
+    check('openai: stream chunks, finish_reason and usage', n >= 10 && finish === 'stop' &&
+        usage && usage.completion_tokens === 9, { n, finish, usage });
+});
+
+await test('openai: chat.completions.stream helper', async () => {
+    const runner = openai.chat.completions.stream({
+        model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'MOCK:words=5' }],
+    });
+    let deltas = '';
+    runner.on('content', (d) => { deltas += d; });
+    const final = await runner.finalChatCompletion();
+    check('openai: stream helper finalChatCompletion', final.choices[0].message.content === words(5) &&
+        deltas === words(5), final);
+});
+
+await test('openai: anthropic model through the OpenAI SDK', async () => {
+    const r = await openai.chat.completions.create({
+        model: 'claude-3-5-haiku', max_tokens: 50, messages: [{ role: 'user', content: 'MOCK:words=3' }],
+    });
+    check('openai SDK -> anthropic provider: OpenAI-shaped answer naming the real model',
+        r.choices[0].message.content === words(3) && r.model === 'claude-3-5-haiku-20241022', r);
+});
+
+await test('openai: redaction round trip', async () => {
+    const stream = await openai.chat.completions.create({
+        model: 'gpt-4o-mini', stream: true,
+        messages: [{ role: 'user', content: 'write to jane.doe@example.com MOCK:user_split' }],
+    });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    check('openai: redacted email restored in the stream', text.includes('jane.doe@example.com') &&
+        !text.includes('[EMAIL_'), text);
+});
+
+await test('openai: models.list', async () => {
+    const ids = [];
+    for await (const m of openai.models.list()) ids.push(m.id);
+    check('openai: models.list', ids.includes('gpt-4o-mini') && ids.includes('claude-3-5-haiku'), ids);
+});
+
+await expectError('openai: 403 -> PermissionDeniedError naming the rule',
+    () => openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PRIVATE_KEY }] }),
+    OpenAI.PermissionDeniedError, (e) => e.status === 403 && /no-secrets/.test(e.message) && !/MIIEow/.test(e.message));
+await expectError('openai: 401 -> AuthenticationError',
+    () => new OpenAI({ apiKey: 'sk-wrong', baseURL: `${base}/v1`, maxRetries: 0 }).chat.completions.create(
+        { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    OpenAI.AuthenticationError, (e) => e.status === 401);
+await expectError('openai: 404 -> NotFoundError',
+    () => openai.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
+    OpenAI.NotFoundError, (e) => e.status === 404);
+await expectError('openai: 400 -> BadRequestError',
+    () => openai.chat.completions.create({ model: 'gpt-4o-mini', messages: 'not a list' }),
+    OpenAI.BadRequestError, (e) => e.status === 400);
+await expectError('openai: upstream 429 -> RateLimitError',
+    () => openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'MOCK:status_429' }] }),
+    OpenAI.RateLimitError, (e) => e.status === 429);
+
+await test('anthropic: messages.create', async () => {
+    const { data: m, response } = await anthropic.messages
+        .create({ model: 'claude-3-5-haiku', max_tokens: 100, messages: [{ role: 'user', content: 'hello' }] })
+        .withResponse();
+    check('anthropic: messages.create text', m.content[0].type === 'text' && m.content[0].text === DEFAULT, m);
+    check('anthropic: model, stop_reason, usage', m.model === 'claude-3-5-haiku-20241022' &&
+        m.stop_reason === 'end_turn' && m.usage.output_tokens === 8 && m.usage.input_tokens > 0, m);
+    check('anthropic: x-airlock-route header', response.headers.get('x-airlock-route') === 'ant/claude-3-5-haiku',
+        [...response.headers]);
+});
+
+await test('anthropic: stream: true', async () => {
+    const stream = await anthropic.messages.create({
+        model: 'claude-3-5-haiku', max_tokens: 100, stream: true,
+        system: 'be brief', messages: [{ role: 'user', content: [{ type: 'text', text: 'MOCK:words=6' }] }],
+    });
+    const types = [];
+    let text = '', out = null;
+    for await (const ev of stream) {
+        types.push(ev.type);
+        if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') text += ev.delta.text;
+        if (ev.type === 'message_delta') out = ev.usage.output_tokens;
+    }
+    check('anthropic: stream events via for await', text === words(6) && types[0] === 'message_start' &&
+        types.at(-1) === 'message_stop' && out === 6, { text, types, out });
+});
+
+await test('anthropic: messages.stream helper', async () => {
+    const stream = anthropic.messages.stream({
+        model: 'claude-3-5-haiku', max_tokens: 100, messages: [{ role: 'user', content: 'MOCK:slow MOCK:words=4' }],
+    });
+    let seen = '';
+    stream.on('text', (t) => { seen += t; });
+    const final = await stream.finalMessage();
+    check('anthropic: messages.stream finalMessage', final.content[0].text === words(4) && seen === words(4) &&
+        final.usage.output_tokens === 4, final);
+});
+
+await test('anthropic: openai model through the Anthropic SDK', async () => {
+    const m = await anthropic.messages.create({
+        model: 'gpt-4o-mini', max_tokens: 100, messages: [{ role: 'user', content: 'MOCK:words=2' }],
+    });
+    check('anthropic SDK -> openai provider: Anthropic-shaped answer', m.type === 'message' &&
+        m.content[0].text === words(2) && m.model === 'gpt-4o-mini', m);
+});
+
+await expectError('anthropic: 403 -> PermissionDeniedError naming the rule',
+    () => anthropic.messages.create({ model: 'claude-3-5-haiku', max_tokens: 10, messages: [{ role: 'user', content: PRIVATE_KEY }] }),
+    Anthropic.PermissionDeniedError, (e) => e.status === 403 && /no-secrets/.test(e.message));
+await expectError('anthropic: 401 -> AuthenticationError',
+    () => new Anthropic({ apiKey: 'sk-wrong', baseURL: base, maxRetries: 0 }).messages.create(
+        { model: 'claude-3-5-haiku', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
+    Anthropic.AuthenticationError, (e) => e.status === 401);
+await expectError('anthropic: 404 -> NotFoundError',
+    () => anthropic.messages.create({ model: 'nope', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
+    Anthropic.NotFoundError, (e) => e.status === 404);
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
