@@ -7,7 +7,7 @@
  *  - phone: "+"-prefixed numbers with 8-15 digits; NANP (NXX) NXX-XXXX with separators;
  *    trunk-prefixed national numbers (0...) of 9-11 digits in space/dash groups; "00"
  *    international. Bare digit runs without a '+' or separators are not phones, and
- *    dotted groups (dates, versions, addresses) never are.
+ *    dotted groups other than NXX.NXX.XXXX (dates, versions, addresses) never are.
  *  - ipv4: dotted quads with octets <= 255 and no leading zeros; a quad that is part of a
  *    longer dotted run (1.2.3.4.5) or follows "v", "ver" or "version" is a version string.
  *  - generic_secret: a token of >= 16 characters with Shannon entropy >= 3.3 bits/char and
@@ -153,8 +153,6 @@ static int phone_ok(const char *t, size_t s, size_t e)
             return dig[1] >= '2' && dig[4] >= '2';
         return 1;
     }
-    if (dots)
-        return 0; /* dates, versions, addresses */
     /* NANP: [1] NXX NXX XXXX */
     int g = 0, off = 0;
     if (ng == 4 && groups[0] == 1 && dig[0] == '1') {
@@ -163,6 +161,8 @@ static int phone_ok(const char *t, size_t s, size_t e)
     }
     if (ng - g == 3 && groups[g] == 3 && groups[g + 1] == 3 && groups[g + 2] == 4)
         return dig[off] >= '2' && dig[off + 3] >= '2';
+    if (dots)
+        return 0; /* dates, versions, addresses */
     /* international prefix 00 */
     if (dig[0] == '0' && digits > 1 && dig[1] == '0')
         return digits >= 10 && digits <= 15 && ng >= 2;
