@@ -76,6 +76,8 @@ struct audit_report {
     uint64_t records, segments, checkpoints;
     uint64_t last_checkpoint_seq; /* the seq the last checkpoint signs */
     int have_checkpoint;
+    int unsigned_tail;            /* TRUNCATED only because the last records are not yet
+                                     signed (a live or crashed writer, or a clean cut) */
     size_t broken_files;          /* `.broken` files crash recovery set aside */
     char where_segment[32];
     uint64_t where_offset, where_seq;

@@ -278,6 +278,7 @@ static void finish(struct walk *w, const char *segname, uint64_t end_off)
     if (w->rep->records == 0) {
         bad(w, AUDIT_TRUNCATED, segname, 0, w->next_seq, "the log holds no records");
     } else if (w->last_type != 4) {
+        w->rep->unsigned_tail = 1;
         if (w->rep->have_checkpoint)
             bad(w, AUDIT_TRUNCATED, segname, end_off, w->next_seq,
                 "the log ends %llu records after its last checkpoint (seq %llu): that tail is "

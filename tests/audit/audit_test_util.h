@@ -91,6 +91,7 @@ static inline uint8_t *read_file(const char *path, size_t *len)
     uint8_t *buf;
     long n;
 
+    *len = 0;
     if (!f)
         return NULL;
     fseek(f, 0, SEEK_END);

@@ -320,7 +320,7 @@ static void test_torn_tail_recovery(void)
 
     log_set_level(LOG_ERROR);
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
-    log_set_level(LOG_INFO);
+    log_set_level(LOG_WARN);
     snprintf(broken, sizeof(broken), "%s.broken", path);
     CHECK(file_exists(broken));
     free(read_file(broken, &blen));
@@ -347,7 +347,7 @@ static void test_torn_tail_recovery(void)
     }
     log_set_level(LOG_ERROR);
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
-    log_set_level(LOG_INFO);
+    log_set_level(LOG_WARN);
     audit_close(a);
     snprintf(broken, sizeof(broken), "%s.broken.1", path);
     CHECK(file_exists(broken));
@@ -452,7 +452,7 @@ static void test_disk_full(void)
         struct audit *a = NULL;
         log_set_level(LOG_ERROR);
         REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
-        log_set_level(LOG_INFO);
+        log_set_level(LOG_WARN);
         CHECK(append_n(a, 3, 0, 1000) == 0);
         CHECK(audit_healthy(a) == 1);
         audit_close(a);
