@@ -71,7 +71,7 @@ static void usage_anthropic(struct proxy_req *r, const cJSON *u)
         r->usage.output = num(u, "output_tokens");
 }
 
-static void write_event_json(struct proxy_req *r, const char *event, const cJSON *obj)
+void proxy_write_event_json(struct proxy_req *r, const char *event, const cJSON *obj)
 {
     char *s = cJSON_PrintUnformatted(obj);
     struct evbuffer *b = evbuffer_new();
@@ -186,9 +186,9 @@ static int relay_openai_event(struct proxy_req *r, const char *raw, size_t raw_l
             if (cJSON_IsObject(delta))
                 restore_field(r, delta, "content", slot, cJSON_IsString(fr));
         }
-        write_event_json(r, NULL, j);
+        proxy_write_event_json(r, NULL, j);
     } else if (strip_usage) {
-        write_event_json(r, NULL, j);
+        proxy_write_event_json(r, NULL, j);
     } else {
         proxy_conn_stream_write(r, raw, raw_len);
     }
@@ -222,7 +222,7 @@ static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t ra
         if (EV("content_block_delta")) {
             cJSON *delta = cJSON_GetObjectItemCaseSensitive(j, "delta");
             restore_field(r, delta, "text", (int)num(j, "index"), 0);
-            write_event_json(r, "content_block_delta", j);
+            proxy_write_event_json(r, "content_block_delta", j);
         } else {
             char *out = NULL;
             size_t out_len = 0;
@@ -239,7 +239,7 @@ static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t ra
                     dd = cJSON_AddObjectToObject(d, "delta");
                     cJSON_AddStringToObject(dd, "type", "text_delta");
                     cJSON_AddStringToObject(dd, "text", z);
-                    write_event_json(r, "content_block_delta", d);
+                    proxy_write_event_json(r, "content_block_delta", d);
                     free(z);
                 }
                 cJSON_Delete(d);
@@ -260,6 +260,8 @@ static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *e
 {
     struct proxy_req *r = ud;
 
+    if (proxy_translating(r))
+        return proxy_translate_event(r, event, elen, data, dlen);
     if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC)
         return relay_anthropic_event(r, raw, raw_len, event, elen, data, dlen);
     return relay_openai_event(r, raw, raw_len, data, dlen);
@@ -314,6 +316,8 @@ void proxy_answer_upstream_done(struct proxy_req *r)
     }
     if (streaming_relay(r)) {
         /* an event without its blank line at EOF is incomplete: drop it */
+        if (proxy_translating(r))
+            proxy_translate_stream_end(r);
         proxy_conn_stream_end(r);
         proxy_req_finish(r);
         return;
@@ -345,7 +349,11 @@ void proxy_answer_upstream_done(struct proxy_req *r)
         usage_anthropic(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
     else
         usage_openai(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    if (restoring(r)) {
+    if (proxy_translating(r)) {
+        char *s = proxy_translate_response(r, j);
+        proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
+        free(s);
+    } else if (restoring(r)) {
         cJSON *c;
         char *s;
         if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC) {
@@ -425,7 +433,7 @@ static void engine_openai_chunk(struct proxy_req *r, const char *text, size_t le
         cJSON_AddNumberToObject(u, "total_tokens",
                                 r->engine_prompt_tokens + r->engine_completion_tokens);
     }
-    write_event_json(r, NULL, j);
+    proxy_write_event_json(r, NULL, j);
     cJSON_Delete(j);
 }
 
@@ -450,7 +458,7 @@ void proxy_answer_engine_start(struct proxy_req *r)
         u = cJSON_AddObjectToObject(m, "usage");
         cJSON_AddNumberToObject(u, "input_tokens", 0);
         cJSON_AddNumberToObject(u, "output_tokens", 0);
-        write_event_json(r, "message_start", j);
+        proxy_write_event_json(r, "message_start", j);
         cJSON_Delete(j);
         j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "type", "content_block_start");
@@ -458,7 +466,7 @@ void proxy_answer_engine_start(struct proxy_req *r)
         cb = cJSON_AddObjectToObject(j, "content_block");
         cJSON_AddStringToObject(cb, "type", "text");
         cJSON_AddStringToObject(cb, "text", "");
-        write_event_json(r, "content_block_start", j);
+        proxy_write_event_json(r, "content_block_start", j);
         cJSON_Delete(j);
         WRITE_LIT(r, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
     } else {
@@ -488,7 +496,7 @@ void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
         d = cJSON_AddObjectToObject(j, "delta");
         cJSON_AddStringToObject(d, "type", "text_delta");
         cJSON_AddStringToObject(d, "text", z ? z : "");
-        write_event_json(r, "content_block_delta", j);
+        proxy_write_event_json(r, "content_block_delta", j);
         free(z);
         cJSON_Delete(j);
     } else {
@@ -539,7 +547,7 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
             cJSON_AddNullToObject(d, "stop_sequence");
             u = cJSON_AddObjectToObject(j, "usage");
             cJSON_AddNumberToObject(u, "output_tokens", res->completion_tokens);
-            write_event_json(r, "message_delta", j);
+            proxy_write_event_json(r, "message_delta", j);
             cJSON_Delete(j);
             WRITE_LIT(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         } else {

@@ -10,6 +10,7 @@
 #include <cJSON.h>
 
 #include "proxy/outbound.h"
+#include "proxy/proxy_int.h"
 
 /* skip one JSON value starting at s[i] (after whitespace); returns index past it
  * or 0 on malformed input. Strings honour escapes; containers nest. */
@@ -154,12 +155,13 @@ int proxy_outbound_build(const struct config *cfg, enum policy_api api, const ch
         return 0; /* nothing leaves the network */
     target_anthropic = p->type == CONFIG_PROVIDER_ANTHROPIC;
     if (target_anthropic != (api == POLICY_API_ANTHROPIC)) {
-        snprintf(err, errlen,
-                 "Routing a %s request to the %s provider '%s' needs format translation, which "
-                 "remote providers do not support yet.",
-                 api == POLICY_API_ANTHROPIC ? "Anthropic" : "OpenAI",
-                 target_anthropic ? "Anthropic" : "OpenAI", p->name);
-        return -1;
+        int fl = 0;
+        if (proxy_translate_request(m, target_anthropic, src, n, out, out_len, &fl, err,
+                                    errlen) < 0)
+            return -1;
+        if (flags_out)
+            *flags_out = fl;
+        return 0;
     }
     cur = malloc(n + 1);
     if (!cur)

@@ -269,6 +269,12 @@ struct proxy_req {
     int engine_prompt_tokens, engine_completion_tokens;
     char *finish_reason;
     int sent_role;       /* builtin OpenAI stream: role chunk sent */
+    /* answering across formats (translate.c) */
+    int tr_started;      /* the client's opening event(s) were sent */
+    int tr_finished;     /* the client's closing event(s) were sent */
+    char tr_id[96];
+    char tr_model[128];
+    char tr_stop[32];    /* finish/stop reason in the CLIENT's vocabulary */
 };
 
 struct proxy_req *proxy_req_new(struct proxy_conn *c);
@@ -311,6 +317,26 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
 void proxy_answer_engine_start(struct proxy_req *r);
 void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len);
 void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res);
+
+/* ---- translation between the OpenAI and Anthropic formats (translate.c) ---- */
+
+/* 1 when the request's API differs from its target provider's */
+int proxy_translating(const struct proxy_req *r);
+/* the request body in the other format; flags as proxy_outbound_build */
+int proxy_translate_request(const struct config_model *m, int to_anthropic, const char *body,
+                            size_t len, char **out, size_t *out_len, int *flags, char *err,
+                            size_t errlen);
+/* one upstream SSE event in the provider's format → the client's events */
+int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
+                          size_t dlen);
+/* the upstream stream ended: close the client's stream if the provider did not */
+void proxy_translate_stream_end(struct proxy_req *r);
+/* a whole upstream JSON answer → the client's JSON answer (malloc'd) */
+char *proxy_translate_response(struct proxy_req *r, const cJSON *j);
+/* restore placeholders in a piece of text for `slot` (flush: end of the slot);
+ * returns a malloc'd string (the input copied when not redacting) */
+char *proxy_restore_piece(struct proxy_req *r, int slot, const char *text, int flush);
+void proxy_write_event_json(struct proxy_req *r, const char *event, const cJSON *obj);
 
 /* usage → cost with the model's prices */
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u);
