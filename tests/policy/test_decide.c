@@ -1,0 +1,309 @@
+/* test_decide.c -- rules (each condition, first match, default deny), targets, fail-closed
+ * errors, and redaction: placeholders, numbering, and byte-exactness outside the spans. */
+#include "harness.h"
+#include "config/config.h"
+#include "policy/policy.h"
+
+static const char *YAML =
+    "keys:\n"
+    "  - {name: alice, team: eng, key: k-alice}\n"
+    "  - {name: bob, team: sales, key: k-bob}\n"
+    "providers:\n"
+    "  openai: {type: openai, zone: external, base_url: \"https://api.openai.com/v1\", api_key: x}\n"
+    "  anth: {type: anthropic, zone: external, base_url: \"https://api.anthropic.com\", api_key: y}\n"
+    "  corp: {type: openai-compatible, zone: internal, base_url: \"https://llm.corp.example/v1\"}\n"
+    "models:\n"
+    "  - {name: gpt-4o, provider: openai, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+    "  - {name: gpt-4o-mini, provider: openai, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+    "  - {name: claude-x, provider: anth, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+    "  - {name: corp-llm, provider: corp, price: {input_per_mtok: 0, output_per_mtok: 0}}\n"
+    "detectors:\n"
+    "  - {name: codename, keywords: [bluebird]}\n"
+    "rules:\n"
+    "  - name: no-secrets-out\n"
+    "    if: {detected: [secrets]}\n"
+    "    then: {action: block}\n"
+    "  - name: sales-cards-home\n"
+    "    if: {detected: [credit_card], team: [sales]}\n"
+    "    then: {action: route, model: corp-llm}\n"
+    "  - name: alice-cards-redact\n"
+    "    if: {detected: [credit_card], key: [alice]}\n"
+    "    then: {action: redact, detectors: [credit_card, email]}\n"
+    "  - name: mini-blocks-codename\n"
+    "    if: {detected: [codename], model: [\"gpt-4o-*\"]}\n"
+    "    then: {action: block}\n"
+    "  - name: codename-internal-ok\n"
+    "    if: {detected: [codename], zone: internal}\n"
+    "    then: {action: allow}\n"
+    "  - name: codename-elsewhere\n"
+    "    if: {detected: [codename]}\n"
+    "    then: {action: redact, detectors: [codename], model: corp-llm}\n"
+    "  - name: mask-pii\n"
+    "    if: {detected: [pii]}\n"
+    "    then: {action: redact, detectors: [pii]}\n"
+    "  - name: external-ok\n"
+    "    if: {zone: external}\n"
+    "    then: {action: allow}\n";
+
+static struct config *cfg;
+static struct policy *pol;
+
+struct res {
+    int rc;
+    struct policy_decision d;
+    char body[4096];
+};
+
+static void decide(struct res *r, enum policy_api api, const char *model, const char *key,
+                   const char *team, const char *text)
+{
+    if (api == POLICY_API_OPENAI)
+        snprintf(r->body, sizeof(r->body),
+                 "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}", model,
+                 text);
+    else
+        snprintf(r->body, sizeof(r->body),
+                 "{\"model\":\"%s\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+                 model, text);
+    struct policy_input in = {.api = api, .body = r->body, .len = strlen(r->body),
+                              .model = model, .key_name = key, .team = team};
+    r->rc = policy_decide(pol, &in, &r->d);
+}
+
+static void test_first_match_and_conditions(void)
+{
+    struct res r;
+    decide(&r, POLICY_API_OPENAI, "gpt-4o", "bob", "sales", "token AKIAIOSFODNN7EXAMPLE and 4111111111111111");
+    CHECK(r.rc == 0 && r.d.verdict == POLICY_BLOCK);
+    CHECK_EQ_STR(r.d.rule, "no-secrets-out");
+    CHECK(r.d.provider == NULL && r.d.model == NULL && r.d.body == NULL);
+    policy_decision_deinit(&r.d);
+
+    decide(&r, POLICY_API_OPENAI, "gpt-4o", "bob", "sales", "card 4111111111111111");
+    CHECK(r.rc == 0 && r.d.verdict == POLICY_ROUTE);
+    CHECK_EQ_STR(r.d.rule, "sales-cards-home");
+    CHECK_EQ_STR(r.d.provider, "corp");
+    CHECK_EQ_STR(r.d.model, "corp-llm");
+    CHECK(r.d.body == NULL && r.d.restorer == NULL);
+    policy_decision_deinit(&r.d);
+
+    /* team condition fails for alice; key condition matches */
+    decide(&r, POLICY_API_OPENAI, "gpt-4o", "alice", "eng", "card 4111111111111111");
+    CHECK(r.rc == 0 && r.d.verdict == POLICY_REDACT);
+    CHECK_EQ_STR(r.d.rule, "alice-cards-redact");
+    CHECK_EQ_STR(r.d.provider, "openai");
+    CHECK_EQ_STR(r.d.model, "gpt-4o");
+    policy_decision_deinit(&r.d);
+
+    /* no key: neither key nor team rules; card is pii -> mask-pii */
+    decide(&r, POLICY_API_OPENAI, "gpt-4o", NULL, NULL, "card 4111111111111111");
+    CHECK_EQ_STR(r.d.rule, "mask-pii");
+    policy_decision_deinit(&r.d);
+
+    /* model glob */
+    decide(&r, POLICY_API_OPENAI, "gpt-4o-mini", NULL, NULL, "the Bluebird plan");
+    CHECK_EQ_STR(r.d.rule, "mini-blocks-codename");
+    CHECK(r.d.verdict == POLICY_BLOCK);
+    policy_decision_deinit(&r.d);
+    /* zone of the requested model */
+    decide(&r, POLICY_API_OPENAI, "corp-llm", NULL, NULL, "the Bluebird plan");
+    CHECK_EQ_STR(r.d.rule, "codename-internal-ok");
+    CHECK(r.d.verdict == POLICY_ALLOW);
+    CHECK_EQ_STR(r.d.provider, "corp");
+    policy_decision_deinit(&r.d);
+    decide(&r, POLICY_API_ANTHROPIC, "claude-x", NULL, NULL, "the Bluebird plan");
+    CHECK_EQ_STR(r.d.rule, "codename-elsewhere");
+    CHECK(r.d.verdict == POLICY_REDACT);
+    CHECK_EQ_STR(r.d.model, "corp-llm");
+    CHECK_EQ_STR(r.d.provider, "corp");
+    policy_decision_deinit(&r.d);
+
+    /* nothing found, external model -> allow as requested */
+    decide(&r, POLICY_API_ANTHROPIC, "claude-x", NULL, NULL, "hello");
+    CHECK_EQ_STR(r.d.rule, "external-ok");
+    CHECK(r.d.verdict == POLICY_ALLOW && r.d.n_findings == 0 && r.d.body == NULL);
+    CHECK_EQ_STR(r.d.provider, "anth");
+    CHECK_EQ_STR(r.d.model, "claude-x");
+    policy_decision_deinit(&r.d);
+
+    /* unknown model: zone does not match -> default deny */
+    decide(&r, POLICY_API_OPENAI, "no-such-model", NULL, NULL, "hello");
+    CHECK(r.rc == 0 && r.d.verdict == POLICY_BLOCK);
+    CHECK_EQ_STR(r.d.rule, "default-deny");
+    policy_decision_deinit(&r.d);
+    /* internal model without findings: no rule -> default deny */
+    decide(&r, POLICY_API_OPENAI, "corp-llm", NULL, NULL, "hello");
+    CHECK_EQ_STR(r.d.rule, "default-deny");
+    policy_decision_deinit(&r.d);
+}
+
+static void test_allow_unknown_model(void)
+{
+    const char *y = "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
+                    "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+                    "rules:\n  - name: any\n    then: {action: allow}\n";
+    struct config *c = NULL;
+    struct policy *p = NULL;
+    struct config_errors errs = {0};
+    REQUIRE(config_load_text("u.yaml", y, strlen(y), NULL, &c, &errs) == 0);
+    REQUIRE(policy_new(c, &p, &errs) == 0);
+    const char *b = "{\"model\":\"x\",\"messages\":[]}";
+    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "x"};
+    struct policy_decision d;
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_ALLOW && d.provider == NULL && d.model == NULL);
+    policy_decision_deinit(&d);
+    policy_free(p);
+    config_unref(c);
+}
+
+static void test_fail_closed(void)
+{
+    struct policy_decision d;
+    const char *b = "{\"model\":\"gpt-4o\",\"messages\":[{\"content\":\"\\ud800\"}]}";
+    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
+    CHECK(policy_decide(pol, &in, &d) == -1);
+    CHECK(d.verdict == POLICY_BLOCK && d.error[0] && strchr(d.error, '.'));
+    CHECK(d.provider == NULL && d.body == NULL);
+    policy_decision_deinit(&d);
+    in.body = "{\"messages\":";
+    in.len = strlen(in.body);
+    CHECK(policy_decide(pol, &in, &d) == -1);
+    policy_decision_deinit(&d);
+}
+
+static void test_redact_bytes(void)
+{
+    struct res r;
+    /* two emails, one repeated (once escaped), one card, one phone; the rest must be kept */
+    decide(&r, POLICY_API_OPENAI, "gpt-4o", NULL, NULL,
+           "Hi a@x.org, b@y.org\\nand a\\u0040x.org; pay 4111 1111 1111 1111, call +1 212 555 0134 \\u00e9");
+    REQUIRE(r.rc == 0 && r.d.verdict == POLICY_REDACT);
+    CHECK_EQ_STR(r.d.rule, "mask-pii");
+    REQUIRE(r.d.body != NULL && r.d.restorer != NULL);
+    const char *want =
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi [EMAIL_1], [EMAIL_2]\\nand "
+        "[EMAIL_1]; pay [CREDIT_CARD_1], call [PHONE_1] \\u00e9\"}]}";
+    CHECK_EQ_INT(r.d.body_len, strlen(want));
+    CHECK_EQ_STR(r.d.body, want);
+    CHECK_EQ_INT(r.d.n_findings, 5);
+    /* the escaped duplicate maps to its raw bytes */
+    CHECK(r.d.n_findings >= 3 && r.d.findings[2].end - r.d.findings[2].start == 12 &&
+          memcmp(r.body + r.d.findings[2].start, "a\\u0040x.org", 12) == 0);
+    /* restoring the placeholders gives back decoded originals */
+    char *out = NULL;
+    size_t ol = 0;
+    const char *ans = "Sure [EMAIL_1] and [EMAIL_2], card [CREDIT_CARD_1]";
+    CHECK(policy_restore_feed(r.d.restorer, 0, ans, strlen(ans), &out, &ol) == 0);
+    CHECK(policy_restore_flush(r.d.restorer, 0, &out, &ol) == 0);
+    CHECK_EQ_STR(out, "Sure a@x.org and b@y.org, card 4111 1111 1111 1111");
+    free(out);
+    policy_decision_deinit(&r.d);
+}
+
+static void test_redact_only_listed(void)
+{
+    struct res r;
+    /* alice: redact credit_card and email, not the phone */
+    decide(&r, POLICY_API_ANTHROPIC, "claude-x", "alice", "eng",
+           "4111111111111111 me@corp.example.com +44 20 7946 0958");
+    REQUIRE(r.rc == 0 && r.d.verdict == POLICY_REDACT);
+    CHECK(strstr(r.d.body, "[CREDIT_CARD_1] [EMAIL_1] +44 20 7946 0958") != NULL);
+    CHECK_EQ_INT(r.d.n_findings, 3);
+    policy_decision_deinit(&r.d);
+}
+
+static void test_locations_both_apis(void)
+{
+    /* a secret in each place the model reads blocks the request */
+    const char *k = "AKIAIOSFODNN7EXAMPLE";
+    const char *oa[] = {
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\",\"content\":\"%s\"}]}",
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"}]}]}",
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"k\\\":\\\"%s\\\"}\"}}]}]}",
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"tool\",\"tool_call_id\":\"x\",\"content\":\"%s\"}]}",
+    };
+    const char *an[] = {
+        "{\"model\":\"claude-x\",\"system\":\"%s\",\"messages\":[]}",
+        "{\"model\":\"claude-x\",\"system\":[{\"type\":\"text\",\"text\":\"%s\"}],\"messages\":[]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"}]}]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"deep\":[{\"k\":\"%s\"}]}}]}]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":\"%s\"}]}]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"}]}]}]}",
+    };
+    for (int api = 0; api < 2; api++) {
+        const char **v = api ? an : oa;
+        size_t n = api ? sizeof(an) / sizeof(*an) : sizeof(oa) / sizeof(*oa);
+        for (size_t i = 0; i < n; i++) {
+            char body[1024];
+            snprintf(body, sizeof(body), v[i], k);
+            struct policy_input in = {.api = api ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI,
+                                      .body = body, .len = strlen(body),
+                                      .model = api ? "claude-x" : "gpt-4o"};
+            struct policy_decision d;
+            CHECK(policy_decide(pol, &in, &d) == 0);
+            CHECK(d.verdict == POLICY_BLOCK && d.n_findings == 1);
+            if (d.n_findings == 1) {
+                CHECK(memcmp(body + d.findings[0].start, k, strlen(k)) == 0);
+                CHECK_EQ_INT(d.findings[0].end - d.findings[0].start, strlen(k));
+                CHECK_EQ_INT(d.findings[0].message, api && strstr(v[i], "\"system\"") ? -1 : 0);
+            }
+            policy_decision_deinit(&d);
+        }
+    }
+}
+
+static void test_secret_json_key(void)
+{
+    /* a tool input whose key says secret: the value is a generic secret */
+    const char *b = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+                    "\"tool_use\",\"id\":\"t\",\"name\":\"login\",\"input\":{\"user\":\"bob\",\"db_password\":\"Zq8!rT2#mW5xLp9v\"}}]}]}";
+    struct policy_input in = {.api = POLICY_API_ANTHROPIC, .body = b, .len = strlen(b), .model = "claude-x"};
+    struct policy_decision d;
+    CHECK(policy_decide(pol, &in, &d) == 0);
+    CHECK(d.n_findings == 1 && strcmp(d.findings[0].detector, "generic_secret") == 0);
+    CHECK(d.verdict == POLICY_BLOCK);
+    policy_decision_deinit(&d);
+}
+
+static void test_bad_custom_regex(void)
+{
+    const char *y = "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
+                    "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+                    "detectors:\n  - {name: broken, regex: \"a(b\"}\n"
+                    "rules:\n  - name: any\n    then: {action: allow}\n";
+    struct config *c = NULL;
+    struct policy *p = NULL;
+    struct config_errors errs = {0};
+    REQUIRE(config_load_text("b.yaml", y, strlen(y), NULL, &c, &errs) == 0);
+    CHECK(policy_new(c, &p, &errs) == -1);
+    CHECK(errs.n == 1 && errs.items[0].line == 6 && strstr(errs.items[0].message, "broken"));
+    policy_free(p);
+    config_unref(c);
+}
+
+int main(void)
+{
+    struct config_errors errs = {0};
+    if (config_load_text("t.yaml", YAML, strlen(YAML), NULL, &cfg, &errs) < 0) {
+        char buf[4096];
+        config_errors_format(&errs, buf, sizeof(buf));
+        fprintf(stderr, "%s", buf);
+        return 1;
+    }
+    if (policy_new(cfg, &pol, &errs) < 0) {
+        fprintf(stderr, "policy_new: %s\n", errs.n ? errs.items[0].message : "?");
+        return 1;
+    }
+    RUN(test_first_match_and_conditions);
+    RUN(test_allow_unknown_model);
+    RUN(test_fail_closed);
+    RUN(test_redact_bytes);
+    RUN(test_redact_only_listed);
+    RUN(test_locations_both_apis);
+    RUN(test_secret_json_key);
+    RUN(test_bad_custom_regex);
+    policy_free(pol);
+    config_unref(cfg);
+    return harness_done();
+}

@@ -1,0 +1,223 @@
+/* test_extract.c -- the JSON walker: every place the model reads, in both APIs; escapes
+ * decoded with spans mapped back to the exact original bytes; malformed input refused. */
+#include "harness.h"
+#include "policy/policy_int.h"
+
+static int extract(enum policy_api api, const char *body, struct pextract *x, char *err)
+{
+    memset(x, 0, sizeof(*x));
+    return policy_extract(api, body, strlen(body), x, err, 256);
+}
+
+/* segment i's decoded text equals want and maps to the body bytes `raw` */
+static int seg_is(const struct pextract *x, const char *body, size_t i, int msg, const char *want,
+                  const char *raw)
+{
+    if (i >= x->n_segs)
+        return 0;
+    const struct pseg *s = &x->segs[i];
+    size_t dl = s->dend - s->dstart;
+    int ok = s->message == msg && dl == strlen(want) &&
+             memcmp(x->text + s->dstart, want, dl) == 0 && s->oend - s->ostart == strlen(raw) &&
+             memcmp(body + s->ostart, raw, strlen(raw)) == 0;
+    if (!ok)
+        fprintf(stderr, "  seg %zu: msg %d '%.*s' raw '%.*s'\n", i, s->message, (int)dl,
+                x->text + s->dstart, (int)(s->oend - s->ostart), body + s->ostart);
+    return ok;
+}
+
+static void test_openai_locations(void)
+{
+    const char *b =
+        "{\"model\":\"m\",\"messages\":["
+        "{\"role\":\"system\",\"content\":\"sys\"},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"part1\"},"
+        "{\"type\":\"image_url\",\"image_url\":{\"url\":\"http://x\"}},{\"type\":\"text\",\"text\":\"part2\"}]},"
+        "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+        "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"q\\\":1}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"result\"}],\"temperature\":0.5}";
+    struct pextract x;
+    char err[256];
+    REQUIRE(extract(POLICY_API_OPENAI, b, &x, err) == 0);
+    CHECK_EQ_INT(x.n_segs, 5);
+    CHECK(seg_is(&x, b, 0, 0, "sys", "sys"));
+    CHECK(seg_is(&x, b, 1, 1, "part1", "part1"));
+    CHECK(seg_is(&x, b, 2, 1, "part2", "part2"));
+    CHECK(seg_is(&x, b, 3, 2, "{\"q\":1}", "{\\\"q\\\":1}"));
+    CHECK(seg_is(&x, b, 4, 3, "result", "result"));
+    policy_extract_deinit(&x);
+}
+
+static void test_anthropic_locations(void)
+{
+    const char *b =
+        "{\"model\":\"m\",\"system\":[{\"type\":\"text\",\"text\":\"S1\"}],\"messages\":["
+        "{\"role\":\"user\",\"content\":\"hello\"},"
+        "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"T\"},"
+        "{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"n\",\"input\":{\"a\":\"A\",\"b\":[\"B\",{\"c\":\"C\"}],\"n\":3}}]},"
+        "{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":\"R1\"},"
+        "{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":[{\"type\":\"text\",\"text\":\"R2\"}]}]}]}";
+    struct pextract x;
+    char err[256];
+    REQUIRE(extract(POLICY_API_ANTHROPIC, b, &x, err) == 0);
+    CHECK_EQ_INT(x.n_segs, 8);
+    CHECK(seg_is(&x, b, 0, -1, "S1", "S1"));
+    CHECK(seg_is(&x, b, 1, 0, "hello", "hello"));
+    CHECK(seg_is(&x, b, 2, 1, "T", "T"));
+    CHECK(seg_is(&x, b, 3, 1, "A", "A"));
+    CHECK(seg_is(&x, b, 4, 1, "B", "B"));
+    CHECK(seg_is(&x, b, 5, 1, "C", "C"));
+    CHECK(seg_is(&x, b, 6, 2, "R1", "R1"));
+    CHECK(seg_is(&x, b, 7, 2, "R2", "R2"));
+    /* the key of a tool input value is kept for generic_secret */
+    CHECK(x.segs[3].key_len == 1 && b[x.segs[3].key_off] == 'a');
+    policy_extract_deinit(&x);
+
+    const char *b2 = "{\"system\":\"plain system\",\"messages\":[]}";
+    REQUIRE(extract(POLICY_API_ANTHROPIC, b2, &x, err) == 0);
+    CHECK_EQ_INT(x.n_segs, 1);
+    CHECK(seg_is(&x, b2, 0, -1, "plain system", "plain system"));
+    policy_extract_deinit(&x);
+    /* an OpenAI body has no top-level system */
+    REQUIRE(extract(POLICY_API_OPENAI, b2, &x, err) == 0);
+    CHECK_EQ_INT(x.n_segs, 0);
+    policy_extract_deinit(&x);
+}
+
+static void test_escapes_and_map(void)
+{
+    const char *b = "{\"messages\":[{\"content\":\"a\\u0040b \\ud83d\\ude00 \\\"q\\\" \\n\\u00e9z\"}]}";
+    struct pextract x;
+    char err[256];
+    REQUIRE(extract(POLICY_API_OPENAI, b, &x, err) == 0);
+    REQUIRE(x.n_segs == 1);
+    const struct pseg *s = &x.segs[0];
+    const char *want = "a@b \xF0\x9F\x98\x80 \"q\" \n\xC3\xA9z";
+    CHECK_EQ_INT(s->dend - s->dstart, strlen(want));
+    CHECK(memcmp(x.text + s->dstart, want, strlen(want)) == 0);
+    /* every decoded prefix/suffix maps to whole raw units */
+    size_t os, oe;
+    policy_extract_map(&x, s, s->dstart + 1, s->dstart + 2, &os, &oe); /* "@" */
+    CHECK(oe - os == 6 && memcmp(b + os, "\\u0040", 6) == 0);
+    policy_extract_map(&x, s, s->dstart, s->dstart + 3, &os, &oe); /* "a@b" */
+    CHECK(oe - os == 8 && memcmp(b + os, "a\\u0040b", 8) == 0);
+    policy_extract_map(&x, s, s->dstart + 4, s->dstart + 8, &os, &oe); /* emoji */
+    CHECK(oe - os == 12 && memcmp(b + os, "\\ud83d\\ude00", 12) == 0);
+    policy_extract_map(&x, s, s->dstart + 5, s->dstart + 6, &os, &oe); /* inside the pair */
+    CHECK(oe - os == 12);
+    size_t dl = strlen(want);
+    policy_extract_map(&x, s, s->dstart + dl - 3, s->dstart + dl, &os, &oe); /* "éz" */
+    CHECK(oe - os == 7 && memcmp(b + os, "\\u00e9z", 7) == 0);
+    policy_extract_map(&x, s, s->dstart, s->dstart + dl, &os, &oe);
+    CHECK(os == s->ostart && oe == s->oend);
+    policy_extract_deinit(&x);
+}
+
+static void test_keys_decoded_and_repeated(void)
+{
+    /* "\u0063ontent" is "content"; both of two "content" keys are read */
+    const char *b = "{\"messages\":[{\"\\u0063ontent\":\"one\",\"content\":\"two\"}]}";
+    struct pextract x;
+    char err[256];
+    REQUIRE(extract(POLICY_API_OPENAI, b, &x, err) == 0);
+    CHECK_EQ_INT(x.n_segs, 2);
+    CHECK(seg_is(&x, b, 0, 0, "one", "one"));
+    CHECK(seg_is(&x, b, 1, 0, "two", "two"));
+    policy_extract_deinit(&x);
+    const char *b2 = "{\"messages\":[{\"content\":\"a\"}],\"messages\":[{\"content\":\"b\"}]}";
+    REQUIRE(extract(POLICY_API_OPENAI, b2, &x, err) == 0);
+    CHECK_EQ_INT(x.n_segs, 2);
+    policy_extract_deinit(&x);
+}
+
+static int bad(const char *body, size_t len)
+{
+    struct pextract x = {0};
+    char err[256] = "";
+    int rc = policy_extract(POLICY_API_OPENAI, body, len, &x, err, sizeof(err));
+    policy_extract_deinit(&x);
+    if (rc == 0)
+        fprintf(stderr, "  accepted: %.*s\n", (int)len, body);
+    return rc < 0 && err[0];
+}
+#define BAD(s) bad(s, sizeof(s) - 1)
+
+static void test_malformed(void)
+{
+    CHECK(BAD(""));
+    CHECK(BAD("{"));
+    CHECK(BAD("[]"));
+    CHECK(BAD("{\"messages\":[]} x"));
+    CHECK(BAD("{\"a\":01}"));
+    CHECK(BAD("{\"a\":1.}"));
+    CHECK(BAD("{\"a\":tru}"));
+    CHECK(BAD("{\"a\":[1,]}"));
+    CHECK(BAD("{\"a\":\"\\x\"}"));
+    CHECK(BAD("{\"a\":\"\\u12\"}"));
+    CHECK(BAD("{\"a\":\"\\ud800\"}"));
+    CHECK(BAD("{\"a\":\"\\udc00\\ud800\"}"));
+    CHECK(BAD("{\"a\":\"\\ud800\\u0041\"}"));
+    CHECK(BAD("{\"a\":\"tab\there\"}"));
+    CHECK(BAD("{\"a\":\"\xC0\x80\"}"));          /* overlong */
+    CHECK(BAD("{\"a\":\"\xED\xA0\x80\"}"));      /* encoded surrogate */
+    CHECK(BAD("{\"a\":\"\xF4\x90\x80\x80\"}"));  /* > U+10FFFF */
+    CHECK(BAD("{\"a\":\"\xE2\x82\"}"));          /* truncated */
+    CHECK(BAD("{\"a\":\"\xFF\"}"));
+    CHECK(bad("{\"a\":\"x\0y\"}", 10));
+    /* depth: 64 levels are fine, 65 are not */
+    char deep[200];
+    size_t n = 0;
+    deep[n++] = '{';
+    memcpy(deep + n, "\"a\":", 4);
+    n += 4;
+    for (int i = 0; i < 62; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 62; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    struct pextract x = {0};
+    char err[256];
+    CHECK(policy_extract(POLICY_API_OPENAI, deep, n, &x, err, sizeof(err)) == 0);
+    policy_extract_deinit(&x);
+    n = 0;
+    deep[n++] = '{';
+    memcpy(deep + n, "\"a\":", 4);
+    n += 4;
+    for (int i = 0; i < 64; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 64; i++)
+        deep[n++] = ']';
+    deep[n++] = '}';
+    CHECK(bad(deep, n));
+    /* valid odd JSON is accepted */
+    const char *ok = " {\"a\":[-0.5e+3,true,false,null,{}],\"b\":\"\\/\\b\\f\\r\\t\xC3\xA9\xF0\x9F\x98\x80\"} ";
+    CHECK(policy_extract(POLICY_API_OPENAI, ok, strlen(ok), &x, err, sizeof(err)) == 0);
+    policy_extract_deinit(&x);
+}
+
+static void test_segment_limit(void)
+{
+    size_t n = POLICY_MAX_SEGMENTS + 1, cap = n * 20 + 64, len = 0;
+    char *b = malloc(cap);
+    len += (size_t)sprintf(b, "{\"messages\":[");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(b + len, "%s{\"content\":\"x\"}", i ? "," : "");
+    len += (size_t)sprintf(b + len, "]}");
+    struct pextract x = {0};
+    char err[256] = "";
+    CHECK(policy_extract(POLICY_API_OPENAI, b, len, &x, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "segments") != NULL);
+    policy_extract_deinit(&x);
+    free(b);
+}
+
+int main(void)
+{
+    RUN(test_openai_locations);
+    RUN(test_anthropic_locations);
+    RUN(test_escapes_and_map);
+    RUN(test_keys_decoded_and_repeated);
+    RUN(test_malformed);
+    RUN(test_segment_limit);
+    return harness_done();
+}
