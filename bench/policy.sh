@@ -1,0 +1,162 @@
+#!/bin/sh
+# policy.sh -- policy benchmark: decision time and scan throughput (bench/policy_bench.c),
+# then, when the gateway and the mock provider are built, the gateway's requests/s with
+# the built-in detectors in the rules versus a rules-only policy (wrk, loopback).
+#
+#   sh bench/policy.sh            (env: BUILD=build dir, default build; QUICK=1 for a short run;
+#                                  WRK_SECONDS=10, WRK_CONNS=32)
+# Prints what it measured and how, and the targets beside the figures. Not part of `make test`.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 2
+BUILD=${BUILD:-build}
+QUICK=${QUICK:-0}
+
+echo "== make (BUILD=$BUILD)"
+make --no-print-directory BUILD="$BUILD" "$BUILD/airlock" >/dev/null || { echo "policy.sh: build failed"; exit 1; }
+make --no-print-directory BUILD="$BUILD" "$BUILD/mock_provider" >/dev/null 2>&1 || true
+
+PKGS="libevent libevent_openssl libevent_pthreads openssl libcjson libsodium yaml-0.1 libhs"
+# shellcheck disable=SC2046
+cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -pthread $(pkg-config --cflags $PKGS) \
+    -o "$BUILD/policy_bench" bench/policy_bench.c "$BUILD/libairlock.a" \
+    $(pkg-config --libs $PKGS) -pthread -lm || { echo "policy.sh: cannot build policy_bench"; exit 1; }
+
+echo "== policy_decide (in process, $(nproc) cores on this machine, 1 used)"
+if [ "$QUICK" = 1 ]; then "$BUILD/policy_bench" --quick; else "$BUILD/policy_bench"; fi || exit 1
+
+echo
+echo "== gateway requests/s: built-in detectors on vs rules-only"
+if [ ! -x "$BUILD/airlock" ] || [ ! -x "$BUILD/mock_provider" ]; then
+    echo "skipped: $BUILD/airlock or $BUILD/mock_provider is missing"
+    exit 0
+fi
+if ! command -v wrk >/dev/null 2>&1; then
+    (apt-get install -y wrk >/dev/null 2>&1 || sudo -n apt-get install -y wrk >/dev/null 2>&1) || true
+fi
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "skipped: wrk is not installed and could not be installed (apt-get install wrk)"
+    exit 0
+fi
+
+TMP=$(mktemp -d)
+MOCK_PID=""; GW_PID=""
+cleanup() {
+    [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+    [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+"$BUILD/mock_provider" --port 0 >"$TMP/mock.out" 2>&1 &
+MOCK_PID=$!
+i=0
+while ! grep -q 'listening on' "$TMP/mock.out" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 50 ] && { echo "skipped: mock_provider did not start"; exit 0; }
+    sleep 0.1
+done
+MOCK_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/mock.out" | head -1)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# $1: config name, $2: rules block
+write_config() {
+    GW_PORT=$(free_port)
+    cat >"$TMP/$1.yaml" <<EOF
+listen:
+  - address: 127.0.0.1:$GW_PORT
+providers:
+  mock:
+    type: openai-compatible
+    zone: external
+    base_url: http://127.0.0.1:$MOCK_PORT/v1
+    api_key: bench-not-a-key
+models:
+  - name: gpt-4o
+    provider: mock
+    price: {input_per_mtok: 2.5, output_per_mtok: 10}
+audit:
+  dir: $TMP/audit-$1
+  sync: none
+rules:
+$2
+EOF
+}
+
+RULES_DETECT="  - name: no-secrets-out
+    if: {detected: [secrets]}
+    then: {action: block}
+  - name: stay-home
+    if: {detected: [credit_card, iban, us_ssn]}
+    then: {action: block}
+  - name: default
+    then: {action: allow}"
+RULES_ONLY="  - name: default
+    then: {action: allow}"
+
+BODY='{"model":"gpt-4o","messages":[{"role":"system","content":"You are a careful assistant."},{"role":"user","content":"Summarise the incident: the worker pool on host 10.20.30.40 stalled at 09:21 after the 2.14.1 deploy; order 48213907 and ticket 58321 were affected. Ask maria.lopez@example.com for the timeline. The retry loop backed off correctly but the queue depth grew to 4096 and latency p99 reached 880 ms for about twelve minutes before the rollback."}]}'
+printf '%s' "$BODY" >"$TMP/body.json"
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$TMP/body.json", "rb"); wrk.body = f:read("*a"); f:close()
+EOF
+
+SECS=${WRK_SECONDS:-10}; [ "$QUICK" = 1 ] && SECS=3
+CONNS=${WRK_CONNS:-32}
+
+# $1: config name; prints requests/s
+measure() {
+    "$BUILD/airlock" serve -c "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 &
+    GW_PID=$!
+    i=0
+    until curl -fs "http://127.0.0.1:$GW_PORT/healthz" >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$GW_PID" 2>/dev/null; then
+            echo "gateway did not start ($1):" >&2; tail -5 "$TMP/$1.log" >&2; GW_PID=""; return 1
+        fi
+        sleep 0.1
+    done
+    code=$(curl -s -o "$TMP/$1.resp" -w '%{http_code}' -H 'Content-Type: application/json' \
+        --data-binary @"$TMP/body.json" "http://127.0.0.1:$GW_PORT/v1/chat/completions")
+    if [ "$code" != 200 ]; then
+        echo "gateway answered $code ($1): $(head -c 300 "$TMP/$1.resp")" >&2
+        kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=""; return 1
+    fi
+    wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$TMP/$1.wrk" 2>&1
+    kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=""
+    non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$TMP/$1.wrk")
+    [ -n "$non2xx" ] && echo "warning ($1): $non2xx non-2xx responses" >&2
+    sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$TMP/$1.wrk"
+}
+
+# alternate the two configs so that drift on a shared machine hits both alike
+ROUNDS=2; [ "$QUICK" = 1 ] && ROUNDS=1
+ON=""; OFF=""
+r=0
+while [ $r -lt $ROUNDS ]; do
+    write_config detect "$RULES_DETECT"
+    x=$(measure detect) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+    ON="$ON $x"
+    write_config rulesonly "$RULES_ONLY"
+    x=$(measure rulesonly) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+    OFF="$OFF $x"
+    r=$((r + 1))
+done
+
+echo "wrk -t2 -c$CONNS -d${SECS}s POST /v1/chat/completions, $(wc -c <"$TMP/body.json")-byte body, mock upstream on"
+echo "loopback, audit sync: none, $ROUNDS alternating round(s) per config, mean req/s:"
+python3 - "$ON" "$OFF" <<'EOF'
+import sys
+on = [float(v) for v in sys.argv[1].split()]
+off = [float(v) for v in sys.argv[2].split()]
+mon, moff = sum(on) / len(on), sum(off) / len(off)
+print(f"  rules with built-in detectors (block secrets, block card/iban/ssn, allow): {mon:8.0f} req/s {on}")
+print(f"  rules-only (one allow rule, no detector named):                          {moff:8.0f} req/s {off}")
+r = mon / moff if moff else 0
+print(f"  ratio on/off = {r:.3f}  (target >= 0.9: {'met' if r >= 0.9 else 'NOT met'})")
+EOF
+"$BUILD/policy_bench" --body "$TMP/body.json" | sed 's/^/  in process, same body: /'
+echo "note: policy_decide scans every request whatever the rules (findings go to the audit), so"
+echo "rules-only pays for detection too and the ratio measures rule evaluation only; the in-process"
+echo "time above is what detection costs per request. Gateway, mock and wrk share $(nproc) cores."
