@@ -1,0 +1,709 @@
+/* forward.c -- llama/qwen2 forward pass: batched prefill and multi-sequence decode over a persistent thread pool. */
+#include "engine/forward.h"
+#include "engine/quant.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* KV caches longer than this are refused: it bounds the per-thread score buffer. */
+#define ENGINE_MAX_CTX (1 << 18)
+#define N_ACT_SLOTS 3
+#define SPIN_ITERS 200000
+
+struct engine_kv {
+    int n_ctx;
+    int len;
+    int n_layer;
+    int kv_dim;      /* n_head_kv * head_dim */
+    float *k;        /* [n_layer][n_ctx][kv_dim] */
+    float *v;        /* [n_layer][n_ctx][kv_dim] */
+};
+
+/* ---- thread pool: workers spin briefly on a generation counter, then sleep ---- */
+
+struct pool {
+    int n; /* threads including the caller */
+    pthread_t *th;
+    void (*fn)(struct engine_ctx *, int ith, int nth);
+    struct engine_ctx *arg;
+    atomic_uint gen;
+    atomic_int pending;
+    atomic_int stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started;
+};
+
+struct worker_arg {
+    struct pool *p;
+    int ith;
+};
+
+enum stage { ST_PREP, ST_MATMUL, ST_ROPE, ST_ATTN };
+
+struct mm_job {
+    const struct engine_mat *w;
+    int slot;           /* activation slot holding the input rows */
+    float *out;         /* [nt][out_stride] */
+    size_t out_stride;
+};
+
+struct engine_ctx {
+    const struct engine_weights *w;
+    int n_threads, max_batch;
+    struct pool pool;
+    struct worker_arg *wargs;
+    char err[256];
+
+    /* buffers; B = max_batch */
+    float *x;        /* [B][n_embd] residual stream */
+    float *xn;       /* [B][n_embd] normed input of a matmul group */
+    float *tmp;      /* [B][n_embd] matmul output before the residual add */
+    float *q;        /* [B][n_head * head_dim] */
+    float *k;        /* [B][kv_dim] */
+    float *v;        /* [B][kv_dim] */
+    float *att;      /* [B][n_head * head_dim] attention output */
+    float *g;        /* [B][n_ff] gate, then silu(gate) * up */
+    float *u;        /* [B][n_ff] up */
+    uint8_t *act[N_ACT_SLOTS]; /* [B][max_act_bytes] quantized activations, one per format */
+    size_t act_stride;
+    float *scores;   /* [n_threads][score_len] attention probabilities */
+    int score_len;
+    float *rope;     /* [B][n_rot] cos, sin pairs per token */
+
+    /* the current batch */
+    int nt;
+    struct engine_kv **tok_kv; /* [B] */
+    int *tok_pos;              /* [B] */
+    int layer;
+
+    /* the current stage's parameters */
+    enum stage stage;
+    const float *prep_src;
+    int prep_cols;
+    const float *prep_norm; /* NULL: no rms norm */
+    uint32_t slot_type[N_ACT_SLOTS];
+    int n_slots;
+    int prep_t0;            /* first token row to prepare (final norm: only the last rows) */
+    struct mm_job mm[3];    /* out holds row prep_t0 first */
+    int n_mm;
+    int mm_mode;            /* 0 plain, 1 add tmp into x, 2 swiglu (mm[0] gate, mm[1] up) */
+};
+
+static void *worker_main(void *vp)
+{
+    struct worker_arg *wa = vp;
+    struct pool *p = wa->p;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
+               !atomic_load(&p->stop)) {
+            if (++spins < SPIN_ITERS) {
+                CPU_RELAX();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->cv, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop))
+            return NULL;
+        seen = g;
+        p->fn(p->arg, wa->ith, p->n);
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+    }
+}
+
+static void pool_run(struct engine_ctx *ctx, void (*fn)(struct engine_ctx *, int, int))
+{
+    struct pool *p = &ctx->pool;
+    if (p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->arg = ctx;
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    int spins = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) {
+        if (++spins < SPIN_ITERS)
+            CPU_RELAX();
+        else
+            sched_yield();
+    }
+}
+
+static void pool_stop(struct engine_ctx *ctx)
+{
+    struct pool *p = &ctx->pool;
+    if (!p->started)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->started; i++)
+        pthread_join(p->th[i], NULL);
+    p->started = 0;
+}
+
+/* ---- KV cache ---- */
+
+int engine_kv_new(const struct engine_weights *w, int n_ctx, struct engine_kv **out, char *err,
+                  size_t errlen)
+{
+    *out = NULL;
+    const struct engine_hparams *hp = &w->hp;
+    int lim = hp->n_ctx_train < ENGINE_MAX_CTX ? hp->n_ctx_train : ENGINE_MAX_CTX;
+    if (n_ctx < 1 || n_ctx > lim) {
+        snprintf(err, errlen, "context %d out of range (1..%d)", n_ctx, lim);
+        return -1;
+    }
+    struct engine_kv *kv = calloc(1, sizeof(*kv));
+    if (!kv) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    kv->n_ctx = n_ctx;
+    kv->n_layer = hp->n_layer;
+    kv->kv_dim = hp->n_head_kv * hp->head_dim;
+    size_t n = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)kv->kv_dim;
+    kv->k = malloc(n * sizeof(float));
+    kv->v = malloc(n * sizeof(float));
+    if (!kv->k || !kv->v) {
+        snprintf(err, errlen, "out of memory for a KV cache of %d tokens", n_ctx);
+        engine_kv_free(kv);
+        return -1;
+    }
+    *out = kv;
+    return 0;
+}
+
+void engine_kv_free(struct engine_kv *kv)
+{
+    if (!kv)
+        return;
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+int engine_kv_len(const struct engine_kv *kv) { return kv->len; }
+int engine_kv_n_ctx(const struct engine_kv *kv) { return kv->n_ctx; }
+void engine_kv_clear(struct engine_kv *kv) { kv->len = 0; }
+
+void engine_kv_truncate(struct engine_kv *kv, int n)
+{
+    if (n >= 0 && n < kv->len)
+        kv->len = n;
+}
+
+static float *kv_k(struct engine_kv *kv, int layer, int pos)
+{
+    return kv->k + ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+}
+
+static float *kv_v(struct engine_kv *kv, int layer, int pos)
+{
+    return kv->v + ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+}
+
+/* ---- context ---- */
+
+static void *xalloc(size_t n, int *fails)
+{
+    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
+    if (!p)
+        (*fails)++;
+    return p;
+}
+
+int engine_ctx_new(const struct engine_weights *w, int n_threads, int max_batch,
+                   struct engine_ctx **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (n_threads < 1 || n_threads > 256 || max_batch < 1 || max_batch > 8192) {
+        snprintf(err, errlen, "bad thread count %d or batch %d", n_threads, max_batch);
+        return -1;
+    }
+    const struct engine_hparams *hp = &w->hp;
+    struct engine_ctx *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    c->w = w;
+    c->n_threads = n_threads;
+    c->max_batch = max_batch;
+    size_t B = (size_t)max_batch, F = sizeof(float);
+    size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
+    size_t kvd = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+    int fails = 0;
+    c->x = xalloc(B * (size_t)hp->n_embd * F, &fails);
+    c->xn = xalloc(B * (size_t)hp->n_embd * F, &fails);
+    c->tmp = xalloc(B * (size_t)hp->n_embd * F, &fails);
+    c->q = xalloc(B * n_q * F, &fails);
+    c->k = xalloc(B * kvd * F, &fails);
+    c->v = xalloc(B * kvd * F, &fails);
+    c->att = xalloc(B * n_q * F, &fails);
+    c->g = xalloc(B * (size_t)hp->n_ff * F, &fails);
+    c->u = xalloc(B * (size_t)hp->n_ff * F, &fails);
+    c->act_stride = (w->max_act_bytes + 63) / 64 * 64;
+    for (int i = 0; i < N_ACT_SLOTS; i++)
+        c->act[i] = xalloc(B * c->act_stride, &fails);
+    c->score_len = hp->n_ctx_train < ENGINE_MAX_CTX ? hp->n_ctx_train : ENGINE_MAX_CTX;
+    c->scores = xalloc((size_t)n_threads * (size_t)c->score_len * F, &fails);
+    c->rope = xalloc(B * (size_t)hp->n_rot * F, &fails);
+    c->tok_kv = calloc(B, sizeof(*c->tok_kv));
+    c->tok_pos = calloc(B, sizeof(*c->tok_pos));
+    if (fails || !c->tok_kv || !c->tok_pos) {
+        snprintf(err, errlen, "out of memory for engine buffers (batch %d)", max_batch);
+        engine_ctx_free(c);
+        return -1;
+    }
+    struct pool *p = &c->pool;
+    p->n = n_threads;
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->stop, 0);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (n_threads > 1) {
+        p->th = calloc((size_t)n_threads, sizeof(pthread_t));
+        c->wargs = calloc((size_t)n_threads, sizeof(*c->wargs));
+        if (!p->th || !c->wargs) {
+            snprintf(err, errlen, "out of memory");
+            engine_ctx_free(c);
+            return -1;
+        }
+        for (int i = 1; i < n_threads; i++) {
+            c->wargs[i].p = p;
+            c->wargs[i].ith = i;
+            if (pthread_create(&p->th[p->started], NULL, worker_main, &c->wargs[i]) != 0) {
+                snprintf(err, errlen, "cannot start engine thread");
+                p->n = 1 + p->started;
+                engine_ctx_free(c);
+                return -1;
+            }
+            p->started++;
+        }
+    }
+    *out = c;
+    return 0;
+}
+
+void engine_ctx_free(struct engine_ctx *c)
+{
+    if (!c)
+        return;
+    pool_stop(c);
+    pthread_mutex_destroy(&c->pool.mu);
+    pthread_cond_destroy(&c->pool.cv);
+    free(c->pool.th);
+    free(c->wargs);
+    free(c->x);
+    free(c->xn);
+    free(c->tmp);
+    free(c->q);
+    free(c->k);
+    free(c->v);
+    free(c->att);
+    free(c->g);
+    free(c->u);
+    for (int i = 0; i < N_ACT_SLOTS; i++)
+        free(c->act[i]);
+    free(c->scores);
+    free(c->rope);
+    free(c->tok_kv);
+    free(c->tok_pos);
+    free(c);
+}
+
+const char *engine_ctx_error(const struct engine_ctx *ctx)
+{
+    return ctx->err;
+}
+
+static int cfail(struct engine_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int cfail(struct engine_ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- stages (run on every pool thread; ith of nth) ---- */
+
+/* y = x / sqrt(mean(x^2) + eps) * w, as ggml: float squares summed in double */
+static void rms_norm(const float *x, const float *w, float *y, int n, float eps)
+{
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++)
+        y[i] = (x[i] * scale) * w[i];
+}
+
+static void stage_prep(struct engine_ctx *c, int ith, int nth)
+{
+    const int cols = c->prep_cols;
+    for (int t = c->prep_t0 + ith; t < c->nt; t += nth) {
+        const float *row = c->prep_src + (size_t)t * (size_t)cols;
+        if (c->prep_norm) {
+            float *y = c->xn + (size_t)t * (size_t)cols;
+            rms_norm(row, c->prep_norm, y, cols, c->w->hp.rms_eps);
+            row = y;
+        }
+        for (int s = 0; s < c->n_slots; s++)
+            quant_act_row(c->slot_type[s], row, c->act[s] + (size_t)t * c->act_stride, cols);
+    }
+}
+
+static inline float silu(float x)
+{
+    return x / (1.0f + expf(-x));
+}
+
+static void stage_matmul(struct engine_ctx *c, int ith, int nth)
+{
+    const int nt = c->nt - c->prep_t0;
+    const int t0 = c->prep_t0;
+    for (int j = 0; j < c->n_mm; j++) {
+        const struct mm_job *m = &c->mm[j];
+        const int nr = (int)m->w->ne1;
+        int chunk = (nr + nth - 1) / nth;
+        chunk = (chunk + 3) & ~3;
+        const int r0 = ith * chunk, r1 = r0 + chunk < nr ? r0 + chunk : nr;
+        if (r0 >= r1)
+            continue;
+        quant_gemm(m->w->type, m->w->ne0, m->w->data + (size_t)r0 * m->w->row_bytes,
+                   m->w->row_bytes, r1 - r0, c->act[m->slot] + (size_t)t0 * c->act_stride,
+                   c->act_stride, nt, m->out + r0, m->out_stride);
+        if (c->mm_mode == 1) {
+            const int n_embd = c->w->hp.n_embd;
+            for (int t = t0; t < c->nt; t++) {
+                float *x = c->x + (size_t)t * (size_t)n_embd;
+                const float *y = m->out + (size_t)t * m->out_stride;
+                for (int r = r0; r < r1; r++)
+                    x[r] += y[r];
+            }
+        } else if (c->mm_mode == 2 && j == 1) {
+            /* gate (mm[0]) and up (mm[1]) have the same rows, so this thread owns both */
+            for (int t = t0; t < c->nt; t++) {
+                float *gr = c->g + (size_t)t * m->out_stride;
+                const float *ur = c->u + (size_t)t * m->out_stride;
+                for (int r = r0; r < r1; r++)
+                    gr[r] = silu(gr[r]) * ur[r];
+            }
+        }
+    }
+}
+
+/* rotate pairs of one head vector with the per-token cos/sin cache */
+static void rope_apply(float *x, const float *cs, int n_rot, int neox)
+{
+    if (neox) {
+        const int half = n_rot / 2;
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            const float c0 = cs[i0], s0 = cs[i0 + 1];
+            const float x0 = x[i0 / 2], x1 = x[i0 / 2 + half];
+            x[i0 / 2] = x0 * c0 - x1 * s0;
+            x[i0 / 2 + half] = x0 * s0 + x1 * c0;
+        }
+    } else {
+        for (int i0 = 0; i0 < n_rot; i0 += 2) {
+            const float c0 = cs[i0], s0 = cs[i0 + 1];
+            const float x0 = x[i0], x1 = x[i0 + 1];
+            x[i0] = x0 * c0 - x1 * s0;
+            x[i0 + 1] = x0 * s0 + x1 * c0;
+        }
+    }
+}
+
+/* biases, rope on q and k, then k and v into the token's cache */
+static void stage_rope(struct engine_ctx *c, int ith, int nth)
+{
+    const struct engine_hparams *hp = &c->w->hp;
+    const struct engine_layer *L = &c->w->layers[c->layer];
+    const int n_q = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
+    for (int t = ith; t < c->nt; t += nth) {
+        float *q = c->q + (size_t)t * (size_t)n_q;
+        float *k = c->k + (size_t)t * (size_t)kvd;
+        float *v = c->v + (size_t)t * (size_t)kvd;
+        if (L->bq)
+            for (int i = 0; i < n_q; i++)
+                q[i] += L->bq[i];
+        if (L->bk)
+            for (int i = 0; i < kvd; i++)
+                k[i] += L->bk[i];
+        if (L->bv)
+            for (int i = 0; i < kvd; i++)
+                v[i] += L->bv[i];
+        const float *cs = c->rope + (size_t)t * (size_t)hp->n_rot;
+        for (int h = 0; h < hp->n_head; h++)
+            rope_apply(q + h * hp->head_dim, cs, hp->n_rot, hp->rope_neox);
+        for (int h = 0; h < hp->n_head_kv; h++)
+            rope_apply(k + h * hp->head_dim, cs, hp->n_rot, hp->rope_neox);
+        struct engine_kv *kv = c->tok_kv[t];
+        memcpy(kv_k(kv, c->layer, c->tok_pos[t]), k, (size_t)kvd * sizeof(float));
+        memcpy(kv_v(kv, c->layer, c->tok_pos[t]), v, (size_t)kvd * sizeof(float));
+    }
+}
+
+static void stage_attn(struct engine_ctx *c, int ith, int nth)
+{
+    const struct engine_hparams *hp = &c->w->hp;
+    const int hd = hp->head_dim, n_q = hp->n_head * hd, kvd = hp->n_head_kv * hd;
+    const int group = hp->n_head / hp->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *sc = c->scores + (size_t)ith * (size_t)c->score_len;
+    const int total = c->nt * hp->n_head;
+    for (int idx = ith; idx < total; idx += nth) {
+        const int t = idx / hp->n_head, h = idx % hp->n_head;
+        struct engine_kv *kv = c->tok_kv[t];
+        const int np = c->tok_pos[t] + 1;
+        const float *q = c->q + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
+        const int kh = h / group;
+        const float *kb = kv_k(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
+        float mx = -INFINITY;
+        for (int p = 0; p < np; p++) {
+            const float *kp = kb + (size_t)p * (size_t)kvd;
+            float s = 0;
+            for (int d = 0; d < hd; d++)
+                s += q[d] * kp[d];
+            s *= scale;
+            sc[p] = s;
+            if (s > mx)
+                mx = s;
+        }
+        double sum = 0;
+        for (int p = 0; p < np; p++) {
+            const float e = expf(sc[p] - mx);
+            sc[p] = e;
+            sum += e;
+        }
+        const float inv = (float)(1.0 / sum);
+        float *o = c->att + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
+        for (int d = 0; d < hd; d++)
+            o[d] = 0;
+        const float *vb = kv_v(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
+        for (int p = 0; p < np; p++) {
+            const float pr = sc[p] * inv;
+            const float *vp = vb + (size_t)p * (size_t)kvd;
+            for (int d = 0; d < hd; d++)
+                o[d] += pr * vp[d];
+        }
+    }
+}
+
+static void run_stage(struct engine_ctx *c, int ith, int nth)
+{
+    switch (c->stage) {
+    case ST_PREP: stage_prep(c, ith, nth); break;
+    case ST_MATMUL: stage_matmul(c, ith, nth); break;
+    case ST_ROPE: stage_rope(c, ith, nth); break;
+    case ST_ATTN: stage_attn(c, ith, nth); break;
+    }
+}
+
+/* prepare activations of src for the matmuls ms[0..n) (one slot per distinct format) */
+static void do_prep(struct engine_ctx *c, const float *src, int cols, const float *norm,
+                    const struct engine_mat *const *ms, int n, int *slots)
+{
+    c->n_slots = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t at = quant_act_type(ms[i]->type);
+        int s = -1;
+        for (int j = 0; j < c->n_slots; j++)
+            if (quant_act_type(c->slot_type[j]) == at)
+                s = j;
+        if (s < 0) {
+            s = c->n_slots++;
+            c->slot_type[s] = ms[i]->type;
+        }
+        slots[i] = s;
+    }
+    c->stage = ST_PREP;
+    c->prep_src = src;
+    c->prep_cols = cols;
+    c->prep_norm = norm;
+    pool_run(c, run_stage);
+}
+
+/* ggml's rope cache: theta advanced by repeated float multiplication, divided by the
+ * frequency factor of the pair */
+static void rope_cache(const struct engine_weights *w, int pos, float *cs)
+{
+    const struct engine_hparams *hp = &w->hp;
+    const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    float theta = (float)pos;
+    for (int i0 = 0; i0 < hp->n_rot; i0 += 2) {
+        const float ff = w->rope_freqs ? w->rope_freqs[i0 / 2] : 1.0f;
+        const float th = hp->rope_freq_scale * (theta / ff);
+        cs[i0] = cosf(th);
+        cs[i0 + 1] = sinf(th);
+        theta *= theta_scale;
+    }
+}
+
+/* forward -- c->nt tokens (ids tokens, caches c->tok_kv, positions c->tok_pos, already
+ * validated); logits of rows [logit_t0, nt) into logits[(t - logit_t0) * n_vocab]. */
+static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, float *logits)
+{
+    const struct engine_weights *w = c->w;
+    const struct engine_hparams *hp = &w->hp;
+    const int n_embd = hp->n_embd;
+    const size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
+    const size_t kvd = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+
+    for (int t = 0; t < c->nt; t++) {
+        quant_dequant_row(w->token_embd.type, w->token_embd.data + (size_t)tokens[t] * w->token_embd.row_bytes,
+                          c->x + (size_t)t * (size_t)n_embd, n_embd);
+        rope_cache(w, c->tok_pos[t], c->rope + (size_t)t * (size_t)hp->n_rot);
+    }
+    c->prep_t0 = 0;
+    for (int l = 0; l < hp->n_layer; l++) {
+        const struct engine_layer *L = &w->layers[l];
+        c->layer = l;
+        int slots[3];
+
+        const struct engine_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        do_prep(c, c->x, n_embd, L->attn_norm, qkv, 3, slots);
+        c->stage = ST_MATMUL;
+        c->mm_mode = 0;
+        c->n_mm = 3;
+        c->mm[0] = (struct mm_job){&L->wq, slots[0], c->q, n_q};
+        c->mm[1] = (struct mm_job){&L->wk, slots[1], c->k, kvd};
+        c->mm[2] = (struct mm_job){&L->wv, slots[2], c->v, kvd};
+        pool_run(c, run_stage);
+        c->stage = ST_ROPE;
+        pool_run(c, run_stage);
+        c->stage = ST_ATTN;
+        pool_run(c, run_stage);
+
+        const struct engine_mat *o[1] = {&L->wo};
+        do_prep(c, c->att, (int)n_q, NULL, o, 1, slots);
+        c->stage = ST_MATMUL;
+        c->mm_mode = 1;
+        c->n_mm = 1;
+        c->mm[0] = (struct mm_job){&L->wo, slots[0], c->tmp, (size_t)n_embd};
+        pool_run(c, run_stage);
+
+        const struct engine_mat *gu[2] = {&L->w_gate, &L->w_up};
+        do_prep(c, c->x, n_embd, L->ffn_norm, gu, 2, slots);
+        c->stage = ST_MATMUL;
+        c->mm_mode = 2;
+        c->n_mm = 2;
+        c->mm[0] = (struct mm_job){&L->w_gate, slots[0], c->g, (size_t)hp->n_ff};
+        c->mm[1] = (struct mm_job){&L->w_up, slots[1], c->u, (size_t)hp->n_ff};
+        pool_run(c, run_stage);
+
+        const struct engine_mat *dn[1] = {&L->w_down};
+        do_prep(c, c->g, hp->n_ff, NULL, dn, 1, slots);
+        c->stage = ST_MATMUL;
+        c->mm_mode = 1;
+        c->n_mm = 1;
+        c->mm[0] = (struct mm_job){&L->w_down, slots[0], c->tmp, (size_t)n_embd};
+        pool_run(c, run_stage);
+    }
+    /* final norm and vocabulary projection, only for the rows that need logits */
+    if (!logits || logit_t0 >= c->nt)
+        return;
+    c->prep_t0 = logit_t0;
+    const struct engine_mat *out[1] = {&w->output};
+    int slot;
+    do_prep(c, c->x, n_embd, w->output_norm, out, 1, &slot);
+    c->stage = ST_MATMUL;
+    c->mm_mode = 0;
+    c->n_mm = 1;
+    c->mm[0] = (struct mm_job){&w->output, slot, logits, (size_t)hp->n_vocab};
+    pool_run(c, run_stage);
+    c->prep_t0 = 0;
+}
+
+static int check_tokens(struct engine_ctx *c, const int32_t *tokens, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->w->hp.n_vocab)
+            return cfail(c, "token id %d out of range (vocabulary %d)", tokens[i],
+                         c->w->hp.n_vocab);
+    return 0;
+}
+
+int engine_forward_prefill(struct engine_ctx *c, struct engine_kv *kv, const int32_t *tokens,
+                           int n, float *logits_last)
+{
+    c->err[0] = '\0';
+    if (n < 1)
+        return cfail(c, "empty prompt");
+    if (n > kv->n_ctx - kv->len)
+        return cfail(c, "context full: %d tokens do not fit (%d of %d used)", n, kv->len,
+                     kv->n_ctx);
+    if (check_tokens(c, tokens, n) < 0)
+        return -1;
+    for (int done = 0; done < n;) {
+        int chunk = n - done < c->max_batch ? n - done : c->max_batch;
+        c->nt = chunk;
+        for (int t = 0; t < chunk; t++) {
+            c->tok_kv[t] = kv;
+            c->tok_pos[t] = kv->len + t;
+        }
+        const int last = done + chunk == n;
+        /* logits only for the last token of the last chunk */
+        forward(c, tokens + done, chunk - 1, last ? logits_last : NULL);
+        kv->len += chunk;
+        done += chunk;
+    }
+    return 0;
+}
+
+int engine_forward_decode(struct engine_ctx *c, struct engine_kv **kvs, const int32_t *tokens,
+                          int n_seq, float *logits)
+{
+    c->err[0] = '\0';
+    if (n_seq < 1 || n_seq > c->max_batch)
+        return cfail(c, "decode batch of %d sequences (1..%d)", n_seq, c->max_batch);
+    if (check_tokens(c, tokens, n_seq) < 0)
+        return -1;
+    for (int i = 0; i < n_seq; i++) {
+        if (kvs[i]->len >= kvs[i]->n_ctx)
+            return cfail(c, "context full (%d tokens)", kvs[i]->n_ctx);
+        for (int j = 0; j < i; j++)
+            if (kvs[j] == kvs[i])
+                return cfail(c, "the same sequence twice in one decode batch");
+    }
+    c->nt = n_seq;
+    for (int i = 0; i < n_seq; i++) {
+        c->tok_kv[i] = kvs[i];
+        c->tok_pos[i] = kvs[i]->len;
+    }
+    forward(c, tokens, 0, logits);
+    for (int i = 0; i < n_seq; i++)
+        kvs[i]->len++;
+    return 0;
+}
