@@ -1,4 +1,5 @@
 /* cmd_audit.c -- `airlock audit verify|show|cost` and `airlock keygen` (SPEC §1, docs/audit.md). */
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,12 +185,21 @@ static int audit_cost_cmd(int argc, char **argv)
                "output_tokens", "cached_tokens", "usd");
     for (i = 0; i < n; i++) {
         struct audit_cost_row *r = &rows[i];
-        if (opts[2].set)
-            printf("{\"%s\":\"%s\",\"requests\":%llu,\"input_tokens\":%llu,\"output_tokens\":%llu,"
-                   "\"cached_tokens\":%llu,\"usd\":%.6f}\n",
-                   bys[by], r->group, (unsigned long long)r->requests,
-                   (unsigned long long)r->input_tokens, (unsigned long long)r->output_tokens,
-                   (unsigned long long)r->cached_tokens, r->usd);
+        if (opts[2].set) {
+            cJSON *o = cJSON_CreateObject();
+            char *line = NULL;
+            if (o && cJSON_AddStringToObject(o, bys[by], r->group) &&
+                cJSON_AddNumberToObject(o, "requests", (double)r->requests) &&
+                cJSON_AddNumberToObject(o, "input_tokens", (double)r->input_tokens) &&
+                cJSON_AddNumberToObject(o, "output_tokens", (double)r->output_tokens) &&
+                cJSON_AddNumberToObject(o, "cached_tokens", (double)r->cached_tokens) &&
+                cJSON_AddNumberToObject(o, "usd", r->usd))
+                line = cJSON_PrintUnformatted(o);
+            if (line)
+                printf("%s\n", line);
+            free(line);
+            cJSON_Delete(o);
+        }
         else
             printf("%-24s %10llu %14llu %14llu %14llu %14.6f\n", r->group,
                    (unsigned long long)r->requests, (unsigned long long)r->input_tokens,

@@ -1,0 +1,276 @@
+/* test_cli.c -- `airlock audit verify|show|cost` and `airlock keygen` as a user runs
+ * them: the real binary ($AIRLOCK_BUILD/airlock) on logs written by the library. */
+#include <sys/wait.h>
+
+#include "audit/audit_int.h"
+#include "audit_test_util.h"
+#include "common/log.h"
+#include "harness.h"
+
+static char g_bin[1024];
+static char g_out[4096], g_errfile[4096];
+
+/* run -- exec argv[] with stdout/stderr into files; returns the exit status and the
+ * outputs (malloc'd, NUL-terminated) in *out / *err. */
+static int run(const char *const *argv, char **out, char **err)
+{
+    pid_t pid = fork();
+    int status;
+    size_t n;
+
+    if (pid == 0) {
+        int fo = open(g_out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(g_errfile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fo < 0 || fe < 0)
+            _exit(127);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execv(g_bin, (char *const *)argv);
+        _exit(127);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
+    *out = (char *)read_file(g_out, &n);
+    *out = realloc(*out, n + 1);
+    (*out)[n] = '\0';
+    *err = (char *)read_file(g_errfile, &n);
+    *err = realloc(*err, n + 1);
+    (*err)[n] = '\0';
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static char *make_log(int n)
+{
+    char *dir = tmp_dir("cli");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    struct audit *a = NULL;
+    char err[256];
+
+    if (!dir || audit_open(&cfg, &a, err, sizeof(err)) != 0)
+        return NULL;
+    if (append_n(a, n, 0, 50) != 0)
+        return NULL;
+    audit_close(a);
+    return dir;
+}
+
+static void test_verify_cli(void)
+{
+    char *dir = make_log(10);
+    char *out, *err, seg[1024];
+    size_t len;
+    uint8_t *buf;
+
+    REQUIRE(dir);
+    {
+        const char *argv[] = {"airlock", "audit", "verify", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_STR(out, "ok: 12 records in 1 segments, 1 checkpoints, last checkpoint seq 11\n");
+        free(out);
+        free(err);
+    }
+    {
+        char pub[1024];
+        const char *argv[] = {"airlock", "audit", "verify", "--pubkey", pub, dir, NULL};
+        snprintf(pub, sizeof(pub), "%s/audit.sign.pub", dir);
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        free(out);
+        free(err);
+    }
+    /* tampered: one byte in the 4th record */
+    snprintf(seg, sizeof(seg), "%s/00000001.alog", dir);
+    buf = read_file(seg, &len);
+    REQUIRE(buf && len > 600);
+    buf[600] ^= 1;
+    REQUIRE(write_file(seg, buf, len) == 0);
+    {
+        const char *argv[] = {"airlock", "audit", "verify", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 1);
+        CHECK(strncmp(out, "TAMPERED: 00000001.alog offset ", 31) == 0);
+        CHECK_EQ_INT(count_lines(out), 1);
+        free(out);
+        free(err);
+    }
+    /* show reports the damage too (exit 1) after the records before it */
+    {
+        const char *argv[] = {"airlock", "audit", "show", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 1);
+        CHECK(count_lines(out) >= 2);
+        CHECK(strstr(err, "TAMPERED") != NULL);
+        free(out);
+        free(err);
+    }
+    buf[600] ^= 1;
+    /* cut tail: the shutdown checkpoint removed */
+    REQUIRE(write_file(seg, buf, len - (AUDIT_REC_OVERHEAD + AUDIT_CKPT_LEN)) == 0);
+    {
+        const char *argv[] = {"airlock", "audit", "verify", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 1);
+        CHECK(strncmp(out, "TRUNCATED: ", 11) == 0);
+        free(out);
+        free(err);
+    }
+    free(buf);
+    /* unusable arguments */
+    {
+        const char *argv[] = {"airlock", "audit", "verify", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        CHECK(strstr(err, "usage: airlock audit verify") != NULL);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "verify", "/nonexistent/dir", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        CHECK_EQ_INT(count_lines(err), 1);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "verify", dir, "--pubkey", "/nonexistent", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "verify", dir, "--bogus", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        free(out);
+        free(err);
+    }
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_show_cost_cli(void)
+{
+    char *dir = make_log(6);
+    char *out, *err;
+
+    REQUIRE(dir);
+    {
+        const char *argv[] = {"airlock", "audit", "show", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_INT(count_lines(out), 8);
+        CHECK(strncmp(out, "{\"seq\":1,\"type\":\"segment-start\"", 31) == 0);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock",  "audit", "show", dir, "--id",
+                              "00000000000000000000000000000001", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_INT(count_lines(out), 2);
+        free(out);
+        free(err);
+    }
+    {
+        /* append_n: responses carry 10/5/2 tokens and $0.25; 3 responses, keys k0 k1 k2 */
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--by", "key", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK(strstr(out, "requests") != NULL);
+        CHECK(strstr(out, "TOTAL") != NULL && strstr(out, "0.750000") != NULL);
+        CHECK_EQ_INT(count_lines(out), 5);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--by", "team", "--json", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_INT(count_lines(out), 2);
+        CHECK(strstr(out, "{\"team\":\"t0\",\"requests\":2,\"input_tokens\":20,") != NULL);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--since", "2999-01-01", "--json",
+                              NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_INT(count_lines(out), 0);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--by", "colour", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--since", "yesterday", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        free(out);
+        free(err);
+    }
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_keygen_cli(void)
+{
+    char *dir = tmp_dir("keygen");
+    char prefix[512], path[1024];
+    char *out, *err;
+    struct stat st;
+
+    REQUIRE(dir);
+    snprintf(prefix, sizeof(prefix), "%s/ops", dir);
+    {
+        const char *argv[] = {"airlock", "keygen", "--out", prefix, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        free(out);
+        free(err);
+        CHECK_EQ_INT(run(argv, &out, &err), 1); /* never overwrite */
+        CHECK(strstr(err, "refusing") != NULL);
+        free(out);
+        free(err);
+    }
+    snprintf(path, sizeof(path), "%s.sign.key", prefix);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    snprintf(path, sizeof(path), "%s.seal.key", prefix);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    snprintf(path, sizeof(path), "%s.sign.pub", prefix);
+    CHECK(stat(path, &st) == 0);
+    snprintf(path, sizeof(path), "%s.seal.pub", prefix);
+    CHECK(stat(path, &st) == 0);
+    {
+        const char *argv[] = {"airlock", "keygen", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        free(out);
+        free(err);
+    }
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const char *b = getenv("AIRLOCK_BUILD");
+    char *tmp = tmp_dir("cliout");
+
+    log_set_level(LOG_WARN);
+    snprintf(g_bin, sizeof(g_bin), "%s/airlock", b && *b ? b : "build");
+    if (!tmp)
+        return 1;
+    snprintf(g_out, sizeof(g_out), "%s/out", tmp);
+    snprintf(g_errfile, sizeof(g_errfile), "%s/err", tmp);
+    if (access(g_bin, X_OK) != 0) {
+        fprintf(stderr, "test_cli: %s not built\n", g_bin);
+        RUN(test_verify_cli); /* fails visibly rather than skipping */
+    } else {
+        RUN(test_verify_cli);
+        RUN(test_show_cost_cli);
+        RUN(test_keygen_cli);
+    }
+    rm_rf(tmp);
+    free(tmp);
+    return harness_done();
+}
