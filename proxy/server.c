@@ -143,8 +143,12 @@ static int on_headers_complete(http_parser *p)
 
     evtimer_del(c->header_timer);
     if (p->content_length != ULLONG_MAX &&
-        p->content_length > (uint64_t)c->px->snap->cfg->limits.max_body_bytes)
+        p->content_length > (uint64_t)c->px->snap->cfg->limits.max_body_bytes) {
+        /* answer 413 now rather than read (and wait for) a body we will refuse */
         c->body_too_large = 1;
+        c->keep_alive = 0;
+        http_parser_pause(p, 1);
+    }
     return 0;
 }
 
