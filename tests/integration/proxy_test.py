@@ -267,10 +267,14 @@ def t_413(s, gw, mock):
     big = chat("x" * 70000)
     r = request(gw.port, "POST", "/v1/chat/completions", big)
     s.check("413 body over max_body_bytes", r.status == 413 and shape_openai(r), r)
-    # a Content-Length over the limit is refused before the body is sent
+    # a huge declared Content-Length: refused once the limit is passed, not read to the end
     got, _ = raw_exchange(gw.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                          + ALICE.encode() + b"\r\nContent-Length: 99999999\r\n\r\n", timeout=3)
-    s.check("413 on a huge Content-Length without reading it", got.startswith(b"HTTP/1.1 413"), got[:100])
+                          + ALICE.encode() + b"\r\nContent-Length: 99999999\r\n\r\n" + b"x" * 70000, timeout=5)
+    s.check("413 on a huge Content-Length once the limit is passed", got.startswith(b"HTTP/1.1 413"), got[:100])
+    chunks = b"".join(b"%x\r\n" % 10000 + b" " * 10000 + b"\r\n" for _ in range(7)) + b"0\r\n\r\n"
+    got, _ = raw_exchange(gw.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                          + ALICE.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks, timeout=5)
+    s.check("413 on a chunked body over the limit", got.startswith(b"HTTP/1.1 413"), got[:100])
 
 
 def t_upstream_errors(s, gw, mock):
