@@ -1,0 +1,174 @@
+"""gateway_test.py -- what leaves, what comes back, what is recorded.
+
+Drives build/airlock against the mock provider (which records every request it
+receives byte for byte) and checks: blocked prompts never leave; redacted prompts
+leave with placeholders only and come back restored, also when a placeholder is
+split across many SSE events; route moves a request to another provider, in the
+other API format, and the answer comes back in the caller's format; `airlock
+audit show` holds exactly the bytes the mock received and exactly the bytes the
+client got; `audit verify` passes.
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from itest import (AIRLOCK, ANTHROPIC_HEADERS, Airlock, Mock, Suite, anthropic_stream_text,  # noqa: E402
+                   base_config, chat, free_port, gateway_missing, messages, openai_stream_text,
+                   request)
+
+EMAIL = "jane.doe@corp-mail.example.com"
+CARD = "4111 1111 1111 1111"
+
+RULES = """
+  - {name: no-secrets, if: {detected: [secrets]}, then: {action: block}}
+  - {name: cards-to-claude, if: {detected: [credit_card]}, then: {action: route, provider: ant, model: claude-3-5-haiku}}
+  - {name: mask-emails, if: {detected: [email]}, then: {action: redact, detectors: [email]}}
+  - {name: default, then: {action: allow}}"""
+
+
+def recorded(rec_dir):
+    """[(head bytes, body bytes)] of every request the mock received, in order."""
+    out = []
+    names = sorted(n for n in os.listdir(rec_dir) if n.endswith(".body"))
+    for n in names:
+        with open(os.path.join(rec_dir, n), "rb") as f:
+            body = f.read()
+        head = b""
+        req = os.path.join(rec_dir, n[:-5] + ".req")
+        if os.path.exists(req):
+            with open(req, "rb") as f:
+                head = f.read()
+        out.append((head, body))
+    return out
+
+
+def audit_records(audit_dir):
+    r = subprocess.run([AIRLOCK, "audit", "show", audit_dir], capture_output=True, timeout=30)
+    recs = []
+    for line in r.stdout.decode().splitlines():
+        try:
+            recs.append(json.loads(line))
+        except ValueError:
+            pass
+    return r.returncode, recs
+
+
+def blob(rec, name):
+    import base64
+    for b in rec.get("blobs", []):
+        if b.get("name") == name:
+            if "text" in b:
+                return b["text"].encode()
+            if "base64" in b:
+                return base64.b64decode(b["base64"])
+    return None
+
+
+def main():
+    s = Suite("gateway")
+    why = gateway_missing()
+    if why:
+        s.bail(why)
+    rec_dir = os.path.join(s.tmp, "rec")
+    os.makedirs(rec_dir)
+    mock = Mock(s, record=rec_dir)
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port, rules=RULES), port)
+    audit_dir = os.path.join(gw.dir, "audit")
+
+    # --- block: nothing leaves
+    before = len(recorded(rec_dir))
+    r = request(port, "POST", "/v1/chat/completions",
+                chat("deploy with AKIAIOSFODNN7EXAMPLQ and go"))
+    s.check("block: 403", r.status == 403, r)
+    msg = (r.json() or {}).get("error", {}).get("message", "")
+    s.check("block: message names rule and detector", "no-secrets" in msg and "aws_access_key" in msg, msg)
+    s.check("block: the value is not in the message", "AKIAIOSFODNN7EXAMPLQ" not in msg, msg)
+    s.check("block: x-airlock-rule header", r.headers.get("x-airlock-rule") == "no-secrets", r.headers)
+    s.check("block: nothing reached the provider", len(recorded(rec_dir)) == before)
+
+    # --- redact, non-streaming: placeholder leaves, original comes back
+    r = request(port, "POST", "/v1/chat/completions", chat("MOCK:echo write to %s today" % EMAIL))
+    s.check("redact: 200", r.status == 200, r)
+    s.check("redact: rule header", r.headers.get("x-airlock-rule") == "mask-emails", r.headers)
+    sent = recorded(rec_dir)[-1][1]
+    s.check("redact: the email did not leave", EMAIL.encode() not in sent, sent[:300])
+    s.check("redact: a placeholder left instead", b"[EMAIL_1]" in sent, sent[:300])
+    answer = (r.json() or {}).get("choices", [{}])[0].get("message", {}).get("content", "")
+    s.check("redact: the echoed answer has the original back", EMAIL in answer and "[EMAIL_1]" not in answer, answer)
+
+    # --- redact, streaming, placeholder split one character per event
+    body = chat("reach me at %s MOCK:split=Sure, I will mail [EMAIL_1] and [EMAIL_1] soon." % EMAIL, stream=True)
+    r = request(port, "POST", "/v1/chat/completions", body)
+    text, _, _, _ = openai_stream_text(r.body)
+    s.check("redact stream (openai): restored across 1-char deltas",
+            text == "Sure, I will mail %s and %s soon." % (EMAIL, EMAIL), text)
+    s.check("redact stream (openai): the email did not leave", EMAIL.encode() not in recorded(rec_dir)[-1][1])
+
+    body = messages("reach me at %s MOCK:split=Mail [EMAIL_1]!" % EMAIL, stream=True)
+    r = request(port, "POST", "/v1/messages", body, headers=ANTHROPIC_HEADERS, auth="x-api-key")
+    text = anthropic_stream_text(r.body)[0]
+    s.check("redact stream (anthropic): restored across 1-char deltas", text == "Mail %s!" % EMAIL, text)
+
+    # --- route: an OpenAI request with a card goes to the Anthropic provider
+    r = request(port, "POST", "/v1/chat/completions", chat("MOCK:echo my card is %s" % CARD))
+    s.check("route: 200", r.status == 200, r)
+    s.check("route: route header names the target", r.headers.get("x-airlock-route") == "ant/claude-3-5-haiku", r.headers)
+    head, sent = recorded(rec_dir)[-1]
+    s.check("route: arrived at the Anthropic endpoint", b"/v1/messages" in head.split(b"\r\n")[0], head[:200])
+    s.check("route: sent in the Anthropic format", json.loads(sent).get("model") == "claude-3-5-haiku-20241022", sent[:300])
+    j = r.json() or {}
+    s.check("route: answered in the OpenAI format", j.get("object") == "chat.completion" and j.get("choices"), j)
+    s.check("route: model names who really answered", j.get("model") == "claude-3-5-haiku-20241022", j.get("model"))
+
+    r = request(port, "POST", "/v1/chat/completions", chat("my card is %s" % CARD, stream=True))
+    text, _, done, _ = openai_stream_text(r.body)
+    s.check("route stream: OpenAI chunks from an Anthropic stream", r.status == 200 and len(text) > 0 and b"[DONE]" in r.body, r.body[:300])
+
+    # --- an Anthropic request to an OpenAI model, streaming
+    r = request(port, "POST", "/v1/messages", messages("hello there", model="gpt-4o-mini", stream=True),
+                headers=ANTHROPIC_HEADERS, auth="x-api-key")
+    text = anthropic_stream_text(r.body)[0]
+    s.check("across formats (anthropic client, openai provider): text streamed",
+            r.status == 200 and len(text) > 0 and b"message_stop" in r.body, r.body[:400])
+
+    # --- the audit: byte-exact outbound and client bytes
+    ids = []
+    for i in range(3):
+        r = request(port, "POST", "/v1/chat/completions", chat("audit me %d, mail %s" % (i, EMAIL), stream=(i == 1)))
+        ids.append((r.headers.get("x-airlock-request-id"), r.body, recorded(rec_dir)[-1][1]))
+    rc = gw.stop()
+    s.check("shutdown: exit 0", rc == 0, rc)
+    v = subprocess.run([AIRLOCK, "audit", "verify", audit_dir], capture_output=True, text=True, timeout=60)
+    s.check("audit verify: intact", v.returncode == 0, v.stdout + v.stderr)
+    rc, recs = audit_records(audit_dir)
+    s.check("audit show: exit 0", rc == 0, rc)
+    by_id = {}
+    for rec in recs:
+        mid = (rec.get("meta") or {}).get("id")
+        if mid:
+            by_id.setdefault(mid, {})[rec.get("type")] = rec
+    for rid, client_body, mock_body in ids:
+        pair = by_id.get(rid, {})
+        req, resp = pair.get("request"), pair.get("response")
+        s.check("audit %s: request and response records" % rid[:8], req is not None and resp is not None, pair.keys())
+        if not req or not resp:
+            continue
+        s.check("audit %s: outbound == bytes the provider received" % rid[:8], blob(req, "outbound") == mock_body,
+                (blob(req, "outbound") or b"")[:200])
+        s.check("audit %s: client == bytes the client received" % rid[:8], blob(resp, "client") == client_body,
+                (blob(resp, "client") or b"")[:200])
+        s.check("audit %s: findings carry spans, not values" % rid[:8],
+                EMAIL not in json.dumps(req.get("meta")) and req["meta"]["findings"]
+                and "start" in req["meta"]["findings"][0], req.get("meta"))
+        u = resp["meta"].get("usage", {})
+        s.check("audit %s: usage and cost recorded" % rid[:8],
+                u.get("input_tokens", 0) > 0 and u.get("output_tokens", 0) > 0 and resp["meta"].get("cost_usd", 0) > 0,
+                resp.get("meta"))
+    s.done()
+
+
+if __name__ == "__main__":
+    main()
