@@ -1,0 +1,525 @@
+/* server.c -- the serving layer: one worker thread per server with a bounded queue,
+ * continuous batching (new jobs are prefilled in chunks between decode steps, then
+ * decoded together with the others in one pass over the weights), per-job KV caches,
+ * cancellation and reference-counted jobs. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "engine/engine_ext.h"
+#include "engine/engine_int.h"
+#include "engine/sampler.h"
+
+#define MAX_ACTIVE 8     /* sequences decoded together */
+#define PREFILL_CHUNK 64 /* prompt tokens per prefill call, between decode steps */
+#define MAX_BATCH 64     /* >= MAX_ACTIVE and >= PREFILL_CHUNK */
+
+enum job_state { JOB_QUEUED, JOB_PREFILL, JOB_DECODE, JOB_DONE };
+
+struct engine_job {
+    atomic_int refs;
+    atomic_int cancel;
+    atomic_int finished; /* on_done has run: stats are final */
+    struct engine_job *next; /* queue link, guarded by server->mu */
+
+    /* immutable after submit */
+    int32_t *prompt;
+    int n_prompt;
+    struct engine_params params;
+    char **stop; /* owned copies */
+    struct engine_callbacks cb;
+    void *ud;
+
+    /* worker-only */
+    enum job_state state;
+    int n_done; /* prompt tokens prefilled */
+    struct engine_kv *kv;
+    struct sampler smp;
+    struct textstream ts;
+    int32_t next_tok;
+    int n_gen;
+    struct engine_result res;
+    struct engine_job_stats st;
+    double t_submit, t_start, t_first;
+};
+
+struct engine_server {
+    struct engine_model *m; /* borrowed */
+    pthread_t worker;
+    int worker_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* guarded by mu: */
+    struct engine_job *qhead, *qtail;
+    int qlen;
+    int n_running; /* admitted and not yet finished */
+    int stopping;
+    int queue_max;
+    /* worker-only: */
+    struct engine_ctx *ctx;
+    struct engine_job *active[MAX_ACTIVE];
+    int n_active;
+    float *logits; /* [MAX_ACTIVE][n_vocab] */
+    char *piece;   /* scratch for one token's text */
+    size_t piece_cap;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void job_free(struct engine_job *j)
+{
+    if (j->stop) {
+        for (size_t i = 0; i < j->params.n_stop; i++)
+            free(j->stop[i]);
+        free(j->stop);
+    }
+    free(j->prompt);
+    free(j);
+}
+
+void engine_job_release(struct engine_job *job)
+{
+    if (job && atomic_fetch_sub(&job->refs, 1) == 1)
+        job_free(job);
+}
+
+void engine_job_cancel(struct engine_job *job)
+{
+    if (job)
+        atomic_store(&job->cancel, 1);
+}
+
+int engine_job_stats(struct engine_job *job, struct engine_job_stats *st)
+{
+    if (!job || !atomic_load(&job->finished))
+        return -1;
+    *st = job->st;
+    return 0;
+}
+
+/* ---- worker side ---- */
+
+static void emit_text(void *ud, const char *text, size_t len)
+{
+    struct engine_job *j = ud;
+    if (len && j->cb.on_text)
+        j->cb.on_text(j->ud, text, len);
+}
+
+/* finish -- report the end (flushing held-back text on a normal end) and release the
+ * job's worker-side resources. The worker's reference is dropped by the caller once
+ * the job has left the active list (step's compaction, or shutdown). */
+static void finish(struct engine_server *s, struct engine_job *j, int status, const char *reason,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void finish(struct engine_server *s, struct engine_job *j, int status, const char *reason,
+                   const char *fmt, ...)
+{
+    double t = now_ms();
+    if (status == ENGINE_OK && j->state != JOB_QUEUED)
+        textstream_finish(&j->ts);
+    j->res.status = status;
+    j->res.prompt_tokens = j->n_prompt;
+    j->res.completion_tokens = j->n_gen;
+    j->res.finish_reason = reason;
+    j->res.error[0] = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(j->res.error, sizeof(j->res.error), fmt, ap);
+        va_end(ap);
+    }
+    j->st.prompt_tokens = j->n_prompt;
+    j->st.completion_tokens = j->n_gen;
+    if (j->t_start == 0)
+        j->st.queue_ms = t - j->t_submit;
+    if (j->t_first > 0)
+        j->st.decode_ms = t - j->t_first;
+    if (j->state != JOB_QUEUED) {
+        textstream_deinit(&j->ts);
+        sampler_deinit(&j->smp);
+    }
+    engine_kv_free(j->kv);
+    j->kv = NULL;
+    j->state = JOB_DONE;
+    atomic_store(&j->finished, 1);
+    j->cb.on_done(j->ud, &j->res);
+    pthread_mutex_lock(&s->mu);
+    s->n_running--;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int start_job(struct engine_server *s, struct engine_job *j)
+{
+    char why[256] = "";
+    int n_vocab = s->m->w->hp.n_vocab;
+    long want = (long)j->n_prompt + (j->params.max_tokens > 0 ? j->params.max_tokens : s->m->n_ctx);
+    int n_ctx = want < s->m->n_ctx ? (int)want : s->m->n_ctx;
+    j->t_start = now_ms();
+    j->st.queue_ms = j->t_start - j->t_submit;
+    if (engine_kv_new(s->m->w, n_ctx, &j->kv, why, sizeof(why)) != 0) {
+        finish(s, j, ENGINE_ENOMEM, "error", "cannot allocate the KV cache: %s", why);
+        return -1;
+    }
+    if (sampler_init(&j->smp, &j->params, n_vocab) != 0) {
+        finish(s, j, ENGINE_ENOMEM, "error", "out of memory");
+        return -1;
+    }
+    if (textstream_init(&j->ts, (const char *const *)j->stop, j->params.n_stop, emit_text, j) !=
+        0) {
+        sampler_deinit(&j->smp);
+        finish(s, j, ENGINE_ENOMEM, "error", "out of memory");
+        return -1;
+    }
+    j->state = JOB_PREFILL;
+    return 0;
+}
+
+/* a token was sampled for j: stream it and decide whether the job goes on */
+static void take_token(struct engine_server *s, struct engine_job *j, int tok)
+{
+    const struct tokenizer *tk = s->m->tok;
+    if (j->t_first == 0)
+        j->t_first = now_ms();
+    if (tokenizer_is_eog(tk, tok)) {
+        finish(s, j, ENGINE_OK, "stop", NULL);
+        return;
+    }
+    j->n_gen++;
+    size_t n = tokenizer_piece(tk, tok, 0, s->piece, s->piece_cap);
+    if (n > s->piece_cap) {
+        char *p = realloc(s->piece, n);
+        if (!p) {
+            finish(s, j, ENGINE_ENOMEM, "error", "out of memory");
+            return;
+        }
+        s->piece = p;
+        s->piece_cap = n;
+        tokenizer_piece(tk, tok, 0, s->piece, s->piece_cap);
+    }
+    int r = textstream_feed(&j->ts, s->piece, n);
+    if (r < 0) {
+        finish(s, j, ENGINE_ENOMEM, "error", "out of memory");
+        return;
+    }
+    if (r == 1) {
+        finish(s, j, ENGINE_OK, "stop", NULL);
+        return;
+    }
+    if (j->params.max_tokens > 0 && j->n_gen >= j->params.max_tokens) {
+        finish(s, j, ENGINE_OK, "length", NULL);
+        return;
+    }
+    if (engine_kv_len(j->kv) >= engine_kv_n_ctx(j->kv)) {
+        finish(s, j, ENGINE_OK, "length", NULL);
+        return;
+    }
+    j->next_tok = tok;
+    j->state = JOB_DECODE;
+}
+
+static void step(struct engine_server *s)
+{
+    int n_vocab = s->m->w->hp.n_vocab;
+    for (int i = 0; i < s->n_active; i++) {
+        struct engine_job *j = s->active[i];
+        if (atomic_load(&j->cancel))
+            finish(s, j, ENGINE_ECANCELED, "cancelled", "the request was cancelled");
+        else if (j->state == JOB_QUEUED)
+            start_job(s, j);
+    }
+    /* one prefill chunk per new job, so a long prompt does not stall the others */
+    for (int i = 0; i < s->n_active; i++) {
+        struct engine_job *j = s->active[i];
+        if (j->state != JOB_PREFILL)
+            continue;
+        int chunk = j->n_prompt - j->n_done;
+        if (chunk > PREFILL_CHUNK)
+            chunk = PREFILL_CHUNK;
+        int last = j->n_done + chunk == j->n_prompt;
+        if (engine_forward_prefill(s->ctx, j->kv, j->prompt + j->n_done, chunk,
+                                   last ? s->logits : NULL) != 0) {
+            finish(s, j, ENGINE_EINVAL, "error", "prefill failed: %s", engine_ctx_error(s->ctx));
+            continue;
+        }
+        j->n_done += chunk;
+        if (last) {
+            j->st.prefill_ms = now_ms() - j->t_start;
+            take_token(s, j, sampler_sample(&j->smp, s->logits));
+        }
+    }
+    struct engine_kv *kvs[MAX_ACTIVE];
+    int32_t toks[MAX_ACTIVE];
+    struct engine_job *who[MAX_ACTIVE];
+    int n = 0;
+    for (int i = 0; i < s->n_active; i++) {
+        struct engine_job *j = s->active[i];
+        if (j->state != JOB_DECODE)
+            continue;
+        kvs[n] = j->kv;
+        toks[n] = j->next_tok;
+        who[n++] = j;
+    }
+    if (n > 0) {
+        if (engine_forward_decode(s->ctx, kvs, toks, n, s->logits) != 0) {
+            for (int k = 0; k < n; k++)
+                finish(s, who[k], ENGINE_EINVAL, "error", "decode failed: %s",
+                       engine_ctx_error(s->ctx));
+        } else {
+            for (int k = 0; k < n; k++)
+                take_token(s, who[k], sampler_sample(&who[k]->smp, s->logits + (size_t)k * n_vocab));
+        }
+    }
+    int w = 0;
+    for (int i = 0; i < s->n_active; i++) {
+        if (s->active[i]->state != JOB_DONE)
+            s->active[w++] = s->active[i];
+        else
+            engine_job_release(s->active[i]);
+    }
+    s->n_active = w;
+}
+
+static void *worker_main(void *arg)
+{
+    struct engine_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stopping && s->n_active == 0 && !s->qhead)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        while (s->n_active < MAX_ACTIVE && s->qhead) {
+            struct engine_job *j = s->qhead;
+            s->qhead = j->next;
+            if (!s->qhead)
+                s->qtail = NULL;
+            s->qlen--;
+            s->n_running++;
+            j->next = NULL;
+            s->active[s->n_active++] = j;
+        }
+        pthread_mutex_unlock(&s->mu);
+        step(s);
+    }
+    /* shutting down: everything still here is cancelled */
+    for (int i = 0; i < s->n_active; i++) {
+        if (s->active[i]->state != JOB_DONE)
+            finish(s, s->active[i], ENGINE_ECANCELED, "cancelled", "the engine is shutting down");
+        engine_job_release(s->active[i]);
+    }
+    s->n_active = 0;
+    pthread_mutex_lock(&s->mu);
+    struct engine_job *q = s->qhead;
+    s->qhead = s->qtail = NULL;
+    s->n_running += s->qlen;
+    s->qlen = 0;
+    pthread_mutex_unlock(&s->mu);
+    while (q) {
+        struct engine_job *next = q->next;
+        finish(s, q, ENGINE_ECANCELED, "cancelled", "the engine is shutting down");
+        engine_job_release(q);
+        q = next;
+    }
+    return NULL;
+}
+
+int engine_server_new(struct engine_model *m, int queue_max, struct engine_server **out)
+{
+    char why[256] = "";
+    *out = NULL;
+    if (!m || queue_max < 0)
+        return ENGINE_EINVAL;
+    struct engine_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return ENGINE_ENOMEM;
+    s->m = m;
+    s->queue_max = queue_max;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->logits = malloc(sizeof(float) * (size_t)MAX_ACTIVE * (size_t)m->w->hp.n_vocab);
+    s->piece_cap = 256;
+    s->piece = malloc(s->piece_cap);
+    if (!s->logits || !s->piece)
+        goto oom;
+    if (engine_ctx_new(m->w, m->n_threads, MAX_BATCH, &s->ctx, why, sizeof(why)) != 0) {
+        log_error("engine: %s", why);
+        goto oom;
+    }
+    if (pthread_create(&s->worker, NULL, worker_main, s) != 0)
+        goto oom;
+    s->worker_started = 1;
+    *out = s;
+    return 0;
+oom:
+    engine_server_free(s);
+    return ENGINE_ENOMEM;
+}
+
+void engine_server_free(struct engine_server *s)
+{
+    if (!s)
+        return;
+    if (s->worker_started) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->worker, NULL);
+    }
+    if (s->ctx)
+        engine_ctx_free(s->ctx);
+    free(s->logits);
+    free(s->piece);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+/* ---- submit ---- */
+
+int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,
+                     const char *prompt, const struct engine_params *params,
+                     const struct engine_callbacks *cb, void *ud, struct engine_job **job,
+                     char *err, size_t errlen)
+{
+    char *text = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    struct engine_job *j = NULL;
+    int rc;
+    if (job)
+        *job = NULL;
+    if (!s || !cb || !cb->on_done || !job || (!prompt && (!msgs || !n_msgs))) {
+        set_err(err, errlen, "bad arguments to engine_submit");
+        return ENGINE_EINVAL;
+    }
+    struct engine_model *m = s->m;
+    if (!prompt) {
+        if (!engine_model_chat_ok(m, err, errlen))
+            return ENGINE_ETEMPLATE;
+        rc = chat_render(&m->tmpl, msgs, n_msgs, 1, &text, err, errlen);
+        if (rc)
+            return rc;
+        prompt = text;
+    }
+    rc = tokenizer_encode(m->tok, prompt, strlen(prompt), 1, 1, &ids, &n_ids);
+    free(text);
+    if (rc) {
+        set_err(err, errlen, "out of memory while tokenizing the prompt");
+        return rc;
+    }
+    if (n_ids == 0) {
+        free(ids);
+        set_err(err, errlen, "the prompt is empty");
+        return ENGINE_EINVAL;
+    }
+    if (n_ids >= (size_t)m->n_ctx) {
+        free(ids);
+        set_err(err, errlen, "the prompt is %zu tokens but the context holds %d (including the "
+                "answer)", n_ids, m->n_ctx);
+        return ENGINE_ECONTEXT;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j)
+        goto oom;
+    j->prompt = ids;
+    ids = NULL;
+    j->n_prompt = (int)n_ids;
+    if (params)
+        j->params = *params;
+    else
+        j->params.top_p = 1.0f;
+    j->params.stop = NULL;
+    if (params && params->stop && params->n_stop) {
+        if (params->n_stop > 64) {
+            job_free(j);
+            set_err(err, errlen, "at most 64 stop sequences");
+            return ENGINE_EINVAL;
+        }
+        j->stop = calloc(params->n_stop, sizeof(char *));
+        if (!j->stop)
+            goto oom;
+        for (size_t i = 0; i < params->n_stop; i++) {
+            j->stop[i] = strdup(params->stop[i] ? params->stop[i] : "");
+            if (!j->stop[i])
+                goto oom;
+        }
+        j->params.stop = (const char *const *)j->stop;
+    } else {
+        j->params.n_stop = 0;
+    }
+    j->cb = *cb;
+    j->ud = ud;
+    j->state = JOB_QUEUED;
+    j->t_submit = now_ms();
+    atomic_init(&j->refs, 2); /* the caller's and the worker's */
+    atomic_init(&j->cancel, 0);
+    atomic_init(&j->finished, 0);
+
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        job_free(j);
+        set_err(err, errlen, "the engine is shutting down");
+        return ENGINE_EBUSY;
+    }
+    if (s->n_running + s->qlen >= MAX_ACTIVE + s->queue_max) {
+        int waiting = s->qlen;
+        pthread_mutex_unlock(&s->mu);
+        job_free(j);
+        set_err(err, errlen, "the engine is busy (%d requests running, %d waiting)", MAX_ACTIVE,
+                waiting);
+        return ENGINE_EBUSY;
+    }
+    if (s->qtail)
+        s->qtail->next = j;
+    else
+        s->qhead = j;
+    s->qtail = j;
+    s->qlen++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    *job = j;
+    return 0;
+oom:
+    free(ids);
+    if (j)
+        job_free(j);
+    set_err(err, errlen, "out of memory");
+    return ENGINE_ENOMEM;
+}
+
+int engine_submit(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,
+                  const struct engine_params *params, const struct engine_callbacks *cb, void *ud,
+                  struct engine_job **job)
+{
+    char err[256];
+    int rc = engine_submit_ex(s, msgs, n_msgs, NULL, params, cb, ud, job, err, sizeof(err));
+    if (rc && rc != ENGINE_EBUSY)
+        log_warn("engine: request refused: %s", err);
+    return rc;
+}

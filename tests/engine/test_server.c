@@ -1,0 +1,613 @@
+/* test_server.c -- the serving layer on the tiny models: greedy output equals llama.cpp's
+ * golden greedy text, batching changes nothing, cancel / queue-full / context errors,
+ * shutdown with jobs in flight. */
+#include <cJSON.h>
+#include <pthread.h>
+
+#include "engine/engine.h"
+#include "engine/engine_ext.h"
+#include "engine/sampler.h"
+#include "engine/tokenizer.h"
+#include "harness.h"
+
+/* the tokenizer of a loaded model, for building expected texts (engine_int.h is private
+ * but a white-box test may look) */
+#include "engine/engine_int.h"
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+        free(p);
+        p = NULL;
+    }
+    if (p)
+        p[n] = 0;
+    fclose(f);
+    return p;
+}
+
+static cJSON *load_golden(const char *model)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/models/golden/%s.json", harness_shared(), model);
+    char *t = read_all(path);
+    cJSON *j = t ? cJSON_Parse(t) : NULL;
+    free(t);
+    return j;
+}
+
+static struct engine_model *open_model(const char *model, int ctx)
+{
+    char path[1024], err[256] = "";
+    snprintf(path, sizeof(path), "%s/models/%s.gguf", harness_shared(), model);
+    struct engine_model *m = NULL;
+    if (engine_model_open(path, 1, ctx, &m, err, sizeof(err)) != 0)
+        fprintf(stderr, "  %s: %s\n", model, err);
+    return m;
+}
+
+/* ---- a job's collected output ---- */
+
+#define OUT_MAX 65536
+
+struct coll {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char text[OUT_MAX];
+    size_t len;
+    int n_text;
+    int n_done;
+    int split_utf8; /* a piece ended inside a UTF-8 sequence */
+    int text_after_done;
+    struct engine_result res;
+    /* gate: the first on_text waits until opened */
+    int gate, gate_reached;
+    /* cancel this job from its own n-th on_text */
+    struct engine_job *self;
+    int cancel_at;
+};
+
+static void coll_init(struct coll *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+}
+
+static void coll_deinit(struct coll *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+}
+
+static void on_text(void *ud, const char *t, size_t n)
+{
+    struct coll *c = ud;
+    pthread_mutex_lock(&c->mu);
+    if (c->n_done)
+        c->text_after_done = 1;
+    if (c->len + n < OUT_MAX) {
+        memcpy(c->text + c->len, t, n);
+        c->len += n;
+        c->text[c->len] = 0;
+    }
+    if (utf8_incomplete_tail(t, n))
+        c->split_utf8 = 1;
+    c->n_text++;
+    if (c->gate) {
+        c->gate_reached = 1;
+        pthread_cond_broadcast(&c->cv);
+        while (c->gate)
+            pthread_cond_wait(&c->cv, &c->mu);
+    }
+    if (c->cancel_at && c->n_text == c->cancel_at && c->self)
+        engine_job_cancel(c->self);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void on_done(void *ud, const struct engine_result *r)
+{
+    struct coll *c = ud;
+    pthread_mutex_lock(&c->mu);
+    c->res = *r;
+    c->n_done++;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void wait_done(struct coll *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->n_done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static const struct engine_callbacks cbs = {on_text, on_done};
+
+/* expected stream for golden ids: pieces through a text stream, stopping at the first
+ * end-of-generation token or before the first near tie (where either id is right) */
+struct exp {
+    char text[OUT_MAX];
+    size_t len;
+    int n_tokens;   /* tokens the expectation covers */
+    int exact;      /* no near tie and no EOG: the whole 32-token output is fixed */
+};
+
+static void exp_emit(void *ud, const char *t, size_t n)
+{
+    struct exp *e = ud;
+    if (e->len + n < OUT_MAX) {
+        memcpy(e->text + e->len, t, n);
+        e->len += n;
+        e->text[e->len] = 0;
+    }
+}
+
+static void expected_text(const struct engine_model *m, const cJSON *c, struct exp *e)
+{
+    memset(e, 0, sizeof(*e));
+    struct textstream ts;
+    if (textstream_init(&ts, NULL, 0, exp_emit, e) != 0)
+        return;
+    const cJSON *toks = cJSON_GetObjectItem(c, "greedy_tokens");
+    const cJSON *margin = cJSON_GetObjectItem(c, "step_margin");
+    const cJSON *maxabs = cJSON_GetObjectItem(c, "step_max_abs_logit");
+    int n = cJSON_GetArraySize(toks);
+    e->exact = 1;
+    for (int i = 0; i < n; i++) {
+        double mg = cJSON_GetArrayItem(margin, i)->valuedouble;
+        double ma = cJSON_GetArrayItem(maxabs, i)->valuedouble;
+        if (mg < 2 * 1e-3 * ma) {
+            e->exact = 0;
+            break;
+        }
+        int id = (int)cJSON_GetArrayItem(toks, i)->valuedouble;
+        if (tokenizer_is_eog(m->tok, id)) {
+            e->exact = 0;
+            break;
+        }
+        char piece[512];
+        size_t pl = tokenizer_piece(m->tok, id, 0, piece, sizeof(piece));
+        textstream_feed(&ts, piece, pl < sizeof(piece) ? pl : sizeof(piece));
+        e->n_tokens++;
+    }
+    if (e->exact)
+        textstream_finish(&ts);
+    textstream_deinit(&ts);
+}
+
+static int run_case(struct engine_server *s, const struct engine_model *m, const cJSON *c,
+                    struct coll *out, struct engine_job **job)
+{
+    (void)m;
+    struct engine_params p = {.max_tokens = 32, .temperature = 0.0f, .top_p = 1.0f};
+    const cJSON *chat = cJSON_GetObjectItem(c, "chat");
+    char err[256] = "";
+    if (chat) {
+        struct engine_msg msgs[4];
+        size_t nm = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, cJSON_GetObjectItem(chat, "messages"))
+        {
+            if (nm < 4) {
+                msgs[nm].role = cJSON_GetObjectItem(x, "role")->valuestring;
+                msgs[nm].content = cJSON_GetObjectItem(x, "content")->valuestring;
+                nm++;
+            }
+        }
+        return engine_submit_ex(s, msgs, nm, NULL, &p, &cbs, out, job, err, sizeof(err));
+    }
+    return engine_submit_ex(s, NULL, 0, cJSON_GetObjectItem(c, "prompt")->valuestring, &p, &cbs,
+                            out, job, err, sizeof(err));
+}
+
+static int check_output(const char *model, const cJSON *c, const struct coll *got,
+                        const struct exp *e)
+{
+    const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+    int ok = got->n_done == 1 && got->res.status == ENGINE_OK && !got->split_utf8 &&
+             !got->text_after_done;
+    if (e->exact)
+        ok = ok && got->len == e->len && memcmp(got->text, e->text, e->len) == 0 &&
+             got->res.completion_tokens == 32 && strcmp(got->res.finish_reason, "length") == 0;
+    else
+        ok = ok && got->len >= e->len && memcmp(got->text, e->text, e->len) == 0;
+    if (!ok) {
+        fprintf(stderr, "  %s/%s: status %d done %d exact %d (%d tokens)\n   got  \"%s\"\n   want \"%s\"\n",
+                model, name, got->res.status, got->n_done, e->exact, e->n_tokens, got->text,
+                e->text);
+    }
+    return ok;
+}
+
+static const char *const f32_models[] = {"stories260K", "tiny-llama3-f32", "tiny-llama2-tied-f32",
+                                         "tiny-qwen2-f32"};
+
+/* every case of every F32 model, one job at a time */
+static void test_greedy_matches_golden(void)
+{
+    int n_exact = 0, n_cases = 0;
+    for (size_t mi = 0; mi < 4; mi++) {
+        cJSON *g = load_golden(f32_models[mi]);
+        struct engine_model *m = open_model(f32_models[mi], 512);
+        struct engine_server *s = NULL;
+        CHECK(g && m);
+        if (!g || !m || engine_server_new(m, 4, &s) != 0) {
+            cJSON_Delete(g);
+            engine_model_close(m);
+            CHECK(0);
+            continue;
+        }
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases"))
+        {
+            struct coll *out = malloc(sizeof(*out));
+            struct exp *e = malloc(sizeof(*e));
+            struct engine_job *job = NULL;
+            coll_init(out);
+            expected_text(m, c, e);
+            int rc = run_case(s, m, c, out, &job);
+            CHECK_EQ_INT(rc, 0);
+            if (rc == 0) {
+                wait_done(out);
+                CHECK(check_output(f32_models[mi], c, out, e));
+                CHECK_EQ_INT(out->res.prompt_tokens,
+                             cJSON_GetArraySize(cJSON_GetObjectItem(c, "prompt_tokens")));
+                engine_job_release(job);
+            }
+            n_exact += e->exact;
+            n_cases++;
+            coll_deinit(out);
+            free(out);
+            free(e);
+        }
+        engine_server_free(s);
+        engine_model_close(m);
+        cJSON_Delete(g);
+    }
+    CHECK_EQ_INT(n_cases, 16);
+    CHECK(n_exact >= 8); /* most cases have no near tie: the comparison is mostly exact */
+}
+
+/* all cases of a model submitted at once (batched decode, interleaved prefill) give
+ * the same text as one at a time */
+static void test_concurrent_equals_alone(void)
+{
+    const char *model = "tiny-llama3-f32";
+    cJSON *g = load_golden(model);
+    struct engine_model *m = open_model(model, 512);
+    struct engine_server *s = NULL;
+    REQUIRE(g && m);
+    REQUIRE(engine_server_new(m, 8, &s) == 0);
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(g, "cases"));
+    struct coll *outs = calloc((size_t)n * 2, sizeof(*outs));
+    struct exp *es = calloc((size_t)n, sizeof(*es));
+    struct engine_job **jobs = calloc((size_t)n * 2, sizeof(*jobs));
+    REQUIRE(outs && es && jobs);
+    /* twice each case, all in flight together */
+    for (int k = 0; k < 2 * n; k++) {
+        const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "cases"), k % n);
+        coll_init(&outs[k]);
+        if (k < n)
+            expected_text(m, c, &es[k]);
+        CHECK_EQ_INT(run_case(s, m, c, &outs[k], &jobs[k]), 0);
+    }
+    for (int k = 0; k < 2 * n; k++) {
+        const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(g, "cases"), k % n);
+        if (!jobs[k])
+            continue;
+        wait_done(&outs[k]);
+        CHECK(check_output(model, c, &outs[k], &es[k % n]));
+        engine_job_release(jobs[k]);
+    }
+    for (int k = 0; k < n; k++)
+        CHECK(outs[k].len == outs[k + n].len &&
+              memcmp(outs[k].text, outs[k + n].text, outs[k].len) == 0);
+    for (int k = 0; k < 2 * n; k++)
+        coll_deinit(&outs[k]);
+    free(outs);
+    free(es);
+    free(jobs);
+    engine_server_free(s);
+    engine_model_close(m);
+    cJSON_Delete(g);
+}
+
+static void test_cancel(void)
+{
+    struct engine_model *m = open_model("stories260K", 0);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    struct coll *c = malloc(sizeof(*c));
+    coll_init(c);
+    struct engine_params p = {.max_tokens = 0, .temperature = 0.8f, .top_p = 1.0f, .seed = 5};
+    struct engine_job *job = NULL;
+    char err[256];
+    /* hold the job at its first text so the cancel lands mid-generation */
+    c->gate = 1;
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err,
+                             sizeof(err)) == 0);
+    pthread_mutex_lock(&c->mu);
+    while (!c->gate_reached)
+        pthread_cond_wait(&c->cv, &c->mu);
+    engine_job_cancel(job);
+    c->gate = 0;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    wait_done(c);
+    CHECK_EQ_INT(c->res.status, ENGINE_ECANCELED);
+    CHECK_EQ_INT(c->n_done, 1);
+    CHECK(c->res.completion_tokens < engine_model_context(m) / 2);
+    struct engine_job_stats st;
+    CHECK_EQ_INT(engine_job_stats(job, &st), 0);
+    engine_job_release(job);
+    coll_deinit(c);
+
+    /* cancelled while still queued behind a gated job: no text at all */
+    struct coll *c2 = malloc(sizeof(*c2));
+    coll_init(c);
+    coll_init(c2);
+    c->gate = 1;
+    struct engine_job *j1 = NULL, *j2 = NULL;
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &j1, err,
+                             sizeof(err)) == 0);
+    pthread_mutex_lock(&c->mu);
+    while (!c->gate_reached)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Lily", &p, &cbs, c2, &j2, err, sizeof(err)) == 0);
+    engine_job_cancel(j2);
+    engine_job_cancel(j1);
+    pthread_mutex_lock(&c->mu);
+    c->gate = 0;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    wait_done(c);
+    wait_done(c2);
+    CHECK_EQ_INT(c2->res.status, ENGINE_ECANCELED);
+    CHECK_EQ_INT(c2->n_text, 0);
+    engine_job_release(j1);
+    engine_job_release(j2);
+    coll_deinit(c);
+    coll_deinit(c2);
+    free(c);
+    free(c2);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
+static void test_queue_full(void)
+{
+    struct engine_model *m = open_model("stories260K", 0);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    const int queue_max = 2, running = 8; /* MAX_ACTIVE in server.c */
+    REQUIRE(engine_server_new(m, queue_max, &s) == 0);
+    int total = running + queue_max;
+    struct coll *c = calloc((size_t)total + 1, sizeof(*c));
+    struct engine_job **jobs = calloc((size_t)total + 1, sizeof(*jobs));
+    REQUIRE(c && jobs);
+    struct engine_params p = {.max_tokens = 64, .temperature = 0.0f, .top_p = 1.0f};
+    char err[256] = "";
+    for (int i = 0; i <= total; i++)
+        coll_init(&c[i]);
+    c[0].gate = 1; /* the worker stops inside job 0's first text: nothing can finish */
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[0], &jobs[0], err,
+                             sizeof(err)) == 0);
+    pthread_mutex_lock(&c[0].mu);
+    while (!c[0].gate_reached)
+        pthread_cond_wait(&c[0].cv, &c[0].mu);
+    pthread_mutex_unlock(&c[0].mu);
+    for (int i = 1; i < total; i++)
+        CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[i], &jobs[i],
+                                      err, sizeof(err)),
+                     0);
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[total],
+                                  &jobs[total], err, sizeof(err)),
+                 ENGINE_EBUSY);
+    CHECK(jobs[total] == NULL);
+    CHECK(strstr(err, "busy") != NULL);
+    pthread_mutex_lock(&c[0].mu);
+    c[0].gate = 0;
+    pthread_cond_broadcast(&c[0].cv);
+    pthread_mutex_unlock(&c[0].mu);
+    for (int i = 0; i < total; i++) {
+        wait_done(&c[i]);
+        CHECK_EQ_INT(c[i].res.status, ENGINE_OK);
+        CHECK_EQ_INT(c[i].n_done, 1);
+        engine_job_release(jobs[i]);
+    }
+    /* identical greedy requests, batched in various groupings: identical texts */
+    for (int i = 1; i < total; i++)
+        CHECK(c[i].len == c[0].len && memcmp(c[i].text, c[0].text, c[0].len) == 0);
+    CHECK_EQ_INT(c[total].n_done, 0); /* no callback for a refused submit */
+    /* room again once they are done */
+    struct engine_job *again = NULL;
+    coll_init(&c[total]);
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once", &p, &cbs, &c[total], &again, err,
+                                  sizeof(err)),
+                 0);
+    if (again) {
+        wait_done(&c[total]);
+        engine_job_release(again);
+    }
+    for (int i = 0; i <= total; i++)
+        coll_deinit(&c[i]);
+    free(c);
+    free(jobs);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
+static void test_context_limits(void)
+{
+    struct engine_model *m = open_model("stories260K", 16);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    CHECK_EQ_INT(engine_model_context(m), 16);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    struct engine_params p = {.max_tokens = 0, .temperature = 0.0f, .top_p = 1.0f};
+    char err[256] = "";
+    struct engine_job *job = NULL;
+    struct coll *c = malloc(sizeof(*c));
+    coll_init(c);
+    const char *longp = "Lily and Tom were best friends. One day, they went to the park and saw a "
+                        "big red ball.";
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, longp, &p, &cbs, c, &job, err, sizeof(err)),
+                 ENGINE_ECONTEXT);
+    CHECK(job == NULL);
+    CHECK(strstr(err, "context holds 16") != NULL);
+    CHECK_EQ_INT(c->n_done, 0);
+    /* a prompt that fits: generation stops at the end of the context */
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err,
+                                  sizeof(err)),
+                 0);
+    if (job) {
+        wait_done(c);
+        CHECK_EQ_INT(c->res.status, ENGINE_OK);
+        CHECK_EQ_STR(c->res.finish_reason, "length");
+        /* the last token needs no cache slot: it is sampled from a full context */
+        CHECK_EQ_INT(c->res.prompt_tokens + c->res.completion_tokens, 17);
+        engine_job_release(job);
+    }
+    coll_deinit(c);
+    free(c);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
+static void test_stop_sequence(void)
+{
+    cJSON *g = load_golden("stories260K");
+    struct engine_model *m = open_model("stories260K", 0);
+    struct engine_server *s = NULL;
+    REQUIRE(g && m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    /* golden: ", there was a little girl named Lily. She loved to play outside..." */
+    const char *stops[] = {"zzz", "Lily."};
+    struct engine_params p = {.max_tokens = 32, .temperature = 0.0f, .top_p = 1.0f, .stop = stops,
+                              .n_stop = 2};
+    struct coll *c = malloc(sizeof(*c));
+    coll_init(c);
+    struct engine_job *job = NULL;
+    char err[256];
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err,
+                             sizeof(err)) == 0);
+    wait_done(c);
+    const char *golden = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(g, "cases"), 0),
+                                             "greedy_text")->valuestring;
+    const char *cut = strstr(golden, "Lily.");
+    REQUIRE(cut);
+    CHECK_EQ_STR(c->res.finish_reason, "stop");
+    CHECK_EQ_INT((long)c->len, (long)(cut - golden));
+    CHECK(memcmp(c->text, golden, c->len) == 0);
+    CHECK(strstr(c->text, "Lily") == NULL);
+    engine_job_release(job);
+    coll_deinit(c);
+    free(c);
+    engine_server_free(s);
+    engine_model_close(m);
+    cJSON_Delete(g);
+}
+
+static void test_no_template(void)
+{
+    struct engine_model *m = open_model("stories260K", 0);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    struct engine_msg msg = {"user", "hi"};
+    struct engine_job *job = NULL;
+    struct coll c;
+    coll_init(&c);
+    char err[256] = "";
+    CHECK(!engine_model_chat_ok(m, err, sizeof(err)));
+    CHECK_EQ_INT(engine_submit(s, &msg, 1, NULL, &cbs, &c, &job), ENGINE_ETEMPLATE);
+    CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, NULL, &cbs, &c, &job, err, sizeof(err)),
+                 ENGINE_ETEMPLATE);
+    CHECK(strstr(err, "chat template") != NULL);
+    CHECK(job == NULL);
+    CHECK_EQ_INT(c.n_done, 0);
+    coll_deinit(&c);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
+/* free with jobs queued and running: every job hears on_done exactly once */
+static void test_free_in_flight(void)
+{
+    struct engine_model *m = open_model("tiny-llama2-tied-f32", 256);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 16, &s) == 0);
+    enum { N = 12 };
+    struct coll *c = calloc(N, sizeof(*c));
+    struct engine_job *jobs[N] = {0};
+    struct engine_params p = {.max_tokens = 0, .temperature = 1.0f, .top_p = 0.9f, .seed = 1};
+    char err[256];
+    struct engine_msg msg = {"user", "Tell me a long story."};
+    for (int i = 0; i < N; i++) {
+        coll_init(&c[i]);
+        p.seed = (uint64_t)i;
+        CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, &p, &cbs, &c[i], &jobs[i], err,
+                                      sizeof(err)),
+                     0);
+        if (i % 3 == 0)
+            engine_job_release(jobs[i]); /* the caller may drop its reference early */
+    }
+    engine_server_free(s);
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ_INT(c[i].n_done, 1);
+        CHECK(c[i].res.status == ENGINE_ECANCELED || c[i].res.status == ENGINE_OK);
+        if (i % 3 != 0)
+            engine_job_release(jobs[i]);
+        coll_deinit(&c[i]);
+    }
+    free(c);
+    engine_model_close(m);
+}
+
+static void test_open_errors(void)
+{
+    struct engine_model *m = (struct engine_model *)1;
+    char err[256] = "", path[1024];
+    CHECK_EQ_INT(engine_model_open("/nonexistent/model.gguf", 1, 0, &m, err, sizeof(err)),
+                 ENGINE_EINVAL);
+    CHECK(m == NULL);
+    CHECK(strstr(err, "/nonexistent/model.gguf") && strstr(err, "No such file"));
+    snprintf(path, sizeof(path), "%s/models/golden/stories260K.json", harness_shared());
+    CHECK_EQ_INT(engine_model_open(path, 1, 0, &m, err, sizeof(err)), ENGINE_EINVAL);
+    CHECK(strstr(err, "stories260K.json") != NULL);
+    snprintf(path, sizeof(path), "%s/models/vocab/ggml-vocab-qwen2.gguf", harness_shared());
+    CHECK_EQ_INT(engine_model_open(path, 1, 0, &m, err, sizeof(err)), ENGINE_EINVAL);
+    CHECK(strlen(err) > 20);
+    m = open_model("tiny-qwen2-f32", 0);
+    REQUIRE(m);
+    CHECK_EQ_INT(engine_model_context(m), 4096); /* 32768 in the file, capped */
+    CHECK(engine_model_chat_ok(m, NULL, 0));
+    CHECK(strlen(engine_model_name(m)) > 0);
+    engine_model_close(m);
+}
+
+int main(void)
+{
+    RUN(test_open_errors);
+    RUN(test_greedy_matches_golden);
+    RUN(test_concurrent_equals_alone);
+    RUN(test_cancel);
+    RUN(test_queue_full);
+    RUN(test_context_limits);
+    RUN(test_stop_sequence);
+    RUN(test_no_template);
+    RUN(test_free_in_flight);
+    return harness_done();
+}
