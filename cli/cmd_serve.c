@@ -1,5 +1,6 @@
 /* cmd_serve.c -- `airlock serve` and `airlock check-config`. */
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,13 @@ int cmd_serve(int argc, char **argv)
             return 2;
         }
         free(text_buf);
+        /* the embedded default keeps its state under ./airlock-data */
+        if (mkdir("airlock-data", 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "airlock: cannot create ./airlock-data: %s\n", strerror(errno));
+            config_unref(cfg);
+            free(model);
+            return 2;
+        }
     }
     print_banner(cfg, model, file == NULL);
     if (proxy_new(cfg, file, &px, err, sizeof(err)) != 0) {

@@ -546,6 +546,8 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
                                     strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
             cJSON_AddNullToObject(d, "stop_sequence");
             u = cJSON_AddObjectToObject(j, "usage");
+            /* the prompt's token count is known only now */
+            cJSON_AddNumberToObject(u, "input_tokens", res->prompt_tokens);
             cJSON_AddNumberToObject(u, "output_tokens", res->completion_tokens);
             proxy_write_event_json(r, "message_delta", j);
             cJSON_Delete(j);
