@@ -157,9 +157,11 @@ static int count_match(unsigned id, unsigned long long from, unsigned long long 
     return 0;
 }
 
-/* stages -- median seconds of extraction, raw hs_scan and policy_scan over `body`. */
+/* stages -- median seconds of extraction, raw hs_scan and policy_scan over `body`, and the
+ * fastest hs_scan (on a shared machine the best run is the closest to the scanner's speed). */
 static int stages(const struct policy *pol, const char *body, size_t len, int runs, double *t_ext,
-                  double *t_hs, double *t_scan, size_t *text_len, size_t *raw_matches)
+                  double *t_hs, double *t_scan, double *best_hs, size_t *text_len,
+                  size_t *raw_matches)
 {
     double *t = malloc(sizeof(double) * (size_t)runs * 3);
     hs_scratch_t *scr = NULL;
@@ -197,6 +199,7 @@ static int stages(const struct policy *pol, const char *body, size_t len, int ru
     *t_ext = t[runs / 2];
     *t_hs = t[runs + runs / 2];
     *t_scan = t[2 * runs + runs / 2];
+    *best_hs = t[runs];
     rc = 0;
 out:
     hs_free_scratch(scr);
@@ -348,9 +351,9 @@ int main(int argc, char **argv)
         goto out;
     }
     double dec_mbps = (double)plen / pct(pt, pruns, 0.5) / 1e6;
-    double t_ext, t_hs, t_scan;
+    double t_ext, t_hs, t_scan, best_hs;
     size_t tlen = 0, raw = 0;
-    if (stages(pol, plain, plen, pruns, &t_ext, &t_hs, &t_scan, &tlen, &raw) != 0) {
+    if (stages(pol, plain, plen, pruns, &t_ext, &t_hs, &t_scan, &best_hs, &tlen, &raw) != 0) {
         fprintf(stderr, "policy_bench: stage timing failed\n");
         policy_decision_deinit(&pd);
         free(plain);
@@ -370,14 +373,18 @@ int main(int argc, char **argv)
            t_hs * 1e3, mbps, raw);
     printf("  scan + validate (policy_scan)   %8.1f ms  %7.0f MB/s of text\n", t_scan * 1e3,
            (double)tlen / t_scan / 1e6);
+    printf("  raw Vectorscan pass, best run   %8.1f ms  %7.0f MB/s of text\n", best_hs * 1e3,
+           (double)tlen / best_hs / 1e6);
     policy_decision_deinit(&pd);
     free(plain);
     free(pt);
 
-    printf("\ntargets: raw scan >= 1000 MB/s per core on plain text: %s (%.0f MB/s; whole "
-           "policy_decide %.0f MB/s)\n         p99 <= 100 us for 1 KiB: %s (%.1f us)\n",
-           mbps >= 1000 ? "met" : "NOT met", mbps, dec_mbps, p99_1k <= 100e-6 ? "met" : "NOT met",
-           p99_1k * 1e6);
+    double best_mbps = (double)tlen / best_hs / 1e6;
+    printf("\ntargets: raw scan >= 1000 MB/s per core on plain text: %s (median %.0f MB/s, best "
+           "%.0f MB/s; whole policy_decide %.0f MB/s)\n         p99 <= 100 us for 1 KiB: %s "
+           "(%.1f us)\n",
+           mbps >= 1000 ? "met" : "NOT met", mbps, best_mbps, dec_mbps,
+           p99_1k <= 100e-6 ? "met" : "NOT met", p99_1k * 1e6);
     rc = 0;
 out:
     policy_free(pol);
