@@ -1,0 +1,131 @@
+#!/bin/sh
+# audit.sh -- audit benchmark: records/s and MB/s appended per sync mode by concurrent
+# writers that wait for durability (bench/audit_bench.c), audit verify MB/s; then, only
+# when the gateway serves and the mock provider is built, the gateway's requests/s with
+# the audit on (sync batch, sync none) versus off (wrk, loopback).
+#
+#   sh bench/audit.sh     (env: BUILD=build dir, default build; QUICK=1 short run;
+#                          TMPDIR=where logs go -- its file system sets the fsync cost;
+#                          WRK_SECONDS=10, WRK_CONNS=32)
+# Not part of `make test`.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 2
+BUILD=${BUILD:-build}
+QUICK=${QUICK:-0}
+
+echo "== make (BUILD=$BUILD)"
+make --no-print-directory BUILD="$BUILD" "$BUILD/libairlock.a" >/dev/null || { echo "audit.sh: build failed"; exit 1; }
+make --no-print-directory BUILD="$BUILD" "$BUILD/airlock" >/dev/null 2>&1 || true
+make --no-print-directory BUILD="$BUILD" "$BUILD/mock_provider" >/dev/null 2>&1 || true
+
+PKGS="libevent libevent_openssl libevent_pthreads openssl libcjson libsodium yaml-0.1 libhs"
+# shellcheck disable=SC2046
+cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -pthread $(pkg-config --cflags $PKGS) \
+    -o "$BUILD/audit_bench" bench/audit_bench.c "$BUILD/libairlock.a" \
+    $(pkg-config --libs $PKGS) -pthread -lm || { echo "audit.sh: cannot build audit_bench"; exit 1; }
+
+echo "== audit writer and verifier (in process; $(nproc) cores; file system of ${TMPDIR:-/tmp}: $(df -T "${TMPDIR:-/tmp}" | awk 'NR==2 {print $2}'))"
+if [ "$QUICK" = 1 ]; then
+    "$BUILD/audit_bench" --seconds 1 --verify-mb 64
+else
+    "$BUILD/audit_bench" --seconds 3 --verify-mb 256
+fi || exit 1
+
+# ---------------------------------------------------------------------------------
+# Gateway requests/s with the audit on vs off. Runs only where build/airlock serves
+# and build/mock_provider exists; otherwise says why it skipped.
+# ---------------------------------------------------------------------------------
+echo
+echo "== gateway requests/s: audit sync batch / sync none / off"
+if [ ! -x "$BUILD/airlock" ] || [ ! -x "$BUILD/mock_provider" ]; then
+    echo "skipped: $BUILD/airlock or $BUILD/mock_provider is missing"
+    exit 0
+fi
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "skipped: wrk is not installed (apt-get install wrk)"
+    exit 0
+fi
+TMP=$(mktemp -d)
+MOCK_PID=""; GW_PID=""
+cleanup() {
+    [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+    [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+"$BUILD/mock_provider" --port 0 >"$TMP/mock.out" 2>&1 &
+MOCK_PID=$!
+i=0
+while ! grep -q 'listening on' "$TMP/mock.out" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 50 ] && { echo "skipped: mock_provider did not start"; exit 0; }
+    sleep 0.1
+done
+MOCK_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/mock.out" | head -1)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# $1 name, $2 audit block (may be empty)
+write_config() {
+    GW_PORT=$(free_port)
+    cat >"$TMP/$1.yaml" <<EOF
+listen:
+  - address: 127.0.0.1:$GW_PORT
+providers:
+  mock:
+    type: openai-compatible
+    zone: external
+    base_url: http://127.0.0.1:$MOCK_PORT/v1
+    api_key: bench-not-a-key
+models:
+  - name: gpt-4o
+    provider: mock
+    price: {input_per_mtok: 2.5, output_per_mtok: 10}
+rules:
+  - name: default
+    then: {action: allow}
+$2
+EOF
+}
+
+BODY='{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the incident: the worker pool stalled at 09:21 after the deploy; the retry loop backed off correctly but the queue depth grew to 4096 and latency p99 reached 880 ms for about twelve minutes before the rollback."}]}'
+printf '%s' "$BODY" >"$TMP/body.json"
+cat >"$TMP/post.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$TMP/body.json", "rb"); wrk.body = f:read("*a"); f:close()
+EOF
+SECS=${WRK_SECONDS:-10}; [ "$QUICK" = 1 ] && SECS=3
+CONNS=${WRK_CONNS:-32}
+
+measure() { # $1 config name -> req/s
+    "$BUILD/airlock" serve -c "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 &
+    GW_PID=$!
+    i=0
+    until curl -fs "http://127.0.0.1:$GW_PORT/healthz" >/dev/null 2>&1; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$GW_PID" 2>/dev/null; then
+            echo "gateway did not start ($1):" >&2; tail -5 "$TMP/$1.log" >&2; GW_PID=""; return 1
+        fi
+        sleep 0.1
+    done
+    wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$TMP/$1.wrk" 2>&1
+    kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=""
+    non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$TMP/$1.wrk")
+    [ -n "$non2xx" ] && echo "warning ($1): $non2xx non-2xx responses" >&2
+    sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$TMP/$1.wrk"
+}
+
+write_config batch "audit: {dir: $TMP/audit-batch, sync: batch}"
+B=$(measure batch) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+write_config none "audit: {dir: $TMP/audit-none, sync: none}"
+N=$(measure none) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+write_config off ""
+O=$(measure off) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+echo "wrk -t2 -c$CONNS -d${SECS}s POST /v1/chat/completions, mock upstream on loopback:"
+echo "  audit sync batch: $B req/s"
+echo "  audit sync none:  $N req/s"
+echo "  audit off:        $O req/s"
+if [ -x "$BUILD/airlock" ]; then
+    "$BUILD/airlock" audit verify "$TMP/audit-batch" | sed 's/^/  verify of the batch log: /'
+fi
