@@ -36,6 +36,7 @@ class Suite:
         self.failed = 0
         self.skipped = 0
         self.cleanup = []
+        self.gateways = []
         self.tmp = tempfile.mkdtemp(prefix="airlock-it-")
 
     def check(self, name, cond, detail=""):
@@ -65,6 +66,17 @@ class Suite:
                 fn()
             except Exception:  # noqa: BLE001
                 pass
+        # a sanitizer build reports memory errors on stderr (and may have kept serving)
+        reports = []
+        for gw in self.gateways:
+            err = gw.stderr()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in err:
+                    i = err.index(marker)
+                    reports.append("%s: %s" % (gw.errpath, err[max(0, i - 200):i + 1500]))
+        if self.gateways:
+            self.check("no sanitizer report in any gateway's stderr (%d runs)" % len(self.gateways),
+                       not reports, "\n".join(reports)[:4000])
         if self.skipped:
             print("(%d skipped)" % self.skipped)
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
@@ -206,6 +218,7 @@ class Airlock:
                                      stdout=subprocess.DEVNULL, stderr=open(self.errpath, "w"),
                                      preexec_fn=preexec)
         suite.cleanup.append(self.stop)
+        suite.gateways.append(self)
         if not wait_port(port, 15, self.proc):
             raise RuntimeError("airlock did not start (rc=%s): %s" % (self.proc.poll(), self.stderr()[-800:]))
 
