@@ -1083,6 +1083,84 @@ for i in range(4):
         api="anthropic", expect=[])
 
 
+# ---------------------------------------------------------------- harder positives (appended
+# last so that the entries above keep their random values)
+HARD = [
+    lambda: (lambda v: (f"Forward this to {v} please", [lab("email", v)]))(email().upper()),
+    lambda: (lambda v: (f"Escalate to ops-team@eu-west.example.org and {v}", [lab("email", "ops-team@eu-west.example.org"), lab("email", v)]))(email()),
+    lambda: (lambda v: (f"Contact [the owner](mailto:{v}) before merging.", [lab("email", v)]))(email()),
+    lambda: (lambda v: (f'Parse this: {{"id": 42, "email": "{v}", "active": true}}', [lab("email", v)]))(email()),
+    lambda: (lambda v: (f"担当者：{v}、よろしくお願いします。", [lab("email", v)]))(email()),
+    lambda: (lambda v, p: (f"Kontakt: {v}; Tel. {p}", [lab("email", v), lab("phone", p)]))(
+        email(), f"030 {R.randrange(2000, 9999)} {R.randrange(1000, 9999)}"),
+    lambda: (lambda v: (f"Bitte ruf mich unter {v} an.", [lab("phone", v)]))(f"030 {R.randrange(2000, 9999)} {R.randrange(1000, 9999)}"),
+    lambda: (lambda v: (f"Our London office: {v}", [lab("phone", v)]))(f"020 7946 0{R.randrange(100, 999)}"),
+    lambda: (lambda v: (f"Appelez-moi au {v} demain.", [lab("phone", v)]))(f"06 {R.randrange(10, 99)} {R.randrange(10, 99)} {R.randrange(10, 99)} {R.randrange(10, 99)}"),
+    lambda: (lambda v: (f"<a href=\"tel:{v}\">call us</a>", [lab("phone", v)]))(f"+1415555{R.randrange(100, 199):04d}"),
+    lambda: (lambda v: (f"Fax: {v}", [lab("phone", v)]))(f"+49 (0)30 {R.randrange(2000000, 9999999)}"),
+    lambda: (lambda v: (f"Amex on file: {v}", [lab("credit_card", v)]))((lambda d: f"{d[:4]} {d[4:10]} {d[10:]}")(
+        next(x for x in (card_digits() for _ in range(100)) if len(x) == 15))),
+    lambda: (lambda v: (f"Charge it to {v}, CVC on the back.", [lab("credit_card", v)]))(
+        (lambda b: b + next(c for c in string.digits if luhn_ok(b + c)))("2221" + rs(string.digits, 11))),
+    lambda: (lambda v: (f"card={v}&exp=1227", [lab("credit_card", v)]))(card_digits()),
+    lambda: (lambda v: (f"Payout account ({v}) was closed.", [lab("iban", v)]))(iban(grouped=True)),
+    lambda: (lambda v: (f"IBAN:{v}", [lab("iban", v)]))(iban(grouped=False)),
+    lambda: (lambda v: (f"SSN:{v}", [lab("us_ssn", v)]))(ssn()),
+    lambda: (lambda v: (f"Applicant SSN {v.replace('-', ' ')} verified.", [lab("us_ssn", v.replace('-', ' '))]))(ssn()),
+    lambda: (lambda v: (f"The admin panel is at http://{v}:8080/admin", [lab("ipv4", v)]))(ipv4()),
+    lambda: (lambda v: (f"Allow traffic from {v}/32 only.", [lab("ipv4", v)]))(ipv4()),
+    lambda: (lambda v: (f"ssh -i key.pem ubuntu@{v}", [lab("ipv4", v)]))(ipv4()),
+    lambda: (lambda v: (f"curl -H 'Authorization: token {v}' https://api.github.com/user", [lab("github_token", v, SECRET_ALSO)]))(github_token()),
+    lambda: (lambda v: (f'{{"Credentials": {{"AccessKeyId": "{v}", "Expiration": "2025-03-01T12:00:00Z"}}}}', [lab("aws_access_key", v, SECRET_ALSO)]))(aws_key()),
+    lambda: (lambda v: ("Windows line endings in this key, does that matter?\r\n" + v.replace("\n", "\r\n"), [lab("private_key", v.replace("\n", "\r\n"), SECRET_ALSO)]))(pem("EC PRIVATE KEY")),
+    lambda: (lambda v: (f"The redirect went to https://app.example.com/cb?access_token={v}&state=xyz", [lab("jwt", v, SECRET_ALSO)]))(jwt()),
+    lambda: (lambda v: (f"passwd: '{v}'", [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"pwd={v} ./deploy.sh", [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"headers:\n  api-key: {v}\n  accept: json", [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"client = Client(token=\"{v}\")", [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"Use this key: {v} (it is the staging one)", [lab("openai_key", v)]))(openai_key()),
+    lambda: (lambda v: (f"ANTHROPIC_API_KEY='{v}' npm start", [lab("anthropic_key", v, SECRET_ALSO)]))(anthropic_key()),
+]
+for f in HARD:
+    t, e = f()
+    add("hard", text=t, expect=e)
+
+BENIGN_MORE = [
+    lambda: "The palette uses #ff00aa, #00ccff and #333333 for the charts.",
+    lambda: f"The crash dump shows 0x7ffee4b8{hexs(4)} and 0x0000{hexs(8)} in the stack.",
+    lambda: "The NIC's MAC address is 00:1A:2B:3C:4D:5E; is it locally administered?",
+    lambda: f"The venue is at 52.{R.randrange(100000, 999999)}, 13.{R.randrange(100000, 999999)} (WGS84).",
+    lambda: f"Der Umsatz lag bei {R.randrange(1, 9)}.{R.randrange(100, 999)}.{R.randrange(100, 999)},{R.randrange(10, 99)} € im Jahr 2024.",
+    lambda: f"Die Frist endet am 0{R.randrange(1, 9)}.0{R.randrange(1, 9)}.2025 um 12:00 Uhr.",
+    lambda: "Avogadro's number is about 6.022e23 and pi is 3.14159265358979323846.",
+    lambda: f"Upgrade from 1.{R.randrange(2, 9)}.3-rc.4 to Python 3.11.7 broke the wheel build.",
+    lambda: f"Account {R.randrange(10 ** 7, 10 ** 8)} with sort code {R.randrange(10, 99)}-{R.randrange(10, 99)}-{R.randrange(10, 99)} is a savings account.",
+    lambda: f"The routing number {R.randrange(10 ** 8, 10 ** 9)} is printed on the cheque.",
+    lambda: f"Our EIN is listed as {R.randrange(10, 99)}-{R.randrange(1000000, 9999999)} in the filing template.",
+    lambda: "The duration P3Y6M4DT12H30M5S is ISO 8601.",
+    lambda: f"Total: USD {R.randrange(1, 9)},{R.randrange(100, 999)},{R.randrange(100, 999)}.00 across {R.randrange(10, 99)} invoices.",
+    lambda: "After 1. e4 e5 2. Nf3 Nc6 3. Bb5 a6 the Ruy Lopez continues.",
+    lambda: f"The SNMP OID 1.3.6.1.4.1.{R.randrange(1000, 60000)}.1.2 returns the fan speed.",
+    lambda: f"Kubernetes pod CIDR is fd00::/8 and the IPv6 address fe80::1ff:fe23:4567:890a is link-local.",
+    lambda: f"Room {R.randrange(100, 999)}, floor {R.randrange(1, 30)}, badge {R.randrange(10000, 99999)}.",
+    lambda: f"The SKU 2023-{R.randrange(1000, 9999)}-{R.randrange(100, 999)} ships in {R.randrange(2, 9)} days.",
+    lambda: f"Ticket counts per week: {', '.join(str(R.randrange(100, 999)) for _ in range(8))}.",
+    lambda: f"Temperature readings: {' '.join(f'{R.randrange(10, 40)}.{R.randrange(0, 9)}' for _ in range(10))}",
+    lambda: f"Base64 of the config is {b64blob(45)} and its md5 is {hexs(32)}.",
+    lambda: f"git log shows Author: Jane Doe and Date: Mon Mar 3 10:{R.randrange(10, 59)}:00 2025 +0100.",
+    lambda: "The function tokenize() splits on whitespace; the author field is optional.",
+    lambda: "Password rules: at least 12 characters, one digit, one symbol.",
+    lambda: "In the UI, click Secrets > New secret and paste the value there (do not paste it here).",
+    lambda: f"The certificate fingerprint is SHA256:{b64blob(32)[:43]}",
+    lambda: f"Invoice {R.randrange(10 ** 9, 10 ** 10)}-{R.randrange(10, 99)} was paid by wire.",
+    lambda: "Das Passwort muss mindestens zwölf Zeichen lang sein.",
+    lambda: "Le mot de passe doit être changé tous les 90 jours.",
+    lambda: "请不要在聊天中分享密码或密钥。",
+]
+for f in BENIGN_MORE:
+    add("benign-more", text=f(), expect=[])
+
+
 def main():
     out = os.path.join(HERE, "corpus.jsonl")
     with open(out, "w", encoding="utf-8", newline="\n") as f:
