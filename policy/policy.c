@@ -314,6 +314,42 @@ fail:
     return rc;
 }
 
+/* Segments are found in walk order, which is not always body order ("content" before
+ * "text" in one block), so findings are put in body order, their candidates alongside. */
+struct fpair {
+    struct policy_finding f;
+    struct pcand c;
+};
+
+static int fpair_cmp(const void *a, const void *b)
+{
+    const struct fpair *x = a, *y = b;
+    return x->f.start < y->f.start ? -1 : x->f.start > y->f.start;
+}
+
+static int sort_by_body(struct policy_finding *f, struct pcand *c, size_t n)
+{
+    size_t i = 1;
+    while (i < n && f[i - 1].start <= f[i].start)
+        i++;
+    if (i == n)
+        return 0;
+    struct fpair *v = malloc(n * sizeof(*v));
+    if (!v)
+        return -1;
+    for (i = 0; i < n; i++) {
+        v[i].f = f[i];
+        v[i].c = c[i];
+    }
+    qsort(v, n, sizeof(*v), fpair_cmp);
+    for (i = 0; i < n; i++) {
+        f[i] = v[i].f;
+        c[i] = v[i].c;
+    }
+    free(v);
+    return 0;
+}
+
 int policy_decide(const struct policy *p, const struct policy_input *in,
                   struct policy_decision *d)
 {
@@ -351,6 +387,8 @@ int policy_decide(const struct policy *p, const struct policy_input *in,
         present[cv[i].det] = 1;
     }
     d->n_findings = nc;
+    if (nc > 1 && sort_by_body(d->findings, cv, nc) < 0)
+        goto oom;
 
     const struct config *cfg = p->cfg;
     size_t ri = 0;

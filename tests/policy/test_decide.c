@@ -266,6 +266,21 @@ static void test_secret_json_key(void)
     policy_decision_deinit(&d);
 }
 
+static void test_walk_order_not_body_order(void)
+{
+    /* "text" is read before "content" in a block, but appears after it in the body */
+    const char *b = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                    "\"tool_result\",\"content\":\"z@z.org\",\"text\":\"a@a.org\"}]}]}";
+    const char *want = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                       "\"tool_result\",\"content\":\"[EMAIL_1]\",\"text\":\"[EMAIL_2]\"}]}]}";
+    struct policy_input in = {.api = POLICY_API_ANTHROPIC, .body = b, .len = strlen(b), .model = "claude-x"};
+    struct policy_decision d;
+    CHECK(policy_decide(pol, &in, &d) == 0);
+    CHECK(d.n_findings == 2 && d.findings[0].start < d.findings[1].start);
+    CHECK(d.verdict == POLICY_REDACT && d.body && strcmp(d.body, want) == 0);
+    policy_decision_deinit(&d);
+}
+
 static void test_bad_custom_regex(void)
 {
     const char *y = "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
@@ -302,6 +317,7 @@ int main(void)
     RUN(test_redact_only_listed);
     RUN(test_locations_both_apis);
     RUN(test_secret_json_key);
+    RUN(test_walk_order_not_body_order);
     RUN(test_bad_custom_regex);
     policy_free(pol);
     config_unref(cfg);
