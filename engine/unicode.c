@@ -118,16 +118,21 @@ static int printable_byte(unsigned b)
     return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
 }
 
+static uint16_t byte_cp[256];
+static pthread_once_t byte_once = PTHREAD_ONCE_INIT;
+
+static void build_byte_cp(void)
+{
+    /* printable bytes stand for themselves; the others, in order, for 256, 257, ... */
+    uint16_t n = 0;
+    for (unsigned b = 0; b < 256; b++)
+        byte_cp[b] = printable_byte(b) ? (uint16_t)b : (uint16_t)(256 + n++);
+}
+
 uint32_t unicode_byte_to_cp(uint8_t b)
 {
-    if (printable_byte(b))
-        return b;
-    /* the non-printable bytes, in order, become 256, 257, ... */
-    uint32_t n = 0;
-    for (unsigned x = 0; x < b; x++)
-        if (!printable_byte(x))
-            n++;
-    return 256 + n;
+    pthread_once(&byte_once, build_byte_cp);
+    return byte_cp[b];
 }
 
 int unicode_cp_to_byte(uint32_t cp)
