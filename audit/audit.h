@@ -79,6 +79,7 @@ struct audit_report {
     int unsigned_tail;            /* TRUNCATED only because the last records are not yet
                                      signed (a live or crashed writer, or a clean cut) */
     size_t broken_files;          /* `.broken` files crash recovery set aside */
+    uint64_t undecryptable;       /* audit_show: sealed payloads the key could not open */
     char where_segment[32];
     uint64_t where_offset, where_seq;
     char message[256];

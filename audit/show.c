@@ -318,12 +318,7 @@ int audit_show(const char *dir, const char *id, const char *seal_key_path,
         snprintf(err, errlen, "out of memory");
         goto out;
     }
-    if (s.undecryptable && rep->verdict == AUDIT_INTACT) {
-        rep->verdict = AUDIT_TAMPERED;
-        snprintf(rep->message, sizeof(rep->message),
-                 "%llu sealed payloads could not be opened with %s (another auditor's key?)",
-                 (unsigned long long)s.undecryptable, seal_key_path);
-    }
+    rep->undecryptable = s.undecryptable;
     rc = 0;
 out:
     sodium_free(s.seal_sk);

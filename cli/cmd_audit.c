@@ -63,6 +63,10 @@ static int parse_args(int argc, char **argv, struct opt *opts, size_t n_opts, co
 
 static void print_where(FILE *f, const char *what, const struct audit_report *rep)
 {
+    if (!rep->where_segment[0] && rep->where_offset == 0 && rep->where_seq == 0) {
+        fprintf(f, "%s: %s\n", what, rep->message);
+        return;
+    }
     fprintf(f, "%s: %s%soffset %llu, seq %llu: %s (%llu records verified before it)\n", what,
             rep->where_segment, rep->where_segment[0] ? " " : "",
             (unsigned long long)rep->where_offset, (unsigned long long)rep->where_seq,
@@ -118,13 +122,18 @@ static int audit_show_cmd(int argc, char **argv)
         return 2;
     }
     fflush(stdout);
+    if (rep.undecryptable)
+        fprintf(stderr,
+                "airlock audit show: %llu sealed payloads could not be opened with %s (sealed to "
+                "another auditor's key?)\n",
+                (unsigned long long)rep.undecryptable, opts[1].value);
     if (rep.verdict == AUDIT_TAMPERED || (rep.verdict == AUDIT_TRUNCATED && !rep.unsigned_tail)) {
         print_where(stderr, rep.verdict == AUDIT_TAMPERED ? "airlock audit show: TAMPERED"
                                                           : "airlock audit show: TRUNCATED",
                     &rep);
         return 1;
     }
-    return 0;
+    return rep.undecryptable ? 1 : 0;
 }
 
 static int parse_date(const char *s, time_t *out)
