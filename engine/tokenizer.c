@@ -1026,23 +1026,11 @@ static int bpe_word(const struct tokenizer *t, struct merger *m, const char *w, 
     return 0;
 }
 
-static int bpe_tokenize(const struct tokenizer *t, struct merger *m, const char *raw, size_t n,
-                        struct ivec *out)
+/* pre_split -- run the pre-tokenizer expressions of `pre` over cp[0..nc) (flags fl);
+ * *out receives the word lengths in code points. */
+static int pre_split(enum pre_kind pre, const uint32_t *cp, const unsigned *fl, size_t nc,
+                     struct segs *out)
 {
-    int rc = ENGINE_ENOMEM;
-    uint32_t *cp = malloc((n ? n : 1) * sizeof(*cp));
-    unsigned *fl = malloc((n ? n : 1) * sizeof(*fl));
-    struct segs a = {0}, b = {0};
-    struct cbuf word = {0};
-    if (!cp || !fl)
-        goto done;
-    size_t nc = 0;
-    for (size_t i = 0; i < n;) {
-        cp[nc] = unicode_decode(raw, n, &i);
-        fl[nc] = unicode_flags(cp[nc]);
-        nc++;
-    }
-    seg_push(&a, nc);
     static const int stages[][5] = {
         [PRE_DEFAULT] = {4, RUN_PUNCT, -1, RUN_NUM, RUN_ASCII3},
         [PRE_GPT2] = {1, -1},
@@ -1050,8 +1038,10 @@ static int bpe_tokenize(const struct tokenizer *t, struct merger *m, const char 
         [PRE_QWEN2] = {1, -4},
         [PRE_SMOLLM] = {2, RUN_NUM_ONE, -1},
     };
-    const int *st = stages[t->pre];
-    for (int s = 1; s <= st[0]; s++) {
+    struct segs a = {0}, b = {0};
+    const int *st = stages[pre];
+    seg_push(&a, nc);
+    for (int s = 1; s <= st[0] && !a.oom; s++) {
         b.n = 0;
         if (st[s] == -1)
             split_gpt2(cp, fl, &a, &b);
@@ -1061,12 +1051,37 @@ static int bpe_tokenize(const struct tokenizer *t, struct merger *m, const char 
             split_llama3(cp, fl, &a, &b, 1);
         else
             split_runs(cp, fl, &a, &b, (enum run_kind)st[s]);
-        if (b.oom)
-            goto done;
         struct segs tmp = a;
         a = b;
         b = tmp;
     }
+    free(b.len);
+    if (a.oom) {
+        free(a.len);
+        return ENGINE_ENOMEM;
+    }
+    *out = a;
+    return 0;
+}
+
+static int bpe_tokenize(const struct tokenizer *t, struct merger *m, const char *raw, size_t n,
+                        struct ivec *out)
+{
+    int rc = ENGINE_ENOMEM;
+    uint32_t *cp = malloc((n ? n : 1) * sizeof(*cp));
+    unsigned *fl = malloc((n ? n : 1) * sizeof(*fl));
+    struct segs a = {0};
+    struct cbuf word = {0};
+    if (!cp || !fl)
+        goto done;
+    size_t nc = 0;
+    for (size_t i = 0; i < n;) {
+        cp[nc] = unicode_decode(raw, n, &i);
+        fl[nc] = unicode_flags(cp[nc]);
+        nc++;
+    }
+    if (pre_split(t->pre, cp, fl, nc, &a) != 0)
+        goto done;
     size_t pos = 0;
     for (size_t si = 0; si < a.n; si++) {
         word.n = 0;
@@ -1089,7 +1104,6 @@ done:
     free(cp);
     free(fl);
     free(a.len);
-    free(b.len);
     free(word.p);
     return rc;
 }

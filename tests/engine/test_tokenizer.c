@@ -4,7 +4,7 @@
 
 #include "engine/engine.h"
 #include "engine/gguf.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer.c" /* white box: the pre-tokenizer splits */
 #include "engine/unicode.h"
 #include "harness.h"
 
@@ -295,9 +295,68 @@ static void test_unicode_tables(void)
     CHECK_EQ_INT(unicode_byte_to_cp(' '), 0x120); /* Ġ */
 }
 
+/* words of pre-tokenizer `pre` over text, joined with '|' */
+static void split_words(enum pre_kind pre, const char *text, char *out, size_t cap)
+{
+    size_t n = strlen(text), nc = 0, w = 0;
+    uint32_t cp[256];
+    unsigned fl[256];
+    for (size_t i = 0; i < n && nc < 256;) {
+        cp[nc] = unicode_decode(text, n, &i);
+        fl[nc] = unicode_flags(cp[nc]);
+        nc++;
+    }
+    struct segs s = {0};
+    out[0] = 0;
+    if (pre_split(pre, cp, fl, nc, &s) != 0)
+        return;
+    size_t pos = 0;
+    for (size_t k = 0; k < s.n; k++) {
+        if (k && w + 1 < cap)
+            out[w++] = '|';
+        for (size_t i = pos; i < pos + s.len[k]; i++) {
+            char u[4];
+            size_t ul = unicode_encode(cp[i], u);
+            if (w + ul < cap) {
+                memcpy(out + w, u, ul);
+                w += ul;
+            }
+        }
+        pos += s.len[k];
+    }
+    out[w] = 0;
+    free(s.len);
+}
+
+/* the expressions without golden vocabularies (smollm, gpt-2, default) and the
+ * differences between all five on the same inputs */
+static void test_pre_tokenizers(void)
+{
+    char w[512];
+    split_words(PRE_GPT2, "Hello world's 123 abc  def\n", w, sizeof(w));
+    CHECK_EQ_STR(w, "Hello| world|'s| 123| abc| | def|\n");
+    split_words(PRE_GPT2, "IT'S", w, sizeof(w)); /* contractions are case-sensitive in GPT-2 */
+    CHECK_EQ_STR(w, "IT|'|S");
+    split_words(PRE_LLAMA3, "IT'S", w, sizeof(w));
+    CHECK_EQ_STR(w, "IT|'S");
+    split_words(PRE_SMOLLM, "ab12 x3 4", w, sizeof(w)); /* every digit alone */
+    CHECK_EQ_STR(w, "ab|1|2| x|3| |4");
+    split_words(PRE_GPT2, "ab12 x3 4", w, sizeof(w));
+    CHECK_EQ_STR(w, "ab|12| x|3| 4");
+    split_words(PRE_LLAMA3, "1234567 hello\n\n  world", w, sizeof(w));
+    CHECK_EQ_STR(w, "123|456|7| hello|\n\n| | world");
+    split_words(PRE_QWEN2, "1234 x", w, sizeof(w));
+    CHECK_EQ_STR(w, "1|2|3|4| x");
+    split_words(PRE_DEFAULT, "a+b=c, 1234", w, sizeof(w));
+    CHECK_EQ_STR(w, "a|+|b|=|c|,| |123|4");
+    split_words(PRE_SMOLLM, "caf\xc3\xa9 \xd9\xa3\xd9\xa4", w, sizeof(w)); /* Arabic-Indic digits are \\p{N} */
+    CHECK_EQ_STR(w, "caf\xc3\xa9| |\xd9\xa3|\xd9\xa4");
+}
+
 int main(void)
 {
     RUN(test_unicode_tables);
+    RUN(test_pre_tokenizers);
     RUN(test_vocab_llama_spm);
     RUN(test_vocab_llama_bpe);
     RUN(test_vocab_qwen2);
