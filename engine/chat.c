@@ -132,11 +132,12 @@ int chat_template_init(struct chat_template *t, const char *tmpl, const char *bo
     } else if (strstr(tmpl, "<|start_header_id|>") && strstr(tmpl, "<|eot_id|>")) {
         t->family = CHAT_LLAMA3;
         if (strstr(tmpl, "Cutting Knowledge Date")) {
-            /* llama.cpp passes strftime_now, so the template prints today's date */
+            /* Llama 3.2 prints strftime_now("%d %b %Y"), which llama.cpp provides;
+             * Llama 3.1 only knows its fixed default */
             time_t now = time(NULL);
             struct tm tm;
             t->llama3_dated = 1;
-            if (gmtime_r(&now, &tm))
+            if (strstr(tmpl, "strftime_now") && localtime_r(&now, &tm))
                 strftime(t->date, sizeof(t->date), "%d %b %Y", &tm);
             else
                 snprintf(t->date, sizeof(t->date), "26 Jul 2024");

@@ -145,7 +145,7 @@ static void test_llama32_dated(void)
     REQUIRE(chat_template_init(&ct, tmpl, "<|begin_of_text|>", "<|eot_id|>", 1, err,
                                sizeof(err)) == 0);
     CHECK_EQ_INT(ct.family, CHAT_LLAMA3);
-    snprintf(ct.date, sizeof(ct.date), "26 Jul 2024");
+    CHECK_EQ_STR(ct.date, "26 Jul 2024"); /* Llama 3.1: no strftime_now, the fixed default */
     struct engine_msg msgs[2] = {{"system", " Be brief. "}, {"user", "Hi"}};
     char *out = NULL;
     REQUIRE(chat_render(&ct, msgs, 2, 1, &out, err, sizeof(err)) == 0);
@@ -154,6 +154,18 @@ static void test_llama32_dated(void)
                       "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
                       "<|start_header_id|>assistant<|end_header_id|>\n\n");
     free(out);
+    chat_template_deinit(&ct);
+
+    /* Llama 3.2 asks for today's date */
+    char today[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    REQUIRE(localtime_r(&now, &tm));
+    strftime(today, sizeof(today), "%d %b %Y", &tm);
+    REQUIRE(chat_template_init(&ct, "{%- set date_string = strftime_now(\"%d %b %Y\") %}"
+                                    "<|start_header_id|>Cutting Knowledge Date<|eot_id|>",
+                               "<|begin_of_text|>", "<|eot_id|>", 1, err, sizeof(err)) == 0);
+    CHECK_EQ_STR(ct.date, today);
     chat_template_deinit(&ct);
 }
 
