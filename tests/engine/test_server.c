@@ -321,6 +321,53 @@ static void test_concurrent_equals_alone(void)
     cJSON_Delete(g);
 }
 
+/* a job submitted while another is decoding joins it between decode steps instead of
+ * waiting for it to finish */
+static void test_admitted_between_steps(void)
+{
+    struct engine_model *m = open_model("stories260K", 0);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    struct coll *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
+    coll_init(a);
+    coll_init(b);
+    struct engine_params pa = {.max_tokens = 400, .temperature = 0.0f, .top_p = 1.0f};
+    struct engine_params pb = {.max_tokens = 5, .temperature = 0.0f, .top_p = 1.0f};
+    struct engine_job *ja = NULL, *jb = NULL;
+    char err[256];
+    a->gate = 1;
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &pa, &cbs, a, &ja, err,
+                             sizeof(err)) == 0);
+    pthread_mutex_lock(&a->mu);
+    while (!a->gate_reached)
+        pthread_cond_wait(&a->cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Lily and Tom", &pb, &cbs, b, &jb, err, sizeof(err)) ==
+            0);
+    pthread_mutex_lock(&a->mu);
+    a->gate = 0;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    wait_done(b);
+    pthread_mutex_lock(&a->mu);
+    int a_done = a->n_done, a_texts = a->n_text;
+    pthread_mutex_unlock(&a->mu);
+    CHECK_EQ_INT(a_done, 0);       /* b finished while a was still generating */
+    CHECK(a_texts < 100);
+    CHECK_EQ_INT(b->res.completion_tokens, 5);
+    engine_job_cancel(ja);
+    wait_done(a);
+    engine_job_release(ja);
+    engine_job_release(jb);
+    coll_deinit(a);
+    coll_deinit(b);
+    free(a);
+    free(b);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
 static void test_cancel(void)
 {
     struct engine_model *m = open_model("stories260K", 0);
@@ -603,6 +650,7 @@ int main(void)
     RUN(test_open_errors);
     RUN(test_greedy_matches_golden);
     RUN(test_concurrent_equals_alone);
+    RUN(test_admitted_between_steps);
     RUN(test_cancel);
     RUN(test_queue_full);
     RUN(test_context_limits);
