@@ -26,6 +26,10 @@
 #define EXPAND_MAX (1u * 1024 * 1024)
 /* entries in one list or mapping: keeps the quadratic duplicate checks cheap */
 #define CONFIG_MAX_ITEMS 10000
+/* nesting of lists/mappings; the schema needs 5 */
+#define CONFIG_MAX_DEPTH 32
+/* nodes in the whole file: bounds the loader's memory (~100 bytes a node) */
+#define CONFIG_MAX_NODES 200000
 
 /* Kept here rather than asked of policy: config must not depend on policy, and these
  * names are part of the external contract (SPEC §4), so they change rarely. */
@@ -74,6 +78,15 @@ err_pos(struct ld *l, struct config_pos pos, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     verr(l, pos.line, pos.col, fmt, ap);
+    va_end(ap);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+verr_at_mark(struct ld *l, yaml_mark_t mark, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    verr(l, (int)mark.line + 1, (int)mark.column + 1, fmt, ap);
     va_end(ap);
 }
 
@@ -1506,6 +1519,92 @@ static void free_cfg(struct config *cfg)
     free(cfg);
 }
 
+/* yaml_error -- the parser's problem, with its position, as one config error. */
+static void yaml_error(struct ld *l, const yaml_parser_t *parser, const char *text, size_t len)
+{
+    struct config_errors *e = l->errs;
+    if (e->n >= CONFIG_MAX_ERRORS) {
+        e->dropped++;
+        return;
+    }
+    struct config_error *it = &e->items[e->n++];
+    it->line = (int)parser->problem_mark.line + 1;
+    it->col = (int)parser->problem_mark.column + 1;
+    if (parser->error == YAML_READER_ERROR) {
+        /* encoding problems come with a byte offset, not a mark */
+        size_t off = parser->problem_offset < len ? parser->problem_offset : len;
+        it->line = 1;
+        it->col = 1;
+        for (size_t i = 0; i < off; i++) {
+            if (text[i] == '\n') {
+                it->line++;
+                it->col = 1;
+            } else {
+                it->col++;
+            }
+        }
+        if (parser->problem_value >= 0)
+            snprintf(it->message, sizeof it->message, "invalid text: %s (0x%02x)",
+                     parser->problem ? parser->problem : "unknown problem",
+                     (unsigned)parser->problem_value);
+        else
+            snprintf(it->message, sizeof it->message, "invalid text: %s",
+                     parser->problem ? parser->problem : "unknown problem");
+        return;
+    }
+    snprintf(it->message, sizeof it->message, "YAML syntax error: %s%s%s",
+             parser->problem ? parser->problem : "unknown problem",
+             parser->context ? " " : "", parser->context ? parser->context : "");
+}
+
+/* check_depth -- an event pass that stops at CONFIG_MAX_DEPTH nested collections or
+ * CONFIG_MAX_NODES values,
+ * before libyaml's loader (whose cost grows with depth) sees the text. 0 or -1. */
+static int check_depth(struct ld *l, const char *text, size_t len)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    int depth = 0, rc = -1;
+    size_t nodes = 0;
+    if (!yaml_parser_initialize(&p)) {
+        err(l, NULL, "out of memory");
+        return -1;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    for (;;) {
+        if (!yaml_parser_parse(&p, &ev)) {
+            yaml_error(l, &p, text, len);
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        if ((t == YAML_SCALAR_EVENT || t == YAML_ALIAS_EVENT || t == YAML_SEQUENCE_START_EVENT ||
+             t == YAML_MAPPING_START_EVENT) &&
+            ++nodes > CONFIG_MAX_NODES) {
+            verr_at_mark(l, ev.start_mark, "too many values in one file (more than %d)",
+                         CONFIG_MAX_NODES);
+            yaml_event_delete(&ev);
+            break;
+        }
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH) {
+                verr_at_mark(l, ev.start_mark, "nesting too deep (more than %d levels)",
+                             CONFIG_MAX_DEPTH);
+                yaml_event_delete(&ev);
+                break;
+            }
+        } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT) {
+            rc = 0;
+            break;
+        }
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
 int config_load_text(const char *name, const char *text, size_t len, const char *basedir,
                      struct config **out, struct config_errors *errs)
 {
@@ -1543,6 +1642,8 @@ int config_load_text(const char *name, const char *text, size_t len, const char 
     cfg->audit.sync = CONFIG_SYNC_BATCH;
     cfg->audit.on_failure = CONFIG_ON_FAILURE_REFUSE;
 
+    if (check_depth(&l, text, len) != 0)
+        goto fail;
     if (!yaml_parser_initialize(&parser)) {
         err(&l, NULL, "out of memory");
         goto fail;
@@ -1550,15 +1651,7 @@ int config_load_text(const char *name, const char *text, size_t len, const char 
     parser_ok = 1;
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &l.doc)) {
-        const char *ctx = parser.context;
-        struct config_error *it = errs->n < CONFIG_MAX_ERRORS ? &errs->items[errs->n++] : NULL;
-        if (it) {
-            it->line = (int)parser.problem_mark.line + 1;
-            it->col = (int)parser.problem_mark.column + 1;
-            snprintf(it->message, sizeof it->message, "YAML syntax error: %s%s%s",
-                     parser.problem ? parser.problem : "unknown problem", ctx ? " " : "",
-                     ctx ? ctx : "");
-        }
+        yaml_error(&l, &parser, text, len);
         goto fail;
     }
     doc_ok = 1;

@@ -711,7 +711,35 @@ static void test_hostile_input(void)
     EXPECT_ERR("detectors:\n  - {name: a, keywords: &k [x, y]}\n  - {name: b, keywords: *k}\n",
                2, 25, "anchors and aliases");
     EXPECT_ERR("rules: []\n---\nrules: []\n", 0, 0, "only one YAML document");
-    EXPECT_ERR("rules: []\n---\n[\n", 0, 0, "after the first document");
+    EXPECT_ERR("rules: []\n---\n[\n", 4, 1, "YAML syntax error");
+    /* encoding problems are placed by their byte offset */
+    EXPECT_ERR("rules: []\nlimits: {engine_queue: 5\xff}\n", 2, 25,
+               "invalid text: invalid leading UTF-8 octet (0xff)");
+    EXPECT_ERR("rules: []\n\x01\n", 2, 1, "invalid text: control characters are not allowed");
+    /* millions of tiny values are refused before the loader allocates a node each */
+    {
+        size_t cnt = 4u << 20;
+        char *t = malloc(cnt * 2 + 16);
+        REQUIRE(t);
+        t[0] = '[';
+        for (size_t i = 0; i < cnt; i++) {
+            t[1 + 2 * i] = '1';
+            t[2 + 2 * i] = ',';
+        }
+        memcpy(t + 1 + 2 * cnt, "]\n", 3);
+        EXPECT_ERR(t, 1, 400000, "too many values in one file (more than 200000)");
+        free(t);
+    }
+    /* deep nesting stops early, without libyaml's cost that grows with depth */
+    {
+        size_t depth = 1u << 20;
+        char *t = malloc(depth + 1);
+        REQUIRE(t);
+        memset(t, '[', depth);
+        t[depth] = '\0';
+        EXPECT_ERR(t, 1, 33, "nesting too deep (more than 32 levels)");
+        free(t);
+    }
     /* oversized list */
     {
         size_t cap = 10001 * 4 + 64, o = 0;
