@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "audit/audit.h"
 #include "audit/format_int.h"
@@ -62,6 +63,13 @@ int audit_walk_buf(const uint8_t *buf, size_t len, const uint8_t *sign_pub,
 /* audit_walk_dir -- walk the log in dir. -1 (err) only when dir is unusable. */
 int audit_walk_dir(const char *dir, const uint8_t *sign_pub, audit_walk_fn fn, void *ud,
                    struct audit_report *rep, char *err, size_t errlen);
+
+/* audit_walk_dir_since -- the same, but segments last modified before `since` are
+ * skipped and the chain is taken up where the walk starts: for replaying recent
+ * records (budgets) without hashing the whole history. */
+int audit_walk_dir_since(const char *dir, time_t since, const uint8_t *sign_pub,
+                         audit_walk_fn fn, void *ud, struct audit_report *rep, char *err,
+                         size_t errlen);
 
 uint64_t audit_now_ns(void); /* CLOCK_REALTIME in ns */
 

@@ -81,7 +81,7 @@ int audit_spend_scan(const char *dir, time_t since,
 
     if (stat(dir, &st) != 0 && errno == ENOENT)
         return 0; /* no log yet: nothing spent */
-    if (audit_walk_dir(dir, NULL, spend_cb, &s, &rep, err, sizeof(err)) != 0) {
+    if (audit_walk_dir_since(dir, since, NULL, spend_cb, &s, &rep, err, sizeof(err)) != 0) {
         log_error("audit: cannot replay spend: %s", err);
         return -1;
     }

@@ -314,8 +314,14 @@ int audit_walk_buf(const uint8_t *buf, size_t len, const uint8_t *sign_pub,
 int audit_walk_dir(const char *dir, const uint8_t *sign_pub, audit_walk_fn fn, void *ud,
                    struct audit_report *rep, char *err, size_t errlen)
 {
+    return audit_walk_dir_since(dir, 0, sign_pub, fn, ud, rep, err, errlen);
+}
+
+int audit_walk_dir_since(const char *dir, time_t since, const uint8_t *sign_pub, audit_walk_fn fn,
+                         void *ud, struct audit_report *rep, char *err, size_t errlen)
+{
     uint32_t *nums = NULL;
-    size_t n = 0, i;
+    size_t n = 0, i, first = 0;
     struct walk w;
     char name[32] = "", path[4096];
     uint64_t end_off = 0;
@@ -339,10 +345,24 @@ int audit_walk_dir(const char *dir, const uint8_t *sign_pub, audit_walk_fn fn, v
         rc = 0;
         goto out;
     }
-    for (i = 0; i < n; i++) {
+    if (since > 0) {
+        /* A segment last modified before `since` holds no record written after it
+         * (a record's time is taken before it is written). */
+        while (first + 1 < n) {
+            struct stat st;
+            audit_seg_name(name, sizeof(name), nums[first]);
+            if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path) ||
+                stat(path, &st) != 0 || st.st_mtime >= since)
+                break;
+            first++;
+        }
+        if (first > 0)
+            w.adopt = 1;
+    }
+    for (i = first; i < n; i++) {
         struct audit_map m;
         int r;
-        uint32_t want = (uint32_t)(i + 1);
+        uint32_t want = first > 0 ? nums[first] + (uint32_t)(i - first) : (uint32_t)(i + 1);
 
         audit_seg_name(name, sizeof(name), nums[i]);
         if (nums[i] != want) {

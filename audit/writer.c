@@ -45,6 +45,7 @@ struct audit {
     enum config_sync sync;
     enum config_on_failure on_failure;
     size_t segment_bytes;
+    uint64_t ckpt_every_ns; /* time-based checkpoint interval */
     uint8_t *sign_sk; /* sodium_malloc, crypto_sign_SECRETKEYBYTES */
     uint8_t sign_pk[32];
     int sealed;
@@ -470,7 +471,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&a->mu);
         while (!a->head && !a->stop) {
             if (a->cur.since_cp > 0) {
-                uint64_t due = a->last_cp_mono + AUDIT_CKPT_EVERY_NS, now = mono_ns();
+                uint64_t due = a->last_cp_mono + a->ckpt_every_ns, now = mono_ns();
                 struct timespec ts;
                 if (now >= due)
                     break;
@@ -489,7 +490,7 @@ static void *writer_main(void *arg)
 
         if (list)
             process(a, list);
-        if (a->cur.since_cp > 0 && mono_ns() >= a->last_cp_mono + AUDIT_CKPT_EVERY_NS)
+        if (a->cur.since_cp > 0 && mono_ns() >= a->last_cp_mono + a->ckpt_every_ns)
             periodic_checkpoint(a);
         if (stop && !list)
             break;
@@ -725,6 +726,17 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
             goto fail;
         }
         a->segment_bytes = (size_t)v;
+    }
+    a->ckpt_every_ns = AUDIT_CKPT_EVERY_NS;
+    env = getenv("AIRLOCK_AUDIT_CHECKPOINT_MS"); /* tests: a shorter interval, never longer */
+    if (env && *env) {
+        char *end;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (*end || v < 10 || v > AUDIT_CKPT_EVERY_NS / 1000000ull) {
+            snprintf(err, errlen, "AIRLOCK_AUDIT_CHECKPOINT_MS=%s: expected 10..10000", env);
+            goto fail;
+        }
+        a->ckpt_every_ns = v * 1000000ull;
     }
     a->dir = strdup(cfg->dir);
     a->sign_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);

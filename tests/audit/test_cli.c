@@ -251,6 +251,62 @@ static void test_keygen_cli(void)
     free(dir);
 }
 
+static void test_show_sealed_cli(void)
+{
+    char *dir = tmp_dir("clisealed");
+    char logdir[1024], a_pre[1024], b_pre[1024], pub[1100], key[1100], bkey[1100], err[256];
+    struct config_audit cfg;
+    struct audit *a = NULL;
+    char *out, *errs;
+
+    REQUIRE(dir);
+    snprintf(logdir, sizeof(logdir), "%s/log", dir);
+    snprintf(a_pre, sizeof(a_pre), "%s/auditor", dir);
+    snprintf(b_pre, sizeof(b_pre), "%s/other", dir);
+    REQUIRE(audit_keygen(a_pre, err, sizeof(err)) == 0);
+    REQUIRE(audit_keygen(b_pre, err, sizeof(err)) == 0);
+    snprintf(pub, sizeof(pub), "%s.seal.pub", a_pre);
+    snprintf(key, sizeof(key), "%s.seal.key", a_pre);
+    snprintf(bkey, sizeof(bkey), "%s.seal.key", b_pre);
+    cfg = audit_cfg(logdir, CONFIG_SYNC_NONE);
+    cfg.seal_to = pub;
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    REQUIRE(append_n(a, 2, 0, 12) == 0);
+    audit_close(a);
+    {
+        const char *argv[] = {"airlock", "audit", "show", logdir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &errs), 0);
+        CHECK(strstr(out, "{\"name\":\"inbound\",\"sealed\":true,\"bytes\":12}") != NULL);
+        CHECK(strstr(out, "aaaaaaaaaaaa") == NULL);
+        free(out);
+        free(errs);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "show", logdir, "--key", key, NULL};
+        CHECK_EQ_INT(run(argv, &out, &errs), 0);
+        CHECK(strstr(out, "\"text\":\"aaaaaaaaaaaa\"") != NULL);
+        free(out);
+        free(errs);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "show", logdir, "--key", bkey, NULL};
+        CHECK_EQ_INT(run(argv, &out, &errs), 1);
+        CHECK(strstr(out, "aaaaaaaaaaaa") == NULL);
+        CHECK(strstr(errs, "could not be opened") != NULL);
+        free(out);
+        free(errs);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "verify", logdir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &errs), 0);
+        free(out);
+        free(errs);
+    }
+    rm_rf(logdir);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const char *b = getenv("AIRLOCK_BUILD");
@@ -269,6 +325,7 @@ int main(void)
         RUN(test_verify_cli);
         RUN(test_show_cost_cli);
         RUN(test_keygen_cli);
+        RUN(test_show_sealed_cli);
     }
     rm_rf(tmp);
     free(tmp);

@@ -1,6 +1,7 @@
 /* test_read.c -- reading the log back: show (JSON lines, text/base64 payloads, --id),
  * sealing round trip (and the wrong key failing), cost report, spend replay. */
 #include <cJSON.h>
+#include <sys/time.h>
 
 #include "audit/audit_int.h"
 #include "audit_test_util.h"
@@ -328,6 +329,50 @@ static void test_spend_scan(void)
     free(dir);
 }
 
+/* The budget replay skips segments last modified before `since` without reading
+ * them (damage there does not matter to it), and still counts the later ones. */
+static void test_spend_scan_skips_old_segments(void)
+{
+    char *dir = tmp_dir("spendskip");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    struct audit *a = NULL;
+    struct spend_sum s;
+    char err[256], seg1[1024];
+    size_t len, off = 0;
+    uint8_t *buf;
+    int in_seg1 = 0;
+    struct timeval tv[2];
+
+    REQUIRE(dir);
+    setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "4096", 1);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
+    REQUIRE(append_n(a, 40, 0, 300) == 0);
+    audit_close(a);
+    snprintf(seg1, sizeof(seg1), "%s/00000001.alog", dir);
+    buf = read_file(seg1, &len);
+    REQUIRE(buf);
+    while (off < len) {
+        struct audit_rec rec;
+        const char *why;
+        REQUIRE(audit_rec_decode(buf, len, off, &rec, &why) == AUDIT_DEC_OK);
+        in_seg1 += rec.type == 3;
+        off += rec.total;
+    }
+    REQUIRE(in_seg1 > 0);
+    buf[100] ^= 0xff; /* damage the old segment */
+    REQUIRE(write_file(seg1, buf, len) == 0);
+    free(buf);
+    tv[0].tv_sec = tv[1].tv_sec = time(NULL) - 2 * 86400;
+    tv[0].tv_usec = tv[1].tv_usec = 0;
+    REQUIRE(utimes(seg1, tv) == 0);
+    memset(&s, 0, sizeof(s));
+    CHECK(audit_spend_scan(dir, time(NULL) - 3600, spend_fn, &s) == 0);
+    CHECK_EQ_INT(s.calls, 20 - in_seg1);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -335,5 +380,6 @@ int main(void)
     RUN(test_seal_round_trip);
     RUN(test_cost_report);
     RUN(test_spend_scan);
+    RUN(test_spend_scan_skips_old_segments);
     return harness_done();
 }

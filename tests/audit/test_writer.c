@@ -550,6 +550,89 @@ static void test_configured_signing_key(void)
     free(dir);
 }
 
+/* Records are signed within the time interval even when no more arrive. */
+static void test_time_checkpoint(void)
+{
+    char *dir = tmp_dir("timeckpt");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256];
+    int i;
+
+    REQUIRE(dir);
+    setenv("AIRLOCK_AUDIT_CHECKPOINT_MS", "100", 1);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    unsetenv("AIRLOCK_AUDIT_CHECKPOINT_MS");
+    CHECK(append_n(a, 3, 0, 10) == 0);
+    /* poll (no timing asserted): the writer must sign the tail by itself */
+    for (i = 0; i < 100; i++) {
+        REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+        if (rep.verdict == AUDIT_INTACT)
+            break;
+        usleep(50000);
+    }
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(rep.records, 5);
+    CHECK_EQ_INT(rep.last_checkpoint_seq, 4);
+    audit_close(a);
+    setenv("AIRLOCK_AUDIT_CHECKPOINT_MS", "5", 1);
+    CHECK(audit_open(&cfg, &a, err, sizeof(err)) == -1); /* out of range */
+    unsetenv("AIRLOCK_AUDIT_CHECKPOINT_MS");
+    rm_rf(dir);
+    free(dir);
+}
+
+/* on_failure: allow -- a failing log never refuses an append; each record reports -1. */
+static void test_disk_full_allow(void)
+{
+    char *dir = tmp_dir("fullallow");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    pid_t pid;
+    int status;
+
+    REQUIRE(dir);
+    cfg.on_failure = CONFIG_ON_FAILURE_ALLOW;
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct audit *a = NULL;
+        struct rlimit rl = {6000, 6000};
+        char err[256];
+        int i, refused = 0, failed = 0;
+
+        signal(SIGXFSZ, SIG_IGN);
+        log_set_level(LOG_ERROR + 1);
+        if (audit_open(&cfg, &a, err, sizeof(err)) != 0)
+            _exit(10);
+        setrlimit(RLIMIT_FSIZE, &rl);
+        for (i = 0; i < 20; i++) {
+            struct waiter w;
+            struct audit_blob b = {"inbound", err, 0};
+            char data[1000];
+            memset(data, 'y', sizeof(data));
+            b.data = data;
+            b.len = sizeof(data);
+            waiter_init(&w);
+            if (audit_append(a, "request", "{}", &b, 1, waiter_cb, &w) != 0) {
+                refused++;
+            } else {
+                waiter_wait(&w, 1);
+                failed += w.failed;
+            }
+            waiter_deinit(&w);
+        }
+        if (refused || failed < 10 || audit_healthy(a))
+            _exit(12);
+        audit_close(a);
+        _exit(0);
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -564,5 +647,7 @@ int main(void)
     RUN(test_disk_full);
     RUN(test_recovers_after_failure);
     RUN(test_configured_signing_key);
+    RUN(test_time_checkpoint);
+    RUN(test_disk_full_allow);
     return harness_done();
 }
