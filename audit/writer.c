@@ -59,7 +59,7 @@ struct audit {
     uint64_t last_cp_mono;
     uint8_t *scratch;
     size_t scratch_cap;
-    int fail_logged_errno;
+    int need_trunc; /* a rollback could not cut the file: cut before the next write */
 
     /* mu guards the queue, stop, probe_inflight, last_fail_mono */
     pthread_mutex_t mu;
@@ -166,6 +166,12 @@ static int emit(struct audit *a, uint8_t type, const uint8_t *body, size_t body_
     if (a->fd < 0) {
         errno = EBADF;
         return -1;
+    }
+    if (a->need_trunc) {
+        /* a shorter record must not leave stale bytes of a failed one behind it */
+        if (ftruncate(a->fd, (off_t)a->cur.off) != 0)
+            return -1;
+        a->need_trunc = 0;
     }
     if (seal) {
         struct audit_body b;
@@ -282,9 +288,11 @@ static void mark_good(struct audit *a)
 static void rollback(struct audit *a)
 {
     if (a->fd >= 0 && a->cur.segment == a->good.segment) {
-        if (ftruncate(a->fd, (off_t)a->good.off) != 0)
+        if (ftruncate(a->fd, (off_t)a->good.off) != 0) {
+            a->need_trunc = 1;
             log_error("audit: cannot cut %08u.alog back to %llu bytes: %s", a->good.segment,
                       (unsigned long long)a->good.off, strerror(errno));
+        }
     }
     a->cur = a->good;
 }
@@ -309,6 +317,7 @@ static int start_segment(struct audit *a)
     a->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (a->fd < 0)
         return -1;
+    a->need_trunc = 0;
     a->cur.segment = n;
     a->cur.off = 0;
     audit_put32(body, n);
