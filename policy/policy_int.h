@@ -101,6 +101,7 @@ struct policy {
     size_t n_dets;
     hs_database_t *db;
     unsigned *pat_det;   /* pattern id -> detector index */
+    unsigned char *pat_som; /* pattern reports its start */
     size_t n_pats;
     hs_scratch_t *proto; /* scratch prototype, cloned per concurrent caller */
     pthread_mutex_t lock; /* guards free_scratch */
@@ -133,6 +134,10 @@ int policy_luhn(const char *digits, size_t n);
 int policy_iban_check(const char *s, size_t n); /* s: IBAN without spaces */
 double policy_entropy(const char *s, size_t n);
 extern const policy_validator policy_builtin_validators[DET_N_BUILTIN];
+/* Phone, credit card and IBAN: one pass over a segment's digit clusters; emit returns -1
+ * to stop (out of memory). */
+typedef int (*policy_emit)(void *arg, unsigned det, size_t s, size_t e);
+int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg);
 /* generic_secret for a string whose JSON key is secret-like: the whole value. */
 int policy_secret_key_like(const char *k, size_t n);
 int policy_secret_value_ok(const char *v, size_t n);

@@ -1,8 +1,11 @@
 /* scan.c -- one Vectorscan block database per policy; one pass over a request's text.
  *
  * Every detector contributes patterns that find candidates with their leftmost start
- * (HS_FLAG_SOM_LEFTMOST); the validators then confirm and refine each distinct
- * (detector, start) once, using the longest end seen inside its segment. Patterns are kept
+ * (HS_FLAG_SOM_LEFTMOST) or just an end; the validators then confirm and refine each
+ * distinct (detector, start) once, using the longest end seen inside its segment. Phone,
+ * credit card, IBAN and SSN are the exception: digit character classes are slow in any
+ * automaton on digit-dense text, so they come from one hand-written digit-cluster pass
+ * (validate.c, policy_scan_digits) over the same text. Patterns are kept
  * short triggers where a detector needs more than a regex (a token is extended by code,
  * an IBAN is cut at its country's length), which keeps the database small and the pass
  * fast.
@@ -45,13 +48,9 @@ static const struct {
      "(?:password|passwd|pwd|secret|token|api[_\\-]?key|auth|credential|private[_\\-]?key|"
      "access[_\\-]?key)",
      SOM | HS_FLAG_CASELESS},
-    {DET_CREDIT_CARD, "\\b[0-9](?:[ \\-]?[0-9]){12,18}\\b", SOM},
-    {DET_IBAN, "\\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}", SOM},
-    {DET_US_SSN, "\\b[0-9]{3}-[0-9]{2}-[0-9]{4}\\b", SOM},
-    {DET_US_SSN, "\\b[0-9]{3} [0-9]{2} [0-9]{4}\\b", SOM},
     {DET_EMAIL, "[A-Za-z0-9_%+\\-]@[A-Za-z0-9\\-]{1,63}\\.[A-Za-z]{2}", SOM},
-    {DET_PHONE, "(?:\\+[0-9]|\\([0-9]|\\b[0-9])[0-9 ().\\-]{5,22}[0-9]", SOM},
-    {DET_IPV4, "\\b[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\b", SOM},
+    /* no start: the validator takes the whole dotted run around the end */
+    {DET_IPV4, "[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]", 0},
 };
 #define N_BUILTIN_PATTERNS (sizeof(builtin_patterns) / sizeof(*builtin_patterns))
 
@@ -145,7 +144,8 @@ int policy_scan_compile(struct policy *p, struct config_errors *errs)
     flags = calloc(n_pats, sizeof(*flags));
     ids = calloc(n_pats, sizeof(*ids));
     p->pat_det = calloc(n_pats, sizeof(*p->pat_det));
-    if (!exprs || !flags || !ids || !p->pat_det)
+    p->pat_som = calloc(n_pats, 1);
+    if (!exprs || !flags || !ids || !p->pat_det || !p->pat_som)
         goto oom;
     size_t k = 0;
     for (; k < N_BUILTIN_PATTERNS; k++) {
@@ -153,6 +153,7 @@ int policy_scan_compile(struct policy *p, struct config_errors *errs)
             goto oom;
         flags[k] = builtin_patterns[k].flags;
         p->pat_det[k] = builtin_patterns[k].det;
+        p->pat_som[k] = (flags[k] & SOM) != 0;
     }
     for (size_t i = 0; i < cfg->n_detectors; i++) {
         const struct config_detector *d = &cfg->detectors[i];
@@ -160,6 +161,7 @@ int policy_scan_compile(struct policy *p, struct config_errors *errs)
             if (!(exprs[k] = strdup(d->regex)))
                 goto oom;
             flags[k] = SOM;
+            p->pat_som[k] = 1;
             p->pat_det[k++] = (unsigned)(DET_N_BUILTIN + i);
             continue;
         }
@@ -170,6 +172,7 @@ int policy_scan_compile(struct policy *p, struct config_errors *errs)
                 goto fail;
             }
             flags[k] = SOM | HS_FLAG_CASELESS;
+            p->pat_som[k] = 1;
             p->pat_det[k++] = (unsigned)(DET_N_BUILTIN + i);
         }
     }
@@ -229,6 +232,8 @@ void policy_scan_free(struct policy *p)
             free(p->dets[i].placeholder);
     free(p->dets);
     free(p->pat_det);
+    free(p->pat_som);
+    p->pat_som = NULL;
     p->dets = NULL;
     p->pat_det = NULL;
     p->db = NULL;
@@ -269,7 +274,7 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
         c->cap = nc;
     }
     c->raw[c->n].det = c->p->pat_det[id];
-    c->raw[c->n].s = (size_t)from;
+    c->raw[c->n].s = c->p->pat_som[id] ? (size_t)from : (size_t)to;
     c->raw[c->n].e = (size_t)to;
     c->n++;
     return 0;
@@ -360,6 +365,20 @@ static int push_cand(struct pcand **v, size_t *n, size_t *cap, struct pcand c)
     return 0;
 }
 
+struct emit_ctx {
+    struct pcand **v;
+    size_t *n, *cap;
+    unsigned seg;
+    size_t base;
+};
+
+static int emit_cand(void *arg, unsigned det, size_t s, size_t e)
+{
+    struct emit_ctx *c = arg;
+    struct pcand cd = {.det = det, .seg = c->seg, .s = c->base + s, .e = c->base + e};
+    return push_cand(c->v, c->n, c->cap, cd);
+}
+
 int policy_scan(const struct policy *p, const struct pextract *x, struct pcand **out,
                 size_t *n_out, char *err, size_t errlen)
 {
@@ -395,15 +414,16 @@ int policy_scan(const struct policy *p, const struct pextract *x, struct pcand *
         size_t si = seg_of(x, c.raw[i].s);
         const struct pseg *sg = &x->segs[si];
         size_t e = 0;
-        for (size_t k = i; k < j; k++)
+        int inside = 0;
+        for (size_t k = i; k < j && !inside; k++)
             if (c.raw[k].e <= sg->dend) {
                 e = c.raw[k].e;
-                break;
+                inside = 1;
             }
         unsigned det = c.raw[i].det;
         size_t st = c.raw[i].s;
         i = j;
-        if (e <= st)
+        if (!inside)
             continue; /* every end crossed into the next segment */
         struct pcand cd = {.det = det, .seg = (unsigned)si, .s = st, .e = e};
         const struct pdetector *d = &p->dets[det];
@@ -416,6 +436,15 @@ int policy_scan(const struct policy *p, const struct pextract *x, struct pcand *
             cd.e = oe + sg->dstart;
         }
         if (push_cand(&cv, &nc, &capc, cd) < 0)
+            goto oom;
+    }
+    /* phone, credit card, IBAN: the digit-cluster pass, per segment */
+    struct emit_ctx ec = {&cv, &nc, &capc, 0, 0};
+    for (size_t i = 0; i < x->n_segs; i++) {
+        const struct pseg *sg = &x->segs[i];
+        ec.seg = (unsigned)i;
+        ec.base = sg->dstart;
+        if (policy_scan_digits(x->text + sg->dstart, sg->dend - sg->dstart, emit_cand, &ec) < 0)
             goto oom;
     }
     /* a string that is the value of a secret-like JSON key is a secret if it looks like one */
