@@ -190,7 +190,7 @@ static int audit_cost_cmd(int argc, char **argv)
     }
     memset(&total, 0, sizeof(total));
     if (!opts[2].set)
-        printf("%-24s %10s %14s %14s %14s %14s\n", bys[by], "requests", "input_tokens",
+        printf("%-24s %10s %14s %14s %14s %16s\n", bys[by], "requests", "input_tokens",
                "output_tokens", "cached_tokens", "usd");
     for (i = 0; i < n; i++) {
         struct audit_cost_row *r = &rows[i];
@@ -210,7 +210,7 @@ static int audit_cost_cmd(int argc, char **argv)
             cJSON_Delete(o);
         }
         else
-            printf("%-24s %10llu %14llu %14llu %14llu %14.6f\n", r->group,
+            printf("%-24s %10llu %14llu %14llu %14llu %16.8f\n", r->group,
                    (unsigned long long)r->requests, (unsigned long long)r->input_tokens,
                    (unsigned long long)r->output_tokens, (unsigned long long)r->cached_tokens,
                    r->usd);
@@ -221,7 +221,7 @@ static int audit_cost_cmd(int argc, char **argv)
         total.usd += r->usd;
     }
     if (!opts[2].set)
-        printf("%-24s %10llu %14llu %14llu %14llu %14.6f\n", "TOTAL",
+        printf("%-24s %10llu %14llu %14llu %14llu %16.8f\n", "TOTAL",
                (unsigned long long)total.requests, (unsigned long long)total.input_tokens,
                (unsigned long long)total.output_tokens, (unsigned long long)total.cached_tokens,
                total.usd);

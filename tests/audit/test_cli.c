@@ -177,7 +177,7 @@ static void test_show_cost_cli(void)
         const char *argv[] = {"airlock", "audit", "cost", dir, "--by", "key", NULL};
         CHECK_EQ_INT(run(argv, &out, &err), 0);
         CHECK(strstr(out, "requests") != NULL);
-        CHECK(strstr(out, "TOTAL") != NULL && strstr(out, "0.750000") != NULL);
+        CHECK(strstr(out, "TOTAL") != NULL && strstr(out, "0.75000000") != NULL);
         CHECK_EQ_INT(count_lines(out), 5);
         free(out);
         free(err);
