@@ -34,9 +34,9 @@
 /* Kept here rather than asked of policy: config must not depend on policy, and these
  * names are part of the external contract (SPEC §4), so they change rarely. */
 static const char *const builtin_detectors[] = {
-    "email",          "phone",       "credit_card",  "iban",          "us_ssn",
-    "ipv4",           "private_key", "aws_access_key", "github_token", "openai_key",
-    "anthropic_key",  "jwt",         "generic_secret", NULL,
+    "email",         "phone",       "credit_card",    "iban",         "us_ssn",
+    "ipv4",          "private_key", "aws_access_key", "github_token", "openai_key",
+    "anthropic_key", "jwt",         "generic_secret", NULL,
 };
 static const char *const detector_groups[] = {"pii", "secrets", NULL};
 
@@ -202,8 +202,7 @@ static char *expand(struct ld *l, yaml_node_t *n, const char *s, size_t len)
             }
             size_t nlen = (size_t)(close - (s + i + 2));
             char name[128];
-            int ok = nlen > 0 && nlen < sizeof name &&
-                     !(s[i + 2] >= '0' && s[i + 2] <= '9');
+            int ok = nlen > 0 && nlen < sizeof name && !(s[i + 2] >= '0' && s[i + 2] <= '9');
             for (size_t j = 0; ok && j < nlen; j++) {
                 char c = s[i + 2 + j];
                 ok = c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
@@ -324,8 +323,7 @@ static int num_of(struct ld *l, yaml_node_t *n, const char *what, double min, do
     if (!s)
         return -1;
     char *end = NULL;
-    double v = (s[0] == '-' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9')) ? strtod(s, &end)
-                                                                             : 0;
+    double v = (s[0] == '-' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9')) ? strtod(s, &end) : 0;
     int ok = end && end != s && *end == '\0' && isfinite(v);
     if (!ok)
         err(l, n, "%s must be a number, not '%.40s'", what, s);
@@ -444,8 +442,7 @@ static void check_readable(struct ld *l, yaml_node_t *n, const char *what, const
 {
     char eb[128];
     if (access(path, R_OK) != 0)
-        err(l, n, "%s '%.120s' cannot be read: %s", what, path,
-            strerror_r(errno, eb, sizeof eb));
+        err(l, n, "%s '%.120s' cannot be read: %s", what, path, strerror_r(errno, eb, sizeof eb));
 }
 
 /* read_file -- the whole regular file at path, at most `cap` bytes, NUL-terminated.
@@ -597,11 +594,10 @@ static void load_listen(struct ld *l, yaml_node_t *sec)
             int r = split_hostport(ls->address, &ls->host, &ls->port);
             if (r == -1)
                 err(l, map_get(l, m, "address"),
-                    "listen address '%.60s' must be HOST:PORT (IPv6 as [::1]:PORT)",
-                    ls->address);
+                    "listen address '%.60s' must be HOST:PORT (IPv6 as [::1]:PORT)", ls->address);
             else if (r == -2)
-                err(l, map_get(l, m, "address"),
-                    "invalid port in listen address '%.60s' (1-65535)", ls->address);
+                err(l, map_get(l, m, "address"), "invalid port in listen address '%.60s' (1-65535)",
+                    ls->address);
             else if (r == -3)
                 err(l, m, "out of memory");
             else
@@ -654,8 +650,8 @@ static int hex_decode32(const char *s, uint8_t out[32])
 
 static void load_keys(struct ld *l, yaml_node_t *sec)
 {
-    static const char *const allowed[] = {"name", "team", "key", "key_sha256",
-                                          "budget_usd_per_day", NULL};
+    static const char *const allowed[] = {"name", "team", "key", "key_sha256", "budget_usd_per_day",
+                                          NULL};
     struct config *cfg = l->cfg;
     cfg->auth = 1;
     if (!is_seq(sec)) {
@@ -798,8 +794,8 @@ static int valid_ident(const char *s)
 
 static void load_providers(struct ld *l, yaml_node_t *sec)
 {
-    static const char *const allowed[] = {"type", "zone", "base_url", "api_key", "ca_file",
-                                          "timeout_ms", "model", "threads", "context", NULL};
+    static const char *const allowed[] = {"type",       "zone",  "base_url", "api_key", "ca_file",
+                                          "timeout_ms", "model", "threads",  "context", NULL};
     static const char *const types[] = {"openai", "anthropic", "openai-compatible", "builtin",
                                         NULL};
     static const char *const zones[] = {"external", "internal", NULL};
@@ -865,20 +861,15 @@ static void load_providers(struct ld *l, yaml_node_t *sec)
         if (type == CONFIG_PROVIDER_BUILTIN) {
             p->zone = CONFIG_ZONE_INTERNAL;
             if (zone == 0)
-                err(l, zn, "provider '%.40s': a builtin provider is always zone internal",
-                    pname);
+                err(l, zn, "provider '%.40s': a builtin provider is always zone internal", pname);
             if (bn)
-                err(l, bn, "provider '%.40s': base_url is not used by a builtin provider",
-                    pname);
+                err(l, bn, "provider '%.40s': base_url is not used by a builtin provider", pname);
             if (an)
-                err(l, an, "provider '%.40s': api_key is not used by a builtin provider",
-                    pname);
+                err(l, an, "provider '%.40s': api_key is not used by a builtin provider", pname);
             if (cn)
-                err(l, cn, "provider '%.40s': ca_file is not used by a builtin provider",
-                    pname);
+                err(l, cn, "provider '%.40s': ca_file is not used by a builtin provider", pname);
             if (!mn)
-                err(l, m, "provider '%.40s': a builtin provider needs 'model: FILE.gguf'",
-                    pname);
+                err(l, m, "provider '%.40s': a builtin provider needs 'model: FILE.gguf'", pname);
             else
                 p->model_path = resolve(l, name_of(l, mn, "model"));
             opt_int(l, m, "threads", 0, 1024, &p->threads);
@@ -894,8 +885,7 @@ static void load_providers(struct ld *l, yaml_node_t *sec)
             if (!bn) {
                 err(l, m, "provider '%.40s': missing required field 'base_url'", pname);
             } else if ((p->base_url = str_of(l, bn, "base_url")) && parse_base_url(p) != 0) {
-                err(l, bn, "base_url '%.80s' must be http(s)://HOST[:PORT][/PATH]",
-                    p->base_url);
+                err(l, bn, "base_url '%.80s' must be http(s)://HOST[:PORT][/PATH]", p->base_url);
             }
             if (an) {
                 char *key = str_of(l, an, "api_key");
@@ -953,8 +943,8 @@ static void load_models(struct ld *l, yaml_node_t *sec)
         md->name = req_str(l, m, "name", "models entry");
         md->provider = req_str(l, m, "provider", "models entry");
         yaml_node_t *un = map_get(l, m, "upstream_model");
-        md->upstream_model = un ? name_of(l, un, "upstream_model")
-                                : (md->name ? strdup(md->name) : NULL);
+        md->upstream_model =
+            un ? name_of(l, un, "upstream_model") : (md->name ? strdup(md->name) : NULL);
         if (md->provider) {
             const struct config_provider *p = config_provider_find(cfg, md->provider);
             if (!p)
@@ -1154,8 +1144,9 @@ static void load_rule_then(struct ld *l, struct config_rule *r, yaml_node_t *t)
     if (action == CONFIG_ACTION_BLOCK || action == CONFIG_ACTION_ALLOW) {
         yaml_node_t *extra = pn ? pn : mn ? mn : dn;
         if (extra)
-            err(l, extra, "rule '%.40s': provider, model and detectors are only used by "
-                          "route and redact",
+            err(l, extra,
+                "rule '%.40s': provider, model and detectors are only used by "
+                "route and redact",
                 rn);
         return;
     }
@@ -1163,22 +1154,20 @@ static void load_rule_then(struct ld *l, struct config_rule *r, yaml_node_t *t)
         err(l, dn, "rule '%.40s': detectors is only used by redact", rn);
     if (action == CONFIG_ACTION_ROUTE && !mn)
         err(l, t, "rule '%.40s': route needs 'model' (a name from models)", rn);
-    if (pn && (r->provider = name_of(l, pn, "provider")) &&
-        !config_provider_find(cfg, r->provider))
+    if (pn && (r->provider = name_of(l, pn, "provider")) && !config_provider_find(cfg, r->provider))
         err(l, pn, "rule '%.40s': unknown provider '%.40s'", rn, r->provider);
     if (mn && (r->model = name_of(l, mn, "model"))) {
         const struct config_model *md = config_model_find(cfg, r->model);
         if (!md)
             err(l, mn, "rule '%.40s': unknown model '%.40s'", rn, r->model);
         else if (r->provider && md->provider && strcmp(md->provider, r->provider) != 0)
-            err(l, pn, "rule '%.40s': model '%.40s' is served by provider '%.40s', not '%.40s'",
-                rn, r->model, md->provider, r->provider);
+            err(l, pn, "rule '%.40s': model '%.40s' is served by provider '%.40s', not '%.40s'", rn,
+                r->model, md->provider, r->provider);
     }
     if (action == CONFIG_ACTION_REDACT) {
         if (!dn)
             err(l, t, "rule '%.40s': redact needs 'detectors' (names or groups)", rn);
-        else if (str_list(l, dn, "detectors", &r->redact_detectors, &r->n_redact_detectors) ==
-                 0)
+        else if (str_list(l, dn, "detectors", &r->redact_detectors, &r->n_redact_detectors) == 0)
             check_detector_names(l, dn, r->redact_detectors, r->n_redact_detectors);
     }
 }
@@ -1223,16 +1212,15 @@ static void load_rules(struct ld *l, yaml_node_t *sec)
         cfg->n_rules++;
         yaml_node_t *in = map_get(l, m, "if");
         if (in && !is_map(in)) {
-            err(l, in, "rule '%.40s': if must be a mapping of conditions",
-                r->name ? r->name : "?");
+            err(l, in, "rule '%.40s': if must be a mapping of conditions", r->name ? r->name : "?");
         } else if (in) {
             map_check(l, in, "if", if_allowed);
             yaml_node_t *x;
             if ((x = map_get(l, in, "detected")) &&
                 str_list(l, x, "detected", &r->detected, &r->n_detected) == 0)
                 check_detector_names(l, x, r->detected, r->n_detected);
-            if ((x = map_get(l, in, "key")) &&
-                str_list(l, x, "key", &r->keys, &r->n_keys) == 0 && cfg->auth) {
+            if ((x = map_get(l, in, "key")) && str_list(l, x, "key", &r->keys, &r->n_keys) == 0 &&
+                cfg->auth) {
                 for (size_t i = 0; i < r->n_keys; i++) {
                     int found = 0;
                     for (size_t j = 0; j < cfg->n_keys; j++)
@@ -1267,8 +1255,8 @@ static void load_rules(struct ld *l, yaml_node_t *sec)
 
 static void load_audit(struct ld *l, yaml_node_t *sec)
 {
-    static const char *const allowed[] = {"dir", "signing_key", "seal_to", "sync", "on_failure",
-                                          NULL};
+    static const char *const allowed[] = {"dir",  "signing_key", "seal_to",
+                                          "sync", "on_failure",  NULL};
     static const char *const syncs[] = {"batch", "always", "none", NULL};
     static const char *const fails[] = {"refuse", "allow", NULL};
     struct config_audit *a = &l->cfg->audit;
@@ -1301,10 +1289,9 @@ static void load_audit(struct ld *l, yaml_node_t *sec)
 
 static void load_limits(struct ld *l, yaml_node_t *sec)
 {
-    static const char *const allowed[] = {"max_body_bytes",    "max_header_bytes",
-                                          "max_connections",   "header_timeout_ms",
-                                          "idle_timeout_ms",   "upstream_timeout_ms",
-                                          "engine_queue",      NULL};
+    static const char *const allowed[] = {
+        "max_body_bytes",  "max_header_bytes",    "max_connections", "header_timeout_ms",
+        "idle_timeout_ms", "upstream_timeout_ms", "engine_queue",    NULL};
     struct config_limits *lim = &l->cfg->limits;
     if (!is_map(sec)) {
         err(l, sec, "limits must be a mapping");
@@ -1553,8 +1540,8 @@ static void yaml_error(struct ld *l, const yaml_parser_t *parser, const char *te
         return;
     }
     snprintf(it->message, sizeof it->message, "YAML syntax error: %s%s%s",
-             parser->problem ? parser->problem : "unknown problem",
-             parser->context ? " " : "", parser->context ? parser->context : "");
+             parser->problem ? parser->problem : "unknown problem", parser->context ? " " : "",
+             parser->context ? parser->context : "");
 }
 
 /* check_depth -- an event pass that stops at CONFIG_MAX_DEPTH nested collections or
@@ -1622,8 +1609,7 @@ int config_load_text(const char *name, const char *text, size_t len, const char 
         return -1;
     }
     if (len > CONFIG_MAX_FILE) {
-        err(&l, NULL, "configuration too large (%zu bytes; the limit is %u)", len,
-            CONFIG_MAX_FILE);
+        err(&l, NULL, "configuration too large (%zu bytes; the limit is %u)", len, CONFIG_MAX_FILE);
         return -1;
     }
     if (!(l.cfg = calloc(1, sizeof *l.cfg)) || !(l.cfg->path = strdup(errs->file))) {
@@ -1735,8 +1721,7 @@ size_t config_errors_format(const struct config_errors *errs, char *buf, size_t 
         const struct config_error *e = &errs->items[i];
         int w;
         if (e->line > 0)
-            w = snprintf(buf + off, cap - off, "%s:%d:%d: %s\n", file, e->line, e->col,
-                         e->message);
+            w = snprintf(buf + off, cap - off, "%s:%d:%d: %s\n", file, e->line, e->col, e->message);
         else
             w = snprintf(buf + off, cap - off, "%s: %s\n", file, e->message);
         if (w < 0)
@@ -1744,8 +1729,8 @@ size_t config_errors_format(const struct config_errors *errs, char *buf, size_t 
         off += (size_t)w;
     }
     if (errs->dropped > 0 && off < cap - 1) {
-        int w = snprintf(buf + off, cap - off, "%s: ... and %zu more problems\n", file,
-                         errs->dropped);
+        int w =
+            snprintf(buf + off, cap - off, "%s: ... and %zu more problems\n", file, errs->dropped);
         if (w > 0)
             off += (size_t)w;
     }

@@ -269,8 +269,7 @@ static void test_full_config(void)
     CHECK_EQ_STR(m->provider, "openai");
     CHECK_EQ_STR(c->providers[m->provider_index].name, "openai");
     CHECK_EQ_STR(m->upstream_model, "gpt-4o");
-    CHECK(m->input_per_mtok == 2.5 && m->output_per_mtok == 10 &&
-          m->cached_input_per_mtok == 1.25);
+    CHECK(m->input_per_mtok == 2.5 && m->output_per_mtok == 10 && m->cached_input_per_mtok == 1.25);
     m = config_model_find(c, "smart");
     REQUIRE(m);
     CHECK_EQ_STR(m->upstream_model, "claude-sonnet-4");
@@ -373,8 +372,7 @@ static void test_errors_structure(void)
     EXPECT_ERR("listen:\n  address: 127.0.0.1:8080\n", 2, 3, "listen must be a list");
     EXPECT_ERR("listen:\n  - address: 127.0.0.1:8080\n    port: 1\n", 3, 5,
                "unknown key 'port' in listen entry (allowed: address, tls)");
-    EXPECT_ERR("listen:\n  - tls: {cert: a, key: b}\n", 2, 5,
-               "missing required field 'address'");
+    EXPECT_ERR("listen:\n  - tls: {cert: a, key: b}\n", 2, 5, "missing required field 'address'");
     EXPECT_ERR("audit: {dir: a, dir: b}\n", 1, 17, "duplicate key 'dir' in audit");
     EXPECT_ERR("rules:\n  - name: x\n    if: {detected: email}\n", 2, 5,
                "rule 'x': missing required field 'then'");
@@ -415,8 +413,7 @@ static void test_errors_keys(void)
     EXPECT_ERR("keys:\n  - name: a\n    team: t\n", 2, 5, "'key' or 'key_sha256'");
     EXPECT_ERR("keys:\n  - {name: a, key: k1}\n  - {name: a, key: k2}\n", 3, 5,
                "duplicate key name 'a' (first at line 2)");
-    EXPECT_ERR("keys:\n  - {name: a, key: k1}\n  - {name: b, key: k1}\n", 3, 5,
-               "same key as 'a'");
+    EXPECT_ERR("keys:\n  - {name: a, key: k1}\n  - {name: b, key: k1}\n", 3, 5, "same key as 'a'");
     EXPECT_ERR("keys:\n  - {name: a, key: k1, budget_usd_per_day: lots}\n", 2, 44,
                "budget_usd_per_day must be a number");
     EXPECT_ERR("keys: {a: 1}\n", 1, 7, "keys must be a list");
@@ -426,8 +423,7 @@ static void test_errors_providers(void)
 {
     EXPECT_ERR("providers:\n  p: {type: gemini, base_url: 'https://x'}\n", 2, 13,
                "type must be one of openai, anthropic, openai-compatible, builtin");
-    EXPECT_ERR("providers:\n  p: {base_url: 'https://x'}\n", 2, 6,
-               "missing required field 'type'");
+    EXPECT_ERR("providers:\n  p: {base_url: 'https://x'}\n", 2, 6, "missing required field 'type'");
     EXPECT_ERR("providers:\n  p: {type: openai}\n", 2, 6, "missing required field 'base_url'");
     EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'api.openai.com'}\n", 2, 31,
                "must be http(s)://HOST[:PORT][/PATH]");
@@ -449,24 +445,23 @@ static void test_errors_providers(void)
     EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h'}\n  p: {type: openai, "
                "base_url: 'https://h'}\n",
                3, 3, "duplicate key 'p' in providers");
-    EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', timeout_ms: -5}\n", 2,
-               56, "timeout_ms must be between");
+    EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', timeout_ms: -5}\n", 2, 56,
+               "timeout_ms must be between");
     EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', timeout_ms: 5s}\n", 2, 56,
                "timeout_ms must be an integer");
-    EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', ca_file: none.pem}\n", 2,
-               53, "ca_file");
+    EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', ca_file: none.pem}\n", 2, 53,
+               "ca_file");
     EXPECT_ERR("providers: [a]\n", 1, 12, "providers must be a mapping");
     EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', apikey: x}\n", 2, 44,
                "unknown key 'apikey' in provider (allowed: type, zone, base_url, api_key");
 }
 
-static const char prov[] =
-    "providers:\n"
-    "  p: {type: openai, base_url: 'https://h/v1'}\n"
-    "  loc: {type: builtin, model: m.gguf}\n"
-    "models:\n"
-    "  - {name: m1, provider: p}\n"
-    "  - {name: m2, provider: loc}\n";
+static const char prov[] = "providers:\n"
+                           "  p: {type: openai, base_url: 'https://h/v1'}\n"
+                           "  loc: {type: builtin, model: m.gguf}\n"
+                           "models:\n"
+                           "  - {name: m1, provider: p}\n"
+                           "  - {name: m2, provider: loc}\n";
 
 static void expect_after_prov(const char *tail, int line, int col, const char *sub)
 {
@@ -512,8 +507,8 @@ static void test_errors_models_rules(void)
     expect_after_prov("rules:\n  - name: r\n    if: {zone: everywhere}\n    then: {action: "
                       "block}\n",
                       9, 16, "zone must be one of external, internal");
-    expect_after_prov("rules:\n  - name: r\n    if: {user: x}\n    then: {action: block}\n", 9,
-                      10, "unknown key 'user' in if (allowed: detected, key, team, model, zone)");
+    expect_after_prov("rules:\n  - name: r\n    if: {user: x}\n    then: {action: block}\n", 9, 10,
+                      "unknown key 'user' in if (allowed: detected, key, team, model, zone)");
     expect_after_prov("rules:\n  - {name: r, then: {action: allow}}\n  - {name: r, then: "
                       "{action: allow}}\n",
                       9, 12, "duplicate rule name 'r' (first at line 8)");
@@ -522,8 +517,8 @@ static void test_errors_models_rules(void)
     expect_after_prov("keys: [{name: alice, key: k}]\nrules:\n  - name: r\n    if: {key: [alice, "
                       "mallory]}\n    then: {action: block}\n",
                       10, 23, "unknown key name 'mallory'");
-    expect_after_prov("rules:\n  - name: r\n    if: {detected: []}\n    then: {action: block}\n",
-                      9, 20, "must not be an empty list");
+    expect_after_prov("rules:\n  - name: r\n    if: {detected: []}\n    then: {action: block}\n", 9,
+                      20, "must not be an empty list");
     /* a valid route and redact with provider and group names load */
     char text[2048];
     snprintf(text, sizeof text,
@@ -550,8 +545,7 @@ static void test_errors_detectors_audit_limits(void)
                "duplicate detector name 'd'");
     EXPECT_ERR("detectors:\n  - {name: d}\n", 2, 5, "exactly one of regex, keywords");
     EXPECT_ERR("detectors:\n  - {name: d, regex: x, keywords: [y]}\n", 2, 5, "exactly one of");
-    EXPECT_ERR("detectors:\n  - {name: d, keywords_file: missing.txt}\n", 2, 30,
-               "keywords_file");
+    EXPECT_ERR("detectors:\n  - {name: d, keywords_file: missing.txt}\n", 2, 30, "keywords_file");
     EXPECT_ERR("detectors:\n  - {name: 'a b', regex: x}\n", 2, 12, "may only contain");
     write_file("empty_kw.txt", "# nothing\n\n", 11);
     EXPECT_ERR("detectors:\n  - {name: d, keywords_file: empty_kw.txt}\n", 2, 30,
@@ -708,8 +702,8 @@ static void test_hostile_input(void)
     /* a recursive alias must not loop */
     EXPECT_ERR("rules: &a [*a]\n", 1, 8, "aliases");
     /* aliases would let a small file expand into a huge tree */
-    EXPECT_ERR("detectors:\n  - {name: a, keywords: &k [x, y]}\n  - {name: b, keywords: *k}\n",
-               2, 25, "anchors and aliases");
+    EXPECT_ERR("detectors:\n  - {name: a, keywords: &k [x, y]}\n  - {name: b, keywords: *k}\n", 2,
+               25, "anchors and aliases");
     EXPECT_ERR("rules: []\n---\nrules: []\n", 0, 0, "only one YAML document");
     EXPECT_ERR("rules: []\n---\n[\n", 4, 1, "YAML syntax error");
     /* encoding problems are placed by their byte offset */
