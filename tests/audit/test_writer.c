@@ -1,5 +1,6 @@
 /* test_writer.c -- the audit writer: framing, chain, checkpoints, rotation, group
  * commit, torn-tail recovery, disk full, key handling. */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -633,6 +634,186 @@ static void test_disk_full_allow(void)
     free(dir);
 }
 
+/* Write-ahead under a crash: a child appends from 4 threads and reports each record
+ * whose callback said durable; it is SIGKILLed mid-stream. After reopening, every
+ * reported record is in the log and the log verifies. */
+struct crash_arg {
+    struct audit *a;
+    int fd, thread;
+};
+
+static void *crash_thread(void *p)
+{
+    struct crash_arg *c = p;
+    char meta[64], blob[700];
+    int i;
+
+    memset(blob, 'c', sizeof(blob));
+    for (i = 0;; i++) {
+        struct waiter w;
+        struct audit_blob b = {"outbound", blob, sizeof(blob)};
+        uint32_t id = (uint32_t)(c->thread << 20 | i);
+        snprintf(meta, sizeof(meta), "{\"id\":\"%08x\"}", id);
+        waiter_init(&w);
+        if (audit_append(c->a, "request", meta, &b, 1, waiter_cb, &w) != 0)
+            _exit(20);
+        waiter_wait(&w, 1);
+        if (w.ok != 1)
+            _exit(21);
+        if (write(c->fd, &id, 4) != 4)
+            _exit(22);
+        waiter_deinit(&w);
+    }
+    return NULL;
+}
+
+struct id_set {
+    uint32_t *ids;
+    size_t n, cap;
+};
+
+static int collect_ids(void *ud, const struct audit_rec *rec, const struct audit_walk_ctx *ctx)
+{
+    struct id_set *s = ud;
+    struct audit_body b;
+    const char *why;
+    unsigned int id;
+
+    (void)ctx;
+    if (rec->type != 2 || audit_body_parse(rec->body, rec->body_len, &b, &why) != 0 ||
+        sscanf(b.meta, "{\"id\":\"%8x", &id) != 1)
+        return 0;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 1024;
+        s->ids = realloc(s->ids, s->cap * sizeof(*s->ids));
+    }
+    s->ids[s->n++] = id;
+    return 0;
+}
+
+static void test_crash_keeps_acknowledged_records(void)
+{
+    char *dir = tmp_dir("crash");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit_report rep;
+    struct id_set set = {NULL, 0, 0};
+    uint32_t acked[20000];
+    size_t n_acked = 0, i, j;
+    char err[256];
+    int pfd[2], status, missing = 0;
+    pid_t pid;
+
+    REQUIRE(dir);
+    REQUIRE(pipe(pfd) == 0);
+    setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "65536", 1);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct audit *a = NULL;
+        struct crash_arg args[4];
+        pthread_t th[4];
+        close(pfd[0]);
+        log_set_level(LOG_ERROR + 1);
+        if (audit_open(&cfg, &a, err, sizeof(err)) != 0)
+            _exit(10);
+        for (i = 0; i < 4; i++) {
+            args[i].a = a;
+            args[i].fd = pfd[1];
+            args[i].thread = (int)i;
+            pthread_create(&th[i], NULL, crash_thread, &args[i]);
+        }
+        for (;;)
+            pause();
+    }
+    unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
+    close(pfd[1]);
+    while (n_acked < 300) {
+        uint32_t id;
+        if (read(pfd[0], &id, 4) != 4)
+            break;
+        acked[n_acked++] = id;
+    }
+    kill(pid, SIGKILL);
+    while (n_acked < sizeof(acked) / sizeof(acked[0])) { /* acks in flight when killed */
+        uint32_t id;
+        if (read(pfd[0], &id, 4) != 4)
+            break;
+        acked[n_acked++] = id;
+    }
+    close(pfd[0]);
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status));
+    REQUIRE(n_acked >= 300);
+
+    {
+        struct audit *a = NULL;
+        log_set_level(LOG_ERROR);
+        REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+        log_set_level(LOG_WARN);
+        audit_close(a);
+    }
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    REQUIRE(audit_walk_dir(dir, NULL, collect_ids, &set, &rep, err, sizeof(err)) == 0);
+    for (i = 0; i < n_acked; i++) {
+        for (j = 0; j < set.n; j++)
+            if (set.ids[j] == acked[i])
+                break;
+        if (j == set.n)
+            missing++;
+    }
+    CHECK_EQ_INT(missing, 0);
+    CHECK(set.n >= n_acked);
+    free(set.ids);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A crash while rotating leaves a new segment with a partial start record (or none):
+ * it is set aside and the segment is made again, chained to the previous one. */
+static void test_crash_during_rotation(void)
+{
+    char *dir = tmp_dir("rotcrash");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char err[256], p3[1024], p2[1024], broken[1100];
+    uint8_t *buf;
+    size_t len;
+    int nseg;
+
+    REQUIRE(dir);
+    setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "4096", 1);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    CHECK(append_n(a, 20, 0, 300) == 0);
+    audit_close(a);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    REQUIRE(rep.segments >= 3);
+    nseg = (int)rep.segments;
+    /* make the last segment look like a rotation that died after 30 bytes */
+    seg_file(p3, sizeof(p3), dir, (uint32_t)nseg);
+    buf = read_file(p3, &len);
+    REQUIRE(buf && len > 30);
+    REQUIRE(write_file(p3, buf, 30) == 0);
+    /* and the one before it ends at its rotation checkpoint, as a rotation leaves it */
+    seg_file(p2, sizeof(p2), dir, (uint32_t)nseg - 1);
+    log_set_level(LOG_ERROR);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    log_set_level(LOG_WARN);
+    CHECK(append_n(a, 2, 100, 10) == 0);
+    audit_close(a);
+    unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
+    snprintf(broken, sizeof(broken), "%s.broken", p3);
+    CHECK(file_exists(broken));
+    CHECK(file_exists(p3));
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(rep.segments, nseg);
+    free(buf);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -649,5 +830,7 @@ int main(void)
     RUN(test_configured_signing_key);
     RUN(test_time_checkpoint);
     RUN(test_disk_full_allow);
+    RUN(test_crash_keeps_acknowledged_records);
+    RUN(test_crash_during_rotation);
     return harness_done();
 }
