@@ -14,6 +14,9 @@
  *    at least two character classes, among the first three tokens after a secret-like
  *    word on the same line (or the whole value of a JSON key that is secret-like). */
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,8 +389,19 @@ static int v_ipv4(const char *t, size_t n, size_t s, size_t e, size_t *os, size_
 
 /* ---- private key ---- */
 
+/* The trigger is "PRIVATE KEY-----"; the armour line starts with "-----BEGIN" and has only
+ * upper-case words between (RSA, EC, DSA, OPENSSH, ENCRYPTED, none). */
 static int v_private_key(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
+    size_t lab = e - 16, k = lab;
+    for (;;) {
+        if (k >= 10 && memcmp(t + k - 10, "-----BEGIN", 10) == 0 && (k == lab || t[k] == ' '))
+            break;
+        if (k == 0 || lab - k >= 48 || !(is_upper(t[k - 1]) || is_digit(t[k - 1]) || t[k - 1] == ' '))
+            return 0;
+        k--;
+    }
+    s = k - 10;
     const char *endm = memmem(t + e, n - e, "-----END ", 9);
     size_t end = n;
     if (endm) {
@@ -422,7 +436,9 @@ static int mixed(const char *s, size_t n)
 
 static int v_aws(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
-    (void)n;
+    s = e - 20;
+    if (is_alnum(before(t, s)) || is_alnum(at(t, n, e)))
+        return 0;
     size_t same = 0;
     for (size_t i = s + 5; i < e; i++)
         same += t[i] == t[s + 4];
@@ -435,6 +451,8 @@ static int v_aws(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t
 
 static int v_github(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
+    /* ghX_ + 36, or github_pat_ + 22 + _ + 59 */
+    s = e >= 93 && memcmp(t + e - 93, "github_pat_", 11) == 0 ? e - 93 : e - 40;
     if (is_tok(at(t, n, e)) || is_tok(before(t, s)))
         return 0;
     size_t b = t[s + 2] == '_' ? s + 4 : s + 11;
@@ -452,7 +470,7 @@ static int v_github(const char *t, size_t n, size_t s, size_t e, size_t *os, siz
 
 static int v_openai(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
-    (void)e;
+    s = e - 23; /* "sk-" + 20 */
     if (is_tok(before(t, s)) || (n - s >= 7 && memcmp(t + s, "sk-ant-", 7) == 0))
         return 0;
     size_t b = s + 3;
@@ -474,6 +492,13 @@ static int v_openai(const char *t, size_t n, size_t s, size_t e, size_t *os, siz
 
 static int v_anthropic(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
+    /* trigger: sk-ant-api03- or sk-ant-admin01- then 8 token characters */
+    if (e >= 21 && memcmp(t + e - 21, "sk-ant-", 7) == 0)
+        s = e - 21;
+    else if (e >= 23 && memcmp(t + e - 23, "sk-ant-", 7) == 0)
+        s = e - 23;
+    else
+        return 0;
     if (is_tok(before(t, s)))
         return 0;
     const char *dash = memchr(t + s + 7, '-', e - s - 7);
@@ -524,6 +549,17 @@ static int b64url_decode(const char *s, size_t n, char *out, size_t cap, size_t 
 
 static int v_jwt(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
+    /* the trigger ends after the second '.': walk back over payload and header */
+    s = e - 1;
+    while (s > 0 && is_tok(t[s - 1]))
+        s--;
+    if (s == 0 || t[s - 1] != '.')
+        return 0;
+    s--;
+    while (s > 0 && is_tok(t[s - 1]))
+        s--;
+    if (e - s < 3 || memcmp(t + s, "eyJ", 3) != 0)
+        return 0;
     if (is_tok(before(t, s)))
         return 0;
     const char *d1 = memchr(t + s, '.', e - s);
@@ -735,6 +771,20 @@ int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg)
 {
     size_t i = 0;
     while (i < n) {
+#ifdef __SSE2__
+        {
+            const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
+            while (i + 16 <= n) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
+                int m = _mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi)));
+                if (m) {
+                    i += (size_t)__builtin_ctz((unsigned)m);
+                    break;
+                }
+                i += 16;
+            }
+        }
+#endif
         while (i + 8 <= n) {
             uint64_t x;
             memcpy(&x, t + i, 8);
