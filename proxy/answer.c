@@ -16,6 +16,7 @@
 #include "proxy/proxy_int.h"
 
 #define WRITE_LIT(r, lit) proxy_conn_stream_write((r), (lit), sizeof(lit) - 1)
+#define WRITE_FINAL(r, lit) proxy_conn_stream_write_final((r), (lit), sizeof(lit) - 1)
 
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
 {
@@ -142,7 +143,7 @@ static int relay_openai_event(struct proxy_req *r, const char *raw, size_t raw_l
     int has_usage = dlen > 0 && memmem(data, dlen, "\"usage\":{", 9) != NULL;
 
     if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        proxy_conn_stream_write(r, raw, raw_len);
+        proxy_conn_stream_write_final(r, raw, raw_len);
         return 0;
     }
     if (!has_usage && !restoring(r)) {
@@ -248,6 +249,10 @@ static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t ra
             proxy_conn_stream_write(r, raw, raw_len);
         }
         cJSON_Delete(j);
+        return 0;
+    }
+    if (EV("message_stop") || EV("error")) {
+        proxy_conn_stream_write_final(r, raw, raw_len);
         return 0;
     }
 #undef EV
@@ -551,12 +556,12 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
             cJSON_AddNumberToObject(u, "output_tokens", res->completion_tokens);
             proxy_write_event_json(r, "message_delta", j);
             cJSON_Delete(j);
-            WRITE_LIT(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+            WRITE_FINAL(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         } else {
             engine_openai_chunk(r, NULL, 0, fin, 0);
             if (r->include_usage_asked)
                 engine_openai_chunk(r, NULL, 0, NULL, 1);
-            WRITE_LIT(r, "data: [DONE]\n\n");
+            WRITE_FINAL(r, "data: [DONE]\n\n");
         }
         proxy_conn_stream_end(r);
         proxy_req_finish(r);

@@ -72,9 +72,11 @@ struct proxy_req *proxy_req_new(struct proxy_conn *c)
     snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
     r->up_bytes = evbuffer_new();
     r->client_bytes = evbuffer_new();
+    r->held = evbuffer_new();
+    r->hold = c->px->audit != NULL;
     len = evbuffer_get_length(c->body);
     r->body = malloc(len + 1);
-    if (!r->up_bytes || !r->client_bytes || !r->body) {
+    if (!r->up_bytes || !r->client_bytes || !r->held || !r->body) {
         proxy_req_unref(r);
         return NULL;
     }
@@ -116,6 +118,8 @@ void proxy_req_unref(struct proxy_req *r)
         evbuffer_free(r->up_bytes);
     if (r->client_bytes)
         evbuffer_free(r->client_bytes);
+    if (r->held)
+        evbuffer_free(r->held);
     if (r->snap)
         proxy_snap_unref(r->snap);
     free(r);
@@ -219,7 +223,7 @@ void proxy_req_stream_error(struct proxy_req *r, const char *message)
     }
     n = evbuffer_get_length(ev);
     flat = (char *)evbuffer_pullup(ev, -1);
-    proxy_conn_stream_write(r, flat, n);
+    proxy_conn_stream_write_final(r, flat, n);
     proxy_conn_stream_end(r);
     evbuffer_free(ev);
     free(body);
@@ -285,11 +289,47 @@ static char *response_meta(struct proxy_req *r)
     return s;
 }
 
+/* the answer's record is durable (or there is none): let the client have the
+ * end of its answer and go on with the connection's next request */
+static void req_complete(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->conn;
+
+    proxy_conn_flush_held(r);
+    if (c) {
+        c->req = NULL;
+        r->conn = NULL;
+        proxy_conn_request_done(c);
+        proxy_req_unref(r); /* the connection's reference */
+    }
+}
+
+static void response_durable_loop(void *arg, int status, char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)data;
+    (void)len;
+    if (status < 0)
+        log_error("request %s: the response record could not be written to the audit log",
+                  r->id);
+    req_complete(r);
+    proxy_req_unref(r); /* the audit's reference */
+}
+
+static void response_durable(void *ud, int status)
+{
+    struct proxy_req *r = ud;
+
+    if (proxy_mailbox_post(r->px->mbox, response_durable_loop, r, status, NULL, 0) < 0)
+        log_error("request %s: mailbox post failed", r->id);
+}
+
 void proxy_req_finish(struct proxy_req *r)
 {
     struct proxy *px = r->px;
-    struct proxy_conn *c = r->conn;
     char route[256];
+    int appended = 0;
 
     if (r->response_logged)
         return;
@@ -315,9 +355,15 @@ void proxy_req_finish(struct proxy_req *r)
         blobs[n].len = evbuffer_get_length(r->client_bytes);
         blobs[n].data = blobs[n].len ? (const void *)evbuffer_pullup(r->client_bytes, -1) : (const void *)"";
         n++;
-        if (!meta || audit_append(px->audit, "response", meta, blobs, n, NULL, NULL) < 0)
+        proxy_req_ref(r);
+        if (!meta ||
+            audit_append(px->audit, "response", meta, blobs, n, response_durable, r) < 0) {
+            proxy_req_unref(r);
             log_error("request %s: the response record could not be queued to the audit log",
                       r->id);
+        } else {
+            appended = 1;
+        }
         free(meta);
     }
     if (r->prov && r->model)
@@ -327,12 +373,8 @@ void proxy_req_finish(struct proxy_req *r)
     if (r->api != PROXY_API_NONE || r->status != 200)
         proxy_metrics_request(&px->metrics, route, verdict_name(r), r->status,
                               proxy_req_elapsed(r));
-    if (c) {
-        c->req = NULL;
-        r->conn = NULL;
-        proxy_conn_request_done(c);
-        proxy_req_unref(r); /* the connection's reference */
-    }
+    if (!appended)
+        req_complete(r);
 }
 
 void proxy_req_client_gone(struct proxy_req *r)

@@ -213,6 +213,11 @@ void proxy_conn_reply(struct proxy_req *req, int status, const char *content_typ
 void proxy_conn_stream_start(struct proxy_req *req, int status, const char *content_type);
 void proxy_conn_stream_write(struct proxy_req *req, const char *data, size_t len);
 void proxy_conn_stream_end(struct proxy_req *req);
+/* the last event(s) of a stream ([DONE], message_stop, an error event): held
+ * until the response record is durable */
+void proxy_conn_stream_write_final(struct proxy_req *req, const char *data, size_t len);
+/* write what was held (the record is durable, or there is none) */
+void proxy_conn_flush_held(struct proxy_req *req);
 const char *proxy_conn_header(const struct proxy_conn *c, const char *lname);
 
 /* ---- requests (pipeline.c) ---- */
@@ -269,6 +274,15 @@ struct proxy_req {
     int engine_prompt_tokens, engine_completion_tokens;
     char *finish_reason;
     int sent_role;       /* builtin OpenAI stream: role chunk sent */
+    /* write-behind of the answer's end: the final bytes reach the client only once
+     * the response record is durable, so a crash never loses the record of an
+     * answer the client received (SPEC §5.2, §5.5) */
+    int hold;            /* hold the final bytes (audit on) */
+    struct evbuffer *held;
+    int held_reply;      /* a whole non-streamed reply is held */
+    int held_status;
+    char held_ctype[64];
+    int held_end;        /* the chunked terminator is held */
     /* answering across formats (translate.c) */
     int tr_started;      /* the client's opening event(s) were sent */
     int tr_finished;     /* the client's closing event(s) were sent */

@@ -241,6 +241,13 @@ void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
     evbuffer_add(r->client_bytes, body, len);
     if (!r->conn)
         return;
+    if (r->hold && r->held) {
+        r->held_reply = 1;
+        r->held_status = status;
+        snprintf(r->held_ctype, sizeof(r->held_ctype), "%s", content_type);
+        evbuffer_add(r->held, body, len);
+        return;
+    }
     r->conn->chunked = 0;
     write_head(r, status, content_type, (long)len);
     evbuffer_add(bufferevent_get_output(r->conn->bev), body, len);
@@ -280,7 +287,51 @@ void proxy_conn_stream_end(struct proxy_req *r)
     r->resp_done = 1;
     if (!r->conn)
         return;
+    if (r->hold && r->held) {
+        r->held_end = 1;
+        return;
+    }
     evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
+}
+
+void proxy_conn_stream_write_final(struct proxy_req *r, const char *data, size_t len)
+{
+    if (!r->hold || !r->held || !r->conn) {
+        proxy_conn_stream_write(r, data, len);
+        return;
+    }
+    evbuffer_add(r->client_bytes, data, len);
+    evbuffer_add(r->held, data, len);
+}
+
+void proxy_conn_flush_held(struct proxy_req *r)
+{
+    struct evbuffer *out;
+    size_t n;
+
+    if (!r->held || !r->conn) {
+        r->hold = 0;
+        return;
+    }
+    r->hold = 0;
+    n = evbuffer_get_length(r->held);
+    out = bufferevent_get_output(r->conn->bev);
+    if (r->held_reply) {
+        r->conn->chunked = 0;
+        write_head(r, r->held_status, r->held_ctype, (long)n);
+        evbuffer_add_buffer(out, r->held);
+        r->conn->px->metrics.bytes_out += n;
+    } else {
+        if (n) {
+            evbuffer_add_printf(out, "%zx\r\n", n);
+            evbuffer_add_buffer(out, r->held);
+            evbuffer_add(out, "\r\n", 2);
+            r->conn->px->metrics.bytes_out += n;
+        }
+        if (r->held_end)
+            evbuffer_add(out, "0\r\n\r\n", 5);
+    }
+    r->held_reply = r->held_end = 0;
 }
 
 /* A bare error for a request that never became a proxy_req (parse errors,

@@ -374,7 +374,7 @@ static void anth_close(struct proxy_req *r)
     cJSON_AddNumberToObject(u, "output_tokens", (double)r->usage.output);
     proxy_write_event_json(r, "message_delta", j);
     cJSON_Delete(j);
-    proxy_conn_stream_write(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    proxy_conn_stream_write_final(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
                             sizeof("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") -
                                 1);
 }
@@ -437,7 +437,7 @@ static void oai_close(struct proxy_req *r)
     oai_chunk(r, NULL, NULL, r->tr_stop[0] ? r->tr_stop : "stop", 0);
     if (r->include_usage_asked)
         oai_chunk(r, NULL, NULL, NULL, 1);
-    proxy_conn_stream_write(r, "data: [DONE]\n\n", 14);
+    proxy_conn_stream_write_final(r, "data: [DONE]\n\n", 14);
 }
 
 int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
