@@ -67,8 +67,8 @@ enum {
     DET_AWS_ACCESS_KEY,
     DET_JWT,
     DET_GENERIC_SECRET,
+    DET_IBAN, /* before credit_card: a card-like run inside a valid IBAN is the IBAN */
     DET_CREDIT_CARD,
-    DET_IBAN,
     DET_US_SSN,
     DET_EMAIL,
     DET_PHONE,

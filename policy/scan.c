@@ -10,10 +10,11 @@
  * an IBAN is cut at its country's length), which keeps the database small and the pass
  * fast.
  *
- * Overlaps: findings are swept by start; of two that overlap, the longer survives; equal
- * lengths go to the detector earlier in the built-in priority order (secrets first, then
- * card, IBAN, SSN, email, phone, ipv4, then custom detectors in config order), then to
- * the earlier start. The result is sorted by start and deterministic. */
+ * Overlaps: findings are swept by start; of two that overlap, the one whose detector is
+ * earlier in the priority order survives (secrets first -- private_key, anthropic_key,
+ * openai_key, github_token, aws_access_key, jwt, generic_secret -- then iban, credit_card,
+ * us_ssn, email, phone, ipv4, then custom detectors in config order); for the same
+ * detector the longer, then the earlier. The result is sorted by start and deterministic. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,13 +484,14 @@ int policy_scan(const struct policy *p, const struct pextract *x, struct pcand *
     }
     if (nc > 1)
         qsort(cv, nc, sizeof(*cv), cand_cmp);
-    /* sweep: of two overlapping, the longer survives; ties to the higher priority */
+    /* sweep: of two overlapping, the higher-priority detector survives (a token inside
+     * a URL's user@host is a token, not an email); same detector: the longer */
     size_t w = 0;
     for (size_t i = 0; i < nc; i++) {
         if (w > 0 && cv[i].s < cv[w - 1].e) {
             struct pcand *cur = &cv[w - 1];
             size_t lc = cur->e - cur->s, li = cv[i].e - cv[i].s;
-            if (li > lc || (li == lc && cv[i].det < cur->det))
+            if (cv[i].det < cur->det || (cv[i].det == cur->det && li > lc))
                 *cur = cv[i];
             continue;
         }

@@ -169,6 +169,8 @@ static int phone_ok(const char *t, size_t s, size_t e)
     if (dig[0] == '0' && digits > 1 && dig[1] == '0')
         return digits >= 10 && digits <= 15 && ng >= 2;
     /* trunk-prefixed national number */
+    if (ng == 3 && groups[0] == 3 && groups[1] == 2 && groups[2] == 4)
+        return 0; /* SSN-shaped */
     if (dig[0] == '0' && digits >= 9 && digits <= 11 && ng >= 2 && ng <= 5) {
         for (int k = 0; k < ng; k++)
             if (groups[k] < 2)
@@ -618,6 +620,9 @@ int policy_secret_value_ok(const char *v, size_t n)
     cl = u + l + d + sym;
     if (cl < 2 || memmem(v, n, "//", 2))
         return 0;
+    const char *atp = memchr(v, '@', n);
+    if (atp && memchr(atp, '.', n - (size_t)(atp - v)))
+        return 0; /* an address or user@host, not a secret */
     if (!d && !(u && l && n >= 20))
         return 0;
     /* UUIDs are identifiers */
@@ -721,8 +726,8 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit
         } else if (gs == cs) {
             if (is_alnum(p) || p == '_' || p == '.' || p == '-' || p == '/')
                 continue;
-        } else if (p != ' ') {
-            continue; /* inside a dashed or dotted chain */
+        } else {
+            continue; /* later groups only from a '+' or '(': digits glued to others are not */
         }
         for (size_t ge = ce; ge > gs; ge--) {
             if (!is_digit(t[ge - 1]) || (ge < ce && is_digit(t[ge])) || ge - st > 24)

@@ -256,6 +256,31 @@ static void test_overlap(void)
     CHECK(scan("a bob@example.com b 4111111111111111 c 10.0.0.1", NULL, NULL, NULL) == 3);
 }
 
+static void test_corpus_regressions(void)
+{
+    /* a token in a URL's user@host is the token, not an email or a generic secret */
+    CHECK(hit("git clone https://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@github.com/acme/app.git",
+              "github_token", "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"));
+    CHECK(miss("git clone https://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@github.com/acme/app.git", "email"));
+    /* a log line: "auth ... user=EMAIL" is an email */
+    CHECK(hit("12:00:01 auth ok user=amelie_ivanova52@example.org", "email", "amelie_ivanova52@example.org"));
+    CHECK(miss("12:00:01 auth ok user=amelie_ivanova52@example.org", "generic_secret"));
+    /* a JWT in a query string beats the generic secret */
+    CHECK(hit("callback?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c&state=xyz",
+              "jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"));
+    /* a card-like run inside a valid IBAN is the IBAN */
+    CHECK(hit("IBAN CH73 6564 6083 9680 0877 4 ok", "iban", "CH73 6564 6083 9680 0877 4"));
+    CHECK(miss("IBAN CH73 6564 6083 9680 0877 4 ok", "credit_card"));
+    /* digits glued to other digits are not a phone; an SSN shape is not a phone */
+    CHECK(miss("The bank rejected IBAN IT58 P368 7904 9361 0766 7895 348 as invalid.", NULL));
+    CHECK(miss("Reference 3707 022288 38220 appears on the statement", NULL));
+    CHECK(miss("Our validator rejects 011-00-8127; is that pattern issued?", NULL));
+    /* a card followed by its CVV */
+    CHECK(hit("card 4111 1111 1111 1111 123 exp 09/27", "credit_card", "4111 1111 1111 1111"));
+    CHECK(hit("-----BEGIN PRIVATE KEY-----\nMIIEvQ", "private_key", "-----BEGIN PRIVATE KEY-----\nMIIEvQ"));
+    CHECK(hit("an SSN 078-05-1120 in a cluster 12 34", "us_ssn", "078-05-1120"));
+}
+
 static void test_helpers(void)
 {
     CHECK(policy_luhn("79927398713", 11));
@@ -296,6 +321,7 @@ int main(void)
     RUN(test_custom);
     RUN(test_benign);
     RUN(test_overlap);
+    RUN(test_corpus_regressions);
     RUN(test_helpers);
     policy_free(pol);
     config_unref(cfg);
