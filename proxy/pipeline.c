@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "engine/engine_ext.h"
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
 
@@ -763,6 +764,7 @@ static void dispatch_engine(struct proxy_req *r)
     const cJSON *v;
     const char *stops[4];
     size_t n_stop = 0, i;
+    char eerr[256] = "";
     int rc;
 
     if (!srv) {
@@ -806,7 +808,7 @@ static void dispatch_engine(struct proxy_req *r)
     p.stop = n_stop ? stops : NULL;
     p.n_stop = n_stop;
     proxy_req_ref(r);
-    rc = engine_submit(srv, l.msgs, l.n, &p, &cb, r, &r->job);
+    rc = engine_submit_ex(srv, l.msgs, l.n, NULL, &p, &cb, r, &r->job, eerr, sizeof(eerr));
     if (rc != ENGINE_OK) {
         proxy_req_unref(r);
         r->job = NULL;
@@ -814,12 +816,14 @@ static void dispatch_engine(struct proxy_req *r)
             proxy_req_error(r, 429, NULL,
                             "The local model's queue is full; retry shortly.");
         else if (rc == ENGINE_ECONTEXT)
-            proxy_req_error(r, 400, NULL,
-                            "The prompt is longer than the local model's context of %d tokens.",
-                            engine_model_context(r->snap->models[r->prov_index]));
+            proxy_req_error(r, 400, NULL, "%s",
+                            eerr[0] ? eerr : "The prompt is longer than the local model's context.");
         else if (rc == ENGINE_ETEMPLATE)
-            proxy_req_error(r, 500, NULL,
-                            "The local model has no chat template this gateway knows.");
+            proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
+                            eerr[0] ? eerr : "no chat template this gateway knows");
+        else if (rc == ENGINE_EINVAL)
+            proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
+                            eerr[0] ? eerr : "invalid request");
         else
             proxy_req_error(r, 500, NULL, "The local model could not take the request (%d).", rc);
         goto done;
