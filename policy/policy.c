@@ -240,7 +240,7 @@ static int redact(const struct policy *p, const struct policy_input *in,
                   const unsigned char *which, struct policy_decision *d)
 {
     struct red *rv = NULL;
-    unsigned *counter = NULL;
+    unsigned *counter = NULL, *nums = NULL;
     size_t m = 0;
     int rc = -1;
     d->restorer = policy_restorer_new();
@@ -271,17 +271,15 @@ static int redact(const struct policy *p, const struct policy_input *in,
         rv[0].group = rv[0].f;
     }
     size_t cap = in->len + 1, olen = 0, from = 0;
+    /* a group's leader is its first member in body order, so it is numbered first */
+    nums = calloc(nc ? nc : 1, sizeof(*nums));
+    if (!nums)
+        goto fail;
     for (size_t i = 0; i < m; i++) {
         const struct pcand *c = &cv[rv[i].f];
-        if (rv[i].group == rv[i].f) {
-            rv[i].num = ++counter[c->det];
-        } else {
-            for (size_t k = 0; k < i; k++)
-                if (rv[k].f == rv[i].group) {
-                    rv[i].num = rv[k].num;
-                    break;
-                }
-        }
+        if (rv[i].group == rv[i].f)
+            nums[rv[i].f] = ++counter[c->det];
+        rv[i].num = nums[rv[i].group];
         cap += strlen(p->dets[c->det].placeholder) + 16;
     }
     d->body = malloc(cap);
@@ -311,6 +309,7 @@ static int redact(const struct policy *p, const struct policy_input *in,
 fail:
     free(rv);
     free(counter);
+    free(nums);
     return rc;
 }
 

@@ -1,5 +1,7 @@
 /* test_decide.c -- rules (each condition, first match, default deny), targets, fail-closed
  * errors, and redaction: placeholders, numbering, and byte-exactness outside the spans. */
+#include <pthread.h>
+
 #include "harness.h"
 #include "config/config.h"
 #include "policy/policy.h"
@@ -281,6 +283,55 @@ static void test_walk_order_not_body_order(void)
     policy_decision_deinit(&d);
 }
 
+/* Concurrent callers share one policy (scratch comes from a locked pool). */
+static void *worker(void *arg)
+{
+    long bad = 0;
+    (void)arg;
+    for (int i = 0; i < 300; i++) {
+        struct res r;
+        decide(&r, POLICY_API_OPENAI, "gpt-4o", NULL, NULL, "mail a@x.org and 4111111111111111 now");
+        if (r.rc != 0 || r.d.verdict != POLICY_REDACT || r.d.n_findings != 2 || !r.d.body ||
+            !strstr(r.d.body, "[EMAIL_1] and [CREDIT_CARD_1]"))
+            bad++;
+        policy_decision_deinit(&r.d);
+    }
+    return (void *)bad;
+}
+
+static void test_threads(void)
+{
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE(pthread_create(&th[i], NULL, worker, NULL) == 0);
+    long total = 0;
+    for (int i = 0; i < 4; i++) {
+        void *rv;
+        pthread_join(th[i], &rv);
+        total += (long)rv;
+    }
+    CHECK_EQ_INT(total, 0);
+}
+
+/* Many findings, most repeated: numbering stays per distinct value. */
+static void test_many_duplicates(void)
+{
+    size_t n = 20000;
+    char *b = malloc(n * 24 + 128);
+    size_t len = (size_t)sprintf(b, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(b + len, "u%zu@x.org ", i % 3);
+    len += (size_t)sprintf(b + len, "\"}]}");
+    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = len, .model = "gpt-4o"};
+    struct policy_decision d;
+    REQUIRE(policy_decide(pol, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_REDACT && d.n_findings == n);
+    CHECK(d.body && strstr(d.body, "[EMAIL_1] [EMAIL_2] [EMAIL_3] [EMAIL_1] ") != NULL);
+    CHECK(d.body && !strstr(d.body, "[EMAIL_4]"));
+    policy_decision_deinit(&d);
+    free(b);
+}
+
 static void test_bad_custom_regex(void)
 {
     const char *y = "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
@@ -318,6 +369,8 @@ int main(void)
     RUN(test_locations_both_apis);
     RUN(test_secret_json_key);
     RUN(test_walk_order_not_body_order);
+    RUN(test_threads);
+    RUN(test_many_duplicates);
     RUN(test_bad_custom_regex);
     policy_free(pol);
     config_unref(cfg);
