@@ -12,7 +12,14 @@ static char g_out[4096], g_errfile[4096];
 
 /* run -- exec argv[] with stdout/stderr into files; returns the exit status and the
  * outputs (malloc'd, NUL-terminated) in *out / *err. */
+static int run_prog(const char *prog, const char *const *argv, char **out, char **err);
+
 static int run(const char *const *argv, char **out, char **err)
+{
+    return run_prog(g_bin, argv, out, err);
+}
+
+static int run_prog(const char *prog, const char *const *argv, char **out, char **err)
 {
     pid_t pid = fork();
     int status;
@@ -25,7 +32,7 @@ static int run(const char *const *argv, char **out, char **err)
             _exit(127);
         dup2(fo, 1);
         dup2(fe, 2);
-        execv(g_bin, (char *const *)argv);
+        execvp(prog, (char *const *)argv);
         _exit(127);
     }
     if (pid < 0 || waitpid(pid, &status, 0) != pid)
@@ -307,6 +314,87 @@ static void test_show_sealed_cli(void)
     free(dir);
 }
 
+/* tests/audit/pyverify.py implements docs/audit.md independently (Python hashlib,
+ * openssl for Ed25519). On the same logs it must agree with audit_verify: the same
+ * counts when intact, the same first bad record when not. */
+static void test_independent_verifier(void)
+{
+    char *dir = tmp_dir("pyverify");
+    char *kdir = tmp_dir("pyverifykeys");
+    char pub[1024], prefix[512], seal[1100], seg[1024], expect[128], err[256];
+    struct config_audit cfg;
+    struct audit *a = NULL;
+    struct audit_report rep;
+    char *out, *errs;
+    uint8_t *buf;
+    size_t len, off;
+    int disagree = 0, tried = 0;
+
+    REQUIRE(dir && kdir);
+    snprintf(prefix, sizeof(prefix), "%s/aud", kdir);
+    REQUIRE(audit_keygen(prefix, err, sizeof(err)) == 0);
+    snprintf(seal, sizeof(seal), "%s.seal.pub", prefix);
+    cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "4096", 1);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    REQUIRE(append_n(a, 12, 0, 200) == 0);
+    audit_close(a);
+    cfg.seal_to = seal; /* and sealed segments after a restart */
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    REQUIRE(append_n(a, 6, 50, 100) == 0);
+    audit_close(a);
+    unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
+    snprintf(pub, sizeof(pub), "%s/audit.sign.pub", dir);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    REQUIRE(rep.verdict == AUDIT_INTACT && rep.segments >= 3);
+    snprintf(expect, sizeof(expect), "ok %llu %llu %llu\n", (unsigned long long)rep.records,
+             (unsigned long long)rep.checkpoints, (unsigned long long)rep.last_checkpoint_seq);
+    {
+        const char *argv[] = {"python3", "tests/audit/pyverify.py", dir, pub, NULL};
+        CHECK_EQ_INT(run_prog("python3", argv, &out, &errs), 0);
+        CHECK_EQ_STR(out, expect);
+        if (errs[0])
+            fprintf(stderr, "  pyverify: %s", errs);
+        free(out);
+        free(errs);
+    }
+    /* flip bytes across segment 2 and the sealed last segment */
+    for (int s = 2; s <= (int)rep.segments; s += (int)rep.segments - 2) {
+        snprintf(seg, sizeof(seg), "%s/%08d.alog", dir, s);
+        buf = read_file(seg, &len);
+        REQUIRE(buf);
+        for (off = 3; off < len; off += len / 9) {
+            struct audit_report r2;
+            const char *argv[] = {"python3", "tests/audit/pyverify.py", dir, pub, NULL};
+            char want[128];
+            buf[off] ^= 0x20;
+            REQUIRE(write_file(seg, buf, len) == 0);
+            REQUIRE(audit_verify(dir, NULL, &r2, err, sizeof(err)) == 0);
+            snprintf(want, sizeof(want), " %s %llu ", r2.where_segment,
+                     (unsigned long long)r2.where_offset);
+            CHECK(r2.verdict != AUDIT_INTACT);
+            CHECK_EQ_INT(run_prog("python3", argv, &out, &errs), 1);
+            if (!strstr(out, want)) {
+                if (disagree++ < 3)
+                    fprintf(stderr, "  flip %s+%zu: airlock%s(%s) vs pyverify %s", seg, off, want,
+                            r2.message, out);
+            }
+            tried++;
+            free(out);
+            free(errs);
+            buf[off] ^= 0x20;
+        }
+        REQUIRE(write_file(seg, buf, len) == 0);
+        free(buf);
+    }
+    CHECK(tried >= 16);
+    CHECK_EQ_INT(disagree, 0);
+    rm_rf(dir);
+    rm_rf(kdir);
+    free(dir);
+    free(kdir);
+}
+
 int main(void)
 {
     const char *b = getenv("AIRLOCK_BUILD");
@@ -326,6 +414,7 @@ int main(void)
         RUN(test_show_cost_cli);
         RUN(test_keygen_cli);
         RUN(test_show_sealed_cli);
+        RUN(test_independent_verifier);
     }
     rm_rf(tmp);
     free(tmp);
