@@ -1,0 +1,256 @@
+"""robust_test.py -- load, size, framing and audit-exactness cases for build/airlock + the
+mock: concurrent streams, big bodies and answers, a client that reads slowly, HTTP/1.0,
+request smuggling attempts, deeply nested JSON, upstream framing variants, and the audit
+compared byte for byte with what the provider actually received."""
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itest import (AIRLOCK, ALICE, ANTHROPIC_HEADERS, ANTHROPIC_REAL, BOB, OPENAI_REAL, Airlock, Mock,  # noqa: E402
+                   Suite, anthropic_stream_text, base_config, chat, free_port, gateway_missing, messages,
+                   openai_stream_text, raw_exchange, request, sse_events)
+
+
+def words(n):
+    return " ".join("word%d" % i for i in range(1, n + 1))
+
+
+def t_concurrent_streams(s, gw, mock):
+    results = [None] * 40
+
+    def one(i):
+        try:
+            if i % 2:
+                r = request(gw.port, "POST", "/v1/chat/completions",
+                            chat("c%d MOCK:delay=5 MOCK:words=%d" % (i, 20 + i), stream=True), timeout=30)
+                results[i] = (r.status, openai_stream_text(r.body)[0])
+            else:
+                r = request(gw.port, "POST", "/v1/messages",
+                            messages("c%d MOCK:delay=5 MOCK:words=%d" % (i, 20 + i), stream=True),
+                            headers=ANTHROPIC_HEADERS, timeout=30)
+                results[i] = (r.status, anthropic_stream_text(r.body)[0])
+        except Exception as e:  # noqa: BLE001
+            results[i] = (0, repr(e))
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(60)
+    bad = [(i, r) for i, r in enumerate(results) if r != (200, words(20 + i))]
+    s.check("40 concurrent streams (both APIs) each get exactly their own answer", not bad, bad[:3])
+
+
+def t_big(s, gw, mock):
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:words=20000", stream=True), timeout=30)
+    text, _, _, _ = openai_stream_text(r.body)
+    s.check("20,000-delta stream relayed intact", r.status == 200 and text == words(20000), len(text))
+    body = chat("MOCK:echo " + "é漢🙂" * 12000)  # ~ 100 KB of multi-byte UTF-8
+    r = request(gw.port, "POST", "/v1/chat/completions", body, timeout=30)
+    j = r.json() or {}
+    text = (j.get("choices") or [{}])[0].get("message", {}).get("content", "")
+    s.check("100 KB multi-byte body forwarded and echoed byte for byte",
+            r.status == 200 and text.encode() == mock.last_body(), (r.status, len(text)))
+
+
+def t_slow_reader(s, gw, mock):
+    """Backpressure: the client stops reading while a large stream is produced; nothing may
+    be lost or reordered when it resumes."""
+    body = json.dumps(chat("MOCK:words=60000", stream=True)).encode()
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=30)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ALICE.encode()
+                 + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+                 + body)
+    time.sleep(2.0)
+    parts = []
+    while True:
+        d = sock.recv(1 << 20)
+        if not d:
+            break
+        parts.append(d)
+    sock.close()
+    got = b"".join(parts)
+    head, _, rest = got.partition(b"\r\n\r\n")
+    # undo chunked framing
+    pieces, i = [], 0
+    if b"chunked" in head.lower():
+        while True:
+            j = rest.find(b"\r\n", i)
+            n = int(rest[i:j].split(b";")[0], 16) if j > i else 0
+            if n == 0:
+                break
+            pieces.append(rest[j + 2:j + 2 + n])
+            i = j + 2 + n + 2
+    else:
+        pieces.append(rest)
+    out = b"".join(pieces)
+    text, _, _, _ = openai_stream_text(out)
+    s.check("slow reader: a 60,000-delta stream arrives complete and in order", text == words(60000),
+            (len(text), head[:200]))
+
+
+def t_http10(s, gw, mock):
+    b = json.dumps(chat("MOCK:words=2")).encode()
+    got, closed = raw_exchange(gw.port, b"POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer " + ALICE.encode()
+                               + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(b) + b,
+                               timeout=10)
+    s.check("HTTP/1.0 request answered and closed", b" 200 " in got.split(b"\r\n")[0] and b"word1 word2" in got
+            and closed, got[:200])
+
+
+def t_smuggling(s, gw, mock):
+    before = mock.stats()["requests"]
+    b = json.dumps(chat("hi")).encode()
+    auth = b"Authorization: Bearer " + ALICE.encode() + b"\r\n"
+    cl_te = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: %d\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n" % len(b) + b"%x\r\n" % len(b) + b + b"\r\n0\r\n\r\n")
+    got, _ = raw_exchange(gw.port, cl_te, timeout=5)
+    ok1 = got.startswith(b"HTTP/1.1 400") or got == b""
+    two_cl = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: %d\r\n"
+              b"Content-Length: %d\r\n\r\n" % (len(b), len(b) + 5) + b + b"GET /healthz HTTP/1.1\r\n\r\n")
+    got2, _ = raw_exchange(gw.port, two_cl, timeout=5)
+    ok2 = got2.startswith(b"HTTP/1.1 400") or got2 == b""
+    s.check("Content-Length with Transfer-Encoding refused (400 or closed)", ok1, got[:120])
+    s.check("two different Content-Lengths refused (400 or closed)", ok2, got2[:120])
+    s.check("smuggling attempts never reach the provider", mock.stats()["requests"] == before)
+
+
+def t_deep_json(s, gw, mock):
+    deep = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":' + b"[" * 50000 + b"]" * 50000 + b"}]}"
+    r = request(gw.port, "POST", "/v1/chat/completions", deep, timeout=10)
+    s.check("50,000-deep JSON nesting: 400, no crash", r.status == 400, r)
+    many = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "m%d" % i} for i in range(3000)]}
+    r = request(gw.port, "POST", "/v1/chat/completions", many, timeout=10)
+    s.check("3,000 messages: answered", r.status == 200, r)
+    r = request(gw.port, "POST", "/v1/chat/completions",
+                {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "part one"}, {"type": "image_url", "image_url": {"url": "data:x"}},
+                    {"type": "text", "text": "MOCK:words=2"}]}]})
+    s.check("content parts array accepted", r.status == 200, r)
+    r = request(gw.port, "GET", "/healthz", key=None)
+    s.check("gateway alive after hostile JSON", r.status == 200, r)
+
+
+def t_upstream_framing(s, gw, mock):
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:eof_body MOCK:words=3"))
+    j = r.json() or {}
+    s.check("upstream body delimited by close (no length): relayed",
+            r.status == 200 and (j.get("choices") or [{}])[0].get("message", {}).get("content") == words(3), r)
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:eof_body MOCK:words=3", stream=True))
+    s.check("upstream stream delimited by close: relayed", r.status == 200 and openai_stream_text(r.body)[0] == words(3), r)
+    r = request(gw.port, "POST", "/v1/messages", messages("MOCK:error_mid MOCK:words=9", stream=True),
+                headers=ANTHROPIC_HEADERS, timeout=15)
+    evs = [e for e, _ in sse_events(r.body)]
+    s.check("anthropic in-stream error event relayed to the client", "error" in evs and "message_stop" not in evs, evs)
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:status_429", stream=True))
+    s.check("upstream 429 on a stream request: 429 JSON error, not SSE",
+            r.status == 429 and r.headers.get("content-type", "").startswith("application/json"), r)
+
+
+def t_upstream_wrong_key(s, mock):
+    port = free_port()
+    cfg = base_config(port, mock.port).replace('api_key: "%s"' % ANTHROPIC_REAL, 'api_key: "sk-ant-stale"')
+    gw = Airlock(s, cfg, port, name="wrongkey")
+    r = request(port, "POST", "/v1/messages", messages("hi"), headers=ANTHROPIC_HEADERS)
+    s.check("provider rejects the gateway's key: the client is not told its own key is bad (not 401)",
+            r.status != 401 and r.status >= 500, r)
+    s.check("...and the provider key is not echoed", b"sk-ant-stale" not in r.body, r)
+    gw.stop()
+
+
+def metric_sum(text, name_re, label_re=""):
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
+        if m and re.search(name_re, m.group(1)) and re.search(label_re, m.group(2) or ""):
+            total += float(m.group(3))
+    return total
+
+
+def t_metrics_counts(s, gw, mock):
+    m0 = request(gw.port, "GET", "/metrics", key=None).body.decode()
+    for _ in range(3):
+        request(gw.port, "POST", "/v1/chat/completions", chat("count me"))
+    request(gw.port, "POST", "/v1/chat/completions", chat("x", model="nope"))
+    m1 = request(gw.port, "GET", "/metrics", key=None).body.decode()
+    ok200 = metric_sum(m1, r"requests_total$", r'status="200"') - metric_sum(m0, r"requests_total$", r'status="200"')
+    n404 = metric_sum(m1, r"requests_total$", r'status="404"') - metric_sum(m0, r"requests_total$", r'status="404"')
+    s.check("metrics: *requests_total{status=200} grows by exactly 3", ok200 == 3, (ok200, m1[:600]))
+    s.check("metrics: *requests_total{status=404} grows by exactly 1", n404 == 1, n404)
+    tok = metric_sum(m1, r"tokens") - metric_sum(m0, r"tokens")
+    s.check("metrics: token counters grow", tok > 0, tok)
+
+
+def audit_records(gw):
+    r = subprocess.run([AIRLOCK, "audit", "show", os.path.join(gw.dir, "audit")], capture_output=True, timeout=60)
+    recs = []
+    for line in r.stdout.decode("utf-8", "replace").splitlines():
+        try:
+            recs.append(json.loads(line))
+        except ValueError:
+            pass
+    return r.returncode, recs
+
+
+def blob_bytes(b):
+    if "text" in b:
+        return b["text"].encode("utf-8")
+    for k in ("base64", "b64", "data"):
+        if k in b:
+            return base64.b64decode(b[k])
+    return None
+
+
+def t_audit_exact(s, gw, mock, rec):
+    rc, recs = audit_records(gw)
+    outbound = [blob_bytes(b) for r in recs if r.get("type") == "request"
+                for b in r.get("blobs") or [] if b.get("name") == "outbound"]
+    sent = [open(os.path.join(rec, f), "rb").read() for f in sorted(os.listdir(rec)) if f.endswith(".body")]
+    missing = [b[:120] for b in sent if b not in outbound]
+    s.check("audit: every body the provider received is in the log byte for byte (%d bodies)" % len(sent),
+            rc == 0 and sent and not missing, (rc, missing[:3]))
+    raw = b""
+    for root, _, files in os.walk(os.path.join(gw.dir, "audit")):
+        for f in files:
+            if f.endswith(".alog"):
+                raw += open(os.path.join(root, f), "rb").read()
+    leaked = [k for k in (ALICE, BOB, OPENAI_REAL, ANTHROPIC_REAL) if k.encode() in raw]
+    s.check("audit files hold no client key and no provider key", raw and not leaked, leaked)
+    ids = {(r.get("meta") or {}).get("id") for r in recs if r.get("type") == "request"}
+    s.check("audit: x-airlock-request-id of a served request is the audit record id",
+            gw.last_id in ids, (gw.last_id, list(ids)[:3]))
+
+
+def main():
+    s = Suite("robust")
+    why = gateway_missing()
+    if why:
+        s.bail(why)
+    rec = os.path.join(s.tmp, "rec")
+    os.makedirs(rec)
+    mock = Mock(s, record=rec)
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port, limits="{max_body_bytes: 4194304, upstream_timeout_ms: 5000}"),
+                 port)
+    for t in (t_concurrent_streams, t_big, t_slow_reader, t_http10, t_smuggling, t_deep_json,
+              t_upstream_framing, t_metrics_counts):
+        s.run(t, gw, mock)
+    r = request(port, "POST", "/v1/chat/completions", chat("the last one"))
+    gw.last_id = r.headers.get("x-airlock-request-id")
+    rc = gw.stop()
+    s.check("SIGTERM after the load: exit 0", rc == 0, (rc, gw.stderr()[-400:]))
+    s.run(t_audit_exact, gw, mock, rec)
+    s.run(t_upstream_wrong_key, mock)
+    s.done()
+
+
+if __name__ == "__main__":
+    main()
