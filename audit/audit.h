@@ -56,6 +56,9 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
  * one succeeds again). */
 int audit_healthy(struct audit *a);
 size_t audit_queue_depth(struct audit *a);
+/* audit_syncs -- fdatasync calls so far (for metrics: records / syncs is the group
+ * commit factor). */
+uint64_t audit_syncs(struct audit *a);
 
 /* audit_spend_scan -- replay the log in `dir` and call fn for every response
  * record at or after `since` with its key name, team (NULL when none) and cost in

@@ -73,6 +73,7 @@ struct audit {
 
     atomic_size_t depth;
     atomic_int healthy;
+    atomic_uint_fast64_t syncs;
 };
 
 static uint64_t mono_ns(void)
@@ -270,11 +271,17 @@ static int emit_checkpoint(struct audit *a, uint8_t reason)
     return 0;
 }
 
+static int datasync(struct audit *a)
+{
+    atomic_fetch_add(&a->syncs, 1);
+    return fdatasync(a->fd);
+}
+
 static int sync_fd(struct audit *a)
 {
     if (a->sync == CONFIG_SYNC_NONE)
         return 0;
-    return fdatasync(a->fd);
+    return datasync(a);
 }
 
 /* mark_good -- the current state is on disk (per the sync mode). */
@@ -332,7 +339,7 @@ static int start_segment(struct audit *a)
         memcpy(body + AUDIT_SEGSTART_LEN + 32, a->sealed_key, AUDIT_SEALED_KEY_LEN);
         len += AUDIT_SEGSTART_SEALED_EXTRA;
     }
-    if (emit(a, 1, body, len, 0) != 0 || fdatasync(a->fd) != 0 || fsync_dir(a->dir) != 0)
+    if (emit(a, 1, body, len, 0) != 0 || datasync(a) != 0 || fsync_dir(a->dir) != 0)
         goto fail;
     mark_good(a);
     return 0;
@@ -350,7 +357,7 @@ fail:
 static int rotate(struct audit *a)
 {
     if (a->fd >= 0) {
-        if (emit_checkpoint(a, AUDIT_CKPT_ROTATION) != 0 || fdatasync(a->fd) != 0)
+        if (emit_checkpoint(a, AUDIT_CKPT_ROTATION) != 0 || datasync(a) != 0)
             return -1;
         mark_good(a);
         close(a->fd);
@@ -723,6 +730,7 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
     pthread_condattr_destroy(&ca);
     atomic_init(&a->depth, 0);
     atomic_init(&a->healthy, 1);
+    atomic_init(&a->syncs, 0);
     a->sync = cfg->sync;
     a->on_failure = cfg->on_failure;
     a->segment_bytes = AUDIT_DEFAULT_SEGMENT_BYTES;
@@ -927,6 +935,11 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
 int audit_healthy(struct audit *a)
 {
     return atomic_load(&a->healthy);
+}
+
+uint64_t audit_syncs(struct audit *a)
+{
+    return (uint64_t)atomic_load(&a->syncs);
 }
 
 size_t audit_queue_depth(struct audit *a)

@@ -136,7 +136,7 @@ static int run_append(const char *base, enum config_sync sync, const char *name,
     struct audit *a = NULL;
     struct worker *wk = calloc((size_t)threads, sizeof(*wk));
     pthread_t *th = calloc((size_t)threads, sizeof(*th));
-    uint64_t n = 0, failed = 0, bytes;
+    uint64_t n = 0, failed = 0, bytes, syncs;
     double t0, t1;
     int i;
 
@@ -165,12 +165,14 @@ static int run_append(const char *base, enum config_sync sync, const char *name,
         failed += wk[i].failed;
     }
     t1 = now_s();
+    syncs = audit_syncs(a);
     audit_close(a);
     bytes = dir_bytes(dir);
     printf("  sync %-6s %d writers, %zu-byte payloads: %9.0f records/s  %7.1f MB/s on disk"
-           "  (%llu records, %.1f s%s)\n",
+           "  (%llu records, %.1f s, %.1f records per fdatasync%s)\n",
            name, threads, record, (double)n / (t1 - t0), (double)bytes / 1e6 / (t1 - t0),
-           (unsigned long long)n, t1 - t0, failed ? ", FAILURES" : "");
+           (unsigned long long)n, t1 - t0, syncs ? (double)n / (double)syncs : 0.0,
+           failed ? ", FAILURES" : "");
     rm_dir(dir);
     free(wk);
     free(th);

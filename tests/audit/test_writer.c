@@ -253,6 +253,9 @@ static void test_group_commit_threads(void)
     CHECK_EQ_INT(w.ok, 1600);
     CHECK_EQ_INT(w.failed, 0);
     CHECK_EQ_INT(audit_queue_depth(a), 0);
+    /* group commit: records that queued up while a sync ran share the next one */
+    CHECK(audit_syncs(a) > 0);
+    CHECK(audit_syncs(a) < 1600);
     audit_close(a);
     CHECK_EQ_INT(w.done, 1600); /* no callback twice */
     waiter_deinit(&w);
@@ -278,6 +281,7 @@ static void test_sync_always(void)
     REQUIRE(dir);
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
     CHECK(append_n(a, 20, 0, 64) == 0);
+    CHECK(audit_syncs(a) >= 20); /* one per record */
     audit_close(a);
     REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
     CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
