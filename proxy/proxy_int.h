@@ -37,6 +37,8 @@
 #define PROXY_MAX_SSE_EVENT (8u << 20)
 #define PROXY_DRAIN_MS 15000
 #define PROXY_MAX_ENGINES 8
+#define PROXY_CLIENT_HIGH_WATER (1u << 20) /* pause the provider above this much unsent */
+#define PROXY_CLIENT_LOW_WATER (256u << 10) /* resume below this */
 
 enum proxy_api { PROXY_API_NONE = -1, PROXY_API_OPENAI = 0, PROXY_API_ANTHROPIC = 1 };
 
@@ -314,6 +316,8 @@ int proxy_pool_init(struct proxy_pool *p, struct proxy *px, const struct config_
 void proxy_pool_deinit(struct proxy_pool *p);
 /* proxy_upstream_send -- send r->outbound to r->prov over a pooled connection. */
 void proxy_upstream_send(struct proxy_req *r);
+/* proxy_upstream_pause -- stop (1) or resume (0) reading the provider's answer. */
+void proxy_upstream_pause(struct proxy_req *r, int pause);
 /* proxy_upstream_abort -- drop the request's upstream connection (not reused). */
 void proxy_upstream_abort(struct proxy_req *r);
 

@@ -278,6 +278,10 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
     evbuffer_add(out, data, len);
     evbuffer_add(out, "\r\n", 2);
     r->conn->px->metrics.bytes_out += len;
+    /* backpressure: a client that reads slower than the provider writes stops
+     * the provider (TCP does the rest) instead of growing our memory */
+    if (evbuffer_get_length(out) > PROXY_CLIENT_HIGH_WATER && r->up)
+        proxy_upstream_pause(r, 1);
 }
 
 void proxy_conn_stream_end(struct proxy_req *r)
@@ -457,8 +461,14 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     struct proxy_conn *c = arg;
 
     (void)bev;
-    if (c->state == CONN_CLOSING)
-        conn_free(c);
+    if (c->state == CONN_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            conn_free(c);
+        return;
+    }
+    /* drained below the low-water mark: let the provider go on */
+    if (c->req && c->req->up)
+        proxy_upstream_pause(c->req, 0);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -467,9 +477,16 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     if (what & BEV_EVENT_TIMEOUT) {
-        /* idle keep-alive or a stalled body: close quietly */
-        if (c->state == CONN_BUSY)
-            return; /* never time out a client we are answering */
+        if ((what & BEV_EVENT_READING) && c->state == CONN_BUSY) {
+            /* not reading is fine while we answer: keep watching for EOF */
+            bufferevent_enable(c->bev, EV_READ);
+            return;
+        }
+        /* idle keep-alive, a stalled body, or a client that stopped reading its
+         * answer for idle_timeout_ms: close (cancels the upstream) */
+        if (what & BEV_EVENT_WRITING)
+            log_info("closing %s: the client stopped reading for %d ms", c->peer,
+                     c->px->snap->cfg->limits.idle_timeout_ms);
         conn_free(c);
         return;
     }
@@ -608,7 +625,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     idle.tv_sec = px->snap->cfg->limits.idle_timeout_ms / 1000;
     idle.tv_usec = (px->snap->cfg->limits.idle_timeout_ms % 1000) * 1000;
-    bufferevent_set_timeouts(c->bev, &idle, NULL);
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    bufferevent_setwatermark(c->bev, EV_WRITE, PROXY_CLIENT_LOW_WATER, 0);
     /* cap what a pipelining client can queue while we answer */
     bufferevent_setwatermark(c->bev, EV_READ, 0,
                              px->snap->cfg->limits.max_body_bytes +

@@ -34,6 +34,7 @@ struct proxy_upconn {
     int complete;
     int in_parse;
     int dead;
+    int paused; /* reading stopped for backpressure */
     char hname[64];
     size_t hname_len;
     int in_value;
@@ -468,6 +469,7 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
     u->complete = 0;
+    u->paused = 0;
     u->in_value = 0;
     u->hname_len = 0;
     u->ctype_len = 0;
@@ -524,6 +526,19 @@ void proxy_upstream_send(struct proxy_req *r)
         }
     }
     up_send(r, u);
+}
+
+void proxy_upstream_pause(struct proxy_req *r, int pause)
+{
+    struct proxy_upconn *u = r->up;
+
+    if (!u || u->paused == pause)
+        return;
+    u->paused = pause;
+    if (pause)
+        bufferevent_disable(u->bev, EV_READ);
+    else
+        bufferevent_enable(u->bev, EV_READ);
 }
 
 void proxy_upstream_abort(struct proxy_req *r)
