@@ -1366,10 +1366,52 @@ static int check_graph(struct ld *l)
     return bad ? -1 : 0;
 }
 
+static void load_teams(struct ld *l, yaml_node_t *sec)
+{
+    static const char *const allowed[] = {"name", "budget_usd_per_day", NULL};
+    struct config *cfg = l->cfg;
+    if (!is_seq(sec)) {
+        err(l, sec, "teams must be a list");
+        return;
+    }
+    size_t cnt = seq_len(sec);
+    cfg->teams = calloc(cnt ? cnt : 1, sizeof *cfg->teams);
+    if (!cfg->teams) {
+        err(l, sec, "out of memory");
+        return;
+    }
+    for (yaml_node_item_t *it = sec->data.sequence.items.start; it < sec->data.sequence.items.top;
+         it++) {
+        yaml_node_t *m = node(l, *it);
+        if (!is_map(m)) {
+            err(l, m, "each teams entry must be a mapping {name, budget_usd_per_day}");
+            continue;
+        }
+        map_check(l, m, "teams entry", allowed);
+        struct config_team *t = &cfg->teams[cfg->n_teams];
+        t->pos = pos_of(m);
+        t->budget_usd_per_day = -1;
+        t->name = req_str(l, m, "name", "teams entry");
+        yaml_node_t *bn = map_get(l, m, "budget_usd_per_day");
+        if (bn)
+            num_of(l, bn, "budget_usd_per_day", 0, 1e12, &t->budget_usd_per_day);
+        if (t->name) {
+            for (size_t j = 0; j < cfg->n_teams; j++) {
+                if (cfg->teams[j].name && strcmp(cfg->teams[j].name, t->name) == 0) {
+                    err(l, m, "duplicate team name '%.40s' (first at line %d)", t->name,
+                        cfg->teams[j].pos.line);
+                    break;
+                }
+            }
+        }
+        cfg->n_teams++;
+    }
+}
+
 static void load_root(struct ld *l, yaml_node_t *root)
 {
-    static const char *const sections[] = {"listen", "keys",  "providers", "models", "detectors",
-                                           "rules",  "audit", "limits",    NULL};
+    static const char *const sections[] = {"listen", "keys",  "teams",  "providers", "models",
+                                           "detectors", "rules", "audit", "limits", NULL};
     struct config *cfg = l->cfg;
     if (!is_map(root)) {
         err(l, root, "the configuration must be a mapping of sections (listen, rules, ...)");
@@ -1396,6 +1438,8 @@ static void load_root(struct ld *l, yaml_node_t *root)
     }
     if ((x = map_get(l, root, "keys")))
         load_keys(l, x);
+    if ((x = map_get(l, root, "teams")))
+        load_teams(l, x);
     if ((x = map_get(l, root, "providers")))
         load_providers(l, x);
     if ((x = map_get(l, root, "models")))
@@ -1460,6 +1504,9 @@ static void free_cfg(struct config *cfg)
     if (cfg->keys)
         sodium_memzero(cfg->keys, cfg->n_keys * sizeof *cfg->keys);
     free(cfg->keys);
+    for (size_t i = 0; i < cfg->n_teams; i++)
+        free(cfg->teams[i].name);
+    free(cfg->teams);
     for (size_t i = 0; i < cfg->n_providers; i++) {
         struct config_provider *p = &cfg->providers[i];
         free(p->name);
@@ -1848,4 +1895,14 @@ const char *config_embedded_default(const char *model_path, char **buf)
         return NULL;
     *buf = text;
     return text;
+}
+
+const struct config_team *config_team_find(const struct config *cfg, const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_teams; i++)
+        if (cfg->teams[i].name && strcmp(cfg->teams[i].name, name) == 0)
+            return &cfg->teams[i];
+    return NULL;
 }

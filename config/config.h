@@ -60,6 +60,13 @@ struct config_key {
     struct config_pos pos;
 };
 
+/* A team's shared daily budget (keys name their team). */
+struct config_team {
+    char *name;
+    double budget_usd_per_day;  /* < 0: no budget */
+    struct config_pos pos;
+};
+
 struct config_provider {
     char *name;
     enum config_provider_type type;
@@ -139,6 +146,7 @@ struct config {
     struct config_listen *listens;     size_t n_listens;
     struct config_key *keys;           size_t n_keys;
     int auth;                          /* a keys section was given */
+    struct config_team *teams;         size_t n_teams;
     struct config_provider *providers; size_t n_providers;
     struct config_model *models;       size_t n_models;
     struct config_detector *detectors; size_t n_detectors;
@@ -186,6 +194,7 @@ void config_unref(struct config *cfg);
 const struct config_provider *config_provider_find(const struct config *cfg, const char *name);
 const struct config_model *config_model_find(const struct config *cfg, const char *name);
 const struct config_key *config_key_find_sha256(const struct config *cfg, const uint8_t sha[32]);
+const struct config_team *config_team_find(const struct config *cfg, const char *name);
 
 /* config_embedded_default -- the YAML of SPEC §6 (builtin model from `model_path`,
  * audit in ./airlock-data). model_path may be NULL: no builtin provider. The

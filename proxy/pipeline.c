@@ -990,6 +990,14 @@ static void handle_api(struct proxy_req *r)
                             r->key->name, r->key->budget_usd_per_day, spent);
             return;
         }
+        const struct config_team *t = config_team_find(cfg, r->key->team);
+        if (t && t->budget_usd_per_day >= 0 &&
+            (spent = proxy_spend_get(r->px, "t", t->name)) >= t->budget_usd_per_day) {
+            proxy_req_error(r, 429, NULL,
+                            "The daily budget of team '%s' ($%.2f) is spent ($%.4f).", t->name,
+                            t->budget_usd_per_day, spent);
+            return;
+        }
     }
     if (r->prov->type != CONFIG_PROVIDER_BUILTIN) {
         if (proxy_outbound_build(cfg, in.api, r->body, r->body_len, &r->dec, &r->outbound,

@@ -623,6 +623,24 @@ static void test_relative_paths(void)
     config_unref(c);
 }
 
+static void test_teams(void)
+{
+    struct config *c = NULL;
+    struct config_errors e;
+    REQUIRE(load("teams:\n  - {name: red, budget_usd_per_day: 12.5}\n  - {name: blue}\n"
+                 "rules: [{name: a, then: {action: allow}}]\n",
+                 &c, &e) == 0);
+    CHECK_EQ_INT(c->n_teams, 2);
+    CHECK(config_team_find(c, "red") && config_team_find(c, "red")->budget_usd_per_day == 12.5);
+    CHECK(config_team_find(c, "blue") && config_team_find(c, "blue")->budget_usd_per_day < 0);
+    CHECK(config_team_find(c, "green") == NULL);
+    config_unref(c);
+    c = NULL;
+    CHECK(load("teams:\n  - {name: red}\n  - {name: red, budget: 3}\n", &c, &e) != 0);
+    CHECK(has_err(&e, 3, 5, "duplicate team name 'red'"));
+    CHECK(has_err(&e, 3, 0, "budget"));
+}
+
 static void test_refcount(void)
 {
     struct config *c = NULL;
@@ -838,6 +856,7 @@ int main(void)
     RUN(test_errors_detectors_audit_limits);
     RUN(test_env_expansion);
     RUN(test_relative_paths);
+    RUN(test_teams);
     RUN(test_refcount);
     RUN(test_embedded_default);
     RUN(test_hostile_input);

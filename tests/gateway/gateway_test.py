@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from itest import (AIRLOCK, ANTHROPIC_HEADERS, Airlock, Mock, Suite, anthropic_stream_text,  # noqa: E402
+from itest import (AIRLOCK, BOB, ANTHROPIC_HEADERS, Airlock, Mock, Suite, anthropic_stream_text,  # noqa: E402
                    base_config, chat, free_port, gateway_missing, messages, openai_stream_text,
                    request)
 
@@ -167,7 +167,25 @@ def main():
         s.check("audit %s: usage and cost recorded" % rid[:8],
                 u.get("input_tokens", 0) > 0 and u.get("output_tokens", 0) > 0 and resp["meta"].get("cost_usd", 0) > 0,
                 resp.get("meta"))
+    team_budget(s, mock)
     s.done()
+
+
+def team_budget(s, mock):
+    """Two keys of one team share the team's daily budget; a key of another team does not."""
+    port = free_port()
+    cfg = base_config(port, mock.port).replace(
+        "keys:\n", "teams:\n  - {name: red, budget_usd_per_day: 0.000001}\nkeys:\n"
+                   "  - {name: carol, team: red, key: \"sk-test-carol-0123456789\"}\n")
+    gw = Airlock(s, cfg, port, name="teams")
+    r = request(port, "POST", "/v1/chat/completions", chat("hello"))
+    s.check("team budget: alice's first request within the team budget", r.status == 200, r)
+    r = request(port, "POST", "/v1/chat/completions", chat("hello"), key="sk-test-carol-0123456789")
+    msg = ((r.json() or {}).get("error") or {}).get("message", "")
+    s.check("team budget: carol (same team) gets 429 once alice spent it", r.status == 429 and "team 'red'" in msg, r)
+    r = request(port, "POST", "/v1/chat/completions", chat("hello"), key=BOB)
+    s.check("team budget: bob (team blue) unaffected", r.status == 200, r)
+    gw.stop()
 
 
 if __name__ == "__main__":
