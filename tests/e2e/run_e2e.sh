@@ -8,7 +8,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "0 passed, 0 failed"
     exit 0
 fi
-if [ ! -d node_modules/openai ] || [ ! -d node_modules/@anthropic-ai/sdk ]; then
+if [ ! -d node_modules/openai ] || [ ! -d node_modules/@anthropic-ai/sdk ] || [ ! -d node_modules/anthropic-sdk-v0 ]; then
     log=$(mktemp)
     if ! npm install --no-audit --no-fund >"$log" 2>&1; then
         echo "SKIP e2e: npm install failed (no registry?): $(tail -n 3 "$log" | tr '\n' ' ')"

@@ -3,6 +3,7 @@
 // (BASE_URL like http://127.0.0.1:PORT; https with NODE_EXTRA_CA_CERTS for the TLS run).
 // Prints ok/FAIL lines and a closing `N passed, N failed`.
 import Anthropic from '@anthropic-ai/sdk';
+import AnthropicV0 from 'anthropic-sdk-v0';
 import OpenAI from 'openai';
 
 const [base, key, label = 'plain'] = process.argv.slice(2);
@@ -183,6 +184,23 @@ await expectError('anthropic: 401 -> AuthenticationError',
 await expectError('anthropic: 404 -> NotFoundError',
     () => anthropic.messages.create({ model: 'nope', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
     Anthropic.NotFoundError, (e) => e.status === 404);
+
+// the 0.x SDK line authenticates with x-api-key (1.x sends Authorization: Bearer)
+const anthropicV0 = new AnthropicV0({ apiKey: key, baseURL: base, maxRetries: 0, timeout: 20000 });
+await test('anthropic 0.x SDK (x-api-key)', async () => {
+    const m = await anthropicV0.messages.create({
+        model: 'claude-3-5-haiku', max_tokens: 100, messages: [{ role: 'user', content: 'MOCK:words=3' }],
+    });
+    check('anthropic 0.x SDK (x-api-key): messages.create', m.content[0].text === words(3), m);
+    const stream = anthropicV0.messages.stream({
+        model: 'claude-3-5-haiku', max_tokens: 100, messages: [{ role: 'user', content: 'MOCK:words=5' }],
+    });
+    const final = await stream.finalMessage();
+    check('anthropic 0.x SDK (x-api-key): messages.stream finalMessage', final.content[0].text === words(5), final);
+});
+await expectError('anthropic 0.x SDK: 403 -> PermissionDeniedError',
+    () => anthropicV0.messages.create({ model: 'claude-3-5-haiku', max_tokens: 10, messages: [{ role: 'user', content: PRIVATE_KEY }] }),
+    AnthropicV0.PermissionDeniedError, (e) => e.status === 403 && /no-secrets/.test(e.message));
 
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
