@@ -1161,6 +1161,81 @@ for f in BENIGN_MORE:
     add("benign-more", text=f(), expect=[])
 
 
+# ---------------------------------------------------------------- round 2: templates written
+# after the detectors were tuned on the entries above (a check that the tuning generalises)
+def gcp_service_account():
+    k = pem("PRIVATE KEY")
+    esc = k.replace("\n", "\\n")
+    return ('Why does google.auth reject this service account file?\n{\n  "type": "service_account",\n'
+            f'  "project_id": "demo-project",\n  "private_key": "{esc}\\n",\n'
+            '  "client_email": "svc@demo-project.iam.gserviceaccount.com"\n}\n'), [
+        lab("private_key", esc, SECRET_ALSO), lab("email", "svc@demo-project.iam.gserviceaccount.com")]
+
+
+R2 = [
+    lambda: (lambda v: (f'From: "Jane Doe" <{v}>\nSubject: refund', [lab("email", v)]))(email()),
+    lambda: (lambda v: (f"name,email,plan\nJane Doe,{v},pro\n", [lab("email", v)]))(email()),
+    lambda: (lambda n, v: (f"Reach the client at {n}@example.com or {v}.",
+                           [lab("email", f"{n}@example.com"), lab("email", v)]))(R.randrange(10000, 99999), email()),
+    lambda: (lambda v: (f"Call +1-415-555-01{v} for the demo.", [lab("phone", f"+1-415-555-01{v}")]))(f"{R.randrange(10, 99)}"),
+    lambda: (lambda v: (f"Our Amsterdam desk: {v}", [lab("phone", v)]))(f"+31 6 {R.randrange(10000000, 99999999)}"),
+    lambda: (lambda v: (f"Sydney office {v} (business hours)", [lab("phone", v)]))(f"+61 2 {R.randrange(2000, 9999)} {R.randrange(1000, 9999)}"),
+    lambda: (lambda v: (f"WhatsApp: {v}", [lab("phone", v)]))(f"+55 11 9{R.randrange(1000, 9999)}-{R.randrange(1000, 9999)}"),
+    lambda: (lambda v: (f"Mobile {v}, please SMS first.", [lab("phone", v)]))(f"+91 9{R.randrange(1000, 9999)} {R.randrange(10000, 99999)}"),
+    lambda: (lambda v: (f"UK number with trunk: {v}", [lab("phone", v)]))(f"+44 (0)20 7946 0{R.randrange(100, 999)}"),
+    lambda: (lambda v: (f"| customer | card |\n|---|---|\n| J. Doe | {v} |", [lab("credit_card", v)]))(card()),
+    lambda: (lambda v: (f"Card no.: {v} (Mastercard)", [lab("credit_card", v)]))(
+        card_format((lambda b: b + next(c for c in string.digits if luhn_ok(b + c)))("5" + str(R.randrange(1, 6)) + rs(string.digits, 13)))),
+    lambda: (lambda v: (f"Beneficiary IBAN {v}, BIC DEUTDEFFXXX.", [lab("iban", v)]))(iban(cc="DE")),
+    lambda: (lambda v: (f"Virement sur {v} avant vendredi.", [lab("iban", v)]))(iban(cc="FR", grouped=True)),
+    lambda: (lambda v: (f"name,ssn\nJane Doe,{v}\n", [lab("us_ssn", v)]))(ssn()),
+    lambda: (lambda v: (f'{{"event": "login", "ip": "{v}", "ok": true}}', [lab("ipv4", v)]))(ipv4()),
+    lambda: (lambda a, b: (f"X-Forwarded-For: {a}, {b}", [lab("ipv4", a), lab("ipv4", b)]))(f"203.0.113.{R.randrange(1, 99)}", f"198.51.100.{R.randrange(100, 254)}"),
+    lambda: (lambda v: (f"[{v}] connection reset by peer", [lab("ipv4", v)]))(ipv4()),
+    lambda: (lambda v: (f"aws.accessKeyId={v}\naws.region=eu-west-1", [lab("aws_access_key", v, SECRET_ALSO)]))(aws_key()),
+    lambda: (lambda v: (f"My .npmrc:\n//npm.pkg.github.com/:_authToken={v}\n@acme:registry=https://npm.pkg.github.com", [lab("github_token", v, SECRET_ALSO)]))(github_token()),
+    lambda: (lambda v: (f"In [3]: openai.api_key = \"{v}\"\nIn [4]: openai.models.list()", [lab("openai_key", v, SECRET_ALSO)]))(openai_key()),
+    lambda: (lambda v: (f"curl https://api.anthropic.com/v1/messages -H \"x-api-key: {v}\" -H \"anthropic-version: 2023-06-01\"", [lab("anthropic_key", v, SECRET_ALSO)]))(anthropic_key()),
+    gcp_service_account,
+    lambda: (lambda v: (f"Cookie: session={v}; theme=dark", [lab("jwt", v, SECRET_ALSO)]))(jwt()),
+    lambda: (lambda v: (f'{{"client_id": "web", "client_secret": "{v}"}}', [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"SECRET_KEY = \"{v}\"\nDEBUG = False", [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"Authorization: Bearer {v}", [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"Connect to the replica with password {v} and read-only mode.", [lab("generic_secret", v)]))(gsecret()),
+    lambda: (lambda v: (f"Voici mon email : {v}. Merci !", [lab("email", v)]))(email()),
+    lambda: (lambda v: (f"Мой телефон: {v}", [lab("phone", v)]))(f"+7 916 {R.randrange(100, 999)}-{R.randrange(10, 99)}-{R.randrange(10, 99)}"),
+    lambda: (lambda v: (f"رقم الآيبان الخاص بي هو {v}", [lab("iban", v)]))(iban(cc="SA" if "SA" in IBAN_BBAN else "DE")),
+]
+for f in R2:
+    t, e = f()
+    add("round2", text=t, expect=e)
+
+R2_BENIGN = [
+    "The tokenizer produced 512 tokens and the attention mask has shape (1, 512).",
+    "The password reset link expired after 30 minutes; how do I extend that?",
+    "Organise a secret santa for 12 people with a 25 EUR limit.",
+    "Our API key rotation policy says keys expire every 90 days; draft the announcement.",
+    "auth service latency p99 went from 120 ms to 480 ms after the deploy.",
+    f"commit {hexs(40)}\nAuthor: CI Bot\n\n    bump version to 4.2.0",
+    f"ZIP code {R.randrange(10000, 99999)}-{R.randrange(1000, 9999)} is outside the delivery area.",
+    f"Batch {R.randrange(10 ** 11, 10 ** 12)} contains {R.randrange(100, 999)} records.",
+    "Country codes DE, FR and ES; currencies EUR and GBP; languages de-DE and fr-FR.",
+    f"The hash table has {R.randrange(2 ** 20, 2 ** 24)} buckets and a load factor of 0.75.",
+    "Call me maybe -- the song, not a request. Who wrote it?",
+    f"Seat 14C, flight LH{R.randrange(100, 999)}, gate B{R.randrange(10, 60)}, boarding 07:45.",
+    f"Serial number SN-{R.randrange(10 ** 9, 10 ** 10)}-{rs(string.ascii_uppercase, 2)} under warranty until 2027-06-30.",
+    "Explain the difference between authentication and authorization with examples.",
+    f"Our npm token scope is read-only; the token name is ci-readonly-{R.randrange(10, 99)}.",
+    "Generate a strong password policy for a hospital: length, rotation, MFA.",
+    f"GPS trace: 48.{R.randrange(100000, 999999)},2.{R.randrange(100000, 999999)} -> 48.{R.randrange(100000, 999999)},2.{R.randrange(100000, 999999)}",
+    f"Matrix row: 0.{R.randrange(1000, 9999)} 0.{R.randrange(1000, 9999)} 0.{R.randrange(1000, 9999)} 0.{R.randrange(1000, 9999)}",
+    "Our office hours are 9-17 Mon-Fri; closed on 24.12. and 31.12.",
+    f"Product key format is XXXXX-XXXXX-XXXXX-XXXXX-XXXXX; never share yours.",
+]
+for t in R2_BENIGN:
+    add("round2-benign", text=t, expect=[])
+
+
 def main():
     out = os.path.join(HERE, "corpus.jsonl")
     with open(out, "w", encoding="utf-8", newline="\n") as f:
