@@ -689,6 +689,8 @@ void policy_extract_deinit(struct pextract *x)
 static size_t map_pos(const struct pextract *x, const struct pseg *s, size_t d, int is_end)
 {
     size_t q = is_end ? d - 1 : d;
+    if (s->n_runs == 0)
+        return s->ostart + (q - s->dstart) + (is_end ? 1 : 0);
     size_t lo = 0, hi = s->n_runs; /* first run with doff > q */
     const struct prun *r = x->runs + s->run_first;
     while (lo < hi) {

@@ -357,7 +357,7 @@ static int v_ipv4(const char *t, size_t n, size_t s, size_t e, size_t *os, size_
     for (int o = 0; o < 4; o++) {
         size_t st = i;
         int v = 0;
-        while (i < re && is_digit(t[i]))
+        while (i < re && is_digit(t[i]) && i - st < 4)
             v = v * 10 + (t[i++] - '0');
         if (i == st || i - st > 3 || v > 255 || (i - st > 1 && t[st] == '0'))
             return 0;
