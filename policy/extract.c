@@ -659,6 +659,13 @@ int policy_extract(enum policy_api api, const char *body, size_t len, struct pex
         if (add_content(&w, v, -1) < 0)
             goto done;
     }
+    /* tool definitions and schemas are read by the model too: every string in them is
+     * scanned, outside any message (-1) */
+    static const char *const top_keys[] = {"tools", "functions", "response_format"};
+    for (size_t i = 0; i < sizeof(top_keys) / sizeof(*top_keys); i++)
+        FOR_MEMBER(&p, root, top_keys[i], v)
+        if (add_all_strings(&w, v, -1, J_NONE) < 0)
+            goto done;
     FOR_MEMBER(&p, root, "messages", v)
     {
         if (p.nodes[v].type != J_ARR)

@@ -84,6 +84,31 @@ static void test_anthropic_locations(void)
     policy_extract_deinit(&x);
 }
 
+static void test_tool_definitions(void)
+{
+    const char *b = "{\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                    "\"description\":\"desc one\"}}],\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    struct pextract x;
+    char err[256];
+    REQUIRE(extract(POLICY_API_OPENAI, b, &x, err) == 0);
+    int found = 0;
+    for (size_t i = 0; i < x.n_segs; i++)
+        if (x.segs[i].dend - x.segs[i].dstart == 8 && memcmp(x.text + x.segs[i].dstart, "desc one", 8) == 0)
+            found = x.segs[i].message == -1;
+    CHECK(found);
+    CHECK(seg_is(&x, b, x.n_segs - 1, 0, "hi", "hi"));
+    policy_extract_deinit(&x);
+    const char *a = "{\"model\":\"m\",\"tools\":[{\"name\":\"f\",\"description\":\"anthropic tool\","
+                    "\"input_schema\":{\"type\":\"object\"}}],\"messages\":[]}";
+    REQUIRE(extract(POLICY_API_ANTHROPIC, a, &x, err) == 0);
+    found = 0;
+    for (size_t i = 0; i < x.n_segs; i++)
+        found |= x.segs[i].dend - x.segs[i].dstart == 14 &&
+                 memcmp(x.text + x.segs[i].dstart, "anthropic tool", 14) == 0;
+    CHECK(found);
+    policy_extract_deinit(&x);
+}
+
 static void test_escapes_and_map(void)
 {
     const char *b = "{\"messages\":[{\"content\":\"a\\u0040b \\ud83d\\ude00 \\\"q\\\" \\n\\u00e9z\"}]}";
@@ -215,6 +240,7 @@ int main(void)
 {
     RUN(test_openai_locations);
     RUN(test_anthropic_locations);
+    RUN(test_tool_definitions);
     RUN(test_escapes_and_map);
     RUN(test_keys_decoded_and_repeated);
     RUN(test_malformed);
