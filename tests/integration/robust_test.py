@@ -164,6 +164,68 @@ def t_upstream_wrong_key(s, mock):
     gw.stop()
 
 
+def t_nonstream_faults(s, gw, mock):
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:reset_mid"), timeout=20)
+    s.check("non-stream: upstream reset after half a body -> 502", r.status == 502, r)
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:stall_mid"), timeout=20)
+    s.check("non-stream: upstream stall after half a body -> 504 (or 502)", r.status in (504, 502), r)
+    r = request(gw.port, "POST", "/v1/messages", messages("MOCK:garbage_mid"), headers=ANTHROPIC_HEADERS, timeout=20)
+    s.check("non-stream: upstream body not JSON -> 502 (anthropic shape)", r.status == 502
+            and (r.json() or {}).get("type") == "error", r)
+
+
+def t_disconnect_before_answer(s, gw, mock):
+    a0 = mock.stats()["aborted"]
+    body = json.dumps(chat("MOCK:stall_before")).encode()
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ALICE.encode()
+                 + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    end = time.time() + 3
+    while mock.stats()["active"] == 0 and time.time() < end:
+        time.sleep(0.02)
+    sock.close()
+    seen = False
+    end = time.time() + 3
+    while time.time() < end:
+        if mock.stats()["aborted"] > a0:
+            seen = True
+            break
+        time.sleep(0.05)
+    s.check("client leaves before the provider answers: upstream request cancelled", seen, mock.stats())
+
+
+def t_headers(s, gw, mock):
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("hi"), key=None,
+                headers={"aUtHoRiZaTiOn": "Bearer " + ALICE})
+    s.check("header names are case-insensitive", r.status == 200, r)
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("hi"), headers={"X-Big": "a" * 40000})
+    s.check("a head over max_header_bytes is refused (431/400)", r.status in (431, 400), r)
+    r = request(gw.port, "GET", "/healthz", key=None)
+    s.check("still serving after an oversized head", r.status == 200, r)
+
+
+def t_stale_pool(s, mock_unused):
+    """The provider closes idle keep-alive connections (as load balancers do) and is even
+    restarted between requests: the next request must still be answered."""
+    mport = free_port()
+    m1 = Mock(s, extra=["--port", str(mport), "--idle-close", "150"])
+    port = free_port()
+    gw = Airlock(s, base_config(port, mport), port, name="stalepool")
+    r1 = request(port, "POST", "/v1/chat/completions", chat("one"))
+    time.sleep(0.5)
+    r2 = request(port, "POST", "/v1/chat/completions", chat("two"))
+    s.check("pooled connection closed by the provider while idle: next request answered",
+            r1.status == 200 and r2.status == 200, (r1, r2))
+    m1.stop()
+    m2 = Mock(s, extra=["--port", str(mport)])
+    r3 = request(port, "POST", "/v1/chat/completions", chat("three"))
+    s.check("provider restarted: next request answered (dead pooled connection not used)", r3.status == 200, r3)
+    r4 = request(port, "POST", "/v1/messages", messages("four"), headers=ANTHROPIC_HEADERS)
+    s.check("...and on the other provider too", r4.status == 200, r4)
+    del m2
+    gw.stop()
+
+
 def metric_sum(text, name_re, label_re=""):
     total = 0.0
     for line in text.splitlines():
@@ -241,7 +303,7 @@ def main():
     gw = Airlock(s, base_config(port, mock.port, limits="{max_body_bytes: 4194304, upstream_timeout_ms: 5000}"),
                  port)
     for t in (t_concurrent_streams, t_big, t_slow_reader, t_http10, t_smuggling, t_deep_json,
-              t_upstream_framing, t_metrics_counts):
+              t_upstream_framing, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
         s.run(t, gw, mock)
     r = request(port, "POST", "/v1/chat/completions", chat("the last one"))
     gw.last_id = r.headers.get("x-airlock-request-id")
@@ -249,6 +311,7 @@ def main():
     s.check("SIGTERM after the load: exit 0", rc == 0, (rc, gw.stderr()[-400:]))
     s.run(t_audit_exact, gw, mock, rec)
     s.run(t_upstream_wrong_key, mock)
+    s.run(t_stale_pool, mock)
     s.done()
 
 

@@ -1,7 +1,7 @@
 /* mock_server.c -- the mock provider's sockets, TLS and HTTP/1.1 framing, and main().
  *
  *   mock_provider [--port N] [--tls-cert FILE --tls-key FILE] [--record DIR]
- *                 [--openai-key KEY] [--anthropic-key KEY]
+ *                 [--openai-key KEY] [--anthropic-key KEY] [--idle-close MS]
  *
  * Listens on 127.0.0.1 (port 0 picks a free one); prints "mock_provider listening on
  * 127.0.0.1:PORT" on stdout once ready. Requests are served in order per connection
@@ -10,6 +10,8 @@
  *   GET /mock/last_head   the raw request head of the last provider request
  *   GET /mock/last_body   its body bytes, exactly as received (de-chunked)
  *   POST /mock/reset      zero the counters
+ * --idle-close MS closes a keep-alive connection left idle for MS after a response, as
+ * providers' load balancers do, so tests can check that a gateway's pool copes.
  * With --record DIR every provider request is written as DIR/NNNN.req (the bytes
  * exactly as received, head and body) and DIR/NNNN.body (the decoded body). */
 #include <errno.h>
@@ -42,6 +44,7 @@ struct server {
     struct event_base *base;
     SSL_CTX *ssl;
     const char *record_dir;
+    int idle_close_ms;       /* 0: keep idle connections open */
     struct mock_settings set;
     unsigned long seq;
     /* counters, see /mock/stats */
@@ -62,6 +65,7 @@ struct conn {
     struct mock_plan plan;
     size_t next;       /* next piece of the plan */
     struct event *timer;
+    struct event *idle_timer; /* --idle-close */
     char *head;        /* copy of the request head being served, NUL-terminated */
 };
 
@@ -90,6 +94,8 @@ static void conn_free(struct conn *c, int by_peer)
         s->active--;
     if (c->timer)
         event_free(c->timer);
+    if (c->idle_timer)
+        event_free(c->idle_timer);
     if (c->bev)
         bufferevent_free(c->bev); /* closes the socket */
     mock_plan_deinit(&c->plan);
@@ -133,6 +139,16 @@ static void write_piece(struct conn *c, size_t i)
     }
 }
 
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (!c->busy && !c->closing && !c->resetting)
+        conn_close_when_drained(c);
+}
+
 /* The plan has been fully written: end as it says. Returns 1 when c was freed. */
 static int plan_finish(struct conn *c)
 {
@@ -165,6 +181,13 @@ static int plan_finish(struct conn *c)
         conn_close_when_drained(c);
         return 1; /* may have been freed */
     }
+    if (c->srv->idle_close_ms > 0) {
+        struct timeval tv = {c->srv->idle_close_ms / 1000, (c->srv->idle_close_ms % 1000) * 1000};
+        if (!c->idle_timer)
+            c->idle_timer = evtimer_new(c->srv->base, idle_cb, c);
+        if (c->idle_timer)
+            evtimer_add(c->idle_timer, &tv);
+    }
     return 0;
 }
 
@@ -189,6 +212,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 /* Plays c->plan. Returns 1 when c may have been freed or is still busy. */
 static int plan_start(struct conn *c)
 {
+    if (c->idle_timer)
+        evtimer_del(c->idle_timer);
     c->busy = 1;
     c->srv->active++;
     c->next = 0;
@@ -591,7 +616,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 static int usage(void)
 {
     fprintf(stderr, "usage: mock_provider [--port N] [--tls-cert FILE --tls-key FILE] "
-                    "[--record DIR] [--openai-key KEY] [--anthropic-key KEY]\n");
+                    "[--record DIR] [--openai-key KEY] [--anthropic-key KEY] "
+                    "[--idle-close MS]\n");
     return 2;
 }
 
@@ -622,6 +648,8 @@ int main(int argc, char **argv)
             s->set.openai_key = v;
         else if (strcmp(a, "--anthropic-key") == 0)
             s->set.anthropic_key = v;
+        else if (strcmp(a, "--idle-close") == 0)
+            s->idle_close_ms = atoi(v) > 0 ? atoi(v) : 0;
         else
             return usage();
         i++;
