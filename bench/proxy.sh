@@ -1,8 +1,8 @@
 #!/bin/sh
 # proxy.sh -- how much airlock costs on the wire: throughput and latency of a 1 KB chat
 # request against (a) the mock provider directly, (b) nginx as a plain keep-alive reverse
-# proxy in front of it, (c) airlock in front of it with the audit on and (d) off; each
-# repeated and the median printed. Then an open-loop run at a fixed rate (default
+# proxy in front of it, (c) airlock in front of it with the audit on (sync batch), on with
+# sync none, and off; each repeated and the median printed. Then an open-loop run at a fixed rate (default
 # 1,000 req/s) for p50/p99 added latency vs direct, and airlock's RSS.
 #
 #   sh bench/proxy.sh            (env: AIRLOCK_BUILD, BENCH_SECONDS=10, BENCH_REPEAT=3,
@@ -143,9 +143,12 @@ start_airlock audit_on "audit: {dir: ./audit}"
 AON_PORT=$AL_PORT; AON_PID=$AL_PID
 start_airlock audit_off ""
 AOFF_PORT=$AL_PORT; AOFF_PID=$AL_PID
+start_airlock audit_nosync "audit: {dir: ./audit, sync: none}"
+ANS_PORT=$AL_PORT; ANS_PID=$AL_PID
 
 # sanity: every target answers 200 before measuring
-for t in "$MOCK_PORT $REAL_KEY" "$NGINX_PORT $REAL_KEY" "$AON_PORT $CLIENT_KEY" "$AOFF_PORT $CLIENT_KEY"; do
+for t in "$MOCK_PORT $REAL_KEY" "$NGINX_PORT $REAL_KEY" "$AON_PORT $CLIENT_KEY" "$AOFF_PORT $CLIENT_KEY" \
+         "$ANS_PORT $CLIENT_KEY"; do
     set -- $t
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
         --data-binary @"$TMP/body.json" "http://127.0.0.1:$1/v1/chat/completions")
@@ -178,7 +181,7 @@ echo "airlock proxy benchmark: 1 KB chat request, wrk -t$THREADS -c$CONNS -d${SE
 echo "machine: $(nproc) cores; nginx 1 worker, keepalive upstream; airlock rules: no-secrets + default allow"
 printf '%-22s %12s %10s %10s  %s\n' target "req/s" "p50 ms" "p99 ms" "non-2xx/errors per run"
 for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-audit-on:$AON_PORT:$CLIENT_KEY" \
-         "airlock-audit-off:$AOFF_PORT:$CLIENT_KEY"; do
+         "airlock-audit-nosync:$ANS_PORT:$CLIENT_KEY" "airlock-audit-off:$AOFF_PORT:$CLIENT_KEY"; do
     name=${t%%:*}; rest=${t#*:}; port=${rest%%:*}; key=${rest#*:}
     : >"$TMP/res.$name"
     i=0
@@ -194,9 +197,9 @@ for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-au
     eval "RPS_$(echo "$name" | tr '-' '_')=$rps"
 done
 python3 -c "
-n=float('$RPS_nginx'); on=float('$RPS_airlock_audit_on'); off=float('$RPS_airlock_audit_off')
-print('airlock/nginx throughput: audit on %.2f, audit off %.2f' % (on/n if n else 0, off/n if n else 0))"
-for p in "on:$AON_PID" "off:$AOFF_PID"; do
+n=float('$RPS_nginx'); on=float('$RPS_airlock_audit_on'); ns=float('$RPS_airlock_audit_nosync'); off=float('$RPS_airlock_audit_off')
+print('airlock/nginx throughput: audit on (sync batch) %.2f, audit sync none %.2f, audit off %.2f' % (on/n if n else 0, ns/n if n else 0, off/n if n else 0))"
+for p in "on:$AON_PID" "sync-none:$ANS_PID" "off:$AOFF_PID"; do
     pid=${p#*:}
     echo "airlock (audit ${p%%:*}) memory: $(grep -E 'VmRSS|VmHWM' /proc/"$pid"/status 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')"
 done
@@ -260,7 +263,7 @@ echo
 echo "open loop at $RATE req/s for ${RATE_SECS}s over $CONNS connections (latency from scheduled send), median of $REPEAT"
 printf '%-22s %10s %10s %10s %8s %7s\n' target "p50 ms" "p99 ms" "p99.9 ms" "ok" "errors"
 for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-audit-on:$AON_PORT:$CLIENT_KEY" \
-         "airlock-audit-off:$AOFF_PORT:$CLIENT_KEY"; do
+         "airlock-audit-nosync:$ANS_PORT:$CLIENT_KEY" "airlock-audit-off:$AOFF_PORT:$CLIENT_KEY"; do
     name=${t%%:*}; rest=${t#*:}; port=${rest%%:*}; key=${rest#*:}
     : >"$TMP/fr.$name"
     i=0
@@ -278,9 +281,9 @@ for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-au
 done
 python3 -c "
 d=float('$P99_direct'); d50=float('$P50_direct')
-for n,v,v50 in (('nginx',$P99_nginx,$P50_nginx),('airlock audit on',$P99_airlock_audit_on,$P50_airlock_audit_on),('airlock audit off',$P99_airlock_audit_off,$P50_airlock_audit_off)):
+for n,v,v50 in (('nginx',$P99_nginx,$P50_nginx),('airlock audit on',$P99_airlock_audit_on,$P50_airlock_audit_on),('airlock sync none',$P99_airlock_audit_nosync,$P50_airlock_audit_nosync),('airlock audit off',$P99_airlock_audit_off,$P50_airlock_audit_off)):
     print('added latency vs direct, %-18s p50 %+.3f ms, p99 %+.3f ms' % (n, v50-d50, v-d))"
-for p in "on:$AON_PID" "off:$AOFF_PID"; do
+for p in "on:$AON_PID" "sync-none:$ANS_PID" "off:$AOFF_PID"; do
     pid=${p#*:}
     echo "airlock (audit ${p%%:*}) memory after all runs: $(grep -E 'VmRSS|VmHWM' /proc/"$pid"/status 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')"
 done
