@@ -2,8 +2,8 @@
 # proxy.sh -- how much airlock costs on the wire: throughput and latency of a 1 KB chat
 # request against (a) the mock provider directly, (b) nginx as a plain keep-alive reverse
 # proxy in front of it, (c) airlock in front of it with the audit on (sync batch), on with
-# sync none, and off; each repeated and the median printed. Then an open-loop run at a fixed rate (default
-# 1,000 req/s) for p50/p99 added latency vs direct, and airlock's RSS.
+# sync none, and off; each repeated and the median printed. Then an open-loop run at a
+# fixed rate (default 1,000 req/s) for p50/p99 added latency vs direct, and airlock's RSS.
 #
 #   sh bench/proxy.sh            (env: AIRLOCK_BUILD, BENCH_SECONDS=10, BENCH_REPEAT=3,
 #                                 BENCH_CONNS=32, BENCH_THREADS=2, BENCH_RATE=1000,
