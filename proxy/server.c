@@ -148,6 +148,13 @@ static int on_headers_complete(http_parser *p)
         c->body_too_large = 1;
         c->keep_alive = 0;
         http_parser_pause(p, 1);
+        return 0;
+    }
+    /* curl and others wait (1 s) for this before sending a larger body */
+    {
+        const char *e = proxy_conn_header(c, "expect");
+        if (e && strcasecmp(e, "100-continue") == 0 && p->http_minor >= 1)
+            evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
     return 0;
 }

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from itest import (AIRLOCK, BOB, ANTHROPIC_HEADERS, Airlock, Mock, Suite, anthropic_stream_text,  # noqa: E402
+from itest import (AIRLOCK, ALICE, BOB, ANTHROPIC_HEADERS, Airlock, Mock, Suite, anthropic_stream_text,  # noqa: E402
                    base_config, chat, free_port, gateway_missing, messages, openai_stream_text,
                    request)
 
@@ -167,8 +167,40 @@ def main():
         s.check("audit %s: usage and cost recorded" % rid[:8],
                 u.get("input_tokens", 0) > 0 and u.get("output_tokens", 0) > 0 and resp["meta"].get("cost_usd", 0) > 0,
                 resp.get("meta"))
+    expect_continue(s, mock)
     team_budget(s, mock)
     s.done()
+
+
+def expect_continue(s, mock):
+    """A client that sends `Expect: 100-continue` gets the interim answer at once."""
+    import socket
+    import time
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port), port, name="expect")
+    body = json.dumps(chat("x" * 3000)).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                 b"Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                 % (ALICE.encode(), len(body)))
+    sock.settimeout(0.8)
+    try:
+        interim = sock.recv(100)
+    except OSError:
+        interim = b""
+    s.check("Expect: 100-continue answered before the body is sent", interim.startswith(b"HTTP/1.1 100"), interim)
+    sock.settimeout(5)
+    sock.sendall(body)
+    got = b""
+    t = time.time()
+    while b"chat.completion" not in got and time.time() - t < 5:
+        d = sock.recv(65536)
+        if not d:
+            break
+        got += d
+    s.check("...and the final answer follows", b" 200 " in got and b"chat.completion" in got, got[:200])
+    sock.close()
+    gw.stop()
 
 
 def team_budget(s, mock):
