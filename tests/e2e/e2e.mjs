@@ -26,14 +26,13 @@ function finish(passed, failed, note) {
     process.exit(failed ? 1 : 0);
 }
 
-function freePort() {
+// below Linux's ephemeral range, so no outgoing connection can take it before airlock binds
+function freePort(tries = 50) {
     return new Promise((resolve, reject) => {
+        const port = 20000 + Math.floor(Math.random() * 12000);
         const s = net.createServer();
-        s.listen(0, '127.0.0.1', () => {
-            const { port } = s.address();
-            s.close(() => resolve(port));
-        });
-        s.on('error', reject);
+        s.once('error', () => (tries > 0 ? freePort(tries - 1).then(resolve, reject) : reject(new Error('no free port'))));
+        s.listen(port, '127.0.0.1', () => s.close(() => resolve(port)));
     });
 }
 
