@@ -4,7 +4,7 @@
 # the built-in detectors in the rules versus a rules-only policy (wrk, loopback).
 #
 #   sh bench/policy.sh            (env: BUILD=build dir, default build; QUICK=1 for a short run;
-#                                  WRK_SECONDS=10, WRK_CONNS=32)
+#                                  WRK_SECONDS=10, WRK_CONNS=32, ROUNDS=3)
 # Prints what it measured and how, and the targets beside the figures. Not part of `make test`.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -131,7 +131,7 @@ measure() {
 }
 
 # alternate the two configs so that drift on a shared machine hits both alike
-ROUNDS=2; [ "$QUICK" = 1 ] && ROUNDS=1
+ROUNDS=${ROUNDS:-3}; [ "$QUICK" = 1 ] && ROUNDS=1
 ON=""; OFF=""
 r=0
 while [ $r -lt $ROUNDS ]; do
@@ -145,7 +145,7 @@ while [ $r -lt $ROUNDS ]; do
 done
 
 echo "wrk -t2 -c$CONNS -d${SECS}s POST /v1/chat/completions, $(wc -c <"$TMP/body.json")-byte body, mock upstream on"
-echo "loopback, audit sync: none, $ROUNDS alternating round(s) per config, mean req/s:"
+echo "loopback, audit sync: none, $ROUNDS round(s) of (on, off) back to back:"
 python3 - "$ON" "$OFF" <<'EOF'
 import sys
 on = [float(v) for v in sys.argv[1].split()]
@@ -153,8 +153,11 @@ off = [float(v) for v in sys.argv[2].split()]
 mon, moff = sum(on) / len(on), sum(off) / len(off)
 print(f"  rules with built-in detectors (block secrets, block card/iban/ssn, allow): {mon:8.0f} req/s {on}")
 print(f"  rules-only (one allow rule, no detector named):                          {moff:8.0f} req/s {off}")
-r = mon / moff if moff else 0
-print(f"  ratio on/off = {r:.3f}  (target >= 0.9: {'met' if r >= 0.9 else 'NOT met'})")
+# each round's pair ran back to back, so its ratio is the least disturbed by other load
+pairs = sorted(a / b for a, b in zip(on, off) if b)
+r = pairs[len(pairs) // 2] if pairs else 0
+print(f"  ratio on/off, median of the per-round ratios {[round(x, 3) for x in pairs]} = {r:.3f}"
+      f"  (target >= 0.9: {'met' if r >= 0.9 else 'NOT met'})")
 EOF
 "$BUILD/policy_bench" --body "$TMP/body.json" | sed 's/^/  in process, same body: /'
 echo "note: policy_decide scans every request whatever the rules (findings go to the audit), so"
