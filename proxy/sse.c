@@ -87,6 +87,8 @@ int proxy_sse_feed(struct proxy_sse *s, const char *data, size_t len, proxy_sse_
     size_t start = 0, e;
     int rc;
 
+    if (len == 0)
+        return 0;
     if (s->len + len > PROXY_MAX_SSE_EVENT)
         return -1;
     if (s->len + len > s->cap) {
