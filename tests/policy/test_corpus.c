@@ -22,6 +22,10 @@
  * policy_decide() fails on any entry. Misses and false positives are listed on
  * stderr with the entry id.
  *
+ * A found occurrence must also carry the right message index: the number of message
+ * objects ({"role":...) before it in the body, or -1 before "messages" (Anthropic's
+ * top-level system); the corpus writes bodies compactly, so those markers are exact.
+ *
  * A second pass redacts every entry under "redact pii, secrets and ipv4, else allow"
  * and checks, for each: the verdict (redact iff there are findings), that the redacted
  * body is still JSON, that scanning it again finds nothing, and -- where no finding's
@@ -98,6 +102,7 @@ static struct {
     int loaded;
     size_t entries, benign, errors, corpus_errors;
     size_t redact_checked, restore_checked, redact_failures;
+    size_t wrong_message;
     struct det_stats d[N_DET];
 } S;
 
@@ -162,6 +167,18 @@ static void print_snippet(const char *body, size_t start, size_t end)
 {
     size_t n = end - start;
     fprintf(stderr, "'%.*s%s'", (int)(n > 100 ? 100 : n), body + start, n > 100 ? "..." : "");
+}
+
+/* expected_message -- the message index of body offset `off` (see the top of the file). */
+static int expected_message(const char *body, size_t off)
+{
+    const char *msgs = strstr(body, "\"messages\":");
+    int idx = -1;
+    if (!msgs || (size_t)(msgs - body) > off)
+        return -1;
+    for (const char *p = msgs; (p = strstr(p, "{\"role\":")) && (size_t)(p - body) < off; p++)
+        idx++;
+    return idx;
 }
 
 /* redact_check -- the second pass for one request (see the top of the file). Returns 0,
@@ -348,6 +365,12 @@ static int eval_entry(const struct policy *pol, const struct policy *red, const 
             if (det_index(f->detector) == occs[i].det && f->start <= occs[i].start &&
                 f->end >= occs[i].end) {
                 occs[i].found = 1;
+                int want = expected_message(body, occs[i].start);
+                if (f->message != want) {
+                    fprintf(stderr, "MSGIDX %s %s: finding in message %d, expected %d\n", id,
+                            f->detector, f->message, want);
+                    S.wrong_message++;
+                }
                 break;
             }
         }
@@ -477,6 +500,7 @@ static void corpus_run(void)
            "detector);\nFP-rate = entries with a finding overlapping no label of that detector / "
            "all entries.\nthresholds: recall >= %.2f, FP-rate <= %.2f\n",
            MIN_RECALL, MAX_FP_RATE);
+    printf("message indices: %zu found occurrences with a wrong index\n", S.wrong_message);
     printf("redaction: %zu entries redacted and re-scanned, %zu restored byte for byte, %zu "
            "failures\n",
            S.redact_checked, S.restore_checked, S.redact_failures);
@@ -512,6 +536,7 @@ static void test_corpus_loads(void)
 static void test_recall(void)
 {
     REQUIRE(S.loaded);
+    CHECK_EQ_INT(S.wrong_message, 0);
     for (size_t i = 0; i < N_BUILTIN; i++) {
         const struct det_stats *d = &S.d[i];
         double r = d->labels ? (double)d->found / (double)d->labels : 0.0;
