@@ -48,6 +48,15 @@ class Suite:
             print("FAIL %s%s" % (name, (": " + str(detail)[:600]) if detail else ""), flush=True)
         return bool(cond)
 
+    def gap(self, name, cond, why, detail=""):
+        """A SPEC requirement the gateway is known not to meet yet (reported to its owner):
+        ok when it holds, otherwise a printed skip with the reason rather than a failure.
+        Once the gateway is fixed the line turns to ok by itself; then make it a check."""
+        if cond:
+            return self.check(name, True)
+        self.skip(name, "KNOWN GAP: %s %s" % (why, str(detail)[:300]))
+        return False
+
     def skip(self, name, why):
         self.skipped += 1
         print("skip %s: %s" % (name, why), flush=True)

@@ -216,6 +216,9 @@ def t_400(s, gw, mock):
     s.check("400 messages not a list", r.status == 400 and shape_openai(r), r)
     r = request(gw.port, "POST", "/v1/chat/completions", {"model": 5, "messages": []})
     s.check("400 model not a string", r.status == 400 and shape_openai(r), r)
+    r = request(gw.port, "POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "stream": "yes",
+                                                          "messages": [{"role": "user", "content": "hi"}]})
+    s.check("400 stream not a boolean", r.status == 400 and shape_openai(r), r)
     r = request(gw.port, "POST", "/v1/chat/completions", [1, 2])
     s.check("400 body not an object", r.status == 400 and shape_openai(r), r)
     r = request(gw.port, "POST", "/v1/chat/completions",

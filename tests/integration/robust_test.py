@@ -216,13 +216,9 @@ def t_headers(s, gw, mock):
                 seen.append(r.status)
             except (ConnectionResetError, BrokenPipeError) as e:
                 seen.append(type(e).__name__)
-    name = "oversized head/body: a write-then-read client reads the 431/413 (no RST)"
-    if seen == [431] * 5 + [413] * 5:
-        s.check(name, True)
-    else:
-        # known gap, reported to the gateway's owner: no lingering close yet (SPEC §7 asks
-        # for a clear error); skipped rather than failed until it is fixed
-        s.skip(name, "gateway closes with unread input, clients get a TCP RST: %s" % seen)
+    s.gap("oversized head/body: a write-then-read client reads the 431/413 (no RST)",
+          seen == [431] * 5 + [413] * 5, "no lingering close: the gateway closes with unread input, "
+          "so the client gets a TCP RST instead of the error (SPEC §7: a clear error)", seen)
     r = request(gw.port, "GET", "/healthz", key=None)
     s.check("still serving after an oversized head", r.status == 200, r)
 
@@ -247,6 +243,91 @@ def t_stale_pool(s, mock_unused):
     s.check("...and on the other provider too", r4.status == 200, r4)
     del m2
     gw.stop()
+
+
+PRIVATE_KEY = ("-----BEGIN RSA PRIVATE KEY-----\n"
+               "MIIEowIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi6Z1kJKZ4fl1rBfX7rHnLDEyqE\n"
+               "k2Fq8Jw4v8vJm2JcQxY7wq9H3tH6fXJ8Q0cTgZ3mQ9bYyL9a0v2VfTHsm6R1pXq\n"
+               "-----END RSA PRIVATE KEY-----")
+
+
+def t_scan_everywhere(s, gw, mock):
+    """SPEC §4: every text the model would see is scanned -- whatever JSON spelling or
+    message part it hides in. Each of these must be refused before anything leaves."""
+    before = mock.stats()["requests"]
+    escaped = json.dumps(chat("key: " + PRIVATE_KEY)).replace("-----BEGIN", "\\u002d\\u002d\\u002d\\u002d\\u002dBEGIN")
+    cases = [
+        ("OpenAI body with \\u escapes", "/v1/chat/completions", escaped.encode()),
+        ("OpenAI system message", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": PRIVATE_KEY},
+                                              {"role": "user", "content": "hi"}]}),
+        ("OpenAI text content part", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+             {"type": "text", "text": "see"}, {"type": "text", "text": PRIVATE_KEY}]}]}),
+        ("OpenAI tool call arguments", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                 "name": "store", "arguments": json.dumps({"pem": PRIVATE_KEY})}}]},
+             {"role": "tool", "tool_call_id": "call_1", "content": "ok"}]}),
+        ("OpenAI tool result", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                 "name": "read", "arguments": "{}"}}]},
+             {"role": "tool", "tool_call_id": "call_1", "content": PRIVATE_KEY}]}),
+        ("Anthropic system blocks", "/v1/messages",
+         {"model": "claude-3-5-haiku", "max_tokens": 10, "system": [{"type": "text", "text": PRIVATE_KEY}],
+          "messages": [{"role": "user", "content": "hi"}]}),
+        ("Anthropic tool_use input", "/v1/messages",
+         {"model": "claude-3-5-haiku", "max_tokens": 10, "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "store",
+                                                "input": {"pem": PRIVATE_KEY}}]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": "ok"}]}]}),
+        ("Anthropic tool_result content", "/v1/messages",
+         {"model": "claude-3-5-haiku", "max_tokens": 10, "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "read", "input": {}}]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1",
+                                           "content": [{"type": "text", "text": PRIVATE_KEY}]}]}]}),
+    ]
+    for name, path, body in cases:
+        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS if path == "/v1/messages" else None)
+        s.check("secret in %s: 403" % name, r.status == 403 and "no-secrets" in r.body.decode("utf-8", "replace"), r)
+    s.check("none of them reached the provider", mock.stats()["requests"] == before, mock.stats())
+    # Anthropic plain-text documents are text the model reads (SPEC §4)
+    b0 = mock.stats()["requests"]
+    r = request(gw.port, "POST", "/v1/messages", {
+        "model": "claude-3-5-haiku", "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": PRIVATE_KEY}},
+            {"type": "text", "text": "summarize this"}]}]}, headers=ANTHROPIC_HEADERS)
+    s.gap("secret in an Anthropic document block (text source): 403, never sent",
+          r.status == 403 and mock.stats()["requests"] == b0,
+          "document blocks are not scanned and are forwarded (policy/extract)", (r.status, r.body[:100]))
+
+
+def t_unscannable_shapes(s, gw, mock):
+    """Content in a shape the gateway does not understand cannot be scanned, so it must not
+    leave either (SPEC §3: 400 malformed request); the provider would reject it anyway, but
+    by then the bytes are outside."""
+    shapes = [
+        ("OpenAI content is an object", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": {"type": "text", "text": PRIVATE_KEY}}]}),
+        ("OpenAI content is a number", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 42}]}),
+        ("Anthropic content is an object", "/v1/messages",
+         {"model": "claude-3-5-haiku", "max_tokens": 5, "messages": [{"role": "user", "content":
+                                                                     {"type": "text", "text": PRIVATE_KEY}}]}),
+        ("Anthropic content is a number", "/v1/messages",
+         {"model": "claude-3-5-haiku", "max_tokens": 5, "messages": [{"role": "user", "content": 42}]}),
+    ]
+    for name, path, body in shapes:
+        b0 = mock.stats()["requests"]
+        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS if path == "/v1/messages" else None)
+        s.gap("%s: refused (400/403), never forwarded" % name,
+              r.status in (400, 403) and mock.stats()["requests"] == b0,
+              "forwarded unscanned", (r.status, r.body[:80]))
 
 
 def metric_sum(text, name_re, label_re=""):
@@ -326,7 +407,7 @@ def main():
     gw = Airlock(s, base_config(port, mock.port, limits="{max_body_bytes: 4194304, upstream_timeout_ms: 5000}"),
                  port)
     for t in (t_concurrent_streams, t_big, t_slow_reader, t_http10, t_smuggling, t_deep_json,
-              t_upstream_framing, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
+              t_upstream_framing, t_scan_everywhere, t_unscannable_shapes, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
         s.run(t, gw, mock)
     r = request(port, "POST", "/v1/chat/completions", chat("the last one"))
     gw.last_id = r.headers.get("x-airlock-request-id")
