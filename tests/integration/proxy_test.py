@@ -342,6 +342,33 @@ def t_redact(s, gw, mock):
     s.check("redact: restored across one-char deltas (anthropic stream)", email in text and "[EMAIL_" not in text, text)
 
 
+def t_redact_everywhere(s, gw, mock):
+    email = "jane.doe@example.com"
+    cases = [
+        ("duplicate content keys", "/v1/chat/completions",
+         ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi","content":"mail %s"}]}' % email).encode()),
+        ("a \\u0040 escape", "/v1/chat/completions",
+         b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail jane.doe\\u0040example.com now"}]}'),
+        ("tool call arguments and results", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {
+                 "name": "f", "arguments": json.dumps({"to": email})}}]},
+             {"role": "tool", "tool_call_id": "c", "content": "sent to " + email}]}),
+        ("Anthropic tool_use input and tool_result", "/v1/messages",
+         {"model": "claude-3-5-haiku", "max_tokens": 5, "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"to": email}}]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "sent to " + email}]}]}),
+    ]
+    for name, path, body in cases:
+        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS)
+        up = mock.last_body()
+        s.check("redact: email in %s masked before leaving" % name,
+                r.status == 200 and b"[EMAIL_1]" in up and b"jane.doe@" not in up and b"jane.doe\\u0040" not in up,
+                (r.status, up[:300]))
+
+
 def t_route(s, gw, mock):
     r = request(gw.port, "POST", "/v1/chat/completions", chat("pay DE89370400440532013000 MOCK:words=2"))
     head = mock.last_head()
@@ -558,7 +585,7 @@ def main():
             cfg = base_config(port, mock.port, rules=RULES)
     for t in (t_healthz, t_openai_plain, t_openai_echo, t_rename, t_openai_stream, t_anthropic_plain,
               t_anthropic_stream, t_cross_format, t_models, t_400, t_401, t_403, t_404, t_413,
-              t_upstream_errors, t_midstream, t_redact, t_route, t_budget, t_streaming_incremental,
+              t_upstream_errors, t_midstream, t_redact, t_redact_everywhere, t_route, t_budget, t_streaming_incremental,
               t_upstream_keepalive, t_client_keepalive, t_pipelining, t_slowloris, t_half_open,
               t_client_disconnect, t_garbage_requests, t_unknown_path, t_metrics):
         s.run(t, gw, mock)

@@ -292,8 +292,28 @@ def t_scan_everywhere(s, gw, mock):
              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1",
                                            "content": [{"type": "text", "text": PRIVATE_KEY}]}]}]}),
     ]
+    pk = json.dumps(PRIVATE_KEY)
+    cases += [
+        # parser differentials: providers' JSON parsers keep the last duplicate key
+        ("a duplicate content key", "/v1/chat/completions",
+         ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi","content":%s}]}' % pk).encode()),
+        ("a duplicate messages key", "/v1/chat/completions",
+         ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"messages":[{"role":"user",'
+          '"content":%s}]}' % pk).encode()),
+        ("a duplicate Anthropic system key", "/v1/messages",
+         ('{"model":"claude-3-5-haiku","max_tokens":5,"system":"x","system":%s,"messages":[{"role":"user",'
+          '"content":"hi"}]}' % pk).encode()),
+        ("text after a NUL (\\u0000)", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi\u0000" + PRIVATE_KEY}]}),
+        ("a developer message", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "developer", "content": PRIVATE_KEY},
+                                              {"role": "user", "content": "hi"}]}),
+        ("the tail of a 3 MB message", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a " * 1500000 + PRIVATE_KEY}]}),
+    ]
     for name, path, body in cases:
-        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS if path == "/v1/messages" else None)
+        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS if path == "/v1/messages" else None,
+                    timeout=30)
         s.check("secret in %s: 403" % name, r.status == 403 and "no-secrets" in r.body.decode("utf-8", "replace"), r)
     s.check("none of them reached the provider", mock.stats()["requests"] == before, mock.stats())
     # Anthropic plain-text documents are text the model reads (SPEC §4)
