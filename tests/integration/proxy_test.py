@@ -72,6 +72,24 @@ def t_openai_plain(s, gw, mock):
     s.check("openai: upstream path /v1/chat/completions", head.startswith("POST /v1/chat/completions "), head[:80])
 
 
+def t_header_hygiene(s, gw, mock):
+    extra = {"x-api-key": ALICE, "Cookie": "session=abc", "X-Forwarded-For": "10.9.8.7",
+             "OpenAI-Organization": "org-client"}
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("hi"), headers=extra)
+    head = mock.last_head().lower()
+    s.check("client headers (cookie, x-api-key, forwarded-for, org) not passed upstream",
+            r.status == 200 and ALICE.lower() not in head and "session=abc" not in head
+            and "10.9.8.7" not in head and "org-client" not in head, head)
+    s.check("provider response headers (request ids, org ids) not passed to the client",
+            "x-request-id" not in r.headers and "openai-processing-ms" not in r.headers, r.headers)
+    h = dict(ANTHROPIC_HEADERS)
+    h.update(extra)
+    r = request(gw.port, "POST", "/v1/messages", messages("hi"), headers=h)
+    head = mock.last_head().lower()
+    s.check("anthropic: only the gateway's key goes upstream", r.status == 200 and head.count("x-api-key:") == 1
+            and ALICE.lower() not in head and "anthropic-organization-id" not in r.headers, (head, r.headers))
+
+
 def t_openai_echo(s, gw, mock):
     body = chat("prove what left MOCK:echo", temperature=0.25, max_tokens=77, user="u1")
     r = request(gw.port, "POST", "/v1/chat/completions", body)
@@ -583,7 +601,7 @@ def main():
                 s.done()
             port = free_port()
             cfg = base_config(port, mock.port, rules=RULES)
-    for t in (t_healthz, t_openai_plain, t_openai_echo, t_rename, t_openai_stream, t_anthropic_plain,
+    for t in (t_healthz, t_openai_plain, t_header_hygiene, t_openai_echo, t_rename, t_openai_stream, t_anthropic_plain,
               t_anthropic_stream, t_cross_format, t_models, t_400, t_401, t_403, t_404, t_413,
               t_upstream_errors, t_midstream, t_redact, t_redact_everywhere, t_route, t_budget, t_streaming_incremental,
               t_upstream_keepalive, t_client_keepalive, t_pipelining, t_slowloris, t_half_open,
