@@ -21,7 +21,7 @@
 /* KV caches longer than this are refused: it bounds the per-thread score buffer. */
 #define ENGINE_MAX_CTX (1 << 18)
 #define N_ACT_SLOTS 3
-#define SPIN_ITERS 200000
+#define SPIN_ITERS 20000
 
 struct engine_kv {
     int n_ctx;
@@ -32,19 +32,26 @@ struct engine_kv {
     float *v;        /* [n_layer][n_ctx][kv_dim] */
 };
 
-/* ---- thread pool: workers spin briefly on a generation counter, then sleep ---- */
+/* ---- thread pool ----
+ * A stage is split into n_units small units of work (row chunks, tokens, heads) that
+ * threads claim one at a time from a shared counter. `work` holds (generation << 32 |
+ * next unit); the caller publishes a stage by storing a new generation and then works
+ * through units itself, so a worker that is slow to wake (the machine is shared) costs
+ * at most the unit it holds, never the whole stage. Idle workers spin briefly on the
+ * generation, then sleep on the condition variable. */
 
 struct pool {
     int n; /* threads including the caller */
     pthread_t *th;
-    void (*fn)(struct engine_ctx *, int ith, int nth);
-    struct engine_ctx *arg;
-    atomic_uint gen;
-    atomic_int pending;
-    atomic_int stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
     int started;
+    struct engine_ctx *ctx;
+    _Atomic uint64_t work;
+    atomic_int n_units;
+    atomic_int done;
+    atomic_int sleepers;
+    atomic_int stop;
+    pthread_mutex_t mu; /* guards the sleep/wake hand-over only */
+    pthread_cond_t cv;
 };
 
 struct worker_arg {
@@ -53,6 +60,13 @@ struct worker_arg {
 };
 
 enum stage { ST_PREP, ST_MATMUL, ST_ROPE, ST_ATTN };
+
+/* rows per matmul unit: small enough to balance 2..16 threads, large enough to amortise */
+#define MM_UNIT_ROWS 32
+
+struct mm_unit {
+    int job, r0, r1;
+};
 
 struct mm_job {
     const struct engine_mat *w;
@@ -101,52 +115,81 @@ struct engine_ctx {
     struct mm_job mm[3];    /* out holds row prep_t0 first */
     int n_mm;
     int mm_mode;            /* 0 plain, 1 add tmp into x, 2 swiglu (mm[0] gate, mm[1] up) */
+    struct mm_unit *units;  /* [max_units] the current matmul stage's row chunks */
+    int max_units;
 };
+
+static void do_unit(struct engine_ctx *c, int ith, int u);
+
+/* claim and run units of generation g until none are left (or a new stage began) */
+static void run_units(struct pool *p, int ith, uint32_t g)
+{
+    for (;;) {
+        uint64_t w = atomic_load_explicit(&p->work, memory_order_acquire);
+        if ((uint32_t)(w >> 32) != g)
+            return;
+        uint32_t u = (uint32_t)w;
+        if (u >= (uint32_t)atomic_load_explicit(&p->n_units, memory_order_relaxed))
+            return;
+        if (atomic_compare_exchange_weak_explicit(&p->work, &w, w + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            do_unit(p->ctx, ith, (int)u);
+            atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        }
+    }
+}
 
 static void *worker_main(void *vp)
 {
     struct worker_arg *wa = vp;
     struct pool *p = wa->p;
-    unsigned seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        unsigned g;
+        uint32_t g;
         int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
+        while ((g = (uint32_t)(atomic_load_explicit(&p->work, memory_order_acquire) >> 32)) ==
+                   seen &&
                !atomic_load(&p->stop)) {
             if (++spins < SPIN_ITERS) {
                 CPU_RELAX();
                 continue;
             }
             pthread_mutex_lock(&p->mu);
-            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+            atomic_fetch_add(&p->sleepers, 1);
+            while ((uint32_t)(atomic_load(&p->work) >> 32) == seen && !atomic_load(&p->stop))
                 pthread_cond_wait(&p->cv, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
             pthread_mutex_unlock(&p->mu);
+            spins = 0;
         }
         if (atomic_load(&p->stop))
             return NULL;
         seen = g;
-        p->fn(p->arg, wa->ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        run_units(p, wa->ith, g);
     }
 }
 
-static void pool_run(struct engine_ctx *ctx, void (*fn)(struct engine_ctx *, int, int))
+/* pool_run -- run units 0..n_units-1 of the stage set up in ctx, on all threads */
+static void pool_run(struct engine_ctx *ctx, int n_units)
 {
     struct pool *p = &ctx->pool;
-    if (p->n == 1) {
-        fn(ctx, 0, 1);
+    if (p->n == 1 || n_units == 1) {
+        for (int u = 0; u < n_units; u++)
+            do_unit(ctx, 0, u);
         return;
     }
-    p->fn = fn;
-    p->arg = ctx;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    fn(ctx, 0, p->n);
+    uint32_t g = (uint32_t)(atomic_load_explicit(&p->work, memory_order_relaxed) >> 32) + 1;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->n_units, n_units, memory_order_relaxed);
+    atomic_store(&p->work, (uint64_t)g << 32);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    run_units(p, 0, g);
     int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) {
+    while (atomic_load_explicit(&p->done, memory_order_acquire) != n_units) {
         if (++spins < SPIN_ITERS)
             CPU_RELAX();
         else
@@ -275,17 +318,23 @@ int engine_ctx_new(const struct engine_weights *w, int n_threads, int max_batch,
     c->score_len = hp->n_ctx_train < ENGINE_MAX_CTX ? hp->n_ctx_train : ENGINE_MAX_CTX;
     c->scores = xalloc((size_t)n_threads * (size_t)c->score_len * F, &fails);
     c->rope = xalloc(B * (size_t)hp->n_rot * F, &fails);
+    c->max_units = (int)(((size_t)hp->n_vocab + n_q + 2 * kvd + 2 * (size_t)hp->n_ff +
+                          (size_t)hp->n_embd) / MM_UNIT_ROWS + 8);
+    c->units = calloc((size_t)c->max_units, sizeof(*c->units));
     c->tok_kv = calloc(B, sizeof(*c->tok_kv));
     c->tok_pos = calloc(B, sizeof(*c->tok_pos));
-    if (fails || !c->tok_kv || !c->tok_pos) {
+    if (fails || !c->tok_kv || !c->tok_pos || !c->units) {
         snprintf(err, errlen, "out of memory for engine buffers (batch %d)", max_batch);
         engine_ctx_free(c);
         return -1;
     }
     struct pool *p = &c->pool;
     p->n = n_threads;
-    atomic_init(&p->gen, 0);
-    atomic_init(&p->pending, 0);
+    p->ctx = c;
+    atomic_init(&p->work, 0);
+    atomic_init(&p->n_units, 0);
+    atomic_init(&p->done, 0);
+    atomic_init(&p->sleepers, 0);
     atomic_init(&p->stop, 0);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
@@ -337,6 +386,7 @@ void engine_ctx_free(struct engine_ctx *c)
     free(c->rope);
     free(c->tok_kv);
     free(c->tok_pos);
+    free(c->units);
     free(c);
 }
 
@@ -355,7 +405,7 @@ static int cfail(struct engine_ctx *c, const char *fmt, ...)
     return -1;
 }
 
-/* ---- stages (run on every pool thread; ith of nth) ---- */
+/* ---- stages: each runs as units on the pool (ith: the thread, for its scratch) ---- */
 
 /* y = x / sqrt(mean(x^2) + eps) * w, as ggml: float squares summed in double */
 static void rms_norm(const float *x, const float *w, float *y, int n, float eps)
@@ -369,19 +419,18 @@ static void rms_norm(const float *x, const float *w, float *y, int n, float eps)
         y[i] = (x[i] * scale) * w[i];
 }
 
-static void stage_prep(struct engine_ctx *c, int ith, int nth)
+/* unit = one token row: optional rms norm, then the activation formats needed */
+static void unit_prep(struct engine_ctx *c, int t)
 {
     const int cols = c->prep_cols;
-    for (int t = c->prep_t0 + ith; t < c->nt; t += nth) {
-        const float *row = c->prep_src + (size_t)t * (size_t)cols;
-        if (c->prep_norm) {
-            float *y = c->xn + (size_t)t * (size_t)cols;
-            rms_norm(row, c->prep_norm, y, cols, c->w->hp.rms_eps);
-            row = y;
-        }
-        for (int s = 0; s < c->n_slots; s++)
-            quant_act_row(c->slot_type[s], row, c->act[s] + (size_t)t * c->act_stride, cols);
+    const float *row = c->prep_src + (size_t)t * (size_t)cols;
+    if (c->prep_norm) {
+        float *y = c->xn + (size_t)t * (size_t)cols;
+        rms_norm(row, c->prep_norm, y, cols, c->w->hp.rms_eps);
+        row = y;
     }
+    for (int s = 0; s < c->n_slots; s++)
+        quant_act_row(c->slot_type[s], row, c->act[s] + (size_t)t * c->act_stride, cols);
 }
 
 static inline float silu(float x)
@@ -389,37 +438,52 @@ static inline float silu(float x)
     return x / (1.0f + expf(-x));
 }
 
-static void stage_matmul(struct engine_ctx *c, int ith, int nth)
+/* split the rows of the stage's matmuls into units (gate and up share theirs) */
+static int mm_plan(struct engine_ctx *c)
 {
-    const int nt = c->nt - c->prep_t0;
-    const int t0 = c->prep_t0;
-    for (int j = 0; j < c->n_mm; j++) {
-        const struct mm_job *m = &c->mm[j];
-        const int nr = (int)m->w->ne1;
-        int chunk = (nr + nth - 1) / nth;
-        chunk = (chunk + 3) & ~3;
-        const int r0 = ith * chunk, r1 = r0 + chunk < nr ? r0 + chunk : nr;
-        if (r0 >= r1)
-            continue;
-        quant_gemm(m->w->type, m->w->ne0, m->w->data + (size_t)r0 * m->w->row_bytes,
-                   m->w->row_bytes, r1 - r0, c->act[m->slot] + (size_t)t0 * c->act_stride,
-                   c->act_stride, nt, m->out + r0, m->out_stride);
-        if (c->mm_mode == 1) {
-            const int n_embd = c->w->hp.n_embd;
-            for (int t = t0; t < c->nt; t++) {
-                float *x = c->x + (size_t)t * (size_t)n_embd;
-                const float *y = m->out + (size_t)t * m->out_stride;
-                for (int r = r0; r < r1; r++)
-                    x[r] += y[r];
-            }
-        } else if (c->mm_mode == 2 && j == 1) {
-            /* gate (mm[0]) and up (mm[1]) have the same rows, so this thread owns both */
-            for (int t = t0; t < c->nt; t++) {
-                float *gr = c->g + (size_t)t * m->out_stride;
-                const float *ur = c->u + (size_t)t * m->out_stride;
-                for (int r = r0; r < r1; r++)
-                    gr[r] = silu(gr[r]) * ur[r];
-            }
+    int n = 0;
+    const int jobs = c->mm_mode == 2 ? 1 : c->n_mm;
+    for (int j = 0; j < jobs; j++) {
+        const int nr = (int)c->mm[j].w->ne1;
+        for (int r0 = 0; r0 < nr && n < c->max_units; r0 += MM_UNIT_ROWS) {
+            c->units[n].job = j;
+            c->units[n].r0 = r0;
+            c->units[n].r1 = r0 + MM_UNIT_ROWS < nr ? r0 + MM_UNIT_ROWS : nr;
+            n++;
+        }
+    }
+    return n;
+}
+
+static void mm_rows(struct engine_ctx *c, const struct mm_job *m, int r0, int r1)
+{
+    const int t0 = c->prep_t0, nt = c->nt - t0;
+    quant_gemm(m->w->type, m->w->ne0, m->w->data + (size_t)r0 * m->w->row_bytes, m->w->row_bytes,
+               r1 - r0, c->act[m->slot] + (size_t)t0 * c->act_stride, c->act_stride, nt,
+               m->out + r0, m->out_stride);
+}
+
+static void unit_matmul(struct engine_ctx *c, int u)
+{
+    const struct mm_unit *un = &c->units[u];
+    const int r0 = un->r0, r1 = un->r1;
+    const struct mm_job *m = &c->mm[un->job];
+    mm_rows(c, m, r0, r1);
+    if (c->mm_mode == 1) {
+        const int n_embd = c->w->hp.n_embd;
+        for (int t = 0; t < c->nt; t++) {
+            float *x = c->x + (size_t)t * (size_t)n_embd;
+            const float *y = m->out + (size_t)t * m->out_stride;
+            for (int r = r0; r < r1; r++)
+                x[r] += y[r];
+        }
+    } else if (c->mm_mode == 2) {
+        mm_rows(c, &c->mm[1], r0, r1);
+        for (int t = 0; t < c->nt; t++) {
+            float *gr = c->g + (size_t)t * m->out_stride;
+            const float *ur = c->u + (size_t)t * m->out_stride;
+            for (int r = r0; r < r1; r++)
+                gr[r] = silu(gr[r]) * ur[r];
         }
     }
 }
@@ -446,12 +510,12 @@ static void rope_apply(float *x, const float *cs, int n_rot, int neox)
 }
 
 /* biases, rope on q and k, then k and v into the token's cache */
-static void stage_rope(struct engine_ctx *c, int ith, int nth)
+static void unit_rope(struct engine_ctx *c, int t)
 {
     const struct engine_hparams *hp = &c->w->hp;
     const struct engine_layer *L = &c->w->layers[c->layer];
     const int n_q = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
-    for (int t = ith; t < c->nt; t += nth) {
+    {
         float *q = c->q + (size_t)t * (size_t)n_q;
         float *k = c->k + (size_t)t * (size_t)kvd;
         float *v = c->v + (size_t)t * (size_t)kvd;
@@ -475,15 +539,14 @@ static void stage_rope(struct engine_ctx *c, int ith, int nth)
     }
 }
 
-static void stage_attn(struct engine_ctx *c, int ith, int nth)
+static void unit_attn(struct engine_ctx *c, int ith, int idx)
 {
     const struct engine_hparams *hp = &c->w->hp;
     const int hd = hp->head_dim, n_q = hp->n_head * hd, kvd = hp->n_head_kv * hd;
     const int group = hp->n_head / hp->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
     float *sc = c->scores + (size_t)ith * (size_t)c->score_len;
-    const int total = c->nt * hp->n_head;
-    for (int idx = ith; idx < total; idx += nth) {
+    {
         const int t = idx / hp->n_head, h = idx % hp->n_head;
         struct engine_kv *kv = c->tok_kv[t];
         const int np = c->tok_pos[t] + 1;
@@ -492,14 +555,10 @@ static void stage_attn(struct engine_ctx *c, int ith, int nth)
         const float *kb = kv_k(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
         float mx = -INFINITY;
         for (int p = 0; p < np; p++) {
-            const float *kp = kb + (size_t)p * (size_t)kvd;
-            float s = 0;
-            for (int d = 0; d < hd; d++)
-                s += q[d] * kp[d];
-            s *= scale;
-            sc[p] = s;
-            if (s > mx)
-                mx = s;
+            const float sv = quant_dot_f32(q, kb + (size_t)p * (size_t)kvd, hd) * scale;
+            sc[p] = sv;
+            if (sv > mx)
+                mx = sv;
         }
         double sum = 0;
         for (int p = 0; p < np; p++) {
@@ -509,25 +568,20 @@ static void stage_attn(struct engine_ctx *c, int ith, int nth)
         }
         const float inv = (float)(1.0 / sum);
         float *o = c->att + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
-        for (int d = 0; d < hd; d++)
-            o[d] = 0;
+        memset(o, 0, (size_t)hd * sizeof(float));
         const float *vb = kv_v(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
-        for (int p = 0; p < np; p++) {
-            const float pr = sc[p] * inv;
-            const float *vp = vb + (size_t)p * (size_t)kvd;
-            for (int d = 0; d < hd; d++)
-                o[d] += pr * vp[d];
-        }
+        for (int p = 0; p < np; p++)
+            quant_axpy_f32(o, vb + (size_t)p * (size_t)kvd, sc[p] * inv, hd);
     }
 }
 
-static void run_stage(struct engine_ctx *c, int ith, int nth)
+static void do_unit(struct engine_ctx *c, int ith, int u)
 {
     switch (c->stage) {
-    case ST_PREP: stage_prep(c, ith, nth); break;
-    case ST_MATMUL: stage_matmul(c, ith, nth); break;
-    case ST_ROPE: stage_rope(c, ith, nth); break;
-    case ST_ATTN: stage_attn(c, ith, nth); break;
+    case ST_PREP: unit_prep(c, c->prep_t0 + u); break;
+    case ST_MATMUL: unit_matmul(c, u); break;
+    case ST_ROPE: unit_rope(c, u); break;
+    case ST_ATTN: unit_attn(c, ith, u); break;
     }
 }
 
@@ -552,7 +606,13 @@ static void do_prep(struct engine_ctx *c, const float *src, int cols, const floa
     c->prep_src = src;
     c->prep_cols = cols;
     c->prep_norm = norm;
-    pool_run(c, run_stage);
+    pool_run(c, c->nt - c->prep_t0);
+}
+
+static void do_matmul(struct engine_ctx *c)
+{
+    c->stage = ST_MATMUL;
+    pool_run(c, mm_plan(c));
 }
 
 /* ggml's rope cache: theta advanced by repeated float multiplication, divided by the
@@ -594,42 +654,38 @@ static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, f
 
         const struct engine_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
         do_prep(c, c->x, n_embd, L->attn_norm, qkv, 3, slots);
-        c->stage = ST_MATMUL;
         c->mm_mode = 0;
         c->n_mm = 3;
         c->mm[0] = (struct mm_job){&L->wq, slots[0], c->q, n_q};
         c->mm[1] = (struct mm_job){&L->wk, slots[1], c->k, kvd};
         c->mm[2] = (struct mm_job){&L->wv, slots[2], c->v, kvd};
-        pool_run(c, run_stage);
+        do_matmul(c);
         c->stage = ST_ROPE;
-        pool_run(c, run_stage);
+        pool_run(c, c->nt);
         c->stage = ST_ATTN;
-        pool_run(c, run_stage);
+        pool_run(c, c->nt * hp->n_head);
 
         const struct engine_mat *o[1] = {&L->wo};
         do_prep(c, c->att, (int)n_q, NULL, o, 1, slots);
-        c->stage = ST_MATMUL;
         c->mm_mode = 1;
         c->n_mm = 1;
         c->mm[0] = (struct mm_job){&L->wo, slots[0], c->tmp, (size_t)n_embd};
-        pool_run(c, run_stage);
+        do_matmul(c);
 
         const struct engine_mat *gu[2] = {&L->w_gate, &L->w_up};
         do_prep(c, c->x, n_embd, L->ffn_norm, gu, 2, slots);
-        c->stage = ST_MATMUL;
         c->mm_mode = 2;
         c->n_mm = 2;
         c->mm[0] = (struct mm_job){&L->w_gate, slots[0], c->g, (size_t)hp->n_ff};
         c->mm[1] = (struct mm_job){&L->w_up, slots[1], c->u, (size_t)hp->n_ff};
-        pool_run(c, run_stage);
+        do_matmul(c);
 
         const struct engine_mat *dn[1] = {&L->w_down};
         do_prep(c, c->g, hp->n_ff, NULL, dn, 1, slots);
-        c->stage = ST_MATMUL;
         c->mm_mode = 1;
         c->n_mm = 1;
         c->mm[0] = (struct mm_job){&L->w_down, slots[0], c->tmp, (size_t)n_embd};
-        pool_run(c, run_stage);
+        do_matmul(c);
     }
     /* final norm and vocabulary projection, only for the rows that need logits */
     if (!logits || logit_t0 >= c->nt)
@@ -638,11 +694,10 @@ static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, f
     const struct engine_mat *out[1] = {&w->output};
     int slot;
     do_prep(c, c->x, n_embd, w->output_norm, out, 1, &slot);
-    c->stage = ST_MATMUL;
     c->mm_mode = 0;
     c->n_mm = 1;
     c->mm[0] = (struct mm_job){&w->output, slot, logits, (size_t)hp->n_vocab};
-    pool_run(c, run_stage);
+    do_matmul(c);
     c->prep_t0 = 0;
 }
 

@@ -3,10 +3,11 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-static int use_simd;
-static int force_scalar;
+static int use_simd; /* 0 scalar, 1 AVX2, 2 AVX2 + AVX512-VNNI */
+static int max_level = 2;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void init_impl(void)
@@ -15,6 +16,9 @@ static void init_impl(void)
     __builtin_cpu_init();
     use_simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                __builtin_cpu_supports("f16c");
+    if (use_simd && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
+        !getenv("AIRLOCK_NO_VNNI"))
+        use_simd = 2;
 #endif
 }
 
@@ -26,12 +30,12 @@ void quant_init(void)
 int quant_have_simd(void)
 {
     quant_init();
-    return use_simd && !force_scalar;
+    return use_simd < max_level ? use_simd : max_level;
 }
 
-void quant_force_scalar(int on)
+void quant_set_max_level(int level)
 {
-    force_scalar = on;
+    max_level = level;
 }
 
 static inline float from_bits(uint32_t w)
@@ -280,8 +284,13 @@ static void act_q8_0(const float *x, struct quant_q8_0a *y, int64_t n)
         const float d = amax / 127.f;
         const float id = amax != 0.0f ? 127.f / amax : 0.0f;
         y[i].d = quant_fp16_to_fp32(quant_fp32_to_fp16(d));
-        for (int j = 0; j < QK8_0; j++)
+        int sum = 0;
+        for (int j = 0; j < QK8_0; j++) {
             y[i].qs[j] = (int8_t)nearbyintf(x[i * QK8_0 + j] * id);
+            sum += y[i].qs[j];
+        }
+        y[i].s4 = -sum;
+        y[i].s8 = -16 * sum;
     }
 }
 
@@ -497,9 +506,32 @@ void quant_gemm_ref(uint32_t wtype, int64_t n, const void *w, size_t w_stride, i
     }
 }
 
+float quant_dot_f32(const float *x, const float *y, int n)
+{
+    if (quant_have_simd())
+        return quant_dot_f32_avx2(x, y, n);
+    float s = 0;
+    for (int i = 0; i < n; i++)
+        s += x[i] * y[i];
+    return s;
+}
+
+void quant_axpy_f32(float *y, const float *x, float a, int n)
+{
+    if (quant_have_simd()) {
+        quant_axpy_f32_avx2(y, x, a, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 void quant_gemm(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                 const void *act, size_t act_stride, int nt, float *out, size_t out_stride)
 {
+    if (quant_have_simd() == 2 &&
+        quant_gemm_vnni(wtype, n, w, w_stride, nr, act, act_stride, nt, out, out_stride) == 0)
+        return;
     if (quant_have_simd() &&
         quant_gemm_avx2(wtype, n, w, w_stride, nr, act, act_stride, nt, out, out_stride) == 0)
         return;

@@ -54,6 +54,10 @@ struct quant_q6_k {
  * for Q8_0) */
 struct quant_q8_0a {
     float d;
+    /* VNNI kernels start each of their 8 int32 lanes from these, so that the lanes add up
+     * to the offset of the unsigned weight bytes: */
+    int32_t s4;   /* -sum(qs) = -8 * sum(qs) / 8 (Q4_0 nibbles are q + 8) */
+    int32_t s8;   /* -16 * sum(qs) = -128 * sum(qs) / 8 (Q8_0 bytes ^ 0x80 are w + 128) */
     int8_t qs[QK8_0];
 };
 struct quant_q8_k {
@@ -63,10 +67,11 @@ struct quant_q8_k {
 };
 
 void quant_init(void);
-/* 1 when the AVX2/FMA/F16C kernels are in use */
+/* 1 when the AVX2/FMA/F16C kernels are in use; 2 when also AVX512-VNNI/VL */
 int quant_have_simd(void);
-/* quant_force_scalar -- tests: 1 makes the dispatching entry points use the scalar code */
-void quant_force_scalar(int on);
+/* quant_set_max_level -- tests/benchmarks: cap the kernels used by the dispatching entry
+ * points (0 scalar, 1 AVX2, 2 VNNI; default 2). Not thread-safe against running kernels. */
+void quant_set_max_level(int level);
 
 float quant_fp16_to_fp32(uint16_t h);
 uint16_t quant_fp32_to_fp16(float f); /* round to nearest even */
@@ -95,7 +100,15 @@ void quant_gemm(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int n
 void quant_gemm_ref(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
 
+/* F32 helpers for attention: dot product and y += a * x (SIMD when available) */
+float quant_dot_f32(const float *x, const float *y, int n);
+void quant_axpy_f32(float *y, const float *x, float a, int n);
+
 /* internal: SIMD implementation; returns -1 when it has no kernel for wtype */
+int quant_gemm_vnni(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                    const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
+float quant_dot_f32_avx2(const float *x, const float *y, int n);
+void quant_axpy_f32_avx2(float *y, const float *x, float a, int n);
 int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
 void quant_act_row_avx2(uint32_t wtype, const float *x, void *dst, int64_t n);

@@ -61,6 +61,10 @@ TGT static void act_q8_0_avx2(const float *x, struct quant_q8_0a *y, int64_t n)
         /* undo the lane interleaving of the packs */
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)y[i].qs, p);
+        const int sum = hsum_epi32(_mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1)));
+        y[i].s4 = -sum;
+        y[i].s8 = -16 * sum;
     }
 }
 
@@ -345,7 +349,163 @@ TGT int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_strid
     }
 }
 
+/* ---- F32 helpers for attention ---- */
+
+TGT float quant_dot_f32_avx2(const float *x, const float *y, int n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        s += x[i] * y[i];
+    return s;
+}
+
+TGT void quant_axpy_f32_avx2(float *y, const float *x, float a, int n)
+{
+    const __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+/* ---- AVX512-VNNI (256-bit) kernels for Q8_0 / Q4_0 weights ----
+ * vpdpbusd multiplies unsigned weight bytes by signed activation bytes and sums groups of
+ * four into int32 without saturation, starting from a broadcast correction: Q4_0 nibbles
+ * are q + 8, Q8_0 bytes read as unsigned are w + 128, and the activation block carries
+ * the per-lane shares of -8 * sum(y) and -128 * sum(y), so the 8 int32 lanes add up to
+ * exactly sum(w * y). */
+
+#define TGTV __attribute__((target("avx512vnni,avx512vl,avx2,fma,f16c")))
+#define TGTV_INLINE __attribute__((target("avx512vnni,avx512vl,avx2,fma,f16c"), always_inline)) static inline
+
+TGTV_INLINE float hsum_ps_v(__m256 v)
+{
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+TGTV_INLINE __m256i vload_q8_0u(const int8_t *qs)
+{
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)qs), _mm256_set1_epi8((char)0x80));
+}
+
+TGTV_INLINE __m256i vload_q4_0u(const uint8_t *qs)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+#define TILE_V(NAME, WBLOCK, LOADW, SFIELD)                                                        \
+    TGTV_INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a,  \
+                          size_t as, float *out, size_t os)                                        \
+    {                                                                                              \
+        __m256 acc[4][4];                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();   \
+        for (int64_t i = 0; i < nb; i++) {                                                         \
+            __m256i wq[4];                                                                         \
+            __m256 wd[4];                                                                          \
+            _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                    \
+            {                                                                                      \
+                const WBLOCK *b = (const WBLOCK *)(w + (size_t)r * ws) + i;                        \
+                wq[r] = LOADW(b->qs);                                                              \
+                wd[r] = _mm256_set1_ps(_cvtsh_ss(b->d));                                           \
+            }                                                                                      \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            {                                                                                      \
+                const struct quant_q8_0a *ab = (const struct quant_q8_0a *)(a + (size_t)t * as) + i; \
+                const __m256i y = _mm256_loadu_si256((const __m256i *)ab->qs);                     \
+                const __m256i init = _mm256_set1_epi32(ab->SFIELD);                                \
+                const __m256 ad = _mm256_set1_ps(ab->d);                                           \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
+                {                                                                                  \
+                    __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(init, wq[r], y));            \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd[r], ad), p, acc[r][t]);           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
+            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[(size_t)t * os + r] =          \
+                hsum_ps_v(acc[r][t]);                                                              \
+    }
+
+TILE_V(vtile_q8_0, struct quant_q8_0, vload_q8_0u, s8)
+TILE_V(vtile_q4_0, struct quant_q4_0, vload_q4_0u, s4)
+
+#define DISPATCH_TILES_V(TILE, NB)                                                                 \
+    do {                                                                                           \
+        int r = 0;                                                                                 \
+        for (; r + 4 <= nr; r += 4) {                                                              \
+            int t = 0;                                                                             \
+            for (; t + 4 <= nt; t += 4)                                                            \
+                TILE(4, 4, NB, wb + (size_t)r * w_stride, w_stride, ab + (size_t)t * act_stride,   \
+                     act_stride, out + (size_t)t * out_stride + r, out_stride);                    \
+            for (; t + 2 <= nt; t += 2)                                                            \
+                TILE(4, 2, NB, wb + (size_t)r * w_stride, w_stride, ab + (size_t)t * act_stride,   \
+                     act_stride, out + (size_t)t * out_stride + r, out_stride);                    \
+            for (; t < nt; t++)                                                                    \
+                TILE(4, 1, NB, wb + (size_t)r * w_stride, w_stride, ab + (size_t)t * act_stride,   \
+                     act_stride, out + (size_t)t * out_stride + r, out_stride);                    \
+        }                                                                                          \
+        for (; r < nr; r++)                                                                        \
+            for (int t = 0; t < nt; t++)                                                           \
+                TILE(1, 1, NB, wb + (size_t)r * w_stride, w_stride, ab + (size_t)t * act_stride,   \
+                     act_stride, out + (size_t)t * out_stride + r, out_stride);                    \
+    } while (0)
+
+TGTV int quant_gemm_vnni(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                         const void *act, size_t act_stride, int nt, float *out, size_t out_stride)
+{
+    const uint8_t *wb = w, *ab = act;
+    switch (wtype) {
+    case GGUF_T_Q8_0:
+        DISPATCH_TILES_V(vtile_q8_0, n / QK8_0);
+        return 0;
+    case GGUF_T_Q4_0:
+        DISPATCH_TILES_V(vtile_q4_0, n / QK4_0);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 #else /* not x86-64: no SIMD kernels */
+
+int quant_gemm_vnni(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
+                    const void *act, size_t act_stride, int nt, float *out, size_t out_stride)
+{
+    (void)wtype, (void)n, (void)w, (void)w_stride, (void)nr, (void)act, (void)act_stride;
+    (void)nt, (void)out, (void)out_stride;
+    return -1;
+}
+
+float quant_dot_f32_avx2(const float *x, const float *y, int n)
+{
+    float s = 0;
+    for (int i = 0; i < n; i++)
+        s += x[i] * y[i];
+    return s;
+}
+
+void quant_axpy_f32_avx2(float *y, const float *x, float a, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
 
 int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride)

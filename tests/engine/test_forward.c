@@ -160,6 +160,8 @@ static void check_golden(const char *name)
         }
         CHECK(i > 0);
         worst_first = fmax(worst_first, d0 / scale0);
+        if (getenv("AIRLOCK_TEST_VERBOSE"))
+            fprintf(stderr, "    %s/%s first %.2e\n", name, cname, d0 / scale0);
         if (!(d0 <= lim0))
             fprintf(stderr, "  %s/%s: first logits off by %g (limit %g)\n", name, cname, d0, lim0);
         CHECK(d0 <= lim0);

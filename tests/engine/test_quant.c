@@ -83,6 +83,11 @@ static void test_act_q8_0(void)
     /* -14.5 * 127/15.5 = -118.8 -> -119 */
     CHECK_EQ_INT(q[0].qs[1], -119);
     CHECK(q[1].d == 0.0f && q[1].qs[5] == 0);
+    int sum = 0;
+    for (int i = 0; i < 32; i++)
+        sum += q[0].qs[i];
+    CHECK_EQ_INT(q[0].s4 * 8, -8 * sum);
+    CHECK_EQ_INT(q[0].s8 * 8, -128 * sum);
     /* a half-way product rounds to even: amax 127 -> id 1 */
     float y[32] = {127.0f, 2.5f, 3.5f, -2.5f};
     quant_act_row_ref(GGUF_T_Q8_0, y, q, 32);
@@ -269,11 +274,11 @@ static void test_simd_equals_scalar(void)
     for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
         uint32_t type = types[k];
         const int64_t n = 768;
-        const int rows = 11, nt = 5; /* exercises 4x2, 4x1 and 1x1 tiles */
+        const int rows = 11, nt = 7; /* exercises 4x4, 4x2, 4x1 and 1x1 tiles */
         size_t rb = gguf_row_bytes(type, n), ab = quant_act_row_bytes(type, n);
         uint8_t *w = malloc(rb * rows), *a = malloc(ab * nt), *a2 = malloc(ab * nt);
         float *x = malloc(sizeof(float) * (size_t)(n * nt));
-        float o1[5 * 11], o2[5 * 11];
+        float o1[7 * 11], o2[7 * 11];
         fill_weights(type, w, rb * rows, n, rows);
         for (int64_t i = 0; i < n * nt; i++)
             x[i] = rndf();
@@ -285,19 +290,25 @@ static void test_simd_equals_scalar(void)
             quant_act_row_ref(type, x + t * n, a2 + ab * (size_t)t, n);
         }
         CHECK(memcmp(a, a2, ab * nt) == 0); /* SIMD activation quantizers are bit-exact */
-        quant_gemm(type, n, w, rb, rows, a, ab, nt, o1, rows);
         quant_gemm_ref(type, n, w, rb, rows, a, ab, nt, o2, rows);
-        /* per-block products are exact integers; only the float summation order differs */
-        double maxrel = 0;
-        for (int i = 0; i < rows * nt; i++) {
-            double scale = 0;
+        /* every SIMD level (AVX2, VNNI where the CPU has it) against the scalar code: per-block
+         * products are exact integers; only the float summation order differs */
+        const int top = quant_have_simd();
+        for (int level = 1; level <= top; level++) {
+            quant_set_max_level(level);
+            quant_gemm(type, n, w, rb, rows, a, ab, nt, o1, rows);
+            double maxrel = 0, scale = 0;
             for (int j = 0; j < rows * nt; j++)
                 scale = fmax(scale, fabs(o2[j]));
-            maxrel = fmax(maxrel, fabs(o1[i] - o2[i]) / (scale + 1e-30));
+            for (int i = 0; i < rows * nt; i++)
+                maxrel = fmax(maxrel, fabs(o1[i] - o2[i]) / (scale + 1e-30));
+            if (!(maxrel < 2e-5))
+                fprintf(stderr, "  %s level %d: max rel diff %g\n", gguf_type_name(type), level,
+                        maxrel);
+            CHECK(maxrel < 2e-5);
         }
-        if (!(maxrel < 2e-5))
-            fprintf(stderr, "  %s: max rel diff %g\n", gguf_type_name(type), maxrel);
-        CHECK(maxrel < 2e-5);
+        quant_set_max_level(2);
+        quant_gemm(type, n, w, rb, rows, a, ab, nt, o1, rows);
         /* against F32 math on the dequantized operands */
         float *wd = malloc(sizeof(float) * (size_t)n), *ad = malloc(sizeof(float) * (size_t)n);
         quant_dequant_row(type, w + rb * 3, wd, n);
@@ -328,6 +339,23 @@ static void test_simd_equals_scalar(void)
     }
 }
 
+static void test_f32_helpers(void)
+{
+    float x[37], y[37], z[37];
+    for (int i = 0; i < 37; i++)
+        x[i] = rndf(), y[i] = rndf(), z[i] = y[i];
+    double s = 0;
+    for (int i = 0; i < 37; i++)
+        s += (double)x[i] * y[i];
+    CHECK(fabs(quant_dot_f32(x, y, 37) - s) < 1e-4);
+    quant_axpy_f32(z, x, 0.5f, 37);
+    int bad = 0;
+    for (int i = 0; i < 37; i++)
+        if (fabsf(z[i] - (y[i] + 0.5f * x[i])) > 1e-6f)
+            bad++;
+    CHECK_EQ_INT(bad, 0);
+}
+
 int main(void)
 {
     quant_init();
@@ -338,5 +366,6 @@ int main(void)
     RUN(test_dequant_known);
     RUN(test_dequant_files);
     RUN(test_simd_equals_scalar);
+    RUN(test_f32_helpers);
     return harness_done();
 }
