@@ -14,41 +14,41 @@
 #define MOCK_MAX_HEADERS 128
 
 struct mock_header {
-    const char *name;  /* borrowed from the request's head copy, NUL-terminated */
+    const char *name; /* borrowed from the request's head copy, NUL-terminated */
     const char *value;
 };
 
 struct mock_request {
     const char *method;
-    const char *path;        /* without the query string */
-    int http10;              /* HTTP/1.0 request */
-    int want_close;          /* HTTP/1.0 without keep-alive, or Connection: close */
+    const char *path; /* without the query string */
+    int http10;       /* HTTP/1.0 request */
+    int want_close;   /* HTTP/1.0 without keep-alive, or Connection: close */
     struct mock_header headers[MOCK_MAX_HEADERS];
     size_t n_headers;
-    const char *body;        /* decoded body (chunked bodies de-chunked); NUL-terminated */
+    const char *body; /* decoded body (chunked bodies de-chunked); NUL-terminated */
     size_t body_len;
-    unsigned long seq;       /* 1-based request number across the server's life */
+    unsigned long seq; /* 1-based request number across the server's life */
 };
 
 /* What happens after the last piece of a plan has been written. */
 enum mock_end {
-    MOCK_END_DONE,   /* response complete; the connection may serve the next request */
-    MOCK_END_CLOSE,  /* flush, then close the connection (FIN) */
-    MOCK_END_STALL,  /* send nothing more, keep the connection open until the peer leaves */
-    MOCK_END_RESET,  /* flush, then abort the connection with a TCP RST */
+    MOCK_END_DONE,  /* response complete; the connection may serve the next request */
+    MOCK_END_CLOSE, /* flush, then close the connection (FIN) */
+    MOCK_END_STALL, /* send nothing more, keep the connection open until the peer leaves */
+    MOCK_END_RESET, /* flush, then abort the connection with a TCP RST */
 };
 
 struct mock_piece {
-    char *data;      /* owned */
+    char *data; /* owned */
     size_t len;
 };
 
 struct mock_plan {
     struct mock_piece *pieces; /* owned; the first is normally the status line + headers */
     size_t n, cap;
-    int delay_ms;              /* between pieces after the first; 0: all at once */
-    int chunked;               /* pieces after the first are sent as HTTP chunks */
-    int truncated;             /* chunked, but never send the last-chunk: a broken body */
+    int delay_ms;  /* between pieces after the first; 0: all at once */
+    int chunked;   /* pieces after the first are sent as HTTP chunks */
+    int truncated; /* chunked, but never send the last-chunk: a broken body */
     enum mock_end end;
 };
 
@@ -70,7 +70,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
                    struct mock_plan *plan);
 
 /* mock_api_simple -- a complete non-streaming response with a JSON body. */
-int mock_api_simple(struct mock_plan *plan, int status, const char *content_type,
-                    const char *body, size_t len, int close_after);
+int mock_api_simple(struct mock_plan *plan, int status, const char *content_type, const char *body,
+                    size_t len, int close_after);
 
 #endif

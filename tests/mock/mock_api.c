@@ -31,12 +31,12 @@ enum fault {
 /* The controls found in the last user message. */
 struct controls {
     int echo, user_split, slow, eof_body;
-    int words;            /* 0: default answer */
-    int status;           /* 0: 200 */
-    int delay_ms;         /* -1: not given */
+    int words;                /* 0: default answer */
+    int status;               /* 0: 200 */
+    int delay_ms;             /* -1: not given */
     long usage_in, usage_out; /* -1: computed */
     enum fault fault;
-    char *split;          /* owned; MOCK:split=<rest of the message> */
+    char *split; /* owned; MOCK:split=<rest of the message> */
 };
 
 struct deltas {
@@ -81,18 +81,30 @@ void mock_plan_deinit(struct mock_plan *plan)
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 529: return "Site Overloaded";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 529:
+        return "Site Overloaded";
+    default:
+        return "Status";
     }
 }
 
@@ -118,8 +130,8 @@ static int add_head(struct mock_plan *plan, enum api api, const struct mock_requ
     if (status == 429)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "retry-after: 1\r\n");
     if (content_length >= 0)
-        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %ld\r\n",
-                      content_length);
+        n +=
+            snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %ld\r\n", content_length);
     else if (plan->chunked)
         n += snprintf(head + n, sizeof(head) - (size_t)n, "Transfer-Encoding: chunked\r\n");
     if (content_length < 0)
@@ -131,13 +143,14 @@ static int add_head(struct mock_plan *plan, enum api api, const struct mock_requ
     return mock_plan_add(plan, head, (size_t)n);
 }
 
-int mock_api_simple(struct mock_plan *plan, int status, const char *content_type,
-                    const char *body, size_t len, int close_after)
+int mock_api_simple(struct mock_plan *plan, int status, const char *content_type, const char *body,
+                    size_t len, int close_after)
 {
     char head[512];
     int n;
 
-    n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+    n = snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
                  "Content-Length: %zu\r\n%s\r\n",
                  status, reason_phrase(status), content_type, len,
                  close_after ? "Connection: close\r\n" : "");
@@ -158,11 +171,24 @@ static char *error_body(enum api api, int status, const char *message)
 
     if (api == API_OPENAI) {
         switch (status) {
-        case 401: type = "invalid_request_error"; code = "invalid_api_key"; break;
-        case 404: type = "invalid_request_error"; code = "model_not_found"; break;
-        case 429: type = "requests"; code = "rate_limit_exceeded"; break;
-        case 400: type = "invalid_request_error"; break;
-        default: type = status >= 500 ? "server_error" : "invalid_request_error"; break;
+        case 401:
+            type = "invalid_request_error";
+            code = "invalid_api_key";
+            break;
+        case 404:
+            type = "invalid_request_error";
+            code = "model_not_found";
+            break;
+        case 429:
+            type = "requests";
+            code = "rate_limit_exceeded";
+            break;
+        case 400:
+            type = "invalid_request_error";
+            break;
+        default:
+            type = status >= 500 ? "server_error" : "invalid_request_error";
+            break;
         }
         cJSON_AddStringToObject(err, "message", message);
         cJSON_AddStringToObject(err, "type", type);
@@ -174,14 +200,30 @@ static char *error_body(enum api api, int status, const char *message)
         cJSON_AddItemToObject(root, "error", err);
     } else {
         switch (status) {
-        case 400: type = "invalid_request_error"; break;
-        case 401: type = "authentication_error"; break;
-        case 403: type = "permission_error"; break;
-        case 404: type = "not_found_error"; break;
-        case 413: type = "request_too_large"; break;
-        case 429: type = "rate_limit_error"; break;
-        case 529: type = "overloaded_error"; break;
-        default: type = "api_error"; break;
+        case 400:
+            type = "invalid_request_error";
+            break;
+        case 401:
+            type = "authentication_error";
+            break;
+        case 403:
+            type = "permission_error";
+            break;
+        case 404:
+            type = "not_found_error";
+            break;
+        case 413:
+            type = "request_too_large";
+            break;
+        case 429:
+            type = "rate_limit_error";
+            break;
+        case 529:
+            type = "overloaded_error";
+            break;
+        default:
+            type = "api_error";
+            break;
         }
         cJSON_AddStringToObject(root, "type", "error");
         cJSON_AddStringToObject(err, "type", type);
@@ -201,8 +243,7 @@ static int reply_error(struct mock_plan *plan, enum api api, const struct mock_r
 
     if (!body)
         return -1;
-    rc = add_head(plan, api, req, status, "application/json", (long)strlen(body),
-                  req->want_close);
+    rc = add_head(plan, api, req, status, "application/json", (long)strlen(body), req->want_close);
     if (rc == 0)
         rc = mock_plan_add(plan, body, strlen(body));
     free(body);
@@ -320,11 +361,11 @@ static void content_text(const cJSON *content, char **acc)
     }
     if (!cJSON_IsArray(content))
         return;
-    cJSON_ArrayForEach(part, content) {
+    cJSON_ArrayForEach(part, content)
+    {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0 &&
-            cJSON_IsString(text))
+        if (cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0 && cJSON_IsString(text))
             content_text(text, acc);
     }
 }
@@ -335,7 +376,8 @@ static char *last_user_text(const cJSON *root)
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages"), *m, *last = NULL;
     char *acc = NULL;
 
-    cJSON_ArrayForEach(m, msgs) {
+    cJSON_ArrayForEach(m, msgs)
+    {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         if (cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0)
             last = m;
@@ -380,8 +422,7 @@ static void parse_controls(const char *text, struct controls *c)
             c->words = atoi(word + 6) > 0 ? (atoi(word + 6) > 100000 ? 100000 : atoi(word + 6)) : 0;
         else if (strncmp(word, "delay=", 6) == 0)
             c->delay_ms = atoi(word + 6) >= 0 ? atoi(word + 6) : 0;
-        else if (strncmp(word, "status_", 7) == 0 && atoi(word + 7) >= 200 &&
-                 atoi(word + 7) <= 599)
+        else if (strncmp(word, "status_", 7) == 0 && atoi(word + 7) >= 200 && atoi(word + 7) <= 599)
             c->status = atoi(word + 7);
         else if (strncmp(word, "usage=", 6) == 0)
             sscanf(word + 6, "%ld,%ld", &c->usage_in, &c->usage_out);
@@ -484,7 +525,8 @@ static cJSON *anthropic_usage(long in, long out)
     return u;
 }
 
-static const char GARBAGE[] = "\x01\x02 this is not SSE \xff\xfe {{{ garbage\r\n<html>oops</html>\n";
+static const char GARBAGE[] =
+    "\x01\x02 this is not SSE \xff\xfe {{{ garbage\r\n<html>oops</html>\n";
 
 /* The streamed answer. n_before_fault: deltas sent before a *_mid fault. */
 static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_request *req,
@@ -514,8 +556,8 @@ static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_
         for (i = 0; i < cut; i++) {
             delta = cJSON_CreateObject();
             cJSON_AddStringToObject(delta, "content", d->items[i]);
-            if (add_event(plan, NULL, openai_chunk(id, created, model, delta, NULL,
-                                                   include_usage)) < 0)
+            if (add_event(plan, NULL,
+                          openai_chunk(id, created, model, delta, NULL, include_usage)) < 0)
                 return -1;
         }
     } else {
@@ -557,8 +599,12 @@ static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_
         }
     }
     switch (c->fault) {
-    case FAULT_STALL_MID: plan->end = MOCK_END_STALL; return 0;
-    case FAULT_RESET_MID: plan->end = MOCK_END_RESET; return 0;
+    case FAULT_STALL_MID:
+        plan->end = MOCK_END_STALL;
+        return 0;
+    case FAULT_RESET_MID:
+        plan->end = MOCK_END_RESET;
+        return 0;
     case FAULT_GARBAGE_MID:
         plan->end = MOCK_END_CLOSE;
         plan->truncated = 1;
@@ -566,7 +612,8 @@ static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_
     case FAULT_ERROR_MID:
         plan->end = close_after ? MOCK_END_CLOSE : MOCK_END_DONE;
         if (api == API_OPENAI) {
-            char *b = error_body(api, 500, "The server had an error while processing your request.");
+            char *b =
+                error_body(api, 500, "The server had an error while processing your request.");
             static const char pre[] = "data: ";
             int rc = b ? 0 : -1;
             if (rc == 0) {
@@ -593,11 +640,13 @@ static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_
             free(b);
             return rc;
         }
-    default: break;
+    default:
+        break;
     }
     if (api == API_OPENAI) {
-        if (add_event(plan, NULL, openai_chunk(id, created, model, cJSON_CreateObject(), finish,
-                                               include_usage)) < 0)
+        if (add_event(
+                plan, NULL,
+                openai_chunk(id, created, model, cJSON_CreateObject(), finish, include_usage)) < 0)
             return -1;
         if (include_usage) {
             cJSON *u = cJSON_CreateObject();
@@ -699,8 +748,14 @@ static int whole_reply(struct mock_plan *plan, enum api api, const struct mock_r
                   close_after);
     if (rc == 0) {
         switch (c->fault) {
-        case FAULT_STALL_MID: rc = mock_plan_add(plan, body, len / 2); plan->end = MOCK_END_STALL; break;
-        case FAULT_RESET_MID: rc = mock_plan_add(plan, body, len / 2); plan->end = MOCK_END_RESET; break;
+        case FAULT_STALL_MID:
+            rc = mock_plan_add(plan, body, len / 2);
+            plan->end = MOCK_END_STALL;
+            break;
+        case FAULT_RESET_MID:
+            rc = mock_plan_add(plan, body, len / 2);
+            plan->end = MOCK_END_RESET;
+            break;
         default:
             rc = mock_plan_add(plan, body, len);
             plan->end = close_after ? MOCK_END_CLOSE : MOCK_END_DONE;
@@ -801,10 +856,10 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
 
     root = cJSON_ParseWithLength(req->body, req->body_len);
     if (!cJSON_IsObject(root)) {
-        rc = reply_error(plan, api, req, 400,
-                         api == API_OPENAI
-                             ? "We could not parse the JSON body of your request."
-                             : "There was an error parsing the body of your request.");
+        rc =
+            reply_error(plan, api, req, 400,
+                        api == API_OPENAI ? "We could not parse the JSON body of your request."
+                                          : "There was an error parsing the body of your request.");
         goto done;
     }
     model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -843,13 +898,20 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
         goto done;
     }
     switch (c.fault) {
-    case FAULT_STALL_BEFORE: plan->end = MOCK_END_STALL; rc = 0; goto done;
-    case FAULT_RESET_BEFORE: plan->end = MOCK_END_RESET; rc = 0; goto done;
+    case FAULT_STALL_BEFORE:
+        plan->end = MOCK_END_STALL;
+        rc = 0;
+        goto done;
+    case FAULT_RESET_BEFORE:
+        plan->end = MOCK_END_RESET;
+        rc = 0;
+        goto done;
     case FAULT_GARBAGE_BEFORE:
         plan->end = MOCK_END_CLOSE;
         rc = mock_plan_add(plan, GARBAGE, sizeof(GARBAGE) - 1);
         goto done;
-    default: break;
+    default:
+        break;
     }
     if (build_answer(&c, req, user, &d, &exact) < 0)
         goto done;

@@ -44,7 +44,7 @@ struct server {
     struct event_base *base;
     SSL_CTX *ssl;
     const char *record_dir;
-    int idle_close_ms;       /* 0: keep idle connections open */
+    int idle_close_ms; /* 0: keep idle connections open */
     struct mock_settings set;
     unsigned long seq;
     /* counters, see /mock/stats */
@@ -57,16 +57,16 @@ struct conn {
     struct server *srv;
     struct bufferevent *bev;
     evutil_socket_t fd;
-    int counted;       /* carried a provider request: counts in `connections` */
-    int busy;          /* a plan is being played */
-    int close_after;   /* close once the current response is done */
-    int closing;       /* closing once the output has drained */
-    int resetting;     /* RST once the output has drained */
+    int counted;     /* carried a provider request: counts in `connections` */
+    int busy;        /* a plan is being played */
+    int close_after; /* close once the current response is done */
+    int closing;     /* closing once the output has drained */
+    int resetting;   /* RST once the output has drained */
     struct mock_plan plan;
-    size_t next;       /* next piece of the plan */
+    size_t next; /* next piece of the plan */
     struct event *timer;
     struct event *idle_timer; /* --idle-close */
-    char *head;        /* copy of the request head being served, NUL-terminated */
+    char *head;               /* copy of the request head being served, NUL-terminated */
 };
 
 static struct server g_srv;
@@ -277,10 +277,9 @@ static int serve_internal(struct conn *c, const struct mock_request *req)
         n = snprintf(buf, sizeof(buf),
                      "{\"requests\":%lu,\"openai\":%lu,\"anthropic\":%lu,\"accepted\":%lu,"
                      "\"connections\":%lu,\"closed\":%lu,\"aborted\":%lu,\"active\":%lu}\n",
-                     s->requests, s->openai, s->anthropic, s->accepted, s->connections,
-                     s->closed, s->aborted, s->active);
-        return mock_api_simple(&c->plan, 200, "application/json", buf, (size_t)n,
-                               req->want_close);
+                     s->requests, s->openai, s->anthropic, s->accepted, s->connections, s->closed,
+                     s->aborted, s->active);
+        return mock_api_simple(&c->plan, 200, "application/json", buf, (size_t)n, req->want_close);
     }
     if (strcmp(req->path, "/mock/reset") == 0) {
         s->requests = s->openai = s->anthropic = s->accepted = s->connections = 0;
@@ -289,12 +288,10 @@ static int serve_internal(struct conn *c, const struct mock_request *req)
     }
     if (strcmp(req->path, "/mock/last_head") == 0)
         return mock_api_simple(&c->plan, 200, "application/octet-stream",
-                               s->last_head ? s->last_head : "", s->last_head_len,
-                               req->want_close);
+                               s->last_head ? s->last_head : "", s->last_head_len, req->want_close);
     if (strcmp(req->path, "/mock/last_body") == 0)
         return mock_api_simple(&c->plan, 200, "application/octet-stream",
-                               s->last_body ? s->last_body : "", s->last_body_len,
-                               req->want_close);
+                               s->last_body ? s->last_body : "", s->last_body_len, req->want_close);
     return mock_api_simple(&c->plan, 404, "application/json",
                            "{\"error\":{\"message\":\"unknown mock path\",\"type\":"
                            "\"invalid_request_error\",\"param\":null,\"code\":null}}",
@@ -499,8 +496,7 @@ static void process_input(struct conn *c)
         req.body = body;
         req.body_len = clen;
         conn_hdr = mock_header_get(&req, "connection");
-        req.want_close = conn_hdr ? strcasecmp(conn_hdr, "close") == 0
-                                  : req.http10;
+        req.want_close = conn_hdr ? strcasecmp(conn_hdr, "close") == 0 : req.http10;
         if (req.http10 && conn_hdr && strcasecmp(conn_hdr, "keep-alive") == 0)
             req.want_close = 0;
         c->close_after = req.want_close;
@@ -570,8 +566,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         conn_free(c, 1);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     struct server *s = arg;
     struct conn *c = calloc(1, sizeof(*c));
@@ -588,8 +584,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (s->ssl) {
         SSL *ssl = SSL_new(s->ssl);
         if (ssl)
-            c->bev = bufferevent_openssl_socket_new(s->base, fd, ssl,
-                                                    BUFFEREVENT_SSL_ACCEPTING,
+            c->bev = bufferevent_openssl_socket_new(s->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                     BEV_OPT_CLOSE_ON_FREE);
         if (c->bev)
             bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
@@ -672,9 +667,8 @@ int main(int argc, char **argv)
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sin.sin_port = htons((uint16_t)port);
-    lis = evconnlistener_new_bind(s->base, accept_cb, s,
-                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-                                  (struct sockaddr *)&sin, sizeof(sin));
+    lis = evconnlistener_new_bind(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                  1024, (struct sockaddr *)&sin, sizeof(sin));
     if (!lis) {
         fprintf(stderr, "mock_provider: cannot listen on 127.0.0.1:%d: %s\n", port,
                 strerror(errno));
