@@ -553,25 +553,9 @@ static void unit_attn(struct engine_ctx *c, int ith, int idx)
         const float *q = c->q + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
         const int kh = h / group;
         const float *kb = kv_k(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
-        float mx = -INFINITY;
-        for (int p = 0; p < np; p++) {
-            const float sv = quant_dot_f32(q, kb + (size_t)p * (size_t)kvd, hd) * scale;
-            sc[p] = sv;
-            if (sv > mx)
-                mx = sv;
-        }
-        double sum = 0;
-        for (int p = 0; p < np; p++) {
-            const float e = expf(sc[p] - mx);
-            sc[p] = e;
-            sum += e;
-        }
-        const float inv = (float)(1.0 / sum);
         float *o = c->att + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
         const float *vb = kv_v(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
-        for (int p = 0; p < np; p++)
-            quant_axpy_f32(o, vb + (size_t)p * (size_t)kvd, sc[p] * inv, hd);
+        quant_attn_head(q, kb, vb, (size_t)kvd, np, hd, scale, sc, o);
     }
 }
 

@@ -526,6 +526,31 @@ void quant_axpy_f32(float *y, const float *x, float a, int n)
         y[i] += a * x[i];
 }
 
+void quant_attn_head(const float *q, const float *k, const float *v, size_t kv_stride, int np,
+                     int hd, float scale, float *sc, float *o)
+{
+    if (quant_have_simd() && hd % 8 == 0) {
+        quant_attn_head_avx2(q, k, v, kv_stride, np, hd, scale, sc, o);
+        return;
+    }
+    float mx = -INFINITY;
+    for (int p = 0; p < np; p++) {
+        const float s = quant_dot_f32(q, k + (size_t)p * kv_stride, hd) * scale;
+        sc[p] = s;
+        mx = s > mx ? s : mx;
+    }
+    double sum = 0;
+    for (int p = 0; p < np; p++) {
+        const float e = expf(sc[p] - mx);
+        sc[p] = e;
+        sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+    memset(o, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p < np; p++)
+        quant_axpy_f32(o, v + (size_t)p * kv_stride, sc[p] * inv, hd);
+}
+
 void quant_gemm(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                 const void *act, size_t act_stride, int nt, float *out, size_t out_stride)
 {

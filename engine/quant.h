@@ -104,6 +104,13 @@ void quant_gemm_ref(uint32_t wtype, int64_t n, const void *w, size_t w_stride, i
 float quant_dot_f32(const float *x, const float *y, int n);
 void quant_axpy_f32(float *y, const float *x, float a, int n);
 
+/* quant_attn_head -- o[hd] = softmax(scale * K q) V for one head and one query over np
+ * cached positions (K, V rows kv_stride floats apart); sc[np] is scratch */
+void quant_attn_head(const float *q, const float *k, const float *v, size_t kv_stride, int np,
+                     int hd, float scale, float *sc, float *o);
+void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
+                          int np, int hd, float scale, float *sc, float *o);
+
 /* internal: SIMD implementation; returns -1 when it has no kernel for wtype */
 int quant_gemm_vnni(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);

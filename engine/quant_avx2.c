@@ -390,6 +390,38 @@ TGT void quant_axpy_f32_avx2(float *y, const float *x, float a, int n)
         y[i] += a * x[i];
 }
 
+/* One attention head for one query: o[hd] = softmax(scale * K q) V over np positions, K and
+ * V rows kv_stride floats apart; sc[np] scratch. hd must be a multiple of 8. The softmax
+ * sums in double, as ggml's. */
+TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
+                              int np, int hd, float scale, float *sc, float *o)
+{
+    float mx = -INFINITY;
+    for (int p = 0; p < np; p++) {
+        const float *kp = k + (size_t)p * kv_stride;
+        __m256 a = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d += 8)
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kp + d), a);
+        const float s = hsum_ps(a) * scale;
+        sc[p] = s;
+        mx = s > mx ? s : mx;
+    }
+    double sum = 0;
+    for (int p = 0; p < np; p++) {
+        const float e = expf(sc[p] - mx);
+        sc[p] = e;
+        sum += e;
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int d = 0; d < hd; d += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        const float *vp = v + d;
+        for (int p = 0; p < np; p++, vp += kv_stride)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[p] * inv), _mm256_loadu_ps(vp), acc);
+        _mm256_storeu_ps(o + d, acc);
+    }
+}
+
 /* ---- AVX512-VNNI (256-bit) kernels for Q8_0 / Q4_0 weights ----
  * vpdpbusd multiplies unsigned weight bytes by signed activation bytes and sums groups of
  * four into int32 without saturation, starting from a broadcast correction: Q4_0 nibbles
@@ -545,6 +577,12 @@ void quant_axpy_f32_avx2(float *y, const float *x, float a, int n)
 {
     for (int i = 0; i < n; i++)
         y[i] += a * x[i];
+}
+
+void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
+                          int np, int hd, float scale, float *sc, float *o)
+{
+    (void)q, (void)k, (void)v, (void)kv_stride, (void)np, (void)hd, (void)scale, (void)sc, (void)o;
 }
 
 
