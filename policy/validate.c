@@ -258,11 +258,22 @@ static const char iban_table[] =
     "PL28PS29PT25QA29RO24RS22RU33SA24SC31SD18SE24SI19SK24SM27SO23ST25SV28TL23TN24TR26UA29"
     "VA22VG24XK20YE30";
 
+/* iban_table is sorted by country code: binary search. */
 static int iban_len(const char *cc)
 {
-    for (const char *p = iban_table; *p; p += 4)
-        if (p[0] == cc[0] && p[1] == cc[1])
+    size_t lo = 0, hi = (sizeof(iban_table) - 1) / 4;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *p = iban_table + mid * 4;
+        int c = p[0] != cc[0] ? (unsigned char)p[0] - (unsigned char)cc[0]
+                              : (unsigned char)p[1] - (unsigned char)cc[1];
+        if (c == 0)
             return (p[2] - '0') * 10 + (p[3] - '0');
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return 0;
 }
 
@@ -344,11 +355,15 @@ static int ssn_at(const char *t, size_t n, size_t s)
 static int v_ipv4(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
     (void)s;
+    /* a quad is at most 15 characters: a longer dotted run is not one (and stopping at 16
+     * keeps a run of many triggers linear) */
     size_t rs = e, re = e;
-    while (rs > 0 && (is_digit(t[rs - 1]) || t[rs - 1] == '.'))
+    while (rs > 0 && e - rs <= 16 && (is_digit(t[rs - 1]) || t[rs - 1] == '.'))
         rs--;
-    while (re < n && (is_digit(t[re]) || t[re] == '.'))
+    while (re < n && re - e <= 16 && (is_digit(t[re]) || t[re] == '.'))
         re++;
+    if (re - rs > 17)
+        return 0;
     while (re > rs && t[re - 1] == '.')
         re--; /* sentence end */
     while (rs < re && t[rs] == '.')
@@ -404,12 +419,25 @@ static int v_private_key(const char *t, size_t n, size_t s, size_t e, size_t *os
         k--;
     }
     s = k - 10;
-    const char *endm = memmem(t + e, n - e, "-----END ", 9);
-    size_t end = n;
-    if (endm) {
-        const char *tail = memmem(endm, (size_t)(t + n - endm), "PRIVATE KEY-----", 16);
-        if (tail)
-            end = (size_t)(tail - t) + 16;
+    /* to the END line; a key with no END (truncated) runs to the next BEGIN, or 64 KiB, or
+     * the end of the text -- stopping at the next BEGIN keeps repeated armour linear */
+    size_t lim = n - e > 65536 ? e + 65536 : n, end = lim, i = e;
+    const char *d;
+    while (i < lim && (d = memmem(t + i, lim - i, "-----", 5)) != NULL) {
+        size_t at5 = (size_t)(d - t);
+        if (lim - at5 >= 10 && memcmp(d, "-----BEGIN", 10) == 0) {
+            end = at5;
+            break;
+        }
+        if (lim - at5 >= 9 && memcmp(d, "-----END ", 9) == 0) {
+            const char *tail = memmem(d, lim - at5, "PRIVATE KEY-----", 16);
+            const char *nl = memchr(d, '\n', lim - at5);
+            if (tail && (!nl || tail < nl)) {
+                end = (size_t)(tail - t) + 16;
+                break;
+            }
+        }
+        i = at5 + 1;
     }
     *os = s;
     *oe = end;
@@ -729,8 +757,8 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit
         } else {
             continue; /* later groups only from a '+' or '(': digits glued to others are not */
         }
-        for (size_t ge = ce; ge > gs; ge--) {
-            if (!is_digit(t[ge - 1]) || (ge < ce && is_digit(t[ge])) || ge - st > 24)
+        for (size_t ge = ce - st > 24 ? st + 24 : ce; ge > gs; ge--) {
+            if (!is_digit(t[ge - 1]) || (ge < ce && is_digit(t[ge])))
                 continue;
             int a = at(t, n, ge);
             if (is_alnum(a) || a == '_' || ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, ge + 1))))
@@ -755,8 +783,30 @@ static int try_cards(const char *t, size_t n, size_t cs, size_t ce, policy_emit 
         int p = before(t, gs);
         if (gs == cs ? (is_alnum(p) || p == '_' || p == '.') : p != ' ')
             continue;
-        for (size_t ge = ce; ge > gs; ge--) {
-            if (!is_digit(t[ge - 1]) || (ge < ce && is_digit(t[ge])) || ge - gs > 25)
+        size_t g0 = gs;
+        while (g0 < ce && is_digit(t[g0]))
+            g0++;
+        g0 -= gs;
+        if (g0 != 4 && (g0 < 13 || g0 > 19))
+            continue; /* a card starts with a group of four or is one run */
+        /* group ends within reach, with the digit count up to each */
+        size_t top = ce - gs > 25 ? gs + 25 : ce, ends[16], k = gs;
+        int cnt[16], ne = 0, d = 0;
+        while (k < top && ne < 16) {
+            if (is_digit(t[k])) {
+                d++;
+                k++;
+                if (k == ce || !is_digit(t[k])) {
+                    ends[ne] = k;
+                    cnt[ne++] = d;
+                }
+            } else {
+                k++;
+            }
+        }
+        for (int q = ne - 1; q >= 0; q--) {
+            size_t ge = ends[q];
+            if (cnt[q] < 13 || cnt[q] > 19)
                 continue;
             int a = at(t, n, ge);
             if (is_alnum(a) || a == '_' || ((a == '.' || a == '-') && is_digit(at(t, n, ge + 1))))

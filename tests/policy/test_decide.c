@@ -332,6 +332,35 @@ static void test_many_duplicates(void)
     free(b);
 }
 
+/* Repetitive hostile bodies: every one is decided or refused with a reason (these were
+ * quadratic once: long digit clusters, long dotted runs, repeated PEM armour). */
+static void test_hostile_repetition(void)
+{
+    static const char *const units[] = {"1 ", "4111 ", "1.1.1.1.", "(1", "+1 ", "a@b.co ",
+                                        "--BEGIN PRIVATE KEY-----", "AB12 ", "x@", "\\n",
+                                        "password ", "eyJhbGciOiJIUzI1NiJ9.eyJ."};
+    size_t target = 256 * 1024;
+    char *b = malloc(target + 128);
+    REQUIRE(b);
+    for (size_t u = 0; u < sizeof(units) / sizeof(*units); u++) {
+        size_t ul = strlen(units[u]);
+        size_t n = (size_t)sprintf(b, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+        while (n + ul < target) {
+            memcpy(b + n, units[u], ul);
+            n += ul;
+        }
+        n += (size_t)sprintf(b + n, "\"}]}");
+        struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = n, .model = "gpt-4o"};
+        struct policy_decision d;
+        int rc = policy_decide(pol, &in, &d);
+        CHECK(rc == 0 || (rc == -1 && d.error[0] && d.verdict == POLICY_BLOCK));
+        for (size_t i = 1; i < d.n_findings; i++)
+            CHECK(d.findings[i - 1].end <= d.findings[i].start);
+        policy_decision_deinit(&d);
+    }
+    free(b);
+}
+
 static void test_bad_custom_regex(void)
 {
     const char *y = "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
@@ -371,6 +400,7 @@ int main(void)
     RUN(test_walk_order_not_body_order);
     RUN(test_threads);
     RUN(test_many_duplicates);
+    RUN(test_hostile_repetition);
     RUN(test_bad_custom_regex);
     policy_free(pol);
     config_unref(cfg);
