@@ -354,6 +354,11 @@ def t_redact(s, gw, mock):
     r = request(gw.port, "POST", "/v1/chat/completions", chat("mail %s now MOCK:user_split" % email, stream=True))
     text, _, _, _ = openai_stream_text(r.body)
     s.check("redact: restored across one-char deltas (stream)", email in text and "[EMAIL_" not in text, text)
+    r = request(gw.port, "POST", "/v1/chat/completions",
+                chat("mail %s MOCK:fragment=11 MOCK:user_split" % email, stream=True))
+    text, _, _, _ = openai_stream_text(r.body)
+    s.check("redact: restored when the provider's bytes arrive in 11-byte pieces", email in text
+            and "[EMAIL_" not in text, text)
     r = request(gw.port, "POST", "/v1/messages", messages("mail %s now MOCK:user_split" % email, stream=True),
                 headers=ANTHROPIC_HEADERS)
     text, _, _, _ = anthropic_stream_text(r.body)

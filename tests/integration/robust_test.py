@@ -164,6 +164,28 @@ def t_upstream_wrong_key(s, mock):
     gw.stop()
 
 
+def t_fragmented(s, gw, mock):
+    """The provider's bytes arrive cut at arbitrary points (MOCK:fragment=N writes N bytes at
+    a time, 1 ms apart) or with CRLF line ends: the relay must reassemble events."""
+    for mode in ("MOCK:fragment=5", "MOCK:crlf", "MOCK:crlf MOCK:fragment=3"):
+        r = request(gw.port, "POST", "/v1/chat/completions", chat(mode + " MOCK:words=4", stream=True))
+        s.check("openai stream with %s: relayed whole" % mode,
+                r.status == 200 and openai_stream_text(r.body)[0] == words(4), r.body[-200:])
+        r = request(gw.port, "POST", "/v1/messages", messages(mode + " MOCK:words=4", stream=True),
+                    headers=ANTHROPIC_HEADERS)
+        s.check("anthropic stream with %s: relayed whole" % mode,
+                r.status == 200 and anthropic_stream_text(r.body)[0] == words(4)
+                and anthropic_stream_text(r.body)[1].get("output_tokens") == 4, r.body[-200:])
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:fragment=9 MOCK:words=4"))
+    j = r.json() or {}
+    s.check("non-stream body in 9-byte pieces: relayed whole",
+            r.status == 200 and (j.get("choices") or [{}])[0].get("message", {}).get("content") == words(4), r)
+    r = request(gw.port, "POST", "/v1/chat/completions",
+                chat("MOCK:fragment=5 MOCK:words=4", model="claude-3-5-haiku", stream=True))
+    s.check("translated stream (anthropic -> openai) from 5-byte pieces",
+            r.status == 200 and openai_stream_text(r.body)[0] == words(4), r.body[-200:])
+
+
 def t_nonstream_faults(s, gw, mock):
     r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:reset_mid"), timeout=20)
     s.check("non-stream: upstream reset after half a body -> 502", r.status == 502, r)
@@ -427,7 +449,7 @@ def main():
     gw = Airlock(s, base_config(port, mock.port, limits="{max_body_bytes: 4194304, upstream_timeout_ms: 5000}"),
                  port)
     for t in (t_concurrent_streams, t_big, t_slow_reader, t_http10, t_smuggling, t_deep_json,
-              t_upstream_framing, t_scan_everywhere, t_unscannable_shapes, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
+              t_upstream_framing, t_fragmented, t_scan_everywhere, t_unscannable_shapes, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
         s.run(t, gw, mock)
     r = request(port, "POST", "/v1/chat/completions", chat("the last one"))
     gw.last_id = r.headers.get("x-airlock-request-id")

@@ -30,7 +30,8 @@ enum fault {
 
 /* The controls found in the last user message. */
 struct controls {
-    int echo, user_split, slow, eof_body;
+    int echo, user_split, slow, eof_body, crlf;
+    int fragment;             /* > 0: re-cut the body into writes of this many bytes */
     int words;                /* 0: default answer */
     int status;               /* 0: 200 */
     int delay_ms;             /* -1: not given */
@@ -418,6 +419,10 @@ static void parse_controls(const char *text, struct controls *c)
             c->slow = 1;
         else if (strcmp(word, "eof_body") == 0)
             c->eof_body = 1;
+        else if (strcmp(word, "crlf") == 0)
+            c->crlf = 1;
+        else if (strncmp(word, "fragment=", 9) == 0)
+            c->fragment = atoi(word + 9) > 0 ? atoi(word + 9) : 0;
         else if (strncmp(word, "words=", 6) == 0)
             c->words = atoi(word + 6) > 0 ? (atoi(word + 6) > 100000 ? 100000 : atoi(word + 6)) : 0;
         else if (strncmp(word, "delay=", 6) == 0)
@@ -766,6 +771,71 @@ static int whole_reply(struct mock_plan *plan, enum api api, const struct mock_r
     return rc;
 }
 
+/* SSE lines ended by CRLF instead of LF (allowed by the SSE grammar): every "\n" in the
+ * pieces after the head becomes "\r\n". */
+static int plan_crlf(struct mock_plan *plan)
+{
+    size_t i, j, n;
+
+    for (i = 1; i < plan->n; i++) {
+        struct mock_piece *p = &plan->pieces[i];
+        char *q;
+        for (n = 0, j = 0; j < p->len; j++)
+            n += p->data[j] == '\n';
+        q = malloc(p->len + n + 1);
+        if (!q)
+            return -1;
+        for (n = 0, j = 0; j < p->len; j++) {
+            if (p->data[j] == '\n')
+                q[n++] = '\r';
+            q[n++] = p->data[j];
+        }
+        q[n] = '\0';
+        free(p->data);
+        p->data = q;
+        p->len = n;
+    }
+    return 0;
+}
+
+/* Re-cut everything after the head into pieces of `size` bytes, sent 1 ms apart, so
+ * that events and lines arrive split across reads at arbitrary points. */
+static int plan_fragment(struct mock_plan *plan, size_t size)
+{
+    struct mock_plan out = *plan;
+    size_t i, total = 0, at;
+    char *all;
+
+    if (plan->n < 2)
+        return 0;
+    for (i = 1; i < plan->n; i++)
+        total += plan->pieces[i].len;
+    all = malloc(total + 1);
+    if (!all)
+        return -1;
+    for (total = 0, i = 1; i < plan->n; i++) {
+        memcpy(all + total, plan->pieces[i].data, plan->pieces[i].len);
+        total += plan->pieces[i].len;
+    }
+    out.pieces = NULL;
+    out.n = out.cap = 0;
+    if (mock_plan_add(&out, plan->pieces[0].data, plan->pieces[0].len) < 0)
+        goto fail;
+    for (at = 0; at < total; at += size)
+        if (mock_plan_add(&out, all + at, total - at < size ? total - at : size) < 0)
+            goto fail;
+    if (out.delay_ms == 0)
+        out.delay_ms = 1;
+    free(all);
+    mock_plan_deinit(plan);
+    *plan = out;
+    return 0;
+fail:
+    free(all);
+    mock_plan_deinit(&out);
+    return -1;
+}
+
 static int build_answer(const struct controls *c, const struct mock_request *req,
                         const char *user_text, struct deltas *d, int *exact)
 {
@@ -937,6 +1007,10 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
                           api == API_OPENAI && include_usage);
     else
         rc = whole_reply(plan, api, req, &c, model->valuestring, text, finish, in, out);
+    if (rc == 0 && c.crlf)
+        rc = plan_crlf(plan);
+    if (rc == 0 && c.fragment > 0)
+        rc = plan_fragment(plan, (size_t)c.fragment);
 done:
     deltas_free(&d);
     free(text);
