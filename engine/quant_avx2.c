@@ -486,7 +486,7 @@ TGTV_INLINE __m256i vload_q4_0u(const uint8_t *qs)
                 _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                \
                 {                                                                                  \
                     __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(init, wq[r], y));            \
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd[r], ad), p, acc[r][t]);           \
+                    acc[r][t] = _mm256_fmadd_ps(wd[r], _mm256_mul_ps(p, ad), acc[r][t]);           \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
