@@ -887,6 +887,68 @@ static int utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* validate_shapes -- every message is an object with a role and a content the
+ * scanner understands (a string, an array of typed parts, or null where the API
+ * allows it). Content in any other shape cannot be scanned, so it is refused
+ * here rather than forwarded (fail closed). Returns 0, or -1 with a message. */
+static int validate_parts(const cJSON *arr, const char *where, int i, char *err, size_t errlen)
+{
+    const cJSON *p;
+    int j = 0;
+
+    cJSON_ArrayForEach(p, arr)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
+        if (!cJSON_IsObject(p) || !cJSON_IsString(t)) {
+            snprintf(err, errlen, "%s[%d].content[%d] must be an object with a 'type'.", where, i,
+                     j);
+            return -1;
+        }
+        j++;
+    }
+    return 0;
+}
+
+static int validate_shapes(const struct proxy_req *r, char *err, size_t errlen)
+{
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages"), *m;
+    int i = 0;
+
+    if (r->api == PROXY_API_ANTHROPIC) {
+        const cJSON *sys = cJSON_GetObjectItemCaseSensitive(r->json, "system");
+        if (sys && !cJSON_IsString(sys) && !cJSON_IsNull(sys)) {
+            if (!cJSON_IsArray(sys) || validate_parts(sys, "system", 0, err, errlen) < 0) {
+                snprintf(err, errlen, "'system' must be a string or an array of text blocks.");
+                return -1;
+            }
+        }
+    }
+    cJSON_ArrayForEach(m, msgs)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+
+        if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
+            snprintf(err, errlen, "messages[%d] must be an object with a string 'role'.", i);
+            return -1;
+        }
+        if (cJSON_IsString(c)) {
+            /* fine */
+        } else if (cJSON_IsArray(c)) {
+            if (validate_parts(c, "messages", i, err, errlen) < 0)
+                return -1;
+        } else if ((!c || cJSON_IsNull(c)) && r->api == PROXY_API_OPENAI) {
+            /* an assistant message with tool calls, or an empty one */
+        } else {
+            snprintf(err, errlen,
+                     "messages[%d].content must be a string or an array of content parts.", i);
+            return -1;
+        }
+        i++;
+    }
+    return 0;
+}
+
 static void handle_api(struct proxy_req *r)
 {
     const struct config *cfg = r->snap->cfg;
@@ -914,6 +976,10 @@ static void handle_api(struct proxy_req *r)
     msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
     if (!cJSON_IsArray(msgs)) {
         proxy_req_error(r, 400, NULL, "The request has no 'messages' array.");
+        return;
+    }
+    if (validate_shapes(r, err, sizeof(err)) < 0) {
+        proxy_req_error(r, 400, NULL, "%s", err);
         return;
     }
     stream = cJSON_GetObjectItemCaseSensitive(r->json, "stream");

@@ -204,6 +204,7 @@ struct proxy_conn {
     struct evbuffer *body;
     int body_too_large;
     int keep_alive;
+    int lingering; /* our side is shut; reading what the client still sends, briefly */
     struct proxy_req *req; /* the request being answered */
     /* response */
     int chunked; /* the current response uses chunked encoding */

@@ -345,6 +345,20 @@ void proxy_conn_flush_held(struct proxy_req *r)
     r->held_reply = r->held_end = 0;
 }
 
+#define PROXY_LINGER_MS 2000
+
+/* conn_close_gracefully -- close once the answer is written. A plain connection
+ * first shuts its sending side and keeps reading (and discarding) what the client
+ * still sends, for at most PROXY_LINGER_MS, so a client that is still writing a
+ * refused body reads our error instead of a TCP reset. */
+static void conn_close_gracefully(struct proxy_conn *c)
+{
+    c->state = CONN_CLOSING;
+    evtimer_del(c->header_timer);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        conn_write_cb(c->bev, c);
+}
+
 /* A bare error for a request that never became a proxy_req (parse errors,
  * limits before the body): OpenAI's shape, since the API is unknown. */
 static void conn_reply_raw_error(struct proxy_conn *c, int status, const char *type,
@@ -368,8 +382,7 @@ static void conn_reply_raw_error(struct proxy_conn *c, int status, const char *t
                         status, status_text(status), len, id);
     evbuffer_add(out, body, len);
     free(body);
-    c->state = CONN_CLOSING;
-    bufferevent_disable(c->bev, EV_READ);
+    conn_close_gracefully(c);
 }
 
 /* The request's answer is complete: go on with the next pipelined request, or
@@ -380,10 +393,7 @@ void proxy_conn_request_done(struct proxy_conn *c)
     c->req = NULL;
     conn_reset_request(c);
     if (!c->keep_alive || c->px->draining) {
-        c->state = CONN_CLOSING;
-        bufferevent_disable(c->bev, EV_READ);
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-            conn_free(c);
+        conn_close_gracefully(c);
         return;
     }
     c->state = CONN_IDLE;
@@ -469,8 +479,18 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
 
     (void)bev;
     if (c->state == CONN_CLOSING) {
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        struct timeval tv = {PROXY_LINGER_MS / 1000, (PROXY_LINGER_MS % 1000) * 1000};
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0 || c->lingering)
+            return;
+        if (c->tls || c->px->draining ||
+            shutdown(bufferevent_getfd(c->bev), SHUT_WR) != 0) {
             conn_free(c);
+            return;
+        }
+        c->lingering = 1;
+        evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+        bufferevent_enable(c->bev, EV_READ);
+        evtimer_add(c->header_timer, &tv);
         return;
     }
     /* drained below the low-water mark: let the provider go on */
@@ -515,12 +535,14 @@ static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (c->lingering) {
+        conn_free(c);
+        return;
+    }
     if (c->state == CONN_READING) {
         log_info("closing %s: request headers not complete within %d ms", c->peer,
                  c->px->snap->cfg->limits.header_timeout_ms);
         conn_reply_raw_error(c, 408, "timeout", "The request headers took too long to arrive.");
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-            conn_free(c);
     }
 }
 
