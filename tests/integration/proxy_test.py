@@ -219,6 +219,12 @@ def t_metrics(s, gw, mock):
     s.check("metrics: request counters and latency histogram",
             "_bucket{" in text and 'le="+Inf"' in text and re.search(r"request", text), text[:500])
     s.check("metrics: request counter labelled by status", re.search(r'status="200"', text), text[:800])
+    s.check("metrics: requests by route, verdict and status (SPEC §3)",
+            re.search(r'requests_total\{[^}]*route="oai/gpt-4o-mini"', text) and re.search(r'verdict="block"', text)
+            and re.search(r'status="403"', text), text[:800])
+    for what in ("bytes", "tokens", "cost", "audit_queue"):
+        s.check("metrics: has %s" % what, re.search(r"^airlock_\w*%s\w* " % what, text, re.M)
+                or re.search(r"^\w*%s\w*[{ ]" % what, text, re.M), what)
 
 
 # ---------------------------------------------------------------- errors

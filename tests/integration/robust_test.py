@@ -395,6 +395,25 @@ def t_metrics_counts(s, gw, mock):
     s.check("metrics: *requests_total{status=404} grows by exactly 1", n404 == 1, n404)
     tok = metric_sum(m1, r"tokens") - metric_sum(m0, r"tokens")
     s.check("metrics: token counters grow", tok > 0, tok)
+    # one request with known usage: 1M in + 1M out at 0.15 / 0.60 USD per Mtok = 0.75 USD
+    body = json.dumps(chat("MOCK:usage=1000000,1000000")).encode()
+    m0 = request(gw.port, "GET", "/metrics", key=None).body.decode()
+    r = request(gw.port, "POST", "/v1/chat/completions", body)
+    up = len(mock.last_body())
+    m1 = request(gw.port, "GET", "/metrics", key=None).body.decode()
+    d = lambda name: metric_sum(m1, name) - metric_sum(m0, name)  # noqa: E731
+    s.check("metrics: cost of a request with known usage is 0.75 USD",
+            r.status == 200 and abs(d(r"cost_usd_total$") - 0.75) < 1e-9, d(r"cost_usd_total$"))
+    s.check("metrics: input/output tokens grow by the provider's usage",
+            d(r"tokens_input_total$") == 1000000 and d(r"tokens_output_total$") == 1000000,
+            (d(r"tokens_input_total$"), d(r"tokens_output_total$")))
+    s.check("metrics: client bytes received / upstream bytes sent grow by the body sizes",
+            d(r"client_bytes_received_total$") == len(body) and d(r"upstream_bytes_sent_total$") == up,
+            (d(r"client_bytes_received_total$"), len(body), d(r"upstream_bytes_sent_total$"), up))
+    # the first /metrics answer itself is counted once it has been sent
+    s.check("metrics: client bytes sent grow by the answer sizes",
+            d(r"client_bytes_sent_total$") == len(r.body) + len(m0.encode()),
+            (d(r"client_bytes_sent_total$"), len(r.body), len(m0.encode())))
 
 
 def audit_records(gw):
