@@ -455,12 +455,19 @@ static int mm_plan(struct engine_ctx *c)
     return n;
 }
 
+/* Token rows per call: a unit's weight rows are reused across a chunk of activation rows
+ * that stays in L2 (512 rows of a 1536-wide Q8_0 activation would be 1 MB). */
+#define MM_TOKEN_CHUNK 64
+
 static void mm_rows(struct engine_ctx *c, const struct mm_job *m, int r0, int r1)
 {
-    const int t0 = c->prep_t0, nt = c->nt - t0;
-    quant_gemm(m->w->type, m->w->ne0, m->w->data + (size_t)r0 * m->w->row_bytes, m->w->row_bytes,
-               r1 - r0, c->act[m->slot] + (size_t)t0 * c->act_stride, c->act_stride, nt,
-               m->out + r0, m->out_stride);
+    for (int t0 = c->prep_t0; t0 < c->nt; t0 += MM_TOKEN_CHUNK) {
+        const int nt = c->nt - t0 < MM_TOKEN_CHUNK ? c->nt - t0 : MM_TOKEN_CHUNK;
+        quant_gemm(m->w->type, m->w->ne0, m->w->data + (size_t)r0 * m->w->row_bytes,
+                   m->w->row_bytes, r1 - r0, c->act[m->slot] + (size_t)t0 * c->act_stride,
+                   c->act_stride, nt, m->out + (size_t)(t0 - c->prep_t0) * m->out_stride + r0,
+                   m->out_stride);
+    }
 }
 
 static void unit_matmul(struct engine_ctx *c, int u)
