@@ -63,6 +63,23 @@ def t_check_config(s, mock):
     r = subprocess.run([AIRLOCK, "check-config"], capture_output=True, text=True, timeout=10)
     s.check("check-config: no -c is a usage error (2)", r.returncode == 2 and "usage" in r.stderr.lower(), r.stderr)
 
+    # SPEC §2: plain HTTP only on loopback; no keys only when every listener is loopback
+    for name, text, want in (
+            ("plain-public.yaml", 'listen: [{address: "0.0.0.0:18099"}]\nkeys: [{name: a, key: "k"}]\n'
+             'rules: [{name: d, then: {action: allow}}]\n', 2),
+            ("nokeys-public.yaml", 'listen: [{address: "0.0.0.0:18099", tls: {cert: c.pem, key: k.pem}}]\n'
+             'rules: [{name: d, then: {action: allow}}]\n', 2),
+            ("nokeys-loopback.yaml", 'listen: [{address: "127.0.0.1:18099"}]\n'
+             'rules: [{name: d, then: {action: allow}}]\n', 0)):
+        f = os.path.join(d, name)
+        with open(f, "w") as fh:
+            fh.write(text)
+        r = check_config(f)
+        out = r.stdout + r.stderr
+        ok = r.returncode == want and (want == 0 or re.search(re.escape(name) + r":1:\d+: .*loopback", out))
+        s.check("check-config: %s exits %d%s" % (name, want, " naming the loopback rule" if want else ""), ok,
+                (r.returncode, out))
+
     port = free_port()
     r = subprocess.run([AIRLOCK, "serve", "-c", bad], capture_output=True, text=True, timeout=20)
     s.check("serve: bad config exits 2 with the problems", r.returncode == 2 and "adress" in r.stderr, r.stderr)
@@ -143,6 +160,18 @@ def t_reload(s, mock):
     gw.stop()
 
 
+def t_noauth(s, mock):
+    """No keys section on a loopback listener: no authentication (SPEC §2)."""
+    port = free_port()
+    cfg = re.sub(r"keys:\n(  - .*\n)+", "", base_config(port, mock.port))
+    gw = Airlock(s, cfg, port, name="noauth")
+    r = request(port, "POST", "/v1/chat/completions", chat("MOCK:words=2"), key=None)
+    s.check("no keys section: requests without a key are served", r.status == 200, (r, cfg[:300]))
+    r = request(port, "POST", "/v1/chat/completions", chat("hi", model="gpt-renamed"), key="sk-anything")
+    s.check("no keys section: any presented key is accepted", r.status == 200, r)
+    gw.stop()
+
+
 def t_drain(s, mock):
     port = free_port()
     gw = Airlock(s, base_config(port, mock.port), port, name="drain")
@@ -212,7 +241,7 @@ def main():
     if why:
         s.bail(why)
     mock = Mock(s)
-    for t in (t_check_config, t_reload, t_drain):
+    for t in (t_check_config, t_reload, t_noauth, t_drain):
         s.run(t, mock)
     s.done()
 

@@ -245,6 +245,35 @@ def t_headers(s, gw, mock):
     s.check("still serving after an oversized head", r.status == 200, r)
 
 
+def t_max_connections(s, mock):
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port, limits="{max_connections: 5}"), port, name="maxconns")
+    time.sleep(0.3)  # let the start-up probe's close be seen
+    held = []
+    for _ in range(5):
+        x = socket.create_connection(("127.0.0.1", port))
+        x.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        held.append(x)
+    time.sleep(0.3)
+    got, closed = raw_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=2)
+    s.check("max_connections: one connection over the limit is refused", got == b"" and closed, got[:80])
+    answers = []
+    for x in held:
+        x.sendall(b"\r\n")
+        x.settimeout(3)
+        try:
+            answers.append(x.recv(100)[:15])
+        except OSError as e:
+            answers.append(repr(e))
+        x.close()
+    s.check("max_connections: the connections within the limit are served", answers == [b"HTTP/1.1 200 OK"] * 5,
+            answers)
+    time.sleep(0.3)
+    r = request(port, "GET", "/healthz", key=None)
+    s.check("max_connections: new connections accepted again once below the limit", r.status == 200, r)
+    gw.stop()
+
+
 def t_stale_pool(s, mock_unused):
     """The provider closes idle keep-alive connections (as load balancers do) and is even
     restarted between requests: the next request must still be answered."""
@@ -477,6 +506,7 @@ def main():
     s.run(t_audit_exact, gw, mock, rec)
     s.run(t_upstream_wrong_key, mock)
     s.run(t_stale_pool, mock)
+    s.run(t_max_connections, mock)
     s.done()
 
 
