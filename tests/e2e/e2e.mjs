@@ -121,9 +121,9 @@ function makeCA() {
     return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
 }
 
-function runSdk(base, label, extraEnv) {
+function runSdk(base, label, extraEnv, mockPort) {
     return new Promise((resolve) => {
-        const c = spawn(process.execPath, [path.join(here, 'sdk_tests.mjs'), base, CLIENT, label],
+        const c = spawn(process.execPath, [path.join(here, 'sdk_tests.mjs'), base, CLIENT, label, String(mockPort)],
             { env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
         let out = '';
         c.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
@@ -147,7 +147,7 @@ try {
     const mockPort = await startMock();
     const plain = await startAirlock('plain', mockPort, null);
     if (!plain) finish(0, 1, 'FAIL e2e: the gateway did not start');
-    let [p, f] = await runSdk(`http://127.0.0.1:${plain.port}`, 'plain', {});
+    let [p, f] = await runSdk(`http://127.0.0.1:${plain.port}`, 'plain', {}, mockPort);
     passed += p; failed += f;
 
     const pki = makeCA();
@@ -156,7 +156,7 @@ try {
         failed++;
         console.log('FAIL [tls] the TLS gateway did not start');
     } else {
-        [p, f] = await runSdk(`https://localhost:${tls.port}`, 'tls', { NODE_EXTRA_CA_CERTS: pki.ca });
+        [p, f] = await runSdk(`https://localhost:${tls.port}`, 'tls', { NODE_EXTRA_CA_CERTS: pki.ca }, mockPort);
         passed += p; failed += f;
     }
     for (const [name, g] of [['plain', plain], ['tls', tls]]) {

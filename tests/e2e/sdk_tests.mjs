@@ -6,7 +6,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import AnthropicV0 from 'anthropic-sdk-v0';
 import OpenAI from 'openai';
 
-const [base, key, label = 'plain'] = process.argv.slice(2);
+const [base, key, label = 'plain', mockPort] = process.argv.slice(2);
 const DEFAULT = 'Hello from the mock provider, a deterministic answer.';
 const PRIVATE_KEY = '-----BEGIN RSA PRIVATE KEY-----\n' +
     'MIIEowIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi6Z1kJKZ4fl1rBfX7rHnLDEyqE\n' +
@@ -184,6 +184,28 @@ await expectError('anthropic: 401 -> AuthenticationError',
 await expectError('anthropic: 404 -> NotFoundError',
     () => anthropic.messages.create({ model: 'nope', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
     Anthropic.NotFoundError, (e) => e.status === 404);
+
+if (mockPort) {
+    const aborted = async () => (await (await fetch(`http://127.0.0.1:${mockPort}/mock/stats`)).json()).aborted;
+    await test('openai: abort mid-stream cancels upstream', async () => {
+        const before = await aborted();
+        const stream = await openai.chat.completions.create({
+            model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'MOCK:stall_mid MOCK:words=20' }],
+        });
+        let got = '';
+        for await (const chunk of stream) {
+            got += chunk.choices[0]?.delta?.content ?? '';
+            if (got.includes('word2')) break; // leaving the loop aborts the request
+        }
+        let after = before;
+        for (let i = 0; i < 60 && after === before; i++) {
+            await new Promise((r) => setTimeout(r, 50));
+            after = await aborted();
+        }
+        check('openai: leaving a stream early cancels the upstream request', got === 'word1 word2' && after > before,
+            { got, before, after });
+    });
+}
 
 // the 0.x SDK line authenticates with x-api-key (1.x sends Authorization: Bearer)
 const anthropicV0 = new AnthropicV0({ apiKey: key, baseURL: base, maxRetries: 0, timeout: 20000 });
