@@ -397,27 +397,49 @@ TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, si
                               int np, int hd, float scale, float *sc, float *o)
 {
     float mx = -INFINITY;
-    for (int p = 0; p < np; p++) {
+    int p = 0;
+    /* eight positions at a time: their eight partial-sum vectors reduce together */
+    for (; p + 8 <= np; p += 8) {
+        __m256 a[8];
+        for (int j = 0; j < 8; j++)
+            a[j] = _mm256_setzero_ps();
+        for (int d = 0; d < hd; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + d);
+            for (int j = 0; j < 8; j++)
+                a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (size_t)(p + j) * kv_stride + d), a[j]);
+        }
+        __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+        __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+        __m256 h0123 = _mm256_hadd_ps(h01, h23), h4567 = _mm256_hadd_ps(h45, h67);
+        /* lanes: [0 1 2 3 | 0 1 2 3] halves of positions p..p+3 and p+4..p+7 */
+        __m256 lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
+        __m256 hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+        __m256 sv = _mm256_mul_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(scale));
+        _mm256_storeu_ps(sc + p, sv);
+    }
+    for (; p < np; p++) {
         const float *kp = k + (size_t)p * kv_stride;
         __m256 a = _mm256_setzero_ps();
         for (int d = 0; d < hd; d += 8)
             a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kp + d), a);
-        const float s = hsum_ps(a) * scale;
-        sc[p] = s;
-        mx = s > mx ? s : mx;
+        sc[p] = hsum_ps(a) * scale;
     }
+    for (p = 0; p < np; p++)
+        mx = sc[p] > mx ? sc[p] : mx;
     double sum = 0;
-    for (int p = 0; p < np; p++) {
+    for (p = 0; p < np; p++) {
         const float e = expf(sc[p] - mx);
         sc[p] = e;
         sum += e;
     }
     const float inv = (float)(1.0 / sum);
+    for (p = 0; p < np; p++)
+        sc[p] *= inv;
     for (int d = 0; d < hd; d += 8) {
         __m256 acc = _mm256_setzero_ps();
         const float *vp = v + d;
-        for (int p = 0; p < np; p++, vp += kv_stride)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[p] * inv), _mm256_loadu_ps(vp), acc);
+        for (p = 0; p < np; p++, vp += kv_stride)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[p]), _mm256_loadu_ps(vp), acc);
         _mm256_storeu_ps(o + d, acc);
     }
 }
