@@ -692,6 +692,8 @@ static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, si
         return 0;
     if (i - cs >= 2 && strncasecmp(t + cs, "iz", 2) == 0)
         return 0; /* tokenizer */
+    if (i - cs >= 3 && strncasecmp(t + cs, "ary", 3) == 0)
+        return 0; /* secretary */
     size_t lim = i + 160 < n ? i + 160 : n;
     /* separators between the word and its value: "= ", "\": \"", ":=", "=>" */
     while (i < lim && strchr(" \t\"'`:=>,;({[", t[i]) && t[i])
@@ -781,8 +783,8 @@ static int try_cards(const char *t, size_t n, size_t cs, size_t ce, policy_emit 
         if (!is_digit(t[gs]) || (gs > cs && is_digit(t[gs - 1])) || gs < covered)
             continue;
         int p = before(t, gs);
-        if (gs == cs ? (is_alnum(p) || p == '_' || p == '.') : p != ' ')
-            continue;
+        if (gs == cs ? (is_alnum(p) || p == '_' || p == '.' || p == '+') : p != ' ')
+            continue; /* "+4915..." is a phone number */
         size_t g0 = gs;
         while (g0 < ce && is_digit(t[g0]))
             g0++;

@@ -203,6 +203,33 @@ static void test_redact_bytes(void)
     policy_decision_deinit(&r.d);
 }
 
+static void test_redact_in_tools(void)
+{
+    /* OpenAI tool arguments are a JSON string inside the JSON: the placeholder keeps both valid */
+    const char *b = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
+                    "\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":"
+                    "\"{\\\"to\\\":\\\"bob@x.org\\\",\\\"cc\\\":\\\"bob\\\\u0040x.org\\\"}\"}}]}]}";
+    const char *want = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
+                       "\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":"
+                       "\"{\\\"to\\\":\\\"[EMAIL_1]\\\",\\\"cc\\\":\\\"bob\\\\u0040x.org\\\"}\"}}]}]}";
+    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
+    struct policy_decision d;
+    REQUIRE(policy_decide(pol, &in, &d) == 0);
+    /* "bob\\u0040x.org" decodes to the text bob\u0040x.org: not an address at this level */
+    CHECK_EQ_INT(d.n_findings, 1);
+    CHECK(d.verdict == POLICY_REDACT && d.body && strcmp(d.body, want) == 0);
+    policy_decision_deinit(&d);
+
+    const char *a = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+                    "\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"to\":[\"a@x.org\",\"b@x.org\"],\"n\":1}}]}]}";
+    const char *aw = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+                     "\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"to\":[\"[EMAIL_1]\",\"[EMAIL_2]\"],\"n\":1}}]}]}";
+    struct policy_input ia = {.api = POLICY_API_ANTHROPIC, .body = a, .len = strlen(a), .model = "claude-x"};
+    REQUIRE(policy_decide(pol, &ia, &d) == 0);
+    CHECK(d.verdict == POLICY_REDACT && d.body && strcmp(d.body, aw) == 0);
+    policy_decision_deinit(&d);
+}
+
 static void test_redact_only_listed(void)
 {
     struct res r;
@@ -394,6 +421,7 @@ int main(void)
     RUN(test_allow_unknown_model);
     RUN(test_fail_closed);
     RUN(test_redact_bytes);
+    RUN(test_redact_in_tools);
     RUN(test_redact_only_listed);
     RUN(test_locations_both_apis);
     RUN(test_secret_json_key);

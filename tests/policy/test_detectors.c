@@ -112,6 +112,10 @@ static void test_phone(void)
     CHECK(miss("order 1234567890 shipped", "phone"));
     CHECK(miss("id 123e4567-e89b-12d3-a456-426614174000", "phone"));
     CHECK(miss("area code 112 555 0134", "phone")); /* NANP area starts 2-9 */
+    CHECK(hit("tel:+1 (212) 555-0134;", "phone", "+1 (212) 555-0134"));
+    CHECK(hit("ring +44 (0)20 7946 0958 today", "phone", "+44 (0)20 7946 0958"));
+    CHECK(hit("compact +4915112345678.", "phone", "+4915112345678"));
+    CHECK(miss("score +12 points", "phone"));
 }
 
 static void test_credit_card(void)
@@ -225,6 +229,8 @@ static void test_generic_secret(void)
     CHECK(miss("password: aaaaaaaaaaaaaaaaaaaaaaaa", "generic_secret"));
     CHECK(miss("the token count was 1234567890123456 today", "generic_secret"));
     CHECK(miss("the author: JohnSmithTheThird1234x", "generic_secret"));
+    CHECK(miss("the secretary badge Xk9mQ2vLp8Rt5wZ3aa", "generic_secret"));
+    CHECK(miss("tokenizer vocab file Xk9mQ2vLp8Rt5wZ3aa", "generic_secret"));
     CHECK(miss("request token 123e4567-e89b-12d3-a456-426614174000", "generic_secret"));
     CHECK(miss("Xk9#mQ2vLp8Rt5wZ3 with no word nearby", "generic_secret"));
     CHECK(miss("password\nXk9#mQ2vLp8Rt5wZ3", "generic_secret"));
