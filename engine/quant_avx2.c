@@ -485,9 +485,9 @@ TGTV_INLINE __m256i vload_q4_0u(const uint8_t *qs)
     TGTV_INLINE void NAME(int R, int T, int64_t nb, const uint8_t *w, size_t ws, const uint8_t *a,  \
                           size_t as, float *out, size_t os)                                        \
     {                                                                                              \
-        __m256 acc[4][4];                                                                          \
+        __m256 acc[4][8];                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();   \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();   \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             __m256i wq[4];                                                                         \
             __m256 wd[4];                                                                          \
@@ -499,7 +499,7 @@ TGTV_INLINE __m256i vload_q4_0u(const uint8_t *qs)
                 wq[r] = LOADW(b->qs);                                                              \
                 wd[r] = _mm256_set1_ps(_cvtsh_ss(b->d));                                           \
             }                                                                                      \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++)                                    \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
                 const struct quant_q8_0a *ab = (const struct quant_q8_0a *)(a + (size_t)t * as) + i; \
                 const __m256i y = _mm256_loadu_si256((const __m256i *)ab->qs);                     \
@@ -513,7 +513,7 @@ TGTV_INLINE __m256i vload_q4_0u(const uint8_t *qs)
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                                        \
-            _Pragma("GCC unroll 4") for (int t = 0; t < T; t++) out[(size_t)t * os + r] =          \
+            _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) out[(size_t)t * os + r] =          \
                 hsum_ps_v(acc[r][t]);                                                              \
     }
 
@@ -529,6 +529,10 @@ TILE_V(vtile_q4_0, struct quant_q4_0, vload_q4_0u, s4)
         if (nt <= 8) {                                                                             \
             for (; r < nr; r++) {                                                                  \
                 int t = 0;                                                                         \
+                for (; t + 8 <= nt; t += 8)                                                        \
+                    TILE(1, 8, NB, wb + (size_t)r * w_stride, w_stride,                            \
+                         ab + (size_t)t * act_stride, act_stride, out + (size_t)t * out_stride + r, \
+                         out_stride);                                                              \
                 for (; t + 4 <= nt; t += 4)                                                        \
                     TILE(1, 4, NB, wb + (size_t)r * w_stride, w_stride,                            \
                          ab + (size_t)t * act_stride, act_stride, out + (size_t)t * out_stride + r, \

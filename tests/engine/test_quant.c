@@ -263,7 +263,9 @@ static void fill_weights(uint32_t type, uint8_t *w, size_t bytes, int64_t n, int
     }
 }
 
-static void test_simd_equals_scalar(void)
+/* nt activation rows against 11 weight rows: covers the decode tiles (nt <= 8: 1x8, 1x4,
+ * 1x2, 1x1) and the prefill tiles (4x4, 4x2, 4x1 and the 1x1 row tail) */
+static void simd_equals_scalar(int nt)
 {
     if (!quant_have_simd()) {
         fprintf(stderr, "  no AVX2 on this CPU: SIMD kernels not exercised\n");
@@ -274,11 +276,11 @@ static void test_simd_equals_scalar(void)
     for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
         uint32_t type = types[k];
         const int64_t n = 768;
-        const int rows = 11, nt = 7; /* exercises 4x4, 4x2, 4x1 and 1x1 tiles */
+        const int rows = 11;
         size_t rb = gguf_row_bytes(type, n), ab = quant_act_row_bytes(type, n);
         uint8_t *w = malloc(rb * rows), *a = malloc(ab * nt), *a2 = malloc(ab * nt);
         float *x = malloc(sizeof(float) * (size_t)(n * nt));
-        float o1[7 * 11], o2[7 * 11];
+        float o1[15 * 11], o2[15 * 11];
         fill_weights(type, w, rb * rows, n, rows);
         for (int64_t i = 0; i < n * nt; i++)
             x[i] = rndf();
@@ -311,25 +313,26 @@ static void test_simd_equals_scalar(void)
         quant_gemm(type, n, w, rb, rows, a, ab, nt, o1, rows);
         /* against F32 math on the dequantized operands */
         float *wd = malloc(sizeof(float) * (size_t)n), *ad = malloc(sizeof(float) * (size_t)n);
+        const int tt = nt > 2 ? 2 : nt - 1; /* the activation row checked */
         quant_dequant_row(type, w + rb * 3, wd, n);
         uint32_t at = quant_act_type(type);
         if (at == GGUF_T_Q8_0) {
-            const struct quant_q8_0a *q = (const void *)(a + ab * 2);
+            const struct quant_q8_0a *q = (const void *)(a + ab * (size_t)tt);
             for (int64_t i = 0; i < n; i++)
                 ad[i] = q[i / 32].d * q[i / 32].qs[i % 32];
         } else if (at == GGUF_T_Q8_K) {
-            const struct quant_q8_k *q = (const void *)(a + ab * 2);
+            const struct quant_q8_k *q = (const void *)(a + ab * (size_t)tt);
             for (int64_t i = 0; i < n; i++)
                 ad[i] = q[i / 256].d * q[i / 256].qs[i % 256];
         } else {
-            quant_dequant_row(at, a + ab * 2, ad, n);
+            quant_dequant_row(at, a + ab * (size_t)tt, ad, n);
         }
         double s = 0, sa = 0;
         for (int64_t i = 0; i < n; i++) {
             s += (double)wd[i] * ad[i];
             sa += fabs((double)wd[i] * ad[i]);
         }
-        CHECK(fabs(s - o1[2 * rows + 3]) <= 1e-5 * sa + 1e-6);
+        CHECK(fabs(s - o1[tt * rows + 3]) <= 1e-5 * sa + 1e-6);
         free(wd);
         free(ad);
         free(w);
@@ -337,6 +340,13 @@ static void test_simd_equals_scalar(void)
         free(a2);
         free(x);
     }
+}
+
+static void test_simd_equals_scalar(void)
+{
+    const int nts[] = {1, 7, 8, 15};
+    for (int i = 0; i < 4; i++)
+        simd_equals_scalar(nts[i]);
 }
 
 static void test_f32_helpers(void)
