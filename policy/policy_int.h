@@ -86,7 +86,8 @@ typedef int (*policy_validator)(const char *t, size_t n, size_t s, size_t e, siz
 struct pdetector {
     const char *name;    /* borrowed: static or from the config */
     char *placeholder;   /* owned: upper-case name used in [NAME_N] */
-    policy_validator validate; /* NULL for custom detectors */
+    policy_validator validate; /* NULL: custom, or found by the digit pass (phone, card,
+                                  IBAN, SSN) */
     int custom_regex;    /* leftmost-longest, non-overlapping */
 };
 
