@@ -3,8 +3,9 @@
  * Extraction turns a request body into one "text" buffer: the decoded text of every
  * string the model reads, segments separated by '\n', with enough bookkeeping (escape
  * runs) to map any decoded span back to the original body bytes. The scanner runs one
- * Vectorscan pass over that buffer; validators confirm and refine each candidate inside
- * its own segment. */
+ * Vectorscan pass over that buffer, one hand-written pass over its digit clusters (phone,
+ * card, IBAN, SSN) and a memchr for '@' (email); validators confirm and refine each
+ * candidate inside its own segment. */
 #ifndef AIRLOCK_POLICY_INT_H
 #define AIRLOCK_POLICY_INT_H
 
@@ -135,7 +136,7 @@ int policy_luhn(const char *digits, size_t n);
 int policy_iban_check(const char *s, size_t n); /* s: IBAN without spaces */
 double policy_entropy(const char *s, size_t n);
 extern const policy_validator policy_builtin_validators[DET_N_BUILTIN];
-/* Phone, credit card and IBAN: one pass over a segment's digit clusters; emit returns -1
+/* Phone, credit card, IBAN and SSN: one pass over a segment's digit clusters; emit returns -1
  * to stop (out of memory). */
 typedef int (*policy_emit)(void *arg, unsigned det, size_t s, size_t e);
 int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg);
