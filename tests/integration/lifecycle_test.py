@@ -160,6 +160,93 @@ def t_reload(s, mock):
     gw.stop()
 
 
+def t_reload_switch_upstream(s, mock):
+    """A reload that points a provider at another host: new requests go there, and no pooled
+    connection to the old one is reused for them."""
+    other = Mock(s)
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port), port, name="switch")
+    request(port, "POST", "/v1/chat/completions", chat("warm the pool"))
+    with open(gw.config) as f:
+        text = f.read()
+    with open(gw.config, "w") as f:
+        f.write(text.replace("127.0.0.1:%d/v1" % mock.port, "127.0.0.1:%d/v1" % other.port))
+    b_old, b_new = mock.stats()["requests"], other.stats()["requests"]
+    gw.signal(signal.SIGHUP)
+    moved = False
+    end = time.time() + 5
+    while time.time() < end and not moved:
+        request(port, "POST", "/v1/chat/completions", chat("where do I go"))
+        moved = other.stats()["requests"] > b_new
+        if not moved:
+            time.sleep(0.1)
+    b_old = mock.stats()["requests"]
+    for _ in range(3):
+        request(port, "POST", "/v1/chat/completions", chat("after reload"))
+    s.check("reload: a provider's new base_url takes effect, old pooled connections unused",
+            moved and mock.stats()["requests"] == b_old, (mock.stats(), other.stats()))
+    gw.stop()
+
+
+def t_reload_under_load(s, mock):
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port), port, name="hupload")
+    results = []
+
+    def one(i):
+        try:
+            r = request(port, "POST", "/v1/chat/completions", chat("MOCK:delay=10 MOCK:words=40", stream=True),
+                        timeout=30)
+            results.append(openai_stream_text(r.body)[0] == " ".join("word%d" % k for k in range(1, 41)))
+        except Exception:  # noqa: BLE001
+            results.append(False)
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in ths:
+        t.start()
+    for _ in range(10):
+        gw.signal(signal.SIGHUP)
+        time.sleep(0.05)
+    for t in ths:
+        t.join(40)
+    s.check("10 reloads during 16 streams: every stream complete", results.count(True) == 16, results)
+    r = request(port, "GET", "/healthz", key=None)
+    s.check("...and the gateway still serves", r.status == 200 and gw.proc.poll() is None, gw.stderr()[-300:])
+    rc = gw.stop()
+    s.check("...and exits 0 on SIGTERM", rc == 0, rc)
+
+
+def t_drain_edges(s, mock):
+    """SIGTERM with an idle keep-alive client and an upstream that never answers: the drain
+    is bounded (the stalled request ends with the upstream timeout) and the exit is 0."""
+    import http.client
+    port = free_port()
+    gw = Airlock(s, base_config(port, mock.port), port, name="drainedge")
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    idle.request("GET", "/healthz")
+    idle.getresponse().read()
+    result = {}
+
+    def stalled():
+        try:
+            result["r"] = request(port, "POST", "/v1/chat/completions", chat("MOCK:stall_before"), timeout=30)
+        except Exception as e:  # noqa: BLE001
+            result["e"] = e
+    th = threading.Thread(target=stalled)
+    th.start()
+    time.sleep(0.3)
+    gw.signal(signal.SIGTERM)
+    try:
+        rc = gw.proc.wait(25)
+    except subprocess.TimeoutExpired:
+        rc = None
+    th.join(30)
+    r = result.get("r")
+    s.check("SIGTERM with an idle keep-alive client and a stalled upstream: exits 0", rc == 0,
+            (rc, gw.stderr()[-400:]))
+    s.check("...the stalled request still got an answer (504)", r is not None and r.status == 504, result)
+    idle.close()
+
+
 def t_noauth(s, mock):
     """No keys section on a loopback listener: no authentication (SPEC §2)."""
     port = free_port()
@@ -241,7 +328,8 @@ def main():
     if why:
         s.bail(why)
     mock = Mock(s)
-    for t in (t_check_config, t_reload, t_noauth, t_drain):
+    for t in (t_check_config, t_reload, t_reload_switch_upstream, t_reload_under_load, t_noauth, t_drain,
+              t_drain_edges):
         s.run(t, mock)
     s.done()
 
