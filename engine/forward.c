@@ -463,6 +463,13 @@ static void mm_rows(struct engine_ctx *c, const struct mm_job *m, int r0, int r1
 {
     for (int t0 = c->prep_t0; t0 < c->nt; t0 += MM_TOKEN_CHUNK) {
         const int nt = c->nt - t0 < MM_TOKEN_CHUNK ? c->nt - t0 : MM_TOKEN_CHUNK;
+        if (m->w->packed) { /* units are whole 8-row groups: MM_UNIT_ROWS and ne1 % 8 == 0 */
+            quant_gemm_packed(m->w->type, m->w->ne0, m->w->packed + (size_t)(r0 / 8) * m->w->group_bytes,
+                              (r1 - r0) / 8, c->act[m->slot] + (size_t)t0 * c->act_stride,
+                              c->act_stride, nt,
+                              m->out + (size_t)(t0 - c->prep_t0) * m->out_stride + r0, m->out_stride);
+            continue;
+        }
         quant_gemm(m->w->type, m->w->ne0, m->w->data + (size_t)r0 * m->w->row_bytes,
                    m->w->row_bytes, r1 - r0, c->act[m->slot] + (size_t)t0 * c->act_stride,
                    c->act_stride, nt, m->out + (size_t)(t0 - c->prep_t0) * m->out_stride + r0,

@@ -33,6 +33,8 @@ struct engine_mat {
     uint32_t type;
     int64_t ne0, ne1;
     size_t row_bytes;
+    const uint8_t *packed; /* the same rows repacked for the VNNI kernels (quant.h), or NULL */
+    size_t group_bytes;    /* bytes per 8-row group of packed */
 };
 
 struct engine_layer {
@@ -55,6 +57,7 @@ struct engine_weights {
     const float *rope_freqs;              /* [n_rot/2] frequency divisors, or NULL */
     struct engine_layer *layers;          /* [n_layer] */
     float *f32_pool;                      /* owned copies of the 1-D tensors (norms, biases) */
+    uint8_t *packed_pool;                 /* owned: repacked matmul weights (see quant.h) */
     size_t max_act_bytes;                 /* largest activation row over all matmuls */
 };
 

@@ -98,6 +98,45 @@ static int get_vec(struct loader *l, const char *name, int64_t n, int optional, 
     return 0;
 }
 
+/* On VNNI machines copy the Q8_0/Q4_0 matmul weights into 8-row interleaved groups
+ * (quant.h): about 2-3x fewer instructions per multiply-add than the row layout. Costs one
+ * more copy of those weights in memory (the mapping's pages stay in the page cache, where
+ * the kernel may drop them). AIRLOCK_NO_REPACK=1 turns it off. */
+static int repack(struct engine_weights *w)
+{
+    if (quant_have_simd() < 2 || getenv("AIRLOCK_NO_REPACK"))
+        return 0;
+    struct engine_mat *ms[7 * MAX_LAYERS + 1];
+    int n = 0;
+    for (int i = 0; i < w->hp.n_layer; i++) {
+        struct engine_layer *L = &w->layers[i];
+        struct engine_mat *lm[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 7; k++)
+            ms[n++] = lm[k];
+    }
+    ms[n++] = &w->output;
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += (quant_repack_bytes(ms[k]->type, ms[k]->ne0, ms[k]->ne1) + 63) / 64 * 64;
+    if (total == 0)
+        return 0;
+    w->packed_pool = aligned_alloc(64, total);
+    if (!w->packed_pool)
+        return -1;
+    size_t off = 0;
+    for (int k = 0; k < n; k++) {
+        struct engine_mat *m = ms[k];
+        size_t b = quant_repack_bytes(m->type, m->ne0, m->ne1);
+        if (!b)
+            continue;
+        quant_repack(m->type, m->data, m->row_bytes, m->ne0, m->ne1, w->packed_pool + off);
+        m->packed = w->packed_pool + off;
+        m->group_bytes = quant_repack_bytes(m->type, m->ne0, 8);
+        off += (b + 63) / 64 * 64;
+    }
+    return 0;
+}
+
 int engine_weights_load(const struct gguf_file *f, struct engine_weights **out, char *err,
                         size_t errlen)
 {
@@ -242,6 +281,10 @@ int engine_weights_load(const struct gguf_file *f, struct engine_weights **out, 
         if (b > w->max_act_bytes)
             w->max_act_bytes = b;
     }
+    if (repack(w) < 0) {
+        lfail(&l, "out of memory for repacked weights");
+        goto fail;
+    }
     *out = w;
     return 0;
 fail:
@@ -255,5 +298,6 @@ void engine_weights_free(struct engine_weights *w)
         return;
     free(w->layers);
     free(w->f32_pool);
+    free(w->packed_pool);
     free(w);
 }

@@ -349,6 +349,62 @@ static void test_simd_equals_scalar(void)
         simd_equals_scalar(nts[i]);
 }
 
+/* repacked 8-row groups (VNNI machines) == the scalar reference on the original layout */
+static void test_packed(void)
+{
+    if (quant_have_simd() < 2) {
+        fprintf(stderr, "  no AVX512-VNNI: repacked kernels not exercised\n");
+        return;
+    }
+    const uint32_t types[] = {GGUF_T_Q8_0, GGUF_T_Q4_0};
+    const int nts[] = {1, 4, 5, 8, 13};
+    for (int k = 0; k < 2; k++) {
+        const uint32_t type = types[k];
+        const int64_t n = 320;
+        const int rows = 24;
+        CHECK_EQ_INT(quant_repack_bytes(type, n, 12), 0); /* rows not a multiple of 8 */
+        size_t rb = gguf_row_bytes(type, n), ab = quant_act_row_bytes(type, n);
+        size_t pb = quant_repack_bytes(type, n, rows);
+        REQUIRE(pb > 0);
+        uint8_t *w = malloc(rb * rows), *wp = malloc(pb), *a = malloc(ab * 13);
+        float *x = malloc(sizeof(float) * (size_t)n * 13);
+        float o1[13 * 24], o2[13 * 24];
+        fill_weights(type, w, rb * rows, n, rows);
+        quant_repack(type, w, rb, n, rows, wp);
+        for (int64_t i = 0; i < n * 13; i++)
+            x[i] = rndf();
+        for (int t = 0; t < 13; t++)
+            quant_act_row(type, x + t * n, a + ab * (size_t)t, n);
+        for (int c = 0; c < 5; c++) {
+            const int nt = nts[c];
+            quant_gemm_ref(type, n, w, rb, rows, a, ab, nt, o2, rows);
+            /* the last two groups only, as a unit of a larger matmul would call it */
+            quant_gemm_packed(type, n, wp, 3, a, ab, nt, o1, rows);
+            double maxrel = 0, scale = 0;
+            for (int j = 0; j < rows * nt; j++)
+                scale = fmax(scale, fabs(o2[j]));
+            for (int j = 0; j < rows * nt; j++)
+                maxrel = fmax(maxrel, fabs(o1[j] - o2[j]) / scale);
+            if (!(maxrel < 2e-5))
+                fprintf(stderr, "  %s nt %d: packed max rel diff %g\n", gguf_type_name(type), nt,
+                        maxrel);
+            CHECK(maxrel < 2e-5);
+            size_t gs = quant_repack_bytes(type, n, 8);
+            quant_gemm_packed(type, n, wp + gs, 2, a, ab, nt, o1, rows);
+            int bad = 0;
+            for (int t = 0; t < nt; t++)
+                for (int r = 0; r < 16; r++)
+                    if (fabs(o1[t * rows + r] - o2[t * rows + 8 + r]) > 2e-5 * scale)
+                        bad++;
+            CHECK_EQ_INT(bad, 0);
+        }
+        free(w);
+        free(wp);
+        free(a);
+        free(x);
+    }
+}
+
 static void test_f32_helpers(void)
 {
     float x[37], y[37], z[37];
@@ -377,5 +433,6 @@ int main(void)
     RUN(test_dequant_files);
     RUN(test_simd_equals_scalar);
     RUN(test_f32_helpers);
+    RUN(test_packed);
     return harness_done();
 }
