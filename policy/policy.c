@@ -367,11 +367,11 @@ int policy_decide(const struct policy *p, const struct policy_input *in,
     if (policy_extract(in->api, in->body ? in->body : "", in->len, &x, d->error,
                        sizeof(d->error)) < 0)
         goto done;
-    if (policy_scan(p, &x, &cv, &nc, d->error, sizeof(d->error)) < 0)
-        goto done;
     present = calloc(p->n_dets, 1);
     if (!present)
         goto oom;
+    if (policy_scan_ex(p, &x, &cv, &nc, present, d->error, sizeof(d->error)) < 0)
+        goto done;
     if (nc) {
         d->findings = calloc(nc, sizeof(*d->findings));
         if (!d->findings)
@@ -383,7 +383,6 @@ int policy_decide(const struct policy *p, const struct policy_input *in,
         f->detector = p->dets[cv[i].det].name;
         f->message = sg->message;
         policy_extract_map(&x, sg, cv[i].s, cv[i].e, &f->start, &f->end);
-        present[cv[i].det] = 1;
     }
     d->n_findings = nc;
     if (nc > 1 && sort_by_body(d->findings, cv, nc) < 0)

@@ -128,6 +128,13 @@ int policy_scan_compile(struct policy *p, struct config_errors *errs);
 void policy_scan_free(struct policy *p);
 /* policy_scan -- findings (decoded coordinates, sorted by start, overlaps resolved)
  * into *out (malloc'd). Returns 0 or -1 with a reason in err. */
+/* policy_scan_ex -- the same; `fired` (may be NULL; p->n_dets bytes, zeroed by the
+ * caller) is set for every detector with a surviving finding AND for every custom
+ * detector whose finding lost an overlap to a built-in one: a custom detector is the
+ * operator's explicit intent, so rules on it must see it fire even when a built-in
+ * detector claims the same span (e.g. a staff e-mail regex over `email`). */
+int policy_scan_ex(const struct policy *p, const struct pextract *x, struct pcand **out,
+                   size_t *n_out, unsigned char *fired, char *err, size_t errlen);
 int policy_scan(const struct policy *p, const struct pextract *x, struct pcand **out,
                 size_t *n_out, char *err, size_t errlen);
 

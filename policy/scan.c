@@ -384,6 +384,12 @@ static int emit_cand(void *arg, unsigned det, size_t s, size_t e)
 int policy_scan(const struct policy *p, const struct pextract *x, struct pcand **out,
                 size_t *n_out, char *err, size_t errlen)
 {
+    return policy_scan_ex(p, x, out, n_out, NULL, err, errlen);
+}
+
+int policy_scan_ex(const struct policy *p, const struct pextract *x, struct pcand **out,
+                   size_t *n_out, unsigned char *fired, char *err, size_t errlen)
+{
     struct ctx c = {.p = p};
     struct pcand *cv = NULL;
     size_t nc = 0, capc = 0;
@@ -491,12 +497,19 @@ int policy_scan(const struct policy *p, const struct pextract *x, struct pcand *
         if (w > 0 && cv[i].s < cv[w - 1].e) {
             struct pcand *cur = &cv[w - 1];
             size_t lc = cur->e - cur->s, li = cv[i].e - cv[i].s;
-            if (cv[i].det < cur->det || (cv[i].det == cur->det && li > lc))
+            if (cv[i].det < cur->det || (cv[i].det == cur->det && li > lc)) {
+                if (fired && cur->det >= DET_N_BUILTIN)
+                    fired[cur->det] = 1;
                 *cur = cv[i];
+            } else if (fired && cv[i].det >= DET_N_BUILTIN) {
+                fired[cv[i].det] = 1;
+            }
             continue;
         }
         cv[w++] = cv[i];
     }
+    for (size_t i = 0; fired && i < w; i++)
+        fired[cv[i].det] = 1;
     free(c.raw);
     *out = cv;
     *n_out = w;

@@ -159,6 +159,40 @@ static void test_allow_unknown_model(void)
     config_unref(c);
 }
 
+/* a custom detector whose span a built-in one claims (a staff address is also an
+ * e-mail) must still trigger the rules written for it */
+static void test_custom_overlapping_builtin_fires(void)
+{
+    const char *y = "providers:\n  p: {type: openai, base_url: \"https://a.example/v1\"}\n"
+                    "models:\n  - {name: m, provider: p}\n"
+                    "detectors:\n  - {name: staff_email, regex: '[a-z.]+@acme\\.example'}\n"
+                    "rules:\n  - {name: no-staff, if: {detected: [staff_email]}, then: {action: block}}\n"
+                    "  - {name: mask, if: {detected: [email]}, then: {action: redact, detectors: [email]}}\n"
+                    "  - {name: any, then: {action: allow}}\n";
+    struct config *c = NULL;
+    struct policy *p = NULL;
+    struct config_errors errs = {0};
+    REQUIRE(config_load_text("s.yaml", y, strlen(y), NULL, &c, &errs) == 0);
+    REQUIRE(policy_new(c, &p, &errs) == 0);
+    const char *b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask jane.doe@acme.example today\"}]}";
+    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "m"};
+    struct policy_decision d;
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_BLOCK);
+    CHECK_EQ_STR(d.rule, "no-staff");
+    policy_decision_deinit(&d);
+    /* another domain is only an e-mail: redacted, not blocked */
+    const char *b2 = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask jane.doe@other.example today\"}]}";
+    in.body = b2;
+    in.len = strlen(b2);
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_REDACT);
+    CHECK_EQ_STR(d.rule, "mask");
+    policy_decision_deinit(&d);
+    policy_free(p);
+    config_unref(c);
+}
+
 static void test_fail_closed(void)
 {
     struct policy_decision d;
@@ -430,6 +464,7 @@ int main(void)
     RUN(test_many_duplicates);
     RUN(test_hostile_repetition);
     RUN(test_bad_custom_regex);
+    RUN(test_custom_overlapping_builtin_fires);
     policy_free(pol);
     config_unref(cfg);
     return harness_done();
