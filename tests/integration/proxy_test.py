@@ -507,6 +507,24 @@ def t_slowloris(s, gw, mock):
             time.time() - t0)
 
 
+def t_silent_client(s, gw, mock):
+    # header_timeout_ms is 1000 here: 4 s is ample
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=4)
+    t0 = time.time()
+    try:
+        sock.recv(1)  # EOF, or the first byte of a 408: either way it was let go
+        closed = True
+    except (socket.timeout, TimeoutError):
+        closed = False
+    except OSError:
+        closed = True
+    sock.close()
+    s.gap("a client that connects and sends nothing is closed by the header timeout", closed,
+          "the header timer starts at the first byte of a request; a silent connection is held "
+          "until idle_timeout_ms (slowloris: max_connections silent sockets lock everyone out)",
+          time.time() - t0)
+
+
 def t_half_open(s, gw, mock):
     socks = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(20)]
     r = request(gw.port, "GET", "/healthz", key=None)
@@ -615,7 +633,8 @@ def main():
     for t in (t_healthz, t_openai_plain, t_header_hygiene, t_openai_echo, t_rename, t_openai_stream, t_anthropic_plain,
               t_anthropic_stream, t_cross_format, t_models, t_400, t_401, t_403, t_404, t_413,
               t_upstream_errors, t_midstream, t_redact, t_redact_everywhere, t_route, t_budget, t_streaming_incremental,
-              t_upstream_keepalive, t_client_keepalive, t_pipelining, t_slowloris, t_half_open,
+              t_upstream_keepalive, t_client_keepalive, t_pipelining, t_slowloris, t_silent_client,
+              t_half_open,
               t_client_disconnect, t_garbage_requests, t_unknown_path, t_metrics):
         s.run(t, gw, mock)
     heads = "".join(open(os.path.join(rec, f), "rb").read().decode("latin-1")

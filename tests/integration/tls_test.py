@@ -2,8 +2,10 @@
 listener, upstream TLS verified against ca_file, and upstreams whose certificate is not
 signed by that CA or does not name the host (both must fail with 502, never be trusted)."""
 import os
+import socket
 import ssl
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from itest import (ALICE, OPENAI_REAL, Airlock, Mock, Suite, chat, free_port, gateway_missing,  # noqa: E402
@@ -26,7 +28,7 @@ models:
   - {name: m-systemca, provider: systemca, price: {input_per_mtok: 1, output_per_mtok: 1}}
 rules:
   - {name: default, then: {action: allow}}
-limits: {upstream_timeout_ms: 3000}
+limits: {upstream_timeout_ms: 3000, header_timeout_ms: 1000}
 """ % (port, tls[1], tls[2], ALICE, ports[0], OPENAI_REAL, ca, ports[1], OPENAI_REAL, ca,
        ports[2], OPENAI_REAL, ca, ports[0], OPENAI_REAL)
 
@@ -91,6 +93,49 @@ def main():
     s.check("client with another CA rejects the listener's cert", not trusted)
     r = request(port, "GET", "/healthz", key=None, tls_ctx=ctx)
     s.check("TLS listener still serving after bad handshakes", r.status == 200, r)
+    alpn = ssl.create_default_context(cafile=ca1)
+    alpn.set_alpn_protocols(["h2", "http/1.1"])
+    sock = alpn.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+    chosen = sock.selected_alpn_protocol()
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    got = b""
+    try:
+        while True:
+            d = sock.recv(4096)
+            if not d:
+                break
+            got += d
+    except (ssl.SSLError, OSError):
+        pass
+    sock.close()
+    s.check("ALPN: a client offering h2 is not told h2 (the gateway speaks HTTP/1.1)",
+            chosen in (None, "http/1.1") and got.startswith(b"HTTP/1.1 200"), (chosen, got[:60]))
+    # a client that connects and never starts the TLS handshake is let go
+    silent = socket.create_connection(("127.0.0.1", port), timeout=4)  # header timeout 1 s
+    t0 = time.time()
+    try:
+        closed = silent.recv(1) == b""
+    except (socket.timeout, TimeoutError):
+        closed = False
+    except OSError:
+        closed = True
+    silent.close()
+    s.gap("TLS: a connection that never sends a ClientHello is closed by the header timeout", closed,
+          "the header timer starts at the first HTTP byte (on_message_begin), so a silent or "
+          "half-handshaken connection holds its slot until idle_timeout_ms", time.time() - t0)
+    half = socket.create_connection(("127.0.0.1", port), timeout=4)
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello
+    try:
+        closed = half.recv(1) == b""
+    except (socket.timeout, TimeoutError):
+        closed = False
+    except OSError:
+        closed = True
+    half.close()
+    s.gap("TLS: a half-sent ClientHello is closed by the header timeout", closed,
+          "as above: no timer runs during the TLS handshake")
+    r = request(port, "GET", "/healthz", key=None, tls_ctx=ctx)
+    s.check("TLS listener serving after slow handshakes", r.status == 200, r)
     rc = gw.stop()
     s.check("SIGTERM: exit 0", rc == 0, (rc, gw.stderr()[-400:]))
     s.done()
