@@ -550,6 +550,32 @@ static int add_all_strings(struct walk *w, uint32_t id, int message, uint32_t ke
  * a provider that reads an odd block we skipped would be a leak. */
 static int add_content(struct walk *w, uint32_t id, int message);
 
+/* A document block's source (Anthropic): plain-text data and content blocks are text
+ * the model reads; base64 (PDF) and URL sources are not text the gateway can read and
+ * are documented as not scanned. */
+static int add_source(struct walk *w, uint32_t src, int message)
+{
+    const struct jparser *p = w->p;
+    int is_text = 0, is_content = 0;
+
+    if (p->nodes[src].type != J_OBJ)
+        return 0;
+    FOR_MEMBER(p, src, "type", t)
+    if (p->nodes[t].type == J_STR) {
+        is_text |= key_is(p, t, "text");
+        is_content |= key_is(p, t, "content");
+    }
+    if (is_text)
+        FOR_MEMBER(p, src, "data", v)
+        if (p->nodes[v].type == J_STR && add_segment(w, v, message, J_NONE) < 0)
+            return -1;
+    if (is_content)
+        FOR_MEMBER(p, src, "content", v)
+        if (add_content(w, v, message) < 0)
+            return -1;
+    return 0;
+}
+
 static int add_block(struct walk *w, uint32_t id, int message)
 {
     const struct jparser *p = w->p;
@@ -557,7 +583,7 @@ static int add_block(struct walk *w, uint32_t id, int message)
         return add_segment(w, id, message, J_NONE);
     if (p->nodes[id].type != J_OBJ)
         return 0;
-    static const char *const text_keys[] = {"text", "thinking", "refusal"};
+    static const char *const text_keys[] = {"text", "thinking", "refusal", "title", "context"};
     for (size_t i = 0; i < sizeof(text_keys) / sizeof(*text_keys); i++)
         FOR_MEMBER(p, id, text_keys[i], v)
         if (p->nodes[v].type == J_STR && add_segment(w, v, message, J_NONE) < 0)
@@ -567,6 +593,9 @@ static int add_block(struct walk *w, uint32_t id, int message)
         return -1;
     FOR_MEMBER(p, id, "content", v)
     if (add_content(w, v, message) < 0)
+        return -1;
+    FOR_MEMBER(p, id, "source", v)
+    if (add_source(w, v, message) < 0)
         return -1;
     return 0;
 }

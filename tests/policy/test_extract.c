@@ -48,6 +48,27 @@ static void test_openai_locations(void)
     policy_extract_deinit(&x);
 }
 
+/* Anthropic document blocks: plain-text and content sources and the title/context are
+ * read by the model; base64 sources are not text */
+static void test_anthropic_documents(void)
+{
+    const char *b =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":["
+        "{\"type\":\"document\",\"title\":\"T1\",\"source\":{\"type\":\"text\",\"media_type\":\"text/plain\",\"data\":\"D1\"}},"
+        "{\"type\":\"document\",\"source\":{\"type\":\"content\",\"content\":[{\"type\":\"text\",\"text\":\"C1\"}]}},"
+        "{\"type\":\"document\",\"source\":{\"type\":\"base64\",\"media_type\":\"application/pdf\",\"data\":\"QUJD\"}},"
+        "{\"type\":\"text\",\"text\":\"q\"}]}]}";
+    struct pextract x = {0};
+    char err[256];
+    REQUIRE(extract(POLICY_API_ANTHROPIC, b, &x, err) == 0);
+    CHECK_EQ_INT(x.n_segs, 4);
+    CHECK(seg_is(&x, b, 0, 0, "T1", "T1"));
+    CHECK(seg_is(&x, b, 1, 0, "D1", "D1"));
+    CHECK(seg_is(&x, b, 2, 0, "C1", "C1"));
+    CHECK(seg_is(&x, b, 3, 0, "q", "q"));
+    policy_extract_deinit(&x);
+}
+
 static void test_anthropic_locations(void)
 {
     const char *b =
@@ -243,6 +264,7 @@ int main(void)
     RUN(test_tool_definitions);
     RUN(test_escapes_and_map);
     RUN(test_keys_decoded_and_repeated);
+    RUN(test_anthropic_documents);
     RUN(test_malformed);
     RUN(test_segment_limit);
     return harness_done();
