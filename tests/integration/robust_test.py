@@ -104,6 +104,30 @@ def t_http10(s, gw, mock):
             and closed, got[:200])
 
 
+def t_expect_continue(s, gw, mock):
+    b = json.dumps(chat("MOCK:words=2")).encode()
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ALICE.encode()
+            + b"\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n")
+    x = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    x.sendall(head % len(b))
+    interim = x.recv(100)
+    x.sendall(b)
+    x.settimeout(5)
+    final = b""
+    while b"word2" not in final:
+        d = x.recv(4096)
+        if not d:
+            break
+        final += d
+    x.close()
+    s.check("Expect: 100-continue gets 100 Continue, then the answer",
+            interim.startswith(b"HTTP/1.1 100") and final.startswith(b"HTTP/1.1 200") and b"word1 word2" in final,
+            (interim, final[:80]))
+    got, _ = raw_exchange(gw.port, head % 99999999, timeout=5, read_until_close=False)
+    s.check("Expect: 100-continue with a body over the limit: 413 at once, no 100",
+            got.startswith(b"HTTP/1.1 413"), got[:80])
+
+
 def t_smuggling(s, gw, mock):
     before = mock.stats()["requests"]
     b = json.dumps(chat("hi")).encode()
@@ -494,7 +518,7 @@ def main():
     port = free_port()
     gw = Airlock(s, base_config(port, mock.port, limits="{max_body_bytes: 4194304, upstream_timeout_ms: 5000}"),
                  port)
-    for t in (t_concurrent_streams, t_big, t_slow_reader, t_http10, t_smuggling, t_deep_json,
+    for t in (t_concurrent_streams, t_big, t_slow_reader, t_http10, t_expect_continue, t_smuggling, t_deep_json,
               t_upstream_framing, t_fragmented, t_scan_everywhere, t_unscannable_shapes, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
         s.run(t, gw, mock)
     r = request(port, "POST", "/v1/chat/completions", chat("the last one"))
