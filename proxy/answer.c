@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 #include <time.h>
 
 #include "common/log.h"
@@ -115,6 +117,8 @@ static void restore_field(struct proxy_req *r, cJSON *holder, const char *field,
             free(z);
         }
     }
+    if (out)
+        sodium_memzero(out, out_len); /* restored originals */
     free(out);
 }
 
@@ -245,6 +249,8 @@ static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t ra
                 }
                 cJSON_Delete(d);
             }
+            if (out)
+                sodium_memzero(out, out_len);
             free(out);
             proxy_conn_stream_write(r, raw, raw_len);
         }

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 #include <time.h>
 
 #include "proxy/outbound.h"
@@ -259,6 +261,8 @@ char *proxy_restore_piece(struct proxy_req *r, int slot, const char *text, int f
             memcpy(z, out, out_len);
         z[out_len] = '\0';
     }
+    if (out)
+        sodium_memzero(out, out_len); /* restored originals */
     free(out);
     return z;
 }
