@@ -623,6 +623,10 @@ void quant_repack(uint32_t wtype, const void *w, size_t w_stride, int64_t n, int
 
 /* T activation rows against one 8-row group: lanes of acc[t] are the 8 rows. The int32
  * accumulation starts from the block's full offset correction (8 x the per-lane share). */
+/* decode streams the packed weights from DRAM: prefetch this far ahead */
+#ifndef PACK_PF
+#define PACK_PF 4096
+#endif
 #define TILE_P(NAME, BYTES, BODY)                                                                  \
     TGTV_INLINE void NAME(int T, int64_t nb, const uint8_t *wp, const uint8_t *a, size_t as,       \
                           float *out, size_t os)                                                   \
@@ -631,6 +635,9 @@ void quant_repack(uint32_t wtype, const void *w, size_t w_stride, int64_t n, int
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();         \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             const uint8_t *gb = wp + (size_t)i * BYTES;                                            \
+            if (T < 4)                                                                             \
+                for (int pf = 0; pf < BYTES; pf += 64)                                             \
+                    _mm_prefetch((const char *)gb + PACK_PF + pf, _MM_HINT_T0);                    \
             const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));              \
             __m256i isum[8];                                                                       \
             const struct quant_q8_0a *ab[8];                                                       \
