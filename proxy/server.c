@@ -539,6 +539,13 @@ static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
         return;
     }
+    if (c->state == CONN_IDLE) {
+        /* connected (or half-handshaken) and silent since */
+        log_info("closing %s: no request within %d ms of connecting", c->peer,
+                 c->px->snap->cfg->limits.header_timeout_ms);
+        conn_free(c);
+        return;
+    }
     if (c->state == CONN_READING) {
         log_info("closing %s: request headers not complete within %d ms", c->peer,
                  c->px->snap->cfg->limits.header_timeout_ms);
@@ -661,6 +668,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                              px->snap->cfg->limits.max_body_bytes +
                                  px->snap->cfg->limits.max_header_bytes + 4096);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* a new connection (TLS handshake included) must deliver its first request head
+     * within header_timeout_ms, or it is closed: silent sockets cannot hold slots */
+    {
+        struct timeval ht = {px->snap->cfg->limits.header_timeout_ms / 1000,
+                             (px->snap->cfg->limits.header_timeout_ms % 1000) * 1000};
+        evtimer_add(c->header_timer, &ht);
+    }
 }
 
 static void listener_error_cb(struct evconnlistener *l, void *arg)
