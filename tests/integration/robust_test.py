@@ -396,9 +396,15 @@ def t_scan_everywhere(s, gw, mock):
         "model": "claude-3-5-haiku", "max_tokens": 10, "messages": [{"role": "user", "content": [
             {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": PRIVATE_KEY}},
             {"type": "text", "text": "summarize this"}]}]}, headers=ANTHROPIC_HEADERS)
-    s.gap("secret in an Anthropic document block (text source): 403, never sent",
-          r.status == 403 and mock.stats()["requests"] == b0,
-          "document blocks are not scanned and are forwarded (policy/extract)", (r.status, r.body[:100]))
+    s.check("secret in an Anthropic document block (text source): 403, never sent",
+            r.status == 403 and mock.stats()["requests"] == b0, (r.status, r.body[:100]))
+    b0 = mock.stats()["requests"]
+    r = request(gw.port, "POST", "/v1/messages", {
+        "model": "claude-3-5-haiku", "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": PRIVATE_KEY}]},
+             "title": "notes"}, {"type": "text", "text": "summarize this"}]}]}, headers=ANTHROPIC_HEADERS)
+    s.check("secret in an Anthropic document block (content source): 403, never sent",
+            r.status == 403 and mock.stats()["requests"] == b0, (r.status, r.body[:100]))
 
 
 def t_unscannable_shapes(s, gw, mock):
