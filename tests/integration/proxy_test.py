@@ -315,6 +315,9 @@ def t_upstream_errors(s, gw, mock):
         for stream in (False, True):
             r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:" + mode, stream=stream))
             s.check("502 upstream %s (stream=%s)" % (mode, stream), r.status == 502 and shape_openai(r), r)
+    s.check("502 still names the route and rule it was decided on",
+            r.headers.get("x-airlock-route") == "oai/gpt-4o-mini" and r.headers.get("x-airlock-rule") == "default",
+            r.headers)
     r = request(gw.port, "POST", "/v1/messages", messages("MOCK:reset_before"), headers=ANTHROPIC_HEADERS)
     s.check("502 upstream reset (anthropic shape)", r.status == 502 and shape_anthropic(r), r)
     r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:garbage_mid"))
