@@ -401,10 +401,12 @@ TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, si
     /* eight positions at a time: their eight partial-sum vectors reduce together */
     for (; p + 8 <= np; p += 8) {
         __m256 a[8];
+#pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             a[j] = _mm256_setzero_ps();
         for (int d = 0; d < hd; d += 8) {
             const __m256 qv = _mm256_loadu_ps(q + d);
+#pragma GCC unroll 8
             for (int j = 0; j < 8; j++)
                 a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (size_t)(p + j) * kv_stride + d), a[j]);
         }
@@ -435,6 +437,24 @@ TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, si
     const float inv = (float)(1.0 / sum);
     for (p = 0; p < np; p++)
         sc[p] *= inv;
+    if (hd == 64) {
+        /* whole output row in registers: one pass over V */
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int c8 = 0; c8 < 8; c8++)
+            acc[c8] = _mm256_setzero_ps();
+        const float *vp = v;
+        for (p = 0; p < np; p++, vp += kv_stride) {
+            const __m256 pr = _mm256_set1_ps(sc[p]);
+#pragma GCC unroll 8
+            for (int c8 = 0; c8 < 8; c8++)
+                acc[c8] = _mm256_fmadd_ps(pr, _mm256_loadu_ps(vp + 8 * c8), acc[c8]);
+        }
+#pragma GCC unroll 8
+        for (int c8 = 0; c8 < 8; c8++)
+            _mm256_storeu_ps(o + 8 * c8, acc[c8]);
+        return;
+    }
     for (int d = 0; d < hd; d += 8) {
         __m256 acc = _mm256_setzero_ps();
         const float *vp = v + d;
