@@ -347,8 +347,25 @@ def t_midstream(s, gw, mock):
                 and time.time() - t0 < 15, (status, body[:300]))
         s.check("mid-stream %s: no fake success ([DONE] or finish_reason)" % mode,
                 b'"finish_reason":"stop"' not in body.replace(b" ", b""), body[-300:])
+        s.check("mid-stream %s: the stream ends with an OpenAI error event" % mode,
+                sse_events(body) and sse_events(body)[-1][1].startswith('{"error":'), body[-200:])
+        try:
+            r = request(gw.port, "POST", "/v1/messages", messages("MOCK:%s MOCK:words=20" % mode, stream=True),
+                        headers=ANTHROPIC_HEADERS, timeout=20)
+            evs = sse_events(r.body)
+        except Exception as e:  # noqa: BLE001
+            evs = [("exception", repr(e))]
+        s.check("mid-stream %s (anthropic): ends with event: error, well framed" % mode,
+                evs and evs[-1][0] == "error" and "message_stop" not in [e for e, _ in evs], evs[-2:])
     r = request(gw.port, "GET", "/healthz", key=None)
     s.check("gateway still serving after upstream faults", r.status == 200, r)
+
+
+def t_slow_but_alive_stream(s, gw, mock):
+    # upstream_timeout_ms 1500 bounds every gap between bytes, not the whole answer
+    r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:delay=400 MOCK:words=6", stream=True), timeout=20)
+    s.check("a stream slower in total than the upstream timeout, with short gaps, completes",
+            r.status == 200 and openai_stream_text(r.body)[0] == "word1 word2 word3 word4 word5 word6", r.body[-200:])
 
 
 def t_redact(s, gw, mock):
@@ -633,7 +650,7 @@ def main():
             cfg = base_config(port, mock.port, rules=RULES)
     for t in (t_healthz, t_openai_plain, t_header_hygiene, t_openai_echo, t_rename, t_openai_stream, t_anthropic_plain,
               t_anthropic_stream, t_cross_format, t_models, t_400, t_401, t_403, t_404, t_413,
-              t_upstream_errors, t_midstream, t_redact, t_redact_everywhere, t_route, t_budget, t_streaming_incremental,
+              t_upstream_errors, t_midstream, t_slow_but_alive_stream, t_redact, t_redact_everywhere, t_route, t_budget, t_streaming_incremental,
               t_upstream_keepalive, t_client_keepalive, t_pipelining, t_slowloris, t_silent_client,
               t_half_open,
               t_client_disconnect, t_garbage_requests, t_unknown_path, t_metrics):

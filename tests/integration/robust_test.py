@@ -210,6 +210,53 @@ def t_fragmented(s, gw, mock):
             r.status == 200 and openai_stream_text(r.body)[0] == words(4), r.body[-200:])
 
 
+def t_cross_format_limits(s, gw, mock):
+    """docs/gateway.md: across formats only text translates; tool calls, tool results and
+    images are refused with a 400 that says so, never forwarded with parts dropped."""
+    tools_oai = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    refused = [
+        ("OpenAI tool_calls/tool message -> Anthropic", "/v1/chat/completions",
+         {"model": "claude-3-5-haiku", "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {
+                 "name": "f", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "c", "content": "r"}]}),
+        ("OpenAI image part -> Anthropic", "/v1/chat/completions",
+         {"model": "claude-3-5-haiku", "messages": [{"role": "user", "content": [
+             {"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]}]}),
+        ("Anthropic tool_use/tool_result -> OpenAI", "/v1/messages",
+         {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [
+             {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "r"}]}]}),
+        ("Anthropic image -> OpenAI", "/v1/messages",
+         {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": [
+             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+             {"type": "text", "text": "see"}]}]}),
+    ]
+    for name, path, body in refused:
+        b0 = mock.stats()["requests"]
+        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS)
+        s.check("cross-format %s: 400, not forwarded" % name,
+                r.status == 400 and mock.stats()["requests"] == b0, (r.status, r.body[:120]))
+    dropped = [
+        ("OpenAI tools -> Anthropic", "/v1/chat/completions",
+         {"model": "claude-3-5-haiku", "messages": [{"role": "user", "content": "hi"}], "tools": tools_oai}),
+        ("OpenAI tool_choice -> Anthropic", "/v1/chat/completions",
+         {"model": "claude-3-5-haiku", "messages": [{"role": "user", "content": "hi"}], "tools": tools_oai,
+          "tool_choice": "required"}),
+        ("Anthropic tools -> OpenAI", "/v1/messages",
+         {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+          "tools": [{"name": "f", "input_schema": {"type": "object"}}]}),
+    ]
+    for name, path, body in dropped:
+        b0 = mock.stats()["requests"]
+        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS)
+        s.gap("cross-format %s: 400, not forwarded with the tools dropped" % name,
+              r.status == 400 and mock.stats()["requests"] == b0,
+              "tool definitions are silently dropped by the translation (docs/gateway.md says 400)",
+              (r.status, mock.last_body()[:100]))
+
+
 def t_nonstream_faults(s, gw, mock):
     r = request(gw.port, "POST", "/v1/chat/completions", chat("MOCK:reset_mid"), timeout=20)
     s.check("non-stream: upstream reset after half a body -> 502", r.status == 502, r)
@@ -525,7 +572,7 @@ def main():
     gw = Airlock(s, base_config(port, mock.port, limits="{max_body_bytes: 4194304, upstream_timeout_ms: 5000}"),
                  port)
     for t in (t_concurrent_streams, t_big, t_slow_reader, t_http10, t_expect_continue, t_smuggling, t_deep_json,
-              t_upstream_framing, t_fragmented, t_scan_everywhere, t_unscannable_shapes, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
+              t_upstream_framing, t_fragmented, t_cross_format_limits, t_scan_everywhere, t_unscannable_shapes, t_nonstream_faults, t_disconnect_before_answer, t_headers, t_metrics_counts):
         s.run(t, gw, mock)
     r = request(port, "POST", "/v1/chat/completions", chat("the last one"))
     gw.last_id = r.headers.get("x-airlock-request-id")
