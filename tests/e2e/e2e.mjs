@@ -86,7 +86,7 @@ rules:
   - {name: mask-emails, if: {detected: [email]}, then: {action: redact, detectors: [email]}}
   - {name: default, then: {action: allow}}
 audit: {dir: ./audit}
-limits: {upstream_timeout_ms: 10000}
+limits: {upstream_timeout_ms: 3000}
 `;
 }
 

@@ -185,6 +185,35 @@ await expectError('anthropic: 404 -> NotFoundError',
     () => anthropic.messages.create({ model: 'nope', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
     Anthropic.NotFoundError, (e) => e.status === 404);
 
+// a provider failing mid-stream: the SDK iterator must throw, not hang or end quietly
+await test('openai: provider breaks mid-stream', async () => {
+    let text = '', err = null;
+    try {
+        const stream = await openai.chat.completions.create({
+            model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'MOCK:reset_mid MOCK:words=20' }],
+        });
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    } catch (e) {
+        err = e;
+    }
+    check('openai: a stream the provider breaks raises an error after the first deltas',
+        err instanceof OpenAI.APIError && text === 'word1 word2', { text, err: String(err) });
+});
+await test('anthropic: provider breaks mid-stream', async () => {
+    let text = '', err = null;
+    try {
+        const stream = anthropic.messages.stream({
+            model: 'claude-3-5-haiku', max_tokens: 100, messages: [{ role: 'user', content: 'MOCK:stall_mid MOCK:words=20' }],
+        });
+        stream.on('text', (t) => { text += t; });
+        await stream.finalMessage();
+    } catch (e) {
+        err = e;
+    }
+    check('anthropic: a stream the provider stalls raises an error after the first deltas',
+        err !== null && text === 'word1 word2', { text, err: String(err) });
+});
+
 if (mockPort) {
     const aborted = async () => (await (await fetch(`http://127.0.0.1:${mockPort}/mock/stats`)).json()).aborted;
     await test('openai: abort mid-stream cancels upstream', async () => {
