@@ -212,12 +212,15 @@ body = open(sys.argv[6], "rb").read()
 req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
        b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 sel = selectors.DefaultSelector()
-idle, lat, errors = [], [], 0
+idle, lat = [], []
+errors = reconnects = 0
 class C:
     def __init__(self):
         self.s = socket.create_connection(("127.0.0.1", port)); self.s.setblocking(False)
         self.buf = b""; self.t = None
         sel.register(self.s, selectors.EVENT_READ, self)
+    def drop(self):
+        sel.unregister(self.s); self.s.close()
     def done(self):
         # a whole response: head plus Content-Length or a terminated chunked body
         i = self.buf.find(b"\r\n\r\n")
@@ -238,14 +241,19 @@ while len(lat) + errors < n_total:
     while pending and idle:
         c = idle.pop(); c.t = pending.pop(0)
         try: c.s.sendall(req)
-        except OSError: errors += 1; continue
+        except OSError:
+            # the server had closed this idle connection: send the request on a fresh one
+            pending.insert(0, c.t); c.drop(); reconnects += 1; idle.append(C())
     nxt = start + sent / rate if sent < n_total else now + 0.05
     for k, _ in sel.select(max(0, min(nxt - time.perf_counter(), 0.05))):
         c = k.data
         try: d = c.s.recv(65536)
-        except BlockingIOError: continue
+        except (BlockingIOError, InterruptedError): continue
+        except OSError: d = b""
         if not d:
-            errors += 1; sel.unregister(c.s); c.s.close(); idle.append(C()); continue
+            if c.t is not None: errors += 1  # the request in flight is lost
+            elif c in idle: idle.remove(c)
+            c.drop(); reconnects += 1; idle.append(C()); continue
         c.buf += d
         end = c.done()
         if end is not None:
@@ -253,15 +261,16 @@ while len(lat) + errors < n_total:
             c.buf = c.buf[end:]
             if ok: lat.append((time.perf_counter() - c.t) * 1000)
             else: errors += 1
+            c.t = None
             idle.append(c)
     if time.perf_counter() > start + secs + 30: break
 lat.sort()
 q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
-print("%.3f %.3f %.3f %d %d" % (q(0.5), q(0.99), q(0.999), len(lat), errors))
+print("%.3f %.3f %.3f %d %d %d" % (q(0.5), q(0.99), q(0.999), len(lat), errors, reconnects))
 EOF
 echo
 echo "open loop at $RATE req/s for ${RATE_SECS}s over $CONNS connections (latency from scheduled send), median of $REPEAT"
-printf '%-22s %10s %10s %10s %8s %7s\n' target "p50 ms" "p99 ms" "p99.9 ms" "ok" "errors"
+printf '%-22s %10s %10s %10s %8s %7s %10s\n' target "p50 ms" "p99 ms" "p99.9 ms" "ok" "errors" "reconnects"
 for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-audit-on:$AON_PORT:$CLIENT_KEY" \
          "airlock-audit-nosync:$ANS_PORT:$CLIENT_KEY" "airlock-audit-off:$AOFF_PORT:$CLIENT_KEY"; do
     name=${t%%:*}; rest=${t#*:}; port=${rest%%:*}; key=${rest#*:}
@@ -276,7 +285,8 @@ for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-au
     p999=$(cut -d' ' -f3 "$TMP/fr.$name" | median)
     okc=$(cut -d' ' -f4 "$TMP/fr.$name" | median)
     errc=$(cut -d' ' -f5 "$TMP/fr.$name" | median)
-    printf '%-22s %10s %10s %10s %8s %7s\n' "$name" "$p50" "$p99" "$p999" "$okc" "$errc"
+    recc=$(cut -d' ' -f6 "$TMP/fr.$name" | median)
+    printf '%-22s %10s %10s %10s %8s %7s %10s\n' "$name" "$p50" "$p99" "$p999" "$okc" "$errc" "$recc"
     eval "P99_$(echo "$name" | tr '-' '_')=$p99; P50_$(echo "$name" | tr '-' '_')=$p50"
 done
 python3 -c "
