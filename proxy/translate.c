@@ -212,17 +212,54 @@ static int anthropic_to_openai(const cJSON *in, const struct config_model *m, cJ
     return 0;
 }
 
+/* a field the other format has no equivalent for: refuse rather than drop it */
+static const char *untranslatable(const cJSON *in)
+{
+    static const char *const keys[] = {"tools", "functions", "tool_choice", "function_call",
+                                       "mcp_servers", "thinking", "n", "logprobs", "audio",
+                                       "modalities", "prediction", NULL};
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(in, "response_format");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(in, "n");
+    size_t i;
+
+    for (i = 0; keys[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, keys[i]);
+        if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v))
+            continue;
+        if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 0)
+            continue;
+        if (v == n && cJSON_IsNumber(n) && n->valuedouble == 1)
+            continue;
+        return keys[i];
+    }
+    if (cJSON_IsObject(rf)) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
+            return "response_format";
+    }
+    return NULL;
+}
+
 int proxy_translate_request(const struct config_model *m, int to_anthropic, const char *body,
                             size_t len, char **out, size_t *out_len, int *flags, char *err,
                             size_t errlen)
 {
     cJSON *in = cJSON_ParseWithLength(body, len), *o;
+    const char *bad;
     int rc;
 
     *out = NULL;
     if (!cJSON_IsObject(in)) {
         cJSON_Delete(in);
         snprintf(err, errlen, "The request body is not a JSON object.");
+        return -1;
+    }
+    if ((bad = untranslatable(in)) != NULL) {
+        snprintf(err, errlen,
+                 "'%s' cannot be translated to the %s format of the model this request is "
+                 "routed to, so the request was not sent.",
+                 bad, to_anthropic ? "Anthropic" : "OpenAI");
+        cJSON_Delete(in);
         return -1;
     }
     o = cJSON_CreateObject();

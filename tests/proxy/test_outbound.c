@@ -186,6 +186,27 @@ static void test_tool_calls_refused_across_formats(void)
     config_unref(cfg);
 }
 
+static void test_tools_refused_across_formats(void)
+{
+    struct config *cfg = load();
+    const char *b1 = "{\"model\":\"claude\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    const char *b2 = "{\"model\":\"same\",\"max_tokens\":5,\"tools\":[{\"name\":\"f\",\"input_schema\":{}}],"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    const char *b3 = "{\"model\":\"claude\",\"tools\":[],\"n\":1,\"response_format\":{\"type\":\"text\"},"
+                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    char *out = NULL;
+    size_t n = 0;
+
+    REQUIRE(cfg);
+    CHECK(build(cfg, POLICY_API_OPENAI, "claude", b1, &out, &n, NULL) == -1);
+    CHECK(build(cfg, POLICY_API_ANTHROPIC, "same", b2, &out, &n, NULL) == -1);
+    /* empty or neutral values translate */
+    CHECK(build(cfg, POLICY_API_OPENAI, "claude", b3, &out, &n, NULL) == 0);
+    free(out);
+    config_unref(cfg);
+}
+
 static void test_cost(void)
 {
     struct config_model m;
@@ -210,6 +231,7 @@ int main(void)
     RUN(test_openai_to_anthropic);
     RUN(test_anthropic_to_openai_stream);
     RUN(test_tool_calls_refused_across_formats);
+    RUN(test_tools_refused_across_formats);
     RUN(test_cost);
     return harness_done();
 }
