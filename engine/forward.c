@@ -179,8 +179,13 @@ static void pool_run(struct engine_ctx *ctx, int n_units)
         return;
     }
     uint32_t g = (uint32_t)(atomic_load_explicit(&p->work, memory_order_relaxed) >> 32) + 1;
+    /* Close the previous stage first (a generation with no claimable unit): a thread that
+     * read the old work word could otherwise read the new n_units and claim a phantom unit
+     * of the old generation, running it with the new stage's parameters. */
+    atomic_store(&p->work, (uint64_t)g << 32 | UINT32_MAX);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->n_units, n_units, memory_order_relaxed);
+    g++;
     atomic_store(&p->work, (uint64_t)g << 32);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);

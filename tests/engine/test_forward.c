@@ -297,6 +297,50 @@ static void test_batching(void)
     check_batching("stories260K");
 }
 
+/* Many short stages with varying unit counts on 2 and 4 threads: the pool must neither
+ * hang nor run a unit twice (the logits then stop matching the 1-thread result). */
+static void test_pool_stress(void)
+{
+    struct model m;
+    REQUIRE(model_open("tiny-llama3-q4_0", &m) == 0);
+    const int nv = m.w->hp.n_vocab;
+    char err[256];
+    struct engine_ctx *ref = NULL;
+    REQUIRE(engine_ctx_new(m.w, 1, 8, &ref, err, sizeof(err)) == 0);
+    float *l1 = malloc(sizeof(float) * (size_t)nv * 8), *l2 = malloc(sizeof(float) * (size_t)nv * 8);
+    const int threads[] = {2, 4};
+    for (int ti = 0; ti < 2; ti++) {
+        struct engine_ctx *ctx = NULL;
+        REQUIRE(engine_ctx_new(m.w, threads[ti], 8, &ctx, err, sizeof(err)) == 0);
+        struct engine_kv *a[8], *b[8];
+        for (int i = 0; i < 8; i++) {
+            REQUIRE(engine_kv_new(m.w, 256, &a[i], err, sizeof(err)) == 0);
+            REQUIRE(engine_kv_new(m.w, 256, &b[i], err, sizeof(err)) == 0);
+        }
+        int bad = 0;
+        for (int step = 0; step < 150; step++) {
+            const int ns = 1 + (step * 5) % 8;
+            int32_t tk[8];
+            for (int i = 0; i < ns; i++)
+                tk[i] = (int32_t)((step * 31 + i * 7) % nv);
+            REQUIRE(engine_forward_decode(ctx, a, tk, ns, l1) == 0);
+            REQUIRE(engine_forward_decode(ref, b, tk, ns, l2) == 0);
+            if (memcmp(l1, l2, sizeof(float) * (size_t)nv * (size_t)ns) != 0)
+                bad++;
+        }
+        CHECK_EQ_INT(bad, 0);
+        for (int i = 0; i < 8; i++) {
+            engine_kv_free(a[i]);
+            engine_kv_free(b[i]);
+        }
+        engine_ctx_free(ctx);
+    }
+    free(l1);
+    free(l2);
+    engine_ctx_free(ref);
+    model_close(&m);
+}
+
 static void test_errors(void)
 {
     struct model m;
@@ -360,6 +404,7 @@ int main(void)
 {
     RUN(test_goldens);
     RUN(test_batching);
+    RUN(test_pool_stress);
     RUN(test_errors);
     RUN(test_bad_model);
     return harness_done();
