@@ -71,6 +71,7 @@ int proxy_mailbox_post(struct proxy_mailbox *mb, proxy_mail_fn fn, void *arg, in
                        const void *data, size_t len)
 {
     struct mail *m = calloc(1, sizeof(*m));
+    int wake;
 
     if (!m)
         return -1;
@@ -88,12 +89,16 @@ int proxy_mailbox_post(struct proxy_mailbox *mb, proxy_mail_fn fn, void *arg, in
         m->len = len;
     }
     pthread_mutex_lock(&mb->lock);
+    /* wake the loop only for the first message of a batch: it drains the whole
+     * queue per wake-up, and each wake-up is a syscall and a context switch */
+    wake = mb->head == NULL;
     if (mb->tail)
         mb->tail->next = m;
     else
         mb->head = m;
     mb->tail = m;
     pthread_mutex_unlock(&mb->lock);
-    event_active(mb->ev, EV_READ, 0);
+    if (wake)
+        event_active(mb->ev, EV_READ, 0);
     return 0;
 }
