@@ -27,6 +27,20 @@ ALICE = "sk-test-alice-0123456789"
 BOB = "sk-test-bob-0123456789"
 
 
+def _die_with_parent(extra=None):
+    """preexec_fn for children: SIGKILL them when this test process dies, however it dies
+    (a runner's timeout must not leave gateways and mocks behind)."""
+    def setup():
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+        if extra:
+            extra()
+    return setup
+
+
 class Suite:
     """Counts results; every check prints one line."""
 
@@ -153,7 +167,8 @@ class Mock:
             args += ["--record", record]
         args += list(extra)
         self.err = open(os.path.join(suite.tmp, "mock-%d.err" % time.time_ns()), "w")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, text=True,
+                                     preexec_fn=_die_with_parent())
         line = self.proc.stdout.readline()
         if "listening on" not in line:
             raise RuntimeError("mock did not start: %r" % line)
@@ -238,7 +253,7 @@ class Airlock:
         e.update(env or {})
         self.proc = subprocess.Popen([AIRLOCK, "serve", "-c", self.config], cwd=self.dir, env=e,
                                      stdout=subprocess.DEVNULL, stderr=open(self.errpath, "w"),
-                                     preexec_fn=preexec)
+                                     preexec_fn=_die_with_parent(preexec))
         suite.cleanup.append(self.stop)
         suite.gateways.append(self)
         if not wait_port(port, 15, self.proc):
