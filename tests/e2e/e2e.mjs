@@ -26,6 +26,9 @@ function finish(passed, failed, note) {
     process.exit(failed ? 1 : 0);
 }
 
+// a runner's timeout must not leave gateways and mocks behind
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => finish(0, 1, `FAIL e2e: interrupted by ${sig}`));
+
 // below Linux's ephemeral range, so no outgoing connection can take it before airlock binds
 function freePort(tries = 50) {
     return new Promise((resolve, reject) => {
@@ -125,6 +128,7 @@ function runSdk(base, label, extraEnv, mockPort) {
     return new Promise((resolve) => {
         const c = spawn(process.execPath, [path.join(here, 'sdk_tests.mjs'), base, CLIENT, label, String(mockPort)],
             { env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] });
+        children.push(c);
         let out = '';
         c.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
         const timer = setTimeout(() => c.kill('SIGKILL'), 120000);
