@@ -450,10 +450,14 @@ static int mm_plan(struct engine_ctx *c)
     const int jobs = c->mm_mode == 2 ? 1 : c->n_mm;
     for (int j = 0; j < jobs; j++) {
         const int nr = (int)c->mm[j].w->ne1;
-        for (int r0 = 0; r0 < nr && n < c->max_units; r0 += MM_UNIT_ROWS) {
+        /* about 8 units per thread for big matrices (fewer claims on the shared counter),
+         * never below MM_UNIT_ROWS; always a multiple of 8 rows (packed groups) */
+        int step = nr / (8 * c->n_threads);
+        step = step < MM_UNIT_ROWS ? MM_UNIT_ROWS : (step + MM_UNIT_ROWS - 1) / MM_UNIT_ROWS * MM_UNIT_ROWS;
+        for (int r0 = 0; r0 < nr && n < c->max_units; r0 += step) {
             c->units[n].job = j;
             c->units[n].r0 = r0;
-            c->units[n].r1 = r0 + MM_UNIT_ROWS < nr ? r0 + MM_UNIT_ROWS : nr;
+            c->units[n].r1 = r0 + step < nr ? r0 + step : nr;
             n++;
         }
     }

@@ -8,6 +8,11 @@
  * Numerics follow llama.cpp's CPU backend (activations quantized like ggml before each
  * matmul, F32 KV cache, F32 softmax), see quant.h.
  *
+ * Memory: weights are read from the mapping, except that on AVX512-VNNI CPUs the Q8_0/Q4_0
+ * matmul weights are repacked into one owned copy at load (AIRLOCK_NO_REPACK=1 disables it,
+ * AIRLOCK_NO_VNNI=1 forces the AVX2 kernels). A KV cache holds
+ * 2 * n_layer * n_ctx * n_head_kv * head_dim floats.
+ *
  * Errors: 0 or -1; the _new/_load functions write one sentence into err, the forward
  * functions leave theirs in engine_ctx_error(ctx). */
 #ifndef AIRLOCK_ENGINE_FORWARD_H
