@@ -106,7 +106,9 @@ static int repack(struct engine_weights *w)
 {
     if (quant_have_simd() < 2 || getenv("AIRLOCK_NO_REPACK"))
         return 0;
-    struct engine_mat *ms[7 * MAX_LAYERS + 1];
+    struct engine_mat **ms = malloc(sizeof(*ms) * (size_t)(7 * w->hp.n_layer + 1));
+    if (!ms)
+        return -1;
     int n = 0;
     for (int i = 0; i < w->hp.n_layer; i++) {
         struct engine_layer *L = &w->layers[i];
@@ -118,11 +120,15 @@ static int repack(struct engine_weights *w)
     size_t total = 0;
     for (int k = 0; k < n; k++)
         total += (quant_repack_bytes(ms[k]->type, ms[k]->ne0, ms[k]->ne1) + 63) / 64 * 64;
-    if (total == 0)
+    if (total == 0) {
+        free(ms);
         return 0;
+    }
     w->packed_pool = aligned_alloc(64, total);
-    if (!w->packed_pool)
+    if (!w->packed_pool) {
+        free(ms);
         return -1;
+    }
     size_t off = 0;
     for (int k = 0; k < n; k++) {
         struct engine_mat *m = ms[k];
@@ -134,6 +140,7 @@ static int repack(struct engine_weights *w)
         m->group_bytes = quant_repack_bytes(m->type, m->ne0, 8);
         off += (b + 63) / 64 * 64;
     }
+    free(ms);
     return 0;
 }
 
