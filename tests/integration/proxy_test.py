@@ -626,6 +626,15 @@ def t_audit_503(s, mock):
     s.check("503: the refused request never left", sent == statuses.count(200), (sent, statuses))
     gw.stop()
 
+    port = free_port()
+    cfg = base_config(port, mock.port, limits="{max_body_bytes: 1048576, upstream_timeout_ms: 3000}",
+                      audit="{dir: ./audit, on_failure: allow}")
+    gw = Airlock(s, cfg, port, preexec=cap, name="auditallow")
+    statuses = [request(port, "POST", "/v1/chat/completions", chat("big %d " % i + "y" * 30000), timeout=15).status
+                for i in range(4)]
+    s.check("on_failure: allow keeps serving when the audit cannot be written", statuses == [200] * 4, statuses)
+    gw.stop()
+
 
 def main():
     s = Suite("proxy")
