@@ -13,9 +13,18 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 
-/* AVX512-VNNI from CPUID leaf 7 (ECX bit 11): clang 14's __builtin_cpu_supports does
- * not know the "avx512vnni" name. OS support of the AVX-512 state is covered by the
+/* F16C (leaf 1, ECX bit 29) and AVX512-VNNI (leaf 7, ECX bit 11) from CPUID: clang
+ * 14's __builtin_cpu_supports knows neither name. OS support of the AVX-512 state is covered by the
  * avx512vl check beside it. */
+static int cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    return (c >> 29) & 1;
+}
+
 static int cpu_has_vnni(void)
 {
     unsigned a, b, c, d;
@@ -30,8 +39,7 @@ static void init_impl(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    use_simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+    use_simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     if (use_simd && cpu_has_vnni() && __builtin_cpu_supports("avx512vl") &&
         !getenv("AIRLOCK_NO_VNNI"))
         use_simd = 2;
