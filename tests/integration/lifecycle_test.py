@@ -190,7 +190,9 @@ def t_reload_switch_upstream(s, mock):
 
 def t_reload_under_load(s, mock):
     port = free_port()
-    gw = Airlock(s, base_config(port, mock.port), port, name="hupload")
+    # a reload runs on the event loop (slow under sanitizers): a generous gap timeout, and
+    # each SIGHUP waits for the previous reload, so this checks snapshot safety, not speed
+    gw = Airlock(s, base_config(port, mock.port, limits="{upstream_timeout_ms: 10000}"), port, name="hupload")
     results = []
 
     def one(i):
@@ -203,9 +205,11 @@ def t_reload_under_load(s, mock):
     ths = [threading.Thread(target=one, args=(i,)) for i in range(16)]
     for t in ths:
         t.start()
-    for _ in range(10):
+    for i in range(10):
         gw.signal(signal.SIGHUP)
-        time.sleep(0.05)
+        end = time.time() + 10
+        while gw.stderr().count("reloaded") <= i and time.time() < end:
+            time.sleep(0.02)
     for t in ths:
         t.join(40)
     s.check("10 reloads during 16 streams: every stream complete", results.count(True) == 16, results)
