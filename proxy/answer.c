@@ -410,42 +410,16 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
 static void engine_openai_chunk(struct proxy_req *r, const char *text, size_t len,
                                 const char *finish, int usage)
 {
-    cJSON *j = cJSON_CreateObject(), *chs, *c, *d;
     char id[64];
+    char *z = text ? strndup(text, len) : NULL;
+    struct proxy_usage u = {r->engine_prompt_tokens, r->engine_completion_tokens, 0, 0, 1};
 
     snprintf(id, sizeof(id), "chatcmpl-%s", r->id);
-    cJSON_AddStringToObject(j, "id", id);
-    cJSON_AddStringToObject(j, "object", "chat.completion.chunk");
-    cJSON_AddNumberToObject(j, "created", (double)time(NULL));
-    cJSON_AddStringToObject(j, "model", r->model->name);
-    chs = cJSON_AddArrayToObject(j, "choices");
-    if (!usage) {
-        c = cJSON_CreateObject();
-        cJSON_AddNumberToObject(c, "index", 0);
-        d = cJSON_AddObjectToObject(c, "delta");
-        if (!r->sent_role) {
-            cJSON_AddStringToObject(d, "role", "assistant");
-            r->sent_role = 1;
-        }
-        if (text) {
-            char *z = strndup(text, len);
-            cJSON_AddStringToObject(d, "content", z ? z : "");
-            free(z);
-        }
-        if (finish)
-            cJSON_AddStringToObject(c, "finish_reason", finish);
-        else
-            cJSON_AddNullToObject(c, "finish_reason");
-        cJSON_AddItemToArray(chs, c);
-    } else {
-        cJSON *u = cJSON_AddObjectToObject(j, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", r->engine_prompt_tokens);
-        cJSON_AddNumberToObject(u, "completion_tokens", r->engine_completion_tokens);
-        cJSON_AddNumberToObject(u, "total_tokens",
-                                r->engine_prompt_tokens + r->engine_completion_tokens);
-    }
-    proxy_write_event_json(r, NULL, j);
-    cJSON_Delete(j);
+    proxy_openai_chunk(r, id, r->model->name, r->sent_role || usage ? NULL : "assistant",
+                       text ? (z ? z : "") : NULL, finish, usage ? &u : NULL);
+    if (!usage)
+        r->sent_role = 1;
+    free(z);
 }
 
 void proxy_answer_engine_start(struct proxy_req *r)

@@ -245,31 +245,34 @@ static const char *verdict_name(const struct proxy_req *r)
     return "none";
 }
 
-static char *response_meta(struct proxy_req *r)
+static void add_str_or_null(cJSON *o, const char *name, const char *v)
 {
-    cJSON *m = cJSON_CreateObject(), *u, *t;
+    if (v)
+        cJSON_AddStringToObject(o, name, v);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+/* the fields every audit record's metadata starts with */
+static void meta_common(cJSON *m, const struct proxy_req *r)
+{
     char ts[96];
-    char *s;
 
     iso_time(ts, sizeof(ts));
     cJSON_AddStringToObject(m, "id", r->id);
     cJSON_AddStringToObject(m, "time", ts);
-    if (r->key)
-        cJSON_AddStringToObject(m, "key", r->key->name);
-    else
-        cJSON_AddNullToObject(m, "key");
-    if (r->key && r->key->team)
-        cJSON_AddStringToObject(m, "team", r->key->team);
-    else
-        cJSON_AddNullToObject(m, "team");
-    if (r->prov)
-        cJSON_AddStringToObject(m, "provider", r->prov->name);
-    else
-        cJSON_AddNullToObject(m, "provider");
-    if (r->model)
-        cJSON_AddStringToObject(m, "model", r->model->name);
-    else
-        cJSON_AddNullToObject(m, "model");
+    add_str_or_null(m, "key", r->key ? r->key->name : NULL);
+    add_str_or_null(m, "team", r->key ? r->key->team : NULL);
+}
+
+static char *response_meta(struct proxy_req *r)
+{
+    cJSON *m = cJSON_CreateObject(), *u, *t;
+    char *s;
+
+    meta_common(m, r);
+    add_str_or_null(m, "provider", r->prov ? r->prov->name : NULL);
+    add_str_or_null(m, "model", r->model ? r->model->name : NULL);
     cJSON_AddNumberToObject(m, "status", r->status);
     u = cJSON_AddObjectToObject(m, "usage");
     cJSON_AddNumberToObject(u, "input_tokens", (double)r->usage.input);
@@ -495,21 +498,10 @@ static void handle_models(struct proxy_req *r)
 static char *request_meta(struct proxy_req *r)
 {
     cJSON *m = cJSON_CreateObject(), *f;
-    char ts[96];
     char *s;
     size_t i;
 
-    iso_time(ts, sizeof(ts));
-    cJSON_AddStringToObject(m, "id", r->id);
-    cJSON_AddStringToObject(m, "time", ts);
-    if (r->key)
-        cJSON_AddStringToObject(m, "key", r->key->name);
-    else
-        cJSON_AddNullToObject(m, "key");
-    if (r->key && r->key->team)
-        cJSON_AddStringToObject(m, "team", r->key->team);
-    else
-        cJSON_AddNullToObject(m, "team");
+    meta_common(m, r);
     cJSON_AddStringToObject(m, "client", r->peer);
     cJSON_AddStringToObject(m, "api", r->api == PROXY_API_ANTHROPIC ? "anthropic" : "openai");
     cJSON_AddStringToObject(m, "endpoint", r->endpoint);
@@ -517,10 +509,7 @@ static char *request_meta(struct proxy_req *r)
     cJSON_AddBoolToObject(m, "stream", r->stream);
     cJSON_AddStringToObject(m, "verdict", verdict_name(r));
     cJSON_AddStringToObject(m, "rule", r->has_dec && r->dec.rule ? r->dec.rule : "");
-    if (r->prov)
-        cJSON_AddStringToObject(m, "provider", r->prov->name);
-    else
-        cJSON_AddNullToObject(m, "provider");
+    add_str_or_null(m, "provider", r->prov ? r->prov->name : NULL);
     if (r->model) {
         cJSON_AddStringToObject(m, "route_model", r->model->name);
         cJSON_AddStringToObject(m, "upstream_model", r->model->upstream_model);

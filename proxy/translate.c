@@ -422,21 +422,22 @@ static void anth_close(struct proxy_req *r)
 
 /* --- to an OpenAI client --- */
 
-static void oai_chunk(struct proxy_req *r, const char *role, const char *text, const char *finish,
-                      int usage_only)
+void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model,
+                        const char *role, const char *text, const char *finish,
+                        const struct proxy_usage *usage)
 {
     cJSON *j = cJSON_CreateObject(), *chs, *c, *d;
 
-    cJSON_AddStringToObject(j, "id", r->tr_id[0] ? r->tr_id : r->id);
+    cJSON_AddStringToObject(j, "id", id);
     cJSON_AddStringToObject(j, "object", "chat.completion.chunk");
     cJSON_AddNumberToObject(j, "created", (double)time(NULL));
-    cJSON_AddStringToObject(j, "model", r->tr_model[0] ? r->tr_model : r->model->name);
+    cJSON_AddStringToObject(j, "model", model);
     chs = cJSON_AddArrayToObject(j, "choices");
-    if (usage_only) {
+    if (usage) {
         cJSON *u = cJSON_AddObjectToObject(j, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", (double)r->usage.input);
-        cJSON_AddNumberToObject(u, "completion_tokens", (double)r->usage.output);
-        cJSON_AddNumberToObject(u, "total_tokens", (double)(r->usage.input + r->usage.output));
+        cJSON_AddNumberToObject(u, "prompt_tokens", (double)usage->input);
+        cJSON_AddNumberToObject(u, "completion_tokens", (double)usage->output);
+        cJSON_AddNumberToObject(u, "total_tokens", (double)(usage->input + usage->output));
     } else {
         c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "index", 0);
@@ -453,6 +454,14 @@ static void oai_chunk(struct proxy_req *r, const char *role, const char *text, c
     }
     proxy_write_event_json(r, NULL, j);
     cJSON_Delete(j);
+}
+
+static void oai_chunk(struct proxy_req *r, const char *role, const char *text, const char *finish,
+                      int usage_only)
+{
+    proxy_openai_chunk(r, r->tr_id[0] ? r->tr_id : r->id,
+                       r->tr_model[0] ? r->tr_model : r->model->name, role, text, finish,
+                       usage_only ? &r->usage : NULL);
 }
 
 static void oai_open(struct proxy_req *r)
