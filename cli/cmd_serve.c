@@ -1,6 +1,7 @@
 /* cmd_serve.c -- `airlock serve` and `airlock check-config`. */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,9 @@ int cmd_serve(int argc, char **argv)
         else
             return cli_usage("serve [-c FILE]");
     }
+    /* a SIGHUP during start-up (the audit replay can take seconds) must not kill us;
+     * the loop installs the real handler once it runs */
+    signal(SIGHUP, SIG_IGN);
     memset(&errs, 0, sizeof(errs));
     if (file) {
         if (config_load(file, &cfg, &errs) != 0) {

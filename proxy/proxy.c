@@ -5,6 +5,7 @@
  * they started with; SIGHUP builds a new one and swaps it in, so in-flight
  * requests finish on the old config and new ones use the new config. Engines
  * are expensive, so they are cached by model path across snapshots. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +85,9 @@ static int engine_get(struct proxy *px, const struct config_provider *prov,
     return 0;
 }
 
-/* build a snapshot from cfg (consumes the reference) */
+/* snap_new -- build a snapshot from cfg (consumes the reference): the compiled policy
+ * and the upstream pools. Touches nothing shared, so the reload thread may call it;
+ * engines are attached on the loop (snap_attach_engines). */
 static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *err, size_t errlen)
 {
     struct proxy_snap *s = calloc(1, sizeof(*s));
@@ -113,13 +116,28 @@ static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *e
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    for (i = 0; i < cfg->n_providers; i++)
+        if (proxy_pool_init(&s->pools[i], px, &cfg->providers[i], err, errlen) < 0)
+            goto fail;
+    return s;
+fail:
+    proxy_snap_unref(s);
+    return NULL;
+}
+
+/* snap_attach_engines -- on the loop: the engines of the snapshot's builtin providers,
+ * from the cache (loading a model not seen before). */
+static void snap_attach_engines(struct proxy *px, struct proxy_snap *s)
+{
+    const struct config *cfg = s->cfg;
+    char err[512];
+    size_t i;
+
     for (i = 0; i < cfg->n_providers; i++) {
         const struct config_provider *p = &cfg->providers[i];
-        if (proxy_pool_init(&s->pools[i], px, p, err, errlen) < 0)
-            goto fail;
         if (p->type == CONFIG_PROVIDER_BUILTIN &&
             engine_get(px, p, &s->models[i], &s->engines[i], cfg->limits.engine_queue, err,
-                       errlen) < 0) {
+                       sizeof(err)) < 0) {
             /* a missing local model must not take the gateway down: its requests
              * get a clear 503 */
             log_error("%s; local answers from it are unavailable", err);
@@ -127,10 +145,6 @@ static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *e
             s->models[i] = NULL;
         }
     }
-    return s;
-fail:
-    proxy_snap_unref(s);
-    return NULL;
 }
 
 /* ---- budgets: spend per key and team for the current UTC day ---- */
@@ -250,6 +264,84 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
         evtimer_add(px->drain_timer, &tv);
 }
 
+/* snap_load -- read `path` and build its snapshot; thread-safe. */
+static struct proxy_snap *snap_load(struct proxy *px, const char *path, char *err, size_t errlen)
+{
+    struct config *cfg = NULL;
+    struct config_errors errs;
+
+    memset(&errs, 0, sizeof(errs));
+    if (config_load(path, &cfg, &errs) != 0) {
+        config_errors_format(&errs, err, errlen);
+        return NULL;
+    }
+    return snap_new(px, cfg, err, errlen);
+}
+
+static void snap_swap(struct proxy *px, struct proxy_snap *s, const char *path);
+static void reload_start(struct proxy *px);
+
+/* The loop's half of a reload: swap in the snapshot the thread built (or log why
+ * there is none), then start the next reload if SIGHUP came again meanwhile. */
+static void reload_done_loop(void *arg, int status, char *data, size_t len)
+{
+    struct proxy *px = arg;
+    struct proxy_snap *s = NULL;
+
+    if (px->reloading) /* proxy_free joins it itself */
+        pthread_join(px->reload_thread, NULL);
+    px->reloading = 0;
+    if (status == 0 && data && len == sizeof(s))
+        memcpy(&s, data, sizeof(s));
+    if (px->freeing) {
+        proxy_snap_unref(s);
+        free(data);
+        return;
+    }
+    if (s) {
+        snap_attach_engines(px, s);
+        snap_swap(px, s, px->reload_path);
+    } else {
+        log_error("reload rejected, the running config stays: %s",
+                  data && len ? data : "unknown error");
+        px->metrics.reloads_failed++;
+    }
+    free(data);
+    if (px->reload_again) {
+        px->reload_again = 0;
+        reload_start(px);
+    }
+}
+
+/* The thread's half: parsing YAML and compiling the detectors take tens to
+ * hundreds of milliseconds, which the loop must not spend. */
+static void *reload_thread_main(void *arg)
+{
+    struct proxy *px = arg;
+    char err[4096] = "";
+    struct proxy_snap *s = snap_load(px, px->reload_path, err, sizeof(err));
+
+    if (s)
+        proxy_mailbox_post(px->mbox, reload_done_loop, px, 0, &s, sizeof(s));
+    else
+        proxy_mailbox_post(px->mbox, reload_done_loop, px, -1, err, strlen(err) + 1);
+    return NULL;
+}
+
+static void reload_start(struct proxy *px)
+{
+    if (px->reloading) {
+        px->reload_again = 1;
+        return;
+    }
+    px->reloading = 1;
+    if (pthread_create(&px->reload_thread, NULL, reload_thread_main, px) != 0) {
+        px->reloading = 0;
+        log_error("reload: cannot start a thread; reloading on the loop");
+        proxy_reload(px, px->reload_path);
+    }
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
     struct proxy *px = arg;
@@ -260,30 +352,27 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_warn("SIGHUP: no config file to reload (serving the embedded default)");
         return;
     }
-    proxy_reload(px, px->reload_path);
+    reload_start(px);
 }
 
 int proxy_reload(struct proxy *px, const char *path)
 {
-    struct config *cfg = NULL;
-    struct config_errors errs;
     struct proxy_snap *s;
-    char err[1024];
-    char buf[4096];
+    char err[4096];
 
-    memset(&errs, 0, sizeof(errs));
-    if (config_load(path, &cfg, &errs) != 0) {
-        config_errors_format(&errs, buf, sizeof(buf));
-        log_error("reload rejected, the running config stays: %s", buf);
-        px->metrics.reloads_failed++;
-        return -1;
-    }
-    s = snap_new(px, cfg, err, sizeof(err));
+    s = snap_load(px, path, err, sizeof(err));
     if (!s) {
         log_error("reload rejected, the running config stays: %s", err);
         px->metrics.reloads_failed++;
         return -1;
     }
+    snap_attach_engines(px, s);
+    snap_swap(px, s, path);
+    return 0;
+}
+
+static void snap_swap(struct proxy *px, struct proxy_snap *s, const char *path)
+{
     if (s->cfg->n_listens != px->snap->cfg->n_listens)
         log_warn("reload: listener changes take effect at the next restart");
     if ((s->cfg->audit.dir == NULL) != (px->snap->cfg->audit.dir == NULL) ||
@@ -294,7 +383,6 @@ int proxy_reload(struct proxy *px, const char *path)
     px->metrics.reloads_ok++;
     log_info("reloaded %s: %zu provider(s), %zu model(s), %zu rule(s)", path, s->cfg->n_providers,
              s->cfg->n_models, s->cfg->n_rules);
-    return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -340,6 +428,7 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
     px->snap = snap_new(px, cfg, err, errlen);
     if (!px->snap)
         goto fail;
+    snap_attach_engines(px, px->snap);
     if (px->snap->cfg->audit.dir) {
         if (audit_open(&px->snap->cfg->audit, &px->audit, aerr, sizeof(aerr)) != 0) {
             snprintf(err, errlen, "audit: %s", aerr);
@@ -380,6 +469,10 @@ void proxy_free(struct proxy *px)
 
     if (!px)
         return;
+    px->freeing = 1;
+    if (px->reloading)
+        pthread_join(px->reload_thread, NULL); /* its result is freed by the mailbox */
+    px->reloading = 0;
     proxy_listeners_close(px);
     if (px->base)
         proxy_conns_close_all(px);

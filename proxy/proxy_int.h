@@ -14,6 +14,7 @@
 #define AIRLOCK_PROXY_INT_H
 
 #include <http_parser.h>
+#include <pthread.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
 #include <time.h>
@@ -172,6 +173,10 @@ struct proxy {
     int spend_day;            /* days since epoch the spend is for */
     struct proxy_engine_slot engines[PROXY_MAX_ENGINES];
     size_t n_engines;
+    /* SIGHUP: the new snapshot is built on a thread, swapped in on the loop */
+    pthread_t reload_thread;
+    int reloading, reload_again;
+    int freeing;
 };
 
 /* ---- client connections (server.c) ---- */
