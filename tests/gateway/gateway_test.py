@@ -112,6 +112,22 @@ def main():
     text = anthropic_stream_text(r.body)[0]
     s.check("redact stream (anthropic): restored across 1-char deltas", text == "Mail %s!" % EMAIL, text)
 
+    # --- content the scanner cannot read is not forwarded
+    before = len(recorded(rec_dir))
+    r = request(port, "POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"filename": "a.txt", "file_data": "data:text/plain;base64,QUtJQUlPU0ZPRE5ON0VYQU1QTFE="}},
+        {"type": "text", "text": "summarize"}]}]})
+    s.check("file part: 400 that names it", r.status == 400 and "'file' part" in r.body.decode(), r)
+    r = request(port, "POST", "/v1/messages", {"model": "claude-3-5-haiku", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}}]}]},
+        headers=ANTHROPIC_HEADERS, auth="x-api-key")
+    s.check("base64 document: 400", r.status == 400 and "'document' part" in r.body.decode(), r)
+    r = request(port, "POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "text", "text": "what is this"}]}]})
+    s.check("image part: forwarded", r.status == 200, r)
+    s.check("refused parts never reached the provider", len(recorded(rec_dir)) == before + 1)
+
     # --- route: an OpenAI request with a card goes to the Anthropic provider
     r = request(port, "POST", "/v1/chat/completions", chat("MOCK:echo my card is %s" % CARD))
     s.check("route: 200", r.status == 200, r)
