@@ -51,8 +51,8 @@ static void print_banner(const struct config *cfg, const char *model_path, int e
     int port = 8080, tls = 0;
 
     for (i = 0; i < cfg->n_listens; i++) {
-        fprintf(stderr, "airlock: listening on %s://%s\n", cfg->listens[i].tls_cert ? "https" : "http",
-                cfg->listens[i].address);
+        fprintf(stderr, "airlock: listening on %s://%s\n",
+                cfg->listens[i].tls_cert ? "https" : "http", cfg->listens[i].address);
         if (i == 0) {
             host = cfg->listens[i].host;
             port = cfg->listens[i].port;
@@ -63,10 +63,11 @@ static void print_banner(const struct config *cfg, const char *model_path, int e
         if (model_path)
             fprintf(stderr, "airlock: local model: %s (served as model \"local\")\n", model_path);
         else
-            fprintf(stderr,
-                    "airlock: no local model found, so local answers are unavailable.\n"
-                    "         Add one: `make model` (downloads SmolLM2-135M-Instruct), or put a\n"
-                    "         *.gguf file in ./models/, or set AIRLOCK_MODEL=/path/to/model.gguf\n");
+            fprintf(
+                stderr,
+                "airlock: no local model found, so local answers are unavailable.\n"
+                "         Add one: `make model` (downloads SmolLM2-135M-Instruct), or put a\n"
+                "         *.gguf file in ./models/, or set AIRLOCK_MODEL=/path/to/model.gguf\n");
         fprintf(stderr, "airlock: audit log: %s\n", cfg->audit.dir ? cfg->audit.dir : "(off)");
     }
     fprintf(stderr,

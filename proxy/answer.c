@@ -22,8 +22,8 @@
 
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
 {
-    double cached_price = m->cached_input_per_mtok >= 0 ? m->cached_input_per_mtok
-                                                        : m->input_per_mtok;
+    double cached_price =
+        m->cached_input_per_mtok >= 0 ? m->cached_input_per_mtok : m->input_per_mtok;
     long uncached = u->input - u->cached;
 
     if (uncached < 0)
@@ -48,8 +48,8 @@ static void usage_openai(struct proxy_req *r, const cJSON *u)
     r->usage.seen = 1;
     r->usage.input = num(u, "prompt_tokens");
     r->usage.output = num(u, "completion_tokens");
-    r->usage.cached = num(cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"),
-                          "cached_tokens");
+    r->usage.cached =
+        num(cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"), "cached_tokens");
 }
 
 /* Anthropic `usage` object; message_delta carries cumulative output_tokens */
@@ -266,8 +266,8 @@ static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t ra
     return 0;
 }
 
-static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *event,
-                        size_t elen, const char *data, size_t dlen)
+static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *event, size_t elen,
+                        const char *data, size_t dlen)
 {
     struct proxy_req *r = ud;
 

@@ -7,7 +7,7 @@
 
 /* latency bucket bounds in seconds */
 static const double bounds[PROXY_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                 0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+                                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 static void observe(uint64_t *buckets, double *sum, uint64_t *count, double s)
 {
@@ -70,10 +70,10 @@ static void histogram(struct evbuffer *b, const char *name, const char *help,
 }
 
 #define COUNTER(name, help, v)                                                                     \
-    evbuffer_add_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",     \
+    evbuffer_add_printf(b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",   \
                         (unsigned long long)(v))
 #define GAUGE(name, help, v)                                                                       \
-    evbuffer_add_printf(b, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %llu\n",       \
+    evbuffer_add_printf(b, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %llu\n",     \
                         (unsigned long long)(v))
 
 void proxy_metrics_render(struct proxy *px, struct evbuffer *b)
@@ -100,8 +100,9 @@ void proxy_metrics_render(struct proxy *px, struct evbuffer *b)
                         m->cost_usd);
     histogram(b, "airlock_request_duration_seconds", "Time from request to end of answer.",
               m->lat_buckets, m->lat_sum, m->lat_count);
-    histogram(b, "airlock_upstream_first_byte_seconds", "Time from sending upstream to its headers.",
-              m->up_lat_buckets, m->up_lat_sum, m->up_lat_count);
+    histogram(b, "airlock_upstream_first_byte_seconds",
+              "Time from sending upstream to its headers.", m->up_lat_buckets, m->up_lat_sum,
+              m->up_lat_count);
     GAUGE("airlock_connections", "Open client connections.", (uint64_t)px->n_conns);
     GAUGE("airlock_requests_in_flight", "Requests being answered.", (uint64_t)px->n_reqs);
     COUNTER("airlock_connections_total", "Client connections accepted.", m->conns_total);

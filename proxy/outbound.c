@@ -44,8 +44,8 @@ static size_t skip_value(const char *s, size_t n, size_t i)
     if (s[i] == '"')
         return skip_string(s, n, i);
     if (s[i] != '{' && s[i] != '[') {
-        while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' &&
-               s[i] != '\n' && s[i] != '\r' && s[i] != '\t')
+        while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\n' &&
+               s[i] != '\r' && s[i] != '\t')
             i++;
         return i;
     }
@@ -129,8 +129,8 @@ static char *json_quote(const char *v)
 }
 
 int proxy_outbound_build(const struct config *cfg, enum policy_api api, const char *body,
-                         size_t len, const struct policy_decision *d, char **out,
-                         size_t *out_len, int *flags_out, char *err, size_t errlen)
+                         size_t len, const struct policy_decision *d, char **out, size_t *out_len,
+                         int *flags_out, char *err, size_t errlen)
 {
     const struct config_model *m;
     const struct config_provider *p;
@@ -156,8 +156,8 @@ int proxy_outbound_build(const struct config *cfg, enum policy_api api, const ch
     target_anthropic = p->type == CONFIG_PROVIDER_ANTHROPIC;
     if (target_anthropic != (api == POLICY_API_ANTHROPIC)) {
         int fl = 0;
-        if (proxy_translate_request(m, target_anthropic, src, n, out, out_len, &fl, err,
-                                    errlen) < 0)
+        if (proxy_translate_request(m, target_anthropic, src, n, out, out_len, &fl, err, errlen) <
+            0)
             return -1;
         if (flags_out)
             *flags_out = fl;

@@ -159,24 +159,41 @@ static const char *error_type(enum proxy_api api, int status)
 {
     if (api == PROXY_API_ANTHROPIC) {
         switch (status) {
-        case 400: return "invalid_request_error";
-        case 401: return "authentication_error";
-        case 403: return "permission_error";
-        case 404: return "not_found_error";
-        case 413: return "request_too_large";
-        case 429: return "rate_limit_error";
-        case 503: return "overloaded_error";
-        case 504: return "timeout_error";
-        default: return "api_error";
+        case 400:
+            return "invalid_request_error";
+        case 401:
+            return "authentication_error";
+        case 403:
+            return "permission_error";
+        case 404:
+            return "not_found_error";
+        case 413:
+            return "request_too_large";
+        case 429:
+            return "rate_limit_error";
+        case 503:
+            return "overloaded_error";
+        case 504:
+            return "timeout_error";
+        default:
+            return "api_error";
         }
     }
     switch (status) {
-    case 400: case 404: case 413: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_denied";
-    case 429: return "rate_limit_exceeded";
-    case 504: return "timeout";
-    default: return "server_error";
+    case 400:
+    case 404:
+    case 413:
+        return "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_denied";
+    case 429:
+        return "rate_limit_exceeded";
+    case 504:
+        return "timeout";
+    default:
+        return "server_error";
     }
 }
 
@@ -237,10 +254,14 @@ static const char *verdict_name(const struct proxy_req *r)
     if (!r->has_dec)
         return "none";
     switch (r->dec.verdict) {
-    case POLICY_BLOCK: return "block";
-    case POLICY_ROUTE: return "route";
-    case POLICY_REDACT: return "redact";
-    case POLICY_ALLOW: return "allow";
+    case POLICY_BLOCK:
+        return "block";
+    case POLICY_ROUTE:
+        return "route";
+    case POLICY_REDACT:
+        return "redact";
+    case POLICY_ALLOW:
+        return "allow";
     }
     return "none";
 }
@@ -315,8 +336,7 @@ static void response_durable_loop(void *arg, int status, char *data, size_t len)
     (void)data;
     (void)len;
     if (status < 0)
-        log_error("request %s: the response record could not be written to the audit log",
-                  r->id);
+        log_error("request %s: the response record could not be written to the audit log", r->id);
     req_complete(r);
     proxy_req_unref(r); /* the audit's reference */
 }
@@ -353,15 +373,16 @@ void proxy_req_finish(struct proxy_req *r)
 
         blobs[n].name = "upstream";
         blobs[n].len = evbuffer_get_length(r->up_bytes);
-        blobs[n].data = blobs[n].len ? (const void *)evbuffer_pullup(r->up_bytes, -1) : (const void *)"";
+        blobs[n].data =
+            blobs[n].len ? (const void *)evbuffer_pullup(r->up_bytes, -1) : (const void *)"";
         n++;
         blobs[n].name = "client";
         blobs[n].len = evbuffer_get_length(r->client_bytes);
-        blobs[n].data = blobs[n].len ? (const void *)evbuffer_pullup(r->client_bytes, -1) : (const void *)"";
+        blobs[n].data =
+            blobs[n].len ? (const void *)evbuffer_pullup(r->client_bytes, -1) : (const void *)"";
         n++;
         proxy_req_ref(r);
-        if (!meta ||
-            audit_append(px->audit, "response", meta, blobs, n, response_durable, r) < 0) {
+        if (!meta || audit_append(px->audit, "response", meta, blobs, n, response_durable, r) < 0) {
             proxy_req_unref(r);
             log_error("request %s: the response record could not be queued to the audit log",
                       r->id);
@@ -802,11 +823,11 @@ static void dispatch_engine(struct proxy_req *r)
         proxy_req_unref(r);
         r->job = NULL;
         if (rc == ENGINE_EBUSY)
-            proxy_req_error(r, 429, NULL,
-                            "The local model's queue is full; retry shortly.");
+            proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
         else if (rc == ENGINE_ECONTEXT)
             proxy_req_error(r, 400, NULL, "%s",
-                            eerr[0] ? eerr : "The prompt is longer than the local model's context.");
+                            eerr[0] ? eerr
+                                    : "The prompt is longer than the local model's context.");
         else if (rc == ENGINE_ETEMPLATE)
             proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
                             eerr[0] ? eerr : "no chat template this gateway knows");
@@ -1000,8 +1021,7 @@ static void handle_api(struct proxy_req *r)
     }
     r->stream = cJSON_IsTrue(stream);
     so = cJSON_GetObjectItemCaseSensitive(r->json, "stream_options");
-    r->include_usage_asked =
-        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    r->include_usage_asked = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     if (r->api == PROXY_API_ANTHROPIC) {
         const char *v = proxy_conn_header(r->conn, "anthropic-version");
         const char *b = proxy_conn_header(r->conn, "anthropic-beta");
@@ -1042,9 +1062,8 @@ static void handle_api(struct proxy_req *r)
                 break;
         }
         if (dets[0])
-            proxy_req_error(r, 403, NULL,
-                            "Refused by policy rule '%s': the prompt contains %s.", r->dec.rule,
-                            dets);
+            proxy_req_error(r, 403, NULL, "Refused by policy rule '%s': the prompt contains %s.",
+                            r->dec.rule, dets);
         else
             proxy_req_error(r, 403, NULL, "Refused by policy rule '%s'.", r->dec.rule);
         return;
@@ -1062,17 +1081,15 @@ static void handle_api(struct proxy_req *r)
         double spent;
         if (r->key->budget_usd_per_day >= 0 &&
             (spent = proxy_spend_get(r->px, "k", r->key->name)) >= r->key->budget_usd_per_day) {
-            proxy_req_error(r, 429, NULL,
-                            "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
+            proxy_req_error(r, 429, NULL, "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
                             r->key->name, r->key->budget_usd_per_day, spent);
             return;
         }
         const struct config_team *t = config_team_find(cfg, r->key->team);
         if (t && t->budget_usd_per_day >= 0 &&
             (spent = proxy_spend_get(r->px, "t", t->name)) >= t->budget_usd_per_day) {
-            proxy_req_error(r, 429, NULL,
-                            "The daily budget of team '%s' ($%.2f) is spent ($%.4f).", t->name,
-                            t->budget_usd_per_day, spent);
+            proxy_req_error(r, 429, NULL, "The daily budget of team '%s' ($%.2f) is spent ($%.4f).",
+                            t->name, t->budget_usd_per_day, spent);
             return;
         }
     }

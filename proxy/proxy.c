@@ -434,8 +434,8 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
             snprintf(err, errlen, "audit: %s", aerr);
             goto fail;
         }
-        if (audit_spend_scan(px->snap->cfg->audit.dir, (time_t)today() * 86400, spend_replay,
-                             px) != 0)
+        if (audit_spend_scan(px->snap->cfg->audit.dir, (time_t)today() * 86400, spend_replay, px) !=
+            0)
             log_warn("audit: could not replay today's spend; budgets start from zero");
     }
     if (proxy_listeners_open(px, err, errlen) < 0)

@@ -14,8 +14,8 @@
 #define AIRLOCK_PROXY_INT_H
 
 #include <http_parser.h>
-#include <pthread.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -38,7 +38,7 @@
 #define PROXY_MAX_SSE_EVENT (8u << 20)
 #define PROXY_DRAIN_MS 15000
 #define PROXY_MAX_ENGINES 8
-#define PROXY_CLIENT_HIGH_WATER (1u << 20) /* pause the provider above this much unsent */
+#define PROXY_CLIENT_HIGH_WATER (1u << 20)  /* pause the provider above this much unsent */
 #define PROXY_CLIENT_LOW_WATER (256u << 10) /* resume below this */
 
 enum proxy_api { PROXY_API_NONE = -1, PROXY_API_OPENAI = 0, PROXY_API_ANTHROPIC = 1 };
@@ -127,9 +127,9 @@ struct proxy_snap {
     int refs;
     struct config *cfg;
     struct policy *policy;
-    struct proxy_pool *pools;        /* [cfg->n_providers] */
-    struct engine_server **engines;  /* [cfg->n_providers], borrowed from the proxy cache */
-    struct engine_model **models;    /* idem */
+    struct proxy_pool *pools;       /* [cfg->n_providers] */
+    struct engine_server **engines; /* [cfg->n_providers], borrowed from the proxy cache */
+    struct engine_model **models;   /* idem */
 };
 
 void proxy_snap_unref(struct proxy_snap *s);
@@ -170,7 +170,7 @@ struct proxy {
     int n_reqs;               /* requests being handled */
     struct proxy_metrics metrics;
     struct proxy_spend *spend;
-    int spend_day;            /* days since epoch the spend is for */
+    int spend_day; /* days since epoch the spend is for */
     struct proxy_engine_slot engines[PROXY_MAX_ENGINES];
     size_t n_engines;
     /* SIGHUP: the new snapshot is built on a thread, swapped in on the loop */
@@ -209,15 +209,15 @@ struct proxy_conn {
     struct evbuffer *body;
     int body_too_large;
     int keep_alive;
-    int lingering; /* our side is shut; reading what the client still sends, briefly */
+    int lingering;         /* our side is shut; reading what the client still sends, briefly */
     struct proxy_req *req; /* the request being answered */
     /* response */
     int chunked; /* the current response uses chunked encoding */
 };
 
 /* Response writing; every byte of body also goes to req->client_bytes. */
-void proxy_conn_reply(struct proxy_req *req, int status, const char *content_type,
-                      const char *body, size_t len);
+void proxy_conn_reply(struct proxy_req *req, int status, const char *content_type, const char *body,
+                      size_t len);
 void proxy_conn_stream_start(struct proxy_req *req, int status, const char *content_type);
 void proxy_conn_stream_write(struct proxy_req *req, const char *data, size_t len);
 void proxy_conn_stream_end(struct proxy_req *req);
@@ -277,26 +277,26 @@ struct proxy_req {
     /* streaming state */
     struct proxy_sse sse;
     int stream_failed;
-    char *engine_text;   /* builtin, non-streaming: collected text */
+    char *engine_text; /* builtin, non-streaming: collected text */
     size_t engine_text_len;
     int engine_prompt_tokens, engine_completion_tokens;
     char *finish_reason;
-    int sent_role;       /* builtin OpenAI stream: role chunk sent */
+    int sent_role; /* builtin OpenAI stream: role chunk sent */
     /* write-behind of the answer's end: the final bytes reach the client only once
      * the response record is durable, so a crash never loses the record of an
      * answer the client received (SPEC §5.2, §5.5) */
-    int hold;            /* hold the final bytes (audit on) */
+    int hold; /* hold the final bytes (audit on) */
     struct evbuffer *held;
-    int held_reply;      /* a whole non-streamed reply is held */
+    int held_reply; /* a whole non-streamed reply is held */
     int held_status;
     char held_ctype[64];
-    int held_end;        /* the chunked terminator is held */
+    int held_end; /* the chunked terminator is held */
     /* answering across formats (translate.c) */
-    int tr_started;      /* the client's opening event(s) were sent */
-    int tr_finished;     /* the client's closing event(s) were sent */
+    int tr_started;  /* the client's opening event(s) were sent */
+    int tr_finished; /* the client's closing event(s) were sent */
     char tr_id[96];
     char tr_model[128];
-    char tr_stop[32];    /* finish/stop reason in the CLIENT's vocabulary */
+    char tr_stop[32]; /* finish/stop reason in the CLIENT's vocabulary */
 };
 
 struct proxy_req *proxy_req_new(struct proxy_conn *c);
@@ -363,9 +363,8 @@ char *proxy_restore_piece(struct proxy_req *r, int slot, const char *text, int f
 void proxy_write_event_json(struct proxy_req *r, const char *event, const cJSON *obj);
 /* one OpenAI chat.completion.chunk event: a delta (role/text/finish, each may be
  * NULL), or with `usage` the final usage chunk (no choices) */
-void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model,
-                        const char *role, const char *text, const char *finish,
-                        const struct proxy_usage *usage);
+void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model, const char *role,
+                        const char *text, const char *finish, const struct proxy_usage *usage);
 
 /* usage → cost with the model's prices */
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u);

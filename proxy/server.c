@@ -119,7 +119,8 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
     if (str_append(&c->hdrs[c->n_hdrs - 1].name, &len, at, n, 1024) < 0)
         return -1;
     for (i = 0; i < len; i++)
-        c->hdrs[c->n_hdrs - 1].name[i] = (char)tolower((unsigned char)c->hdrs[c->n_hdrs - 1].name[i]);
+        c->hdrs[c->n_hdrs - 1].name[i] =
+            (char)tolower((unsigned char)c->hdrs[c->n_hdrs - 1].name[i]);
     return 0;
 }
 
@@ -198,21 +199,36 @@ static const http_parser_settings parser_settings = {
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
 }
 
@@ -239,8 +255,8 @@ static void write_head(struct proxy_req *r, int status, const char *content_type
     c->keep_alive = keep;
 }
 
-void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
-                      const char *body, size_t len)
+void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type, const char *body,
+                      size_t len)
 {
     r->status = status;
     r->resp_started = 1;
@@ -470,7 +486,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
     if (c->state == CONN_IDLE || c->state == CONN_READING)
         conn_process(c);
     else if (c->state == CONN_CLOSING)
-        evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+        evbuffer_drain(bufferevent_get_input(c->bev),
+                       evbuffer_get_length(bufferevent_get_input(c->bev)));
 }
 
 static void conn_write_cb(struct bufferevent *bev, void *arg)
@@ -482,13 +499,13 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         struct timeval tv = {PROXY_LINGER_MS / 1000, (PROXY_LINGER_MS % 1000) * 1000};
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0 || c->lingering)
             return;
-        if (c->tls || c->px->draining ||
-            shutdown(bufferevent_getfd(c->bev), SHUT_WR) != 0) {
+        if (c->tls || c->px->draining || shutdown(bufferevent_getfd(c->bev), SHUT_WR) != 0) {
             conn_free(c);
             return;
         }
         c->lingering = 1;
-        evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+        evbuffer_drain(bufferevent_get_input(c->bev),
+                       evbuffer_get_length(bufferevent_get_input(c->bev)));
         bufferevent_enable(c->bev, EV_READ);
         evtimer_add(c->header_timer, &tv);
         return;
@@ -731,9 +748,10 @@ int proxy_listeners_open(struct proxy *px, char *err, size_t errlen)
             SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
             px->listen_ssl[i] = ctx;
         }
-        px->listeners[i] = evconnlistener_new_bind(
-            px->base, accept_cb, px, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-            1024, ai->ai_addr, (int)ai->ai_addrlen);
+        px->listeners[i] = evconnlistener_new_bind(px->base, accept_cb, px,
+                                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                                       LEV_OPT_CLOSE_ON_EXEC,
+                                                   1024, ai->ai_addr, (int)ai->ai_addrlen);
         evutil_freeaddrinfo(ai);
         px->n_listeners = i + 1;
         if (!px->listeners[i]) {

@@ -163,8 +163,9 @@ static int anthropic_to_openai(const cJSON *in, const struct config_model *m, cJ
     if (v) {
         cJSON *om;
         if (content_text(v, &text) < 0) {
-            snprintf(err, errlen, "The system prompt holds non-text blocks, which cannot be "
-                                  "translated to the OpenAI format.");
+            snprintf(err, errlen,
+                     "The system prompt holds non-text blocks, which cannot be "
+                     "translated to the OpenAI format.");
             cJSON_Delete(out_msgs);
             return -1;
         }
@@ -215,9 +216,9 @@ static int anthropic_to_openai(const cJSON *in, const struct config_model *m, cJ
 /* a field the other format has no equivalent for: refuse rather than drop it */
 static const char *untranslatable(const cJSON *in)
 {
-    static const char *const keys[] = {"tools", "functions", "tool_choice", "function_call",
-                                       "mcp_servers", "thinking", "n", "logprobs", "audio",
-                                       "modalities", "prediction", NULL};
+    static const char *const keys[] = {"tools",       "functions",  "tool_choice", "function_call",
+                                       "mcp_servers", "thinking",   "n",           "logprobs",
+                                       "audio",       "modalities", "prediction",  NULL};
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(in, "response_format");
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(in, "n");
     size_t i;
@@ -399,8 +400,9 @@ static void anth_close(struct proxy_req *r)
     rest = proxy_restore_piece(r, 0, NULL, 1);
     anth_text(r, rest);
     free(rest);
-    proxy_conn_stream_write(r, "event: content_block_stop\ndata: "
-                               "{\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    proxy_conn_stream_write(r,
+                            "event: content_block_stop\ndata: "
+                            "{\"type\":\"content_block_stop\",\"index\":0}\n\n",
                             sizeof("event: content_block_stop\ndata: "
                                    "{\"type\":\"content_block_stop\",\"index\":0}\n\n") -
                                 1);
@@ -415,16 +417,15 @@ static void anth_close(struct proxy_req *r)
     cJSON_AddNumberToObject(u, "output_tokens", (double)r->usage.output);
     proxy_write_event_json(r, "message_delta", j);
     cJSON_Delete(j);
-    proxy_conn_stream_write_final(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-                            sizeof("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") -
-                                1);
+    proxy_conn_stream_write_final(
+        r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        sizeof("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") - 1);
 }
 
 /* --- to an OpenAI client --- */
 
-void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model,
-                        const char *role, const char *text, const char *finish,
-                        const struct proxy_usage *usage)
+void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model, const char *role,
+                        const char *text, const char *finish, const struct proxy_usage *usage)
 {
     cJSON *j = cJSON_CreateObject(), *chs, *c, *d;
 

@@ -395,8 +395,9 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
                 return;
             }
         }
-        up_fail(u, 0, u->got_bytes ? "the connection closed mid-answer"
-                                    : "the connection closed before an answer");
+        up_fail(u, 0,
+                u->got_bytes ? "the connection closed mid-answer"
+                             : "the connection closed before an answer");
         return;
     }
     if (what & BEV_EVENT_ERROR) {
@@ -407,8 +408,8 @@ static void up_event_cb(struct bufferevent *bev, short what, void *arg)
             snprintf(ebuf, sizeof(ebuf), "cannot resolve %s: %s", u->pool->prov->host,
                      evutil_gai_strerror(dns));
         else if (!why)
-            snprintf(ebuf, sizeof(ebuf), "%s", se ? evutil_socket_error_to_string(se)
-                                                  : "connection error");
+            snprintf(ebuf, sizeof(ebuf), "%s",
+                     se ? evutil_socket_error_to_string(se) : "connection error");
         up_fail(u, 0, ebuf);
     }
 }

@@ -33,8 +33,8 @@ static struct config *load(void)
     return cfg;
 }
 
-static int build(const struct config *cfg, enum policy_api api, const char *model,
-                 const char *body, char **out, size_t *out_len, int *flags)
+static int build(const struct config *cfg, enum policy_api api, const char *model, const char *body,
+                 char **out, size_t *out_len, int *flags)
 {
     struct policy_decision d;
     char err[256];
@@ -53,8 +53,9 @@ static int build(const struct config *cfg, enum policy_api api, const char *mode
 static void test_unchanged_body_is_byte_identical(void)
 {
     struct config *cfg = load();
-    const char *body = "{ \"model\" : \"same\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\"}],"
-                       "\"temperature\":0.70000}";
+    const char *body =
+        "{ \"model\" : \"same\",\n  \"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9\"}],"
+        "\"temperature\":0.70000}";
     char *out = NULL;
     size_t n = 0;
     int flags = -1;
@@ -70,8 +71,10 @@ static void test_unchanged_body_is_byte_identical(void)
 static void test_model_renamed_rest_untouched(void)
 {
     struct config *cfg = load();
-    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"model\"}], \"model\":\"renamed\",\"x\":1.50}";
-    const char *want = "{\"messages\":[{\"role\":\"user\",\"content\":\"model\"}], \"model\":\"gpt-4o-2024-08-06\",\"x\":1.50}";
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"model\"}], "
+                       "\"model\":\"renamed\",\"x\":1.50}";
+    const char *want = "{\"messages\":[{\"role\":\"user\",\"content\":\"model\"}], "
+                       "\"model\":\"gpt-4o-2024-08-06\",\"x\":1.50}";
     char *out = NULL;
     size_t n = 0;
 
@@ -87,14 +90,16 @@ static void test_stream_asks_for_usage(void)
 {
     struct config *cfg = load();
     const char *body = "{\"model\":\"same\",\"stream\":true,\"messages\":[]}";
-    const char *body2 = "{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[]}";
+    const char *body2 = "{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"include_usage\":"
+                        "true},\"messages\":[]}";
     char *out = NULL;
     size_t n = 0;
     int flags = 0;
 
     REQUIRE(cfg);
     CHECK(build(cfg, POLICY_API_OPENAI, "same", body, &out, &n, &flags) == 0);
-    CHECK_EQ_STR(out, "{\"stream_options\":{\"include_usage\":true},\"model\":\"same\",\"stream\":true,\"messages\":[]}");
+    CHECK_EQ_STR(out, "{\"stream_options\":{\"include_usage\":true},\"model\":\"same\",\"stream\":"
+                      "true,\"messages\":[]}");
     CHECK(flags & PROXY_OUTBOUND_ADDED_USAGE);
     free(out);
     /* the client asked itself: nothing added, nothing to strip */
@@ -128,7 +133,8 @@ static void test_openai_to_anthropic(void)
     struct config *cfg = load();
     const char *body = "{\"model\":\"claude\",\"max_tokens\":50,\"stop\":\"END\",\"messages\":["
                        "{\"role\":\"system\",\"content\":\"sys\"},"
-                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}]}]}";
+                       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{"
+                       "\"type\":\"text\",\"text\":\"b\"}]}]}";
     char *out = NULL;
     size_t n = 0;
     cJSON *j;
@@ -141,8 +147,12 @@ static void test_openai_to_anthropic(void)
     CHECK_EQ_STR(cJSON_GetObjectItem(j, "system")->valuestring, "sys");
     CHECK_EQ_INT(cJSON_GetObjectItem(j, "max_tokens")->valueint, 50);
     CHECK_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(j, "messages")), 1);
-    CHECK_EQ_STR(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0), "content")->valuestring, "ab");
-    CHECK_EQ_STR(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "stop_sequences"), 0)->valuestring, "END");
+    CHECK_EQ_STR(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "messages"), 0), "content")
+            ->valuestring,
+        "ab");
+    CHECK_EQ_STR(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "stop_sequences"), 0)->valuestring,
+                 "END");
     cJSON_Delete(j);
     free(out);
     config_unref(cfg);
@@ -165,7 +175,8 @@ static void test_anthropic_to_openai_stream(void)
     m = cJSON_GetObjectItem(j, "messages");
     CHECK_EQ_INT(cJSON_GetArraySize(m), 2);
     CHECK_EQ_STR(cJSON_GetObjectItem(cJSON_GetArrayItem(m, 0), "role")->valuestring, "system");
-    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "stream_options"), "include_usage")));
+    CHECK(cJSON_IsTrue(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "stream_options"), "include_usage")));
     CHECK(flags & PROXY_OUTBOUND_ADDED_USAGE);
     cJSON_Delete(j);
     free(out);
@@ -175,8 +186,10 @@ static void test_anthropic_to_openai_stream(void)
 static void test_tool_calls_refused_across_formats(void)
 {
     struct config *cfg = load();
-    const char *body = "{\"model\":\"claude\",\"messages\":[{\"role\":\"assistant\",\"content\":null,"
-                       "\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}]}";
+    const char *body =
+        "{\"model\":\"claude\",\"messages\":[{\"role\":\"assistant\",\"content\":null,"
+        "\"tool_calls\":[{\"id\":\"1\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+        "\"arguments\":\"{}\"}}]}]}";
     char *out = NULL;
     size_t n = 0;
 
@@ -189,12 +202,15 @@ static void test_tool_calls_refused_across_formats(void)
 static void test_tools_refused_across_formats(void)
 {
     struct config *cfg = load();
-    const char *b1 = "{\"model\":\"claude\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
-                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
-    const char *b2 = "{\"model\":\"same\",\"max_tokens\":5,\"tools\":[{\"name\":\"f\",\"input_schema\":{}}],"
-                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
-    const char *b3 = "{\"model\":\"claude\",\"tools\":[],\"n\":1,\"response_format\":{\"type\":\"text\"},"
-                     "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    const char *b1 =
+        "{\"model\":\"claude\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    const char *b2 =
+        "{\"model\":\"same\",\"max_tokens\":5,\"tools\":[{\"name\":\"f\",\"input_schema\":{}}],"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    const char *b3 =
+        "{\"model\":\"claude\",\"tools\":[],\"n\":1,\"response_format\":{\"type\":\"text\"},"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
     char *out = NULL;
     size_t n = 0;
 
