@@ -451,7 +451,7 @@ static int mm_plan(struct engine_ctx *c)
     for (int j = 0; j < jobs; j++) {
         const int nr = (int)c->mm[j].w->ne1;
         /* about 8 units per thread for big matrices (fewer claims on the shared counter),
-         * never below MM_UNIT_ROWS; always a multiple of 8 rows (packed groups) */
+         * never below MM_UNIT_ROWS; always a multiple of QUANT_PACK_ROWS (packed groups) */
         int step = nr / (8 * c->n_threads);
         step = step < MM_UNIT_ROWS ? MM_UNIT_ROWS : (step + MM_UNIT_ROWS - 1) / MM_UNIT_ROWS * MM_UNIT_ROWS;
         for (int r0 = 0; r0 < nr && n < c->max_units; r0 += step) {
@@ -472,9 +472,11 @@ static void mm_rows(struct engine_ctx *c, const struct mm_job *m, int r0, int r1
 {
     for (int t0 = c->prep_t0; t0 < c->nt; t0 += MM_TOKEN_CHUNK) {
         const int nt = c->nt - t0 < MM_TOKEN_CHUNK ? c->nt - t0 : MM_TOKEN_CHUNK;
-        if (m->w->packed) { /* units are whole 8-row groups: MM_UNIT_ROWS and ne1 % 8 == 0 */
-            quant_gemm_packed(m->w->type, m->w->ne0, m->w->packed + (size_t)(r0 / 8) * m->w->group_bytes,
-                              (r1 - r0) / 8, c->act[m->slot] + (size_t)t0 * c->act_stride,
+        if (m->w->packed) { /* units are whole groups: MM_UNIT_ROWS, ne1 % QUANT_PACK_ROWS == 0 */
+            quant_gemm_packed(m->w->type, m->w->ne0,
+                              m->w->packed + (size_t)(r0 / QUANT_PACK_ROWS) * m->w->group_bytes,
+                              (r1 - r0) / QUANT_PACK_ROWS,
+                              c->act[m->slot] + (size_t)t0 * c->act_stride,
                               c->act_stride, nt,
                               m->out + (size_t)(t0 - c->prep_t0) * m->out_stride + r0, m->out_stride);
             continue;

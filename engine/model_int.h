@@ -34,7 +34,7 @@ struct engine_mat {
     int64_t ne0, ne1;
     size_t row_bytes;
     const uint8_t *packed; /* the same rows repacked for the VNNI kernels (quant.h), or NULL */
-    size_t group_bytes;    /* bytes per 8-row group of packed */
+    size_t group_bytes;    /* bytes per QUANT_PACK_ROWS-row group of packed */
 };
 
 struct engine_layer {

@@ -41,6 +41,7 @@ static void init_impl(void)
     __builtin_cpu_init();
     use_simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     if (use_simd && cpu_has_vnni() && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         !getenv("AIRLOCK_NO_VNNI"))
         use_simd = 2;
 #endif

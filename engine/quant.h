@@ -111,17 +111,20 @@ void quant_attn_head(const float *q, const float *k, const float *v, size_t kv_s
 void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
                           int np, int hd, float scale, float *sc, float *o);
 
-/* Repacked weights (VNNI machines, Q8_0 / Q4_0, row count a multiple of 8): groups of 8
- * rows stored block-interleaved so that one vpdpbusd computes 4 products for each of the 8
- * rows and the int32 lanes are the rows themselves (no horizontal sums, one float scale per
- * block and group). Per group and block: d of the 8 rows (8 x fp16), then for each group of
- * four values j, the 8 rows' 4 bytes (Q8_0: 8 j x 32 bytes; Q4_0: 4 j x 32 bytes of nibble
- * pairs: low nibbles values 4j.., high nibbles values 16+4j..).
+/* Repacked weights (VNNI machines, Q8_0 / Q4_0, row count a multiple of QUANT_PACK_ROWS):
+ * groups of 16 rows stored block-interleaved so that one 512-bit vpdpbusd computes 4
+ * products for each of the 16 rows and the int32 lanes are the rows themselves (no
+ * horizontal sums, one float scale per block and group). Per group and block: d of the 16
+ * rows (16 x fp16), then for each group of four values j, the 16 rows' 4 bytes (Q8_0: 8 j x
+ * 64 bytes; Q4_0: 4 j x 64 bytes of nibble pairs: low nibbles values 4j.., high nibbles
+ * values 16+4j..).
  * quant_repack_bytes: size of the repacked n x nr matrix, 0 when not repackable here. */
 size_t quant_repack_bytes(uint32_t wtype, int64_t n, int64_t nr);
 void quant_repack(uint32_t wtype, const void *w, size_t w_stride, int64_t n, int64_t nr, void *dst);
-/* quant_gemm_packed -- as quant_gemm for ngroups * 8 rows of a repacked matrix, wp pointing
- * at the first group (group stride quant_repack_bytes(wtype, n, 8)) */
+#define QUANT_PACK_ROWS 16
+/* quant_gemm_packed -- as quant_gemm for ngroups * QUANT_PACK_ROWS rows of a repacked
+ * matrix, wp pointing at the first group (group stride quant_repack_bytes(wtype, n,
+ * QUANT_PACK_ROWS)) */
 void quant_gemm_packed(uint32_t wtype, int64_t n, const void *wp, int ngroups, const void *act,
                        size_t act_stride, int nt, float *out, size_t out_stride);
 

@@ -601,65 +601,75 @@ TGTV int quant_gemm_vnni(uint32_t wtype, int64_t n, const void *w, size_t w_stri
     }
 }
 
-/* ---- repacked 8-row groups (see quant.h) ---- */
+/* ---- repacked 16-row groups (see quant.h): 512-bit registers, one lane per row ---- */
 
-#define R8_Q8_0_BYTES (16 + 256) /* per group-block */
-#define R8_Q4_0_BYTES (16 + 128)
+#define TGTZ __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c")))
+#define TGTZ_INLINE                                                                                \
+    __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma,f16c"), always_inline))   \
+    static inline
+
+#define R16_Q8_0_BYTES (32 + 512) /* per group-block: 16 fp16 scales, 8 j x 16 rows x 4 bytes */
+#define R16_Q4_0_BYTES (32 + 256) /* 4 j x 16 rows x 4 bytes of nibble pairs */
 
 size_t quant_repack_bytes(uint32_t wtype, int64_t n, int64_t nr)
 {
-    if (nr % 8 != 0 || n % 32 != 0)
+    if (nr % QUANT_PACK_ROWS != 0 || n % 32 != 0)
         return 0;
     if (wtype == GGUF_T_Q8_0)
-        return (size_t)(nr / 8) * (size_t)(n / 32) * R8_Q8_0_BYTES;
+        return (size_t)(nr / QUANT_PACK_ROWS) * (size_t)(n / 32) * R16_Q8_0_BYTES;
     if (wtype == GGUF_T_Q4_0)
-        return (size_t)(nr / 8) * (size_t)(n / 32) * R8_Q4_0_BYTES;
+        return (size_t)(nr / QUANT_PACK_ROWS) * (size_t)(n / 32) * R16_Q4_0_BYTES;
     return 0;
 }
 
 void quant_repack(uint32_t wtype, const void *w, size_t w_stride, int64_t n, int64_t nr, void *dst)
 {
     const int64_t nb = n / 32;
+    const int G = QUANT_PACK_ROWS;
     uint8_t *o = dst;
-    for (int64_t g = 0; g < nr / 8; g++)
+    for (int64_t g = 0; g < nr / G; g++)
         for (int64_t b = 0; b < nb; b++) {
-            for (int r = 0; r < 8; r++) {
-                const uint8_t *row = (const uint8_t *)w + (size_t)(g * 8 + r) * w_stride;
+            for (int r = 0; r < G; r++) {
+                const uint8_t *row = (const uint8_t *)w + (size_t)(g * G + r) * w_stride;
                 if (wtype == GGUF_T_Q8_0) {
                     const struct quant_q8_0 *blk = (const struct quant_q8_0 *)row + b;
                     memcpy(o + 2 * r, &blk->d, 2);
                     for (int j = 0; j < 8; j++)
-                        memcpy(o + 16 + 32 * j + 4 * r, blk->qs + 4 * j, 4);
+                        memcpy(o + 2 * G + 4 * G * j + 4 * r, blk->qs + 4 * j, 4);
                 } else {
                     const struct quant_q4_0 *blk = (const struct quant_q4_0 *)row + b;
                     memcpy(o + 2 * r, &blk->d, 2);
                     for (int j = 0; j < 4; j++)
-                        memcpy(o + 16 + 32 * j + 4 * r, blk->qs + 4 * j, 4);
+                        memcpy(o + 2 * G + 4 * G * j + 4 * r, blk->qs + 4 * j, 4);
                 }
             }
-            o += wtype == GGUF_T_Q8_0 ? R8_Q8_0_BYTES : R8_Q4_0_BYTES;
+            o += wtype == GGUF_T_Q8_0 ? R16_Q8_0_BYTES : R16_Q4_0_BYTES;
         }
 }
 
-/* T activation rows against one 8-row group: lanes of acc[t] are the 8 rows. The int32
- * accumulation starts from the block's full offset correction (8 x the per-lane share). */
-/* decode streams the packed weights from DRAM: prefetch this far ahead */
+/* T activation rows against one 16-row group: lanes of acc[t] are the 16 rows. The int32
+ * accumulation starts from the block's full offset correction (8 x the per-lane share).
+ * Same float operations per row as one row at a time, so results do not depend on the
+ * grouping. 512-bit vectors halve the instructions per multiply-add against 256-bit ones
+ * (the kernels were bound by instruction issue, not by vpdpbusd throughput). */
+/* decode streams the packed weights from DRAM: prefetch this far ahead (pf: few activation
+ * rows, any tile width; without it 8 concurrent sequences stalled on every block) */
 #ifndef PACK_PF
 #define PACK_PF 4096
 #endif
 #define TILE_P(NAME, BYTES, BODY)                                                                  \
-    TGTV_INLINE void NAME(int T, int64_t nb, const uint8_t *wp, const uint8_t *a, size_t as,       \
-                          float *out, size_t os)                                                   \
+    TGTZ_INLINE void NAME(int T, int pf, int64_t nb, const uint8_t *wp, const uint8_t *a,          \
+                          size_t as, float *out, size_t os)                                        \
     {                                                                                              \
-        __m256 acc[8];                                                                             \
-        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();         \
+        __m512 acc[8];                                                                             \
+        _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();         \
         for (int64_t i = 0; i < nb; i++) {                                                         \
             const uint8_t *gb = wp + (size_t)i * BYTES;                                            \
-            if (T < 4)                                                                             \
-                for (int pf = 0; pf < BYTES; pf += 64)                                             \
-                    _mm_prefetch((const char *)gb + PACK_PF + pf, _MM_HINT_T0);                    \
-            const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)gb));              \
-            __m256i isum[8];                                                                       \
+            if (pf)                                                                                \
+                for (int o = 0; o < BYTES; o += 64)                                                \
+                    _mm_prefetch((const char *)gb + PACK_PF + o, _MM_HINT_T0);                     \
+            const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb));           \
+            __m512i isum[8];                                                                       \
             const struct quant_q8_0a *ab[8];                                                       \
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
@@ -668,79 +678,80 @@ void quant_repack(uint32_t wtype, const void *w, size_t w_stride, int64_t n, int
             BODY                                                                                   \
             _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                    \
             {                                                                                      \
-                const __m256 sc = _mm256_mul_ps(dv, _mm256_set1_ps(ab[t]->d));                     \
-                acc[t] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(isum[t]), acc[t]);                 \
+                const __m512 sc = _mm512_mul_ps(dv, _mm512_set1_ps(ab[t]->d));                     \
+                acc[t] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(isum[t]), acc[t]);                 \
             }                                                                                      \
         }                                                                                          \
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                        \
-            _mm256_storeu_ps(out + (size_t)t * os, acc[t]);                                        \
+            _mm512_storeu_ps(out + (size_t)t * os, acc[t]);                                        \
     }
 
-TGTV_INLINE __m256i bcast4(const int8_t *p)
+TGTZ_INLINE __m512i bcast4z(const int8_t *p)
 {
     int32_t v;
     memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
+    return _mm512_set1_epi32(v);
 }
-#define BCAST4(p) bcast4(p)
 
 #define BODY_Q8_0                                                                                  \
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) isum[t] =                                  \
-        _mm256_set1_epi32(8 * ab[t]->s8);                                                          \
+        _mm512_set1_epi32(8 * ab[t]->s8);                                                          \
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                            \
     {                                                                                              \
-        const __m256i wj = _mm256_xor_si256(                                                       \
-            _mm256_loadu_si256((const __m256i *)(gb + 16 + 32 * j)), _mm256_set1_epi8((char)0x80)); \
+        const __m512i wj = _mm512_xor_si512(_mm512_loadu_si512(gb + 32 + 64 * j),                  \
+                                            _mm512_set1_epi8((char)0x80));                         \
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) isum[t] =                              \
-            _mm256_dpbusd_epi32(isum[t], wj, BCAST4(ab[t]->qs + 4 * j));                           \
+            _mm512_dpbusd_epi32(isum[t], wj, bcast4z(ab[t]->qs + 4 * j));                          \
     }
 
 #define BODY_Q4_0                                                                                  \
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) isum[t] =                                  \
-        _mm256_set1_epi32(8 * ab[t]->s4);                                                          \
+        _mm512_set1_epi32(8 * ab[t]->s4);                                                          \
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                            \
     {                                                                                              \
-        const __m256i raw = _mm256_loadu_si256((const __m256i *)(gb + 16 + 32 * j));              \
-        const __m256i lo = _mm256_and_si256(raw, _mm256_set1_epi8(0x0F));                          \
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), _mm256_set1_epi8(0x0F));    \
+        const __m512i raw = _mm512_loadu_si512(gb + 32 + 64 * j);                                  \
+        const __m512i lo = _mm512_and_si512(raw, _mm512_set1_epi8(0x0F));                          \
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), _mm512_set1_epi8(0x0F));    \
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                        \
         {                                                                                          \
-            isum[t] = _mm256_dpbusd_epi32(isum[t], lo, BCAST4(ab[t]->qs + 4 * j));                 \
-            isum[t] = _mm256_dpbusd_epi32(isum[t], hi, BCAST4(ab[t]->qs + 16 + 4 * j));            \
+            isum[t] = _mm512_dpbusd_epi32(isum[t], lo, bcast4z(ab[t]->qs + 4 * j));                \
+            isum[t] = _mm512_dpbusd_epi32(isum[t], hi, bcast4z(ab[t]->qs + 16 + 4 * j));           \
         }                                                                                          \
     }
 
-TILE_P(ptile_q8_0, R8_Q8_0_BYTES, BODY_Q8_0)
-TILE_P(ptile_q4_0, R8_Q4_0_BYTES, BODY_Q4_0)
+TILE_P(ptile_q8_0, R16_Q8_0_BYTES, BODY_Q8_0)
+TILE_P(ptile_q4_0, R16_Q4_0_BYTES, BODY_Q4_0)
 
 #define DISPATCH_PACKED(TILE, BYTES)                                                               \
     do {                                                                                           \
         const size_t gs = (size_t)nb * BYTES;                                                      \
+        const int pf = nt <= 8;                                                                    \
         for (int g = 0; g < ngroups; g++) {                                                        \
             const uint8_t *wg = (const uint8_t *)wp + (size_t)g * gs;                              \
+            float *og = out + (size_t)QUANT_PACK_ROWS * (size_t)g;                                 \
             int t = 0;                                                                             \
             for (; t + 8 <= nt; t += 8)                                                            \
-                TILE(8, nb, wg, ab + (size_t)t * act_stride, act_stride,                           \
-                     out + (size_t)t * out_stride + 8 * g, out_stride);                            \
+                TILE(8, pf, nb, wg, ab + (size_t)t * act_stride, act_stride,                       \
+                     og + (size_t)t * out_stride, out_stride);                                     \
             for (; t + 4 <= nt; t += 4)                                                            \
-                TILE(4, nb, wg, ab + (size_t)t * act_stride, act_stride,                           \
-                     out + (size_t)t * out_stride + 8 * g, out_stride);                            \
+                TILE(4, pf, nb, wg, ab + (size_t)t * act_stride, act_stride,                       \
+                     og + (size_t)t * out_stride, out_stride);                                     \
             for (; t < nt; t++)                                                                    \
-                TILE(1, nb, wg, ab + (size_t)t * act_stride, act_stride,                           \
-                     out + (size_t)t * out_stride + 8 * g, out_stride);                            \
+                TILE(1, pf, nb, wg, ab + (size_t)t * act_stride, act_stride,                       \
+                     og + (size_t)t * out_stride, out_stride);                                     \
         }                                                                                          \
     } while (0)
 
-TGTV void quant_gemm_packed(uint32_t wtype, int64_t n, const void *wp, int ngroups,
+TGTZ void quant_gemm_packed(uint32_t wtype, int64_t n, const void *wp, int ngroups,
                             const void *act, size_t act_stride, int nt, float *out,
                             size_t out_stride)
 {
     const int64_t nb = n / 32;
     const uint8_t *ab = act;
     if (wtype == GGUF_T_Q8_0)
-        DISPATCH_PACKED(ptile_q8_0, R8_Q8_0_BYTES);
+        DISPATCH_PACKED(ptile_q8_0, R16_Q8_0_BYTES);
     else
-        DISPATCH_PACKED(ptile_q4_0, R8_Q4_0_BYTES);
+        DISPATCH_PACKED(ptile_q4_0, R16_Q4_0_BYTES);
 }
 
 #else /* not x86-64: no SIMD kernels */

@@ -349,7 +349,7 @@ static void test_simd_equals_scalar(void)
         simd_equals_scalar(nts[i]);
 }
 
-/* repacked 8-row groups (VNNI machines) == the scalar reference on the original layout */
+/* repacked QUANT_PACK_ROWS-row groups (VNNI machines) == the scalar reference on the original layout */
 static void test_packed(void)
 {
     if (quant_have_simd() < 2) {
@@ -361,14 +361,14 @@ static void test_packed(void)
     for (int k = 0; k < 2; k++) {
         const uint32_t type = types[k];
         const int64_t n = 320;
-        const int rows = 24;
-        CHECK_EQ_INT(quant_repack_bytes(type, n, 12), 0); /* rows not a multiple of 8 */
+        const int G = QUANT_PACK_ROWS, rows = 3 * QUANT_PACK_ROWS;
+        CHECK_EQ_INT(quant_repack_bytes(type, n, G + 4), 0); /* rows not a multiple of G */
         size_t rb = gguf_row_bytes(type, n), ab = quant_act_row_bytes(type, n);
         size_t pb = quant_repack_bytes(type, n, rows);
         REQUIRE(pb > 0);
         uint8_t *w = malloc(rb * rows), *wp = malloc(pb), *a = malloc(ab * 13);
         float *x = malloc(sizeof(float) * (size_t)n * 13);
-        float o1[13 * 24], o2[13 * 24];
+        float o1[13 * 3 * QUANT_PACK_ROWS], o2[13 * 3 * QUANT_PACK_ROWS];
         fill_weights(type, w, rb * rows, n, rows);
         quant_repack(type, w, rb, n, rows, wp);
         for (int64_t i = 0; i < n * 13; i++)
@@ -389,12 +389,12 @@ static void test_packed(void)
                 fprintf(stderr, "  %s nt %d: packed max rel diff %g\n", gguf_type_name(type), nt,
                         maxrel);
             CHECK(maxrel < 2e-5);
-            size_t gs = quant_repack_bytes(type, n, 8);
+            size_t gs = quant_repack_bytes(type, n, G);
             quant_gemm_packed(type, n, wp + gs, 2, a, ab, nt, o1, rows);
             int bad = 0;
             for (int t = 0; t < nt; t++)
-                for (int r = 0; r < 16; r++)
-                    if (fabs(o1[t * rows + r] - o2[t * rows + 8 + r]) > 2e-5 * scale)
+                for (int r = 0; r < 2 * G; r++)
+                    if (fabs(o1[t * rows + r] - o2[t * rows + G + r]) > 2e-5 * scale)
                         bad++;
             CHECK_EQ_INT(bad, 0);
         }
