@@ -438,11 +438,6 @@ static void unit_prep(struct engine_ctx *c, int t)
         quant_act_row(c->slot_type[s], row, c->act[s] + (size_t)t * c->act_stride, cols);
 }
 
-static inline float silu(float x)
-{
-    return x / (1.0f + expf(-x));
-}
-
 /* split the rows of the stage's matmuls into units (gate and up share theirs) */
 static int mm_plan(struct engine_ctx *c)
 {
@@ -499,16 +494,14 @@ static void unit_matmul(struct engine_ctx *c, int u)
         for (int t = 0; t < c->nt; t++) {
             float *x = c->x + (size_t)t * (size_t)n_embd;
             const float *y = m->out + (size_t)t * m->out_stride;
-            for (int r = r0; r < r1; r++)
-                x[r] += y[r];
+            quant_axpy_f32(x + r0, y + r0, 1.0f, r1 - r0); /* fma(1, y, x) == x + y */
         }
     } else if (c->mm_mode == 2) {
         mm_rows(c, &c->mm[1], r0, r1);
         for (int t = 0; t < c->nt; t++) {
             float *gr = c->g + (size_t)t * m->out_stride;
             const float *ur = c->u + (size_t)t * m->out_stride;
-            for (int r = r0; r < r1; r++)
-                gr[r] = silu(gr[r]) * ur[r];
+            quant_silu_mul(gr + r0, ur + r0, r1 - r0);
         }
     }
 }

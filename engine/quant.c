@@ -551,6 +551,16 @@ void quant_axpy_f32(float *y, const float *x, float a, int n)
         y[i] += a * x[i];
 }
 
+void quant_silu_mul(float *g, const float *u, int n)
+{
+    if (quant_have_simd()) {
+        quant_silu_mul_avx2(g, u, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 void quant_attn_head(const float *q, const float *k, const float *v, size_t kv_stride, int np,
                      int hd, float scale, float *sc, float *o)
 {

@@ -103,6 +103,8 @@ void quant_gemm_ref(uint32_t wtype, int64_t n, const void *w, size_t w_stride, i
 /* F32 helpers for attention: dot product and y += a * x (SIMD when available) */
 float quant_dot_f32(const float *x, const float *y, int n);
 void quant_axpy_f32(float *y, const float *x, float a, int n);
+/* quant_silu_mul -- g[i] = silu(g[i]) * u[i] (SwiGLU) */
+void quant_silu_mul(float *g, const float *u, int n);
 
 /* quant_attn_head -- o[hd] = softmax(scale * K q) V for one head and one query over np
  * cached positions (K, V rows kv_stride floats apart); sc[np] is scratch */
@@ -133,6 +135,7 @@ int quant_gemm_vnni(uint32_t wtype, int64_t n, const void *w, size_t w_stride, i
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
 float quant_dot_f32_avx2(const float *x, const float *y, int n);
 void quant_axpy_f32_avx2(float *y, const float *x, float a, int n);
+void quant_silu_mul_avx2(float *g, const float *u, int n);
 int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
 void quant_act_row_avx2(uint32_t wtype, const float *x, void *dst, int64_t n);

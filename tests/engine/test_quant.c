@@ -422,6 +422,45 @@ static void test_f32_helpers(void)
     CHECK_EQ_INT(bad, 0);
 }
 
+/* SwiGLU with the vector exp: within a few ulp of libm's expf, across the clamp range */
+static void test_silu_mul(void)
+{
+    float g[45], u[45], want[45];
+    for (int i = 0; i < 45; i++) {
+        g[i] = i < 40 ? (float)(i - 20) * 0.9f + rndf() : (float)((i % 2 ? 1 : -1) * 95 * (i - 39));
+        u[i] = rndf() + 1.5f;
+        want[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+    quant_silu_mul(g, u, 45);
+    int bad = 0;
+    for (int i = 0; i < 45; i++)
+        if (!(fabsf(g[i] - want[i]) <= 1e-6f * fabsf(want[i]) + 1e-30f))
+            bad++;
+    CHECK_EQ_INT(bad, 0);
+    /* the attention kernel's softmax weights match a double-precision softmax */
+    float q[8] = {1, -2, 0.5f, 3, 0, 1, -1, 2}, kv[40 * 8], sc[40], o[8];
+    for (int i = 0; i < 40 * 8; i++)
+        kv[i] = rndf() * 4;
+    for (int i = 0; i < 8; i++)
+        kv[39 * 8 + i] = 0; /* V row 39 is zero: o depends on the others only */
+    quant_attn_head(q, kv, kv, 8, 40, 8, 0.35f, sc, o);
+    double ref[40], mx = -1e30, sum = 0;
+    for (int p = 0; p < 40; p++) {
+        ref[p] = 0;
+        for (int i = 0; i < 8; i++)
+            ref[p] += (double)q[i] * kv[p * 8 + i];
+        ref[p] *= 0.35;
+        mx = ref[p] > mx ? ref[p] : mx;
+    }
+    for (int p = 0; p < 40; p++)
+        sum += ref[p] = exp(ref[p] - mx);
+    bad = 0;
+    for (int p = 0; p < 40; p++)
+        if (fabs(sc[p] - ref[p] / sum) > 1e-5)
+            bad++;
+    CHECK_EQ_INT(bad, 0);
+}
+
 int main(void)
 {
     quant_init();
@@ -434,5 +473,6 @@ int main(void)
     RUN(test_simd_equals_scalar);
     RUN(test_f32_helpers);
     RUN(test_packed);
+    RUN(test_silu_mul);
     return harness_done();
 }
