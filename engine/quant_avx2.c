@@ -737,11 +737,15 @@ void quant_repack(uint32_t wtype, const void *w, size_t w_stride, int64_t n, int
             _mm512_storeu_ps(out + (size_t)t * os, acc[t]);                                        \
     }
 
-TGTZ_INLINE __m512i bcast4z(const int8_t *p)
+/* acc += w (unsigned bytes) . the 4 activation bytes at p broadcast to every lane. The
+ * compilers do not fold the broadcast into vpdpbusd's memory operand ({1to16}), which costs a
+ * vpbroadcastd per multiply-add; spelled out it saves a third of the kernel's instructions. */
+TGTZ_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t *p)
 {
-    int32_t v;
-    memcpy(&v, p, 4);
-    return _mm512_set1_epi32(v);
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0"
+            : "+v"(acc)
+            : "v"(w), "m"(*(const int32_t *)(const void *)p));
+    return acc;
 }
 
 #define BODY_Q8_0                                                                                  \
@@ -752,7 +756,7 @@ TGTZ_INLINE __m512i bcast4z(const int8_t *p)
         const __m512i wj = _mm512_xor_si512(_mm512_loadu_si512(gb + 32 + 64 * j),                  \
                                             _mm512_set1_epi8((char)0x80));                         \
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) isum[t] =                              \
-            _mm512_dpbusd_epi32(isum[t], wj, bcast4z(ab[t]->qs + 4 * j));                          \
+            dpbusd_bcast(isum[t], wj, ab[t]->qs + 4 * j);                                          \
     }
 
 #define BODY_Q4_0                                                                                  \
@@ -765,8 +769,8 @@ TGTZ_INLINE __m512i bcast4z(const int8_t *p)
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), _mm512_set1_epi8(0x0F));    \
         _Pragma("GCC unroll 8") for (int t = 0; t < T; t++)                                        \
         {                                                                                          \
-            isum[t] = _mm512_dpbusd_epi32(isum[t], lo, bcast4z(ab[t]->qs + 4 * j));                \
-            isum[t] = _mm512_dpbusd_epi32(isum[t], hi, bcast4z(ab[t]->qs + 16 + 4 * j));           \
+            isum[t] = dpbusd_bcast(isum[t], lo, ab[t]->qs + 4 * j);                                \
+            isum[t] = dpbusd_bcast(isum[t], hi, ab[t]->qs + 16 + 4 * j);                           \
         }                                                                                          \
     }
 
