@@ -427,6 +427,8 @@ TGT void quant_axpy_f32_avx2(float *y, const float *x, float a, int n)
         y[i] += a * x[i];
 }
 
+#define ATTN_PF 32
+
 /* One attention head for one query: o[hd] = softmax(scale * K q) V over np positions, K and
  * V rows kv_stride floats apart; sc[np] scratch. hd must be a multiple of 8. The softmax
  * sums in double, as ggml's. */
@@ -435,8 +437,22 @@ TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, si
 {
     float mx = -INFINITY;
     int p = 0;
+    /* The K and V rows are short strided runs that the weights streamed through the caches
+     * have evicted: without prefetching, decode waited on them one line at a time (attention
+     * was ~15% of 8-sequence decode at 30 positions). Rows up to ATTN_PF ahead. */
+    const int lines = (hd * (int)sizeof(float) + 63) / 64;
+    for (int pp = 0; pp < np && pp < ATTN_PF; pp++)
+        for (int l = 0; l < lines; l++) {
+            _mm_prefetch((const char *)(k + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T0);
+            _mm_prefetch((const char *)(v + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T1);
+        }
     /* eight positions at a time: their eight partial-sum vectors reduce together */
     for (; p + 8 <= np; p += 8) {
+        for (int pp = p + ATTN_PF; pp < p + ATTN_PF + 8 && pp < np; pp++)
+            for (int l = 0; l < lines; l++) {
+                _mm_prefetch((const char *)(k + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T0);
+                _mm_prefetch((const char *)(v + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T1);
+            }
         __m256 a[8];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
