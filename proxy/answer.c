@@ -297,7 +297,9 @@ void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t le
         proxy_answer_upstream_failed(r, 0, "the upstream answer is larger than the limit");
         return;
     }
-    evbuffer_add(r->up_bytes, data, len);
+    /* kept whole for the audit, and as the body of a non-streamed answer */
+    if (r->record || !streaming_relay(r))
+        evbuffer_add(r->up_bytes, data, len);
     r->px->metrics.upstream_bytes_in += len;
     if (streaming_relay(r) && !r->stream_failed) {
         if (proxy_sse_feed(&r->sse, data, len, on_sse_event, r) < 0) {

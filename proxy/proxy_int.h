@@ -285,6 +285,7 @@ struct proxy_req {
     /* write-behind of the answer's end: the final bytes reach the client only once
      * the response record is durable, so a crash never loses the record of an
      * answer the client received (SPEC §5.2, §5.5) */
+    int record; /* the audit is on: keep the answer's bytes for it */
     int hold; /* hold the final bytes (audit on) */
     struct evbuffer *held;
     int held_reply; /* a whole non-streamed reply is held */

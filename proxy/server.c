@@ -261,7 +261,8 @@ void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
     r->status = status;
     r->resp_started = 1;
     r->resp_done = 1;
-    evbuffer_add(r->client_bytes, body, len);
+    if (r->record)
+        evbuffer_add(r->client_bytes, body, len);
     if (!r->conn)
         return;
     if (r->hold && r->held) {
@@ -293,7 +294,8 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
 
     if (len == 0)
         return;
-    evbuffer_add(r->client_bytes, data, len);
+    if (r->record)
+        evbuffer_add(r->client_bytes, data, len);
     if (!r->conn)
         return;
     out = bufferevent_get_output(r->conn->bev);
@@ -327,7 +329,8 @@ void proxy_conn_stream_write_final(struct proxy_req *r, const char *data, size_t
         proxy_conn_stream_write(r, data, len);
         return;
     }
-    evbuffer_add(r->client_bytes, data, len);
+    if (r->record)
+        evbuffer_add(r->client_bytes, data, len);
     evbuffer_add(r->held, data, len);
 }
 
