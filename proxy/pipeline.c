@@ -655,57 +655,20 @@ static int msg_add(struct msg_list *l, const char *role, char *content)
     return 0;
 }
 
-/* text of a content value: a string, or an array of parts/blocks with text */
-static char *content_text(const cJSON *c)
-{
-    const cJSON *p;
-    size_t len = 0;
-    char *s = NULL;
-
-    if (cJSON_IsString(c))
-        return strdup(c->valuestring);
-    s = strdup("");
-    if (!cJSON_IsArray(c))
-        return s;
-    cJSON_ArrayForEach(p, c)
-    {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
-        const cJSON *sub = cJSON_GetObjectItemCaseSensitive(p, "content");
-        char *piece = NULL;
-        size_t n;
-        char *ns;
-
-        if (cJSON_IsString(t))
-            piece = strdup(t->valuestring);
-        else if (sub)
-            piece = content_text(sub);
-        if (!piece)
-            continue;
-        n = strlen(piece);
-        ns = realloc(s, len + n + 2);
-        if (!ns) {
-            free(piece);
-            break;
-        }
-        s = ns;
-        if (len) {
-            s[len++] = '\n';
-        }
-        memcpy(s + len, piece, n + 1);
-        len += n;
-        free(piece);
-    }
-    return s;
-}
-
 static int build_messages(struct proxy_req *r, struct msg_list *l)
 {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages"), *m;
 
+    char *t;
+
     if (r->api == PROXY_API_ANTHROPIC) {
         const cJSON *sys = cJSON_GetObjectItemCaseSensitive(r->json, "system");
-        if (sys && msg_add(l, "system", content_text(sys)) < 0)
+        if (sys && proxy_content_text(sys, &t) < 0)
             return -1;
+        if (sys && msg_add(l, "system", t) < 0) {
+            free(t);
+            return -1;
+        }
     }
     cJSON_ArrayForEach(m, msgs)
     {
@@ -714,8 +677,10 @@ static int build_messages(struct proxy_req *r, struct msg_list *l)
         const char *rr = strcmp(rs, "system") == 0 || strcmp(rs, "developer") == 0 ? "system"
                          : strcmp(rs, "assistant") == 0                            ? "assistant"
                                                                                    : "user";
-        char *t = content_text(cJSON_GetObjectItemCaseSensitive(m, "content"));
-        if (!t || msg_add(l, rr, t) < 0) {
+        if (cJSON_GetObjectItemCaseSensitive(m, "tool_calls") || strcmp(rs, "tool") == 0 ||
+            proxy_content_text(cJSON_GetObjectItemCaseSensitive(m, "content"), &t) < 0)
+            return -1;
+        if (msg_add(l, rr, t) < 0) {
             free(t);
             return -1;
         }
@@ -784,7 +749,10 @@ static void dispatch_engine(struct proxy_req *r)
         return;
     }
     if (build_messages(r, &l) < 0) {
-        proxy_req_error(r, 500, NULL, "The gateway is out of memory.");
+        proxy_req_error(r, 400, NULL,
+                        "The local model '%s' reads text only; this request has tool calls, "
+                        "images or other non-text content, so it was not answered.",
+                        r->model->name);
         goto done;
     }
     memset(&p, 0, sizeof(p));

@@ -345,6 +345,10 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
 
 /* ---- translation between the OpenAI and Anthropic formats (translate.c) ---- */
 
+/* proxy_content_text -- the text of a message content: a string, null (""), or an
+ * array of text parts/blocks, concatenated; *out is malloc'd. -1 (and *out NULL) when
+ * the content holds anything but text (tool calls, images, ...) or memory runs out. */
+int proxy_content_text(const cJSON *c, char **out);
 /* 1 when the request's API differs from its target provider's */
 int proxy_translating(const struct proxy_req *r);
 /* the request body in the other format; flags as proxy_outbound_build */

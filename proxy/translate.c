@@ -25,9 +25,7 @@ int proxy_translating(const struct proxy_req *r)
     return (r->prov->type == CONFIG_PROVIDER_ANTHROPIC) != (r->api == PROXY_API_ANTHROPIC);
 }
 
-/* text of a content value (string or text parts/blocks); -1 when it holds
- * something other than text */
-static int content_text(const cJSON *c, char **out)
+int proxy_content_text(const cJSON *c, char **out)
 {
     const cJSON *p;
     size_t len = 0;
@@ -104,7 +102,7 @@ static int openai_to_anthropic(const cJSON *in, const struct config_model *m, cJ
 
         if (cJSON_GetObjectItemCaseSensitive(msg, "tool_calls") || strcmp(rs, "tool") == 0 ||
             strcmp(rs, "function") == 0 ||
-            content_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &text) < 0) {
+            proxy_content_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &text) < 0) {
             snprintf(err, errlen,
                      "Only text messages can be translated from the OpenAI to the Anthropic "
                      "format; this request has tool calls or non-text content.");
@@ -162,7 +160,7 @@ static int anthropic_to_openai(const cJSON *in, const struct config_model *m, cJ
     v = cJSON_GetObjectItemCaseSensitive(in, "system");
     if (v) {
         cJSON *om;
-        if (content_text(v, &text) < 0) {
+        if (proxy_content_text(v, &text) < 0) {
             snprintf(err, errlen,
                      "The system prompt holds non-text blocks, which cannot be "
                      "translated to the OpenAI format.");
@@ -180,7 +178,7 @@ static int anthropic_to_openai(const cJSON *in, const struct config_model *m, cJ
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
         cJSON *om;
 
-        if (content_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &text) < 0) {
+        if (proxy_content_text(cJSON_GetObjectItemCaseSensitive(msg, "content"), &text) < 0) {
             snprintf(err, errlen,
                      "Only text messages can be translated from the Anthropic to the OpenAI "
                      "format; this request has tool use, tool results or non-text blocks.");

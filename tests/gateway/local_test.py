@@ -91,6 +91,21 @@ def main():
             and r.headers.get("x-airlock-route") == "local/local-small" and (r.json() or {}).get("model") == "local-small", r)
     s.check("policy route to builtin: the provider saw nothing", mock.stats().get("requests", 0) == before)
 
+    # text parts are read; anything else is refused rather than silently dropped
+    r = request(port, "POST", "/v1/messages", {"model": "local-small", "max_tokens": 4, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hel"}, {"type": "text", "text": "lo"}]}]},
+        headers=ANTHROPIC_HEADERS, auth="x-api-key")
+    s.check("text blocks: answered", r.status == 200, r)
+    r = request(port, "POST", "/v1/chat/completions", {"model": "local-small", "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]}]})
+    msg = ((r.json() or {}).get("error") or {}).get("message", "")
+    s.check("image for the local model: 400 that says text only", r.status == 400 and "text only" in msg, r)
+    r = request(port, "POST", "/v1/chat/completions", {"model": "local-small", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "1", "type": "function",
+                                                               "function": {"name": "f", "arguments": "{}"}}]}]})
+    s.check("tool calls for the local model: 400", r.status == 400, r)
+
     # a prompt longer than the context (256) is a clear 400
     long = " ".join("word%d" % i for i in range(600))
     r = request(port, "POST", "/v1/chat/completions", {"model": "local-small", "messages": [{"role": "user", "content": long}]})
