@@ -17,9 +17,6 @@
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
 
-#define WRITE_LIT(r, lit) proxy_conn_stream_write((r), (lit), sizeof(lit) - 1)
-#define WRITE_FINAL(r, lit) proxy_conn_stream_write_final((r), (lit), sizeof(lit) - 1)
-
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
 {
     double cached_price =
@@ -330,7 +327,7 @@ void proxy_answer_upstream_done(struct proxy_req *r)
     if (streaming_relay(r)) {
         /* an event without its blank line at EOF is incomplete: drop it */
         if (proxy_translating(r))
-            proxy_translate_stream_end(r);
+            proxy_stream_close(r);
         proxy_conn_stream_end(r);
         proxy_req_finish(r);
         return;
@@ -409,56 +406,15 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
 
 /* ---- built-in engine ---- */
 
-static void engine_openai_chunk(struct proxy_req *r, const char *text, size_t len,
-                                const char *finish, int usage)
-{
-    char id[64];
-    char *z = text ? strndup(text, len) : NULL;
-    struct proxy_usage u = {r->engine_prompt_tokens, r->engine_completion_tokens, 0, 0, 1};
-
-    snprintf(id, sizeof(id), "chatcmpl-%s", r->id);
-    proxy_openai_chunk(r, id, r->model->name, r->sent_role || usage ? NULL : "assistant",
-                       text ? (z ? z : "") : NULL, finish, usage ? &u : NULL);
-    if (!usage)
-        r->sent_role = 1;
-    free(z);
-}
-
 void proxy_answer_engine_start(struct proxy_req *r)
 {
     if (!r->stream)
         return;
+    snprintf(r->tr_id, sizeof(r->tr_id), "%s%s",
+             r->api == PROXY_API_ANTHROPIC ? "msg_" : "chatcmpl-", r->id);
+    snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->model->name);
     proxy_conn_stream_start(r, 200, "text/event-stream");
-    if (r->api == PROXY_API_ANTHROPIC) {
-        cJSON *j = cJSON_CreateObject(), *m, *u, *cb;
-        char id[64];
-        snprintf(id, sizeof(id), "msg_%s", r->id);
-        cJSON_AddStringToObject(j, "type", "message_start");
-        m = cJSON_AddObjectToObject(j, "message");
-        cJSON_AddStringToObject(m, "id", id);
-        cJSON_AddStringToObject(m, "type", "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddArrayToObject(m, "content");
-        cJSON_AddStringToObject(m, "model", r->model->name);
-        cJSON_AddNullToObject(m, "stop_reason");
-        cJSON_AddNullToObject(m, "stop_sequence");
-        u = cJSON_AddObjectToObject(m, "usage");
-        cJSON_AddNumberToObject(u, "input_tokens", 0);
-        cJSON_AddNumberToObject(u, "output_tokens", 0);
-        proxy_write_event_json(r, "message_start", j);
-        cJSON_Delete(j);
-        j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "type", "content_block_start");
-        cJSON_AddNumberToObject(j, "index", 0);
-        cb = cJSON_AddObjectToObject(j, "content_block");
-        cJSON_AddStringToObject(cb, "type", "text");
-        cJSON_AddStringToObject(cb, "text", "");
-        proxy_write_event_json(r, "content_block_start", j);
-        cJSON_Delete(j);
-        WRITE_LIT(r, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
-    } else {
-        engine_openai_chunk(r, "", 0, NULL, 0);
-    }
+    proxy_stream_open(r);
 }
 
 void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
@@ -475,19 +431,11 @@ void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
         r->engine_text = p;
         return;
     }
-    if (r->api == PROXY_API_ANTHROPIC) {
-        cJSON *j = cJSON_CreateObject(), *d;
+    {
         char *z = strndup(text, len);
-        cJSON_AddStringToObject(j, "type", "content_block_delta");
-        cJSON_AddNumberToObject(j, "index", 0);
-        d = cJSON_AddObjectToObject(j, "delta");
-        cJSON_AddStringToObject(d, "type", "text_delta");
-        cJSON_AddStringToObject(d, "text", z ? z : "");
-        proxy_write_event_json(r, "content_block_delta", j);
+        if (z)
+            proxy_stream_text(r, z);
         free(z);
-        cJSON_Delete(j);
-    } else {
-        engine_openai_chunk(r, text, len, NULL, 0);
     }
 }
 
@@ -500,8 +448,6 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
 
     if (r->response_logged)
         return;
-    r->engine_prompt_tokens = res->prompt_tokens;
-    r->engine_completion_tokens = res->completion_tokens;
     r->usage.seen = 1;
     r->usage.input = res->prompt_tokens;
     r->usage.output = res->completion_tokens;
@@ -522,29 +468,12 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
         return;
     }
     if (r->stream) {
-        if (r->api == PROXY_API_ANTHROPIC) {
-            cJSON *d, *u;
-            WRITE_LIT(r, "event: content_block_stop\ndata: "
-                         "{\"type\":\"content_block_stop\",\"index\":0}\n\n");
-            j = cJSON_CreateObject();
-            cJSON_AddStringToObject(j, "type", "message_delta");
-            d = cJSON_AddObjectToObject(j, "delta");
-            cJSON_AddStringToObject(d, "stop_reason",
-                                    strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
-            cJSON_AddNullToObject(d, "stop_sequence");
-            u = cJSON_AddObjectToObject(j, "usage");
-            /* the prompt's token count is known only now */
-            cJSON_AddNumberToObject(u, "input_tokens", res->prompt_tokens);
-            cJSON_AddNumberToObject(u, "output_tokens", res->completion_tokens);
-            proxy_write_event_json(r, "message_delta", j);
-            cJSON_Delete(j);
-            WRITE_FINAL(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
-        } else {
-            engine_openai_chunk(r, NULL, 0, fin, 0);
-            if (r->include_usage_asked)
-                engine_openai_chunk(r, NULL, 0, NULL, 1);
-            WRITE_FINAL(r, "data: [DONE]\n\n");
-        }
+        if (r->api == PROXY_API_ANTHROPIC)
+            snprintf(r->tr_stop, sizeof(r->tr_stop), "%s",
+                     strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
+        else
+            snprintf(r->tr_stop, sizeof(r->tr_stop), "%s", fin);
+        proxy_stream_close(r);
         proxy_conn_stream_end(r);
         proxy_req_finish(r);
         return;

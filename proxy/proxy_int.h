@@ -221,6 +221,9 @@ void proxy_conn_reply(struct proxy_req *req, int status, const char *content_typ
 void proxy_conn_stream_start(struct proxy_req *req, int status, const char *content_type);
 void proxy_conn_stream_write(struct proxy_req *req, const char *data, size_t len);
 void proxy_conn_stream_end(struct proxy_req *req);
+/* a string literal as stream bytes */
+#define PROXY_WRITE_LIT(r, lit) proxy_conn_stream_write((r), (lit), sizeof(lit) - 1)
+#define PROXY_WRITE_FINAL(r, lit) proxy_conn_stream_write_final((r), (lit), sizeof(lit) - 1)
 /* the last event(s) of a stream ([DONE], message_stop, an error event): held
  * until the response record is durable */
 void proxy_conn_stream_write_final(struct proxy_req *req, const char *data, size_t len);
@@ -279,14 +282,12 @@ struct proxy_req {
     int stream_failed;
     char *engine_text; /* builtin, non-streaming: collected text */
     size_t engine_text_len;
-    int engine_prompt_tokens, engine_completion_tokens;
     char *finish_reason;
-    int sent_role; /* builtin OpenAI stream: role chunk sent */
     /* write-behind of the answer's end: the final bytes reach the client only once
      * the response record is durable, so a crash never loses the record of an
      * answer the client received (SPEC §5.2, §5.5) */
     int record; /* the audit is on: keep the answer's bytes for it */
-    int hold; /* hold the final bytes (audit on) */
+    int hold;   /* hold the final bytes (audit on) */
     struct evbuffer *held;
     int held_reply; /* a whole non-streamed reply is held */
     int held_status;
@@ -358,8 +359,13 @@ int proxy_translate_request(const struct config_model *m, int to_anthropic, cons
 /* one upstream SSE event in the provider's format → the client's events */
 int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
                           size_t dlen);
-/* the upstream stream ended: close the client's stream if the provider did not */
-void proxy_translate_stream_end(struct proxy_req *r);
+/* A stream written in the client's API from text pieces (translated provider streams
+ * and the built-in engine): open (idempotent) with r->tr_id / r->tr_model, text
+ * (placeholders restored), close with r->tr_stop and r->usage -- unless the stream
+ * already failed or was closed. */
+void proxy_stream_open(struct proxy_req *r);
+void proxy_stream_text(struct proxy_req *r, const char *text);
+void proxy_stream_close(struct proxy_req *r);
 /* a whole upstream JSON answer → the client's JSON answer (malloc'd) */
 char *proxy_translate_response(struct proxy_req *r, const cJSON *j);
 /* restore placeholders in a piece of text for `slot` (flush: end of the slot);

@@ -368,6 +368,7 @@ static void anth_open(struct proxy_req *r)
     cJSON_AddStringToObject(cb, "text", "");
     proxy_write_event_json(r, "content_block_start", j);
     cJSON_Delete(j);
+    PROXY_WRITE_LIT(r, "event: ping\ndata: {\"type\": \"ping\"}\n\n");
 }
 
 static void anth_text(struct proxy_req *r, const char *text)
@@ -398,12 +399,8 @@ static void anth_close(struct proxy_req *r)
     rest = proxy_restore_piece(r, 0, NULL, 1);
     anth_text(r, rest);
     free(rest);
-    proxy_conn_stream_write(r,
-                            "event: content_block_stop\ndata: "
-                            "{\"type\":\"content_block_stop\",\"index\":0}\n\n",
-                            sizeof("event: content_block_stop\ndata: "
-                                   "{\"type\":\"content_block_stop\",\"index\":0}\n\n") -
-                                1);
+    PROXY_WRITE_LIT(r, "event: content_block_stop\ndata: "
+                       "{\"type\":\"content_block_stop\",\"index\":0}\n\n");
     j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "type", "message_delta");
     d = cJSON_AddObjectToObject(j, "delta");
@@ -415,9 +412,7 @@ static void anth_close(struct proxy_req *r)
     cJSON_AddNumberToObject(u, "output_tokens", (double)r->usage.output);
     proxy_write_event_json(r, "message_delta", j);
     cJSON_Delete(j);
-    proxy_conn_stream_write_final(
-        r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
-        sizeof("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n") - 1);
+    PROXY_WRITE_FINAL(r, "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
 }
 
 /* --- to an OpenAI client --- */
@@ -486,7 +481,7 @@ static void oai_close(struct proxy_req *r)
     oai_chunk(r, NULL, NULL, r->tr_stop[0] ? r->tr_stop : "stop", 0);
     if (r->include_usage_asked)
         oai_chunk(r, NULL, NULL, NULL, 1);
-    proxy_conn_stream_write_final(r, "data: [DONE]\n\n", 14);
+    PROXY_WRITE_FINAL(r, "data: [DONE]\n\n");
 }
 
 int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
@@ -521,13 +516,8 @@ int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, c
         } else if (EV("content_block_delta")) {
             const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delta");
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "text");
-            if (cJSON_IsString(t)) {
-                char *s = proxy_restore_piece(r, 0, t->valuestring, 0);
-                oai_open(r);
-                if (s && *s)
-                    oai_chunk(r, NULL, s, NULL, 0);
-                free(s);
-            }
+            if (cJSON_IsString(t))
+                proxy_stream_text(r, t->valuestring);
         } else if (EV("message_delta")) {
             const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "delta");
             const cJSON *sr = cJSON_GetObjectItemCaseSensitive(d, "stop_reason");
@@ -589,11 +579,8 @@ int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, c
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "content");
             const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
             anth_open(r);
-            if (cJSON_IsString(t)) {
-                char *s = proxy_restore_piece(r, 0, t->valuestring, 0);
-                anth_text(r, s);
-                free(s);
-            }
+            if (cJSON_IsString(t))
+                proxy_stream_text(r, t->valuestring);
             if (cJSON_IsString(fr))
                 snprintf(r->tr_stop, sizeof(r->tr_stop), "%s", stop_to_anthropic(fr->valuestring));
         }
@@ -602,7 +589,31 @@ int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, c
     return 0;
 }
 
-void proxy_translate_stream_end(struct proxy_req *r)
+void proxy_stream_open(struct proxy_req *r)
+{
+    if (r->api == PROXY_API_ANTHROPIC)
+        anth_open(r);
+    else
+        oai_open(r);
+}
+
+void proxy_stream_text(struct proxy_req *r, const char *text)
+{
+    char *s = proxy_restore_piece(r, 0, text, 0);
+
+    proxy_stream_open(r);
+    if (s && *s) {
+        if (r->api == PROXY_API_ANTHROPIC)
+            anth_text(r, s);
+        else
+            oai_chunk(r, NULL, s, NULL, 0);
+    }
+    if (s)
+        sodium_memzero(s, strlen(s));
+    free(s);
+}
+
+void proxy_stream_close(struct proxy_req *r)
 {
     if (r->stream_failed || r->tr_finished)
         return;
