@@ -648,22 +648,31 @@ static int hex_decode32(const char *s, uint8_t out[32])
     return 0;
 }
 
+/* list_alloc -- a section that must be a list: one zeroed element per entry (at least
+ * one, so an empty list is still a valid pointer), or NULL with the error reported. */
+static void *list_alloc(struct ld *l, yaml_node_t *sec, const char *what, size_t elem)
+{
+    void *v;
+
+    if (!is_seq(sec)) {
+        err(l, sec, "%s must be a list", what);
+        return NULL;
+    }
+    v = calloc(seq_len(sec) ? seq_len(sec) : 1, elem);
+    if (!v)
+        err(l, sec, "out of memory");
+    return v;
+}
+
 static void load_keys(struct ld *l, yaml_node_t *sec)
 {
     static const char *const allowed[] = {"name", "team", "key", "key_sha256", "budget_usd_per_day",
                                           NULL};
     struct config *cfg = l->cfg;
     cfg->auth = 1;
-    if (!is_seq(sec)) {
-        err(l, sec, "keys must be a list");
+    cfg->keys = list_alloc(l, sec, "keys", sizeof *cfg->keys);
+    if (!cfg->keys)
         return;
-    }
-    size_t cnt = seq_len(sec);
-    cfg->keys = calloc(cnt ? cnt : 1, sizeof *cfg->keys);
-    if (!cfg->keys) {
-        err(l, sec, "out of memory");
-        return;
-    }
     for (yaml_node_item_t *it = sec->data.sequence.items.start; it < sec->data.sequence.items.top;
          it++) {
         yaml_node_t *m = node(l, *it);
@@ -919,16 +928,9 @@ static void load_models(struct ld *l, yaml_node_t *sec)
     static const char *const price_allowed[] = {"input_per_mtok", "output_per_mtok",
                                                 "cached_input_per_mtok", NULL};
     struct config *cfg = l->cfg;
-    if (!is_seq(sec)) {
-        err(l, sec, "models must be a list");
+    cfg->models = list_alloc(l, sec, "models", sizeof *cfg->models);
+    if (!cfg->models)
         return;
-    }
-    size_t cnt = seq_len(sec);
-    cfg->models = calloc(cnt ? cnt : 1, sizeof *cfg->models);
-    if (!cfg->models) {
-        err(l, sec, "out of memory");
-        return;
-    }
     for (yaml_node_item_t *it = sec->data.sequence.items.start; it < sec->data.sequence.items.top;
          it++) {
         yaml_node_t *m = node(l, *it);
@@ -1028,16 +1030,9 @@ static void load_detectors(struct ld *l, yaml_node_t *sec)
 {
     static const char *const allowed[] = {"name", "regex", "keywords", "keywords_file", NULL};
     struct config *cfg = l->cfg;
-    if (!is_seq(sec)) {
-        err(l, sec, "detectors must be a list");
+    cfg->detectors = list_alloc(l, sec, "detectors", sizeof *cfg->detectors);
+    if (!cfg->detectors)
         return;
-    }
-    size_t cnt = seq_len(sec);
-    cfg->detectors = calloc(cnt ? cnt : 1, sizeof *cfg->detectors);
-    if (!cfg->detectors) {
-        err(l, sec, "out of memory");
-        return;
-    }
     for (yaml_node_item_t *it = sec->data.sequence.items.start; it < sec->data.sequence.items.top;
          it++) {
         yaml_node_t *m = node(l, *it);
@@ -1178,16 +1173,9 @@ static void load_rules(struct ld *l, yaml_node_t *sec)
     static const char *const if_allowed[] = {"detected", "key", "team", "model", "zone", NULL};
     static const char *const zones[] = {"external", "internal", NULL};
     struct config *cfg = l->cfg;
-    if (!is_seq(sec)) {
-        err(l, sec, "rules must be a list");
+    cfg->rules = list_alloc(l, sec, "rules", sizeof *cfg->rules);
+    if (!cfg->rules)
         return;
-    }
-    size_t cnt = seq_len(sec);
-    cfg->rules = calloc(cnt ? cnt : 1, sizeof *cfg->rules);
-    if (!cfg->rules) {
-        err(l, sec, "out of memory");
-        return;
-    }
     for (yaml_node_item_t *it = sec->data.sequence.items.start; it < sec->data.sequence.items.top;
          it++) {
         yaml_node_t *m = node(l, *it);
@@ -1370,16 +1358,9 @@ static void load_teams(struct ld *l, yaml_node_t *sec)
 {
     static const char *const allowed[] = {"name", "budget_usd_per_day", NULL};
     struct config *cfg = l->cfg;
-    if (!is_seq(sec)) {
-        err(l, sec, "teams must be a list");
+    cfg->teams = list_alloc(l, sec, "teams", sizeof *cfg->teams);
+    if (!cfg->teams)
         return;
-    }
-    size_t cnt = seq_len(sec);
-    cfg->teams = calloc(cnt ? cnt : 1, sizeof *cfg->teams);
-    if (!cfg->teams) {
-        err(l, sec, "out of memory");
-        return;
-    }
     for (yaml_node_item_t *it = sec->data.sequence.items.start; it < sec->data.sequence.items.top;
          it++) {
         yaml_node_t *m = node(l, *it);
