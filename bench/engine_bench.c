@@ -89,6 +89,12 @@ int main(int argc, char **argv)
         vc[r] = cpu_rate(n_pp, cpu_now() - c0, threads);
     }
     double pp = median(v, runs), ppc = median(vc, runs);
+    /* BENCH_ONLY=pp: prefill only (for profiling) */
+    const char *only = getenv("BENCH_ONLY");
+    if (only && strcmp(only, "pp") == 0) {
+        printf("prefill %.1f tok/s\n", pp);
+        return 0;
+    }
     for (int r = 0; r < runs; r++) {
         engine_kv_clear(kv[0]);
         double t0 = now(), c0 = cpu_now();

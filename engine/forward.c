@@ -68,6 +68,15 @@ struct mm_unit {
     int job, r0, r1;
 };
 
+/* attention: the queries of tokens [t0, t0 + nt) (one sequence, consecutive positions) and
+ * heads [h0, h0 + nh) of KV head kh, which read each K/V block once for all of them */
+struct attn_unit {
+    int t0, nt, h0, nh, kh;
+};
+#define ATTN_TILE_TOK 4   /* tokens per prefill attention unit */
+#define ATTN_MAX_Q 32     /* queries per unit */
+#define ATTN_SC_MIN 65536 /* per-thread score floats (at least the longest context) */
+
 struct mm_job {
     const struct engine_mat *w;
     int slot;           /* activation slot holding the input rows */
@@ -95,7 +104,8 @@ struct engine_ctx {
     uint8_t *act[N_ACT_SLOTS]; /* [B][max_act_bytes] quantized activations, one per format */
     size_t act_stride;
     float *scores;   /* [n_threads][score_len] attention probabilities */
-    int score_len;
+    int score_len;   /* >= the longest context, >= ATTN_SC_MIN */
+    struct attn_unit *aunits; /* [B * n_head] */
     float *rope;     /* [B][n_rot] cos, sin pairs per token */
 
     /* the current batch */
@@ -321,6 +331,9 @@ int engine_ctx_new(const struct engine_weights *w, int n_threads, int max_batch,
     for (int i = 0; i < N_ACT_SLOTS; i++)
         c->act[i] = xalloc(B * c->act_stride, &fails);
     c->score_len = hp->n_ctx_train < ENGINE_MAX_CTX ? hp->n_ctx_train : ENGINE_MAX_CTX;
+    if (c->score_len < ATTN_SC_MIN)
+        c->score_len = ATTN_SC_MIN;
+    c->aunits = calloc(B * (size_t)hp->n_head, sizeof(*c->aunits));
     c->scores = xalloc((size_t)n_threads * (size_t)c->score_len * F, &fails);
     c->rope = xalloc(B * (size_t)hp->n_rot * F, &fails);
     c->max_units = (int)(((size_t)hp->n_vocab + n_q + 2 * kvd + 2 * (size_t)hp->n_ff +
@@ -328,7 +341,7 @@ int engine_ctx_new(const struct engine_weights *w, int n_threads, int max_batch,
     c->units = calloc((size_t)c->max_units, sizeof(*c->units));
     c->tok_kv = calloc(B, sizeof(*c->tok_kv));
     c->tok_pos = calloc(B, sizeof(*c->tok_pos));
-    if (fails || !c->tok_kv || !c->tok_pos || !c->units) {
+    if (fails || !c->tok_kv || !c->tok_pos || !c->units || !c->aunits) {
         snprintf(err, errlen, "out of memory for engine buffers (batch %d)", max_batch);
         engine_ctx_free(c);
         return -1;
@@ -392,6 +405,7 @@ void engine_ctx_free(struct engine_ctx *c)
     free(c->tok_kv);
     free(c->tok_pos);
     free(c->units);
+    free(c->aunits);
     free(c);
 }
 
@@ -557,24 +571,67 @@ static void unit_rope(struct engine_ctx *c, int t)
     }
 }
 
+/* split the batch's attention into units: runs of tokens of one sequence in tiles of up to
+ * ATTN_TILE_TOK tokens x the query heads of one KV head (fewer when their scores would not
+ * fit the thread's scratch); the largest (latest) tiles first, for balance */
+static int attn_plan(struct engine_ctx *c)
+{
+    const struct engine_hparams *hp = &c->w->hp;
+    const int group = hp->n_head / hp->n_head_kv;
+    const size_t cap = (size_t)c->score_len;
+    int n = 0;
+    for (int t = 0; t < c->nt;) {
+        int e = t + 1;
+        while (e < c->nt && c->tok_kv[e] == c->tok_kv[t] && c->tok_pos[e] == c->tok_pos[e - 1] + 1)
+            e++;
+        for (int t0 = t; t0 < e;) {
+            int tn = e - t0 < ATTN_TILE_TOK ? e - t0 : ATTN_TILE_TOK;
+            while (tn > 1 && ((size_t)tn * (size_t)group * ((size_t)c->tok_pos[t0 + tn - 1] + 1) > cap ||
+                              tn * group > ATTN_MAX_Q))
+                tn--;
+            const size_t np = (size_t)c->tok_pos[t0 + tn - 1] + 1;
+            int nh = group;
+            while (nh > 1 && ((size_t)nh * np > cap || nh > ATTN_MAX_Q))
+                nh--;
+            for (int kh = 0; kh < hp->n_head_kv; kh++)
+                for (int h0 = kh * group; h0 < (kh + 1) * group; h0 += nh) {
+                    const int hn = h0 + nh <= (kh + 1) * group ? nh : (kh + 1) * group - h0;
+                    c->aunits[n++] = (struct attn_unit){t0, tn, h0, hn, kh};
+                }
+            t0 += tn;
+        }
+        t = e;
+    }
+    for (int i = 0; i < n / 2; i++) {
+        struct attn_unit tmp = c->aunits[i];
+        c->aunits[i] = c->aunits[n - 1 - i];
+        c->aunits[n - 1 - i] = tmp;
+    }
+    return n;
+}
+
 static void unit_attn(struct engine_ctx *c, int ith, int idx)
 {
     const struct engine_hparams *hp = &c->w->hp;
     const int hd = hp->head_dim, n_q = hp->n_head * hd, kvd = hp->n_head_kv * hd;
-    const int group = hp->n_head / hp->n_head_kv;
     const float scale = 1.0f / sqrtf((float)hd);
+    const struct attn_unit *au = &c->aunits[idx];
+    const float *q[ATTN_MAX_Q];
+    float *o[ATTN_MAX_Q];
+    int np[ATTN_MAX_Q], nq = 0, np_max = 0;
+    for (int t = au->t0; t < au->t0 + au->nt; t++)
+        for (int h = au->h0; h < au->h0 + au->nh; h++) {
+            q[nq] = c->q + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
+            o[nq] = c->att + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
+            np[nq] = c->tok_pos[t] + 1;
+            np_max = np[nq] > np_max ? np[nq] : np_max;
+            nq++;
+        }
+    struct engine_kv *kv = c->tok_kv[au->t0];
+    const float *kb = kv_k(kv, c->layer, 0) + (size_t)au->kh * (size_t)hd;
+    const float *vb = kv_v(kv, c->layer, 0) + (size_t)au->kh * (size_t)hd;
     float *sc = c->scores + (size_t)ith * (size_t)c->score_len;
-    {
-        const int t = idx / hp->n_head, h = idx % hp->n_head;
-        struct engine_kv *kv = c->tok_kv[t];
-        const int np = c->tok_pos[t] + 1;
-        const float *q = c->q + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
-        const int kh = h / group;
-        const float *kb = kv_k(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
-        float *o = c->att + (size_t)t * (size_t)n_q + (size_t)h * (size_t)hd;
-        const float *vb = kv_v(kv, c->layer, 0) + (size_t)kh * (size_t)hd;
-        quant_attn_head(q, kb, vb, (size_t)kvd, np, hd, scale, sc, o);
-    }
+    quant_attn_multi(nq, q, np, kb, vb, (size_t)kvd, hd, scale, sc, (size_t)np_max, o);
 }
 
 static void do_unit(struct engine_ctx *c, int ith, int u)
@@ -665,7 +722,7 @@ static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, f
         c->stage = ST_ROPE;
         pool_run(c, c->nt);
         c->stage = ST_ATTN;
-        pool_run(c, c->nt * hp->n_head);
+        pool_run(c, attn_plan(c));
 
         const struct engine_mat *o[1] = {&L->wo};
         do_prep(c, c->att, (int)n_q, NULL, o, 1, slots);

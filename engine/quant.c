@@ -565,7 +565,8 @@ void quant_attn_head(const float *q, const float *k, const float *v, size_t kv_s
                      int hd, float scale, float *sc, float *o)
 {
     if (quant_have_simd() && hd % 8 == 0) {
-        quant_attn_head_avx2(q, k, v, kv_stride, np, hd, scale, sc, o);
+        /* the kernel serving batches, so that one query alone gives the same bits */
+        quant_attn_multi(1, &q, &np, k, v, kv_stride, hd, scale, sc, 0, &o);
         return;
     }
     float mx = -INFINITY;
@@ -584,6 +585,22 @@ void quant_attn_head(const float *q, const float *k, const float *v, size_t kv_s
     memset(o, 0, (size_t)hd * sizeof(float));
     for (int p = 0; p < np; p++)
         quant_axpy_f32(o, v + (size_t)p * kv_stride, sc[p] * inv, hd);
+}
+
+void quant_attn_multi(int nq, const float *const *q, const int *np, const float *k,
+                      const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                      size_t sc_stride, float *const *o)
+{
+    if (quant_have_simd() == 2 && hd % 16 == 0) {
+        quant_attn_multi_avx512(nq, q, np, k, v, kv_stride, hd, scale, sc, sc_stride, o);
+        return;
+    }
+    if (quant_have_simd() && hd % 8 == 0) {
+        quant_attn_multi_avx2(nq, q, np, k, v, kv_stride, hd, scale, sc, sc_stride, o);
+        return;
+    }
+    for (int j = 0; j < nq; j++)
+        quant_attn_head(q[j], k, v, kv_stride, np[j], hd, scale, sc + (size_t)j * sc_stride, o[j]);
 }
 
 void quant_gemm(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,

@@ -110,6 +110,20 @@ void quant_silu_mul(float *g, const float *u, int n);
  * cached positions (K, V rows kv_stride floats apart); sc[np] is scratch */
 void quant_attn_head(const float *q, const float *k, const float *v, size_t kv_stride, int np,
                      int hd, float scale, float *sc, float *o);
+/* quant_attn_multi -- quant_attn_head for nq queries that share one K/V head (the query
+ * heads of a GQA group, consecutive tokens of one sequence): query j (q[j]) attends to the
+ * first np[j] positions, into o[j]; sc: scratch of nq rows sc_stride >= max np[j] floats
+ * apart. Each query's result is bitwise that of quant_attn_head; the K/V rows are read
+ * once per block of positions for all queries. */
+void quant_attn_multi(int nq, const float *const *q, const int *np, const float *k,
+                      const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                      size_t sc_stride, float *const *o);
+void quant_attn_multi_avx2(int nq, const float *const *q, const int *np, const float *k,
+                           const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                           size_t sc_stride, float *const *o);
+void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const float *k,
+                             const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                             size_t sc_stride, float *const *o);
 void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
                           int np, int hd, float scale, float *sc, float *o);
 

@@ -427,32 +427,29 @@ TGT void quant_axpy_f32_avx2(float *y, const float *x, float a, int n)
         y[i] += a * x[i];
 }
 
-#define ATTN_PF 32
+/* Attention over K/V blocks of ATTN_KB positions (K and V of a block stay in L1 while every
+ * query of the tile uses them: a prefill tile of 4 tokens x 3 GQA heads used to read each
+ * K/V row 12 times from L2/L3, ~45% of prefill). Prefetching runs one block ahead: the
+ * rows are short strided runs that the weights streamed through the caches have evicted. */
+#define ATTN_KB 64
 
-/* One attention head for one query: o[hd] = softmax(scale * K q) V over np positions, K and
- * V rows kv_stride floats apart; sc[np] scratch. hd must be a multiple of 8. The softmax
- * sums in double, as ggml's. */
-TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
-                              int np, int hd, float scale, float *sc, float *o)
+TGT_INLINE void attn_prefetch(const float *k, const float *v, size_t kv_stride, int p0, int p1,
+                              int lines)
 {
-    float mx = -INFINITY;
-    int p = 0;
-    /* The K and V rows are short strided runs that the weights streamed through the caches
-     * have evicted: without prefetching, decode waited on them one line at a time (attention
-     * was ~15% of 8-sequence decode at 30 positions). Rows up to ATTN_PF ahead. */
-    const int lines = (hd * (int)sizeof(float) + 63) / 64;
-    for (int pp = 0; pp < np && pp < ATTN_PF; pp++)
+    for (int pp = p0; pp < p1; pp++)
         for (int l = 0; l < lines; l++) {
             _mm_prefetch((const char *)(k + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T0);
             _mm_prefetch((const char *)(v + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T1);
         }
-    /* eight positions at a time: their eight partial-sum vectors reduce together */
-    for (; p + 8 <= np; p += 8) {
-        for (int pp = p + ATTN_PF; pp < p + ATTN_PF + 8 && pp < np; pp++)
-            for (int l = 0; l < lines; l++) {
-                _mm_prefetch((const char *)(k + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T0);
-                _mm_prefetch((const char *)(v + (size_t)pp * kv_stride) + 64 * l, _MM_HINT_T1);
-            }
+}
+
+/* sc[p] = scale * q.K[p] for p in [p0, p1) (p0 a multiple of 8; p1 <= np): eight positions
+ * at a time while p + 8 <= np, so the grouping (and the rounding) depends on np only */
+TGT_INLINE void attn_scores(const float *q, const float *k, size_t kv_stride, int p0, int p1,
+                            int np, int hd, float scale, float *sc)
+{
+    int p = p0;
+    for (; p + 8 <= p1 && p + 8 <= np; p += 8) {
         __m256 a[8];
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
@@ -472,14 +469,30 @@ TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, si
         __m256 sv = _mm256_mul_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(scale));
         _mm256_storeu_ps(sc + p, sv);
     }
-    for (; p < np; p++) {
+    for (; p < p1; p++) {
         const float *kp = k + (size_t)p * kv_stride;
         __m256 a = _mm256_setzero_ps();
         for (int d = 0; d < hd; d += 8)
             a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kp + d), a);
         sc[p] = hsum_ps(a) * scale;
     }
-    for (p = 0; p < np; p++)
+}
+
+/* sc[0..np) = softmax(sc), the sum in double as ggml's */
+TGT_INLINE void attn_softmax(float *sc, int np)
+{
+    float mx = -INFINITY;
+    int p = 0;
+    {
+        __m256 m8 = _mm256_set1_ps(-INFINITY);
+        for (; p + 8 <= np; p += 8)
+            m8 = _mm256_max_ps(m8, _mm256_loadu_ps(sc + p));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m8, 1), _mm256_castps256_ps128(m8));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        mx = _mm_cvtss_f32(m4);
+    }
+    for (; p < np; p++)
         mx = sc[p] > mx ? sc[p] : mx;
     double sum = 0;
     p = 0;
@@ -502,16 +515,25 @@ TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, si
         sum += e;
     }
     const float inv = (float)(1.0 / sum);
-    for (p = 0; p < np; p++)
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (p = 0; p + 8 <= np; p += 8)
+        _mm256_storeu_ps(sc + p, _mm256_mul_ps(_mm256_loadu_ps(sc + p), iv));
+    for (; p < np; p++)
         sc[p] *= inv;
+}
+
+/* o += sum of sc[p] V[p] for p in [p0, p1), in position order (o zeroed when p0 == 0) */
+TGT_INLINE void attn_pv(const float *sc, const float *v, size_t kv_stride, int p0, int p1, int hd,
+                        float *o)
+{
     if (hd == 64) {
-        /* whole output row in registers: one pass over V */
+        /* whole output row in registers */
         __m256 acc[8];
 #pragma GCC unroll 8
         for (int c8 = 0; c8 < 8; c8++)
-            acc[c8] = _mm256_setzero_ps();
-        const float *vp = v;
-        for (p = 0; p < np; p++, vp += kv_stride) {
+            acc[c8] = p0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(o + 8 * c8);
+        const float *vp = v + (size_t)p0 * kv_stride;
+        for (int p = p0; p < p1; p++, vp += kv_stride) {
             const __m256 pr = _mm256_set1_ps(sc[p]);
 #pragma GCC unroll 8
             for (int c8 = 0; c8 < 8; c8++)
@@ -523,12 +545,48 @@ TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, si
         return;
     }
     for (int d = 0; d < hd; d += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        const float *vp = v + d;
-        for (p = 0; p < np; p++, vp += kv_stride)
+        __m256 acc = p0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(o + d);
+        const float *vp = v + (size_t)p0 * kv_stride + d;
+        for (int p = p0; p < p1; p++, vp += kv_stride)
             acc = _mm256_fmadd_ps(_mm256_set1_ps(sc[p]), _mm256_loadu_ps(vp), acc);
         _mm256_storeu_ps(o + d, acc);
     }
+}
+
+/* see quant_attn_multi; hd a multiple of 8. Each query's arithmetic is the same sequence of
+ * operations whatever nq and the blocking, so results do not depend on the tiling. */
+TGT void quant_attn_multi_avx2(int nq, const float *const *q, const int *np, const float *k,
+                               const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                               size_t sc_stride, float *const *o)
+{
+    int np_max = 0;
+    for (int j = 0; j < nq; j++)
+        np_max = np[j] > np_max ? np[j] : np_max;
+    const int lines = (hd * (int)sizeof(float) + 63) / 64;
+    attn_prefetch(k, v, kv_stride, 0, np_max < ATTN_KB ? np_max : ATTN_KB, lines);
+    for (int b0 = 0; b0 < np_max; b0 += ATTN_KB) {
+        const int b1 = b0 + ATTN_KB < np_max ? b0 + ATTN_KB : np_max;
+        attn_prefetch(k, v, kv_stride, b1, b1 + ATTN_KB < np_max ? b1 + ATTN_KB : np_max, lines);
+        for (int j = 0; j < nq; j++)
+            if (b0 < np[j])
+                attn_scores(q[j], k, kv_stride, b0, b1 < np[j] ? b1 : np[j], np[j], hd, scale,
+                            sc + (size_t)j * sc_stride);
+    }
+    for (int j = 0; j < nq; j++)
+        attn_softmax(sc + (size_t)j * sc_stride, np[j]);
+    for (int b0 = 0; b0 < np_max; b0 += ATTN_KB) {
+        const int b1 = b0 + ATTN_KB < np_max ? b0 + ATTN_KB : np_max;
+        for (int j = 0; j < nq; j++)
+            if (b0 < np[j])
+                attn_pv(sc + (size_t)j * sc_stride, v, kv_stride, b0, b1 < np[j] ? b1 : np[j], hd,
+                        o[j]);
+    }
+}
+
+TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
+                              int np, int hd, float scale, float *sc, float *o)
+{
+    quant_attn_multi_avx2(1, &q, &np, k, v, kv_stride, hd, scale, sc, 0, &o);
 }
 
 /* ---- AVX512-VNNI (256-bit) kernels for Q8_0 / Q4_0 weights ----
@@ -825,6 +883,194 @@ TGTZ void quant_gemm_packed(uint32_t wtype, int64_t n, const void *wp, int ngrou
         DISPATCH_PACKED(ptile_q4_0, R16_Q4_0_BYTES);
 }
 
+
+/* ---- attention with 512-bit vectors (AVX-512 machines, head_dim a multiple of 16) ----
+ * Same blocking as quant_attn_multi_avx2; a 512-bit multiply-add covers a quarter of a
+ * 64-wide head, and the scores of 16 positions reduce together, so about half the
+ * instructions per query and position. */
+
+TGTZ_INLINE __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f));
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.3365478515625f));
+    const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i e = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/* lane j of the result = the sum of the 16 lanes of a[j] */
+TGTZ_INLINE __m512 hsum16x16(const __m512 *a)
+{
+    __m512 b[8], c[4];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++)
+        b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                             _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
+        c[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    /* c[i]: per 128-bit lane L, lane L's partial sums of a[4i..4i+3] */
+    const __m512 e01 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88),
+                                     _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
+    const __m512 e23 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x88),
+                                     _mm512_shuffle_f32x4(c[2], c[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(e01, e23, 0x88), _mm512_shuffle_f32x4(e01, e23, 0xDD));
+}
+
+TGTZ_INLINE void attn_scores_z(const float *q, const float *k, size_t kv_stride, int p0, int p1,
+                               int np, int hd, float scale, float *sc)
+{
+    int p = p0;
+    const __m512 sv = _mm512_set1_ps(scale);
+    for (; p + 16 <= p1 && p + 16 <= np; p += 16) {
+        __m512 a[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            a[j] = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d += 16) {
+            const __m512 qv = _mm512_loadu_ps(q + d);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                a[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + (size_t)(p + j) * kv_stride + d), a[j]);
+        }
+        _mm512_storeu_ps(sc + p, _mm512_mul_ps(hsum16x16(a), sv));
+    }
+    for (; p < p1; p++) {
+        const float *kp = k + (size_t)p * kv_stride;
+        __m512 a = _mm512_setzero_ps();
+        for (int d = 0; d < hd; d += 16)
+            a = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(kp + d), a);
+        sc[p] = _mm512_reduce_add_ps(a) * scale;
+    }
+}
+
+TGTZ_INLINE void attn_softmax_z(float *sc, int np)
+{
+    int p = 0;
+    __m512 m16 = _mm512_set1_ps(-INFINITY);
+    for (; p + 16 <= np; p += 16)
+        m16 = _mm512_max_ps(m16, _mm512_loadu_ps(sc + p));
+    if (p < np)
+        m16 = _mm512_max_ps(m16, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY),
+                                                      (__mmask16)((1u << (np - p)) - 1), sc + p));
+    const float mx = _mm512_reduce_max_ps(m16);
+    const __m512 mv = _mm512_set1_ps(mx);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (p = 0; p < np; p += 16) {
+        const __mmask16 m = np - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (np - p)) - 1);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + p), mv));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(sc + p, m, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    const double sum = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    const __m512 iv = _mm512_set1_ps((float)(1.0 / sum));
+    for (p = 0; p + 16 <= np; p += 16)
+        _mm512_storeu_ps(sc + p, _mm512_mul_ps(_mm512_loadu_ps(sc + p), iv));
+    if (p < np) {
+        const __mmask16 m = (__mmask16)((1u << (np - p)) - 1);
+        _mm512_mask_storeu_ps(sc + p, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, sc + p), iv));
+    }
+}
+
+TGTZ_INLINE void attn_pv_z(const float *sc, const float *v, size_t kv_stride, int p0, int p1, int hd,
+                           float *o)
+{
+    for (int d = 0; d < hd; d += 16) {
+        __m512 acc = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + d);
+        const float *vp = v + (size_t)p0 * kv_stride + d;
+        for (int p = p0; p < p1; p++, vp += kv_stride)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(sc[p]), _mm512_loadu_ps(vp), acc);
+        _mm512_storeu_ps(o + d, acc);
+    }
+}
+
+/* attn_pv_z for two queries of head_dim 64 over the positions [p0, p1) that both attend
+ * to: one V load serves both, and eight accumulation chains hide the multiply-add latency
+ * (four alone left it latency-bound). Each query's sums run in the same order as alone. */
+TGTZ_INLINE void attn_pv2_z64(const float *sa, const float *sb, const float *v, size_t kv_stride,
+                              int p0, int p1, float *oa, float *ob)
+{
+    __m512 a[4], b[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        a[c] = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(oa + 16 * c);
+        b[c] = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(ob + 16 * c);
+    }
+    const float *vp = v + (size_t)p0 * kv_stride;
+    for (int p = p0; p < p1; p++, vp += kv_stride) {
+        const __m512 pa = _mm512_set1_ps(sa[p]), pb = _mm512_set1_ps(sb[p]);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const __m512 vv = _mm512_loadu_ps(vp + 16 * c);
+            a[c] = _mm512_fmadd_ps(pa, vv, a[c]);
+            b[c] = _mm512_fmadd_ps(pb, vv, b[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        _mm512_storeu_ps(oa + 16 * c, a[c]);
+        _mm512_storeu_ps(ob + 16 * c, b[c]);
+    }
+}
+
+TGTZ void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const float *k,
+                                  const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                                  size_t sc_stride, float *const *o)
+{
+    int np_max = 0;
+    for (int j = 0; j < nq; j++)
+        np_max = np[j] > np_max ? np[j] : np_max;
+    const int lines = (hd * (int)sizeof(float) + 63) / 64;
+    attn_prefetch(k, v, kv_stride, 0, np_max < ATTN_KB ? np_max : ATTN_KB, lines);
+    for (int b0 = 0; b0 < np_max; b0 += ATTN_KB) {
+        const int b1 = b0 + ATTN_KB < np_max ? b0 + ATTN_KB : np_max;
+        attn_prefetch(k, v, kv_stride, b1, b1 + ATTN_KB < np_max ? b1 + ATTN_KB : np_max, lines);
+        for (int j = 0; j < nq; j++)
+            if (b0 < np[j])
+                attn_scores_z(q[j], k, kv_stride, b0, b1 < np[j] ? b1 : np[j], np[j], hd, scale,
+                              sc + (size_t)j * sc_stride);
+    }
+    for (int j = 0; j < nq; j++)
+        attn_softmax_z(sc + (size_t)j * sc_stride, np[j]);
+    for (int b0 = 0; b0 < np_max; b0 += ATTN_KB) {
+        const int b1 = b0 + ATTN_KB < np_max ? b0 + ATTN_KB : np_max;
+        int j = 0;
+        if (hd == 64)
+            for (; j + 2 <= nq; j += 2) {
+                const float *sa = sc + (size_t)j * sc_stride, *sb = sa + sc_stride;
+                const int ea = b1 < np[j] ? b1 : np[j], eb = b1 < np[j + 1] ? b1 : np[j + 1];
+                const int e = ea < eb ? ea : eb;
+                if (b0 < e)
+                    attn_pv2_z64(sa, sb, v, kv_stride, b0, e, o[j], o[j + 1]);
+                /* the rest of the longer one continues its own chain */
+                if ((b0 < e ? e : b0) < ea)
+                    attn_pv_z(sa, v, kv_stride, b0 < e ? e : b0, ea, hd, o[j]);
+                if ((b0 < e ? e : b0) < eb)
+                    attn_pv_z(sb, v, kv_stride, b0 < e ? e : b0, eb, hd, o[j + 1]);
+            }
+        for (; j < nq; j++)
+            if (b0 < np[j])
+                attn_pv_z(sc + (size_t)j * sc_stride, v, kv_stride, b0, b1 < np[j] ? b1 : np[j], hd,
+                          o[j]);
+    }
+}
+
 #else /* not x86-64: no SIMD kernels */
 
 size_t quant_repack_bytes(uint32_t wtype, int64_t n, int64_t nr)
@@ -872,6 +1118,22 @@ void quant_silu_mul_avx2(float *g, const float *u, int n)
 {
     for (int i = 0; i < n; i++)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void quant_attn_multi_avx2(int nq, const float *const *q, const int *np, const float *k,
+                           const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                           size_t sc_stride, float *const *o)
+{
+    (void)nq, (void)q, (void)np, (void)k, (void)v, (void)kv_stride, (void)hd, (void)scale;
+    (void)sc, (void)sc_stride, (void)o;
+}
+
+void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const float *k,
+                             const float *v, size_t kv_stride, int hd, float scale, float *sc,
+                             size_t sc_stride, float *const *o)
+{
+    (void)nq, (void)q, (void)np, (void)k, (void)v, (void)kv_stride, (void)hd, (void)scale;
+    (void)sc, (void)sc_stride, (void)o;
 }
 
 void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,

@@ -461,6 +461,57 @@ static void test_silu_mul(void)
     CHECK_EQ_INT(bad, 0);
 }
 
+/* multi-query attention (head_dim 64, GQA-like K/V stride, causal lengths that end inside
+ * and across the kernel's blocks): every query equals a double-precision reference, and
+ * equals the same query computed alone bit for bit (batched answers must not depend on
+ * which other queries share the tile) */
+static void test_attn_multi(void)
+{
+    enum { HD = 64, STRIDE = 192, NPOS = 150, NQ = 7 };
+    static float k[NPOS * STRIDE], v[NPOS * STRIDE], q[NQ][HD], o[NQ][HD], o1[HD];
+    static float sc[NQ * NPOS];
+    for (int i = 0; i < NPOS * STRIDE; i++) {
+        k[i] = rndf() * 2;
+        v[i] = rndf() * 3;
+    }
+    const int np[NQ] = {150, 149, 1, 17, 64, 65, 130};
+    const float *qp[NQ];
+    float *op[NQ];
+    for (int j = 0; j < NQ; j++) {
+        for (int i = 0; i < HD; i++)
+            q[j][i] = rndf();
+        qp[j] = q[j];
+        op[j] = o[j];
+    }
+    const float *kb = k + 64, *vb = v + 64; /* the second KV head */
+    quant_attn_multi(NQ, qp, np, kb, vb, STRIDE, HD, 0.125f, sc, NPOS, op);
+    int bad = 0, diff = 0;
+    for (int j = 0; j < NQ; j++) {
+        static double w[NPOS];
+        double mx = -1e30, sum = 0;
+        for (int p = 0; p < np[j]; p++) {
+            w[p] = 0;
+            for (int i = 0; i < HD; i++)
+                w[p] += (double)q[j][i] * kb[p * STRIDE + i];
+            w[p] *= 0.125;
+            mx = w[p] > mx ? w[p] : mx;
+        }
+        for (int p = 0; p < np[j]; p++)
+            sum += w[p] = exp(w[p] - mx);
+        for (int i = 0; i < HD; i++) {
+            double r = 0;
+            for (int p = 0; p < np[j]; p++)
+                r += w[p] / sum * vb[p * STRIDE + i];
+            if (fabs(o[j][i] - r) > 1e-4 * (fabs(r) + 1))
+                bad++;
+        }
+        quant_attn_head(q[j], kb, vb, STRIDE, np[j], HD, 0.125f, sc, o1);
+        diff += memcmp(o1, o[j], sizeof(o1)) != 0;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(diff, 0);
+}
+
 int main(void)
 {
     quant_init();
@@ -474,5 +525,6 @@ int main(void)
     RUN(test_f32_helpers);
     RUN(test_packed);
     RUN(test_silu_mul);
+    RUN(test_attn_multi);
     return harness_done();
 }
