@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     /* BENCH_ONLY=pp: prefill only (for profiling) */
     const char *only = getenv("BENCH_ONLY");
     if (only && strcmp(only, "pp") == 0) {
-        printf("prefill %.1f tok/s\n", pp);
+        printf("prefill %.1f tok/s wall, %.1f per CPU-s/thread\n", pp, ppc);
         return 0;
     }
     for (int r = 0; r < runs; r++) {

@@ -125,6 +125,13 @@ struct engine_ctx {
     struct mm_job mm[3];    /* out holds row prep_t0 first */
     int n_mm;
     int mm_mode;            /* 0 plain, 1 add tmp into x, 2 swiglu (mm[0] gate, mm[1] up) */
+    int mm_align;           /* matmul units: row ranges a multiple of this */
+    /* Fused stages (fewer barriers per layer): each is done by the units that produce the
+     * rows, when the rows a unit owns are whole heads or whole activation blocks. */
+    int fuse_rope;          /* QKV units: biases, rope and the cache writes of their rows */
+    int att_slot;           /* >= 0: attention units quantize their output rows for wo here */
+    int gu_slot;            /* >= 0: gate/up units quantize silu(g) * u for w_down here */
+    uint32_t att_wtype, gu_wtype;
     struct mm_unit *units;  /* [max_units] the current matmul stage's row chunks */
     int max_units;
 };
@@ -313,6 +320,8 @@ int engine_ctx_new(const struct engine_weights *w, int n_threads, int max_batch,
     }
     c->w = w;
     c->n_threads = n_threads;
+    c->mm_align = MM_UNIT_ROWS;
+    c->att_slot = c->gu_slot = -1;
     c->max_batch = max_batch;
     size_t B = (size_t)max_batch, F = sizeof(float);
     size_t n_q = (size_t)hp->n_head * (size_t)hp->head_dim;
@@ -461,8 +470,9 @@ static int mm_plan(struct engine_ctx *c)
         const int nr = (int)c->mm[j].w->ne1;
         /* about 8 units per thread for big matrices (fewer claims on the shared counter),
          * never below MM_UNIT_ROWS; always a multiple of QUANT_PACK_ROWS (packed groups) */
+        const int al = c->mm_align;
         int step = nr / (8 * c->n_threads);
-        step = step < MM_UNIT_ROWS ? MM_UNIT_ROWS : (step + MM_UNIT_ROWS - 1) / MM_UNIT_ROWS * MM_UNIT_ROWS;
+        step = step < al ? al : (step + al - 1) / al * al;
         for (int r0 = 0; r0 < nr && n < c->max_units; r0 += step) {
             c->units[n].job = j;
             c->units[n].r0 = r0;
@@ -497,13 +507,44 @@ static void mm_rows(struct engine_ctx *c, const struct mm_job *m, int r0, int r1
     }
 }
 
+static void rope_apply(float *x, const float *cs, int n_rot, int neox);
+
+/* the QKV stage's rows [r0, r1) of job j (0 q, 1 k, 2 v; whole heads) for every token:
+ * biases, rope, and k and v into the token's cache */
+static void qkv_finish_rows(struct engine_ctx *c, int j, int r0, int r1)
+{
+    const struct engine_hparams *hp = &c->w->hp;
+    const struct engine_layer *L = &c->w->layers[c->layer];
+    const int hd = hp->head_dim;
+    const float *bias = j == 0 ? L->bq : j == 1 ? L->bk : L->bv;
+    const size_t stride = c->mm[j].out_stride;
+    for (int t = 0; t < c->nt; t++) {
+        float *row = c->mm[j].out + (size_t)t * stride;
+        if (bias)
+            for (int i = r0; i < r1; i++)
+                row[i] += bias[i];
+        if (j < 2) {
+            const float *cs = c->rope + (size_t)t * (size_t)hp->n_rot;
+            for (int h = r0 / hd; h < r1 / hd; h++)
+                rope_apply(row + (size_t)h * (size_t)hd, cs, hp->n_rot, hp->rope_neox);
+        }
+        if (j > 0) {
+            struct engine_kv *kv = c->tok_kv[t];
+            float *dst = j == 1 ? kv_k(kv, c->layer, c->tok_pos[t]) : kv_v(kv, c->layer, c->tok_pos[t]);
+            memcpy(dst + r0, row + r0, (size_t)(r1 - r0) * sizeof(float));
+        }
+    }
+}
+
 static void unit_matmul(struct engine_ctx *c, int u)
 {
     const struct mm_unit *un = &c->units[u];
     const int r0 = un->r0, r1 = un->r1;
     const struct mm_job *m = &c->mm[un->job];
     mm_rows(c, m, r0, r1);
-    if (c->mm_mode == 1) {
+    if (c->mm_mode == 0 && c->fuse_rope) {
+        qkv_finish_rows(c, un->job, r0, r1);
+    } else if (c->mm_mode == 1) {
         const int n_embd = c->w->hp.n_embd;
         for (int t = 0; t < c->nt; t++) {
             float *x = c->x + (size_t)t * (size_t)n_embd;
@@ -516,6 +557,11 @@ static void unit_matmul(struct engine_ctx *c, int u)
             float *gr = c->g + (size_t)t * m->out_stride;
             const float *ur = c->u + (size_t)t * m->out_stride;
             quant_silu_mul(gr + r0, ur + r0, r1 - r0);
+            if (c->gu_slot >= 0) /* whole Q8_0 blocks: r0, r1 multiples of 32 */
+                quant_act_row(c->gu_wtype, gr + r0,
+                              c->act[c->gu_slot] + (size_t)t * c->act_stride +
+                                  (size_t)(r0 / QK8_0) * sizeof(struct quant_q8_0a),
+                              r1 - r0);
         }
     }
 }
@@ -632,6 +678,13 @@ static void unit_attn(struct engine_ctx *c, int ith, int idx)
     const float *vb = kv_v(kv, c->layer, 0) + (size_t)au->kh * (size_t)hd;
     float *sc = c->scores + (size_t)ith * (size_t)c->score_len;
     quant_attn_multi(nq, q, np, kb, vb, (size_t)kvd, hd, scale, sc, (size_t)np_max, o);
+    if (c->att_slot >= 0) /* each head is whole Q8_0 blocks (head_dim % 32 == 0) */
+        for (int t = au->t0, j = 0; t < au->t0 + au->nt; t++)
+            for (int h = au->h0; h < au->h0 + au->nh; h++, j++)
+                quant_act_row(c->att_wtype, o[j],
+                              c->act[c->att_slot] + (size_t)t * c->act_stride +
+                                  (size_t)(h * hd / QK8_0) * sizeof(struct quant_q8_0a),
+                              hd);
 }
 
 static void do_unit(struct engine_ctx *c, int ith, int u)
@@ -711,6 +764,9 @@ static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, f
         c->layer = l;
         int slots[3];
 
+        const int hd = hp->head_dim;
+        const int fuse_heads = hd % QK8_0 == 0;
+
         const struct engine_mat *qkv[3] = {&L->wq, &L->wk, &L->wv};
         do_prep(c, c->x, n_embd, L->attn_norm, qkv, 3, slots);
         c->mm_mode = 0;
@@ -718,14 +774,28 @@ static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, f
         c->mm[0] = (struct mm_job){&L->wq, slots[0], c->q, n_q};
         c->mm[1] = (struct mm_job){&L->wk, slots[1], c->k, kvd};
         c->mm[2] = (struct mm_job){&L->wv, slots[2], c->v, kvd};
+        c->fuse_rope = fuse_heads;
+        c->mm_align = fuse_heads ? hd : MM_UNIT_ROWS; /* hd % 32 == 0: also whole groups */
         do_matmul(c);
-        c->stage = ST_ROPE;
-        pool_run(c, c->nt);
+        c->fuse_rope = 0;
+        c->mm_align = MM_UNIT_ROWS;
+        if (!fuse_heads) {
+            c->stage = ST_ROPE;
+            pool_run(c, c->nt);
+        }
+
+        /* the attention output goes straight into slot 0 (the QKV input is spent) */
+        c->att_slot = fuse_heads && quant_act_type(L->wo.type) == GGUF_T_Q8_0 ? 0 : -1;
+        c->att_wtype = L->wo.type;
         c->stage = ST_ATTN;
         pool_run(c, attn_plan(c));
-
-        const struct engine_mat *o[1] = {&L->wo};
-        do_prep(c, c->att, (int)n_q, NULL, o, 1, slots);
+        if (c->att_slot >= 0) {
+            slots[0] = c->att_slot;
+            c->att_slot = -1;
+        } else {
+            const struct engine_mat *o[1] = {&L->wo};
+            do_prep(c, c->att, (int)n_q, NULL, o, 1, slots);
+        }
         c->mm_mode = 1;
         c->n_mm = 1;
         c->mm[0] = (struct mm_job){&L->wo, slots[0], c->tmp, (size_t)n_embd};
@@ -737,10 +807,20 @@ static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, f
         c->n_mm = 2;
         c->mm[0] = (struct mm_job){&L->w_gate, slots[0], c->g, (size_t)hp->n_ff};
         c->mm[1] = (struct mm_job){&L->w_up, slots[1], c->u, (size_t)hp->n_ff};
+        /* silu(g) * u quantized by the units into a slot the gate/up input does not use */
+        c->gu_slot = quant_act_type(L->w_down.type) == GGUF_T_Q8_0 && hp->n_ff % QK8_0 == 0 &&
+                             slots[0] != 2 && slots[1] != 2
+                         ? 2
+                         : -1;
+        c->gu_wtype = L->w_down.type;
         do_matmul(c);
-
-        const struct engine_mat *dn[1] = {&L->w_down};
-        do_prep(c, c->g, hp->n_ff, NULL, dn, 1, slots);
+        if (c->gu_slot >= 0) {
+            slots[0] = c->gu_slot;
+            c->gu_slot = -1;
+        } else {
+            const struct engine_mat *dn[1] = {&L->w_down};
+            do_prep(c, c->g, hp->n_ff, NULL, dn, 1, slots);
+        }
         c->mm_mode = 1;
         c->n_mm = 1;
         c->mm[0] = (struct mm_job){&L->w_down, slots[0], c->tmp, (size_t)n_embd};
