@@ -31,7 +31,8 @@ struct audit_blob {
     size_t len;
 };
 
-/* status: 0 durable (per the sync mode), -1 the record could not be written. */
+/* status: 0 durable (per the sync mode; see AUDIT_WRITTEN), -1 the record could not
+ * be written. */
 typedef void (*audit_done_fn)(void *ud, int status);
 
 /* audit_open -- open (create) the log in cfg->dir, recover a torn tail (moved to a
@@ -51,6 +52,21 @@ void audit_close(struct audit *a);
 int audit_append(struct audit *a, const char *type, const char *meta_json,
                  const struct audit_blob *blobs, size_t n_blobs, audit_done_fn done, void *ud)
     __attribute__((warn_unused_result));
+
+/* audit_append_ex -- audit_append with the meta's length given and these flags:
+ *   AUDIT_BORROW   the blobs' bytes are not copied: they must stay valid and unchanged
+ *                  until `done` has been called (or audit_append_ex returned -1). The
+ *                  meta and the blob names are always copied.
+ *   AUDIT_WRITTEN  with sync: batch, call `done` as soon as the record is written to
+ *                  the segment file, before the fdatasync that makes it durable: a
+ *                  process crash can no longer lose it, a power loss still can. With
+ *                  always it changes nothing; with none every record is reported
+ *                  once written anyway. */
+#define AUDIT_BORROW 0x1u
+#define AUDIT_WRITTEN 0x2u
+int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t meta_len,
+                    const struct audit_blob *blobs, size_t n_blobs, unsigned flags,
+                    audit_done_fn done, void *ud) __attribute__((warn_unused_result));
 
 /* audit_healthy -- 1 while writes succeed, 0 after a write/fsync failure (until
  * one succeeds again). */

@@ -18,14 +18,37 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A queued record. Its body is described as pieces for one pwritev: `pre` holds the
+ * meta length, the meta, the blob count and the first blob's header; then each blob's
+ * bytes, each followed by the next blob's header. hdr and hash are filled by the writer.
+ * With AUDIT_BORROW the blob bytes are the caller's; otherwise they are copied into the
+ * item's own allocation (everything lives in one malloc). */
+struct item_blob {
+    const uint8_t *name; /* inside the item's blob header, not NUL-terminated */
+    uint16_t name_len;
+    const void *data; /* borrowed (AUDIT_BORROW) or inside the item */
+    size_t len;
+};
+
+/* iovecs gathered into one pwritev (Linux's IOV_MAX) */
+#define AUDIT_BATCH_IOV 1024
+
 struct audit_item {
     struct audit_item *next;
     uint8_t type;
-    uint8_t *body; /* plaintext body (meta + blobs), owned */
-    size_t body_len;
+    unsigned flags;
+    int probe;
     audit_done_fn done;
     void *ud;
-    int probe;
+    size_t body_len;
+    const uint8_t *meta; /* inside pre */
+    size_t meta_len;
+    size_t n_blobs;
+    struct item_blob *blobs;
+    int n_iov;
+    struct iovec *iov; /* the body's pieces */
+    uint8_t hdr[AUDIT_HDR_LEN];
+    uint8_t hash[AUDIT_HASH_LEN];
 };
 
 /* Where the chain and the current segment stand. `good` is the last state known to
@@ -59,6 +82,10 @@ struct audit {
     uint64_t last_cp_mono;
     uint8_t *scratch;
     size_t scratch_cap;
+    /* the batch framed but not yet written: biov covers [boff, cur.off) of the segment */
+    struct iovec biov[AUDIT_BATCH_IOV];
+    int biov_n;
+    uint64_t boff;
     int need_trunc; /* a rollback could not cut the file: cut before the next write */
 
     /* mu guards the queue, stop, probe_inflight, last_fail_mono */
@@ -151,106 +178,163 @@ static int pwrite_all(int fd, struct iovec *iov, int n, uint64_t off)
     return 0;
 }
 
-/* emit -- write one record with the given final body at the end of the segment and
- * advance `cur`. When seal is set, `body` is a plaintext request/response body that is
- * sealed blob by blob first. On failure nothing in `cur` changes (the caller rolls
- * the file back to `good`). */
-static int emit(struct audit *a, uint8_t type, const uint8_t *body, size_t body_len, int seal)
+/* advance `cur` past a record just framed */
+static void advance(struct audit *a, uint8_t type, const uint8_t *hash, size_t body_len,
+                    uint8_t ckpt_reason)
 {
-    uint8_t hdr[AUDIT_HDR_LEN], hash[AUDIT_HASH_LEN];
-    crypto_generichash_state st;
-    struct iovec iov[3];
-    const uint8_t *out = body;
-    size_t out_len = body_len;
-    uint16_t flags = 0;
+    a->cur.seq++;
+    memcpy(a->cur.hash, hash, 32);
+    a->cur.last_type = type;
+    a->cur.off += AUDIT_REC_OVERHEAD + body_len;
+    if (type == 4) {
+        a->cur.since_cp = 0;
+        a->cur.last_reason = ckpt_reason;
+    } else {
+        a->cur.since_cp++;
+    }
+}
 
+/* flush -- write the framed batch with as few pwritev calls as it takes. On failure
+ * the caller rolls back to `good`. */
+static int flush(struct audit *a)
+{
+    if (a->biov_n == 0)
+        return 0;
     if (a->fd < 0) {
         errno = EBADF;
         return -1;
     }
     if (a->need_trunc) {
         /* a shorter record must not leave stale bytes of a failed one behind it */
-        if (ftruncate(a->fd, (off_t)a->cur.off) != 0)
+        if (ftruncate(a->fd, (off_t)a->boff) != 0)
             return -1;
         a->need_trunc = 0;
     }
-    if (seal) {
-        struct audit_body b;
-        const char *why;
-        size_t off, i, extra;
+    if (pwrite_all(a->fd, a->biov, a->biov_n, a->boff) != 0)
+        return -1;
+    a->biov_n = 0;
+    a->boff = a->cur.off;
+    return 0;
+}
 
-        if (audit_body_parse(body, body_len, &b, &why) != 0) {
-            errno = EINVAL;
-            return -1;
-        }
-        extra = (size_t)b.n_blobs * (AUDIT_NONCE_LEN + AUDIT_TAG_LEN);
-        if (body_len > AUDIT_MAX_BODY - extra) {
-            errno = EFBIG;
-            return -1;
-        }
-        out_len = body_len + extra;
-        if (ensure_scratch(a, out_len) != 0) {
-            errno = ENOMEM;
-            return -1;
-        }
-        flags |= AUDIT_FLAG_SEALED;
-        audit_hdr_encode(hdr, type, flags, (uint32_t)out_len, a->cur.seq + 1, audit_now_ns(),
-                         a->cur.hash);
-        off = 4 + b.meta_len + 4;
-        memcpy(a->scratch, body, off);
-        for (i = 0; i < b.n_blobs; i++) {
-            const struct audit_body_blob *bl = &b.blobs[i];
-            uint8_t ad[AUDIT_HDR_LEN + 2 + 65535];
-            uint8_t *nonce;
-            unsigned long long clen = 0;
+/* emit -- write one record with a contiguous body (segment start, checkpoint, a
+ * sealed record) now, after whatever the batch holds. On failure the caller rolls
+ * the file back to `good`. */
+static int emit(struct audit *a, uint8_t type, uint16_t flags, const uint8_t *hdr_in,
+                const uint8_t *body, size_t body_len)
+{
+    uint8_t hdr[AUDIT_HDR_LEN], hash[AUDIT_HASH_LEN];
+    crypto_generichash_state st;
 
-            audit_put16(a->scratch + off, bl->name_len);
-            memcpy(a->scratch + off + 2, bl->name, bl->name_len);
-            off += 2 + bl->name_len;
-            audit_put64(a->scratch + off, bl->len + AUDIT_NONCE_LEN + AUDIT_TAG_LEN);
-            off += 8;
-            nonce = a->scratch + off;
-            randombytes_buf(nonce, AUDIT_NONCE_LEN);
-            off += AUDIT_NONCE_LEN;
-            memcpy(ad, hdr, AUDIT_HDR_LEN);
-            audit_put16(ad + AUDIT_HDR_LEN, bl->name_len);
-            memcpy(ad + AUDIT_HDR_LEN + 2, bl->name, bl->name_len);
-            crypto_aead_xchacha20poly1305_ietf_encrypt(
-                a->scratch + off, &clen, bl->data, bl->len, ad,
-                AUDIT_HDR_LEN + 2 + (size_t)bl->name_len, NULL, nonce, a->seg_key);
-            off += (size_t)clen;
-        }
-        out = a->scratch;
-    } else {
-        if (body_len > AUDIT_MAX_BODY) {
-            errno = EFBIG;
-            return -1;
-        }
+    if (body_len > AUDIT_MAX_BODY) {
+        errno = EFBIG;
+        return -1;
+    }
+    if (hdr_in)
+        memcpy(hdr, hdr_in, AUDIT_HDR_LEN);
+    else
         audit_hdr_encode(hdr, type, flags, (uint32_t)body_len, a->cur.seq + 1, audit_now_ns(),
                          a->cur.hash);
-    }
     crypto_generichash_init(&st, NULL, 0, AUDIT_HASH_LEN);
     crypto_generichash_update(&st, hdr, AUDIT_HDR_LEN);
-    crypto_generichash_update(&st, out, out_len);
+    crypto_generichash_update(&st, body, body_len);
     crypto_generichash_final(&st, hash, AUDIT_HASH_LEN);
-    iov[0].iov_base = hdr;
-    iov[0].iov_len = AUDIT_HDR_LEN;
-    iov[1].iov_base = (void *)out;
-    iov[1].iov_len = out_len;
-    iov[2].iov_base = hash;
-    iov[2].iov_len = AUDIT_HASH_LEN;
-    if (pwrite_all(a->fd, iov, 3, a->cur.off) != 0)
+    if (a->biov_n + 3 > AUDIT_BATCH_IOV && flush(a) != 0)
         return -1;
-    a->cur.seq++;
-    memcpy(a->cur.hash, hash, 32);
-    a->cur.last_type = type;
-    a->cur.off += AUDIT_REC_OVERHEAD + out_len;
-    if (type == 4) {
-        a->cur.since_cp = 0;
-        a->cur.last_reason = body[48];
-    } else {
-        a->cur.since_cp++;
+    a->biov[a->biov_n].iov_base = hdr;
+    a->biov[a->biov_n++].iov_len = AUDIT_HDR_LEN;
+    a->biov[a->biov_n].iov_base = (void *)body;
+    a->biov[a->biov_n++].iov_len = body_len;
+    a->biov[a->biov_n].iov_base = hash;
+    a->biov[a->biov_n++].iov_len = AUDIT_HASH_LEN;
+    advance(a, type, hash, body_len, type == 4 ? body[48] : 0);
+    /* hdr, hash and body live on this frame or in the scratch: write them now */
+    return flush(a);
+}
+
+/* seal_item -- the item's body with every blob encrypted (XChaCha20-Poly1305 under
+ * the segment key; the record header and blob name are associated data), framed
+ * and written at once. */
+static int seal_item(struct audit *a, struct audit_item *it)
+{
+    uint8_t hdr[AUDIT_HDR_LEN];
+    size_t extra = it->n_blobs * (AUDIT_NONCE_LEN + AUDIT_TAG_LEN), out_len, off, i;
+
+    if (it->body_len > AUDIT_MAX_BODY - extra) {
+        errno = EFBIG;
+        return -1;
     }
+    out_len = it->body_len + extra;
+    if (ensure_scratch(a, out_len) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    audit_hdr_encode(hdr, it->type, AUDIT_FLAG_SEALED, (uint32_t)out_len, a->cur.seq + 1,
+                     audit_now_ns(), a->cur.hash);
+    audit_put32(a->scratch, (uint32_t)it->meta_len);
+    memcpy(a->scratch + 4, it->meta, it->meta_len);
+    off = 4 + it->meta_len;
+    audit_put32(a->scratch + off, (uint32_t)it->n_blobs);
+    off += 4;
+    for (i = 0; i < it->n_blobs; i++) {
+        const struct item_blob *bl = &it->blobs[i];
+        size_t nl = bl->name_len;
+        uint8_t ad[AUDIT_HDR_LEN + 2 + 65535];
+        uint8_t *nonce;
+        unsigned long long clen = 0;
+
+        audit_put16(a->scratch + off, (uint16_t)nl);
+        memcpy(a->scratch + off + 2, bl->name, nl);
+        off += 2 + nl;
+        audit_put64(a->scratch + off, bl->len + AUDIT_NONCE_LEN + AUDIT_TAG_LEN);
+        off += 8;
+        nonce = a->scratch + off;
+        randombytes_buf(nonce, AUDIT_NONCE_LEN);
+        off += AUDIT_NONCE_LEN;
+        memcpy(ad, hdr, AUDIT_HDR_LEN);
+        audit_put16(ad + AUDIT_HDR_LEN, (uint16_t)nl);
+        memcpy(ad + AUDIT_HDR_LEN + 2, bl->name, nl);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(a->scratch + off, &clen, bl->data, bl->len, ad,
+                                                   AUDIT_HDR_LEN + 2 + nl, NULL, nonce,
+                                                   a->seg_key);
+        off += (size_t)clen;
+    }
+    return emit(a, it->type, AUDIT_FLAG_SEALED, hdr, a->scratch, off);
+}
+
+/* frame -- chain the item's record and add it to the batch; sealed records are
+ * written at once (the scratch they are sealed into is reused). */
+static int frame(struct audit *a, struct audit_item *it)
+{
+    crypto_generichash_state st;
+    int i;
+
+    if (a->fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (a->sealed)
+        return seal_item(a, it);
+    if (it->body_len > AUDIT_MAX_BODY) {
+        errno = EFBIG;
+        return -1;
+    }
+    if (a->biov_n + it->n_iov + 2 > AUDIT_BATCH_IOV && flush(a) != 0)
+        return -1;
+    audit_hdr_encode(it->hdr, it->type, 0, (uint32_t)it->body_len, a->cur.seq + 1,
+                     audit_now_ns(), a->cur.hash);
+    crypto_generichash_init(&st, NULL, 0, AUDIT_HASH_LEN);
+    crypto_generichash_update(&st, it->hdr, AUDIT_HDR_LEN);
+    a->biov[a->biov_n].iov_base = it->hdr;
+    a->biov[a->biov_n++].iov_len = AUDIT_HDR_LEN;
+    for (i = 0; i < it->n_iov; i++) {
+        crypto_generichash_update(&st, it->iov[i].iov_base, it->iov[i].iov_len);
+        a->biov[a->biov_n++] = it->iov[i];
+    }
+    crypto_generichash_final(&st, it->hash, AUDIT_HASH_LEN);
+    a->biov[a->biov_n].iov_base = it->hash;
+    a->biov[a->biov_n++].iov_len = AUDIT_HASH_LEN;
+    advance(a, it->type, it->hash, it->body_len, 0);
     return 0;
 }
 
@@ -265,7 +349,7 @@ static int emit_checkpoint(struct audit *a, uint8_t reason)
     body[48] = reason;
     audit_ckpt_message(msg, a->cur.seq, a->cur.hash, t, reason);
     crypto_sign_detached(body + 49, NULL, msg, sizeof(msg), a->sign_sk);
-    if (emit(a, 4, body, sizeof(body), 0) != 0)
+    if (emit(a, 4, 0, NULL, body, sizeof(body)) != 0)
         return -1;
     a->last_cp_mono = mono_ns();
     return 0;
@@ -302,6 +386,8 @@ static void rollback(struct audit *a)
         }
     }
     a->cur = a->good;
+    a->biov_n = 0;
+    a->boff = a->cur.off;
 }
 
 /* start_segment -- create segment `good.segment + 1` with its segment-start record,
@@ -327,6 +413,8 @@ static int start_segment(struct audit *a)
     a->need_trunc = 0;
     a->cur.segment = n;
     a->cur.off = 0;
+    a->biov_n = 0; /* (rotate wrote the batch into the segment before) */
+    a->boff = 0;
     audit_put32(body, n);
     audit_put32(body + 4, a->sealed ? AUDIT_SEG_FLAG_SEALED : 0);
     audit_put64(body + 8, a->cur.seq);
@@ -339,7 +427,7 @@ static int start_segment(struct audit *a)
         memcpy(body + AUDIT_SEGSTART_LEN + 32, a->sealed_key, AUDIT_SEALED_KEY_LEN);
         len += AUDIT_SEGSTART_SEALED_EXTRA;
     }
-    if (emit(a, 1, body, len, 0) != 0 || datasync(a) != 0 || fsync_dir(a->dir) != 0)
+    if (emit(a, 1, 0, NULL, body, len) != 0 || datasync(a) != 0 || fsync_dir(a->dir) != 0)
         goto fail;
     mark_good(a);
     return 0;
@@ -349,6 +437,8 @@ fail:
     a->fd = -1;
     unlink(path);
     a->cur = a->good;
+    a->biov_n = 0;
+    a->boff = a->cur.off;
     errno = e;
     return -1;
 }
@@ -391,7 +481,6 @@ static void complete(struct audit *a, struct audit_item *it, int status)
     if (it->done)
         it->done(it->ud, status);
     atomic_fetch_sub(&a->depth, 1);
-    free(it->body);
     free(it);
 }
 
@@ -409,56 +498,82 @@ static int write_one(struct audit *a, struct audit_item *it)
         if (rotate(a) != 0)
             return -1;
     }
-    if (emit(a, it->type, it->body, it->body_len, a->sealed) != 0)
+    if (frame(a, it) != 0)
         return -1;
     if (a->cur.since_cp >= AUDIT_CKPT_EVERY_RECORDS && emit_checkpoint(a, AUDIT_CKPT_PERIODIC) != 0)
         return -1;
     return 0;
 }
 
-/* process -- write a batch taken from the queue. In batch mode one fdatasync covers
- * the whole batch; in always mode each record is synced before its callback. A failure
- * rolls the file back to the last synced state and fails every record not yet
- * reported durable. */
+static void fail_list(struct audit *a, struct audit_item *it)
+{
+    struct audit_item *next;
+
+    for (; it; it = next) {
+        next = it->next;
+        complete(a, it, -1);
+    }
+}
+
+/* process -- write a batch taken from the queue: every record framed and chained,
+ * then written with as few pwritev calls as the iovec limit allows. In batch mode
+ * one fdatasync covers the whole batch; records appended with AUDIT_WRITTEN are
+ * reported as soon as they are written, before it. In always mode each record is
+ * written and synced before its callback. A failure rolls the file back to the last
+ * good state and fails every record not yet reported. */
 static void process(struct audit *a, struct audit_item *list)
 {
-    struct audit_item *pending = list, *it = list, *next;
-    int err = 0;
+    struct audit_item *pending = list, *it = list, *next, **link;
+    int err = 0, early = 0;
 
     while (it) {
         next = it->next;
-        if (write_one(a, it) != 0 || (a->sync == CONFIG_SYNC_ALWAYS && sync_fd(a) != 0)) {
+        if (write_one(a, it) != 0 ||
+            (a->sync == CONFIG_SYNC_ALWAYS && (flush(a) != 0 || sync_fd(a) != 0))) {
             err = errno ? errno : EIO;
             break;
         }
-        if (a->sync != CONFIG_SYNC_BATCH) {
+        if (a->sync == CONFIG_SYNC_ALWAYS) {
             mark_good(a);
             complete(a, it, 0);
             pending = next;
         }
         it = next;
     }
-    if (!err && pending && sync_fd(a) != 0)
+    if (!err && flush(a) != 0)
         err = errno ? errno : EIO;
+    if (!err && a->sync == CONFIG_SYNC_BATCH) {
+        /* written, not yet synced: a process crash can no longer lose these */
+        for (link = &pending; *link;) {
+            it = *link;
+            if (it->flags & AUDIT_WRITTEN) {
+                *link = it->next;
+                complete(a, it, 0);
+                early++;
+            } else {
+                link = &it->next;
+            }
+        }
+        if (sync_fd(a) != 0)
+            err = errno ? errno : EIO;
+    }
     if (err) {
+        if (early)
+            log_error("audit: %d record(s) written but not made durable (fdatasync failed)",
+                      early);
         rollback(a);
         set_healthy(a, 0, err);
         pthread_mutex_lock(&a->mu);
         a->last_fail_mono = mono_ns();
         pthread_mutex_unlock(&a->mu);
-        while (pending) {
-            next = pending->next;
-            complete(a, pending, -1);
-            pending = next;
-        }
+        fail_list(a, pending);
         return;
     }
     mark_good(a);
     set_healthy(a, 1, 0);
-    while (pending) {
-        next = pending->next;
-        complete(a, pending, 0);
-        pending = next;
+    for (it = pending; it; it = next) {
+        next = it->next;
+        complete(a, it, 0);
     }
 }
 
@@ -779,6 +894,7 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
     }
     if (recover(a, err, errlen) != 0)
         goto fail;
+    a->boff = a->cur.off;
     /* Start in a consistent place: a fresh segment when there is none, when the last
      * one ended at a rotation, when it is full, or when sealing (the segment key of an
      * old sealed segment is not recoverable here, by design). Otherwise sign what a
@@ -848,8 +964,16 @@ void audit_close(struct audit *a)
 int audit_append(struct audit *a, const char *type, const char *meta_json,
                  const struct audit_blob *blobs, size_t n_blobs, audit_done_fn done, void *ud)
 {
+    return audit_append_ex(a, type, meta_json, strlen(meta_json), blobs, n_blobs, 0, done, ud);
+}
+
+int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t meta_len,
+                    const struct audit_blob *blobs, size_t n_blobs, unsigned flags,
+                    audit_done_fn done, void *ud)
+{
     struct audit_item *it;
-    size_t meta_len, total, i, off;
+    size_t total, i, pre_len, extra_bytes, n_iov, alloc;
+    uint8_t *p, *pre;
     uint8_t t;
 
     if (strcmp(type, "request") == 0)
@@ -858,49 +982,81 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
         t = 3;
     else
         return -1;
-    if (n_blobs > AUDIT_MAX_BLOBS)
+    if (n_blobs > AUDIT_MAX_BLOBS || meta_len > AUDIT_MAX_BODY)
         return -1;
-    meta_len = strlen(meta_json);
-    if (meta_len > AUDIT_MAX_BODY)
-        return -1;
+    /* body = meta length, meta, blob count, then name length, name, length, bytes per blob */
     total = 8 + meta_len;
+    pre_len = 8 + meta_len;
+    extra_bytes = 0; /* headers of blobs after the first, and copies */
     for (i = 0; i < n_blobs; i++) {
         size_t nl = strlen(blobs[i].name);
         if (nl > 65535 || blobs[i].len > AUDIT_MAX_BODY || total > AUDIT_MAX_BODY)
             return -1;
         total += 10 + nl + blobs[i].len;
+        if (i == 0)
+            pre_len += 10 + nl;
+        else
+            extra_bytes += 10 + nl;
+        if (!(flags & AUDIT_BORROW))
+            extra_bytes += blobs[i].len;
     }
     /* room for sealing overhead, so a record accepted here is never too big later */
     if (total + n_blobs * (AUDIT_NONCE_LEN + AUDIT_TAG_LEN) > AUDIT_MAX_BODY)
         return -1;
-    it = calloc(1, sizeof(*it));
+    n_iov = n_blobs ? 2 * n_blobs : 1;
+    alloc = sizeof(*it) + n_iov * sizeof(struct iovec) + n_blobs * sizeof(struct item_blob) +
+            pre_len + extra_bytes;
+    it = malloc(alloc);
     if (!it)
         return -1;
-    it->body = malloc(total);
-    if (!it->body) {
-        free(it);
-        return -1;
-    }
+    memset(it, 0, sizeof(*it));
     it->type = t;
-    it->body_len = total;
+    it->flags = flags;
     it->done = done;
     it->ud = ud;
-    audit_put32(it->body, (uint32_t)meta_len);
-    memcpy(it->body + 4, meta_json, meta_len);
-    off = 4 + meta_len;
-    audit_put32(it->body + off, (uint32_t)n_blobs);
-    off += 4;
+    it->body_len = total;
+    it->meta_len = meta_len;
+    it->n_blobs = n_blobs;
+    it->iov = (struct iovec *)(it + 1);
+    it->blobs = (struct item_blob *)(it->iov + n_iov);
+    pre = (uint8_t *)(it->blobs + n_blobs);
+    audit_put32(pre, (uint32_t)meta_len);
+    memcpy(pre + 4, meta, meta_len);
+    it->meta = pre + 4;
+    audit_put32(pre + 4 + meta_len, (uint32_t)n_blobs);
+    p = pre + 8 + meta_len;
+    it->iov[0].iov_base = pre;
+    it->n_iov = 1;
     for (i = 0; i < n_blobs; i++) {
         size_t nl = strlen(blobs[i].name);
-        audit_put16(it->body + off, (uint16_t)nl);
-        memcpy(it->body + off + 2, blobs[i].name, nl);
-        off += 2 + nl;
-        audit_put64(it->body + off, blobs[i].len);
-        off += 8;
-        if (blobs[i].len)
-            memcpy(it->body + off, blobs[i].data, blobs[i].len);
-        off += blobs[i].len;
+        uint8_t *bh = p;
+
+        audit_put16(bh, (uint16_t)nl);
+        memcpy(bh + 2, blobs[i].name, nl);
+        audit_put64(bh + 2 + nl, blobs[i].len);
+        p += 10 + nl;
+        if (i == 0) {
+            it->iov[0].iov_len = pre_len;
+        } else {
+            it->iov[it->n_iov].iov_base = bh;
+            it->iov[it->n_iov++].iov_len = 10 + nl;
+        }
+        it->blobs[i].name = bh + 2;
+        it->blobs[i].name_len = (uint16_t)nl;
+        it->blobs[i].len = blobs[i].len;
+        if (flags & AUDIT_BORROW) {
+            it->blobs[i].data = blobs[i].data;
+        } else {
+            if (blobs[i].len)
+                memcpy(p, blobs[i].data, blobs[i].len);
+            it->blobs[i].data = p;
+            p += blobs[i].len;
+        }
+        it->iov[it->n_iov].iov_base = (void *)it->blobs[i].data;
+        it->iov[it->n_iov++].iov_len = blobs[i].len;
     }
+    if (n_blobs == 0)
+        it->iov[0].iov_len = pre_len;
 
     pthread_mutex_lock(&a->mu);
     if (!atomic_load(&a->healthy) && a->on_failure == CONFIG_ON_FAILURE_REFUSE) {
@@ -908,7 +1064,6 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
          * disk has recovered: without appends the writer would never learn it. */
         if (a->probe_inflight || mono_ns() < a->last_fail_mono + 1000000000ull) {
             pthread_mutex_unlock(&a->mu);
-            free(it->body);
             free(it);
             return -1;
         }
@@ -917,7 +1072,6 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
     }
     if (a->stop) {
         pthread_mutex_unlock(&a->mu);
-        free(it->body);
         free(it);
         return -1;
     }

@@ -289,6 +289,8 @@ void proxy_answer_upstream_head(struct proxy_req *r, int status, const char *con
 
 void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t len)
 {
+    if (r->response_logged)
+        return; /* its record has the bytes it had; they must not change under the writer */
     if (evbuffer_get_length(r->up_bytes) + len > PROXY_MAX_UPSTREAM_BODY) {
         proxy_upstream_abort(r);
         proxy_answer_upstream_failed(r, 0, "the upstream answer is larger than the limit");

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/jbuf.h"
 #include "common/log.h"
 #include "engine/engine_ext.h"
 #include "proxy/outbound.h"
@@ -266,52 +267,66 @@ static const char *verdict_name(const struct proxy_req *r)
     return "none";
 }
 
-static void add_str_or_null(cJSON *o, const char *name, const char *v)
-{
-    if (v)
-        cJSON_AddStringToObject(o, name, v);
-    else
-        cJSON_AddNullToObject(o, name);
-}
-
-/* the fields every audit record's metadata starts with */
-static void meta_common(cJSON *m, const struct proxy_req *r)
+/* the fields every audit record's metadata starts with (written by hand: a cJSON
+ * tree per record cost more than the rest of the audit's work on the loop) */
+static void meta_common(struct jbuf *m, const struct proxy_req *r)
 {
     char ts[96];
 
     iso_time(ts, sizeof(ts));
-    cJSON_AddStringToObject(m, "id", r->id);
-    cJSON_AddStringToObject(m, "time", ts);
-    add_str_or_null(m, "key", r->key ? r->key->name : NULL);
-    add_str_or_null(m, "team", r->key ? r->key->team : NULL);
+    jbuf_open(m, '{');
+    jbuf_key(m, "id");
+    jbuf_str(m, r->id);
+    jbuf_key(m, "time");
+    jbuf_str(m, ts);
+    jbuf_key(m, "key");
+    jbuf_str(m, r->key ? r->key->name : NULL);
+    jbuf_key(m, "team");
+    jbuf_str(m, r->key ? r->key->team : NULL);
 }
 
-static char *response_meta(struct proxy_req *r)
+static char *response_meta(struct proxy_req *r, size_t *len)
 {
-    cJSON *m = cJSON_CreateObject(), *u, *t;
-    char *s;
+    struct jbuf m;
 
-    meta_common(m, r);
-    add_str_or_null(m, "provider", r->prov ? r->prov->name : NULL);
-    add_str_or_null(m, "model", r->model ? r->model->name : NULL);
-    cJSON_AddNumberToObject(m, "status", r->status);
-    u = cJSON_AddObjectToObject(m, "usage");
-    cJSON_AddNumberToObject(u, "input_tokens", (double)r->usage.input);
-    cJSON_AddNumberToObject(u, "output_tokens", (double)r->usage.output);
-    cJSON_AddNumberToObject(u, "cached_input_tokens", (double)r->usage.cached);
-    if (r->usage.cache_write)
-        cJSON_AddNumberToObject(u, "cache_creation_input_tokens", (double)r->usage.cache_write);
-    cJSON_AddNumberToObject(m, "cost_usd", r->cost);
-    t = cJSON_AddObjectToObject(m, "timings");
-    cJSON_AddNumberToObject(t, "total_ms", proxy_req_elapsed(r) * 1000.0);
-    if (r->t_first_byte >= 0)
-        cJSON_AddNumberToObject(t, "upstream_first_byte_ms",
-                                (r->t_first_byte - r->t_upstream_start) * 1000.0);
-    if (r->error[0])
-        cJSON_AddStringToObject(m, "error", r->error);
-    s = cJSON_PrintUnformatted(m);
-    cJSON_Delete(m);
-    return s;
+    jbuf_init(&m);
+    meta_common(&m, r);
+    jbuf_key(&m, "provider");
+    jbuf_str(&m, r->prov ? r->prov->name : NULL);
+    jbuf_key(&m, "model");
+    jbuf_str(&m, r->model ? r->model->name : NULL);
+    jbuf_key(&m, "status");
+    jbuf_i64(&m, r->status);
+    jbuf_key(&m, "usage");
+    jbuf_open(&m, '{');
+    jbuf_key(&m, "input_tokens");
+    jbuf_i64(&m, (int64_t)r->usage.input);
+    jbuf_key(&m, "output_tokens");
+    jbuf_i64(&m, (int64_t)r->usage.output);
+    jbuf_key(&m, "cached_input_tokens");
+    jbuf_i64(&m, (int64_t)r->usage.cached);
+    if (r->usage.cache_write) {
+        jbuf_key(&m, "cache_creation_input_tokens");
+        jbuf_i64(&m, (int64_t)r->usage.cache_write);
+    }
+    jbuf_close(&m, '}');
+    jbuf_key(&m, "cost_usd");
+    jbuf_num(&m, r->cost);
+    jbuf_key(&m, "timings");
+    jbuf_open(&m, '{');
+    jbuf_key(&m, "total_ms");
+    jbuf_fixed(&m, proxy_req_elapsed(r) * 1000.0, 3);
+    if (r->t_first_byte >= 0) {
+        jbuf_key(&m, "upstream_first_byte_ms");
+        jbuf_fixed(&m, (r->t_first_byte - r->t_upstream_start) * 1000.0, 3);
+    }
+    jbuf_close(&m, '}');
+    if (r->error[0]) {
+        jbuf_key(&m, "error");
+        jbuf_str(&m, r->error);
+    }
+    jbuf_close(&m, '}');
+    return jbuf_finish(&m, len);
 }
 
 /* the answer's record is durable (or there is none): let the client have the
@@ -367,10 +382,17 @@ void proxy_req_finish(struct proxy_req *r)
     px->metrics.tokens_cached += (uint64_t)r->usage.cached;
     px->metrics.cost_usd += r->cost;
     if (r->api != PROXY_API_NONE && px->audit) {
-        char *meta = response_meta(r);
+        size_t meta_len = 0;
+        char *meta = response_meta(r, &meta_len);
         struct audit_blob blobs[2];
         size_t n = 0;
 
+        /* The blobs are borrowed, not copied: nothing adds to these buffers once the
+         * response is logged (r->record off; the upstream body checks response_logged),
+         * and the request outlives the record through the audit's reference. The end
+         * of the answer waits only until the record is written (AUDIT_WRITTEN): a
+         * crash of the process then cannot lose the record of an answer the client
+         * got, without making every answer wait for a second fdatasync. */
         blobs[n].name = "upstream";
         blobs[n].len = evbuffer_get_length(r->up_bytes);
         blobs[n].data =
@@ -381,8 +403,10 @@ void proxy_req_finish(struct proxy_req *r)
         blobs[n].data =
             blobs[n].len ? (const void *)evbuffer_pullup(r->client_bytes, -1) : (const void *)"";
         n++;
+        r->record = 0;
         proxy_req_ref(r);
-        if (!meta || audit_append(px->audit, "response", meta, blobs, n, response_durable, r) < 0) {
+        if (!meta || audit_append_ex(px->audit, "response", meta, meta_len, blobs, n,
+                                     AUDIT_BORROW | AUDIT_WRITTEN, response_durable, r) < 0) {
             proxy_req_unref(r);
             log_error("request %s: the response record could not be queued to the audit log",
                       r->id);
@@ -516,40 +540,50 @@ static void handle_models(struct proxy_req *r)
 
 /* ---- the API request ---- */
 
-static char *request_meta(struct proxy_req *r)
+static char *request_meta(struct proxy_req *r, size_t *len)
 {
-    cJSON *m = cJSON_CreateObject(), *f;
-    char *s;
+    struct jbuf m;
     size_t i;
 
-    meta_common(m, r);
-    cJSON_AddStringToObject(m, "client", r->peer);
-    cJSON_AddStringToObject(m, "api", r->api == PROXY_API_ANTHROPIC ? "anthropic" : "openai");
-    cJSON_AddStringToObject(m, "endpoint", r->endpoint);
-    cJSON_AddStringToObject(m, "model", r->model_name ? r->model_name : "");
-    cJSON_AddBoolToObject(m, "stream", r->stream);
-    cJSON_AddStringToObject(m, "verdict", verdict_name(r));
-    cJSON_AddStringToObject(m, "rule", r->has_dec && r->dec.rule ? r->dec.rule : "");
-    add_str_or_null(m, "provider", r->prov ? r->prov->name : NULL);
-    if (r->model) {
-        cJSON_AddStringToObject(m, "route_model", r->model->name);
-        cJSON_AddStringToObject(m, "upstream_model", r->model->upstream_model);
-    } else {
-        cJSON_AddNullToObject(m, "route_model");
-        cJSON_AddNullToObject(m, "upstream_model");
-    }
-    f = cJSON_AddArrayToObject(m, "findings");
+    jbuf_init(&m);
+    meta_common(&m, r);
+    jbuf_key(&m, "client");
+    jbuf_str(&m, r->peer);
+    jbuf_key(&m, "api");
+    jbuf_str(&m, r->api == PROXY_API_ANTHROPIC ? "anthropic" : "openai");
+    jbuf_key(&m, "endpoint");
+    jbuf_str(&m, r->endpoint);
+    jbuf_key(&m, "model");
+    jbuf_str(&m, r->model_name ? r->model_name : "");
+    jbuf_key(&m, "stream");
+    jbuf_bool(&m, r->stream);
+    jbuf_key(&m, "verdict");
+    jbuf_str(&m, verdict_name(r));
+    jbuf_key(&m, "rule");
+    jbuf_str(&m, r->has_dec && r->dec.rule ? r->dec.rule : "");
+    jbuf_key(&m, "provider");
+    jbuf_str(&m, r->prov ? r->prov->name : NULL);
+    jbuf_key(&m, "route_model");
+    jbuf_str(&m, r->model ? r->model->name : NULL);
+    jbuf_key(&m, "upstream_model");
+    jbuf_str(&m, r->model ? r->model->upstream_model : NULL);
+    jbuf_key(&m, "findings");
+    jbuf_open(&m, '[');
     for (i = 0; r->has_dec && i < r->dec.n_findings; i++) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "detector", r->dec.findings[i].detector);
-        cJSON_AddNumberToObject(o, "message", r->dec.findings[i].message);
-        cJSON_AddNumberToObject(o, "start", (double)r->dec.findings[i].start);
-        cJSON_AddNumberToObject(o, "end", (double)r->dec.findings[i].end);
-        cJSON_AddItemToArray(f, o);
+        jbuf_open(&m, '{');
+        jbuf_key(&m, "detector");
+        jbuf_str(&m, r->dec.findings[i].detector);
+        jbuf_key(&m, "message");
+        jbuf_i64(&m, r->dec.findings[i].message);
+        jbuf_key(&m, "start");
+        jbuf_u64(&m, (uint64_t)r->dec.findings[i].start);
+        jbuf_key(&m, "end");
+        jbuf_u64(&m, (uint64_t)r->dec.findings[i].end);
+        jbuf_close(&m, '}');
     }
-    s = cJSON_PrintUnformatted(m);
-    cJSON_Delete(m);
-    return s;
+    jbuf_close(&m, ']');
+    jbuf_close(&m, '}');
+    return jbuf_finish(&m, len);
 }
 
 static void dispatch(struct proxy_req *r);
@@ -591,14 +625,14 @@ static void audit_request_then_dispatch(struct proxy_req *r)
 {
     struct proxy *px = r->px;
     struct audit_blob blobs[2];
-    size_t n = 0;
+    size_t n = 0, meta_len = 0;
     char *meta;
 
     if (!px->audit) {
         dispatch(r);
         return;
     }
-    meta = request_meta(r);
+    meta = request_meta(r, &meta_len);
     blobs[n].name = "inbound";
     blobs[n].data = r->body;
     blobs[n].len = r->body_len;
@@ -610,7 +644,10 @@ static void audit_request_then_dispatch(struct proxy_req *r)
         n++;
     }
     proxy_req_ref(r);
-    if (!meta || audit_append(px->audit, "request", meta, blobs, n, audit_request_done, r) < 0) {
+    /* borrowed: the body and outbound bytes belong to r, which the audit's reference
+     * keeps alive and nothing changes until the record is durable */
+    if (!meta || audit_append_ex(px->audit, "request", meta, meta_len, blobs, n, AUDIT_BORROW,
+                                 audit_request_done, r) < 0) {
         free(meta);
         proxy_req_unref(r);
         if (r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {

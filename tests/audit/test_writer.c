@@ -270,6 +270,216 @@ static void test_group_commit_threads(void)
     free(dir);
 }
 
+/* A batch larger than one pwritev can take (records of several blobs, borrowed
+ * bytes), across rotations: every record is on disk exactly, in order, chained. */
+struct big_batch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int release, done, failed;
+};
+
+static void gate_cb(void *ud, int status)
+{
+    struct big_batch *g = ud;
+
+    pthread_mutex_lock(&g->mu);
+    if (status != 0)
+        g->failed++;
+    while (!g->release)
+        pthread_cond_wait(&g->cv, &g->mu); /* holds the writer: the queue fills up */
+    g->done++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void count_cb(void *ud, int status)
+{
+    struct big_batch *g = ud;
+
+    pthread_mutex_lock(&g->mu);
+    if (status != 0)
+        g->failed++;
+    g->done++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+struct blob_check {
+    int seen, bad;
+};
+
+static int blob_check_cb(void *ud, const struct audit_rec *rec, const struct audit_walk_ctx *ctx)
+{
+    struct blob_check *bc = ud;
+    struct audit_body b;
+    const char *why;
+    char want[64];
+    uint32_t k;
+
+    (void)ctx;
+    if (rec->type != 2)
+        return 0;
+    if (audit_body_parse(rec->body, rec->body_len, &b, &why) != 0 || b.n_blobs != 3) {
+        bc->bad++;
+        return 0;
+    }
+    /* meta {"i":N}; blob k holds N repeated k+1 times (k = 0, 1, 2; the middle one empty
+     * when N is odd) */
+    {
+        int i = atoi(b.meta + 5);
+        if (i != bc->seen)
+            bc->bad++;
+        for (k = 0; k < 3; k++) {
+            size_t want_len = (k == 1 && (i & 1)) ? 0 : (size_t)snprintf(want, sizeof(want), "%d", i) * (k + 1);
+            uint64_t j;
+            if (b.blobs[k].len != want_len) {
+                bc->bad++;
+                continue;
+            }
+            for (j = 0; j < b.blobs[k].len; j++)
+                if (b.blobs[k].data[j] != (uint8_t)want[j % strlen(want)])
+                    bc->bad++;
+        }
+    }
+    bc->seen++;
+    return 0;
+}
+
+static void test_batch_beyond_iov_limit(void)
+{
+    enum { N = 700 }; /* 700 records of 3 blobs: well over 1,024 iovecs in one batch */
+    char *dir = tmp_dir("bigbatch");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    struct big_batch g;
+    struct blob_check bc;
+    static char data[N][3][64];
+    char err[256];
+    uint64_t syncs0;
+    int i, k;
+
+    REQUIRE(dir);
+    setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "16384", 1); /* and several rotations */
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
+    memset(&g, 0, sizeof(g));
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    REQUIRE(audit_append(a, "response", "{\"gate\":1}", NULL, 0, gate_cb, &g) == 0);
+    for (i = 0; i < N; i++) {
+        struct audit_blob bl[3];
+        char meta[32];
+        for (k = 0; k < 3; k++) {
+            char one[16];
+            int r, len = snprintf(one, sizeof(one), "%d", i);
+            data[i][k][0] = '\0';
+            for (r = 0; r <= k; r++)
+                memcpy(data[i][k] + r * len, one, (size_t)len + 1);
+            bl[k].name = k == 0 ? "inbound" : k == 1 ? "middle" : "outbound";
+            bl[k].data = data[i][k];
+            bl[k].len = (k == 1 && (i & 1)) ? 0 : strlen(data[i][k]);
+        }
+        snprintf(meta, sizeof(meta), "{\"i\":%d}", i);
+        REQUIRE(audit_append_ex(a, "request", meta, strlen(meta), bl, 3, AUDIT_BORROW, count_cb,
+                                &g) == 0);
+    }
+    syncs0 = audit_syncs(a);
+    pthread_mutex_lock(&g.mu);
+    g.release = 1;
+    pthread_cond_broadcast(&g.cv);
+    while (g.done < N + 1)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    CHECK_EQ_INT(g.failed, 0);
+    /* all N were queued while the writer was held: one batch, a handful of syncs
+     * (one per rotation and the batch's own), not one per record */
+    CHECK(audit_syncs(a) - syncs0 < 60);
+    audit_close(a);
+    memset(&bc, 0, sizeof(bc));
+    REQUIRE(audit_walk_dir(dir, NULL, blob_check_cb, &bc, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK(rep.segments > 3);
+    CHECK_EQ_INT(bc.seen, N);
+    CHECK_EQ_INT(bc.bad, 0);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* AUDIT_WRITTEN: in one batch, a record so flagged is reported once written, before
+ * the batch's fdatasync; the others after it. */
+struct written_order {
+    struct audit *a;
+    pthread_mutex_t mu;
+    int order[2];
+    uint64_t syncs_at[2];
+    int n;
+};
+
+static void written_cb_plain(void *ud, int status)
+{
+    struct written_order *w = ud;
+
+    pthread_mutex_lock(&w->mu);
+    w->syncs_at[0] = audit_syncs(w->a);
+    w->order[w->n++] = status == 0 ? 1 : -1;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void written_cb_early(void *ud, int status)
+{
+    struct written_order *w = ud;
+
+    pthread_mutex_lock(&w->mu);
+    w->syncs_at[1] = audit_syncs(w->a);
+    w->order[w->n++] = status == 0 ? 2 : -2;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void test_written_before_sync(void)
+{
+    char *dir = tmp_dir("written");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct big_batch g;
+    struct written_order w;
+    struct audit_blob bl = {"client", "answer", 6};
+    char err[256];
+    uint64_t syncs0;
+
+    REQUIRE(dir);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    memset(&g, 0, sizeof(g));
+    pthread_mutex_init(&g.mu, NULL);
+    pthread_cond_init(&g.cv, NULL);
+    memset(&w, 0, sizeof(w));
+    w.a = a;
+    pthread_mutex_init(&w.mu, NULL);
+    REQUIRE(audit_append(a, "response", "{\"gate\":1}", NULL, 0, gate_cb, &g) == 0);
+    /* both queue behind the held writer, so they form the next batch together */
+    REQUIRE(audit_append_ex(a, "request", "{}", 2, &bl, 1, 0, written_cb_plain, &w) == 0);
+    REQUIRE(audit_append_ex(a, "response", "{}", 2, &bl, 1, AUDIT_BORROW | AUDIT_WRITTEN,
+                            written_cb_early, &w) == 0);
+    syncs0 = audit_syncs(a);
+    pthread_mutex_lock(&g.mu);
+    g.release = 1;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    audit_close(a); /* drains */
+    CHECK_EQ_INT(w.n, 2);
+    CHECK_EQ_INT(w.order[0], 2);            /* the flagged one first, although appended last */
+    CHECK_EQ_INT(w.order[1], 1);
+    CHECK(w.syncs_at[1] == syncs0);         /* before the batch's fdatasync */
+    CHECK(w.syncs_at[0] == syncs0 + 1);     /* after it */
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&g.cv);
+    pthread_mutex_destroy(&g.mu);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_sync_always(void)
 {
     char *dir = tmp_dir("always");
@@ -826,6 +1036,8 @@ int main(void)
     RUN(test_checkpoint_every_1000);
     RUN(test_rotation);
     RUN(test_group_commit_threads);
+    RUN(test_batch_beyond_iov_limit);
+    RUN(test_written_before_sync);
     RUN(test_sync_always);
     RUN(test_torn_tail_recovery);
     RUN(test_mid_file_damage_refuses_open);

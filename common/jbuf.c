@@ -1,0 +1,275 @@
+/* jbuf.c -- compact JSON written by hand into a growable buffer. */
+#include "common/jbuf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void jbuf_init(struct jbuf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void jbuf_free(struct jbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+static int grow(struct jbuf *b, size_t extra)
+{
+    size_t need, cap;
+    char *p;
+
+    if (b->oom)
+        return -1;
+    if (extra > ((size_t)-1) / 2 - b->len) {
+        b->oom = 1;
+        return -1;
+    }
+    need = b->len + extra + 1; /* room for the terminating NUL */
+    if (need <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 512;
+    while (cap < need)
+        cap *= 2;
+    p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+char *jbuf_finish(struct jbuf *b, size_t *len)
+{
+    char *p;
+
+    if (grow(b, 0) != 0) {
+        jbuf_free(b);
+        return NULL;
+    }
+    b->p[b->len] = '\0';
+    if (len)
+        *len = b->len;
+    p = b->p;
+    memset(b, 0, sizeof(*b));
+    return p;
+}
+
+void jbuf_raw(struct jbuf *b, const char *s, size_t n)
+{
+    if (grow(b, n) != 0)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void put(struct jbuf *b, char c)
+{
+    if (grow(b, 1) != 0)
+        return;
+    b->p[b->len++] = c;
+}
+
+/* a value or key that follows a sibling needs a comma */
+static void sep(struct jbuf *b)
+{
+    if (b->len && !b->oom) {
+        char last = b->p[b->len - 1];
+        if (last != '{' && last != '[' && last != ':')
+            put(b, ',');
+    }
+}
+
+void jbuf_open(struct jbuf *b, char c)
+{
+    sep(b);
+    put(b, c);
+}
+
+void jbuf_close(struct jbuf *b, char c)
+{
+    put(b, c);
+}
+
+/* utf8_len -- length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid
+ * (overlong forms, surrogates and code points past U+10FFFF included) */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len, i;
+    unsigned cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+static void escaped(struct jbuf *b, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, run = 0;
+
+    put(b, '"');
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t l;
+
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            run++;
+            i++;
+            continue;
+        }
+        jbuf_raw(b, (const char *)s + i - run, run);
+        run = 0;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            jbuf_raw(b, e, 2);
+            i++;
+        } else if (c < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            switch (c) {
+            case '\n': jbuf_raw(b, "\\n", 2); break;
+            case '\r': jbuf_raw(b, "\\r", 2); break;
+            case '\t': jbuf_raw(b, "\\t", 2); break;
+            default: jbuf_raw(b, e, 6); break;
+            }
+            i++;
+        } else if ((l = utf8_len(s + i, n - i)) > 0) {
+            jbuf_raw(b, (const char *)s + i, l);
+            i += l;
+        } else {
+            jbuf_raw(b, "\\ufffd", 6);
+            i++;
+        }
+    }
+    jbuf_raw(b, (const char *)s + i - run, run);
+    put(b, '"');
+}
+
+void jbuf_key(struct jbuf *b, const char *key)
+{
+    sep(b);
+    escaped(b, key, strlen(key));
+    put(b, ':');
+}
+
+void jbuf_strn(struct jbuf *b, const char *s, size_t n)
+{
+    sep(b);
+    escaped(b, s, n);
+}
+
+void jbuf_str(struct jbuf *b, const char *s)
+{
+    if (!s) {
+        jbuf_null(b);
+        return;
+    }
+    jbuf_strn(b, s, strlen(s));
+}
+
+static void digits(struct jbuf *b, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    jbuf_raw(b, tmp + i, sizeof(tmp) - i);
+}
+
+void jbuf_u64(struct jbuf *b, uint64_t v)
+{
+    sep(b);
+    digits(b, v);
+}
+
+void jbuf_i64(struct jbuf *b, int64_t v)
+{
+    sep(b);
+    if (v < 0) {
+        put(b, '-');
+        digits(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        digits(b, (uint64_t)v);
+    }
+}
+
+void jbuf_bool(struct jbuf *b, int v)
+{
+    sep(b);
+    if (v)
+        jbuf_raw(b, "true", 4);
+    else
+        jbuf_raw(b, "false", 5);
+}
+
+void jbuf_null(struct jbuf *b)
+{
+    sep(b);
+    jbuf_raw(b, "null", 4);
+}
+
+void jbuf_num(struct jbuf *b, double v)
+{
+    char tmp[32];
+    int n;
+
+    if (!isfinite(v)) {
+        jbuf_null(b);
+        return;
+    }
+    if (v == (double)(int64_t)v && fabs(v) < 9007199254740992.0) {
+        jbuf_i64(b, (int64_t)v);
+        return;
+    }
+    n = snprintf(tmp, sizeof(tmp), "%.15g", v);
+    if (strtod(tmp, NULL) != v)
+        n = snprintf(tmp, sizeof(tmp), "%.17g", v);
+    sep(b);
+    jbuf_raw(b, tmp, (size_t)n);
+}
+
+void jbuf_fixed(struct jbuf *b, double v, int decimals)
+{
+    char tmp[64];
+    int n;
+
+    if (!isfinite(v) || fabs(v) > 1e15) {
+        jbuf_num(b, v);
+        return;
+    }
+    n = snprintf(tmp, sizeof(tmp), "%.*f", decimals, v);
+    sep(b);
+    jbuf_raw(b, tmp, (size_t)n);
+}
