@@ -4,7 +4,9 @@
  * upstream pools, engine handles). Requests hold a reference on the snapshot
  * they started with; SIGHUP builds a new one and swaps it in, so in-flight
  * requests finish on the old config and new ones use the new config. Engines
- * are expensive, so they are cached by model path across snapshots. */
+ * are expensive, so snapshots share them by model path: a model is loaded by the
+ * thread that builds the first snapshot naming it (for SIGHUP, the reload thread) and
+ * freed when the last snapshot naming it is released. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +26,8 @@ void proxy_listeners_close(struct proxy *px);
 void proxy_conns_drain(struct proxy *px);
 void proxy_conns_close_all(struct proxy *px);
 
+static void engine_release(struct proxy *px, struct proxy_engine_slot *e);
+
 void proxy_snap_unref(struct proxy_snap *s)
 {
     size_t i;
@@ -33,6 +37,11 @@ void proxy_snap_unref(struct proxy_snap *s)
     if (s->pools)
         for (i = 0; i < s->cfg->n_providers; i++)
             proxy_pool_deinit(&s->pools[i]);
+    if (s->slots)
+        for (i = 0; i < s->cfg->n_providers; i++)
+            if (s->slots[i])
+                engine_release(s->px, s->slots[i]);
+    free(s->slots);
     free(s->pools);
     free(s->engines);
     free(s->models);
@@ -41,53 +50,118 @@ void proxy_snap_unref(struct proxy_snap *s)
     free(s);
 }
 
-/* the engine for a builtin provider, loading it on first use */
-static int engine_get(struct proxy *px, const struct config_provider *prov,
-                      struct engine_model **model, struct engine_server **server, int queue,
-                      char *err, size_t errlen)
+static void engine_slot_free(struct proxy_engine_slot *e)
 {
-    size_t i;
-    struct proxy_engine_slot *e;
+    engine_server_free(e->server); /* joins its workers */
+    engine_model_close(e->model);
+    free(e->path);
+    free(e);
+}
+
+/* engine_release -- drop a snapshot's reference; the last one unloads the model (from
+ * any thread: no request uses it any more, requests hold their snapshot) */
+static void engine_release(struct proxy *px, struct proxy_engine_slot *e)
+{
+    struct proxy_engine_slot **pp;
+    int last;
+
+    pthread_mutex_lock(&px->engines_mu);
+    last = --e->refs == 0;
+    if (last) {
+        for (pp = &px->engines; *pp && *pp != e; pp = &(*pp)->next)
+            ;
+        if (*pp)
+            *pp = e->next;
+        px->n_engines--;
+    }
+    pthread_mutex_unlock(&px->engines_mu);
+    if (!last)
+        return;
+    log_info("unloaded %s: no provider names it any more", e->path);
+    engine_slot_free(e);
+}
+
+/* engine_acquire -- a reference on the engine for a builtin provider, loading the model
+ * if no snapshot has it. Thread-safe: the reload thread loads off the event loop; the
+ * lock is not held while loading. */
+static int engine_acquire(struct proxy *px, const struct config_provider *prov, int queue,
+                          struct proxy_engine_slot **out, char *err, size_t errlen)
+{
+    struct proxy_engine_slot *e, *have;
     char merr[256];
     struct timespec t0, t1;
 
-    for (i = 0; i < px->n_engines; i++)
-        if (strcmp(px->engines[i].path, prov->model_path) == 0) {
-            *model = px->engines[i].model;
-            *server = px->engines[i].server;
-            return 0;
-        }
-    if (px->n_engines == PROXY_MAX_ENGINES) {
+    *out = NULL;
+    pthread_mutex_lock(&px->engines_mu);
+    for (have = px->engines; have; have = have->next)
+        if (strcmp(have->path, prov->model_path) == 0)
+            break;
+    if (have)
+        have->refs++;
+    else if (px->n_engines >= PROXY_MAX_ENGINES) {
+        pthread_mutex_unlock(&px->engines_mu);
         snprintf(err, errlen, "provider %s: too many distinct local models", prov->name);
         return -1;
     }
-    e = &px->engines[px->n_engines];
+    pthread_mutex_unlock(&px->engines_mu);
+    if (have) {
+        *out = have;
+        return 0;
+    }
+    e = calloc(1, sizeof(*e));
+    if (!e || !(e->path = strdup(prov->model_path))) {
+        free(e);
+        snprintf(err, errlen, "provider %s: out of memory", prov->name);
+        return -1;
+    }
+    e->refs = 1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (engine_model_open(prov->model_path, prov->threads, prov->context, &e->model, merr,
                           sizeof(merr)) != 0) {
         snprintf(err, errlen, "provider %s: %s", prov->name, merr);
+        engine_slot_free(e);
         return -1;
     }
     if (engine_server_new(e->model, queue, &e->server) != 0) {
-        engine_model_close(e->model);
-        e->model = NULL;
         snprintf(err, errlen, "provider %s: cannot start the engine workers", prov->name);
+        engine_slot_free(e);
         return -1;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    e->path = strdup(prov->model_path);
-    px->n_engines++;
+    /* another thread may have loaded the same file meanwhile: keep one */
+    pthread_mutex_lock(&px->engines_mu);
+    for (have = px->engines; have; have = have->next)
+        if (strcmp(have->path, prov->model_path) == 0)
+            break;
+    if (have)
+        have->refs++;
+    else if (px->n_engines >= PROXY_MAX_ENGINES) {
+        pthread_mutex_unlock(&px->engines_mu);
+        engine_slot_free(e);
+        snprintf(err, errlen, "provider %s: too many distinct local models", prov->name);
+        return -1;
+    } else {
+        e->next = px->engines;
+        px->engines = e;
+        px->n_engines++;
+    }
+    pthread_mutex_unlock(&px->engines_mu);
+    if (have) {
+        engine_slot_free(e);
+        *out = have;
+        return 0;
+    }
     log_info("provider %s: loaded %s (%s) in %.0f ms", prov->name, prov->model_path,
              engine_model_name(e->model),
              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
-    *model = e->model;
-    *server = e->server;
+    *out = e;
     return 0;
 }
 
-/* snap_new -- build a snapshot from cfg (consumes the reference): the compiled policy
- * and the upstream pools. Touches nothing shared, so the reload thread may call it;
- * engines are attached on the loop (snap_attach_engines). */
+/* snap_new -- build a snapshot from cfg (consumes the reference): the compiled policy,
+ * the upstream pools and the engines of its builtin providers (loading models no
+ * snapshot has yet). Thread-safe, so the reload thread calls it and a new model loads
+ * off the event loop. */
 static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *err, size_t errlen)
 {
     struct proxy_snap *s = calloc(1, sizeof(*s));
@@ -100,6 +174,7 @@ static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *e
         return NULL;
     }
     s->refs = 1;
+    s->px = px;
     s->cfg = cfg;
     memset(&errs, 0, sizeof(errs));
     errs.file = cfg->path;
@@ -112,39 +187,32 @@ static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *e
     s->pools = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->pools));
     s->engines = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->engines));
     s->models = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->models));
-    if (!s->pools || !s->engines || !s->models) {
+    s->slots = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->slots));
+    if (!s->pools || !s->engines || !s->models || !s->slots) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     for (i = 0; i < cfg->n_providers; i++)
         if (proxy_pool_init(&s->pools[i], px, &cfg->providers[i], err, errlen) < 0)
             goto fail;
+    for (i = 0; i < cfg->n_providers; i++) {
+        const struct config_provider *p = &cfg->providers[i];
+        char eerr[512];
+        if (p->type != CONFIG_PROVIDER_BUILTIN)
+            continue;
+        if (engine_acquire(px, p, cfg->limits.engine_queue, &s->slots[i], eerr, sizeof(eerr)) < 0) {
+            /* a missing local model must not take the gateway down: its requests get a
+             * clear 503 */
+            log_error("%s; local answers from it are unavailable", eerr);
+            continue;
+        }
+        s->engines[i] = s->slots[i]->server;
+        s->models[i] = s->slots[i]->model;
+    }
     return s;
 fail:
     proxy_snap_unref(s);
     return NULL;
-}
-
-/* snap_attach_engines -- on the loop: the engines of the snapshot's builtin providers,
- * from the cache (loading a model not seen before). */
-static void snap_attach_engines(struct proxy *px, struct proxy_snap *s)
-{
-    const struct config *cfg = s->cfg;
-    char err[512];
-    size_t i;
-
-    for (i = 0; i < cfg->n_providers; i++) {
-        const struct config_provider *p = &cfg->providers[i];
-        if (p->type == CONFIG_PROVIDER_BUILTIN &&
-            engine_get(px, p, &s->models[i], &s->engines[i], cfg->limits.engine_queue, err,
-                       sizeof(err)) < 0) {
-            /* a missing local model must not take the gateway down: its requests
-             * get a clear 503 */
-            log_error("%s; local answers from it are unavailable", err);
-            s->engines[i] = NULL;
-            s->models[i] = NULL;
-        }
-    }
 }
 
 /* ---- budgets: spend per key and team for the current UTC day ---- */
@@ -299,7 +367,6 @@ static void reload_done_loop(void *arg, int status, char *data, size_t len)
         return;
     }
     if (s) {
-        snap_attach_engines(px, s);
         snap_swap(px, s, px->reload_path);
     } else {
         log_error("reload rejected, the running config stays: %s",
@@ -314,7 +381,8 @@ static void reload_done_loop(void *arg, int status, char *data, size_t len)
 }
 
 /* The thread's half: parsing YAML and compiling the detectors take tens to
- * hundreds of milliseconds, which the loop must not spend. */
+ * hundreds of milliseconds, and loading a new local model up to seconds, which the
+ * loop must not spend. */
 static void *reload_thread_main(void *arg)
 {
     struct proxy *px = arg;
@@ -366,7 +434,6 @@ int proxy_reload(struct proxy *px, const char *path)
         px->metrics.reloads_failed++;
         return -1;
     }
-    snap_attach_engines(px, s);
     snap_swap(px, s, path);
     return 0;
 }
@@ -407,6 +474,7 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    pthread_mutex_init(&px->engines_mu, NULL);
     px->spend_day = today();
     px->base = event_base_new();
     if (!px->base) {
@@ -428,7 +496,6 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
     px->snap = snap_new(px, cfg, err, errlen);
     if (!px->snap)
         goto fail;
-    snap_attach_engines(px, px->snap);
     if (px->snap->cfg->audit.dir) {
         if (audit_open(&px->snap->cfg->audit, &px->audit, aerr, sizeof(aerr)) != 0) {
             snprintf(err, errlen, "audit: %s", aerr);
@@ -465,7 +532,7 @@ int proxy_run(struct proxy *px)
 
 void proxy_free(struct proxy *px)
 {
-    size_t i;
+    struct proxy_engine_slot *e;
 
     if (!px)
         return;
@@ -476,13 +543,12 @@ void proxy_free(struct proxy *px)
     proxy_listeners_close(px);
     if (px->base)
         proxy_conns_close_all(px);
-    /* engines first: cancelled jobs report through the mailbox */
-    for (i = 0; i < px->n_engines; i++) {
-        engine_server_free(px->engines[i].server);
-        engine_model_close(px->engines[i].model);
-        free(px->engines[i].path);
+    /* engines first: cancelled jobs report through the mailbox (the models stay until
+     * the snapshots holding them are released below) */
+    for (e = px->engines; e; e = e->next) {
+        engine_server_free(e->server);
+        e->server = NULL;
     }
-    px->n_engines = 0;
     if (px->audit)
         audit_close(px->audit); /* final checkpoint; callbacks go to the mailbox */
     px->audit = NULL;
@@ -510,6 +576,12 @@ void proxy_free(struct proxy *px)
         free(s);
     }
     proxy_metrics_deinit(&px->metrics);
+    /* every snapshot is released by now; anything left was leaked by one */
+    while ((e = px->engines)) {
+        px->engines = e->next;
+        engine_slot_free(e);
+    }
+    pthread_mutex_destroy(&px->engines_mu);
     free(px->reload_path);
     free(px);
 }

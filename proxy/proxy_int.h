@@ -123,13 +123,17 @@ struct proxy_pool {
     int n_idle;
 };
 
+struct proxy_engine_slot;
+
 struct proxy_snap {
     int refs;
+    struct proxy *px;
     struct config *cfg;
     struct policy *policy;
     struct proxy_pool *pools;       /* [cfg->n_providers] */
-    struct engine_server **engines; /* [cfg->n_providers], borrowed from the proxy cache */
+    struct engine_server **engines; /* [cfg->n_providers], of the slots below */
     struct engine_model **models;   /* idem */
+    struct proxy_engine_slot **slots; /* [cfg->n_providers] engine references held */
 };
 
 void proxy_snap_unref(struct proxy_snap *s);
@@ -144,10 +148,15 @@ struct proxy_spend {
 
 /* ---- the proxy ---- */
 
+/* A loaded local model, shared by the snapshots whose builtin providers name its file:
+ * loaded by whichever thread builds the first such snapshot (the reload thread, off the
+ * event loop), freed when the last of them is released. */
 struct proxy_engine_slot {
     char *path;
     struct engine_model *model;
     struct engine_server *server;
+    int refs;                       /* snapshots holding it; guarded by proxy.engines_mu */
+    struct proxy_engine_slot *next;
 };
 
 struct proxy_conn;
@@ -171,8 +180,9 @@ struct proxy {
     struct proxy_metrics metrics;
     struct proxy_spend *spend;
     int spend_day; /* days since epoch the spend is for */
-    struct proxy_engine_slot engines[PROXY_MAX_ENGINES];
+    struct proxy_engine_slot *engines; /* loaded models, by path */
     size_t n_engines;
+    pthread_mutex_t engines_mu; /* guards engines, n_engines and the slots' refs */
     /* SIGHUP: the new snapshot is built on a thread, swapped in on the loop */
     pthread_t reload_thread;
     int reloading, reload_again;
