@@ -64,9 +64,16 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
  *                  once written anyway. */
 #define AUDIT_BORROW 0x1u
 #define AUDIT_WRITTEN 0x2u
+/*   AUDIT_NOWAKE   queue only; the caller calls audit_wake() soon (an event loop
+ *                  appending many records per iteration wakes the writer once). */
+#define AUDIT_NOWAKE 0x4u
 int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t meta_len,
                     const struct audit_blob *blobs, size_t n_blobs, unsigned flags,
                     audit_done_fn done, void *ud) __attribute__((warn_unused_result));
+
+/* audit_wake -- wake the writer for records queued with AUDIT_NOWAKE (cheap when it
+ * is already awake). */
+void audit_wake(struct audit *a);
 
 /* audit_healthy -- 1 while writes succeed, 0 after a write/fsync failure (until
  * one succeeds again). */

@@ -88,11 +88,16 @@ struct audit {
     uint64_t boff;
     int need_trunc; /* a rollback could not cut the file: cut before the next write */
 
-    /* mu guards the queue, stop, probe_inflight, last_fail_mono */
+    /* The queue is a lock-free stack (appenders push, the writer takes it whole and
+     * reverses it): an append costs no lock and no contention with the writer. The
+     * writer sleeps on cv only after announcing it in `sleeping`; an appender wakes it
+     * only when it does (see audit_wake for the ordering that loses no wake-up).
+     * mu guards cv's sleep, probe_inflight and last_fail_mono. */
+    _Atomic(struct audit_item *) inbox;
+    atomic_int sleeping;
+    atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct audit_item *head, *tail;
-    int stop;
     int probe_inflight;
     uint64_t last_fail_mono;
     pthread_t thread;
@@ -592,6 +597,19 @@ static void periodic_checkpoint(struct audit *a)
     mark_good(a);
 }
 
+/* take_inbox -- everything queued so far, oldest first */
+static struct audit_item *take_inbox(struct audit *a)
+{
+    struct audit_item *it = atomic_exchange(&a->inbox, NULL), *rev = NULL, *next;
+
+    for (; it; it = next) {
+        next = it->next;
+        it->next = rev;
+        rev = it;
+    }
+    return rev;
+}
+
 static void *writer_main(void *arg)
 {
     struct audit *a = arg;
@@ -599,26 +617,32 @@ static void *writer_main(void *arg)
     int stop;
 
     for (;;) {
-        pthread_mutex_lock(&a->mu);
-        while (!a->head && !a->stop) {
-            if (a->cur.since_cp > 0) {
-                uint64_t due = a->last_cp_mono + a->ckpt_every_ns, now = mono_ns();
-                struct timespec ts;
-                if (now >= due)
-                    break;
-                /* the condvar uses CLOCK_MONOTONIC (see audit_open) */
-                ts.tv_sec = (time_t)(due / 1000000000ull);
-                ts.tv_nsec = (long)(due % 1000000000ull);
-                pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-            } else {
-                pthread_cond_wait(&a->cv, &a->mu);
+        stop = atomic_load(&a->stop);
+        list = take_inbox(a);
+        if (!list && !stop) {
+            pthread_mutex_lock(&a->mu);
+            atomic_store(&a->sleeping, 1);
+            /* seq_cst: the store above is ordered before this load, and an appender's
+             * push before its load of `sleeping`: one of us sees the other */
+            while (!atomic_load(&a->inbox) && !atomic_load(&a->stop)) {
+                if (a->cur.since_cp > 0) {
+                    uint64_t due = a->last_cp_mono + a->ckpt_every_ns, now = mono_ns();
+                    struct timespec ts;
+                    if (now >= due)
+                        break;
+                    /* the condvar uses CLOCK_MONOTONIC (see audit_open) */
+                    ts.tv_sec = (time_t)(due / 1000000000ull);
+                    ts.tv_nsec = (long)(due % 1000000000ull);
+                    pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+                } else {
+                    pthread_cond_wait(&a->cv, &a->mu);
+                }
             }
+            atomic_store(&a->sleeping, 0);
+            pthread_mutex_unlock(&a->mu);
+            stop = atomic_load(&a->stop);
+            list = take_inbox(a);
         }
-        list = a->head;
-        a->head = a->tail = NULL;
-        stop = a->stop;
-        pthread_mutex_unlock(&a->mu);
-
         if (list)
             process(a, list);
         if (a->cur.since_cp > 0 && mono_ns() >= a->last_cp_mono + a->ckpt_every_ns)
@@ -844,6 +868,9 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
     pthread_cond_init(&a->cv, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&a->depth, 0);
+    atomic_init(&a->inbox, NULL);
+    atomic_init(&a->sleeping, 0);
+    atomic_init(&a->stop, 0);
     atomic_init(&a->healthy, 1);
     atomic_init(&a->syncs, 0);
     a->sync = cfg->sync;
@@ -938,11 +965,16 @@ void audit_close(struct audit *a)
     if (!a)
         return;
     if (a->thread_started) {
+        struct audit_item *late;
+        atomic_store(&a->stop, 1);
         pthread_mutex_lock(&a->mu);
-        a->stop = 1;
         pthread_cond_signal(&a->cv);
         pthread_mutex_unlock(&a->mu);
         pthread_join(a->thread, NULL);
+        /* an append racing with close may have pushed after the writer's last look */
+        late = take_inbox(a);
+        if (late)
+            process(a, late);
         if (a->fd >= 0 && a->cur.last_type != 4) {
             if (emit_checkpoint(a, AUDIT_CKPT_SHUTDOWN) != 0 || fdatasync(a->fd) != 0) {
                 log_error("audit: cannot write the shutdown checkpoint: %s", strerror(errno));
@@ -1058,10 +1090,10 @@ int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t 
     if (n_blobs == 0)
         it->iov[0].iov_len = pre_len;
 
-    pthread_mutex_lock(&a->mu);
     if (!atomic_load(&a->healthy) && a->on_failure == CONFIG_ON_FAILURE_REFUSE) {
         /* Fail fast, but let one record through now and then to find out whether the
          * disk has recovered: without appends the writer would never learn it. */
+        pthread_mutex_lock(&a->mu);
         if (a->probe_inflight || mono_ns() < a->last_fail_mono + 1000000000ull) {
             pthread_mutex_unlock(&a->mu);
             free(it);
@@ -1069,21 +1101,28 @@ int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t 
         }
         a->probe_inflight = 1;
         it->probe = 1;
-    }
-    if (a->stop) {
         pthread_mutex_unlock(&a->mu);
+    }
+    if (atomic_load(&a->stop)) {
         free(it);
         return -1;
     }
-    if (a->tail)
-        a->tail->next = it;
-    else
-        a->head = it;
-    a->tail = it;
     atomic_fetch_add(&a->depth, 1);
-    pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
+    it->next = atomic_load(&a->inbox);
+    while (!atomic_compare_exchange_weak(&a->inbox, &it->next, it))
+        ;
+    if (!(flags & AUDIT_NOWAKE))
+        audit_wake(a);
     return 0;
+}
+
+void audit_wake(struct audit *a)
+{
+    if (atomic_load(&a->sleeping)) {
+        pthread_mutex_lock(&a->mu);
+        pthread_cond_signal(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+    }
 }
 
 int audit_healthy(struct audit *a)

@@ -18,9 +18,15 @@ struct mail {
     struct mail *next;
 };
 
+/* spent messages kept for reuse: the writer posts two per request, and a malloc on
+ * one thread freed on another is the slow path of every allocator */
+#define MAILBOX_SPARE_MAX 1024
+
 struct proxy_mailbox {
-    pthread_mutex_t lock; /* guards head, tail */
+    pthread_mutex_t lock; /* guards head, tail, spare, n_spare */
     struct mail *head, *tail;
+    struct mail *spare;
+    size_t n_spare;
     struct event *ev;
 };
 
@@ -31,14 +37,39 @@ static void mailbox_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    struct mail *keep = NULL, *keep_tail = NULL;
+    size_t n_keep = 0;
+
     pthread_mutex_lock(&mb->lock);
     m = mb->head;
     mb->head = mb->tail = NULL;
     pthread_mutex_unlock(&mb->lock);
     for (; m; m = next) {
         next = m->next;
-        m->fn(m->arg, m->status, m->data, m->len);
-        free(m);
+        m->fn(m->arg, m->status, m->data, m->len); /* fn owns data */
+        if (n_keep < MAILBOX_SPARE_MAX) {
+            m->next = keep;
+            keep = m;
+            if (!keep_tail)
+                keep_tail = m;
+            n_keep++;
+        } else {
+            free(m);
+        }
+    }
+    if (keep) {
+        pthread_mutex_lock(&mb->lock);
+        if (mb->n_spare < MAILBOX_SPARE_MAX) {
+            keep_tail->next = mb->spare;
+            mb->spare = keep;
+            mb->n_spare += n_keep;
+            keep = NULL;
+        }
+        pthread_mutex_unlock(&mb->lock);
+        for (; keep; keep = next) {
+            next = keep->next;
+            free(keep);
+        }
     }
 }
 
@@ -61,7 +92,13 @@ void proxy_mailbox_free(struct proxy_mailbox *mb)
 {
     if (!mb)
         return;
+    struct mail *m, *next;
+
     mailbox_cb(-1, 0, mb);
+    for (m = mb->spare; m; m = next) {
+        next = m->next;
+        free(m);
+    }
     event_free(mb->ev);
     pthread_mutex_destroy(&mb->lock);
     free(mb);
@@ -70,24 +107,36 @@ void proxy_mailbox_free(struct proxy_mailbox *mb)
 int proxy_mailbox_post(struct proxy_mailbox *mb, proxy_mail_fn fn, void *arg, int status,
                        const void *data, size_t len)
 {
-    struct mail *m = calloc(1, sizeof(*m));
+    struct mail *m = NULL;
+    char *copy = NULL;
     int wake;
 
+    if (data) {
+        copy = malloc(len + 1);
+        if (!copy)
+            return -1;
+        memcpy(copy, data, len);
+        copy[len] = '\0';
+    }
+    pthread_mutex_lock(&mb->lock);
+    if (mb->spare) {
+        m = mb->spare;
+        mb->spare = m->next;
+        mb->n_spare--;
+    }
+    pthread_mutex_unlock(&mb->lock);
     if (!m)
+        m = malloc(sizeof(*m));
+    if (!m) {
+        free(copy);
         return -1;
+    }
+    memset(m, 0, sizeof(*m));
     m->fn = fn;
     m->arg = arg;
     m->status = status;
-    if (data) {
-        m->data = malloc(len + 1);
-        if (!m->data) {
-            free(m);
-            return -1;
-        }
-        memcpy(m->data, data, len);
-        m->data[len] = '\0';
-        m->len = len;
-    }
+    m->data = copy;
+    m->len = copy ? len : 0;
     pthread_mutex_lock(&mb->lock);
     /* wake the loop only for the first message of a batch: it drains the whole
      * queue per wake-up, and each wake-up is a syscall and a context switch */

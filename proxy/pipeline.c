@@ -40,15 +40,43 @@ double proxy_req_elapsed(const struct proxy_req *r)
     return now_s() - ((double)r->t0.tv_sec + (double)r->t0.tv_nsec / 1e9);
 }
 
+static void put_digits(char *p, unsigned v, int n)
+{
+    while (n-- > 0) {
+        p[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* iso_time -- "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), 24 bytes and a NUL; by hand, as it
+ * is written into every audit record */
 static void iso_time(char *buf, size_t cap)
 {
     struct timespec ts;
     struct tm tm;
 
+    if (cap < 25) {
+        if (cap)
+            buf[0] = '\0';
+        return;
+    }
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000) % 1000);
+    put_digits(buf, (unsigned)(tm.tm_year + 1900) % 10000, 4);
+    buf[4] = '-';
+    put_digits(buf + 5, (unsigned)tm.tm_mon + 1, 2);
+    buf[7] = '-';
+    put_digits(buf + 8, (unsigned)tm.tm_mday, 2);
+    buf[10] = 'T';
+    put_digits(buf + 11, (unsigned)tm.tm_hour, 2);
+    buf[13] = ':';
+    put_digits(buf + 14, (unsigned)tm.tm_min, 2);
+    buf[16] = ':';
+    put_digits(buf + 17, (unsigned)tm.tm_sec, 2);
+    buf[19] = '.';
+    put_digits(buf + 20, (unsigned)(ts.tv_nsec / 1000000) % 1000, 3);
+    buf[23] = 'Z';
+    buf[24] = '\0';
 }
 
 struct proxy_req *proxy_req_new(struct proxy_conn *c)
@@ -329,6 +357,34 @@ static char *response_meta(struct proxy_req *r, size_t *len)
     return jbuf_finish(&m, len);
 }
 
+void proxy_audit_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy *px = arg;
+
+    (void)fd;
+    (void)what;
+    px->audit_wake_pending = 0;
+    if (px->audit)
+        audit_wake(px->audit);
+}
+
+int proxy_audit_append(struct proxy *px, const char *type, const char *meta, size_t meta_len,
+                       const struct audit_blob *blobs, size_t n, unsigned flags,
+                       audit_done_fn done, void *ud)
+{
+    if (!px->audit_wake)
+        return audit_append_ex(px->audit, type, meta, meta_len, blobs, n, flags, done, ud);
+    if (audit_append_ex(px->audit, type, meta, meta_len, blobs, n, flags | AUDIT_NOWAKE, done,
+                        ud) < 0)
+        return -1;
+    /* an active event runs after the callbacks already queued in this iteration */
+    if (!px->audit_wake_pending) {
+        px->audit_wake_pending = 1;
+        event_active(px->audit_wake, EV_READ, 0);
+    }
+    return 0;
+}
+
 /* the answer's record is durable (or there is none): let the client have the
  * end of its answer and go on with the connection's next request */
 static void req_complete(struct proxy_req *r)
@@ -405,8 +461,8 @@ void proxy_req_finish(struct proxy_req *r)
         n++;
         r->record = 0;
         proxy_req_ref(r);
-        if (!meta || audit_append_ex(px->audit, "response", meta, meta_len, blobs, n,
-                                     AUDIT_BORROW | AUDIT_WRITTEN, response_durable, r) < 0) {
+        if (!meta || proxy_audit_append(px, "response", meta, meta_len, blobs, n,
+                                        AUDIT_BORROW | AUDIT_WRITTEN, response_durable, r) < 0) {
             proxy_req_unref(r);
             log_error("request %s: the response record could not be queued to the audit log",
                       r->id);
@@ -646,8 +702,8 @@ static void audit_request_then_dispatch(struct proxy_req *r)
     proxy_req_ref(r);
     /* borrowed: the body and outbound bytes belong to r, which the audit's reference
      * keeps alive and nothing changes until the record is durable */
-    if (!meta || audit_append_ex(px->audit, "request", meta, meta_len, blobs, n, AUDIT_BORROW,
-                                 audit_request_done, r) < 0) {
+    if (!meta || proxy_audit_append(px, "request", meta, meta_len, blobs, n, AUDIT_BORROW,
+                                    audit_request_done, r) < 0) {
         free(meta);
         proxy_req_unref(r);
         if (r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {

@@ -114,6 +114,9 @@ static void test_numbers(void)
         jbuf_num(&b, v[i]);
     jbuf_num(&b, NAN);
     jbuf_fixed(&b, 12.34567, 3);
+    jbuf_fixed(&b, -0.5, 2);
+    jbuf_fixed(&b, 7.0, 0);
+    jbuf_fixed(&b, 0.0004, 3);
     jbuf_close(&b, ']');
     s = finish(&b);
     REQUIRE(s);
@@ -122,7 +125,7 @@ static void test_numbers(void)
     for (i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         CHECK(cJSON_GetArrayItem(j, (int)i)->valuedouble == v[i]); /* exact round trip */
     CHECK(cJSON_IsNull(cJSON_GetArrayItem(j, (int)i)));
-    CHECK(strstr(s, ",12.346]") != NULL);
+    CHECK(strstr(s, ",12.346,-0.50,7,0.000]") != NULL);
     CHECK(strstr(s, "[0,1.5,") == s);
     cJSON_Delete(j);
     free(s);
