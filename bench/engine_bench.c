@@ -80,7 +80,9 @@ int main(int argc, char **argv)
     if (engine_forward_prefill(ctx, kv[0], toks, 16, logits))
         return 1;
 
-    for (int r = 0; r < runs; r++) {
+    /* BENCH_ONLY=pp: prefill only; c8: 8 concurrent sequences only (for profiling) */
+    const char *only = getenv("BENCH_ONLY");
+    for (int r = 0; r < runs && !(only && strcmp(only, "c8") == 0); r++) {
         engine_kv_clear(kv[0]);
         double t0 = now(), c0 = cpu_now();
         if (engine_forward_prefill(ctx, kv[0], toks, n_pp, logits))
@@ -90,12 +92,11 @@ int main(int argc, char **argv)
     }
     double pp = median(v, runs), ppc = median(vc, runs);
     /* BENCH_ONLY=pp: prefill only (for profiling) */
-    const char *only = getenv("BENCH_ONLY");
     if (only && strcmp(only, "pp") == 0) {
         printf("prefill %.1f tok/s wall, %.1f per CPU-s/thread\n", pp, ppc);
         return 0;
     }
-    for (int r = 0; r < runs; r++) {
+    for (int r = 0; r < runs && !(only && strcmp(only, "c8") == 0); r++) {
         engine_kv_clear(kv[0]);
         double t0 = now(), c0 = cpu_now();
         int32_t t = 1;
@@ -120,6 +121,8 @@ int main(int argc, char **argv)
     double one = 0, onec = 0;
     for (int k = 0; k < 3; k++) {
         int ns = seqs[k];
+        if (only && strcmp(only, "c8") == 0 && ns != 8) /* BENCH_ONLY=c8: 8 sequences only */
+            continue;
         const int steps = 32;
         for (int r = 0; r < runs; r++) {
             for (int i = 0; i < ns; i++) {

@@ -75,7 +75,8 @@ struct attn_unit {
 };
 #define ATTN_TILE_TOK 4   /* tokens per prefill attention unit */
 #define ATTN_MAX_Q 32     /* queries per unit */
-#define ATTN_SC_MIN 65536 /* per-thread score floats (at least the longest context) */
+#define ATTN_SC_MIN 65536
+#define ATTN_PREFETCH_ROWS 256 /* cached rows per sequence fetched ahead of attention */ /* per-thread score floats (at least the longest context) */
 
 struct mm_job {
     const struct engine_mat *w;
@@ -532,6 +533,16 @@ static void qkv_finish_rows(struct engine_ctx *c, int j, int r0, int r1)
             struct engine_kv *kv = c->tok_kv[t];
             float *dst = j == 1 ? kv_k(kv, c->layer, c->tok_pos[t]) : kv_v(kv, c->layer, c->tok_pos[t]);
             memcpy(dst + r0, row + r0, (size_t)(r1 - r0) * sizeof(float));
+            /* the attention stage reads this sequence's cached rows next; at a few tokens
+             * per sequence (decode) they come from DRAM, after the weights streamed through
+             * the caches evicted them: start fetching them into L2 now */
+            if (t + 1 == c->nt || c->tok_kv[t + 1] != kv) {
+                const int pos = c->tok_pos[t];
+                float *base = j == 1 ? kv_k(kv, c->layer, 0) : kv_v(kv, c->layer, 0);
+                for (int p = pos > ATTN_PREFETCH_ROWS ? pos - ATTN_PREFETCH_ROWS : 0; p < pos; p++)
+                    for (int i = r0; i < r1; i += 16)
+                        __builtin_prefetch(base + (size_t)p * (size_t)kv->kv_dim + i, 0, 2);
+            }
         }
     }
 }
