@@ -372,6 +372,128 @@ def t_stale_pool(s, mock_unused):
     gw.stop()
 
 
+class RawUpstream:
+    """A provider that answers every request with the bytes `reply(body)` returns,
+    written as fast as the socket takes them, then closes: for answers the mock cannot
+    produce (bodies and events past the gateway's limits)."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.sent = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, body = buf.split(b"\r\n\r\n", 1)
+            n = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+            while len(body) < n:
+                d = c.recv(65536)
+                if not d:
+                    return
+                body += d
+            total = 0
+            for piece in self.reply(body):
+                c.sendall(piece)
+                total += len(piece)
+            self.sent.append(total)
+        except OSError:
+            pass  # the gateway hung up on us: what the limit is for
+        finally:
+            c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def _huge_json_answer(body):
+    """A 200 non-streamed answer of 65 MiB (the gateway keeps at most 64 MiB)."""
+    size = 65 << 20
+    yield (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % size)
+    prefix = b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"'
+    yield prefix
+    left = size - len(prefix)
+    chunk = b"a" * (1 << 20)
+    while left > 0:
+        yield chunk[:left]
+        left -= min(left, len(chunk))
+
+
+def _huge_event_answer(body):
+    """A stream whose second event is 9 MiB (the gateway takes events up to 8 MiB)."""
+    yield b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    first = (b'data: {"id":"x","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":'
+             b'[{"index":0,"delta":{"role":"assistant","content":"hello"},"finish_reason":null}]}\n\n')
+    yield b"%x\r\n%s\r\n" % (len(first), first)
+    chunk = b"data: " + b"b" * ((1 << 20) - 6)
+    for _ in range(9):
+        yield b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        chunk = b"b" * (1 << 20)
+    yield b"0\r\n\r\n"
+
+
+def t_upstream_limits(s, mock):
+    """Answers past the gateway's limits: a 65 MiB non-streamed body and a 9 MiB SSE
+    event. Each is cut off with a clear error in the client's format, the provider
+    connection is dropped (not read to the end), the audit keeps a response record, and
+    the gateway goes on serving."""
+    big = RawUpstream(_huge_json_answer)
+    ev = RawUpstream(_huge_event_answer)
+    port = free_port()
+    extra = """
+  big: {type: openai, base_url: "http://127.0.0.1:%d/v1", api_key: "sk-big-0123456789"}
+  ev: {type: openai, base_url: "http://127.0.0.1:%d/v1", api_key: "sk-ev-0123456789"}
+models:
+  - {name: big-model, provider: big, price: {input_per_mtok: 1, output_per_mtok: 1}}
+  - {name: ev-model, provider: ev, price: {input_per_mtok: 1, output_per_mtok: 1}}
+  - {name: gpt-4o-mini, provider: oai, price: {input_per_mtok: 0.15, output_per_mtok: 0.6}}
+""" % (big.port, ev.port)
+    cfg = base_config(port, mock.port, limits="{upstream_timeout_ms: 20000}")
+    cfg = re.sub(r"\nmodels:\n(  - .*\n)+", extra, cfg)
+    gw = Airlock(s, cfg, port, name="limits")
+    r = request(port, "POST", "/v1/chat/completions", chat("hi", model="big-model"), timeout=60)
+    err = (r.json() or {}).get("error", {})
+    s.check("a 65 MiB upstream body: 502 in the OpenAI error shape naming the limit",
+            r.status == 502 and "larger than the limit" in err.get("message", ""), r)
+    r = request(port, "POST", "/v1/chat/completions", chat("hi", model="ev-model", stream=True), timeout=60)
+    events = sse_events(r.body)
+    datas = [d for _, d in events]
+    s.check("a 9 MiB SSE event: the stream ends with an error event after what came before it",
+            r.status == 200 and any("hello" in d for d in datas) and '"error"' in (datas[-1] if datas else "")
+            and "[DONE]" not in datas, datas[:1] + datas[-1:])
+    s.check("...and the client did not get the oversized event", len(r.body) < (1 << 20), len(r.body))
+    r = request(port, "POST", "/v1/chat/completions", chat("still there?"))
+    s.check("the gateway serves on after both", r.status == 200, r)
+    rc = gw.stop()
+    show = subprocess.run([AIRLOCK, "audit", "show", os.path.join(gw.dir, "audit")], capture_output=True,
+                          text=True, timeout=60)
+    recs = [json.loads(l) for l in show.stdout.splitlines() if l.strip()]
+    resp = [x for x in recs if x["type"] == "response"]
+    bad = [x for x in resp if x["meta"].get("status") == 502 or x["meta"].get("error")]
+    s.check("both cut-off answers have response records with the error", rc == 0 and len(bad) >= 2,
+            [x["meta"] for x in resp])
+    big.stop()
+    ev.stop()
+
+
 PRIVATE_KEY = ("-----BEGIN RSA PRIVATE KEY-----\n"
                "MIIEowIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM9Oi6Z1kJKZ4fl1rBfX7rHnLDEyqE\n"
                "k2Fq8Jw4v8vJm2JcQxY7wq9H3tH6fXJ8Q0cTgZ3mQ9bYyL9a0v2VfTHsm6R1pXq\n"
@@ -588,6 +710,7 @@ def main():
     s.run(t_upstream_wrong_key, mock)
     s.run(t_stale_pool, mock)
     s.run(t_max_connections, mock)
+    s.run(t_upstream_limits, mock)
     s.done()
 
 
