@@ -123,7 +123,63 @@ def main():
     time.sleep(0.3)
     r = request(port, "POST", "/v1/chat/completions", body)
     s.check("after a disconnect mid-generation: still serving", r.status == 200, r)
+    t_queue_full(s, mock)
     s.done()
+
+
+def t_queue_full(s, mock):
+    """engine_queue: 1 -- 8 sequences decode together and one waits; a burst of 30
+    requests sent at once gets 429s in each API's error shape for the rest, never a hang,
+    and the local model serves again once the burst is over."""
+    port = free_port()
+    cfg = config(port, mock.port).replace("audit: {dir: ./audit}", "audit: {dir: ./audit}\nlimits: {engine_queue: 1}")
+    Airlock(s, cfg, port, name="queue")
+    socks = []
+    for i in range(30):
+        anthropic = i % 2 == 1
+        payload = json.dumps({"model": "local-small", "max_tokens": 200,
+                              "messages": [{"role": "user", "content": "tell me a long story %d" % i}]}).encode()
+        path = b"/v1/messages" if anthropic else b"/v1/chat/completions"
+        extra = b"anthropic-version: 2023-06-01\r\n" if anthropic else b""
+        c = socket.create_connection(("127.0.0.1", port))
+        c.settimeout(60)
+        socks.append((anthropic, c, b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s"
+                      b"Content-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+                      % (path, ALICE.encode(), extra, len(payload)) + payload))
+    for _, c, req in socks:  # all sent before any answer is read
+        c.sendall(req)
+    results = []
+    for anthropic, c, _ in socks:
+        data = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            data += d
+        c.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else 0
+        results.append((anthropic, status, body))
+    statuses = [st for _, st, _ in results]
+    busy = [(a, b) for a, st, b in results if st == 429]
+    s.check("queue full: every request answered 200 or 429, none lost",
+            len(results) == 30 and all(st in (200, 429) for st in statuses), statuses)
+    s.check("queue full: at least the 9 that fit are served, the rest get 429",
+            statuses.count(200) >= 9 and len(busy) >= 1, statuses)
+
+    def shape_ok(anthropic, body):
+        try:
+            j = json.loads(body)
+        except ValueError:
+            return False
+        if anthropic:
+            return j.get("type") == "error" and "queue is full" in j.get("error", {}).get("message", "")
+        return "queue is full" in j.get("error", {}).get("message", "")
+    s.check("queue full: 429 bodies in the caller's API error shape",
+            all(shape_ok(a, b) for a, b in busy), busy[:2])
+    body = {"model": "local-small", "max_tokens": 8, "messages": [{"role": "user", "content": "again"}]}
+    r = request(port, "POST", "/v1/chat/completions", body, timeout=60)
+    s.check("after the burst: the local model serves again", r.status == 200, r)
 
 
 if __name__ == "__main__":
