@@ -377,7 +377,9 @@ void quant_act_row_ref(uint32_t wtype, const float *x, void *dst, int64_t n)
 
 void quant_act_row(uint32_t wtype, const float *x, void *dst, int64_t n)
 {
-    if (quant_have_simd())
+    if (quant_have_simd() == 2 && quant_act_type(wtype) == GGUF_T_Q8_0)
+        quant_act_q8_0_avx512(x, dst, n);
+    else if (quant_have_simd())
         quant_act_row_avx2(wtype, x, dst, n);
     else
         quant_act_row_ref(wtype, x, dst, n);

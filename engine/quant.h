@@ -153,5 +153,6 @@ void quant_silu_mul_avx2(float *g, const float *u, int n);
 int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
 void quant_act_row_avx2(uint32_t wtype, const float *x, void *dst, int64_t n);
+void quant_act_q8_0_avx512(const float *x, void *dst, int64_t n);
 
 #endif

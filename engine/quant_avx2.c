@@ -1071,6 +1071,29 @@ TGTZ void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, 
     }
 }
 
+/* Q8_0 activation blocks with 512-bit vectors: the same values as act_q8_0_avx2 (same
+ * amax, d, 127/amax and round-to-nearest-even), without its pack and permute steps */
+TGTZ void quant_act_q8_0_avx512(const float *x, void *dst, int64_t n)
+{
+    struct quant_q8_0a *y = dst;
+    for (int64_t i = 0; i < n / QK8_0; i++) {
+        const __m512 v0 = _mm512_loadu_ps(x + i * QK8_0), v1 = _mm512_loadu_ps(x + i * QK8_0 + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float d = amax / 127.f;
+        y[i].d = _cvtsh_ss(_cvtss_sh(d, 0));
+        const __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+        const __m512i q0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(
+            _mm512_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m512i q1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(
+            _mm512_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm_storeu_si128((__m128i *)y[i].qs, _mm512_cvtsepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(y[i].qs + 16), _mm512_cvtsepi32_epi8(q1));
+        const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        y[i].s4 = -sum;
+        y[i].s8 = -16 * sum;
+    }
+}
+
 #else /* not x86-64: no SIMD kernels */
 
 size_t quant_repack_bytes(uint32_t wtype, int64_t n, int64_t nr)
@@ -1126,6 +1149,11 @@ void quant_attn_multi_avx2(int nq, const float *const *q, const int *np, const f
 {
     (void)nq, (void)q, (void)np, (void)k, (void)v, (void)kv_stride, (void)hd, (void)scale;
     (void)sc, (void)sc_stride, (void)o;
+}
+
+void quant_act_q8_0_avx512(const float *x, void *dst, int64_t n)
+{
+    quant_act_row_ref(GGUF_T_Q8_0, x, dst, n);
 }
 
 void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const float *k,
