@@ -436,18 +436,6 @@ static int cfail(struct engine_ctx *c, const char *fmt, ...)
 
 /* ---- stages: each runs as units on the pool (ith: the thread, for its scratch) ---- */
 
-/* y = x / sqrt(mean(x^2) + eps) * w, as ggml: float squares summed in double */
-static void rms_norm(const float *x, const float *w, float *y, int n, float eps)
-{
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += (double)(x[i] * x[i]);
-    const float mean = (float)(sum / n);
-    const float scale = 1.0f / sqrtf(mean + eps);
-    for (int i = 0; i < n; i++)
-        y[i] = (x[i] * scale) * w[i];
-}
-
 /* unit = one token row: optional rms norm, then the activation formats needed */
 static void unit_prep(struct engine_ctx *c, int t)
 {
@@ -455,7 +443,7 @@ static void unit_prep(struct engine_ctx *c, int t)
     const float *row = c->prep_src + (size_t)t * (size_t)cols;
     if (c->prep_norm) {
         float *y = c->xn + (size_t)t * (size_t)cols;
-        rms_norm(row, c->prep_norm, y, cols, c->w->hp.rms_eps);
+        quant_rms_norm(row, c->prep_norm, y, cols, c->w->hp.rms_eps);
         row = y;
     }
     for (int s = 0; s < c->n_slots; s++)
@@ -471,13 +459,16 @@ static int mm_plan(struct engine_ctx *c)
         const int nr = (int)c->mm[j].w->ne1;
         /* about 8 units per thread for big matrices (fewer claims on the shared counter),
          * never below MM_UNIT_ROWS; always a multiple of QUANT_PACK_ROWS (packed groups) */
+        /* guided: units shrink as the rows run out (a share of what is left), so the
+         * stage ends on small units and the threads finish together */
         const int al = c->mm_align;
-        int step = nr / (8 * c->n_threads);
-        step = step < al ? al : (step + al - 1) / al * al;
-        for (int r0 = 0; r0 < nr && n < c->max_units; r0 += step) {
+        for (int r0 = 0; r0 < nr && n < c->max_units;) {
+            int step = (nr - r0) / (2 * c->n_threads);
+            step = step < al ? al : (step + al - 1) / al * al;
             c->units[n].job = j;
             c->units[n].r0 = r0;
             c->units[n].r1 = r0 + step < nr ? r0 + step : nr;
+            r0 = c->units[n].r1;
             n++;
         }
     }

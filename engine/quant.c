@@ -543,6 +543,21 @@ float quant_dot_f32(const float *x, const float *y, int n)
     return s;
 }
 
+void quant_rms_norm(const float *x, const float *w, float *y, int n, float eps)
+{
+    if (quant_have_simd()) {
+        quant_rms_norm_avx2(x, w, y, n, eps);
+        return;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++)
+        y[i] = (x[i] * scale) * w[i];
+}
+
 void quant_axpy_f32(float *y, const float *x, float a, int n)
 {
     if (quant_have_simd()) {

@@ -100,6 +100,11 @@ void quant_gemm(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int n
 void quant_gemm_ref(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
 
+/* quant_rms_norm -- y = x / sqrt(mean(x^2) + eps) * w (ggml's: float squares summed in
+ * double) */
+void quant_rms_norm(const float *x, const float *w, float *y, int n, float eps);
+void quant_rms_norm_avx2(const float *x, const float *w, float *y, int n, float eps);
+
 /* F32 helpers for attention: dot product and y += a * x (SIMD when available) */
 float quant_dot_f32(const float *x, const float *y, int n);
 void quant_axpy_f32(float *y, const float *x, float a, int n);

@@ -427,6 +427,33 @@ TGT void quant_axpy_f32_avx2(float *y, const float *x, float a, int n)
         y[i] += a * x[i];
 }
 
+/* y = x / sqrt(mean(x^2) + eps) * w: the float squares summed in double (as ggml; four
+ * double lanes, so the order differs from a sequential sum only far below float) */
+TGT void quant_rms_norm_avx2(const float *x, const float *w, float *y, int n, float eps)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256 sq = _mm256_mul_ps(v, v);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    }
+    double part[4];
+    _mm256_storeu_pd(part, _mm256_add_pd(s0, s1));
+    double sum = (part[0] + part[1]) + (part[2] + part[3]);
+    for (; i < n; i++)
+        sum += (double)(x[i] * x[i]);
+    const float mean = (float)(sum / n);
+    const float scale = 1.0f / sqrtf(mean + eps);
+    const __m256 sv = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv),
+                                              _mm256_loadu_ps(w + i)));
+    for (; i < n; i++)
+        y[i] = (x[i] * scale) * w[i];
+}
+
 /* Attention over K/V blocks of ATTN_KB positions (K and V of a block stay in L1 while every
  * query of the tile uses them: a prefill tile of 4 tokens x 3 GQA heads used to read each
  * K/V row 12 times from L2/L3, ~45% of prefill). Prefetching runs one block ahead: the
@@ -1154,6 +1181,11 @@ void quant_attn_multi_avx2(int nq, const float *const *q, const int *np, const f
 void quant_act_q8_0_avx512(const float *x, void *dst, int64_t n)
 {
     quant_act_row_ref(GGUF_T_Q8_0, x, dst, n);
+}
+
+void quant_rms_norm_avx2(const float *x, const float *w, float *y, int n, float eps)
+{
+    (void)x, (void)w, (void)y, (void)n, (void)eps;
 }
 
 void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const float *k,
