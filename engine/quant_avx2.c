@@ -976,12 +976,24 @@ TGTZ_INLINE void attn_scores_z(const float *q, const float *k, size_t kv_stride,
         }
         _mm512_storeu_ps(sc + p, _mm512_mul_ps(hsum16x16(a), sv));
     }
-    for (; p < p1; p++) {
-        const float *kp = k + (size_t)p * kv_stride;
-        __m512 a = _mm512_setzero_ps();
-        for (int d = 0; d < hd; d += 16)
-            a = _mm512_fmadd_ps(_mm512_loadu_ps(q + d), _mm512_loadu_ps(kp + d), a);
-        sc[p] = _mm512_reduce_add_ps(a) * scale;
+    if (p < p1) {
+        /* the last, partial group (p1 == np here): the same reduction, missing rows zero */
+        const int rem = p1 - p;
+        const float *kr[16];
+        __m512 a[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            /* rows past the end repeat the last one (in bounds); their lanes are not stored */
+            kr[j] = k + (size_t)(p + (j < rem ? j : rem - 1)) * kv_stride;
+            a[j] = _mm512_setzero_ps();
+        }
+        for (int d = 0; d < hd; d += 16) {
+            const __m512 qv = _mm512_loadu_ps(q + d);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                a[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kr[j] + d), a[j]);
+        }
+        _mm512_mask_storeu_ps(sc + p, (__mmask16)((1u << rem) - 1), _mm512_mul_ps(hsum16x16(a), sv));
     }
 }
 
