@@ -570,6 +570,10 @@ void quant_axpy_f32(float *y, const float *x, float a, int n)
 
 void quant_silu_mul(float *g, const float *u, int n)
 {
+    if (quant_have_simd() == 2) {
+        quant_silu_mul_avx512(g, u, n);
+        return;
+    }
     if (quant_have_simd()) {
         quant_silu_mul_avx2(g, u, n);
         return;

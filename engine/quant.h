@@ -155,6 +155,7 @@ int quant_gemm_vnni(uint32_t wtype, int64_t n, const void *w, size_t w_stride, i
 float quant_dot_f32_avx2(const float *x, const float *y, int n);
 void quant_axpy_f32_avx2(float *y, const float *x, float a, int n);
 void quant_silu_mul_avx2(float *g, const float *u, int n);
+void quant_silu_mul_avx512(float *g, const float *u, int n);
 int quant_gemm_avx2(uint32_t wtype, int64_t n, const void *w, size_t w_stride, int nr,
                     const void *act, size_t act_stride, int nt, float *out, size_t out_stride);
 void quant_act_row_avx2(uint32_t wtype, const float *x, void *dst, int64_t n);

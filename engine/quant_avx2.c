@@ -1133,6 +1133,20 @@ TGTZ void quant_act_q8_0_avx512(const float *x, void *dst, int64_t n)
     }
 }
 
+/* SwiGLU with 512-bit vectors: lane for lane the operations of quant_silu_mul_avx2 */
+TGTZ void quant_silu_mul_avx512(float *g, const float *u, int n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(zero, x))));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
+    }
+    if (i < n)
+        quant_silu_mul_avx2(g + i, u + i, n - i);
+}
+
 #else /* not x86-64: no SIMD kernels */
 
 size_t quant_repack_bytes(uint32_t wtype, int64_t n, int64_t nr)
@@ -1198,6 +1212,11 @@ void quant_act_q8_0_avx512(const float *x, void *dst, int64_t n)
 void quant_rms_norm_avx2(const float *x, const float *w, float *y, int n, float eps)
 {
     (void)x, (void)w, (void)y, (void)n, (void)eps;
+}
+
+void quant_silu_mul_avx512(float *g, const float *u, int n)
+{
+    (void)g, (void)u, (void)n;
 }
 
 void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const float *k,
