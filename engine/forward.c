@@ -45,9 +45,10 @@ struct pool {
     pthread_t *th;
     int started;
     struct engine_ctx *ctx;
-    _Atomic uint64_t work;
+    /* claims and completions on separate cache lines: both threads hit each per stage */
+    _Alignas(64) _Atomic uint64_t work;
     atomic_int n_units;
-    atomic_int done;
+    _Alignas(64) atomic_int done;
     atomic_int sleepers;
     atomic_int stop;
     pthread_mutex_t mu; /* guards the sleep/wake hand-over only */
@@ -142,19 +143,22 @@ static void do_unit(struct engine_ctx *c, int ith, int u);
 /* claim and run units of generation g until none are left (or a new stage began) */
 static void run_units(struct pool *p, int ith, uint32_t g)
 {
+    int mine = 0; /* completions are published once, when this thread runs out of units */
     for (;;) {
         uint64_t w = atomic_load_explicit(&p->work, memory_order_acquire);
         if ((uint32_t)(w >> 32) != g)
-            return;
+            break;
         uint32_t u = (uint32_t)w;
         if (u >= (uint32_t)atomic_load_explicit(&p->n_units, memory_order_relaxed))
-            return;
+            break;
         if (atomic_compare_exchange_weak_explicit(&p->work, &w, w + 1, memory_order_acq_rel,
                                                   memory_order_relaxed)) {
             do_unit(p->ctx, ith, (int)u);
-            atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+            mine++;
         }
     }
+    if (mine)
+        atomic_fetch_add_explicit(&p->done, mine, memory_order_release);
 }
 
 static void *worker_main(void *vp)
@@ -314,7 +318,10 @@ int engine_ctx_new(const struct engine_weights *w, int n_threads, int max_batch,
         return -1;
     }
     const struct engine_hparams *hp = &w->hp;
-    struct engine_ctx *c = calloc(1, sizeof(*c));
+    /* aligned: the pool's atomics sit on their own cache lines */
+    struct engine_ctx *c = aligned_alloc(_Alignof(struct engine_ctx), sizeof(*c));
+    if (c)
+        memset(c, 0, sizeof(*c));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return -1;
