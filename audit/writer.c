@@ -103,6 +103,8 @@ struct audit {
     pthread_t thread;
     int thread_started;
 
+    long fault_sync; /* tests: the Nth fdatasync fails with EIO (0: never) */
+
     atomic_size_t depth;
     atomic_int healthy;
     atomic_uint_fast64_t syncs;
@@ -362,7 +364,12 @@ static int emit_checkpoint(struct audit *a, uint8_t reason)
 
 static int datasync(struct audit *a)
 {
-    atomic_fetch_add(&a->syncs, 1);
+    uint64_t n = atomic_fetch_add(&a->syncs, 1) + 1;
+
+    if (a->fault_sync > 0 && n == (uint64_t)a->fault_sync) {
+        errno = EIO;
+        return -1;
+    }
     return fdatasync(a->fd);
 }
 
@@ -897,6 +904,9 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
         }
         a->ckpt_every_ns = v * 1000000ull;
     }
+    env = getenv("AIRLOCK_AUDIT_FAULT_SYNC"); /* tests: the Nth fdatasync fails (EIO) */
+    if (env && *env)
+        a->fault_sync = strtol(env, NULL, 10);
     a->dir = strdup(cfg->dir);
     a->sign_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     a->seg_key = sodium_malloc(32);

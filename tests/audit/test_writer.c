@@ -278,6 +278,8 @@ struct big_batch {
     int release, done, failed;
 };
 
+/* the callback of a record appended with AUDIT_WRITTEN runs on the writer thread:
+ * blocking in it holds the writer, so everything appended meanwhile forms one batch */
 static void gate_cb(void *ud, int status)
 {
     struct big_batch *g = ud;
@@ -366,7 +368,7 @@ static void test_batch_beyond_iov_limit(void)
     memset(&g, 0, sizeof(g));
     pthread_mutex_init(&g.mu, NULL);
     pthread_cond_init(&g.cv, NULL);
-    REQUIRE(audit_append(a, "response", "{\"gate\":1}", NULL, 0, gate_cb, &g) == 0);
+    REQUIRE(audit_append_ex(a, "response", "{\"gate\":1}", 10, NULL, 0, AUDIT_WRITTEN, gate_cb, &g) == 0);
     for (i = 0; i < N; i++) {
         struct audit_blob bl[3];
         char meta[32];
@@ -457,7 +459,7 @@ static void test_written_before_sync(void)
     memset(&w, 0, sizeof(w));
     w.a = a;
     pthread_mutex_init(&w.mu, NULL);
-    REQUIRE(audit_append(a, "response", "{\"gate\":1}", NULL, 0, gate_cb, &g) == 0);
+    REQUIRE(audit_append_ex(a, "response", "{\"gate\":1}", 10, NULL, 0, AUDIT_WRITTEN, gate_cb, &g) == 0);
     /* both queue behind the held writer, so they form the next batch together */
     REQUIRE(audit_append_ex(a, "request", "{}", 2, &bl, 1, 0, written_cb_plain, &w) == 0);
     REQUIRE(audit_append_ex(a, "response", "{}", 2, &bl, 1, AUDIT_BORROW | AUDIT_WRITTEN,
@@ -476,6 +478,133 @@ static void test_written_before_sync(void)
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&g.cv);
     pthread_mutex_destroy(&g.mu);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A failed group commit (AIRLOCK_AUDIT_FAULT_SYNC=3: #1 is the new segment's own
+ * sync, #2 the first record's): the records of the failed group are reported failed
+ * and cut from the file, every record reported durable is in it, the log turns
+ * unhealthy, a later probe record brings it back, and what stays verifies. */
+struct id_status {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int status[64];
+    int done;
+};
+
+struct id_arg {
+    struct id_status *st;
+    int id;
+};
+
+static void id_cb(void *ud, int status)
+{
+    struct id_arg *ia = ud;
+
+    pthread_mutex_lock(&ia->st->mu);
+    ia->st->status[ia->id] = status == 0 ? 1 : -1;
+    ia->st->done++;
+    pthread_cond_broadcast(&ia->st->cv);
+    pthread_mutex_unlock(&ia->st->mu);
+}
+
+static void id_wait(struct id_status *st, int want)
+{
+    pthread_mutex_lock(&st->mu);
+    while (st->done < want)
+        pthread_cond_wait(&st->cv, &st->mu);
+    pthread_mutex_unlock(&st->mu);
+}
+
+struct meta_ids {
+    int present[64];
+};
+
+static int meta_id_cb(void *ud, const struct audit_rec *rec, const struct audit_walk_ctx *ctx)
+{
+    struct meta_ids *m = ud;
+    struct audit_body b;
+    const char *why;
+    int id;
+
+    (void)ctx;
+    if ((rec->type == 2 || rec->type == 3) &&
+        audit_body_parse(rec->body, rec->body_len, &b, &why) == 0) {
+        id = atoi(b.meta + 5); /* {"i":N} */
+        if (id >= 0 && id < 64)
+            m->present[id]++;
+    }
+    return 0;
+}
+
+static void test_failed_group_commit(void)
+{
+    char *dir = tmp_dir("syncfail");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    struct id_status st;
+    struct id_arg args[64];
+    struct meta_ids ids;
+    char err[256], meta[32];
+    int i, tries, failed = 0, mismatch = 0;
+
+    REQUIRE(dir);
+    log_set_level(LOG_ERROR + 1);
+    setenv("AIRLOCK_AUDIT_FAULT_SYNC", "3", 1);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    unsetenv("AIRLOCK_AUDIT_FAULT_SYNC");
+    memset(&st, 0, sizeof(st));
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.cv, NULL);
+    for (i = 0; i < 64; i++) {
+        args[i].st = &st;
+        args[i].id = i;
+    }
+    REQUIRE(audit_append(a, "request", "{\"i\":0}", NULL, 0, id_cb, &args[0]) == 0);
+    id_wait(&st, 1); /* durable: fdatasync #2 */
+    CHECK_EQ_INT(st.status[0], 1);
+    for (i = 1; i <= 10; i++) {
+        snprintf(meta, sizeof(meta), "{\"i\":%d}", i);
+        /* half of them reported once written: those are cut all the same */
+        REQUIRE(audit_append_ex(a, i % 2 ? "request" : "response", meta, strlen(meta), NULL, 0,
+                                i % 2 ? 0 : AUDIT_WRITTEN, id_cb, &args[i]) == 0);
+    }
+    id_wait(&st, 11);
+    for (i = 1; i <= 10; i++)
+        failed += st.status[i] < 0;
+    CHECK(failed >= 1);          /* #3 failed: its group with it */
+    CHECK_EQ_INT(audit_healthy(a), 0);
+    /* refused at once for a while, then one probe goes through and heals the log */
+    for (tries = 0; tries < 40; tries++) {
+        if (audit_append(a, "request", "{\"i\":42}", NULL, 0, id_cb, &args[42]) == 0)
+            break;
+        usleep(100000);
+    }
+    REQUIRE(tries < 40);
+    id_wait(&st, 12);
+    CHECK_EQ_INT(st.status[42], 1);
+    CHECK_EQ_INT(audit_healthy(a), 1);
+    audit_close(a);
+    memset(&ids, 0, sizeof(ids));
+    REQUIRE(audit_walk_dir(dir, NULL, meta_id_cb, &ids, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(ids.present[0], 1);
+    CHECK_EQ_INT(ids.present[42], 1);
+    /* a request record reported durable is in the log; one reported failed is not */
+    for (i = 1; i <= 10; i++) {
+        if (i % 2 && st.status[i] > 0 && ids.present[i] != 1)
+            mismatch++;
+        if (st.status[i] < 0 && ids.present[i] != 0)
+            mismatch++;
+    }
+    CHECK_EQ_INT(mismatch, 0);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    pthread_cond_destroy(&st.cv);
+    pthread_mutex_destroy(&st.mu);
+    log_set_level(LOG_INFO);
     rm_rf(dir);
     free(dir);
 }
@@ -1038,6 +1167,7 @@ int main(void)
     RUN(test_group_commit_threads);
     RUN(test_batch_beyond_iov_limit);
     RUN(test_written_before_sync);
+    RUN(test_failed_group_commit);
     RUN(test_sync_always);
     RUN(test_torn_tail_recovery);
     RUN(test_mid_file_damage_refuses_open);
