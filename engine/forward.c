@@ -64,6 +64,9 @@ enum stage { ST_PREP, ST_MATMUL, ST_ROPE, ST_ATTN };
 
 /* rows per matmul unit: small enough to balance 2..16 threads, large enough to amortise */
 #define MM_UNIT_ROWS 32
+/* the smallest units, at the end of stages whose rows need no coarser grain (one packed
+ * group): the threads then finish within a fraction of a microsecond of each other */
+#define MM_TAIL_ROWS 16
 
 struct mm_unit {
     int job, r0, r1;
@@ -354,7 +357,7 @@ int engine_ctx_new(const struct engine_weights *w, int n_threads, int max_batch,
     c->scores = xalloc((size_t)n_threads * (size_t)c->score_len * F, &fails);
     c->rope = xalloc(B * (size_t)hp->n_rot * F, &fails);
     c->max_units = (int)(((size_t)hp->n_vocab + n_q + 2 * kvd + 2 * (size_t)hp->n_ff +
-                          (size_t)hp->n_embd) / MM_UNIT_ROWS + 8);
+                          (size_t)hp->n_embd) / MM_TAIL_ROWS + 8);
     c->units = calloc((size_t)c->max_units, sizeof(*c->units));
     c->tok_kv = calloc(B, sizeof(*c->tok_kv));
     c->tok_pos = calloc(B, sizeof(*c->tok_pos));
@@ -464,11 +467,12 @@ static int mm_plan(struct engine_ctx *c)
     const int jobs = c->mm_mode == 2 ? 1 : c->n_mm;
     for (int j = 0; j < jobs; j++) {
         const int nr = (int)c->mm[j].w->ne1;
-        /* about 8 units per thread for big matrices (fewer claims on the shared counter),
-         * never below MM_UNIT_ROWS; always a multiple of QUANT_PACK_ROWS (packed groups) */
+        /* unit rows are always a multiple of QUANT_PACK_ROWS (packed groups) */
         /* guided: units shrink as the rows run out (a share of what is left), so the
          * stage ends on small units and the threads finish together */
-        const int al = c->mm_align;
+        /* rows of fused work (rope by head, SwiGLU quantized by block) keep mm_align; plain
+         * and residual matmuls go down to MM_TAIL_ROWS */
+        const int al = c->mm_mode == 2 || c->fuse_rope ? c->mm_align : MM_TAIL_ROWS;
         for (int r0 = 0; r0 < nr && n < c->max_units;) {
             int step = (nr - r0) / (2 * c->n_threads);
             step = step < al ? al : (step + al - 1) / al * al;
