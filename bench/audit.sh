@@ -6,7 +6,7 @@
 #
 #   sh bench/audit.sh     (env: BUILD=build dir, default build; QUICK=1 short run;
 #                          TMPDIR=where logs go -- its file system sets the fsync cost;
-#                          WRK_SECONDS=10, WRK_CONNS=32)
+#                          WRK_SECONDS=10, WRK_CONNS=32, REPEAT=3 alternating runs)
 # Not part of `make test`.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -116,16 +116,32 @@ measure() { # $1 config name -> req/s
     sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$TMP/$1.wrk"
 }
 
-write_config batch "audit: {dir: $TMP/audit-batch, sync: batch}"
-B=$(measure batch) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
-write_config none "audit: {dir: $TMP/audit-none, sync: none}"
-N=$(measure none) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
-write_config off ""
-O=$(measure off) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
-echo "wrk -t2 -c$CONNS -d${SECS}s POST /v1/chat/completions, mock upstream on loopback:"
-echo "  audit sync batch: $B req/s"
-echo "  audit sync none:  $N req/s"
-echo "  audit off:        $O req/s"
+# Alternate the three configurations REPEAT times (the machine's load drifts; each
+# ratio is of medians over the same stretch of time).
+REPEAT=${REPEAT:-3}; [ "$QUICK" = 1 ] && REPEAT=1
+: >"$TMP/res"
+r=0
+while [ $r -lt "$REPEAT" ]; do
+    rm -rf "$TMP/audit-batch" "$TMP/audit-none"
+    write_config batch "audit: {dir: $TMP/audit-batch, sync: batch}"
+    B=$(measure batch) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+    write_config none "audit: {dir: $TMP/audit-none, sync: none}"
+    N=$(measure none) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+    write_config off ""
+    O=$(measure off) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
+    echo "$B $N $O" >>"$TMP/res"
+    r=$((r + 1))
+done
+echo "wrk -t2 -c$CONNS -d${SECS}s POST /v1/chat/completions, mock upstream on loopback, median of $REPEAT alternating runs:"
+python3 - "$TMP/res" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+b, n, o = (statistics.median(c) for c in zip(*rows))
+runs = lambda i: " ".join("%.0f" % r[i] for r in rows)
+print("  audit sync batch: %8.0f req/s  %.2fx audit off   (runs: %s)" % (b, b / o, runs(0)))
+print("  audit sync none:  %8.0f req/s  %.2fx audit off   (runs: %s)" % (n, n / o, runs(1)))
+print("  audit off:        %8.0f req/s                    (runs: %s)" % (o, runs(2)))
+PY
 if [ -x "$BUILD/airlock" ]; then
     "$BUILD/airlock" audit verify "$TMP/audit-batch" | sed 's/^/  verify of the batch log: /'
 fi
