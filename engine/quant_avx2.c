@@ -1030,6 +1030,25 @@ TGTZ_INLINE void attn_softmax_z(float *sc, int np)
 TGTZ_INLINE void attn_pv_z(const float *sc, const float *v, size_t kv_stride, int p0, int p1, int hd,
                            float *o)
 {
+    if (hd == 64) {
+        /* the four chains interleaved (one after the other, each waited on its own
+         * multiply-add latency at every position) */
+        __m512 acc[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            acc[c] = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + 16 * c);
+        const float *vp = v + (size_t)p0 * kv_stride;
+        for (int p = p0; p < p1; p++, vp += kv_stride) {
+            const __m512 pr = _mm512_set1_ps(sc[p]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                acc[c] = _mm512_fmadd_ps(pr, _mm512_loadu_ps(vp + 16 * c), acc[c]);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            _mm512_storeu_ps(o + 16 * c, acc[c]);
+        return;
+    }
     for (int d = 0; d < hd; d += 16) {
         __m512 acc = p0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o + d);
         const float *vp = v + (size_t)p0 * kv_stride + d;
