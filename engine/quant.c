@@ -316,6 +316,8 @@ static void act_q8_0(const float *x, struct quant_q8_0a *y, int64_t n)
         }
         y[i].s4 = -sum;
         y[i].s8 = -16 * sum;
+        y[i].c4 = -8 * sum;
+        y[i].c8 = -128 * sum;
     }
 }
 

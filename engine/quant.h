@@ -58,6 +58,11 @@ struct quant_q8_0a {
      * to the offset of the unsigned weight bytes: */
     int32_t s4;   /* -sum(qs) = -8 * sum(qs) / 8 (Q4_0 nibbles are q + 8) */
     int32_t s8;   /* -16 * sum(qs) = -128 * sum(qs) / 8 (Q8_0 bytes ^ 0x80 are w + 128) */
+    /* the whole offsets, for the repacked 512-bit kernels, whose lanes are rows: loaded
+     * with a broadcast, not computed per block and token (a quarter of the vector
+     * operations besides the multiply-adds in batched decode) */
+    int32_t c4;   /* -8 * sum(qs) */
+    int32_t c8;   /* -128 * sum(qs) */
     int8_t qs[QK8_0];
 };
 struct quant_q8_k {

@@ -65,6 +65,8 @@ TGT static void act_q8_0_avx2(const float *x, struct quant_q8_0a *y, int64_t n)
             _mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1)));
         y[i].s4 = -sum;
         y[i].s8 = -16 * sum;
+        y[i].c4 = -8 * sum;
+        y[i].c8 = -128 * sum;
     }
 }
 
@@ -851,7 +853,7 @@ TGTZ_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t *p)
 
 #define BODY_Q8_0                                                                                  \
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) isum[t] =                                  \
-        _mm512_set1_epi32(8 * ab[t]->s8);                                                          \
+        _mm512_set1_epi32(ab[t]->c8);                                                          \
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                                            \
     {                                                                                              \
         const __m512i wj = _mm512_xor_si512(_mm512_loadu_si512(gb + 32 + 64 * j),                  \
@@ -862,7 +864,7 @@ TGTZ_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t *p)
 
 #define BODY_Q4_0                                                                                  \
     _Pragma("GCC unroll 8") for (int t = 0; t < T; t++) isum[t] =                                  \
-        _mm512_set1_epi32(8 * ab[t]->s4);                                                          \
+        _mm512_set1_epi32(ab[t]->c4);                                                          \
     _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                                            \
     {                                                                                              \
         const __m512i raw = _mm512_loadu_si512(gb + 32 + 64 * j);                                  \
@@ -1149,6 +1151,8 @@ TGTZ void quant_act_q8_0_avx512(const float *x, void *dst, int64_t n)
         const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
         y[i].s4 = -sum;
         y[i].s8 = -16 * sum;
+        y[i].c4 = -8 * sum;
+        y[i].c8 = -128 * sum;
     }
 }
 

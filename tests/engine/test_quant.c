@@ -88,6 +88,8 @@ static void test_act_q8_0(void)
         sum += q[0].qs[i];
     CHECK_EQ_INT(q[0].s4 * 8, -8 * sum);
     CHECK_EQ_INT(q[0].s8 * 8, -128 * sum);
+    CHECK_EQ_INT(q[0].c4, -8 * sum);
+    CHECK_EQ_INT(q[0].c8, -128 * sum);
     /* a half-way product rounds to even: amax 127 -> id 1 */
     float y[32] = {127.0f, 2.5f, 3.5f, -2.5f};
     quant_act_row_ref(GGUF_T_Q8_0, y, q, 32);
