@@ -81,6 +81,35 @@ static void engine_release(struct proxy *px, struct proxy_engine_slot *e)
     engine_slot_free(e);
 }
 
+/* engine_ref_loaded -- under the lock: a new reference on the engine already loaded
+ * from prov's model file (*have), else, when `fresh` is given, add fresh to the list
+ * (*have NULL). -1 when there is no room for another distinct model. */
+static int engine_ref_loaded(struct proxy *px, const struct config_provider *prov,
+                             struct proxy_engine_slot *fresh, struct proxy_engine_slot **have,
+                             char *err, size_t errlen)
+{
+    struct proxy_engine_slot *e;
+    int rc = 0;
+
+    pthread_mutex_lock(&px->engines_mu);
+    for (e = px->engines; e; e = e->next)
+        if (strcmp(e->path, prov->model_path) == 0)
+            break;
+    if (e) {
+        e->refs++;
+    } else if (px->n_engines >= PROXY_MAX_ENGINES) {
+        snprintf(err, errlen, "provider %s: too many distinct local models", prov->name);
+        rc = -1;
+    } else if (fresh) {
+        fresh->next = px->engines;
+        px->engines = fresh;
+        px->n_engines++;
+    }
+    pthread_mutex_unlock(&px->engines_mu);
+    *have = e;
+    return rc;
+}
+
 /* engine_acquire -- a reference on the engine for a builtin provider, loading the model
  * if no snapshot has it. Thread-safe: the reload thread loads off the event loop; the
  * lock is not held while loading. */
@@ -92,18 +121,8 @@ static int engine_acquire(struct proxy *px, const struct config_provider *prov, 
     struct timespec t0, t1;
 
     *out = NULL;
-    pthread_mutex_lock(&px->engines_mu);
-    for (have = px->engines; have; have = have->next)
-        if (strcmp(have->path, prov->model_path) == 0)
-            break;
-    if (have)
-        have->refs++;
-    else if (px->n_engines >= PROXY_MAX_ENGINES) {
-        pthread_mutex_unlock(&px->engines_mu);
-        snprintf(err, errlen, "provider %s: too many distinct local models", prov->name);
+    if (engine_ref_loaded(px, prov, NULL, &have, err, errlen) != 0)
         return -1;
-    }
-    pthread_mutex_unlock(&px->engines_mu);
     if (have) {
         *out = have;
         return 0;
@@ -129,23 +148,10 @@ static int engine_acquire(struct proxy *px, const struct config_provider *prov, 
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* another thread may have loaded the same file meanwhile: keep one */
-    pthread_mutex_lock(&px->engines_mu);
-    for (have = px->engines; have; have = have->next)
-        if (strcmp(have->path, prov->model_path) == 0)
-            break;
-    if (have)
-        have->refs++;
-    else if (px->n_engines >= PROXY_MAX_ENGINES) {
-        pthread_mutex_unlock(&px->engines_mu);
+    if (engine_ref_loaded(px, prov, e, &have, err, errlen) != 0) {
         engine_slot_free(e);
-        snprintf(err, errlen, "provider %s: too many distinct local models", prov->name);
         return -1;
-    } else {
-        e->next = px->engines;
-        px->engines = e;
-        px->n_engines++;
     }
-    pthread_mutex_unlock(&px->engines_mu);
     if (have) {
         engine_slot_free(e);
         *out = have;
