@@ -439,7 +439,10 @@ static int start_segment(struct audit *a)
         memcpy(body + AUDIT_SEGSTART_LEN + 32, a->sealed_key, AUDIT_SEALED_KEY_LEN);
         len += AUDIT_SEGSTART_SEALED_EXTRA;
     }
-    if (emit(a, 1, 0, NULL, body, len) != 0 || datasync(a) != 0 || fsync_dir(a->dir) != 0)
+    /* with sync: none the OS decides here too: a rotation that flushed a whole segment
+     * of unsynced records stalled every answer waiting on the writer for 30 ms */
+    if (emit(a, 1, 0, NULL, body, len) != 0 ||
+        (a->sync != CONFIG_SYNC_NONE && (datasync(a) != 0 || fsync_dir(a->dir) != 0)))
         goto fail;
     mark_good(a);
     return 0;
@@ -459,7 +462,7 @@ fail:
 static int rotate(struct audit *a)
 {
     if (a->fd >= 0) {
-        if (emit_checkpoint(a, AUDIT_CKPT_ROTATION) != 0 || datasync(a) != 0)
+        if (emit_checkpoint(a, AUDIT_CKPT_ROTATION) != 0 || sync_fd(a) != 0)
             return -1;
         mark_good(a);
         close(a->fd);
