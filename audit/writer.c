@@ -493,9 +493,11 @@ static void complete(struct audit *a, struct audit_item *it, int status)
             a->last_fail_mono = mono_ns();
         pthread_mutex_unlock(&a->mu);
     }
+    /* out of the queue before its owner hears of it, so a caller that waited for every
+     * callback sees the depth it expects */
+    atomic_fetch_sub(&a->depth, 1);
     if (it->done)
         it->done(it->ud, status);
-    atomic_fetch_sub(&a->depth, 1);
     free(it);
 }
 

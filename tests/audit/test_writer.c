@@ -473,8 +473,10 @@ static void test_written_before_sync(void)
     CHECK_EQ_INT(w.n, 2);
     CHECK_EQ_INT(w.order[0], 2);            /* the flagged one first, although appended last */
     CHECK_EQ_INT(w.order[1], 1);
-    CHECK(w.syncs_at[1] == syncs0);         /* before the batch's fdatasync */
-    CHECK(w.syncs_at[0] == syncs0 + 1);     /* after it */
+    /* the flagged one was reported before the fdatasync that covered the other (the
+     * gate's own batch may or may not have had its sync in between) */
+    CHECK(w.syncs_at[1] < w.syncs_at[0]);
+    CHECK(w.syncs_at[1] >= syncs0);
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&g.cv);
     pthread_mutex_destroy(&g.mu);
@@ -548,7 +550,7 @@ static void test_failed_group_commit(void)
     struct id_arg args[64];
     struct meta_ids ids;
     char err[256], meta[32];
-    int i, tries, failed = 0, mismatch = 0;
+    int i, tries, failed = 0, refused = 0, mismatch = 0;
 
     REQUIRE(dir);
     log_set_level(LOG_ERROR + 1);
@@ -567,23 +569,30 @@ static void test_failed_group_commit(void)
     CHECK_EQ_INT(st.status[0], 1);
     for (i = 1; i <= 10; i++) {
         snprintf(meta, sizeof(meta), "{\"i\":%d}", i);
-        /* half of them reported once written: those are cut all the same */
-        REQUIRE(audit_append_ex(a, i % 2 ? "request" : "response", meta, strlen(meta), NULL, 0,
-                                i % 2 ? 0 : AUDIT_WRITTEN, id_cb, &args[i]) == 0);
+        /* half of them reported once written: those are cut all the same. Once the
+         * failure is known, appends are refused at once (fail fast): no callback. */
+        if (audit_append_ex(a, i % 2 ? "request" : "response", meta, strlen(meta), NULL, 0,
+                            i % 2 ? 0 : AUDIT_WRITTEN, id_cb, &args[i]) != 0) {
+            pthread_mutex_lock(&st.mu);
+            st.status[i] = -2;
+            pthread_mutex_unlock(&st.mu);
+            refused++;
+        }
     }
-    id_wait(&st, 11);
+    id_wait(&st, 11 - refused);
     for (i = 1; i <= 10; i++)
-        failed += st.status[i] < 0;
-    CHECK(failed >= 1);          /* #3 failed: its group with it */
-    CHECK_EQ_INT(audit_healthy(a), 0);
-    /* refused at once for a while, then one probe goes through and heals the log */
+        failed += st.status[i] == -1;
+    CHECK(failed >= 1); /* #3 failed: the group with it was reported failed */
+    /* (the log is unhealthy now, unless records queued before the failure was known
+     * made a later group that succeeded.) Appends are refused for a while, then one
+     * probe goes through and heals the log. */
     for (tries = 0; tries < 40; tries++) {
         if (audit_append(a, "request", "{\"i\":42}", NULL, 0, id_cb, &args[42]) == 0)
             break;
         usleep(100000);
     }
     REQUIRE(tries < 40);
-    id_wait(&st, 12);
+    id_wait(&st, 12 - refused);
     CHECK_EQ_INT(st.status[42], 1);
     CHECK_EQ_INT(audit_healthy(a), 1);
     audit_close(a);
