@@ -168,11 +168,17 @@ static int run_append(const char *base, enum config_sync sync, const char *name,
     syncs = audit_syncs(a);
     audit_close(a);
     bytes = dir_bytes(dir);
-    printf("  sync %-6s %d writers, %zu-byte payloads: %9.0f records/s  %7.1f MB/s on disk"
-           "  (%llu records, %.1f s, %.1f records per fdatasync%s)\n",
-           name, threads, record, (double)n / (t1 - t0), (double)bytes / 1e6 / (t1 - t0),
-           (unsigned long long)n, t1 - t0, syncs ? (double)n / (double)syncs : 0.0,
-           failed ? ", FAILURES" : "");
+    {
+        char per[64];
+        if (syncs)
+            snprintf(per, sizeof(per), "%.1f records per fdatasync", (double)n / (double)syncs);
+        else
+            snprintf(per, sizeof(per), "no fdatasync");
+        printf("  sync %-6s %d writers, %zu-byte payloads: %9.0f records/s  %7.1f MB/s on disk"
+               "  (%llu records, %.1f s, %s%s)\n",
+               name, threads, record, (double)n / (t1 - t0), (double)bytes / 1e6 / (t1 - t0),
+               (unsigned long long)n, t1 - t0, per, failed ? ", FAILURES" : "");
+    }
     rm_dir(dir);
     free(wk);
     free(th);
