@@ -1,5 +1,6 @@
 /* chat.c -- chat-template recognition and hand-written renderers matching llama.cpp's jinja output. */
 #include "engine/chat.h"
+#include "engine/engine_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,18 +58,6 @@ static void sb_trimmed(struct sbuf *b, const char *s)
     sb_add(b, s, n);
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The text between "<|im_start|>system\n" and "<|im_end|>" in a string literal of
  * the template, when it is a literal (no quote, no expression inside): the prompt
  * the template injects when the conversation has no system message. Handles the
@@ -120,7 +109,7 @@ int chat_template_init(struct chat_template *t, const char *tmpl, const char *bo
     if (!t->bos || !t->eos)
         goto oom;
     if (!tmpl || !*tmpl) {
-        set_err(err, errlen, "the model has no chat template (tokenizer.chat_template)");
+        engine_set_err(err, errlen, "the model has no chat template (tokenizer.chat_template)");
         return ENGINE_ETEMPLATE;
     }
     if (strstr(tmpl, "<|im_start|>")) {
@@ -152,14 +141,14 @@ int chat_template_init(struct chat_template *t, const char *tmpl, const char *bo
         for (const char *p = tmpl; *p && n < 60; p++)
             head[n++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
         head[n] = 0;
-        set_err(err, errlen, "unsupported chat template (known: ChatML, Llama 3, Llama 2, Zephyr): "
+        engine_set_err(err, errlen, "unsupported chat template (known: ChatML, Llama 3, Llama 2, Zephyr): "
                 "\"%s%s\"", head, strlen(tmpl) > 60 ? "..." : "");
         return ENGINE_ETEMPLATE;
     }
     return 0;
 oom:
     chat_template_deinit(t);
-    set_err(err, errlen, "out of memory");
+    engine_set_err(err, errlen, "out of memory");
     return ENGINE_ENOMEM;
 }
 
@@ -239,7 +228,7 @@ static int render_llama2(const struct chat_template *t, const struct engine_msg 
         size_t k = i - start;
         int user = role_is(&msgs[i], "user");
         if (user != (k % 2 == 0) || (!user && !role_is(&msgs[i], "assistant"))) {
-            set_err(err, errlen, "Llama 2 chat needs alternating user/assistant messages "
+            engine_set_err(err, errlen, "Llama 2 chat needs alternating user/assistant messages "
                                  "(after an optional system message)");
             return ENGINE_EINVAL;
         }
@@ -300,7 +289,7 @@ int chat_render(const struct chat_template *t, const struct engine_msg *msgs, si
     *out = NULL;
     for (size_t i = 0; i < n_msgs; i++) {
         if (!msgs[i].role || !msgs[i].content) {
-            set_err(err, errlen, "message %zu has no role or content", i);
+            engine_set_err(err, errlen, "message %zu has no role or content", i);
             return ENGINE_EINVAL;
         }
     }
@@ -318,12 +307,12 @@ int chat_render(const struct chat_template *t, const struct engine_msg *msgs, si
         rc = render_zephyr(t, msgs, n_msgs, add_generation_prompt, &b);
         break;
     default:
-        set_err(err, errlen, "the model has no usable chat template");
+        engine_set_err(err, errlen, "the model has no usable chat template");
         return ENGINE_ETEMPLATE;
     }
     sb_add(&b, "", 0);
     if (rc == 0 && b.oom) {
-        set_err(err, errlen, "out of memory");
+        engine_set_err(err, errlen, "out of memory");
         rc = ENGINE_ENOMEM;
     }
     if (rc) {

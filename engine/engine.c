@@ -14,13 +14,12 @@
 
 #define DEFAULT_CTX_CAP 4096
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void engine_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
+    va_list ap;
+
     if (!err || !errlen)
         return;
-    va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
@@ -48,35 +47,35 @@ int engine_model_open(const char *path, int threads, int context, struct engine_
     struct engine_model *m = NULL;
     *out = NULL;
     if (!path || !*path) {
-        set_err(err, errlen, "no model file given");
+        engine_set_err(err, errlen, "no model file given");
         return ENGINE_EINVAL;
     }
     if (stat(path, &st) != 0) {
-        set_err(err, errlen, "model %s: %s", path, strerror(errno));
+        engine_set_err(err, errlen, "model %s: %s", path, strerror(errno));
         return ENGINE_EINVAL;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "model %s: not a regular file", path);
+        engine_set_err(err, errlen, "model %s: not a regular file", path);
         return ENGINE_EINVAL;
     }
     if (threads < 0 || context < 0) {
-        set_err(err, errlen, "model %s: threads and context must not be negative", path);
+        engine_set_err(err, errlen, "model %s: threads and context must not be negative", path);
         return ENGINE_EINVAL;
     }
     m = calloc(1, sizeof(*m));
     if (!m)
         goto oom;
     if (gguf_open(path, &m->gguf, why, sizeof(why)) != 0) {
-        set_err(err, errlen, "model %s: %s", path, why);
+        engine_set_err(err, errlen, "model %s: %s", path, why);
         goto fail;
     }
     if (engine_weights_load(m->gguf, &m->w, why, sizeof(why)) != 0) {
-        set_err(err, errlen, "model %s: %s", path, why);
+        engine_set_err(err, errlen, "model %s: %s", path, why);
         goto fail;
     }
     int rc = tokenizer_new_gguf(m->gguf, &m->tok, why, sizeof(why));
     if (rc != 0) {
-        set_err(err, errlen, "model %s: %s", path, why);
+        engine_set_err(err, errlen, "model %s: %s", path, why);
         if (rc == ENGINE_ENOMEM) {
             engine_model_close(m);
             return ENGINE_ENOMEM;
@@ -84,7 +83,7 @@ int engine_model_open(const char *path, int threads, int context, struct engine_
         goto fail;
     }
     if (tokenizer_n_vocab(m->tok) != m->w->hp.n_vocab) {
-        set_err(err, errlen, "model %s: the tokenizer has %d tokens but token_embd has %d rows",
+        engine_set_err(err, errlen, "model %s: the tokenizer has %d tokens but token_embd has %d rows",
                 path, tokenizer_n_vocab(m->tok), m->w->hp.n_vocab);
         goto fail;
     }
@@ -119,7 +118,7 @@ int engine_model_open(const char *path, int threads, int context, struct engine_
     *out = m;
     return 0;
 oom:
-    set_err(err, errlen, "model %s: out of memory", path);
+    engine_set_err(err, errlen, "model %s: out of memory", path);
     engine_model_close(m);
     return ENGINE_ENOMEM;
 fail:
@@ -154,7 +153,7 @@ int engine_model_chat_ok(const struct engine_model *m, char *err, size_t errlen)
 {
     if (m->tmpl.family != CHAT_NONE)
         return 1;
-    set_err(err, errlen, "%s", m->tmpl_err[0] ? m->tmpl_err : "the model has no chat template");
+    engine_set_err(err, errlen, "%s", m->tmpl_err[0] ? m->tmpl_err : "the model has no chat template");
     return 0;
 }
 

@@ -9,6 +9,10 @@
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
 
+/* engine_set_err -- format a message into a caller's error buffer (err may be NULL) */
+void engine_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 struct engine_model {
     struct gguf_file *gguf;          /* owned; the weights point into its mapping */
     struct engine_weights *w;        /* owned */

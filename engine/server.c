@@ -69,18 +69,6 @@ struct engine_server {
     size_t piece_cap;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static double now_ms(void)
 {
     struct timespec ts;
@@ -414,7 +402,7 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
     if (job)
         *job = NULL;
     if (!s || !cb || !cb->on_done || !job || (!prompt && (!msgs || !n_msgs))) {
-        set_err(err, errlen, "bad arguments to engine_submit");
+        engine_set_err(err, errlen, "bad arguments to engine_submit");
         return ENGINE_EINVAL;
     }
     struct engine_model *m = s->m;
@@ -429,17 +417,17 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
     rc = tokenizer_encode(m->tok, prompt, strlen(prompt), 1, 1, &ids, &n_ids);
     free(text);
     if (rc) {
-        set_err(err, errlen, "out of memory while tokenizing the prompt");
+        engine_set_err(err, errlen, "out of memory while tokenizing the prompt");
         return rc;
     }
     if (n_ids == 0) {
         free(ids);
-        set_err(err, errlen, "the prompt is empty");
+        engine_set_err(err, errlen, "the prompt is empty");
         return ENGINE_EINVAL;
     }
     if (n_ids >= (size_t)m->n_ctx) {
         free(ids);
-        set_err(err, errlen, "the prompt is %zu tokens but the context holds %d (including the "
+        engine_set_err(err, errlen, "the prompt is %zu tokens but the context holds %d (including the "
                 "answer)", n_ids, m->n_ctx);
         return ENGINE_ECONTEXT;
     }
@@ -457,7 +445,7 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
     if (params && params->stop && params->n_stop) {
         if (params->n_stop > 64) {
             job_free(j);
-            set_err(err, errlen, "at most 64 stop sequences");
+            engine_set_err(err, errlen, "at most 64 stop sequences");
             return ENGINE_EINVAL;
         }
         j->stop = calloc(params->n_stop, sizeof(char *));
@@ -484,14 +472,14 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
         job_free(j);
-        set_err(err, errlen, "the engine is shutting down");
+        engine_set_err(err, errlen, "the engine is shutting down");
         return ENGINE_EBUSY;
     }
     if (s->n_running + s->qlen >= MAX_ACTIVE + s->queue_max) {
         int waiting = s->qlen;
         pthread_mutex_unlock(&s->mu);
         job_free(j);
-        set_err(err, errlen, "the engine is busy (%d requests running, %d waiting)", MAX_ACTIVE,
+        engine_set_err(err, errlen, "the engine is busy (%d requests running, %d waiting)", MAX_ACTIVE,
                 waiting);
         return ENGINE_EBUSY;
     }
@@ -509,7 +497,7 @@ oom:
     free(ids);
     if (j)
         job_free(j);
-    set_err(err, errlen, "out of memory");
+    engine_set_err(err, errlen, "out of memory");
     return ENGINE_ENOMEM;
 }
 

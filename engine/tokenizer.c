@@ -1,6 +1,7 @@
 /* tokenizer.c -- SentencePiece and byte-level BPE tokenizers reproducing llama.cpp's
  * llama_tokenize / llama_token_to_piece / llama_detokenize on GGUF vocabularies. */
 #include "engine/tokenizer.h"
+#include "engine/engine_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,18 +40,6 @@ struct tokenizer {
     int bos, eos, unk, eot, eom;
     int add_bos, add_eos, add_space_prefix, ignore_merges, clean_spaces;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- small growable vectors ---- */
 
@@ -201,7 +190,7 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
     const char *model = gguf_get_str(g, "tokenizer.ggml.model", NULL);
     const char *pre = gguf_get_str(g, "tokenizer.ggml.pre", NULL);
     if (!model) {
-        set_err(err, errlen, "the file has no tokenizer (tokenizer.ggml.model missing)");
+        engine_set_err(err, errlen, "the file has no tokenizer (tokenizer.ggml.model missing)");
         goto bad;
     }
     if (strcmp(model, "llama") == 0) {
@@ -232,11 +221,11 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
                    !strcmp(pre, "olmo")) {
             t->pre = PRE_GPT2;
         } else {
-            set_err(err, errlen, "unsupported pre-tokenizer '%.60s' (tokenizer.ggml.pre)", pre);
+            engine_set_err(err, errlen, "unsupported pre-tokenizer '%.60s' (tokenizer.ggml.pre)", pre);
             goto bad;
         }
     } else {
-        set_err(err, errlen, "unsupported tokenizer '%.60s' (tokenizer.ggml.model; supported: "
+        engine_set_err(err, errlen, "unsupported tokenizer '%.60s' (tokenizer.ggml.model; supported: "
                              "llama, gpt2)", model);
         goto bad;
     }
@@ -248,12 +237,12 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
 
     int ti = gguf_find_key(g, "tokenizer.ggml.tokens");
     if (ti < 0 || gguf_get_arr_type(g, ti) != GGUF_TYPE_STRING) {
-        set_err(err, errlen, "tokenizer.ggml.tokens is missing or not a string array");
+        engine_set_err(err, errlen, "tokenizer.ggml.tokens is missing or not a string array");
         goto bad;
     }
     uint64_t nv = gguf_get_arr_n(g, ti);
     if (nv == 0 || nv > MAX_VOCAB) {
-        set_err(err, errlen, "tokenizer.ggml.tokens has %llu entries (1..%d allowed)",
+        engine_set_err(err, errlen, "tokenizer.ggml.tokens has %llu entries (1..%d allowed)",
                 (unsigned long long)nv, MAX_VOCAB);
         goto bad;
     }
@@ -262,12 +251,12 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
     if (si >= 0 && ((gguf_get_arr_type(g, si) != GGUF_TYPE_FLOAT32 &&
                      gguf_get_arr_type(g, si) != GGUF_TYPE_INT32) ||
                     gguf_get_arr_n(g, si) < nv)) {
-        set_err(err, errlen, "tokenizer.ggml.scores is not a number array as long as the vocabulary");
+        engine_set_err(err, errlen, "tokenizer.ggml.scores is not a number array as long as the vocabulary");
         goto bad;
     }
     int yi = gguf_find_key(g, "tokenizer.ggml.token_type");
     if (yi >= 0 && (gguf_get_arr_type(g, yi) != GGUF_TYPE_INT32 || gguf_get_arr_n(g, yi) < nv)) {
-        set_err(err, errlen, "tokenizer.ggml.token_type is not an int32 array as long as the "
+        engine_set_err(err, errlen, "tokenizer.ggml.token_type is not an int32 array as long as the "
                              "vocabulary");
         goto bad;
     }
@@ -281,7 +270,7 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
         total += (l ? l : 32) + 1;
     }
     if (total > UINT32_MAX) {
-        set_err(err, errlen, "tokenizer.ggml.tokens is too large");
+        engine_set_err(err, errlen, "tokenizer.ggml.tokens is too large");
         goto bad;
     }
     t->blob = malloc(total);
@@ -314,7 +303,7 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
         while (t->tok_tab[h] >= 0) {
             int32_t o = t->tok_tab[h];
             if (t->len[o] == l && memcmp(t->blob + t->off[o], t->blob + t->off[i], l) == 0) {
-                set_err(err, errlen, "duplicate token in the vocabulary: ids %d and %llu", o,
+                engine_set_err(err, errlen, "duplicate token in the vocabulary: ids %d and %llu", o,
                         (unsigned long long)i);
                 goto bad;
             }
@@ -344,12 +333,12 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
     if (t->kind == TOKENIZER_BPE) {
         int mi = gguf_find_key(g, "tokenizer.ggml.merges");
         if (mi < 0 || gguf_get_arr_type(g, mi) != GGUF_TYPE_STRING) {
-            set_err(err, errlen, "tokenizer.ggml.merges is missing or not a string array");
+            engine_set_err(err, errlen, "tokenizer.ggml.merges is missing or not a string array");
             goto bad;
         }
         uint64_t nm = gguf_get_arr_n(g, mi);
         if (nm > MAX_MERGES) {
-            set_err(err, errlen, "tokenizer.ggml.merges has too many entries");
+            engine_set_err(err, errlen, "tokenizer.ggml.merges has too many entries");
             goto bad;
         }
         uint64_t mt = 0;
@@ -359,7 +348,7 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
             mt += l + 1;
         }
         if (mt > UINT32_MAX) {
-            set_err(err, errlen, "tokenizer.ggml.merges is too large");
+            engine_set_err(err, errlen, "tokenizer.ggml.merges is too large");
             goto bad;
         }
         t->n_merges = (int)nm;
@@ -421,7 +410,7 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
             t->add_eos = b;
     }
     if (t->add_bos && t->bos < 0) {
-        set_err(err, errlen, "tokenizer.ggml.add_bos_token is true but there is no BOS token");
+        engine_set_err(err, errlen, "tokenizer.ggml.add_bos_token is true but there is no BOS token");
         goto bad;
     }
     if (t->add_eos && t->eos < 0)
@@ -481,7 +470,7 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
     *out = t;
     return 0;
 oom:
-    set_err(err, errlen, "out of memory while loading the tokenizer");
+    engine_set_err(err, errlen, "out of memory while loading the tokenizer");
     tokenizer_free(t);
     return ENGINE_ENOMEM;
 bad:
