@@ -7,7 +7,8 @@
  *
  * Threading: audit_append() may be called from any thread; it only queues. The
  * writer thread writes, fsyncs (per config_sync) and then calls each record's
- * completion callback ON THE WRITER THREAD, in append order. Callers that live on
+ * completion callback ON THE WRITER THREAD, in append order (records flagged
+ * AUDIT_WRITTEN may be reported ahead of earlier ones in their group). Callers that live on
  * an event loop must hand the result back to their loop themselves.
  * audit knows nothing of HTTP.
  * Errors: 0 / -1 (with a message in `err` where one is taken). */

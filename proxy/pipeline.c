@@ -372,8 +372,7 @@ int proxy_audit_append(struct proxy *px, const char *type, const char *meta, siz
                        const struct audit_blob *blobs, size_t n, unsigned flags,
                        audit_done_fn done, void *ud)
 {
-    if (!px->audit_wake)
-        return audit_append_ex(px->audit, type, meta, meta_len, blobs, n, flags, done, ud);
+    /* (px->audit_wake exists whenever px->audit does: proxy_new makes both or fails) */
     if (audit_append_ex(px->audit, type, meta, meta_len, blobs, n, flags | AUDIT_NOWAKE, done,
                         ud) < 0)
         return -1;
