@@ -26,7 +26,6 @@
 struct engine_kv {
     int n_ctx;
     int len;
-    int n_layer;
     int kv_dim;      /* n_head_kv * head_dim */
     float *k;        /* [n_layer][n_ctx][kv_dim] */
     float *v;        /* [n_layer][n_ctx][kv_dim] */
@@ -259,7 +258,6 @@ int engine_kv_new(const struct engine_weights *w, int n_ctx, struct engine_kv **
         return -1;
     }
     kv->n_ctx = n_ctx;
-    kv->n_layer = hp->n_layer;
     kv->kv_dim = hp->n_head_kv * hp->head_dim;
     size_t n = (size_t)hp->n_layer * (size_t)n_ctx * (size_t)kv->kv_dim;
     kv->k = malloc(n * sizeof(float));
@@ -600,36 +598,6 @@ static void rope_apply(float *x, const float *cs, int n_rot, int neox)
     }
 }
 
-/* biases, rope on q and k, then k and v into the token's cache */
-static void unit_rope(struct engine_ctx *c, int t)
-{
-    const struct engine_hparams *hp = &c->w->hp;
-    const struct engine_layer *L = &c->w->layers[c->layer];
-    const int n_q = hp->n_head * hp->head_dim, kvd = hp->n_head_kv * hp->head_dim;
-    {
-        float *q = c->q + (size_t)t * (size_t)n_q;
-        float *k = c->k + (size_t)t * (size_t)kvd;
-        float *v = c->v + (size_t)t * (size_t)kvd;
-        if (L->bq)
-            for (int i = 0; i < n_q; i++)
-                q[i] += L->bq[i];
-        if (L->bk)
-            for (int i = 0; i < kvd; i++)
-                k[i] += L->bk[i];
-        if (L->bv)
-            for (int i = 0; i < kvd; i++)
-                v[i] += L->bv[i];
-        const float *cs = c->rope + (size_t)t * (size_t)hp->n_rot;
-        for (int h = 0; h < hp->n_head; h++)
-            rope_apply(q + h * hp->head_dim, cs, hp->n_rot, hp->rope_neox);
-        for (int h = 0; h < hp->n_head_kv; h++)
-            rope_apply(k + h * hp->head_dim, cs, hp->n_rot, hp->rope_neox);
-        struct engine_kv *kv = c->tok_kv[t];
-        memcpy(kv_k(kv, c->layer, c->tok_pos[t]), k, (size_t)kvd * sizeof(float));
-        memcpy(kv_v(kv, c->layer, c->tok_pos[t]), v, (size_t)kvd * sizeof(float));
-    }
-}
-
 /* split the batch's attention into units: runs of tokens of one sequence in tiles of up to
  * ATTN_TILE_TOK tokens x the query heads of one KV head (fewer when their scores would not
  * fit the thread's scratch); the largest (latest) tiles first, for balance */
@@ -705,7 +673,9 @@ static void do_unit(struct engine_ctx *c, int ith, int u)
     switch (c->stage) {
     case ST_PREP: unit_prep(c, c->prep_t0 + u); break;
     case ST_MATMUL: unit_matmul(c, u); break;
-    case ST_ROPE: unit_rope(c, u); break;
+    /* heads not in whole quantization blocks: QKV rows finished after the matmul, one
+     * unit per job (q, k, v) */
+    case ST_ROPE: qkv_finish_rows(c, u, 0, (int)c->mm[u].w->ne1); break;
     case ST_ATTN: unit_attn(c, ith, u); break;
     }
 }
@@ -794,7 +764,7 @@ static void forward(struct engine_ctx *c, const int32_t *tokens, int logit_t0, f
         c->mm_align = MM_UNIT_ROWS;
         if (!fuse_heads) {
             c->stage = ST_ROPE;
-            pool_run(c, c->nt);
+            pool_run(c, 3);
         }
 
         /* the attention output goes straight into slot 0 (the QKV input is spent) */

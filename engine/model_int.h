@@ -50,7 +50,6 @@ struct engine_layer {
 
 struct engine_weights {
     struct engine_hparams hp;
-    const struct gguf_file *gguf;         /* borrowed: must outlive the weights */
     struct engine_mat token_embd;         /* [n_vocab rows][n_embd] */
     struct engine_mat output;             /* [n_vocab rows][n_embd] (token_embd when tied) */
     const float *output_norm;             /* [n_embd] */

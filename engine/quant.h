@@ -134,8 +134,6 @@ void quant_attn_multi_avx2(int nq, const float *const *q, const int *np, const f
 void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const float *k,
                              const float *v, size_t kv_stride, int hd, float scale, float *sc,
                              size_t sc_stride, float *const *o);
-void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
-                          int np, int hd, float scale, float *sc, float *o);
 
 /* Repacked weights (VNNI machines, Q8_0 / Q4_0, row count a multiple of QUANT_PACK_ROWS):
  * groups of 16 rows stored block-interleaved so that one 512-bit vpdpbusd computes 4

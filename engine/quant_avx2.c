@@ -612,12 +612,6 @@ TGT void quant_attn_multi_avx2(int nq, const float *const *q, const int *np, con
     }
 }
 
-TGT void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
-                              int np, int hd, float scale, float *sc, float *o)
-{
-    quant_attn_multi_avx2(1, &q, &np, k, v, kv_stride, hd, scale, sc, 0, &o);
-}
-
 /* ---- AVX512-VNNI (256-bit) kernels for Q8_0 / Q4_0 weights ----
  * vpdpbusd multiplies unsigned weight bytes by signed activation bytes and sums groups of
  * four into int32 without saturation, starting from a broadcast correction: Q4_0 nibbles
@@ -1248,12 +1242,6 @@ void quant_attn_multi_avx512(int nq, const float *const *q, const int *np, const
 {
     (void)nq, (void)q, (void)np, (void)k, (void)v, (void)kv_stride, (void)hd, (void)scale;
     (void)sc, (void)sc_stride, (void)o;
-}
-
-void quant_attn_head_avx2(const float *q, const float *k, const float *v, size_t kv_stride,
-                          int np, int hd, float scale, float *sc, float *o)
-{
-    (void)q, (void)k, (void)v, (void)kv_stride, (void)np, (void)hd, (void)scale, (void)sc, (void)o;
 }
 
 

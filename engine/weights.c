@@ -156,7 +156,6 @@ int engine_weights_load(const struct gguf_file *f, struct engine_weights **out, 
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    w->gguf = f;
     struct engine_hparams *hp = &w->hp;
     l.arch = gguf_get_str(f, "general.architecture", NULL);
     if (!l.arch) {
