@@ -514,6 +514,21 @@ static void test_context_limits(void)
     CHECK(job == NULL);
     CHECK(strstr(err, "context holds 16") != NULL);
     CHECK_EQ_INT(c->n_done, 0);
+    /* more stop sequences than the engine takes, and missing arguments: refused, no job */
+    {
+        static const char *const many[65] = {"x"};
+        struct engine_params ps = p;
+        ps.stop = many;
+        ps.n_stop = 65;
+        err[0] = '\0';
+        CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once", &ps, &cbs, c, &job, err, sizeof(err)),
+                     ENGINE_EINVAL);
+        CHECK(job == NULL && strstr(err, "at most 64 stop") != NULL);
+        CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, NULL, &p, &cbs, c, &job, err, sizeof(err)),
+                     ENGINE_EINVAL);
+        CHECK(job == NULL && strstr(err, "bad arguments") != NULL);
+        CHECK_EQ_INT(c->n_done, 0);
+    }
     /* a prompt that fits: generation stops at the end of the context */
     CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err,
                                   sizeof(err)),
