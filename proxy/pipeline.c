@@ -747,6 +747,8 @@ static int msg_add(struct msg_list *l, const char *role, char *content)
     return 0;
 }
 
+/* build_messages -- the chat for the engine; -1 when a message is not plain text,
+ * -2 when memory runs out */
 static int build_messages(struct proxy_req *r, struct msg_list *l)
 {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages"), *m;
@@ -759,7 +761,7 @@ static int build_messages(struct proxy_req *r, struct msg_list *l)
             return -1;
         if (sys && msg_add(l, "system", t) < 0) {
             free(t);
-            return -1;
+            return -2;
         }
     }
     cJSON_ArrayForEach(m, msgs)
@@ -774,7 +776,7 @@ static int build_messages(struct proxy_req *r, struct msg_list *l)
             return -1;
         if (msg_add(l, rr, t) < 0) {
             free(t);
-            return -1;
+            return -2;
         }
     }
     return 0;
@@ -840,7 +842,12 @@ static void dispatch_engine(struct proxy_req *r)
                         r->model->name);
         return;
     }
-    if (build_messages(r, &l) < 0) {
+    rc = build_messages(r, &l);
+    if (rc == -2) {
+        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
+        goto done;
+    }
+    if (rc < 0) {
         proxy_req_error(r, 400, NULL,
                         "The local model '%s' reads text only; this request has tool calls, "
                         "images or other non-text content, so it was not answered.",
@@ -984,16 +991,22 @@ static int validate_parts(const cJSON *arr, const char *where, int i, char *err,
     cJSON_ArrayForEach(p, arr)
     {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
+        char at[96];
+
+        /* i < 0: the array is `where` itself (Anthropic's system) */
+        if (i < 0)
+            snprintf(at, sizeof(at), "%s[%d]", where, j);
+        else
+            snprintf(at, sizeof(at), "%s[%d].content[%d]", where, i, j);
         if (!cJSON_IsObject(p) || !cJSON_IsString(t)) {
-            snprintf(err, errlen, "%s[%d].content[%d] must be an object with a 'type'.", where, i,
-                     j);
+            snprintf(err, errlen, "%s must be an object with a 'type'.", at);
             return -1;
         }
         if (unscannable_part(p)) {
             snprintf(err, errlen,
-                     "%s[%d].content[%d] is a '%s' part, which the gateway cannot scan, so the "
-                     "request was not sent (send the text itself instead).",
-                     where, i, j, t->valuestring);
+                     "%s is a '%s' part, which the gateway cannot scan, so the request was not "
+                     "sent (send the text itself instead).",
+                     at, t->valuestring);
             return -1;
         }
         j++;
@@ -1009,10 +1022,12 @@ static int validate_shapes(const struct proxy_req *r, char *err, size_t errlen)
     if (r->api == PROXY_API_ANTHROPIC) {
         const cJSON *sys = cJSON_GetObjectItemCaseSensitive(r->json, "system");
         if (sys && !cJSON_IsString(sys) && !cJSON_IsNull(sys)) {
-            if (!cJSON_IsArray(sys) || validate_parts(sys, "system", 0, err, errlen) < 0) {
+            if (!cJSON_IsArray(sys)) {
                 snprintf(err, errlen, "'system' must be a string or an array of text blocks.");
                 return -1;
             }
+            if (validate_parts(sys, "system", -1, err, errlen) < 0)
+                return -1; /* (its message names the part) */
         }
     }
     cJSON_ArrayForEach(m, msgs)

@@ -390,10 +390,6 @@ char *proxy_translate_response(struct proxy_req *r, const cJSON *j);
  * returns a malloc'd string (the input copied when not redacting) */
 char *proxy_restore_piece(struct proxy_req *r, int slot, const char *text, int flush);
 void proxy_write_event_json(struct proxy_req *r, const char *event, const cJSON *obj);
-/* one OpenAI chat.completion.chunk event: a delta (role/text/finish, each may be
- * NULL), or with `usage` the final usage chunk (no choices) */
-void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model, const char *role,
-                        const char *text, const char *finish, const struct proxy_usage *usage);
 
 /* usage → cost with the model's prices */
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u);

@@ -417,8 +417,11 @@ static void anth_close(struct proxy_req *r)
 
 /* --- to an OpenAI client --- */
 
-void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model, const char *role,
-                        const char *text, const char *finish, const struct proxy_usage *usage)
+/* one OpenAI chat.completion.chunk event: a delta (role/text/finish, each may be
+ * NULL), or with `usage` the final usage chunk (no choices) */
+static void proxy_openai_chunk(struct proxy_req *r, const char *id, const char *model,
+                               const char *role, const char *text, const char *finish,
+                               const struct proxy_usage *usage)
 {
     cJSON *j = cJSON_CreateObject(), *chs, *c, *d;
 

@@ -602,6 +602,18 @@ def t_unscannable_shapes(s, gw, mock):
         r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS if path == "/v1/messages" else None)
         s.check("%s: refused (400/403), never forwarded" % name,
                 r.status in (400, 403) and mock.stats()["requests"] == b0, (r.status, r.body[:80]))
+    # an unscannable block in Anthropic's system: the 400 names the block, not just "system"
+    b0 = mock.stats()["requests"]
+    r = request(gw.port, "POST", "/v1/messages",
+                {"model": "claude-3-5-haiku", "max_tokens": 5,
+                 "system": [{"type": "text", "text": "be terse"},
+                            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                                            "data": "JVBERi0xLjQK"}}],
+                 "messages": [{"role": "user", "content": "hi"}]}, headers=ANTHROPIC_HEADERS)
+    msg = ((r.json() or {}).get("error") or {}).get("message", "")
+    s.check("a base64 document in Anthropic's system: 400 naming system[1], never forwarded",
+            r.status == 400 and "system[1]" in msg and "cannot scan" in msg and mock.stats()["requests"] == b0,
+            (r.status, r.body[:200]))
 
 
 def metric_sum(text, name_re, label_re=""):
