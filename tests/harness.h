@@ -82,4 +82,29 @@ static inline const char *harness_shared(void)
     return s && *s ? s : "../shared";
 }
 
+/* harness_read_file -- a whole file, NUL-terminated, malloc'd; NULL if unreadable.
+ * *len (when not NULL) gets its length. */
+static inline char *harness_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *p = NULL;
+    long n;
+
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (p = malloc((size_t)n + 1)) != NULL) {
+        if (fread(p, 1, (size_t)n, f) != (size_t)n) {
+            free(p);
+            p = NULL;
+        } else {
+            p[n] = '\0';
+            if (len)
+                *len = (size_t)n;
+        }
+    }
+    fclose(f);
+    return p;
+}
+
 #endif

@@ -4,25 +4,6 @@
 #include "engine/chat.c"
 #include "harness.h"
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    if (p)
-        p[n] = 0;
-    fclose(f);
-    return p;
-}
-
 static cJSON *golden;
 
 static cJSON *find_template(const char *name)
@@ -173,7 +154,7 @@ int main(void)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s/models/golden/chat_templates.json", harness_shared());
-    char *text = read_all(path);
+    char *text = harness_read_file(path, NULL);
     golden = text ? cJSON_Parse(text) : NULL;
     free(text);
     RUN(test_golden_jinja);

@@ -15,25 +15,6 @@ static const char *golden_models[] = {
     "tiny-kq-q6_k",        "tiny-kq-bf16",
 };
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b)
-        b[n] = '\0';
-    fclose(fp);
-    return b;
-}
-
 struct model {
     struct gguf_file *f;
     struct engine_weights *w;
@@ -98,7 +79,7 @@ static void check_golden(const char *name)
 {
     char p[1024];
     snprintf(p, sizeof(p), "%s/models/golden/%s.json", harness_shared(), name);
-    char *js = slurp(p);
+    char *js = harness_read_file(p, NULL);
     REQUIRE(js != NULL);
     cJSON *root = cJSON_Parse(js);
     free(js);

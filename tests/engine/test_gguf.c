@@ -13,24 +13,6 @@ static const char *model_path(const char *name)
     return path_buf;
 }
 
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(fp);
-    *n = (size_t)sz;
-    return b;
-}
-
 struct expect {
     const char *file;
     const char *arch;
@@ -179,7 +161,8 @@ static void test_vocab_files(void)
 static void test_truncation(void)
 {
     size_t n = 0;
-    unsigned char *b = slurp(model_path("stories260K-q4_0.gguf"), &n);
+    unsigned char *b =
+        (unsigned char *)harness_read_file(model_path("stories260K-q4_0.gguf"), &n);
     REQUIRE(b != NULL);
     int refused = 0, tried = 0;
     for (size_t cut = 0; cut < n; cut += (cut < 4096 ? 7 : 997)) {
@@ -225,7 +208,8 @@ static int open_bytes(const unsigned char *b, size_t n, char *err, size_t errlen
 static void test_corruption(void)
 {
     size_t n = 0;
-    unsigned char *orig = slurp(model_path("stories260K-q8_0.gguf"), &n);
+    unsigned char *orig =
+        (unsigned char *)harness_read_file(model_path("stories260K-q8_0.gguf"), &n);
     REQUIRE(orig != NULL);
     unsigned char *b = malloc(n);
     REQUIRE(b != NULL);

@@ -14,30 +14,11 @@
  * but a white-box test may look) */
 #include "engine/engine_int.h"
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    if (p)
-        p[n] = 0;
-    fclose(f);
-    return p;
-}
-
 static cJSON *load_golden(const char *model)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s/models/golden/%s.json", harness_shared(), model);
-    char *t = read_all(path);
+    char *t = harness_read_file(path, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
     return j;

@@ -8,30 +8,11 @@
 #include "engine/unicode.h"
 #include "harness.h"
 
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    if (p)
-        p[n] = 0;
-    fclose(f);
-    return p;
-}
-
 static cJSON *load_json(const char *rel)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s/models/%s", harness_shared(), rel);
-    char *text = read_all(path);
+    char *text = harness_read_file(path, NULL);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!j)
