@@ -1,15 +1,16 @@
 /* audit.h -- the byte-exact, write-ahead, tamper-evident record.
  *
- * An audit log is a directory of segment files written by one writer thread.
- * Records are framed, hash-chained (BLAKE2b) and periodically checkpointed with an
- * Ed25519 signature; payload blobs may be sealed to an auditor's X25519 key. The
- * on-disk format is specified in docs/audit.md.
+ * An audit log is a directory of segment files. Records are framed, hash-chained
+ * (BLAKE2b) and periodically checkpointed with an Ed25519 signature; payload blobs may
+ * be sealed to an auditor's X25519 key. The on-disk format is specified in
+ * docs/audit.md.
  *
- * Threading: audit_append() may be called from any thread; it only queues. The
- * writer thread writes, fsyncs (per config_sync) and then calls each record's
- * completion callback ON THE WRITER THREAD, in append order (records flagged
- * AUDIT_WRITTEN may be reported ahead of earlier ones in their group). Callers that live on
- * an event loop must hand the result back to their loop themselves.
+ * Threading: audit_append*() may be called from any thread. The appending thread
+ * frames, chains and writes its record itself (a pwritev into the page cache, under the
+ * log's lock; never an fsync). Durability is the syncer thread's: one fdatasync covers
+ * every record written before it started (group commit), then it calls the callbacks
+ * of the records that waited for it, ON THE SYNCER THREAD, in append order. Callers
+ * that live on an event loop must hand such a result back to their loop themselves.
  * audit knows nothing of HTTP.
  * Errors: 0 / -1 (with a message in `err` where one is taken). */
 #ifndef AIRLOCK_AUDIT_H
@@ -33,7 +34,7 @@ struct audit_blob {
 };
 
 /* status: 0 durable (per the sync mode; see AUDIT_WRITTEN), -1 the record could not
- * be written. */
+ * be made durable (it was cut from the log again). */
 typedef void (*audit_done_fn)(void *ud, int status);
 
 /* audit_open -- open (create) the log in cfg->dir, recover a torn tail (moved to a
@@ -42,43 +43,41 @@ typedef void (*audit_done_fn)(void *ud, int status);
 int audit_open(const struct config_audit *cfg, struct audit **out, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* audit_close -- drain the queue, write a final checkpoint, join the writer, free. */
+/* audit_close -- settle every record written, write a final checkpoint, stop the
+ * syncer, free. */
 void audit_close(struct audit *a);
 
-/* audit_append -- queue one record. `type` is "request" or "response"; meta_json
- * is a JSON object (copied) with the metadata fields listed in docs/audit.md;
- * blobs are copied. `done` (may be NULL) is called once, on the writer thread.
- * Returns -1 without calling `done` if the log is failed and on_failure is refuse,
- * or on allocation failure. */
+/* audit_append -- write one record. `type` is "request" or "response"; meta_json
+ * is a JSON object with the metadata fields listed in docs/audit.md. Nothing is
+ * kept of meta or blobs after the call returns. `done` (may be NULL) is called once,
+ * when the record is durable per the sync mode: at once on this thread with sync:
+ * none, later on the syncer thread otherwise. Returns -1 without calling `done` when
+ * the record was not written (the log is failed and on_failure is refuse, the write
+ * failed, memory ran out). */
 int audit_append(struct audit *a, const char *type, const char *meta_json,
                  const struct audit_blob *blobs, size_t n_blobs, audit_done_fn done, void *ud)
     __attribute__((warn_unused_result));
 
-/* audit_append_ex -- audit_append with the meta's length given and these flags:
- *   AUDIT_BORROW   the blobs' bytes are not copied: they must stay valid and unchanged
- *                  until `done` has been called (or audit_append_ex returned -1). The
- *                  meta and the blob names are always copied.
- *   AUDIT_WRITTEN  with sync: batch, call `done` as soon as the record is written to
- *                  the segment file, before the fdatasync that makes it durable: a
- *                  process crash can no longer lose it, a power loss still can. With
- *                  always it changes nothing; with none every record is reported
- *                  once written anyway. */
-#define AUDIT_BORROW 0x1u
+/* audit_append_ex -- audit_append with the meta's length given, a flag, and a
+ * result that saves a hand-off:
+ *    1  the record is complete now (written, which is all sync: none or AUDIT_WRITTEN
+ *       asks for); `done` will NOT be called.
+ *    0  the record is written and waits for the syncer; `done` will be called.
+ *   -1  not written (as for audit_append); `done` will not be called.
+ *   AUDIT_WRITTEN  with sync: batch the record is complete once written to the segment
+ *                  file, before the fdatasync that makes it durable: a process crash
+ *                  can no longer lose it, a power loss still can. With always it
+ *                  changes nothing. While the log is failed every record waits for a
+ *                  sync, which is how the log finds out that it works again. */
 #define AUDIT_WRITTEN 0x2u
-/*   AUDIT_NOWAKE   queue only; the caller calls audit_wake() soon (an event loop
- *                  appending many records per iteration wakes the writer once). */
-#define AUDIT_NOWAKE 0x4u
 int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t meta_len,
                     const struct audit_blob *blobs, size_t n_blobs, unsigned flags,
                     audit_done_fn done, void *ud) __attribute__((warn_unused_result));
 
-/* audit_wake -- wake the writer for records queued with AUDIT_NOWAKE (cheap when it
- * is already awake). */
-void audit_wake(struct audit *a);
-
 /* audit_healthy -- 1 while writes succeed, 0 after a write/fsync failure (until
  * one succeeds again). */
 int audit_healthy(struct audit *a);
+/* audit_queue_depth -- records written and waiting for their fdatasync */
 size_t audit_queue_depth(struct audit *a);
 /* audit_syncs -- fdatasync calls so far (for metrics: records / syncs is the group
  * commit factor). */

@@ -34,6 +34,24 @@ void audit_hdr_encode(uint8_t *hdr, uint8_t type, uint16_t flags, uint32_t body_
 
 /* The framing checks are ordered so that a buffer that simply ends early is TORN
  * and anything that cannot be a record we wrote is BAD. */
+int audit_all_zero(const uint8_t *p, size_t n)
+{
+    uint64_t acc = 0;
+    size_t i = 0;
+
+    /* 8 bytes at a time: recovery and verify run this over up to a megabyte */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        acc |= v;
+        if (acc)
+            return 0;
+    }
+    for (; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
 int audit_rec_decode(const uint8_t *buf, size_t len, size_t off, struct audit_rec *rec,
                      const char **why)
 {

@@ -57,6 +57,10 @@ enum audit_decode_status {
     AUDIT_DEC_BAD = 2,  /* complete but wrong: magic, version, length or hash */
 };
 
+/* audit_all_zero -- 1 when all n bytes are zero: the writer writes zeros ahead of its
+ * records, and a segment whose remainder is zeros ends there (docs/audit.md). */
+int audit_all_zero(const uint8_t *p, size_t n);
+
 /* audit_rec_decode -- decode the record at buf[off..len). Checks framing and the
  * record's own hash, not the chain. On BAD/TORN, *why names the reason (static). */
 int audit_rec_decode(const uint8_t *buf, size_t len, size_t off, struct audit_rec *rec,

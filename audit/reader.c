@@ -161,7 +161,19 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
     while (off < len) {
         struct audit_rec rec;
         const char *why = NULL;
-        int st = audit_rec_decode(buf, len, off, &rec, &why);
+        int st;
+
+        /* zeros the writer wrote ahead: the segment ends here (a live or crashed
+         * writer). A segment closed by its rotation or shutdown checkpoint has none:
+         * the writer cuts them before it writes that checkpoint. */
+        if (off > 0 && audit_all_zero(buf + off, len - off)) {
+            if (w->last_type == 4 && (w->last_reason == AUDIT_CKPT_ROTATION ||
+                                      w->last_reason == AUDIT_CKPT_SHUTDOWN))
+                return bad(w, AUDIT_TAMPERED, segname, off, w->next_seq,
+                           "%zu bytes after the segment's closing checkpoint", len - off);
+            break;
+        }
+        st = audit_rec_decode(buf, len, off, &rec, &why);
 
         if (st == AUDIT_DEC_TORN) {
             if (is_last && !audit_rec_find_valid(buf, len, off + 1))

@@ -110,10 +110,13 @@ void proxy_metrics_render(struct proxy *px, struct evbuffer *b)
             m->upstream_conns_total);
     COUNTER("airlock_upstream_connections_reused_total", "Requests sent on a pooled connection.",
             m->upstream_reused);
-    GAUGE("airlock_audit_queue_depth", "Audit records waiting for the writer.",
+    GAUGE("airlock_audit_queue_depth", "Audit records written and waiting for their fdatasync.",
           (uint64_t)(px->audit ? audit_queue_depth(px->audit) : 0));
     GAUGE("airlock_audit_healthy", "1 while the audit log accepts writes.",
           (uint64_t)(px->audit ? audit_healthy(px->audit) : 0));
+    COUNTER("airlock_audit_fsyncs_total",
+            "fdatasync calls on the audit log (records per call: the group-commit factor).",
+            px->audit ? audit_syncs(px->audit) : 0);
     COUNTER("airlock_config_reloads_total", "Successful config reloads.", m->reloads_ok);
     COUNTER("airlock_config_reload_failures_total", "Rejected config reloads.", m->reloads_failed);
 }

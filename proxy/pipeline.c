@@ -357,33 +357,6 @@ static char *response_meta(struct proxy_req *r, size_t *len)
     return jbuf_finish(&m, len);
 }
 
-void proxy_audit_wake_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct proxy *px = arg;
-
-    (void)fd;
-    (void)what;
-    px->audit_wake_pending = 0;
-    if (px->audit)
-        audit_wake(px->audit);
-}
-
-int proxy_audit_append(struct proxy *px, const char *type, const char *meta, size_t meta_len,
-                       const struct audit_blob *blobs, size_t n, unsigned flags,
-                       audit_done_fn done, void *ud)
-{
-    /* (px->audit_wake exists whenever px->audit does: proxy_new makes both or fails) */
-    if (audit_append_ex(px->audit, type, meta, meta_len, blobs, n, flags | AUDIT_NOWAKE, done,
-                        ud) < 0)
-        return -1;
-    /* an active event runs after the callbacks already queued in this iteration */
-    if (!px->audit_wake_pending) {
-        px->audit_wake_pending = 1;
-        event_active(px->audit_wake, EV_READ, 0);
-    }
-    return 0;
-}
-
 /* the answer's record is durable (or there is none): let the client have the
  * end of its answer and go on with the connection's next request */
 static void req_complete(struct proxy_req *r)
@@ -423,7 +396,7 @@ void proxy_req_finish(struct proxy_req *r)
 {
     struct proxy *px = r->px;
     char route[256];
-    int appended = 0;
+    int appended = 0, rc;
 
     if (r->response_logged)
         return;
@@ -442,12 +415,11 @@ void proxy_req_finish(struct proxy_req *r)
         struct audit_blob blobs[2];
         size_t n = 0;
 
-        /* The blobs are borrowed, not copied: nothing adds to these buffers once the
-         * response is logged (r->record off; the upstream body checks response_logged),
-         * and the request outlives the record through the audit's reference. The end
-         * of the answer waits only until the record is written (AUDIT_WRITTEN): a
-         * crash of the process then cannot lose the record of an answer the client
-         * got, without making every answer wait for a second fdatasync. */
+        /* The end of the answer waits only until the record is written
+         * (AUDIT_WRITTEN), which audit_append_ex does before it returns (1): a crash
+         * of the process then cannot lose the record of an answer the client got,
+         * without making every answer wait for a second fdatasync. With sync: always,
+         * or while the log is failed, it waits for the syncer (0). */
         blobs[n].name = "upstream";
         blobs[n].len = evbuffer_get_length(r->up_bytes);
         blobs[n].data =
@@ -460,14 +432,16 @@ void proxy_req_finish(struct proxy_req *r)
         n++;
         r->record = 0;
         proxy_req_ref(r);
-        if (!meta || proxy_audit_append(px, "response", meta, meta_len, blobs, n,
-                                        AUDIT_BORROW | AUDIT_WRITTEN, response_durable, r) < 0) {
-            proxy_req_unref(r);
-            log_error("request %s: the response record could not be queued to the audit log",
+        rc = meta ? audit_append_ex(px->audit, "response", meta, meta_len, blobs, n,
+                                    AUDIT_WRITTEN, response_durable, r)
+                  : -1;
+        if (rc != 0)
+            proxy_req_unref(r); /* no callback will come */
+        if (rc < 0)
+            log_error("request %s: the response record could not be written to the audit log",
                       r->id);
-        } else {
-            appended = 1;
-        }
+        else if (rc == 0)
+            appended = 1; /* req_complete when the syncer reports back */
         free(meta);
     }
     if (r->prov && r->model)
@@ -682,6 +656,7 @@ static void audit_request_then_dispatch(struct proxy_req *r)
     struct audit_blob blobs[2];
     size_t n = 0, meta_len = 0;
     char *meta;
+    int rc;
 
     if (!px->audit) {
         dispatch(r);
@@ -699,11 +674,16 @@ static void audit_request_then_dispatch(struct proxy_req *r)
         n++;
     }
     proxy_req_ref(r);
-    /* borrowed: the body and outbound bytes belong to r, which the audit's reference
-     * keeps alive and nothing changes until the record is durable */
-    if (!meta || proxy_audit_append(px, "request", meta, meta_len, blobs, n, AUDIT_BORROW,
-                                    audit_request_done, r) < 0) {
-        free(meta);
+    rc = meta ? audit_append_ex(px->audit, "request", meta, meta_len, blobs, n, 0,
+                                audit_request_done, r)
+              : -1;
+    free(meta);
+    if (rc == 1) { /* sync: none: written is all it asks */
+        proxy_req_unref(r);
+        dispatch(r);
+        return;
+    }
+    if (rc < 0) {
         proxy_req_unref(r);
         if (r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
             proxy_req_error(r, 503, NULL,
@@ -715,7 +695,6 @@ static void audit_request_then_dispatch(struct proxy_req *r)
         dispatch(r);
         return;
     }
-    free(meta);
 }
 
 /* the message list for the built-in engine, in either API */

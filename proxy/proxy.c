@@ -507,11 +507,6 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
             snprintf(err, errlen, "audit: %s", aerr);
             goto fail;
         }
-        px->audit_wake = event_new(px->base, -1, 0, proxy_audit_wake_cb, px);
-        if (!px->audit_wake) {
-            snprintf(err, errlen, "audit: out of memory");
-            goto fail;
-        }
         if (audit_spend_scan(px->snap->cfg->audit.dir, (time_t)today() * 86400, spend_replay, px) !=
             0)
             log_warn("audit: could not replay today's spend; budgets start from zero");
@@ -560,9 +555,6 @@ void proxy_free(struct proxy *px)
         engine_server_free(e->server);
         e->server = NULL;
     }
-    if (px->audit_wake)
-        event_free(px->audit_wake);
-    px->audit_wake = NULL;
     if (px->audit)
         audit_close(px->audit); /* final checkpoint; callbacks go to the mailbox */
     px->audit = NULL;

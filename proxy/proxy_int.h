@@ -170,8 +170,6 @@ struct proxy {
     SSL_CTX **listen_ssl;
     size_t n_listeners;
     struct audit *audit;
-    struct event *audit_wake; /* wakes the writer once per loop iteration */
-    int audit_wake_pending;
     int audit_was_healthy;
     struct proxy_mailbox *mbox;
     struct event *sig_hup, *sig_term, *sig_int, *drain_timer;
@@ -325,12 +323,6 @@ void proxy_req_error(struct proxy_req *r, int status, const char *type, const ch
     __attribute__((format(printf, 4, 5)));
 /* proxy_req_finish -- the answer is complete (or abandoned): audit, metrics, detach. */
 void proxy_req_finish(struct proxy_req *r);
-/* proxy_audit_append -- audit_append_ex on the loop: the writer is woken once, after
- * the callbacks of this loop iteration, for every record they queued. */
-int proxy_audit_append(struct proxy *px, const char *type, const char *meta, size_t meta_len,
-                       const struct audit_blob *blobs, size_t n, unsigned flags,
-                       audit_done_fn done, void *ud);
-void proxy_audit_wake_cb(evutil_socket_t fd, short what, void *arg);
 double proxy_req_elapsed(const struct proxy_req *r);
 /* proxy_req_stream_error -- end a started stream with a well-formed error event. */
 void proxy_req_stream_error(struct proxy_req *r, const char *message);

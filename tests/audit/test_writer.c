@@ -27,6 +27,8 @@ static int count_records(const char *path, int *types, int max)
     while (off < len) {
         struct audit_rec rec;
         const char *why;
+        if (audit_all_zero(buf + off, len - off))
+            break; /* zeros the writer wrote ahead */
         if (audit_rec_decode(buf, len, off, &rec, &why) != AUDIT_DEC_OK) {
             n = -1;
             break;
@@ -154,7 +156,10 @@ static void test_rotation(void)
     setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "8192", 1);
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
     unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
-    CHECK(append_n(a, 40, 0, 1000) == 0);
+    /* in waves: a segment rotated away is synced before the next rotation starts, so
+     * one burst overruns its segment instead of rotating again */
+    for (n = 0; n < 5; n++)
+        CHECK(append_n(a, 10, 10 * n, 1000) == 0);
     audit_close(a);
     REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
     CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
@@ -275,11 +280,12 @@ static void test_group_commit_threads(void)
 struct big_batch {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int release, done, failed;
+    int release, done, failed, entered;
 };
 
-/* the callback of a record appended with AUDIT_WRITTEN runs on the writer thread:
- * blocking in it holds the writer, so everything appended meanwhile forms one batch */
+/* the callback of a record that waits for its sync runs on the syncer thread:
+ * blocking in it holds the syncer, so everything written meanwhile waits for one
+ * group commit */
 static void gate_cb(void *ud, int status)
 {
     struct big_batch *g = ud;
@@ -287,6 +293,8 @@ static void gate_cb(void *ud, int status)
     pthread_mutex_lock(&g->mu);
     if (status != 0)
         g->failed++;
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cv);
     while (!g->release)
         pthread_cond_wait(&g->cv, &g->mu); /* holds the writer: the queue fills up */
     g->done++;
@@ -321,7 +329,13 @@ static int blob_check_cb(void *ud, const struct audit_rec *rec, const struct aud
     (void)ctx;
     if (rec->type != 2)
         return 0;
-    if (audit_body_parse(rec->body, rec->body_len, &b, &why) != 0 || b.n_blobs != 3) {
+    if (audit_body_parse(rec->body, rec->body_len, &b, &why) != 0) {
+        bc->bad++;
+        return 0;
+    }
+    if (strncmp(b.meta, "{\"gate\"", 7) == 0 || strncmp(b.meta, "{\"i\":-1}", 8) == 0)
+        return 0; /* the gate, and the records after the held group */
+    if (b.n_blobs != 3) {
         bc->bad++;
         return 0;
     }
@@ -347,9 +361,22 @@ static int blob_check_cb(void *ud, const struct audit_rec *rec, const struct aud
     return 0;
 }
 
-static void test_batch_beyond_iov_limit(void)
+/* hold the syncer in gate_cb: a request record's callback, on the syncer thread */
+static void gate_hold(struct audit *a, struct big_batch *g)
 {
-    enum { N = 700 }; /* 700 records of 3 blobs: well over 1,024 iovecs in one batch */
+    memset(g, 0, sizeof(*g));
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    REQUIRE(audit_append_ex(a, "request", "{\"gate\":1}", 10, NULL, 0, 0, gate_cb, g) == 0);
+    pthread_mutex_lock(&g->mu);
+    while (!g->entered)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void test_group_commit_held_syncer(void)
+{
+    enum { N = 700 }; /* 700 records of 3 blobs, written while the syncer is held */
     char *dir = tmp_dir("bigbatch");
     struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
     struct audit *a = NULL;
@@ -365,10 +392,7 @@ static void test_batch_beyond_iov_limit(void)
     setenv("AIRLOCK_AUDIT_SEGMENT_BYTES", "16384", 1); /* and several rotations */
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
     unsetenv("AIRLOCK_AUDIT_SEGMENT_BYTES");
-    memset(&g, 0, sizeof(g));
-    pthread_mutex_init(&g.mu, NULL);
-    pthread_cond_init(&g.cv, NULL);
-    REQUIRE(audit_append_ex(a, "response", "{\"gate\":1}", 10, NULL, 0, AUDIT_WRITTEN, gate_cb, &g) == 0);
+    gate_hold(a, &g);
     for (i = 0; i < N; i++) {
         struct audit_blob bl[3];
         char meta[32];
@@ -383,7 +407,7 @@ static void test_batch_beyond_iov_limit(void)
             bl[k].len = (k == 1 && (i & 1)) ? 0 : strlen(data[i][k]);
         }
         snprintf(meta, sizeof(meta), "{\"i\":%d}", i);
-        REQUIRE(audit_append_ex(a, "request", meta, strlen(meta), bl, 3, AUDIT_BORROW, count_cb,
+        REQUIRE(audit_append_ex(a, "request", meta, strlen(meta), bl, 3, 0, count_cb,
                                 &g) == 0);
     }
     syncs0 = audit_syncs(a);
@@ -394,14 +418,25 @@ static void test_batch_beyond_iov_limit(void)
         pthread_cond_wait(&g.cv, &g.mu);
     pthread_mutex_unlock(&g.mu);
     CHECK_EQ_INT(g.failed, 0);
-    /* all N were queued while the writer was held: one batch, a handful of syncs
-     * (one per rotation and the batch's own), not one per record */
-    CHECK(audit_syncs(a) - syncs0 < 60);
+    /* all N were written while the syncer was held: a handful of syncs (the rotation's
+     * and the group's own), not one per record */
+    CHECK(audit_syncs(a) - syncs0 < 10);
+    /* and the log goes on rotating once the held rotation is synced */
+    for (i = 0; i < 40; i++) {
+        struct audit_blob one = {"inbound", data[0][0], 1};
+        REQUIRE(audit_append_ex(a, "request", "{\"i\":-1}", 8, &one, 1, 0, count_cb, &g) == 0);
+    }
+    pthread_mutex_lock(&g.mu);
+    while (g.done < N + 41)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
     audit_close(a);
     memset(&bc, 0, sizeof(bc));
     REQUIRE(audit_walk_dir(dir, NULL, blob_check_cb, &bc, &rep, err, sizeof(err)) == 0);
     CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
-    CHECK(rep.segments > 3);
+    /* the first rotation happened while the syncer was held; no second one could start
+     * until it was synced, so the N records overran segment 2 */
+    CHECK(rep.segments >= 3);
     CHECK_EQ_INT(bc.seen, N);
     CHECK_EQ_INT(bc.bad, 0);
     pthread_cond_destroy(&g.cv);
@@ -448,35 +483,40 @@ static void test_written_before_sync(void)
     struct big_batch g;
     struct written_order w;
     struct audit_blob bl = {"client", "answer", 6};
-    char err[256];
+    char err[256], path[4096];
+    int types[16];
     uint64_t syncs0;
 
     REQUIRE(dir);
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
-    memset(&g, 0, sizeof(g));
-    pthread_mutex_init(&g.mu, NULL);
-    pthread_cond_init(&g.cv, NULL);
     memset(&w, 0, sizeof(w));
     w.a = a;
     pthread_mutex_init(&w.mu, NULL);
-    REQUIRE(audit_append_ex(a, "response", "{\"gate\":1}", 10, NULL, 0, AUDIT_WRITTEN, gate_cb, &g) == 0);
-    /* both queue behind the held writer, so they form the next batch together */
-    REQUIRE(audit_append_ex(a, "request", "{}", 2, &bl, 1, 0, written_cb_plain, &w) == 0);
-    REQUIRE(audit_append_ex(a, "response", "{}", 2, &bl, 1, AUDIT_BORROW | AUDIT_WRITTEN,
-                            written_cb_early, &w) == 0);
+    gate_hold(a, &g); /* the syncer is held: nothing is synced until release */
     syncs0 = audit_syncs(a);
+    CHECK_EQ_INT(audit_append_ex(a, "request", "{}", 2, &bl, 1, 0, written_cb_plain, &w), 0);
+    /* complete at return: no callback, and no sync was needed */
+    CHECK_EQ_INT(audit_append_ex(a, "response", "{}", 2, &bl, 1, AUDIT_WRITTEN,
+                                 written_cb_early, &w),
+                 1);
+    CHECK_EQ_INT(audit_syncs(a), syncs0);
+    CHECK_EQ_INT(audit_queue_depth(a), 1); /* the request waits */
+    pthread_mutex_lock(&w.mu);
+    CHECK_EQ_INT(w.n, 0);
+    pthread_mutex_unlock(&w.mu);
+    /* both are in the segment file already: start, gate, request, response */
+    seg_file(path, sizeof(path), dir, 1);
+    CHECK_EQ_INT(count_records(path, types, 16), 4);
+    CHECK_EQ_INT(types[2], 2);
+    CHECK_EQ_INT(types[3], 3);
     pthread_mutex_lock(&g.mu);
     g.release = 1;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.mu);
-    audit_close(a); /* drains */
-    CHECK_EQ_INT(w.n, 2);
-    CHECK_EQ_INT(w.order[0], 2);            /* the flagged one first, although appended last */
-    CHECK_EQ_INT(w.order[1], 1);
-    /* the flagged one was reported before the fdatasync that covered the other (the
-     * gate's own batch may or may not have had its sync in between) */
-    CHECK(w.syncs_at[1] < w.syncs_at[0]);
-    CHECK(w.syncs_at[1] >= syncs0);
+    audit_close(a); /* settles */
+    CHECK_EQ_INT(w.n, 1);
+    CHECK_EQ_INT(w.order[0], 1);
+    CHECK(w.syncs_at[0] > syncs0); /* the request was reported after a sync */
     pthread_mutex_destroy(&w.mu);
     pthread_cond_destroy(&g.cv);
     pthread_mutex_destroy(&g.mu);
@@ -550,7 +590,7 @@ static void test_failed_group_commit(void)
     struct id_arg args[64];
     struct meta_ids ids;
     char err[256], meta[32];
-    int i, tries, failed = 0, refused = 0, mismatch = 0;
+    int i, rc, tries, failed = 0, refused = 0, written = 0, mismatch = 0;
 
     REQUIRE(dir);
     log_set_level(LOG_ERROR + 1);
@@ -569,17 +609,22 @@ static void test_failed_group_commit(void)
     CHECK_EQ_INT(st.status[0], 1);
     for (i = 1; i <= 10; i++) {
         snprintf(meta, sizeof(meta), "{\"i\":%d}", i);
-        /* half of them reported once written: those are cut all the same. Once the
-         * failure is known, appends are refused at once (fail fast): no callback. */
-        if (audit_append_ex(a, i % 2 ? "request" : "response", meta, strlen(meta), NULL, 0,
-                            i % 2 ? 0 : AUDIT_WRITTEN, id_cb, &args[i]) != 0) {
-            pthread_mutex_lock(&st.mu);
+        /* half of them complete once written (1, no callback): those are cut all the
+         * same. Once the failure is known, appends are refused at once (fail fast): no
+         * callback either. */
+        rc = audit_append_ex(a, i % 2 ? "request" : "response", meta, strlen(meta), NULL, 0,
+                             i % 2 ? 0 : AUDIT_WRITTEN, id_cb, &args[i]);
+        pthread_mutex_lock(&st.mu);
+        if (rc < 0) {
             st.status[i] = -2;
-            pthread_mutex_unlock(&st.mu);
             refused++;
+        } else if (rc == 1) {
+            st.status[i] = 2;
+            written++;
         }
+        pthread_mutex_unlock(&st.mu);
     }
-    id_wait(&st, 11 - refused);
+    id_wait(&st, 11 - refused - written);
     for (i = 1; i <= 10; i++)
         failed += st.status[i] == -1;
     CHECK(failed >= 1); /* #3 failed: the group with it was reported failed */
@@ -592,7 +637,7 @@ static void test_failed_group_commit(void)
         usleep(100000);
     }
     REQUIRE(tries < 40);
-    id_wait(&st, 12 - refused);
+    id_wait(&st, 12 - refused - written);
     CHECK_EQ_INT(st.status[42], 1);
     CHECK_EQ_INT(audit_healthy(a), 1);
     audit_close(a);
@@ -607,6 +652,8 @@ static void test_failed_group_commit(void)
             mismatch++;
         if (st.status[i] < 0 && ids.present[i] != 0)
             mismatch++;
+        if (st.status[i] == -1 && i % 2 == 0)
+            mismatch++; /* a written response is never reported failed afterwards */
     }
     CHECK_EQ_INT(mismatch, 0);
     REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
@@ -628,8 +675,18 @@ static void test_sync_always(void)
 
     REQUIRE(dir);
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
-    CHECK(append_n(a, 20, 0, 64) == 0);
-    CHECK(audit_syncs(a) >= 20); /* one per record */
+    CHECK(append_n(a, 19, 0, 64) == 0);
+    CHECK(audit_syncs(a) >= 2);
+    /* with always, even a record flagged AUDIT_WRITTEN waits for its sync */
+    {
+        struct waiter w;
+        waiter_init(&w);
+        CHECK_EQ_INT(audit_append_ex(a, "response", "{}", 2, NULL, 0, AUDIT_WRITTEN, waiter_cb, &w),
+                     0);
+        waiter_wait(&w, 1);
+        CHECK_EQ_INT(w.failed, 0);
+        waiter_deinit(&w);
+    }
     audit_close(a);
     REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
     CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
@@ -739,9 +796,10 @@ static void test_mid_file_damage_refuses_open(void)
     free(dir);
 }
 
-/* Disk full, simulated with RLIMIT_FSIZE in a child: appends past the limit fail
- * with status -1, the log turns unhealthy, refuse mode fails appends fast, and no
- * torn record is left: verify passes on what is there. */
+/* Disk full, simulated with RLIMIT_FSIZE in a child: an append past the limit fails
+ * at once (the write fails: -1, no callback), the log turns unhealthy, refuse mode then
+ * fails appends fast, every record accepted is durable, and no torn record is left:
+ * verify passes on what is there. */
 static void test_disk_full(void)
 {
     char *dir = tmp_dir("full");
@@ -785,7 +843,7 @@ static void test_disk_full(void)
                 failed++;
             waiter_deinit(&w);
         }
-        if (ok < 5 || failed < 1 || refused < 1 || audit_healthy(a) != 0)
+        if (ok < 5 || failed != 0 || refused < 1 || audit_healthy(a) != 0)
             _exit(12);
         audit_close(a); /* the shutdown checkpoint may fail too: logged, no torn record */
         _exit(0);
@@ -936,7 +994,8 @@ static void test_time_checkpoint(void)
     free(dir);
 }
 
-/* on_failure: allow -- a failing log never refuses an append; each record reports -1. */
+/* on_failure: allow -- a failing log tries every record (no fail-fast period): each
+ * fails, and the first one after the disk has room again succeeds and heals the log. */
 static void test_disk_full_allow(void)
 {
     char *dir = tmp_dir("fullallow");
@@ -950,9 +1009,9 @@ static void test_disk_full_allow(void)
     REQUIRE(pid >= 0);
     if (pid == 0) {
         struct audit *a = NULL;
-        struct rlimit rl = {6000, 6000};
+        struct rlimit rl = {6000, RLIM_INFINITY};
         char err[256];
-        int i, refused = 0, failed = 0;
+        int i, refused = 0, failed = 0, rc;
 
         signal(SIGXFSZ, SIG_IGN);
         log_set_level(LOG_ERROR + 1);
@@ -975,8 +1034,23 @@ static void test_disk_full_allow(void)
             }
             waiter_deinit(&w);
         }
-        if (refused || failed < 10 || audit_healthy(a))
+        if (refused + failed < 10 || audit_healthy(a))
             _exit(12);
+        /* with room again, the very next append is written and heals the log: allow
+         * mode tries every record (refuse mode would fail appends fast for a second) */
+        rl.rlim_cur = RLIM_INFINITY;
+        setrlimit(RLIMIT_FSIZE, &rl);
+        {
+            struct waiter w;
+            waiter_init(&w);
+            rc = audit_append(a, "request", "{}", NULL, 0, waiter_cb, &w);
+            if (rc != 0)
+                _exit(13);
+            waiter_wait(&w, 1);
+            if (w.failed || !audit_healthy(a))
+                _exit(14);
+            waiter_deinit(&w);
+        }
         audit_close(a);
         _exit(0);
     }
@@ -1121,6 +1195,92 @@ static void test_crash_keeps_acknowledged_records(void)
     free(dir);
 }
 
+/* The zeros written ahead of the records: a writer that dies leaves them after its
+ * last record. Readers take them as the end (an unsigned tail, not damage), and the
+ * next start cuts them without setting anything aside as torn. Zeros with records
+ * after them are damage. */
+static void test_zero_tail(void)
+{
+    char *dir = tmp_dir("zeros");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit_report rep;
+    char err[256], path[4096], broken[4200];
+    uint8_t *buf;
+    size_t len, end;
+    int types[64], n;
+    pid_t pid;
+    int status;
+
+    REQUIRE(dir);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        struct audit *a = NULL;
+        log_set_level(LOG_ERROR + 1);
+        if (audit_open(&cfg, &a, err, sizeof(err)) != 0)
+            _exit(10);
+        if (append_n(a, 6, 0, 200) != 0)
+            _exit(11);
+        _exit(0); /* no audit_close: as if killed */
+    }
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    seg_file(path, sizeof(path), dir, 1);
+    buf = read_file(path, &len);
+    REQUIRE(buf);
+    n = count_records(path, types, 64);
+    CHECK_EQ_INT(n, 7); /* segment start and the six */
+    /* the zeros are there, after the last record */
+    for (end = 0; end < len;) {
+        struct audit_rec rec;
+        const char *why;
+        if (audit_rec_decode(buf, len, end, &rec, &why) != AUDIT_DEC_OK)
+            break;
+        end += rec.total;
+    }
+    CHECK(len > end);
+    CHECK(audit_all_zero(buf + end, len - end));
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_TRUNCATED);
+    CHECK_EQ_INT(rep.unsigned_tail, 1);
+    CHECK_EQ_INT(rep.records, 7);
+
+    /* a record after zeros is damage, not a tail */
+    {
+        uint8_t *bad = malloc(len + 4096);
+        REQUIRE(bad);
+        memcpy(bad, buf, end);
+        memset(bad + end, 0, 4096);
+        memcpy(bad + end + 4096, buf + end - 300, 300);
+        REQUIRE(write_file(path, bad, end + 4096 + 300) == 0);
+        REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+        CHECK_EQ_INT(rep.verdict, AUDIT_TAMPERED);
+        REQUIRE(write_file(path, buf, len) == 0);
+        free(bad);
+    }
+
+    /* the next start cuts the zeros, sets nothing aside, signs and goes on */
+    {
+        struct audit *a = NULL;
+        REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+        CHECK(append_n(a, 2, 6, 10) == 0);
+        audit_close(a);
+    }
+    snprintf(broken, sizeof(broken), "%s.broken", path);
+    CHECK(!file_exists(broken));
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK_EQ_INT(rep.records, 11); /* + startup checkpoint, 2 records, shutdown checkpoint */
+    free(buf);
+    /* a closed segment has no zeros */
+    buf = read_file(path, &len);
+    REQUIRE(buf && len > 0);
+    CHECK(buf[len - 1] != 0 || !audit_all_zero(buf + len - 32, 32));
+    free(buf);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* A crash while rotating leaves a new segment with a partial start record (or none):
  * it is set aside and the segment is made again, chained to the previous one. */
 static void test_crash_during_rotation(void)
@@ -1174,7 +1334,7 @@ int main(void)
     RUN(test_checkpoint_every_1000);
     RUN(test_rotation);
     RUN(test_group_commit_threads);
-    RUN(test_batch_beyond_iov_limit);
+    RUN(test_group_commit_held_syncer);
     RUN(test_written_before_sync);
     RUN(test_failed_group_commit);
     RUN(test_sync_always);
@@ -1187,5 +1347,6 @@ int main(void)
     RUN(test_disk_full_allow);
     RUN(test_crash_keeps_acknowledged_records);
     RUN(test_crash_during_rotation);
+    RUN(test_zero_tail);
     return harness_done();
 }
