@@ -59,7 +59,7 @@ struct audit_wstate {
 #define AUDIT_ZERO_AHEAD ((uint64_t)1 << 20)
 /* Bytes written but not yet synced beyond which appends are refused (503): a disk that
  * stopped answering must not fill the page cache until writes start to block. */
-#define AUDIT_MAX_UNSYNCED ((uint64_t)256 << 20)
+#define AUDIT_MAX_UNSYNCED ((uint64_t)64 << 20)
 
 struct audit {
     char *dir;
