@@ -78,6 +78,21 @@ static void print_banner(const struct config *cfg, const char *model_path, int e
             cfg->n_models ? cfg->models[0].name : "local");
 }
 
+struct lint_ctx {
+    const char *file;
+    int to_log;
+};
+
+static void lint_line(void *ud, struct config_pos pos, const char *msg)
+{
+    const struct lint_ctx *c = ud;
+
+    if (c->to_log)
+        log_warn("config %s:%d: %s", c->file, pos.line, msg);
+    else
+        printf("%s:%d:%d: warning: %s\n", c->file, pos.line, pos.col, msg);
+}
+
 int cmd_serve(int argc, char **argv)
 {
     const char *file = NULL;
@@ -122,6 +137,10 @@ int cmd_serve(int argc, char **argv)
             return 2;
         }
     }
+    {
+        struct lint_ctx lc = {file ? file : "<embedded>", 1};
+        config_lint(cfg, lint_line, &lc);
+    }
     print_banner(cfg, model, file == NULL);
     if (proxy_new(cfg, file, &px, err, sizeof(err)) != 0) {
         fprintf(stderr, "airlock: %s\n", err);
@@ -138,6 +157,8 @@ int cmd_serve(int argc, char **argv)
 
 int cmd_check_config(int argc, char **argv)
 {
+    struct lint_ctx lc;
+    size_t n_warn;
     const char *file = NULL;
     struct config *cfg = NULL;
     struct config_errors errs;
@@ -158,8 +179,14 @@ int cmd_check_config(int argc, char **argv)
         print_errors(&errs);
         return 2;
     }
-    printf("%s: ok (%zu listener(s), %zu key(s), %zu provider(s), %zu model(s), %zu rule(s))\n",
+    lc.file = file;
+    lc.to_log = 0;
+    n_warn = config_lint(cfg, lint_line, &lc);
+    printf("%s: ok (%zu listener(s), %zu key(s), %zu provider(s), %zu model(s), %zu rule(s)",
            file, cfg->n_listens, cfg->n_keys, cfg->n_providers, cfg->n_models, cfg->n_rules);
+    if (n_warn)
+        printf(", %zu warning(s)", n_warn);
+    printf(")\n");
     config_unref(cfg);
     return 0;
 }

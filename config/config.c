@@ -1878,6 +1878,47 @@ const char *config_embedded_default(const char *model_path, char **buf)
     return text;
 }
 
+static int some_key_in_team(const struct config *cfg, const char *team)
+{
+    for (size_t i = 0; i < cfg->n_keys; i++)
+        if (cfg->keys[i].team && strcmp(cfg->keys[i].team, team) == 0)
+            return 1;
+    return 0;
+}
+
+size_t config_lint(const struct config *cfg,
+                   void (*fn)(void *ud, struct config_pos pos, const char *msg), void *ud)
+{
+    char msg[256];
+    size_t n = 0;
+
+    for (size_t i = 0; cfg->n_teams > 0 && i < cfg->n_keys; i++) {
+        const struct config_key *k = &cfg->keys[i];
+        if (!k->team || config_team_find(cfg, k->team))
+            continue;
+        snprintf(msg, sizeof(msg),
+                 "key '%.40s' names team '%.40s', which is not in `teams`: that team has no "
+                 "budget",
+                 k->name ? k->name : "?", k->team);
+        fn(ud, k->pos, msg);
+        n++;
+    }
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        const struct config_rule *r = &cfg->rules[i];
+        for (size_t j = 0; j < r->n_teams; j++) {
+            if (some_key_in_team(cfg, r->teams[j]))
+                continue;
+            snprintf(msg, sizeof(msg),
+                     "rule '%.40s': no key belongs to team '%.40s', so this condition never "
+                     "matches",
+                     r->name ? r->name : "?", r->teams[j]);
+            fn(ud, r->pos, msg);
+            n++;
+        }
+    }
+    return n;
+}
+
 const struct config_team *config_team_find(const struct config *cfg, const char *name)
 {
     if (!name)

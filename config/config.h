@@ -187,6 +187,14 @@ int config_load_text(const char *name, const char *text, size_t len, const char 
  * Returns the length written (truncated to cap-1). */
 size_t config_errors_format(const struct config_errors *errs, char *buf, size_t cap);
 
+/* config_lint -- things that are valid but probably not what was meant, one call of
+ * fn per warning (pos: where, as in errors): a key whose team is not in `teams` while
+ * `teams` is used (that team has no budget: a typo goes unnoticed otherwise), and a
+ * rule's `team` condition naming a team no key belongs to (it can never match).
+ * Returns the number of warnings. */
+size_t config_lint(const struct config *cfg,
+                   void (*fn)(void *ud, struct config_pos pos, const char *msg), void *ud);
+
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);
 

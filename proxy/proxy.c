@@ -338,6 +338,11 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
         evtimer_add(px->drain_timer, &tv);
 }
 
+static void lint_log(void *ud, struct config_pos pos, const char *msg)
+{
+    log_warn("config %s:%d: %s", (const char *)ud, pos.line, msg);
+}
+
 /* snap_load -- read `path` and build its snapshot; thread-safe. */
 static struct proxy_snap *snap_load(struct proxy *px, const char *path, char *err, size_t errlen)
 {
@@ -349,6 +354,7 @@ static struct proxy_snap *snap_load(struct proxy *px, const char *path, char *er
         config_errors_format(&errs, err, errlen);
         return NULL;
     }
+    config_lint(cfg, lint_log, (void *)path);
     return snap_new(px, cfg, err, errlen);
 }
 

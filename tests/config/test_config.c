@@ -641,6 +641,59 @@ static void test_teams(void)
     CHECK(has_err(&e, 3, 0, "budget"));
 }
 
+struct lint_seen {
+    int n, line[8];
+    char msg[8][256];
+};
+
+static void lint_cb(void *ud, struct config_pos pos, const char *msg)
+{
+    struct lint_seen *l = ud;
+    if (l->n < 8) {
+        l->line[l->n] = pos.line;
+        snprintf(l->msg[l->n], sizeof(l->msg[0]), "%s", msg);
+    }
+    l->n++;
+}
+
+/* valid but probably a typo: warned, not refused */
+static void test_lint(void)
+{
+    struct config *c = NULL;
+    struct config_errors e;
+    struct lint_seen l;
+
+    REQUIRE(load("teams:\n  - {name: red, budget_usd_per_day: 5}\n"
+                 "keys:\n"
+                 "  - {name: a, key: k1, team: red}\n"
+                 "  - {name: b, key: k2, team: rde}\n"
+                 "  - {name: c, key: k3}\n"
+                 "rules:\n"
+                 "  - {name: for-red, if: {team: [red]}, then: {action: allow}}\n"
+                 "  - {name: for-ops, if: {team: [ops]}, then: {action: block}}\n",
+                 &c, &e) == 0);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(config_lint(c, lint_cb, &l), 2);
+    REQUIRE(l.n == 2);
+    CHECK_EQ_INT(l.line[0], 5);
+    CHECK(strstr(l.msg[0], "key 'b'") && strstr(l.msg[0], "'rde'") &&
+          strstr(l.msg[0], "no budget"));
+    CHECK_EQ_INT(l.line[1], 9);
+    CHECK(strstr(l.msg[1], "rule 'for-ops'") && strstr(l.msg[1], "'ops'") &&
+          strstr(l.msg[1], "never matches"));
+    config_unref(c);
+
+    /* no `teams` list at all: teams are labels for rules and reports, no warning */
+    c = NULL;
+    REQUIRE(load("keys:\n  - {name: a, key: k1, team: red}\n"
+                 "rules:\n  - {name: r, if: {team: [red]}, then: {action: allow}}\n",
+                 &c, &e) == 0);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(config_lint(c, lint_cb, &l), 0);
+    CHECK_EQ_INT(l.n, 0);
+    config_unref(c);
+}
+
 static void test_refcount(void)
 {
     struct config *c = NULL;
@@ -857,6 +910,7 @@ int main(void)
     RUN(test_env_expansion);
     RUN(test_relative_paths);
     RUN(test_teams);
+    RUN(test_lint);
     RUN(test_refcount);
     RUN(test_embedded_default);
     RUN(test_hostile_input);

@@ -35,6 +35,15 @@ def t_check_config(s, mock):
     s.check("check-config: valid file prints no FILE:LINE:COL problem",
             not re.search(r":\d+:\d+: ", r.stdout + r.stderr), r.stdout + r.stderr)
 
+    typo = os.path.join(d, "typo.yaml")
+    with open(typo, "w") as f:
+        f.write(base_config(18080, mock.port) + "teams:\n  - {name: red, budget_usd_per_day: 5}\n")
+    r = check_config(typo)
+    out = r.stdout + r.stderr
+    s.check("check-config: a key's team missing from `teams` is a warning, exit 0",
+            r.returncode == 0 and re.search(r"typo\.yaml:4:\d+: warning: key 'bob' names team 'blue'", out)
+            and "1 warning(s)" in out, (r.returncode, out))
+
     bad = os.path.join(d, "bad.yaml")
     with open(bad, "w") as f:
         f.write('listen:\n  - {adress: "127.0.0.1:8080"}\n'
