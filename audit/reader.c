@@ -125,6 +125,7 @@ struct walk {
     uint8_t last_type, last_reason;
     uint64_t since_cp;
     uint32_t last_segment;
+    uint64_t seg_end; /* where the last segment walked ends: its length, or its zeros */
 };
 
 static int bad(struct walk *w, int verdict, const char *seg, uint64_t off, uint64_t seq,
@@ -171,6 +172,7 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
                                       w->last_reason == AUDIT_CKPT_SHUTDOWN))
                 return bad(w, AUDIT_TAMPERED, segname, off, w->next_seq,
                            "%zu bytes after the segment's closing checkpoint", len - off);
+            len = off;
             break;
         }
         st = audit_rec_decode(buf, len, off, &rec, &why);
@@ -278,6 +280,7 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
         }
         off += rec.total;
     }
+    w->seg_end = len;
     return 0;
 }
 
@@ -319,7 +322,7 @@ int audit_walk_buf(const uint8_t *buf, size_t len, const uint8_t *sign_pub,
     w.adopt = 1;
     rep->segments = 1;
     if (walk_segment(&w, buf, len, 0, "<buffer>", 1) == 0)
-        finish(&w, "<buffer>", len);
+        finish(&w, "<buffer>", w.seg_end);
     return 0;
 }
 
@@ -392,7 +395,7 @@ int audit_walk_dir_since(const char *dir, time_t since, const uint8_t *sign_pub,
             goto out;
         rep->segments++;
         r = walk_segment(&w, m.data, m.len, nums[i], name, i + 1 == n);
-        end_off = m.len;
+        end_off = w.seg_end;
         audit_map_close(&m);
         if (r != 0) {
             if (w.stopped)

@@ -91,6 +91,12 @@ def verify(d, pub):
             raise Bad("TRUNCATED" if is_last else "BAD", name, 0, seq, "empty segment")
         while off < len(data):
             rest = len(data) - off
+            if off > 0 and data.count(0, off) == rest:
+                # zeros the writer wrote ahead: the end of this segment's records, but
+                # never after a closing (rotation or shutdown) checkpoint
+                if last_type == 4 and last_reason in (2, 3):
+                    raise Bad("BAD", name, off, seq, "bytes after the closing checkpoint")
+                break
             if data[off:off + min(4, rest)] != b"ALOG"[:min(4, rest)]:
                 raise Bad("BAD", name, off, seq, "magic")
             if rest < 60:
@@ -146,7 +152,7 @@ def verify(d, pub):
             seq += 1
             off += total
     if last_type != 4:
-        raise Bad("TRUNCATED", names[-1], len(data), seq, "unsigned tail")
+        raise Bad("TRUNCATED", names[-1], off, seq, "unsigned tail")
     if last_reason == 2:
         raise Bad("TRUNCATED", "%08d.alog" % (len(names) + 1), 0, seq, "next segment missing")
     return records, checkpoints, last_signed
