@@ -32,6 +32,13 @@ static int lfail(struct loader *l, const char *fmt, ...)
     return -1;
 }
 
+static int hp_present(struct loader *l, const char *name)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "%s.%s", l->arch, name);
+    return gguf_find_key(l->f, key) >= 0;
+}
+
 /* hparam "<arch>.<name>" as a u32 in [lo, hi]; def when absent (def < 0: required) */
 static int hp_u32(struct loader *l, const char *name, long def, long lo, long hi, int *out)
 {
@@ -66,7 +73,10 @@ static int get_mat(struct loader *l, const char *name, int64_t ne0, int64_t ne1,
     memset(m, 0, sizeof(*m));
     if (!t)
         return optional ? 0 : lfail(l, "missing tensor %s", name);
-    if (t->n_dims > 2 || t->ne[0] != ne0 || t->ne[1] != ne1)
+    if (t->n_dims > 2)
+        return lfail(l, "tensor %s has %u dimensions, expected %d", name, t->n_dims,
+                     ne1 == 1 ? 1 : 2);
+    if (t->ne[0] != ne0 || t->ne[1] != ne1)
         return lfail(l, "tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name,
                      (long long)t->ne[0], (long long)t->ne[1], (long long)ne0, (long long)ne1);
     if (!quant_supported(t->type))
@@ -182,8 +192,23 @@ int engine_weights_load(const struct gguf_file *f, struct engine_weights **out, 
               hp->n_head_kv);
         goto fail;
     }
+    /* without key_length the head size is n_embd / n_head: refuse rather than round it down */
+    if (!hp_present(&l, "attention.key_length") && hp->n_embd % hp->n_head != 0) {
+        lfail(&l, "embedding_length %d is not a multiple of head_count %d", hp->n_embd, hp->n_head);
+        goto fail;
+    }
     if (hp_u32(&l, "attention.key_length", hp->n_embd / hp->n_head, 1, 4096, &hp->head_dim) < 0)
         goto fail;
+    {
+        int vlen;
+        if (hp_u32(&l, "attention.value_length", hp->head_dim, 1, 4096, &vlen) < 0)
+            goto fail;
+        if (vlen != hp->head_dim) {
+            lfail(&l, "attention.value_length %d differs from key_length %d (not supported)", vlen,
+                  hp->head_dim);
+            goto fail;
+        }
+    }
     if (hp->head_dim * hp->n_head > 4 * MAX_DIM || hp->head_dim < 2) {
         lfail(&l, "bad attention geometry (%d heads of %d)", hp->n_head, hp->head_dim);
         goto fail;
@@ -203,30 +228,44 @@ int engine_weights_load(const struct gguf_file *f, struct engine_weights **out, 
         lfail(&l, "bad rope.freq_base or rms epsilon");
         goto fail;
     }
+    /* As llama.cpp: rope.scaling.type defaults to linear, whose factor (rope.scaling.factor,
+     * else the older rope.scale_linear; 0 or absent: none) divides every rope angle; "none"
+     * never scales. yarn and longrope change more than the angle: refused. */
     hp->rope_freq_scale = 1.0f;
     {
         char key[160];
         snprintf(key, sizeof(key), "%s.rope.scaling.type", l.arch);
         const char *st = gguf_get_str(f, key, NULL);
-        if (st && strcmp(st, "none") != 0) {
-            float factor = 0;
-            if (strcmp(st, "linear") != 0) {
-                lfail(&l, "rope scaling '%.32s' is not supported", st);
-                goto fail;
-            }
-            if (hp_f32(&l, "rope.scaling.factor", 1.0f, &factor) < 0)
-                goto fail;
-            if (!(factor >= 1.0f)) {
-                lfail(&l, "bad rope.scaling.factor");
-                goto fail;
-            }
-            hp->rope_freq_scale = 1.0f / factor;
+        if (!st && gguf_find_key(f, key) >= 0) {
+            lfail(&l, "metadata %s is not a string", key);
+            goto fail;
         }
+        if (st && strcmp(st, "none") != 0 && strcmp(st, "linear") != 0) {
+            lfail(&l, "rope scaling '%.32s' is not supported (none, linear)", st);
+            goto fail;
+        }
+        float factor = 0;
+        const char *fk =
+            hp_present(&l, "rope.scaling.factor") ? "rope.scaling.factor" : "rope.scale_linear";
+        if (hp_f32(&l, fk, 0.0f, &factor) < 0)
+            goto fail;
+        if (factor != 0.0f && !(factor >= 1.0f && factor <= 1e6f)) {
+            lfail(&l, "metadata %s.%s is %g, expected 0 or a factor in [1, 1e6]", l.arch, fk,
+                  (double)factor);
+            goto fail;
+        }
+        if (factor != 0.0f && (!st || strcmp(st, "linear") == 0))
+            hp->rope_freq_scale = 1.0f / factor;
     }
 
     const struct gguf_tensor *te = gguf_find_tensor(f, "token_embd.weight");
-    if (!te || te->ne[1] < 1 || te->ne[1] > MAX_VOCAB) {
-        lfail(&l, "missing or oversized token_embd.weight");
+    if (!te) {
+        lfail(&l, "missing tensor token_embd.weight");
+        goto fail;
+    }
+    if (te->ne[1] > MAX_VOCAB) {
+        lfail(&l, "tensor token_embd.weight has %lld rows (vocabulary), more than %d",
+              (long long)te->ne[1], MAX_VOCAB);
         goto fail;
     }
     hp->n_vocab = (int)te->ne[1];
@@ -236,6 +275,16 @@ int engine_weights_load(const struct gguf_file *f, struct engine_weights **out, 
     /* pool of F32 vectors: per layer 2 norms + up to 3 biases, plus output_norm, rope_freqs */
     l.pool_cap = (size_t)hp->n_layer * (size_t)(2 * n_embd + n_q + 2 * n_kv) + (size_t)n_embd +
                  (size_t)hp->n_rot;
+    /* The file must hold every layer's matrices (>= 0.56 bytes per value in any supported
+     * type), at least as many values as the pool: refuse header values that claim more
+     * before allocating for them. */
+    if (l.pool_cap / 2 > gguf_size(f)) {
+        lfail(&l,
+              "hyper-parameters (%d layers, embedding %d, %d heads of %d) describe a model "
+              "larger than the %zu-byte file",
+              hp->n_layer, hp->n_embd, hp->n_head, hp->head_dim, gguf_size(f));
+        goto fail;
+    }
     l.pool = malloc(l.pool_cap * sizeof(float));
     w->layers = calloc((size_t)hp->n_layer, sizeof(*w->layers));
     if (!l.pool || !w->layers) {
@@ -271,7 +320,8 @@ int engine_weights_load(const struct gguf_file *f, struct engine_weights **out, 
             goto fail;
 #undef T
         if (hp->arch == ENGINE_ARCH_QWEN2 && (!L->bq || !L->bk || !L->bv)) {
-            lfail(&l, "qwen2 layer %d lacks attention biases", i);
+            lfail(&l, "missing tensor blk.%d.%s (qwen2 needs the q, k and v biases)", i,
+                  !L->bq ? "attn_q.bias" : !L->bk ? "attn_k.bias" : "attn_v.bias");
             goto fail;
         }
         const struct engine_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo,
