@@ -101,7 +101,8 @@ struct audit {
     pthread_t thread;
     int thread_started;
 
-    long fault_sync; /* tests: the Nth fdatasync fails with EIO (0: never) */
+    long fault_sync;   /* tests: the Nth fdatasync fails with EIO (0: never) */
+    int fault_sync_on; /* ... and every one after it ("N+") */
 
     atomic_size_t depth;
     atomic_int healthy;
@@ -188,7 +189,8 @@ static int datasync_fd(struct audit *a, int fd)
 {
     uint64_t n = atomic_fetch_add(&a->syncs, 1) + 1;
 
-    if (a->fault_sync > 0 && n == (uint64_t)a->fault_sync) {
+    if (a->fault_sync > 0 &&
+        (n == (uint64_t)a->fault_sync || (a->fault_sync_on && n > (uint64_t)a->fault_sync))) {
         errno = EIO;
         return -1;
     }
@@ -645,7 +647,9 @@ static void sync_group(struct audit *a)
         /* everything after good goes, records written during the sync included (and
          * a segment an appender started meanwhile: good is then in the retired one) */
         uint64_t lost = a->cur.seq - a->good.seq, good_seq = a->good.seq;
-        a->dir_dirty = 1; /* a segment file may have been removed */
+        /* a segment file created since may be removed now: the directory is synced
+         * again with the next group (not at once: a failing disk must not spin us) */
+        a->dir_dirty |= dirty || a->retired_fd >= 0;
         failed = rollback(a);
         set_healthy(a, 0, e);
         a->last_fail_mono = mono_ns();
@@ -666,11 +670,12 @@ static void *syncer_main(void *arg)
 
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        int pending = a->wait_head || a->retired_fd >= 0 || a->dir_dirty;
+        /* something to make durable: waiters, a retired segment, or (batch, always)
+         * records written since the last sync; a directory sync alone waits for them */
+        int pending = a->wait_head || a->retired_fd >= 0 ||
+                      (a->sync != CONFIG_SYNC_NONE && a->cur.seq != a->good.seq);
         uint64_t now;
 
-        if (!pending && a->sync != CONFIG_SYNC_NONE)
-            pending = a->cur.seq != a->good.seq;
         if (!pending && a->fd >= 0 && a->cur.since_cp > 0 &&
             (now = mono_ns()) >= a->last_cp_mono + a->ckpt_every_ns) {
             /* time-based checkpoint: signs what came since the last one */
@@ -970,9 +975,12 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
         }
         a->ckpt_every_ns = v * 1000000ull;
     }
-    env = getenv("AIRLOCK_AUDIT_FAULT_SYNC"); /* tests: the Nth fdatasync fails (EIO) */
-    if (env && *env)
-        a->fault_sync = strtol(env, NULL, 10);
+    env = getenv("AIRLOCK_AUDIT_FAULT_SYNC"); /* tests: the Nth fdatasync fails (EIO); N+: from it on */
+    if (env && *env) {
+        char *end;
+        a->fault_sync = strtol(env, &end, 10);
+        a->fault_sync_on = *end == '+';
+    }
     a->dir = strdup(cfg->dir);
     a->sign_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
     a->seg_key = sodium_malloc(32);

@@ -665,6 +665,46 @@ static void test_failed_group_commit(void)
     free(dir);
 }
 
+/* A disk whose every fdatasync fails (AIRLOCK_AUDIT_FAULT_SYNC=2+): records are reported
+ * failed and cut, the syncer does not spin on the failure while nothing new comes,
+ * appends are refused fast, and closing does not hang. */
+static void test_sync_keeps_failing(void)
+{
+    char *dir = tmp_dir("syncdead");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    struct waiter w;
+    char err[256];
+    uint64_t s0;
+    int refused = 0, i;
+
+    REQUIRE(dir);
+    log_set_level(LOG_ERROR + 1);
+    setenv("AIRLOCK_AUDIT_FAULT_SYNC", "2+", 1); /* #1 is the new segment's own sync */
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    unsetenv("AIRLOCK_AUDIT_FAULT_SYNC");
+    waiter_init(&w);
+    REQUIRE(audit_append(a, "request", "{\"i\":1}", NULL, 0, waiter_cb, &w) == 0);
+    waiter_wait(&w, 1);
+    CHECK_EQ_INT(w.failed, 1);
+    waiter_deinit(&w);
+    CHECK_EQ_INT(audit_healthy(a), 0);
+    s0 = audit_syncs(a);
+    usleep(300000);
+    CHECK(audit_syncs(a) - s0 <= 1); /* idle: no retry loop */
+    for (i = 0; i < 20; i++)
+        refused += audit_append(a, "request", "{\"i\":2}", NULL, 0, NULL, NULL) != 0;
+    CHECK(refused >= 19); /* fail fast (one probe a second at most) */
+    audit_close(a);
+    log_set_level(LOG_INFO);
+    /* what is on disk is the segment start, nothing torn */
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK(rep.verdict == AUDIT_INTACT || (rep.verdict == AUDIT_TRUNCATED && rep.unsigned_tail));
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_sync_always(void)
 {
     char *dir = tmp_dir("always");
@@ -1337,6 +1377,7 @@ int main(void)
     RUN(test_group_commit_held_syncer);
     RUN(test_written_before_sync);
     RUN(test_failed_group_commit);
+    RUN(test_sync_keeps_failing);
     RUN(test_sync_always);
     RUN(test_torn_tail_recovery);
     RUN(test_mid_file_damage_refuses_open);
