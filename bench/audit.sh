@@ -25,6 +25,11 @@ cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -pthread $(pkg-config --cflags $PKGS) \
     -o "$BUILD/audit_bench" bench/audit_bench.c "$BUILD/libairlock.a" \
     $(pkg-config --libs $PKGS) -pthread -lm || { echo "audit.sh: cannot build audit_bench"; exit 1; }
 
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o "$BUILD/fsync_cost" bench/fsync_cost.c ||
+    { echo "audit.sh: cannot build fsync_cost"; exit 1; }
+echo "== the disk: one write + fdatasync, as a group commit does ($BUILD/fsync_cost)"
+"$BUILD/fsync_cost" "${TMPDIR:-/tmp}" "$([ "$QUICK" = 1 ] && echo 500 || echo 2000)" || exit 1
+
 echo "== audit writer and verifier (in process; $(nproc) cores; file system of ${TMPDIR:-/tmp}: $(df -T "${TMPDIR:-/tmp}" | awk 'NR==2 {print $2}'))"
 if [ "$QUICK" = 1 ]; then
     "$BUILD/audit_bench" --seconds 1 --verify-mb 64
