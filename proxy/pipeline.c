@@ -372,7 +372,7 @@ static void req_complete(struct proxy_req *r)
     }
 }
 
-static void response_durable_loop(void *arg, int status, char *data, size_t len)
+static void response_durable_loop(void *arg, int status, const char *data, size_t len)
 {
     struct proxy_req *r = arg;
 
@@ -388,8 +388,7 @@ static void response_durable(void *ud, int status)
 {
     struct proxy_req *r = ud;
 
-    if (proxy_mailbox_post(r->px->mbox, response_durable_loop, r, status, NULL, 0) < 0)
-        log_error("request %s: mailbox post failed", r->id);
+    proxy_mailbox_send(r->px->mbox, &r->mail_response_rec, response_durable_loop, r, status);
 }
 
 void proxy_req_finish(struct proxy_req *r)
@@ -617,7 +616,7 @@ static char *request_meta(struct proxy_req *r, size_t *len)
 
 static void dispatch(struct proxy_req *r);
 
-static void audit_request_done_loop(void *arg, int status, char *data, size_t len)
+static void audit_request_done_loop(void *arg, int status, const char *data, size_t len)
 {
     struct proxy_req *r = arg;
 
@@ -644,8 +643,7 @@ static void audit_request_done(void *ud, int status)
 {
     struct proxy_req *r = ud;
 
-    if (proxy_mailbox_post(r->px->mbox, audit_request_done_loop, r, status, NULL, 0) < 0)
-        log_error("request %s: mailbox post failed", r->id);
+    proxy_mailbox_send(r->px->mbox, &r->mail_request_rec, audit_request_done_loop, r, status);
 }
 
 /* Write the request record and continue in audit_request_done_loop once it is
@@ -761,46 +759,71 @@ static int build_messages(struct proxy_req *r, struct msg_list *l)
     return 0;
 }
 
-static void engine_text_loop(void *arg, int status, char *data, size_t len)
+static void engine_text_loop(void *arg, int status, const char *data, size_t len)
 {
     struct proxy_req *r = arg;
 
     (void)status;
     proxy_answer_engine_text(r, data, len);
-    free(data);
 }
 
-static void engine_done_loop(void *arg, int status, char *data, size_t len)
+/* A piece of the answer could not be handed to the loop, so what the client would get
+ * has a hole: end the request with an error now and stop the job (its end still comes
+ * through engine_done_loop, which finds the request finished). */
+static void engine_lost_loop(void *arg, int status, const char *data, size_t len)
 {
     struct proxy_req *r = arg;
-    struct engine_result res;
 
     (void)status;
-    if (data && len == sizeof(res))
-        memcpy(&res, data, sizeof(res));
-    else
-        memset(&res, 0, sizeof(res));
-    free(data);
-    proxy_answer_engine_done(r, &res);
+    (void)data;
+    (void)len;
+    if (r->job)
+        engine_job_cancel(r->job);
+    if (r->response_logged)
+        return;
+    log_error("request %s: a piece of the local model's answer was lost (out of memory)", r->id);
+    proxy_req_error(r, 500, NULL,
+                    "The gateway ran out of memory while relaying the local model's answer, so "
+                    "the answer was cut short.");
+}
+
+static void engine_done_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)status;
+    (void)data;
+    (void)len;
+    proxy_answer_engine_done(r, &r->engine_res);
     proxy_req_unref(r); /* the engine's reference */
 }
 
+/* on a worker thread: the first piece that cannot be posted stops the relaying of
+ * this answer (a later piece must not follow a hole) and reports through a node of
+ * the request's own, which cannot fail */
 static void on_engine_text(void *ud, const char *text, size_t len)
 {
     struct proxy_req *r = ud;
 
-    proxy_mailbox_post(r->px->mbox, engine_text_loop, r, 0, text, len);
+    if (atomic_load(&r->engine_lost))
+        return;
+    if (proxy_mailbox_post(r->px->mbox, engine_text_loop, r, 0, text, len) == 0)
+        return;
+    if (atomic_exchange(&r->engine_lost, 1) == 0)
+        proxy_mailbox_send(r->px->mbox, &r->mail_engine_lost, engine_lost_loop, r, 0);
 }
 
+/* on a worker thread, once per job and last: the result goes in the request (the
+ * mailbox's lock orders it before the loop reads it) */
 static void on_engine_done(void *ud, const struct engine_result *res)
 {
     struct proxy_req *r = ud;
-    struct engine_result copy = *res;
 
-    copy.finish_reason = NULL; /* static strings are fine, but keep the copy plain */
+    r->engine_res = *res;
+    r->engine_res.finish_reason = NULL; /* the job's static strings, but keep it plain */
     if (res->finish_reason)
-        copy.finish_reason = strcmp(res->finish_reason, "length") == 0 ? "length" : "stop";
-    proxy_mailbox_post(r->px->mbox, engine_done_loop, r, 0, &copy, sizeof(copy));
+        r->engine_res.finish_reason = strcmp(res->finish_reason, "length") == 0 ? "length" : "stop";
+    proxy_mailbox_send(r->px->mbox, &r->mail_engine_done, engine_done_loop, r, 0);
 }
 
 static void dispatch_engine(struct proxy_req *r)

@@ -363,29 +363,29 @@ static void reload_start(struct proxy *px);
 
 /* The loop's half of a reload: swap in the snapshot the thread built (or log why
  * there is none), then start the next reload if SIGHUP came again meanwhile. */
-static void reload_done_loop(void *arg, int status, char *data, size_t len)
+static void reload_done_loop(void *arg, int status, const char *data, size_t len)
 {
     struct proxy *px = arg;
-    struct proxy_snap *s = NULL;
+    struct proxy_snap *s = px->reload_snap;
 
+    (void)status;
+    (void)data;
+    (void)len;
+    px->reload_snap = NULL;
     if (px->reloading) /* proxy_free joins it itself */
         pthread_join(px->reload_thread, NULL);
     px->reloading = 0;
-    if (status == 0 && data && len == sizeof(s))
-        memcpy(&s, data, sizeof(s));
     if (px->freeing) {
         proxy_snap_unref(s);
-        free(data);
         return;
     }
     if (s) {
         snap_swap(px, s, px->reload_path);
     } else {
         log_error("reload rejected, the running config stays: %s",
-                  data && len ? data : "unknown error");
+                  px->reload_err[0] ? px->reload_err : "unknown error");
         px->metrics.reloads_failed++;
     }
-    free(data);
     if (px->reload_again) {
         px->reload_again = 0;
         reload_start(px);
@@ -394,17 +394,16 @@ static void reload_done_loop(void *arg, int status, char *data, size_t len)
 
 /* The thread's half: parsing YAML and compiling the detectors take tens to
  * hundreds of milliseconds, and loading a new local model up to seconds, which the
- * loop must not spend. */
+ * loop must not spend. Its result goes in px and back through px->reload_mail, which
+ * cannot fail: a lost result would leave px->reloading set and refuse every later
+ * reload. */
 static void *reload_thread_main(void *arg)
 {
     struct proxy *px = arg;
-    char err[4096] = "";
-    struct proxy_snap *s = snap_load(px, px->reload_path, err, sizeof(err));
 
-    if (s)
-        proxy_mailbox_post(px->mbox, reload_done_loop, px, 0, &s, sizeof(s));
-    else
-        proxy_mailbox_post(px->mbox, reload_done_loop, px, -1, err, strlen(err) + 1);
+    px->reload_err[0] = '\0';
+    px->reload_snap = snap_load(px, px->reload_path, px->reload_err, sizeof(px->reload_err));
+    proxy_mailbox_send(px->mbox, &px->reload_mail, reload_done_loop, px, px->reload_snap ? 0 : -1);
     return NULL;
 }
 

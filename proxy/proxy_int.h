@@ -16,6 +16,7 @@
 #include <http_parser.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -102,14 +103,36 @@ void proxy_metrics_deinit(struct proxy_metrics *m);
 /* ---- mailbox (mailbox.c): other threads → the event loop ---- */
 
 struct proxy_mailbox;
-typedef void (*proxy_mail_fn)(void *arg, int status, char *data, size_t len);
+/* runs on the loop; `data` is the posted copy (NUL-terminated), borrowed until fn
+ * returns, or NULL for a message without data */
+typedef void (*proxy_mail_fn)(void *arg, int status, const char *data, size_t len);
+
+/* A message node embedded in the object it reports about (a request, the proxy), so
+ * that reporting needs no memory. One node carries one message at a time: it may be
+ * sent again once its callback has started (the callback may send it, or free the
+ * object holding it). Zero-initialised before its first use. */
+struct proxy_mail {
+    proxy_mail_fn fn;
+    void *arg;
+    struct proxy_mail *next;
+    int status;
+    int owned;         /* allocated by proxy_mailbox_post, not embedded */
+    atomic_int queued; /* sent, its callback not yet started */
+};
 
 struct proxy_mailbox *proxy_mailbox_new(struct event_base *base);
+/* proxy_mailbox_free -- runs the messages still queued, then frees. No thread may
+ * post or send any more. */
 void proxy_mailbox_free(struct proxy_mailbox *mb);
-/* proxy_mailbox_post -- from any thread; `data` (may be NULL) is copied. The
- * callback runs on the loop and owns the copy (must free it). Returns 0 / -1. */
+/* proxy_mailbox_send -- from any thread; cannot fail: fn(arg, status, NULL, 0) runs on
+ * the loop. `node` must stay valid until fn starts and must not be queued already. */
+void proxy_mailbox_send(struct proxy_mailbox *mb, struct proxy_mail *node, proxy_mail_fn fn,
+                        void *arg, int status);
+/* proxy_mailbox_post -- from any thread; `data` (may be NULL) is copied. -1 when memory
+ * runs out (or AIRLOCK_MAILBOX_FAULT_ALLOC says so): fn will not run, and what the
+ * message would have reported is the caller's to settle. 0: fn runs on the loop. */
 int proxy_mailbox_post(struct proxy_mailbox *mb, proxy_mail_fn fn, void *arg, int status,
-                       const void *data, size_t len);
+                       const void *data, size_t len) __attribute__((warn_unused_result));
 
 /* ---- snapshot: one config + what was built from it ---- */
 
@@ -186,6 +209,9 @@ struct proxy {
     /* SIGHUP: the new snapshot is built on a thread, swapped in on the loop */
     pthread_t reload_thread;
     int reloading, reload_again;
+    struct proxy_mail reload_mail; /* the thread's result: reload_snap, or reload_err */
+    struct proxy_snap *reload_snap;
+    char reload_err[4096];
     int freeing;
 };
 
@@ -293,6 +319,14 @@ struct proxy_req {
     char *engine_text; /* builtin, non-streaming: collected text */
     size_t engine_text_len;
     char *finish_reason;
+    /* results that end a piece of work come back through nodes of the request's own
+     * (proxy_mailbox_send), so none is lost when memory runs out */
+    struct proxy_mail mail_request_rec;  /* the request record is durable (or failed) */
+    struct proxy_mail mail_response_rec; /* the response record is written */
+    struct proxy_mail mail_engine_done;  /* the engine job ended: engine_res */
+    struct proxy_mail mail_engine_lost;  /* a piece of the engine's text was not posted */
+    struct engine_result engine_res;     /* written by the worker before mail_engine_done */
+    atomic_int engine_lost; /* set by the worker at the first text piece it cannot post */
     /* write-behind of the answer's end: the final bytes reach the client only once
      * the response record is durable, so a crash never loses the record of an
      * answer the client received (SPEC §5.2, §5.5) */
