@@ -5,8 +5,9 @@
  * they started with; SIGHUP builds a new one and swaps it in, so in-flight
  * requests finish on the old config and new ones use the new config. Engines
  * are expensive, so snapshots share them by model path: a model is loaded by the
- * thread that builds the first snapshot naming it (for SIGHUP, the reload thread) and
- * freed when the last snapshot naming it is released. */
+ * thread that builds the first snapshot naming it (for SIGHUP, the reload thread) and,
+ * once the last snapshot naming it is released, unloaded on the unloader thread. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,27 +59,112 @@ static void engine_slot_free(struct proxy_engine_slot *e)
     free(e);
 }
 
-/* engine_release -- drop a snapshot's reference; the last one unloads the model (from
- * any thread: no request uses it any more, requests hold their snapshot) */
+enum { UNLOADER_NONE, UNLOADER_RUNNING, UNLOADER_STOPPED };
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* engine_unload -- free a slot no snapshot holds, and say so */
+static void engine_unload(struct proxy *px, struct proxy_engine_slot *e)
+{
+    struct timespec t0;
+    char *path = e->path;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (px->unload_delay_ms > 0) {
+        struct timespec d = {px->unload_delay_ms / 1000, (px->unload_delay_ms % 1000) * 1000000};
+        while (nanosleep(&d, &d) != 0 && errno == EINTR)
+            ;
+    }
+    e->path = NULL;
+    engine_slot_free(e);
+    log_info("unloaded %s in %.0f ms", path, ms_since(&t0));
+    free(path);
+}
+
+/* The unloader thread: frees the slots engine_release queues, oldest first, until
+ * proxy_free stops it; what is queued when it is stopped is still freed. */
+static void *unloader_main(void *arg)
+{
+    struct proxy *px = arg;
+    struct proxy_engine_slot *e;
+
+    pthread_mutex_lock(&px->engines_mu);
+    for (;;) {
+        while (!px->unload && px->unloader_state == UNLOADER_RUNNING)
+            pthread_cond_wait(&px->unload_cv, &px->engines_mu);
+        e = px->unload;
+        if (!e)
+            break;
+        px->unload = e->next;
+        pthread_mutex_unlock(&px->engines_mu);
+        engine_unload(px, e);
+        pthread_mutex_lock(&px->engines_mu);
+    }
+    pthread_mutex_unlock(&px->engines_mu);
+    return NULL;
+}
+
+/* engine_release -- drop a snapshot's reference (from any thread: no request uses the
+ * engine any more, requests hold their snapshot). The last one hands the slot to the
+ * unloader thread, started here the first time; while none can run (it cannot be
+ * started, or proxy_free has stopped it) the caller unloads it itself. */
 static void engine_release(struct proxy *px, struct proxy_engine_slot *e)
 {
     struct proxy_engine_slot **pp;
-    int last;
+    int inline_free = 0;
 
     pthread_mutex_lock(&px->engines_mu);
-    last = --e->refs == 0;
-    if (last) {
-        for (pp = &px->engines; *pp && *pp != e; pp = &(*pp)->next)
+    if (--e->refs > 0) {
+        pthread_mutex_unlock(&px->engines_mu);
+        return;
+    }
+    for (pp = &px->engines; *pp && *pp != e; pp = &(*pp)->next)
+        ;
+    if (*pp)
+        *pp = e->next;
+    px->n_engines--;
+    e->next = NULL;
+    /* said here, under the lock: once queued, e is the unloader's */
+    log_info("unloading %s: no provider names it any more", e->path);
+    if (px->unloader_state == UNLOADER_NONE) {
+        if (pthread_create(&px->unloader, NULL, unloader_main, px) == 0)
+            px->unloader_state = UNLOADER_RUNNING;
+        else
+            log_warn("cannot start the unloader thread; unloading %s on the caller's thread",
+                     e->path);
+    }
+    if (px->unloader_state == UNLOADER_RUNNING) {
+        for (pp = &px->unload; *pp; pp = &(*pp)->next)
             ;
-        if (*pp)
-            *pp = e->next;
-        px->n_engines--;
+        *pp = e;
+        pthread_cond_signal(&px->unload_cv);
+    } else {
+        inline_free = 1;
     }
     pthread_mutex_unlock(&px->engines_mu);
-    if (!last)
-        return;
-    log_info("unloaded %s: no provider names it any more", e->path);
-    engine_slot_free(e);
+    if (inline_free)
+        engine_unload(px, e);
+}
+
+/* unloader_stop -- from proxy_free: the unloader frees what is queued and exits;
+ * later releases unload on their own thread */
+static void unloader_stop(struct proxy *px)
+{
+    int running;
+
+    pthread_mutex_lock(&px->engines_mu);
+    running = px->unloader_state == UNLOADER_RUNNING;
+    px->unloader_state = UNLOADER_STOPPED;
+    pthread_cond_signal(&px->unload_cv);
+    pthread_mutex_unlock(&px->engines_mu);
+    if (running)
+        pthread_join(px->unloader, NULL);
 }
 
 /* engine_ref_loaded -- under the lock: a new reference on the engine already loaded
@@ -470,6 +556,7 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
 {
     struct proxy *px;
     char aerr[512];
+    const char *env;
 
     *out = NULL;
     if (sodium_init() < 0) {
@@ -486,6 +573,10 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
         return -1;
     }
     pthread_mutex_init(&px->engines_mu, NULL);
+    pthread_cond_init(&px->unload_cv, NULL);
+    env = getenv("AIRLOCK_ENGINE_FAULT_UNLOAD_MS"); /* tests: a slow unload */
+    if (env && *env)
+        px->unload_delay_ms = strtol(env, NULL, 10);
     px->spend_day = today();
     px->base = event_base_new();
     if (!px->base) {
@@ -551,6 +642,7 @@ void proxy_free(struct proxy *px)
     if (px->reloading)
         pthread_join(px->reload_thread, NULL); /* its result is freed by the mailbox */
     px->reloading = 0;
+    unloader_stop(px); /* from here on, the last release of an engine unloads it inline */
     proxy_listeners_close(px);
     if (px->base)
         proxy_conns_close_all(px);
@@ -592,6 +684,7 @@ void proxy_free(struct proxy *px)
         px->engines = e->next;
         engine_slot_free(e);
     }
+    pthread_cond_destroy(&px->unload_cv);
     pthread_mutex_destroy(&px->engines_mu);
     free(px->reload_path);
     free(px);

@@ -205,7 +205,7 @@ struct proxy {
     int spend_day; /* days since epoch the spend is for */
     struct proxy_engine_slot *engines; /* loaded models, by path */
     size_t n_engines;
-    pthread_mutex_t engines_mu; /* guards engines, n_engines and the slots' refs */
+    pthread_mutex_t engines_mu; /* guards engines, n_engines, the slots' refs, unload */
     /* SIGHUP: the new snapshot is built on a thread, swapped in on the loop */
     pthread_t reload_thread;
     int reloading, reload_again;
@@ -213,6 +213,14 @@ struct proxy {
     struct proxy_snap *reload_snap;
     char reload_err[4096];
     int freeing;
+    /* Models no snapshot names any more are unloaded on their own thread: joining an
+     * engine's workers and unmapping its weights take milliseconds the loop must not
+     * spend. Started at the first unload; proxy_free stops and joins it. */
+    struct proxy_engine_slot *unload; /* waiting, oldest first; guarded by engines_mu */
+    pthread_cond_t unload_cv;         /* signalled on a new slot and on stop */
+    pthread_t unloader;
+    int unloader_state;   /* UNLOADER_NONE/RUNNING/STOPPED; guarded by engines_mu */
+    long unload_delay_ms; /* AIRLOCK_ENGINE_FAULT_UNLOAD_MS (tests): a slow unload */
 };
 
 /* ---- client connections (server.c) ---- */

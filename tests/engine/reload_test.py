@@ -6,6 +6,10 @@ engine no config references any more is unloaded once the last snapshot holding 
 in-flight requests' included) is released. Checked here: new models become servable,
 in-flight requests on a removed model complete, removed models are unloaded, the
 gateway keeps answering throughout, and (sanitizer builds) no memory error.
+
+Unloading (joining the engine's workers, freeing the weights) happens on the unloader
+thread, never on the event loop: AIRLOCK_ENGINE_FAULT_UNLOAD_MS slows every unload
+down, and the gateway must answer in the meantime.
 """
 import os
 import signal
@@ -20,6 +24,7 @@ SHARED = os.environ.get("AIRLOCK_SHARED") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
 MODEL_A = os.path.join(SHARED, "models", "tiny-llama3-q8_0.gguf")
 MODEL_B = os.path.join(SHARED, "models", "tiny-llama3-q4_0.gguf")
+UNLOAD_MS = 1500  # each unload is slowed down this much (test hook)
 
 
 def config(port, key, with_a=True, with_b=False, extra=None):
@@ -67,7 +72,8 @@ def main():
             s.bail("test model %s not found" % m)
     key = ALICE
     port = free_port()
-    gw = Airlock(s, config(port, key), port, name="engine-reload")
+    gw = Airlock(s, config(port, key), port, name="engine-reload",
+                 env={"AIRLOCK_ENGINE_FAULT_UNLOAD_MS": str(UNLOAD_MS)})
 
     r = ask(port, key, "small-a")
     s.check("before reload: the configured local model answers", r.status == 200, r)
@@ -115,6 +121,16 @@ def main():
         with open(gw.config, "w") as f:
             f.write(config(port, key, with_a=False, with_b=True))
         gw.signal(signal.SIGHUP)
+        if i == 0:
+            s.check("the removed model's unload starts once its last request is done",
+                    wait_for(lambda: "unloading %s" % MODEL_A in gw.stderr()), gw.stderr()[-800:])
+            t0 = time.time()
+            r = ask(port, key, "small-b", n=4)
+            took = time.time() - t0
+            pending = "unloaded %s" % MODEL_A not in gw.stderr()
+            s.check("while it unloads (slowed to %d ms) the loop answers at once" % UNLOAD_MS,
+                    r.status == 200 and took < UNLOAD_MS / 2000.0 and pending,
+                    (r.status, took, pending))
         ok = wait_for(lambda: "unloaded %s" % MODEL_A in gw.stderr() and
                       gw.stderr().count("unloaded %s" % MODEL_A) >= i + 1)
         s.check("round %d: the removed model is unloaded once its last request is done" % i, ok,
