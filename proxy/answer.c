@@ -419,26 +419,28 @@ void proxy_answer_engine_start(struct proxy_req *r)
     proxy_stream_open(r);
 }
 
-void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
+int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
 {
     if (r->response_logged)
-        return;
+        return 0;
     if (!r->stream) {
         char *p = realloc(r->engine_text, r->engine_text_len + len + 1);
         if (!p)
-            return;
+            return -1;
         memcpy(p + r->engine_text_len, text, len);
         r->engine_text_len += len;
         p[r->engine_text_len] = '\0';
         r->engine_text = p;
-        return;
+        return 0;
     }
     {
         char *z = strndup(text, len);
-        if (z)
-            proxy_stream_text(r, z);
+        if (!z)
+            return -1;
+        proxy_stream_text(r, z);
         free(z);
     }
+    return 0;
 }
 
 void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res)

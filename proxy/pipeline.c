@@ -759,17 +759,9 @@ static int build_messages(struct proxy_req *r, struct msg_list *l)
     return 0;
 }
 
-static void engine_text_loop(void *arg, int status, const char *data, size_t len)
-{
-    struct proxy_req *r = arg;
-
-    (void)status;
-    proxy_answer_engine_text(r, data, len);
-}
-
-/* A piece of the answer could not be handed to the loop, so what the client would get
- * has a hole: end the request with an error now and stop the job (its end still comes
- * through engine_done_loop, which finds the request finished). */
+/* A piece of the answer could not be handed to the loop (or relayed by it), so what the
+ * client would get has a hole: end the request with an error now and stop the job (its
+ * end still comes through engine_done_loop, which finds the request finished). */
 static void engine_lost_loop(void *arg, int status, const char *data, size_t len)
 {
     struct proxy_req *r = arg;
@@ -785,6 +777,19 @@ static void engine_lost_loop(void *arg, int status, const char *data, size_t len
     proxy_req_error(r, 500, NULL,
                     "The gateway ran out of memory while relaying the local model's answer, so "
                     "the answer was cut short.");
+}
+
+static void engine_text_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)status;
+    if (atomic_load(&r->engine_lost))
+        return; /* nothing may follow a hole */
+    if (proxy_answer_engine_text(r, data, len) < 0) {
+        atomic_store(&r->engine_lost, 1); /* the worker stops posting */
+        engine_lost_loop(r, 0, NULL, 0);
+    }
 }
 
 static void engine_done_loop(void *arg, int status, const char *data, size_t len)

@@ -393,7 +393,10 @@ void proxy_answer_upstream_done(struct proxy_req *r);
 void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *why);
 /* builtin engine */
 void proxy_answer_engine_start(struct proxy_req *r);
-void proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len);
+/* proxy_answer_engine_text -- relay a piece of the local model's answer; -1 when memory
+ * ran out (the answer would have a hole: the caller ends the request). */
+int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
+    __attribute__((warn_unused_result));
 void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res);
 
 /* ---- translation between the OpenAI and Anthropic formats (translate.c) ---- */
