@@ -226,6 +226,8 @@ static const char *error_type(enum proxy_api api, int status)
     }
 }
 
+static void stream_error(struct proxy_req *r, int status, const char *message);
+
 void proxy_req_error(struct proxy_req *r, int status, const char *type, const char *fmt, ...)
 {
     char msg[512];
@@ -238,7 +240,7 @@ void proxy_req_error(struct proxy_req *r, int status, const char *type, const ch
     va_end(ap);
     snprintf(r->error, sizeof(r->error), "%s", msg);
     if (r->resp_started) {
-        proxy_req_stream_error(r, msg);
+        stream_error(r, status, msg);
         proxy_req_finish(r);
         return;
     }
@@ -251,6 +253,13 @@ void proxy_req_error(struct proxy_req *r, int status, const char *type, const ch
 
 void proxy_req_stream_error(struct proxy_req *r, const char *message)
 {
+    stream_error(r, 502, message);
+}
+
+/* the error event carries the status the same failure gets before a stream starts
+ * (500 for the gateway's or the local model's failure, 502 for a provider's) */
+static void stream_error(struct proxy_req *r, int status, const char *message)
+{
     char *body = NULL;
     size_t len = 0;
     struct evbuffer *ev;
@@ -262,10 +271,10 @@ void proxy_req_stream_error(struct proxy_req *r, const char *message)
     r->stream_failed = 1;
     ev = evbuffer_new();
     if (r->api == PROXY_API_ANTHROPIC) {
-        proxy_json_error_body(PROXY_API_ANTHROPIC, 502, "api_error", message, &body, &len);
+        proxy_json_error_body(PROXY_API_ANTHROPIC, status, "api_error", message, &body, &len);
         evbuffer_add_printf(ev, "event: error\ndata: %s\n\n", body ? body : "{}");
     } else {
-        proxy_json_error_body(PROXY_API_OPENAI, 502, "server_error", message, &body, &len);
+        proxy_json_error_body(PROXY_API_OPENAI, status, "server_error", message, &body, &len);
         evbuffer_add_printf(ev, "data: %s\n\n", body ? body : "{}");
     }
     n = evbuffer_get_length(ev);

@@ -366,7 +366,8 @@ void proxy_req_error(struct proxy_req *r, int status, const char *type, const ch
 /* proxy_req_finish -- the answer is complete (or abandoned): audit, metrics, detach. */
 void proxy_req_finish(struct proxy_req *r);
 double proxy_req_elapsed(const struct proxy_req *r);
-/* proxy_req_stream_error -- end a started stream with a well-formed error event. */
+/* proxy_req_stream_error -- end a started stream with a well-formed error event (a
+ * provider's failure: code 502; proxy_req_error on a started stream uses its own). */
 void proxy_req_stream_error(struct proxy_req *r, const char *message);
 
 /* ---- upstream (upstream.c) ---- */

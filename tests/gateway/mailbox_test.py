@@ -112,6 +112,8 @@ def every_post_fails(s, mock):
     s.check("streamed: the stream ends with an error event naming the loss",
             r.status == 200 and errs and LOST in errs[-1]["error"].get("message", ""), r)
     s.check("streamed: no text after the hole", not openai_stream_text(r.body)[0], r)
+    s.check("streamed: the error event carries the gateway's 500, as the unstreamed answer does",
+            errs and str(errs[-1]["error"].get("code")) == "500", r)
     ids.append(r.headers.get("x-airlock-request-id"))
 
     r = local(port, stream=True, api="anthropic")
