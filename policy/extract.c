@@ -435,7 +435,25 @@ struct walk {
     struct pextract *x;
     char *err;
     size_t errlen;
+    char path[192]; /* where the walk is, for errors: "messages[2].content[1]" */
+    size_t path_len;
 };
+
+/* path_push -- append to the walk's path; returns the length to restore */
+static size_t path_push(struct walk *w, const char *fmt, int i)
+{
+    size_t old = w->path_len;
+    int n = snprintf(w->path + old, sizeof(w->path) - old, fmt, i);
+    if (n > 0)
+        w->path_len = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
+    return old;
+}
+
+static void path_pop(struct walk *w, size_t old)
+{
+    w->path_len = old;
+    w->path[old] = '\0';
+}
 
 static int add_segment(struct walk *w, uint32_t id, int message, uint32_t key)
 {
@@ -571,9 +589,45 @@ static int add_source(struct walk *w, uint32_t src, int message)
             return -1;
     if (is_content)
         FOR_MEMBER(p, src, "content", v)
-        if (add_content(w, v, message) < 0)
-            return -1;
+        {
+            size_t old = path_push(w, ".source.content", 0);
+            int rc = add_content(w, v, message);
+            path_pop(w, old);
+            if (rc < 0)
+                return -1;
+        }
     return 0;
+}
+
+/* A part whose content the model reads but the gateway cannot: a file (PDF, ...), audio,
+ * a base64 document. Its text would leave unscanned, so the request is refused (fail
+ * closed), at any depth. Images are let through (docs/policy.md says so). */
+static int unscannable(struct walk *w, uint32_t id)
+{
+    const struct jparser *p = w->p;
+    const char *what = NULL;
+
+    FOR_MEMBER(p, id, "type", t)
+    if (p->nodes[t].type == J_STR) {
+        if (key_is(p, t, "file"))
+            what = "file";
+        else if (key_is(p, t, "input_audio"))
+            what = "input_audio";
+        else if (key_is(p, t, "document")) {
+            FOR_MEMBER(p, id, "source", src)
+            if (p->nodes[src].type == J_OBJ) {
+                FOR_MEMBER(p, src, "type", st)
+                if (p->nodes[st].type == J_STR && key_is(p, st, "base64"))
+                    what = "document";
+            }
+        }
+    }
+    if (!what)
+        return 0;
+    snprintf(w->err, w->errlen,
+             "%s is a '%s' part, which the gateway cannot scan (send the text itself instead).",
+             w->path, what);
+    return -1;
 }
 
 static int add_block(struct walk *w, uint32_t id, int message)
@@ -583,6 +637,8 @@ static int add_block(struct walk *w, uint32_t id, int message)
         return add_segment(w, id, message, J_NONE);
     if (p->nodes[id].type != J_OBJ)
         return 0;
+    if (unscannable(w, id) < 0)
+        return -1;
     static const char *const text_keys[] = {"text", "thinking", "refusal", "title", "context"};
     for (size_t i = 0; i < sizeof(text_keys) / sizeof(*text_keys); i++)
         FOR_MEMBER(p, id, text_keys[i], v)
@@ -592,8 +648,13 @@ static int add_block(struct walk *w, uint32_t id, int message)
     if (add_all_strings(w, v, message, J_NONE) < 0)
         return -1;
     FOR_MEMBER(p, id, "content", v)
-    if (add_content(w, v, message) < 0)
-        return -1;
+    {
+        size_t old = path_push(w, ".content", 0);
+        int rc = add_content(w, v, message);
+        path_pop(w, old);
+        if (rc < 0)
+            return -1;
+    }
     FOR_MEMBER(p, id, "source", v)
     if (add_source(w, v, message) < 0)
         return -1;
@@ -606,10 +667,16 @@ static int add_content(struct walk *w, uint32_t id, int message)
     const struct jnode *n = &p->nodes[id];
     if (n->type == J_STR)
         return add_segment(w, id, message, J_NONE);
-    if (n->type == J_ARR)
-        for (uint32_t c = n->child; c != J_NONE; c = p->nodes[c].next)
-            if (add_block(w, c, message) < 0)
+    if (n->type == J_ARR) {
+        int j = 0;
+        for (uint32_t c = n->child; c != J_NONE; c = p->nodes[c].next, j++) {
+            size_t old = path_push(w, "[%d]", j);
+            int rc = add_block(w, c, message);
+            path_pop(w, old);
+            if (rc < 0)
                 return -1;
+        }
+    }
     return 0;
 }
 
@@ -630,8 +697,13 @@ static int add_message(struct walk *w, uint32_t m, int idx)
     if (p->nodes[m].type != J_OBJ)
         return 0;
     FOR_MEMBER(p, m, "content", v)
-    if (add_content(w, v, idx) < 0)
-        return -1;
+    {
+        size_t old = path_push(w, "messages[%d].content", idx);
+        int rc = add_content(w, v, idx);
+        path_pop(w, old);
+        if (rc < 0)
+            return -1;
+    }
     FOR_MEMBER(p, m, "tool_calls", v)
     {
         if (p->nodes[v].type != J_ARR)
@@ -685,8 +757,13 @@ int policy_extract(enum policy_api api, const char *body, size_t len, struct pex
     }
     if (api == POLICY_API_ANTHROPIC) {
         FOR_MEMBER(&p, root, "system", v)
-        if (add_content(&w, v, -1) < 0)
-            goto done;
+        {
+            size_t old = path_push(&w, "system", 0);
+            int r2 = add_content(&w, v, -1);
+            path_pop(&w, old);
+            if (r2 < 0)
+                goto done;
+        }
     }
     /* tool definitions and schemas are read by the model too: every string in them is
      * scanned, outside any message (-1) */

@@ -984,21 +984,6 @@ static int utf8_valid(const unsigned char *s, size_t n)
  * scanner understands (a string, an array of typed parts, or null where the API
  * allows it). Content in any other shape cannot be scanned, so it is refused
  * here rather than forwarded (fail closed). Returns 0, or -1 with a message. */
-/* parts whose content the model reads but the gateway cannot: a file (PDF, ...), audio,
- * a base64 document. Their text would leave unscanned, so they are refused. Images
- * are let through (docs/policy.md says so). */
-static int unscannable_part(const cJSON *p)
-{
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(p, "source");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(src, "type");
-
-    if (strcmp(t->valuestring, "file") == 0 || strcmp(t->valuestring, "input_audio") == 0)
-        return 1;
-    return strcmp(t->valuestring, "document") == 0 && cJSON_IsString(st) &&
-           strcmp(st->valuestring, "base64") == 0;
-}
-
 static int validate_parts(const cJSON *arr, const char *where, int i, char *err, size_t errlen)
 {
     const cJSON *p;
@@ -1018,13 +1003,8 @@ static int validate_parts(const cJSON *arr, const char *where, int i, char *err,
             snprintf(err, errlen, "%s must be an object with a 'type'.", at);
             return -1;
         }
-        if (unscannable_part(p)) {
-            snprintf(err, errlen,
-                     "%s is a '%s' part, which the gateway cannot scan, so the request was not "
-                     "sent (send the text itself instead).",
-                     at, t->valuestring);
-            return -1;
-        }
+        /* (a part the gateway cannot scan -- a file, audio, a base64 document -- is
+         * refused by the policy, at any depth: policy/extract.c unscannable) */
         j++;
     }
     return 0;

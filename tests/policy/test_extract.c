@@ -49,14 +49,14 @@ static void test_openai_locations(void)
 }
 
 /* Anthropic document blocks: plain-text and content sources and the title/context are
- * read by the model; base64 sources are not text */
+ * read by the model (base64 sources are refused: test_unscannable) */
 static void test_anthropic_documents(void)
 {
     const char *b =
         "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":["
         "{\"type\":\"document\",\"title\":\"T1\",\"source\":{\"type\":\"text\",\"media_type\":\"text/plain\",\"data\":\"D1\"}},"
         "{\"type\":\"document\",\"source\":{\"type\":\"content\",\"content\":[{\"type\":\"text\",\"text\":\"C1\"}]}},"
-        "{\"type\":\"document\",\"source\":{\"type\":\"base64\",\"media_type\":\"application/pdf\",\"data\":\"QUJD\"}},"
+        "{\"type\":\"document\",\"source\":{\"type\":\"url\",\"url\":\"https://example.com/a.pdf\"}},"
         "{\"type\":\"text\",\"text\":\"q\"}]}]}";
     struct pextract x = {0};
     char err[256];
@@ -67,6 +67,49 @@ static void test_anthropic_documents(void)
     CHECK(seg_is(&x, b, 2, 0, "C1", "C1"));
     CHECK(seg_is(&x, b, 3, 0, "q", "q"));
     policy_extract_deinit(&x);
+}
+
+/* parts the model reads but the gateway cannot scan are refused, at any depth, with
+ * where they are */
+static void test_unscannable(void)
+{
+    static const struct {
+        enum policy_api api;
+        const char *body, *want;
+    } cases[] = {
+        {POLICY_API_OPENAI,
+         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"},"
+         "{\"type\":\"file\",\"file\":{\"file_data\":\"data:application/pdf;base64,QUJD\"}}]}]}",
+         "messages[0].content[1] is a 'file' part"},
+        {POLICY_API_OPENAI,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":["
+         "{\"type\":\"input_audio\",\"input_audio\":{\"data\":\"QUJD\",\"format\":\"wav\"}}]}]}",
+         "messages[1].content[0] is a 'input_audio' part"},
+        {POLICY_API_ANTHROPIC,
+         "{\"system\":[{\"type\":\"text\",\"text\":\"s\"},{\"type\":\"document\",\"source\":"
+         "{\"type\":\"base64\",\"media_type\":\"application/pdf\",\"data\":\"QUJD\"}}],\"messages\":[]}",
+         "system[1] is a 'document' part"},
+        /* nested in a tool result: still refused (the proxy's old check missed this) */
+        {POLICY_API_ANTHROPIC,
+         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\","
+         "\"content\":[{\"type\":\"document\",\"source\":{\"type\":\"base64\",\"data\":\"QUJD\"}}]}]}]}",
+         "messages[0].content[0].content[0] is a 'document' part"},
+        /* a key written with an escape is the same key */
+        {POLICY_API_OPENAI,
+         "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"fil\\u0065\",\"file\":{}}]}]}",
+         "messages[0].content[0] is a 'file' part"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pextract x = {0};
+        char err[256] = "";
+        CHECK(policy_extract(cases[i].api, cases[i].body, strlen(cases[i].body), &x, err,
+                             sizeof(err)) < 0);
+        if (!strstr(err, cases[i].want))
+            fprintf(stderr, "  case %zu: %s\n", i, err);
+        CHECK(strstr(err, cases[i].want) != NULL);
+        CHECK(strstr(err, "cannot scan") != NULL);
+        policy_extract_deinit(&x);
+    }
 }
 
 static void test_anthropic_locations(void)
@@ -265,6 +308,7 @@ int main(void)
     RUN(test_escapes_and_map);
     RUN(test_keys_decoded_and_repeated);
     RUN(test_anthropic_documents);
+    RUN(test_unscannable);
     RUN(test_malformed);
     RUN(test_segment_limit);
     return harness_done();
