@@ -54,12 +54,14 @@ struct audit_wstate {
 /* Zeros are written this far ahead of the records (sync: batch and always), so that a
  * group's fdatasync overwrites allocated blocks inside the file's size and has no
  * metadata to commit: measured on this VM's ext4, 112 us per fdatasync instead of 205
- * (/tmp-free micro-benchmark in docs/audit.md). Readers treat an all-zero remainder of a
+ * (bench/fsync_cost.c; docs/audit.md, Speed). Readers treat an all-zero remainder of a
  * segment as its end; the writer cuts it at rotation, shutdown and recovery. */
 #define AUDIT_ZERO_AHEAD ((uint64_t)1 << 20)
-/* Bytes written but not yet synced beyond which appends are refused (503): a disk that
- * stopped answering must not fill the page cache until writes start to block. */
+/* Bytes written but not yet synced beyond which appends are refused (503), once the
+ * current fdatasync has run for AUDIT_SYNC_STALL_NS: a disk that stopped answering must
+ * not fill the page cache until writes start to block. */
 #define AUDIT_MAX_UNSYNCED ((uint64_t)64 << 20)
+#define AUDIT_SYNC_STALL_NS (2ull * 1000000000ull)
 
 struct audit {
     char *dir;
@@ -90,6 +92,7 @@ struct audit {
     int retired_fd;
     int dir_dirty; /* a segment was created since the directory was last synced */
     uint64_t written_bytes, synced_bytes; /* record bytes written, and covered by a sync */
+    uint64_t sync_since; /* mono ns when the syncer's current sync began; 0: none */
     uint8_t *scratch;
     size_t scratch_cap;
     struct waiter *wait_head, *wait_tail; /* seq ascending */
@@ -614,6 +617,7 @@ static void sync_group(struct audit *a)
         a->wait_tail = NULL;
     }
     a->dir_dirty = 0;
+    a->sync_since = mono_ns();
     pthread_mutex_unlock(&a->mu);
 
     if (retired >= 0 && a->sync != CONFIG_SYNC_NONE)
@@ -626,6 +630,7 @@ static void sync_group(struct audit *a)
         e = errno ? errno : EIO;
 
     pthread_mutex_lock(&a->mu);
+    a->sync_since = 0;
     for (w = done_list; w; w = w->next)
         probe |= w->probe;
     if (rc == 0) {
@@ -1142,8 +1147,11 @@ int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t 
                 goto fail;
         }
     }
-    if (a->sync != CONFIG_SYNC_NONE && a->written_bytes - a->synced_bytes > AUDIT_MAX_UNSYNCED) {
-        /* the disk stopped answering: do not fill memory with records it may never take */
+    if (a->sync != CONFIG_SYNC_NONE && a->written_bytes - a->synced_bytes > AUDIT_MAX_UNSYNCED &&
+        a->sync_since && mono_ns() - a->sync_since > AUDIT_SYNC_STALL_NS) {
+        /* the disk stopped answering (one fdatasync for seconds, with much written behind
+         * it): do not fill memory with records it may never take. (Much written alone
+         * is only a large record, e.g. a 64 MiB answer, and its sync under way.) */
         errno = ETIMEDOUT;
         goto fail;
     }
