@@ -33,7 +33,6 @@
 /* A record whose `done` waits for the fdatasync that covers it. */
 struct waiter {
     struct waiter *next;
-    uint64_t seq; /* its record's sequence number */
     int probe;    /* appended while the log was failed, to find out if it recovered */
     audit_done_fn done;
     void *ud;
@@ -1187,7 +1186,6 @@ int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t 
         return 1;
     }
     w->next = NULL;
-    w->seq = a->cur.seq;
     w->probe = probe;
     w->done = done;
     w->ud = ud;
