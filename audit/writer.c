@@ -105,6 +105,8 @@ struct audit {
 
     long fault_sync;   /* tests: the Nth fdatasync fails with EIO (0: never) */
     int fault_sync_on; /* ... and every one after it ("N+") */
+    uint64_t fault_stall_n;   /* tests: the Nth fdatasync first stalls ... */
+    unsigned fault_stall_ms;  /* ... this long (a disk that stops answering) */
 
     atomic_size_t depth;
     atomic_int healthy;
@@ -195,6 +197,12 @@ static int datasync_fd(struct audit *a, int fd)
         (n == (uint64_t)a->fault_sync || (a->fault_sync_on && n > (uint64_t)a->fault_sync))) {
         errno = EIO;
         return -1;
+    }
+    if (a->fault_stall_ms && n == a->fault_stall_n) {
+        struct timespec ts = {(time_t)(a->fault_stall_ms / 1000),
+                              (long)(a->fault_stall_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
     }
     return fdatasync(fd);
 }
@@ -984,6 +992,12 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
         char *end;
         a->fault_sync = strtol(env, &end, 10);
         a->fault_sync_on = *end == '+';
+    }
+    env = getenv("AIRLOCK_AUDIT_FAULT_SYNC_STALL"); /* tests: "N:MS": the Nth fdatasync stalls MS ms */
+    if (env && *env) {
+        char *end;
+        a->fault_stall_n = strtoull(env, &end, 10);
+        a->fault_stall_ms = *end == ':' ? (unsigned)strtoul(end + 1, NULL, 10) : 0;
     }
     a->dir = strdup(cfg->dir);
     a->sign_sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);

@@ -705,6 +705,106 @@ static void test_sync_keeps_failing(void)
     free(dir);
 }
 
+/* A disk that stops answering (AIRLOCK_AUDIT_FAULT_SYNC_STALL: one fdatasync takes
+ * 3 s): much written behind a sync that is under way is accepted until that sync has
+ * run for 2 s (a single large record is not a stall); then appends are refused, the
+ * log turns unhealthy, and once the disk answers again the stalled group completes
+ * and a probe heals the log. Nothing written is lost: verify passes after close. */
+static void test_stalled_disk(void)
+{
+    char *dir = tmp_dir("stall");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_BATCH);
+    struct audit *a = NULL;
+    struct audit_report rep;
+    struct waiter w, w2;
+    struct audit_blob big;
+    char err[256];
+    uint8_t *bytes;
+    uint64_t t0, s0;
+    int i, accepted = 0, rc, tries;
+    const size_t chunk = (size_t)10 << 20; /* 8 of them: 80 MiB, past the 64 MiB cap */
+
+    REQUIRE(dir);
+    bytes = malloc(chunk);
+    REQUIRE(bytes);
+    memset(bytes, 'x', chunk);
+    big.name = "upstream";
+    big.data = bytes;
+    big.len = chunk;
+    log_set_level(LOG_ERROR + 1);
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    /* the open's syncs are done; the next one, for the record below, stalls */
+    waiter_init(&w);
+    REQUIRE(audit_append(a, "request", "{\"i\":0}", NULL, 0, waiter_cb, &w) == 0);
+    waiter_wait(&w, 1);
+    CHECK_EQ_INT(w.ok, 1);
+    waiter_deinit(&w);
+    audit_close(a);
+    a = NULL;
+
+    s0 = 0;
+    {
+        /* count the syncs an open makes, to know which one is the first of the load */
+        struct audit *b = NULL;
+        REQUIRE(audit_open(&cfg, &b, err, sizeof(err)) == 0);
+        s0 = audit_syncs(b);
+        audit_close(b);
+    }
+    {
+        char spec[64];
+        snprintf(spec, sizeof(spec), "%llu:3000", (unsigned long long)s0 + 1);
+        setenv("AIRLOCK_AUDIT_FAULT_SYNC_STALL", spec, 1);
+    }
+    REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
+    unsetenv("AIRLOCK_AUDIT_FAULT_SYNC_STALL");
+    CHECK(audit_syncs(a) == s0);
+    waiter_init(&w);
+    REQUIRE(audit_append(a, "request", "{\"i\":1}", NULL, 0, waiter_cb, &w) == 0);
+    for (tries = 0; audit_syncs(a) == s0 && tries < 2000; tries++)
+        usleep(1000);
+    REQUIRE(audit_syncs(a) == s0 + 1); /* the syncer is in the stalled fdatasync */
+    t0 = audit_now_ns();
+    /* 80 MiB behind a sync that has run for less than 2 s: accepted */
+    for (i = 0; i < 8; i++) {
+        rc = audit_append_ex(a, "response", "{\"i\":2}", 7, &big, 1, AUDIT_WRITTEN, NULL, NULL);
+        accepted += rc == 1;
+    }
+    REQUIRE(audit_now_ns() - t0 < 1500000000ull); /* (else the machine is too slow to tell) */
+    CHECK_EQ_INT(accepted, 8);
+    CHECK_EQ_INT(audit_healthy(a), 1);
+    while (audit_now_ns() - t0 < 2200000000ull)
+        usleep(10000);
+    /* the same sync has now run for over 2 s with 80 MiB behind it: refused, unhealthy */
+    rc = audit_append(a, "request", "{\"i\":3}", NULL, 0, NULL, NULL);
+    CHECK_EQ_INT(rc, -1);
+    CHECK_EQ_INT(audit_healthy(a), 0);
+    CHECK_EQ_INT(w.done, 0); /* the first record still waits for its sync */
+    /* the disk answers again: the stalled group completes */
+    waiter_wait(&w, 1);
+    CHECK_EQ_INT(w.ok, 1);
+    waiter_deinit(&w);
+    /* a probe (at most one a second) is let through and heals the log */
+    waiter_init(&w2);
+    for (tries = 0; tries < 300; tries++) {
+        if (audit_append(a, "request", "{\"i\":4}", NULL, 0, waiter_cb, &w2) == 0)
+            break;
+        usleep(10000);
+    }
+    CHECK(tries < 300);
+    waiter_wait(&w2, 1);
+    CHECK_EQ_INT(w2.ok, 1);
+    CHECK_EQ_INT(audit_healthy(a), 1);
+    waiter_deinit(&w2);
+    audit_close(a);
+    log_set_level(LOG_INFO);
+    REQUIRE(audit_verify(dir, NULL, &rep, err, sizeof(err)) == 0);
+    CHECK_EQ_INT(rep.verdict, AUDIT_INTACT);
+    CHECK(rep.records >= 2 + 8 + 1);
+    free(bytes);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_sync_always(void)
 {
     char *dir = tmp_dir("always");
@@ -1378,6 +1478,7 @@ int main(void)
     RUN(test_written_before_sync);
     RUN(test_failed_group_commit);
     RUN(test_sync_keeps_failing);
+    RUN(test_stalled_disk);
     RUN(test_sync_always);
     RUN(test_torn_tail_recovery);
     RUN(test_mid_file_damage_refuses_open);
