@@ -2,6 +2,7 @@
  * (audit_spend_scan) and `airlock audit cost` (audit_cost_report). */
 #include "audit/audit.h"
 #include "audit/audit_int.h"
+#include "common/grow.h"
 #include "common/log.h"
 
 #include <cJSON.h>
@@ -120,17 +121,13 @@ static int cost_cb(void *ud, const struct audit_rec *rec, const struct audit_wal
         if (strcmp(c->rows[i].group, g) == 0)
             break;
     if (i == c->n) {
-        if (c->n == c->cap) {
-            size_t nc = c->cap ? c->cap * 2 : 16;
-            struct audit_cost_row *nr = realloc(c->rows, nc * sizeof(*nr));
-            if (!nr) {
-                c->oom = 1;
-                cJSON_Delete(j);
-                return 1;
-            }
-            c->rows = nr;
-            c->cap = nc;
+        struct audit_cost_row *nr = grow_room(c->rows, &c->cap, c->n + 1, sizeof(*nr), 16);
+        if (!nr) {
+            c->oom = 1;
+            cJSON_Delete(j);
+            return 1;
         }
+        c->rows = nr;
         memset(&c->rows[i], 0, sizeof(c->rows[i]));
         c->rows[i].group = strdup(g);
         if (!c->rows[i].group) {

@@ -2,7 +2,8 @@
 # audit.sh -- audit benchmark: records/s and MB/s appended per sync mode by concurrent
 # writers that wait for durability (bench/audit_bench.c), audit verify MB/s; then, only
 # when the gateway serves and the mock provider is built, the gateway's requests/s with
-# the audit on (sync batch, sync none) versus off (wrk, loopback).
+# the audit on (sync batch, none, always) versus off (wrk, loopback), with the CPU each
+# costs per request: the gateway's and the whole machine's (wrk and the mock included).
 #
 #   sh bench/audit.sh     (env: BUILD=build dir, default build; QUICK=1 short run;
 #                          TMPDIR=where logs go -- its file system sets the fsync cost;
@@ -42,7 +43,7 @@ fi || exit 1
 # and build/mock_provider exists; otherwise says why it skipped.
 # ---------------------------------------------------------------------------------
 echo
-echo "== gateway requests/s: audit sync batch / sync none / off"
+echo "== gateway requests/s: audit sync batch / none / off / always"
 if [ ! -x "$BUILD/airlock" ] || [ ! -x "$BUILD/mock_provider" ]; then
     echo "skipped: $BUILD/airlock or $BUILD/mock_provider is missing"
     exit 0
@@ -107,7 +108,11 @@ cpu_ticks() { # utime + stime of a process, in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-measure() { # $1 config name -> "req/s gateway-CPU-us-per-request"
+machine_busy() { # busy clock ticks of the whole machine (all but idle and iowait)
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+
+measure() { # $1 config name -> "req/s gateway-CPU-us/request machine-CPU-us/request requests/fsync"
     "$BUILD/airlock" serve -c "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 &
     GW_PID=$!
     i=0
@@ -118,17 +123,29 @@ measure() { # $1 config name -> "req/s gateway-CPU-us-per-request"
         fi
         sleep 0.1
     done
-    t0=$(cpu_ticks "$GW_PID")
+    f0=$(fsyncs)
+    t0=$(cpu_ticks "$GW_PID"); m0=$(machine_busy)
     wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$TMP/$1.wrk" 2>&1
-    t1=$(cpu_ticks "$GW_PID")
+    t1=$(cpu_ticks "$GW_PID"); m1=$(machine_busy)
+    f1=$(fsyncs)
     kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=""
     non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$TMP/$1.wrk")
     [ -n "$non2xx" ] && echo "warning ($1): $non2xx non-2xx responses" >&2
     rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$TMP/$1.wrk")
     # the gateway's CPU time (all its threads) per request: steadier than req/s on a
     # shared machine, and it shows what the audit costs in work rather than in waiting
-    echo "$rps $(awk -v t="$((t1 - t0))" -v r="$rps" -v s="$SECS" -v hz="$(getconf CLK_TCK)" \
-        'BEGIN { printf "%.1f", (r > 0) ? t / hz * 1e6 / (r * s) : 0 }')"
+    # and the whole machine's busy CPU per request (wrk, the mock and the kernel too: on a
+    # machine whose cores are all busy, that is what sets the ratio), and requests per
+    # fdatasync (the group-commit factor; 0 when the audit is off or sync is none)
+    echo "$rps $(awk -v t="$((t1 - t0))" -v m="$((m1 - m0))" -v f="$((f1 - f0))" -v r="$rps" \
+        -v s="$SECS" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { n = r * s; if (n <= 0) n = 1;
+                 printf "%.1f %.1f %.1f", t / hz * 1e6 / n, m / hz * 1e6 / n, (f > 0) ? n / f : 0 }')"
+}
+
+fsyncs() { # the gateway's airlock_audit_fsyncs_total (0 when it has none)
+    curl -fs "http://127.0.0.1:$GW_PORT/metrics" 2>/dev/null |
+        awk '$1 == "airlock_audit_fsyncs_total" {print int($2); f = 1} END {if (!f) print 0}'
 }
 
 # Alternate the three configurations REPEAT times (the machine's load drifts; each
@@ -138,28 +155,35 @@ REPEAT=${REPEAT:-3}; [ "$QUICK" = 1 ] && REPEAT=1
 r=0
 while [ $r -lt "$REPEAT" ]; do
     rm -rf "$TMP/audit-batch" "$TMP/audit-none"
+    rm -rf "$TMP/audit-always"
+    write_config always "audit: {dir: $TMP/audit-always, sync: always}"
+    A=$(measure always) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
     write_config batch "audit: {dir: $TMP/audit-batch, sync: batch}"
     B=$(measure batch) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
     write_config none "audit: {dir: $TMP/audit-none, sync: none}"
     N=$(measure none) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
     write_config off ""
     O=$(measure off) || { echo "skipped: the gateway could not serve the benchmark config"; exit 0; }
-    echo "$B $N $O" >>"$TMP/res"
+    echo "$B $N $O $A" >>"$TMP/res"
     r=$((r + 1))
 done
 echo "wrk -t2 -c$CONNS -d${SECS}s POST /v1/chat/completions, mock upstream on loopback, median of $REPEAT alternating runs:"
 python3 - "$TMP/res" <<'PY'
 import statistics, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-# each row: batch req/s, batch us/req, none req/s, none us/req, off req/s, off us/req
+# each row: for batch, none, off, always: req/s, gateway us/req, machine us/req, req/fsync
 med = [statistics.median(c) for c in zip(*rows)]
-b, n, o = med[0], med[2], med[4]
-runs = lambda i: " ".join("%.0f" % r[i] for r in rows)
-print("  audit sync batch: %8.0f req/s  %.2fx audit off   (runs: %s)" % (b, b / o, runs(0)))
-print("  audit sync none:  %8.0f req/s  %.2fx audit off   (runs: %s)" % (n, n / o, runs(2)))
-print("  audit off:        %8.0f req/s                    (runs: %s)" % (o, runs(4)))
-print("gateway CPU time (all threads) per request, median: batch %.1f us, none %.1f us, off %.1f us"
-      % (med[1], med[3], med[5]))
+names = ["batch", "none", "off", "always"]
+col = {n: med[4 * i:4 * i + 4] for i, n in enumerate(names)}
+o = col["off"][0]
+runs = lambda i: " ".join("%.0f" % r[4 * i] for r in rows)
+for i, n in enumerate(names):
+    rps, gw, mach, g = col[n]
+    ratio = "%.2fx audit off" % (rps / o) if n != "off" else "             "
+    group = ", %.1f requests per fdatasync" % g if g > 0 else ""
+    print("  audit %-13s %8.0f req/s  %s   (runs: %s)" % ("off:" if n == "off" else "sync " + n + ":",
+          rps, ratio, runs(i)))
+    print("      CPU per request: gateway %.1f us, whole machine %.1f us%s" % (gw, mach, group))
 PY
 if [ -x "$BUILD/airlock" ]; then
     "$BUILD/airlock" audit verify "$TMP/audit-batch" | sed 's/^/  verify of the batch log: /'

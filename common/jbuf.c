@@ -1,7 +1,10 @@
 /* jbuf.c -- compact JSON written by hand into a growable buffer. */
 #include "common/jbuf.h"
 
+#include "common/grow.h"
+
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,28 +22,18 @@ void jbuf_free(struct jbuf *b)
 
 static int grow(struct jbuf *b, size_t extra)
 {
-    size_t need, cap;
     char *p;
 
     if (b->oom)
         return -1;
-    if (extra > ((size_t)-1) / 2 - b->len) {
-        b->oom = 1;
-        return -1;
-    }
-    need = b->len + extra + 1; /* room for the terminating NUL */
-    if (need <= b->cap)
-        return 0;
-    cap = b->cap ? b->cap : 1024;
-    while (cap < need)
-        cap *= 2;
-    p = realloc(b->p, cap);
+    /* room for the terminating NUL too */
+    p = extra < SIZE_MAX / 2 - b->len ? grow_room(b->p, &b->cap, b->len + extra + 1, 1, 1024)
+                                      : NULL;
     if (!p) {
         b->oom = 1;
         return -1;
     }
     b->p = p;
-    b->cap = cap;
     return 0;
 }
 

@@ -4,10 +4,12 @@
 #include "engine/engine_int.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "engine/engine.h"
 #include "engine/gguf.h"
 #include "engine/unicode.h"
@@ -53,16 +55,12 @@ static void iv_push(struct ivec *v, int32_t x)
 {
     if (v->oom)
         return;
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        int32_t *p = realloc(v->p, cap * sizeof(*p));
-        if (!p) {
-            v->oom = 1;
-            return;
-        }
-        v->p = p;
-        v->cap = cap;
+    int32_t *p = grow_room(v->p, &v->cap, v->n + 1, sizeof(*p), 64);
+    if (!p) {
+        v->oom = 1;
+        return;
     }
+    v->p = p;
     v->p[v->n++] = x;
 }
 
@@ -76,18 +74,12 @@ static void cb_add(struct cbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    char *p = n < SIZE_MAX / 2 ? grow_room(b->p, &b->cap, b->n + n + 1, 1, 64) : NULL;
+    if (!p) {
+        b->oom = 1;
+        return;
     }
+    b->p = p;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;
@@ -558,16 +550,12 @@ static void heap_push(struct heap *h, struct bigram b)
 {
     if (h->oom)
         return;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct bigram *p = realloc(h->p, cap * sizeof(*p));
-        if (!p) {
-            h->oom = 1;
-            return;
-        }
-        h->p = p;
-        h->cap = cap;
+    struct bigram *p = grow_room(h->p, &h->cap, h->n + 1, sizeof(*p), 64);
+    if (!p) {
+        h->oom = 1;
+        return;
     }
+    h->p = p;
     size_t i = h->n++;
     while (i > 0) {
         size_t up = (i - 1) / 2;
@@ -727,16 +715,12 @@ static void seg_push(struct segs *s, size_t len)
 {
     if (!len || s->oom)
         return;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        size_t *p = realloc(s->len, cap * sizeof(*p));
-        if (!p) {
-            s->oom = 1;
-            return;
-        }
-        s->len = p;
-        s->cap = cap;
+    size_t *p = grow_room(s->len, &s->cap, s->n + 1, sizeof(*p), 64);
+    if (!p) {
+        s->oom = 1;
+        return;
     }
+    s->len = p;
     s->len[s->n++] = len;
 }
 
@@ -1114,16 +1098,12 @@ static void fr_push(struct frags *f, int tok, size_t off, size_t len)
 {
     if (f->oom || (tok < 0 && len == 0))
         return;
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 16;
-        struct frag *p = realloc(f->p, cap * sizeof(*p));
-        if (!p) {
-            f->oom = 1;
-            return;
-        }
-        f->p = p;
-        f->cap = cap;
+    struct frag *p = grow_room(f->p, &f->cap, f->n + 1, sizeof(*p), 16);
+    if (!p) {
+        f->oom = 1;
+        return;
     }
+    f->p = p;
     f->p[f->n++] = (struct frag){tok, off, len};
 }
 
