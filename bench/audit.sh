@@ -184,6 +184,8 @@ for i, n in enumerate(names):
     print("  audit %-13s %8.0f req/s  %s   (runs: %s)" % ("off:" if n == "off" else "sync " + n + ":",
           rps, ratio, runs(i)))
     print("      CPU per request: gateway %.1f us, whole machine %.1f us%s" % (gw, mach, group))
+    if n == "batch":
+        print("      target >= 0.80x audit off with sync batch: %s" % ("met" if rps >= 0.8 * o else "NOT met"))
 PY
 if [ -x "$BUILD/airlock" ]; then
     "$BUILD/airlock" audit verify "$TMP/audit-batch" | sed 's/^/  verify of the batch log: /'
