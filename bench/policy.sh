@@ -31,56 +31,19 @@ if [ ! -x "$BUILD/airlock" ] || [ ! -x "$BUILD/mock_provider" ]; then
     echo "skipped: $BUILD/airlock or $BUILD/mock_provider is missing"
     exit 0
 fi
-if ! command -v wrk >/dev/null 2>&1; then
-    (apt-get install -y wrk >/dev/null 2>&1 || sudo -n apt-get install -y wrk >/dev/null 2>&1) || true
-fi
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "skipped: wrk is not installed and could not be installed (apt-get install wrk)"
-    exit 0
-fi
-
-TMP=$(mktemp -d)
-MOCK_PID=""; GW_PID=""
-cleanup() {
-    [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
-    [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-
-"$BUILD/mock_provider" --port 0 >"$TMP/mock.out" 2>&1 &
-MOCK_PID=$!
-i=0
-while ! grep -q 'listening on' "$TMP/mock.out" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 50 ] && { echo "skipped: mock_provider did not start"; exit 0; }
-    sleep 0.1
-done
-MOCK_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/mock.out" | head -1)
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_need_wrk || exit 0
+bench_start_mock || exit 0
 
 # $1: config name, $2: rules block
 write_config() {
     GW_PORT=$(free_port)
-    cat >"$TMP/$1.yaml" <<EOF
-listen:
-  - address: 127.0.0.1:$GW_PORT
-providers:
-  mock:
-    type: openai-compatible
-    zone: external
-    base_url: http://127.0.0.1:$MOCK_PORT/v1
-    api_key: bench-not-a-key
-models:
-  - name: gpt-4o
-    provider: mock
-    price: {input_per_mtok: 2.5, output_per_mtok: 10}
-audit:
+    bench_mock_config "$TMP/$1.yaml" "$GW_PORT" "audit:
   dir: $TMP/audit-$1
   sync: none
 rules:
-$2
-EOF
+$2"
 }
 
 RULES_DETECT="  - name: no-secrets-out
@@ -95,36 +58,22 @@ RULES_ONLY="  - name: default
     then: {action: allow}"
 
 BODY='{"model":"gpt-4o","messages":[{"role":"system","content":"You are a careful assistant."},{"role":"user","content":"Summarise the incident: the worker pool on host 10.20.30.40 stalled at 09:21 after the 2.14.1 deploy; order 48213907 and ticket 58321 were affected. Ask maria.lopez@example.com for the timeline. The retry loop backed off correctly but the queue depth grew to 4096 and latency p99 reached 880 ms for about twelve minutes before the rollback."}]}'
-printf '%s' "$BODY" >"$TMP/body.json"
-cat >"$TMP/post.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$TMP/body.json", "rb"); wrk.body = f:read("*a"); f:close()
-EOF
+bench_wrk_body "$BODY"
 
 SECS=${WRK_SECONDS:-10}; [ "$QUICK" = 1 ] && SECS=3
 CONNS=${WRK_CONNS:-32}
 
 # $1: config name; prints requests/s
 measure() {
-    "$BUILD/airlock" serve -c "$TMP/$1.yaml" >"$TMP/$1.log" 2>&1 &
-    GW_PID=$!
-    i=0
-    until curl -fs "http://127.0.0.1:$GW_PORT/healthz" >/dev/null 2>&1; do
-        i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$GW_PID" 2>/dev/null; then
-            echo "gateway did not start ($1):" >&2; tail -5 "$TMP/$1.log" >&2; GW_PID=""; return 1
-        fi
-        sleep 0.1
-    done
+    bench_start_gateway "$1" "$GW_PORT" || return 1
     code=$(curl -s -o "$TMP/$1.resp" -w '%{http_code}' -H 'Content-Type: application/json' \
         --data-binary @"$TMP/body.json" "http://127.0.0.1:$GW_PORT/v1/chat/completions")
     if [ "$code" != 200 ]; then
         echo "gateway answered $code ($1): $(head -c 300 "$TMP/$1.resp")" >&2
-        kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=""; return 1
+        bench_stop_gateway; return 1
     fi
     wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$TMP/$1.wrk" 2>&1
-    kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=""
+    bench_stop_gateway
     non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$TMP/$1.wrk")
     [ -n "$non2xx" ] && echo "warning ($1): $non2xx non-2xx responses" >&2
     sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$TMP/$1.wrk"
