@@ -2,6 +2,7 @@
  * or base64, sealed payloads opened with the auditor's key (docs/audit.md). */
 #include "audit/audit.h"
 #include "audit/audit_int.h"
+#include "common/utf8.h"
 
 #include <cJSON.h>
 #include <sodium.h>
@@ -27,44 +28,7 @@ struct show {
 /* utf8_text -- 1 when data is valid UTF-8 without NUL (so it can be a JSON string). */
 static int utf8_text(const uint8_t *s, size_t n)
 {
-    size_t i = 0;
-
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t k;
-        uint32_t cp;
-
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
+    return !memchr(s, 0, n) && utf8_valid(s, n);
 }
 
 static int add_hex(cJSON *o, const char *name, const uint8_t *b, size_t n)

@@ -2,6 +2,7 @@
 #include "common/jbuf.h"
 
 #include "common/grow.h"
+#include "common/utf8.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -89,41 +90,6 @@ void jbuf_close(struct jbuf *b, char c)
     put(b, c);
 }
 
-/* utf8_len -- length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid
- * (overlong forms, surrogates and code points past U+10FFFF included) */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len, i;
-    unsigned cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
 static void escaped(struct jbuf *b, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -155,7 +121,7 @@ static void escaped(struct jbuf *b, const char *str, size_t n)
             default: jbuf_raw(b, e, 6); break;
             }
             i++;
-        } else if ((l = utf8_len(s + i, n - i)) > 0) {
+        } else if ((l = utf8_seq_len(s + i, n - i)) > 0) {
             jbuf_raw(b, (const char *)s + i, l);
             i += l;
         } else {

@@ -1,6 +1,8 @@
 /* sampler.c -- seeded token sampling and the stop-sequence / UTF-8-safe output text stream. */
 #include "engine/sampler.h"
 
+#include "common/utf8.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,46 +149,12 @@ size_t utf8_incomplete_tail(const char *p, size_t n)
     return 0;
 }
 
-/* length of the valid UTF-8 sequence at p (limit n), 0 if invalid there */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < need)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < need; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return need;
-}
-
 /* emit p[0..n), replacing invalid UTF-8 by U+FFFD */
 static void emit_clean(struct textstream *t, const char *p, size_t n)
 {
     size_t start = 0, i = 0;
     while (i < n) {
-        size_t k = utf8_seq((const unsigned char *)p + i, n - i);
+        size_t k = utf8_seq_len((const unsigned char *)p + i, n - i);
         if (k) {
             i += k;
             continue;

@@ -16,6 +16,8 @@
 
 #include "policy/policy_int.h"
 
+#include "common/utf8.h"
+
 enum { J_OBJ, J_ARR, J_STR, J_NUM, J_LIT };
 #define J_NONE UINT32_MAX
 
@@ -91,35 +93,6 @@ static int hex4(const unsigned char *s, unsigned *out)
         v = v << 4 | (unsigned)h;
     }
     *out = v;
-    return 0;
-}
-
-/* Length of a valid UTF-8 sequence at s (n bytes available), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xE0 && s[1] < 0xA0)
-            return 0; /* overlong */
-        if (c == 0xED && s[1] >= 0xA0)
-            return 0; /* UTF-16 surrogate */
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && s[1] < 0x90)
-            return 0;
-        if (c == 0xF4 && s[1] >= 0x90)
-            return 0; /* > U+10FFFF */
-        return 4;
-    }
     return 0;
 }
 
@@ -217,7 +190,7 @@ static int jstring(struct jparser *p, uint32_t *out)
             i++;
             continue;
         }
-        size_t ul = utf8_len(b + i, len - i);
+        size_t ul = utf8_seq_len(b + i, len - i);
         if (!ul) {
             p->pos = i;
             return jfail(p, "invalid UTF-8");
