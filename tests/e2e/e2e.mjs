@@ -22,6 +22,9 @@ const children = [];
 function finish(passed, failed, note) {
     for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
     if (note) console.log(note);
+    // the logs, audits and keys stay behind only when something failed, to be read
+    if (failed) console.log(`(kept ${tmp} for inspection)`);
+    else fs.rmSync(tmp, { recursive: true, force: true });
     console.log(`${passed} passed, ${failed} failed`);
     process.exit(failed ? 1 : 0);
 }

@@ -8,6 +8,7 @@ AIRLOCK_BUILD names the build dir (default ./build).
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -102,6 +103,11 @@ class Suite:
                        not reports, "\n".join(reports)[:4000])
         if self.skipped:
             print("(%d skipped)" % self.skipped)
+        # logs, audits and keys stay behind only when something failed, to be read
+        if self.failed:
+            print("(kept %s for inspection)" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
         sys.exit(1 if self.failed else 0)
 
