@@ -1,6 +1,7 @@
 /* reader.c -- segment files and the log walker that every reader shares: framing,
  * chain, segment continuity, checkpoint signatures, first-bad-record reporting. */
 #include "audit/audit_int.h"
+#include "common/grow.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -54,17 +55,14 @@ int audit_seg_list(const char *dir, uint32_t **nums, size_t *n, size_t *n_broken
                 digits = 0;
         if (!digits)
             continue;
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            nv = realloc(v, cap * sizeof(*v));
-            if (!nv) {
-                free(v);
-                closedir(d);
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
-            v = nv;
+        nv = grow_room(v, &cap, cnt + 1, sizeof(*v), 16);
+        if (!nv) {
+            free(v);
+            closedir(d);
+            snprintf(err, errlen, "out of memory");
+            return -1;
         }
+        v = nv;
         v[cnt++] = (uint32_t)strtoul(s, NULL, 10);
     }
     closedir(d);

@@ -1,6 +1,7 @@
 /* sampler.c -- seeded token sampling and the stop-sequence / UTF-8-safe output text stream. */
 #include "engine/sampler.h"
 
+#include "common/grow.h"
 #include "common/utf8.h"
 
 #include <math.h>
@@ -197,16 +198,10 @@ int textstream_feed(struct textstream *t, const char *p, size_t n)
 {
     if (t->stopped)
         return 1;
-    if (t->len + n > t->cap) {
-        size_t cap = t->cap * 2;
-        while (cap < t->len + n)
-            cap *= 2;
-        char *b = realloc(t->buf, cap);
-        if (!b)
-            return ENGINE_ENOMEM;
-        t->buf = b;
-        t->cap = cap;
-    }
+    char *b = n < SIZE_MAX / 2 ? grow_room(t->buf, &t->cap, t->len + n, 1, 64) : NULL;
+    if (!b)
+        return ENGINE_ENOMEM;
+    t->buf = b;
     memcpy(t->buf + t->len, p, n);
     t->len += n;
 

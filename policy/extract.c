@@ -16,6 +16,7 @@
 
 #include "policy/policy_int.h"
 
+#include "common/grow.h"
 #include "common/utf8.h"
 
 enum { J_OBJ, J_ARR, J_STR, J_NUM, J_LIT };
@@ -46,14 +47,10 @@ static int jfail(struct jparser *p, const char *what)
 
 static uint32_t jnew(struct jparser *p, int type)
 {
-    if (p->n == p->cap) {
-        size_t nc = p->cap ? p->cap * 2 : 256;
-        struct jnode *nn = realloc(p->nodes, nc * sizeof(*nn));
-        if (!nn)
-            return J_NONE;
-        p->nodes = nn;
-        p->cap = nc;
-    }
+    struct jnode *nn = grow_room(p->nodes, &p->cap, p->n + 1, sizeof(*nn), 256);
+    if (!nn)
+        return J_NONE;
+    p->nodes = nn;
     struct jnode *j = &p->nodes[p->n];
     j->type = (uint8_t)type;
     j->esc = 0;

@@ -12,6 +12,8 @@
 
 #include "policy/policy_int.h"
 
+#include "common/grow.h"
+
 struct rentry {
     char *ph, *val;
     size_t ph_len, val_len;
@@ -41,14 +43,10 @@ int policy_restorer_add(struct policy_restorer *r, const char *ph, size_t ph_len
 {
     if (r->n_slots)
         return -1; /* the mapping is fixed before streaming starts */
-    if (r->n == r->cap) {
-        size_t nc = r->cap ? r->cap * 2 : 8;
-        struct rentry *ne = realloc(r->e, nc * sizeof(*ne));
-        if (!ne)
-            return -1;
-        r->e = ne;
-        r->cap = nc;
-    }
+    struct rentry *ne = grow_room(r->e, &r->cap, r->n + 1, sizeof(*ne), 8);
+    if (!ne)
+        return -1;
+    r->e = ne;
     struct rentry *e = &r->e[r->n];
     e->ph = malloc(ph_len + 1);
     e->val = malloc(val_len + 1);
@@ -91,14 +89,10 @@ static struct rslot *slot_get(struct policy_restorer *r, int id)
     for (size_t i = 0; i < r->n_slots; i++)
         if (r->slots[i].id == id)
             return &r->slots[i];
-    if (r->n_slots == r->slots_cap) {
-        size_t nc = r->slots_cap ? r->slots_cap * 2 : 4;
-        struct rslot *ns = realloc(r->slots, nc * sizeof(*ns));
-        if (!ns)
-            return NULL;
-        r->slots = ns;
-        r->slots_cap = nc;
-    }
+    struct rslot *ns = grow_room(r->slots, &r->slots_cap, r->n_slots + 1, sizeof(*ns), 4);
+    if (!ns)
+        return NULL;
+    r->slots = ns;
     struct rslot *s = &r->slots[r->n_slots];
     s->id = id;
     s->len = 0;

@@ -21,6 +21,8 @@
 
 #include "policy/policy_int.h"
 
+#include "common/grow.h"
+
 const char *const policy_builtin_names[DET_N_BUILTIN] = {
     [DET_PRIVATE_KEY] = "private_key",   [DET_ANTHROPIC_KEY] = "anthropic_key",
     [DET_OPENAI_KEY] = "openai_key",     [DET_GITHUB_TOKEN] = "github_token",
@@ -261,20 +263,16 @@ static int on_match(unsigned id, unsigned long long from, unsigned long long to,
 {
     (void)fl;
     struct ctx *c = arg;
-    if (c->n == c->cap) {
-        size_t nc = c->cap ? c->cap * 2 : 64;
-        if (nc > POLICY_MAX_CANDIDATES) {
-            c->overflow = 1;
-            return 1;
-        }
-        struct raw *r = realloc(c->raw, nc * sizeof(*r));
-        if (!r) {
-            c->overflow = 2;
-            return 1;
-        }
-        c->raw = r;
-        c->cap = nc;
+    if (c->n + 1 > POLICY_MAX_CANDIDATES) {
+        c->overflow = 1;
+        return 1;
     }
+    struct raw *r = grow_room(c->raw, &c->cap, c->n + 1, sizeof(*r), 64);
+    if (!r) {
+        c->overflow = 2;
+        return 1;
+    }
+    c->raw = r;
     c->raw[c->n].det = c->p->pat_det[id];
     c->raw[c->n].s = c->p->pat_som[id] ? (size_t)from : (size_t)to;
     c->raw[c->n].e = (size_t)to;
@@ -355,14 +353,10 @@ static void scratch_put(const struct policy *cp, hs_scratch_t *s)
 
 static int push_cand(struct pcand **v, size_t *n, size_t *cap, struct pcand c)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        struct pcand *nv = realloc(*v, nc * sizeof(*nv));
-        if (!nv)
-            return -1;
-        *v = nv;
-        *cap = nc;
-    }
+    struct pcand *nv = grow_room(*v, cap, *n + 1, sizeof(*nv), 16);
+    if (!nv)
+        return -1;
+    *v = nv;
     (*v)[(*n)++] = c;
     return 0;
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/grow.h"
 #include "common/jbuf.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -714,19 +715,18 @@ struct msg_list {
 
 static int msg_add(struct msg_list *l, const char *role, char *content)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        struct engine_msg *m = realloc(l->msgs, cap * sizeof(*m));
-        char **o;
-        if (!m)
-            return -1;
-        l->msgs = m;
-        o = realloc(l->owned, cap * sizeof(*o));
-        if (!o)
-            return -1;
-        l->owned = o;
-        l->cap = cap;
-    }
+    /* two arrays of one capacity: l->cap changes only once both have grown */
+    size_t cm = l->cap, co = l->cap;
+    struct engine_msg *m = grow_room(l->msgs, &cm, l->n + 1, sizeof(*m), 8);
+    char **o;
+    if (!m)
+        return -1;
+    l->msgs = m;
+    o = grow_room(l->owned, &co, l->n + 1, sizeof(*o), 8);
+    if (!o)
+        return -1;
+    l->owned = o;
+    l->cap = cm;
     l->msgs[l->n].role = role;
     l->msgs[l->n].content = content;
     l->owned[l->n] = content;
