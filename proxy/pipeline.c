@@ -86,7 +86,6 @@ struct proxy_req *proxy_req_new(struct proxy_conn *c)
     struct proxy_req *r = calloc(1, sizeof(*r));
     unsigned char rnd[16];
     size_t len;
-    int i;
 
     if (!r)
         return NULL;
@@ -99,8 +98,7 @@ struct proxy_req *proxy_req_new(struct proxy_conn *c)
     r->t_upstream_start = r->t_first_byte = -1;
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     randombytes_buf(rnd, sizeof(rnd));
-    for (i = 0; i < 16; i++)
-        snprintf(r->id + 2 * i, 3, "%02x", rnd[i]);
+    sodium_bin2hex(r->id, sizeof(r->id), rnd, sizeof(rnd));
     snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
     r->up_bytes = evbuffer_new();
     r->client_bytes = evbuffer_new();
