@@ -524,23 +524,20 @@ static int rotate_inline(struct audit *a)
     return 0;
 }
 
-/* zero_ahead -- keep about AUDIT_ZERO_AHEAD of written zeros past the last record.
- * Called with mu held after every successful sync, so it tops up in small steps (one
- * 64 KiB chunk as a rule, four at most): appenders wait on mu meanwhile, and one
- * 512 KiB write used to hold them for about 100 us. */
+/* zero_ahead -- keep AUDIT_ZERO_AHEAD of written zeros past the last record */
 static void zero_ahead(struct audit *a)
 {
     static const uint8_t zeros[64 << 10];
-    struct iovec v[4];
+    struct iovec v[AUDIT_ZERO_AHEAD / sizeof(zeros)];
     uint64_t from, to;
     int n = 0;
 
     if (a->fd < 0 || a->sync == CONFIG_SYNC_NONE || a->need_trunc || a->zero_failed ||
-        a->cur.off + AUDIT_ZERO_AHEAD - sizeof(zeros) <= a->zero_end)
+        a->cur.off + AUDIT_ZERO_AHEAD / 2 <= a->zero_end)
         return;
     from = a->zero_end > a->cur.off ? a->zero_end : a->cur.off;
     to = a->cur.off + AUDIT_ZERO_AHEAD;
-    for (; from + n * sizeof(zeros) < to && n < (int)(sizeof(v) / sizeof(v[0])); n++) {
+    for (; from + n * sizeof(zeros) < to; n++) {
         v[n].iov_base = (void *)zeros;
         v[n].iov_len = sizeof(zeros);
     }
