@@ -25,3 +25,10 @@ void *grow_room(void *p, size_t *cap, size_t need, size_t size, size_t first)
     *cap = c;
     return np;
 }
+
+void *grow_by(void *p, size_t *cap, size_t have, size_t extra, size_t size, size_t first)
+{
+    if (extra > SIZE_MAX - have)
+        return NULL;
+    return grow_room(p, cap, have + extra, size, first);
+}

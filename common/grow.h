@@ -15,4 +15,9 @@
 void *grow_room(void *p, size_t *cap, size_t need, size_t size, size_t first)
     __attribute__((warn_unused_result));
 
+/* grow_by -- grow_room for `have` + `extra` elements, where `extra` comes from outside
+ * (bytes appended to a buffer): NULL, as for memory, when the sum would overflow. */
+void *grow_by(void *p, size_t *cap, size_t have, size_t extra, size_t size, size_t first)
+    __attribute__((warn_unused_result));
+
 #endif

@@ -5,7 +5,6 @@
 #include "common/utf8.h"
 
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +26,7 @@ static int grow(struct jbuf *b, size_t extra)
 
     if (b->oom)
         return -1;
-    /* room for the terminating NUL too */
-    p = extra < SIZE_MAX / 2 - b->len ? grow_room(b->p, &b->cap, b->len + extra + 1, 1, 1024)
-                                      : NULL;
+    p = grow_by(b->p, &b->cap, b->len + 1, extra, 1, 1024); /* + 1: the terminating NUL */
     if (!p) {
         b->oom = 1;
         return -1;

@@ -3,7 +3,6 @@
 #include "engine/engine_int.h"
 
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +20,7 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    char *p = n < SIZE_MAX / 2 ? grow_room(b->p, &b->cap, b->len + n + 1, 1, 256) : NULL;
+    char *p = grow_by(b->p, &b->cap, b->len + 1, n, 1, 256); /* + 1: the NUL */
     if (!p) {
         b->oom = 1;
         return;

@@ -198,7 +198,7 @@ int textstream_feed(struct textstream *t, const char *p, size_t n)
 {
     if (t->stopped)
         return 1;
-    char *b = n < SIZE_MAX / 2 ? grow_room(t->buf, &t->cap, t->len + n, 1, 64) : NULL;
+    char *b = grow_by(t->buf, &t->cap, t->len, n, 1, 64);
     if (!b)
         return ENGINE_ENOMEM;
     t->buf = b;

@@ -4,7 +4,6 @@
 #include "engine/engine_int.h"
 
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +73,7 @@ static void cb_add(struct cbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    char *p = n < SIZE_MAX / 2 ? grow_room(b->p, &b->cap, b->n + n + 1, 1, 64) : NULL;
+    char *p = grow_by(b->p, &b->cap, b->n + 1, n, 1, 64); /* + 1: the NUL */
     if (!p) {
         b->oom = 1;
         return;

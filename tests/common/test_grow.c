@@ -50,9 +50,28 @@ static void test_overflow_refused(void)
     free(p);
 }
 
+/* grow_by: the sum of what is there and what is added, overflow refused */
+static void test_grow_by(void)
+{
+    size_t cap = 0;
+    char *p = NULL, *q;
+
+    q = grow_by(p, &cap, 10, 100, 1, 64);
+    REQUIRE(q);
+    CHECK_EQ_INT((int)cap, 128);
+    p = q;
+    memset(p, 'a', 110);
+    q = grow_by(p, &cap, 110, SIZE_MAX - 50, 1, 64); /* 110 + that wraps around */
+    CHECK(q == NULL);
+    CHECK_EQ_INT((int)cap, 128);
+    CHECK(p[109] == 'a');
+    free(p);
+}
+
 int main(void)
 {
     RUN(test_first_and_doubling);
     RUN(test_overflow_refused);
+    RUN(test_grow_by);
     return harness_done();
 }
