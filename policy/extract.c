@@ -414,8 +414,13 @@ static size_t path_push(struct walk *w, const char *fmt, int i)
 {
     size_t old = w->path_len;
     int n = snprintf(w->path + old, sizeof(w->path) - old, fmt, i);
-    if (n > 0)
-        w->path_len = old + (size_t)n < sizeof(w->path) ? old + (size_t)n : sizeof(w->path) - 1;
+    if (n > 0 && old + (size_t)n < sizeof(w->path)) {
+        w->path_len = old + (size_t)n;
+    } else if (n > 0) {
+        /* too deep to name whole: the path ends in "..." */
+        w->path_len = sizeof(w->path) - 1;
+        memcpy(w->path + w->path_len - 3, "...", 3);
+    }
     return old;
 }
 

@@ -110,6 +110,28 @@ static void test_unscannable(void)
         CHECK(strstr(err, "cannot scan") != NULL);
         policy_extract_deinit(&x);
     }
+    /* deeper than the error's path can hold (tool results inside tool results): still
+     * refused, the path cut short but the message whole */
+    {
+        char body[4096], err[512] = "";
+        struct pextract x = {0};
+        size_t n = 0;
+        int d;
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "{\"messages\":[{\"role\":\"user\",\"content\":");
+        for (d = 0; d < 24; d++)
+            n += (size_t)snprintf(body + n, sizeof(body) - n,
+                                  "[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":");
+        n += (size_t)snprintf(body + n, sizeof(body) - n,
+                              "[{\"type\":\"document\",\"source\":{\"type\":\"base64\",\"data\":\"QUJD\"}}]");
+        for (d = 0; d < 24; d++)
+            n += (size_t)snprintf(body + n, sizeof(body) - n, "}]");
+        n += (size_t)snprintf(body + n, sizeof(body) - n, "}]}");
+        REQUIRE(n < sizeof(body));
+        CHECK(policy_extract(POLICY_API_ANTHROPIC, body, n, &x, err, sizeof(err)) < 0);
+        CHECK(strncmp(err, "messages[0].content[0].content[0]", 33) == 0);
+        CHECK(strstr(err, "... is a 'document' part, which the gateway cannot scan") != NULL);
+        policy_extract_deinit(&x);
+    }
 }
 
 static void test_anthropic_locations(void)
