@@ -58,6 +58,19 @@ $3
 EOC
 }
 
+# bench_allow_config NAME AUDIT -- $TMP/NAME.yaml: the mock config with one rule that
+# allows everything, then AUDIT (an audit block, or empty for none); GW_PORT is its port
+bench_allow_config() {
+    GW_PORT=$(free_port)
+    bench_mock_config "$TMP/$1.yaml" "$GW_PORT" "rules:
+  - name: default
+    then: {action: allow}
+$2"
+}
+
+# The chat request the audit benchmarks send: one user message, 0.4 KB of JSON
+BENCH_CHAT_BODY='{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the incident: the worker pool stalled at 09:21 after the deploy; the retry loop backed off correctly but the queue depth grew to 4096 and latency p99 reached 880 ms for about twelve minutes before the rollback."}]}'
+
 # bench_start_gateway NAME PORT -- serve $TMP/NAME.yaml (log in $TMP/NAME.log) and wait
 # until /healthz answers on PORT; GW_PID is its pid
 bench_start_gateway() {
@@ -85,4 +98,41 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local f = io.open("$TMP/body.json", "rb"); wrk.body = f:read("*a"); f:close()
 EOL
+}
+
+# The gateway's CPU, the machine's CPU and the audit's fdatasyncs around one wrk run.
+# Expect TMP, GW_PORT, SECS, CONNS and $TMP/post.lua (bench_wrk_body).
+cpu_ticks() { # utime + stime of a process, in clock ticks
+    awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+machine_busy() { # busy clock ticks of the whole machine (all but idle and iowait)
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
+}
+
+bench_measure() { # $1 config name -> "req/s gateway-CPU-us/request machine-CPU-us/request requests/fsync"
+    bench_start_gateway "$1" "$GW_PORT" || return 1
+    f0=$(fsyncs)
+    t0=$(cpu_ticks "$GW_PID"); m0=$(machine_busy)
+    wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$TMP/$1.wrk" 2>&1
+    t1=$(cpu_ticks "$GW_PID"); m1=$(machine_busy)
+    f1=$(fsyncs)
+    bench_stop_gateway
+    non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$TMP/$1.wrk")
+    [ -n "$non2xx" ] && echo "warning ($1): $non2xx non-2xx responses" >&2
+    rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$TMP/$1.wrk")
+    # the gateway's CPU time (all its threads) per request: steadier than req/s on a
+    # shared machine, and it shows what the audit costs in work rather than in waiting
+    # and the whole machine's busy CPU per request (wrk, the mock and the kernel too: on a
+    # machine whose cores are all busy, that is what sets the ratio), and requests per
+    # fdatasync (the group-commit factor; 0 when the audit is off or sync is none)
+    echo "$rps $(awk -v t="$((t1 - t0))" -v m="$((m1 - m0))" -v f="$((f1 - f0))" -v r="$rps" \
+        -v s="$SECS" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { n = r * s; if (n <= 0) n = 1;
+                 printf "%.1f %.1f %.1f", t / hz * 1e6 / n, m / hz * 1e6 / n, (f > 0) ? n / f : 0 }')"
+}
+
+fsyncs() { # the gateway's airlock_audit_fsyncs_total (0 when it has none)
+    curl -fs "http://127.0.0.1:$GW_PORT/metrics" 2>/dev/null |
+        awk '$1 == "airlock_audit_fsyncs_total" {print int($2); f = 1} END {if (!f) print 0}'
 }
