@@ -34,9 +34,10 @@ cd "$ROOT" || exit 2
 bench_need_wrk || exit 0
 
 # The patched copy: the tracked sources as they are in the work tree, built in a
-# folder of its own (removed with the rest of TMP on exit).
+# folder of its own, removed on exit (by bench_cleanup once the mock runs).
 SRC=$(mktemp -d)
-trap 'rm -rf "$SRC"' EXIT
+BENCH_ALSO_REMOVE=$SRC
+trap 'rm -rf "$SRC"' EXIT INT TERM
 git ls-files -z | xargs -0 -I{} cp --parents {} "$SRC" 2>/dev/null ||
     { echo "audit_bound.sh: cannot copy the tree"; exit 1; }
 (cd "$SRC" && patch -s -p1 <"$ROOT/bench/audit_bound.patch") ||
@@ -52,7 +53,6 @@ cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread -o "$SRC/handoff_co
 "$SRC/handoff_cost" "${TMPDIR:-/tmp}" 2000 || exit 1
 
 bench_start_mock || exit 0
-trap 'bench_cleanup; rm -rf "$SRC"' EXIT INT TERM
 bench_wrk_body "$BENCH_CHAT_BODY"
 SECS=${WRK_SECONDS:-6}
 CONNS=${WRK_CONNS:-32}

@@ -110,7 +110,7 @@ static int measure(enum what w, int fd, int n, double *wall_us, double *cpu_us)
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    int n = argc > 2 ? atoi(argv[2]) : 2000, fd, rc = 0;
+    int n = argc > 2 ? atoi(argv[2]) : 2000, fd, rc = 0, started = 0;
     char path[4096];
     pthread_t th;
     static const struct {
@@ -135,22 +135,25 @@ int main(int argc, char **argv)
         perror(path);
         return 1;
     }
-    { /* zeros written ahead and synced, as the audit writer keeps them */
+    { /* zeros written ahead and synced, as the audit writer keeps them: without them
+       * the rounds would append, and measure something else */
         char *z = calloc(1, 1 << 20);
-        size_t need = (size_t)n * 2600 + (1 << 20);
-        for (size_t done = 0; z && done < need; done += 1 << 20)
-            if (write(fd, z, 1 << 20) != 1 << 20)
-                break;
+        size_t need = (size_t)n * 2600 + (1 << 20), done = 0;
+        while (z && done < need && write(fd, z, 1 << 20) == 1 << 20)
+            done += 1 << 20;
         free(z);
-        if (fsync(fd) != 0) {
-            perror("fsync");
+        if (done < need || fsync(fd) != 0) {
+            perror("handoff_cost: writing the zeros ahead");
             rc = 1;
         }
     }
     peer.fd = fd;
-    if (rc == 0 && pthread_create(&th, NULL, peer_main, NULL) != 0) {
-        fprintf(stderr, "handoff_cost: cannot start a thread\n");
-        rc = 1;
+    if (rc == 0) {
+        started = pthread_create(&th, NULL, peer_main, NULL) == 0;
+        if (!started) {
+            fprintf(stderr, "handoff_cost: cannot start a thread\n");
+            rc = 1;
+        }
     }
     for (i = 0; rc == 0 && i < sizeof(rows) / sizeof(rows[0]); i++) {
         double wall, cpu;
@@ -161,7 +164,7 @@ int main(int argc, char **argv)
         }
         printf("  %-40s %8.2f us wall, %8.2f us machine CPU\n", rows[i].name, wall, cpu);
     }
-    if (peer.fd >= 0 && rc == 0) {
+    if (started) { /* a failed round leaves the peer idle, waiting for `go` */
         pthread_mutex_lock(&peer.mu);
         peer.stop = 1;
         pthread_cond_signal(&peer.go);

@@ -34,6 +34,7 @@ bench_cleanup() {
     [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
     [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
     rm -rf "$TMP"
+    [ -n "${BENCH_ALSO_REMOVE:-}" ] && rm -rf "$BENCH_ALSO_REMOVE"
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -102,21 +103,21 @@ EOL
 
 # The gateway's CPU, the machine's CPU and the audit's fdatasyncs around one wrk run.
 # Expect TMP, GW_PORT, SECS, CONNS and $TMP/post.lua (bench_wrk_body).
-cpu_ticks() { # utime + stime of a process, in clock ticks
+bench_cpu_ticks() { # utime + stime of a process, in clock ticks
     awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-machine_busy() { # busy clock ticks of the whole machine (all but idle and iowait)
+bench_machine_busy() { # busy clock ticks of the whole machine (all but idle and iowait)
     awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat
 }
 
 bench_measure() { # $1 config name -> "req/s gateway-CPU-us/request machine-CPU-us/request requests/fsync"
     bench_start_gateway "$1" "$GW_PORT" || return 1
-    f0=$(fsyncs)
-    t0=$(cpu_ticks "$GW_PID"); m0=$(machine_busy)
+    f0=$(bench_fsyncs)
+    t0=$(bench_cpu_ticks "$GW_PID"); m0=$(bench_machine_busy)
     wrk -t2 -c"$CONNS" -d"${SECS}s" -s "$TMP/post.lua" "http://127.0.0.1:$GW_PORT/v1/chat/completions" >"$TMP/$1.wrk" 2>&1
-    t1=$(cpu_ticks "$GW_PID"); m1=$(machine_busy)
-    f1=$(fsyncs)
+    t1=$(bench_cpu_ticks "$GW_PID"); m1=$(bench_machine_busy)
+    f1=$(bench_fsyncs)
     bench_stop_gateway
     non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$TMP/$1.wrk")
     [ -n "$non2xx" ] && echo "warning ($1): $non2xx non-2xx responses" >&2
@@ -132,7 +133,7 @@ bench_measure() { # $1 config name -> "req/s gateway-CPU-us/request machine-CPU-
                  printf "%.1f %.1f %.1f", t / hz * 1e6 / n, m / hz * 1e6 / n, (f > 0) ? n / f : 0 }')"
 }
 
-fsyncs() { # the gateway's airlock_audit_fsyncs_total (0 when it has none)
+bench_fsyncs() { # the gateway's airlock_audit_fsyncs_total (0 when it has none)
     curl -fs "http://127.0.0.1:$GW_PORT/metrics" 2>/dev/null |
         awk '$1 == "airlock_audit_fsyncs_total" {print int($2); f = 1} END {if (!f) print 0}'
 }
