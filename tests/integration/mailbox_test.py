@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from itest import (AIRLOCK, ALICE, ANTHROPIC_HEADERS, Airlock, Mock, Suite, free_port,  # noqa: E402
                    gateway_missing, openai_stream_text, request, sse_events)
 

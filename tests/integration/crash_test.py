@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from itest import (AIRLOCK, Airlock, Mock, Suite, base_config, chat, free_port,  # noqa: E402
                    gateway_missing, openai_stream_text, request)
 
