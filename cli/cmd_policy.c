@@ -1,8 +1,8 @@
 /* cmd_policy.c -- `airlock policy test`: decide one request body offline, print the decision.
  *
- * The output is exactly what the gateway would do (SPEC §4): the same policy_decide and the
- * same proxy_outbound_build the request pipeline calls, so `outbound` is byte for byte the
- * body that would leave. Exit 0 when decided (whatever the verdict), 2 on bad input. */
+ * The output is exactly what the gateway would do (SPEC §4): the same proxy_decide the
+ * request pipeline calls (validation, the one strict parse, shapes, policy, routing and the
+ * outbound body), so `outbound` is byte for byte the body that would leave. Exit 0 when decided (whatever the verdict), 2 on bad input. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "policy/policy.h"
-#include "proxy/outbound.h"
+#include "proxy/decide.h"
 
 #define USAGE "policy test -c FILE [--api openai|anthropic] [--key NAME] [REQUEST.json|-]"
 
@@ -58,14 +58,13 @@ int cmd_policy(int argc, char **argv)
     const char *cfg_path = NULL, *api_s = "openai", *key = NULL, *req = NULL;
     struct config *cfg = NULL;
     struct policy *pol = NULL;
-    struct policy_decision d;
-    char *body = NULL, *outbound = NULL, *printed = NULL;
-    size_t len = 0, out_len = 0;
-    cJSON *root = NULL;
+    struct proxy_decision pd;
+    char *body = NULL, *printed = NULL;
+    size_t len = 0;
     int rc = 2;
     static struct config_errors errs;
 
-    memset(&d, 0, sizeof(d));
+    memset(&pd, 0, sizeof(pd));
     if (argc < 2 || strcmp(argv[1], "test") != 0)
         return cli_usage(USAGE);
     for (int i = 2; i < argc; i++) {
@@ -126,57 +125,46 @@ int cmd_policy(int argc, char **argv)
                         : "cannot read the request body");
         goto done;
     }
-    /* the requested model, as the gateway reads it */
-    const char *model = "";
-    root = cJSON_ParseWithLength(body, len);
-    if (root) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
-        if (cJSON_IsString(m))
-            model = m->valuestring;
-    }
     if (policy_new(cfg, &pol, &errs) < 0) {
         char buf[8192];
         config_errors_format(&errs, buf, sizeof(buf));
         fprintf(stderr, "%s", buf[0] ? buf : "airlock policy: cannot compile the policy\n");
         goto done;
     }
-    struct policy_input in = {.api = api, .body = body, .len = len, .model = model,
-                              .key_name = key, .team = team};
-    if (policy_decide(pol, &in, &d) < 0) {
-        fprintf(stderr, "airlock policy: %s\n", d.error);
+    /* the gateway's own path: a body it would answer 400 (or 500) is bad input here; a
+     * refusal by policy (403) or an unknown model (404) is a decision, printed */
+    if (proxy_decide(cfg, pol, api, body, len, key, team, &pd) < 0 && pd.status != 403 &&
+        pd.status != 404) {
+        fprintf(stderr, "airlock policy: %s\n", pd.error);
         goto done;
     }
-    char err[256] = "";
-    if (d.verdict != POLICY_BLOCK &&
-        proxy_outbound_build(cfg, api, body, len, &d, &outbound, &out_len, NULL, err,
-                             sizeof(err)) < 0) {
-        fprintf(stderr, "airlock policy: %s\n", err);
-        goto done;
-    }
+    const struct policy_decision *dp = &pd.policy;
+    const char *outbound = pd.outbound;
+    size_t out_len = pd.outbound_len;
 
     static const char *const verdicts[] = {[POLICY_BLOCK] = "block", [POLICY_ROUTE] = "route",
                                            [POLICY_REDACT] = "redact", [POLICY_ALLOW] = "allow"};
     cJSON *o = cJSON_CreateObject(), *fa;
     if (!o)
         goto oom;
-    cJSON_AddStringToObject(o, "verdict", verdicts[d.verdict]);
-    cJSON_AddStringToObject(o, "rule", d.rule);
-    if (d.verdict != POLICY_BLOCK && d.provider && d.model) {
+    cJSON_AddStringToObject(o, "verdict", verdicts[dp->verdict]);
+    cJSON_AddStringToObject(o, "rule", dp->rule);
+    if (dp->verdict != POLICY_BLOCK && dp->provider && dp->model) {
         char route[512];
-        snprintf(route, sizeof(route), "%s/%s", d.provider, d.model);
+        snprintf(route, sizeof(route), "%s/%s", dp->provider, dp->model);
         cJSON_AddStringToObject(o, "route", route);
     } else {
         cJSON_AddNullToObject(o, "route");
     }
     fa = cJSON_AddArrayToObject(o, "findings");
-    for (size_t i = 0; fa && i < d.n_findings; i++) {
+    for (size_t i = 0; fa && i < dp->n_findings; i++) {
         cJSON *fo = cJSON_CreateObject();
         if (!fo)
             break;
-        cJSON_AddStringToObject(fo, "detector", d.findings[i].detector);
-        cJSON_AddNumberToObject(fo, "message", d.findings[i].message);
-        cJSON_AddNumberToObject(fo, "start", (double)d.findings[i].start);
-        cJSON_AddNumberToObject(fo, "end", (double)d.findings[i].end);
+        cJSON_AddStringToObject(fo, "detector", dp->findings[i].detector);
+        cJSON_AddNumberToObject(fo, "message", dp->findings[i].message);
+        cJSON_AddNumberToObject(fo, "start", (double)dp->findings[i].start);
+        cJSON_AddNumberToObject(fo, "end", (double)dp->findings[i].end);
         cJSON_AddItemToArray(fa, fo);
     }
     if (outbound) {
@@ -193,6 +181,10 @@ int cmd_policy(int argc, char **argv)
     } else {
         cJSON_AddNullToObject(o, "outbound");
     }
+    if (pd.status) { /* what the gateway would answer instead of sending it */
+        cJSON_AddNumberToObject(o, "status", pd.status);
+        cJSON_AddStringToObject(o, "error", pd.error);
+    }
     printed = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!printed)
@@ -204,9 +196,7 @@ oom:
     fprintf(stderr, "airlock policy: out of memory\n");
 done:
     free(printed);
-    free(outbound);
-    cJSON_Delete(root);
-    policy_decision_deinit(&d);
+    proxy_decision_deinit(&pd);
     policy_free(pol);
     if (cfg)
         config_unref(cfg);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "proxy/outbound.h"
 
 static struct config *cfg;
@@ -30,6 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (config_load_text("fuzz", yaml, strlen(yaml), NULL, &cfg, &errs) != 0)
             abort();
     }
+    struct json_doc doc = {0};
+    if (json_parse(&doc, (const char *)data, size, err, sizeof(err)) < 0) {
+        json_doc_deinit(&doc);
+        return 0;
+    }
     for (api = 0; api < 2; api++)
         for (m = 0; m < 2; m++) {
             char *out = NULL;
@@ -38,11 +44,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             d.verdict = POLICY_ALLOW;
             d.model = m ? "am" : "om";
             if (proxy_outbound_build(cfg, api ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI,
-                                     (const char *)data, size, &d, &out, &n, NULL, err,
-                                     sizeof(err)) == 0 &&
+                                     &doc, &d, &out, &n, NULL, err, sizeof(err)) == 0 &&
                 out && out[n] != '\0') /* the body is NUL-terminated past its length */
                 abort();
+            /* what leaves parses under the same strict rules */
+            if (out && (m == 0) == (api == 0)) {
+                struct json_doc od = {0};
+                if (json_parse(&od, out, n, err, sizeof(err)) < 0)
+                    abort();
+                json_doc_deinit(&od);
+            }
             free(out);
         }
+    json_doc_deinit(&doc);
     return 0;
 }

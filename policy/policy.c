@@ -12,25 +12,9 @@
 
 #include "policy/policy_int.h"
 
-static const char *const group_pii[] = {"email", "phone", "credit_card", "iban", "us_ssn"};
-static const char *const group_secrets[] = {"private_key", "aws_access_key", "github_token",
-                                            "openai_key", "anthropic_key", "jwt",
-                                            "generic_secret"};
-#define NELEM(a) (sizeof(a) / sizeof(*(a)))
-
 int policy_detector_known(const struct config *cfg, const char *name)
 {
-    if (!name)
-        return 0;
-    if (strcmp(name, "pii") == 0 || strcmp(name, "secrets") == 0)
-        return 1;
-    for (size_t i = 0; i < DET_N_BUILTIN; i++)
-        if (strcmp(name, policy_builtin_names[i]) == 0)
-            return 1;
-    for (size_t i = 0; cfg && i < cfg->n_detectors; i++)
-        if (cfg->detectors[i].name && strcmp(name, cfg->detectors[i].name) == 0)
-            return 1;
-    return 0;
+    return config_detectors_known(cfg, name);
 }
 
 static int det_index(const struct policy *p, const char *name)
@@ -47,18 +31,12 @@ static int resolve_names(const struct policy *p, char **names, size_t n, unsigne
 {
     for (size_t i = 0; i < n; i++) {
         const char *nm = names[i];
-        const char *const *grp = NULL;
-        size_t gn = 0;
-        if (strcmp(nm, "pii") == 0) {
-            grp = group_pii;
-            gn = NELEM(group_pii);
-        } else if (strcmp(nm, "secrets") == 0) {
-            grp = group_secrets;
-            gn = NELEM(group_secrets);
-        }
-        if (grp) {
-            for (size_t k = 0; k < gn; k++)
-                flags[det_index(p, grp[k])] = 1;
+        enum config_detector_group g = config_detectors_group(nm);
+        if (g != CONFIG_GROUP_NONE) {
+            /* the built-ins are dets[0..DET_N_BUILTIN), in config's table order */
+            for (size_t k = 0; k < DET_N_BUILTIN; k++)
+                if (config_detectors_builtin[k].group == g)
+                    flags[k] = 1;
             continue;
         }
         int d = det_index(p, nm);
@@ -283,7 +261,8 @@ static int redact(const struct policy *p, const struct policy_input *in,
         cap += strlen(p->dets[c->det].placeholder) + 16;
     }
     d->body = malloc(cap);
-    if (!d->body)
+    d->edits = calloc(m ? m : 1, sizeof(*d->edits));
+    if (!d->body || !d->edits)
         goto fail;
     for (size_t i = 0; i < m; i++) {
         const struct pcand *c = &cv[rv[i].f];
@@ -297,6 +276,14 @@ static int redact(const struct policy *p, const struct policy_input *in,
         memcpy(d->body + olen, ph, (size_t)pl);
         olen += (size_t)pl;
         from = f->end;
+        struct policy_edit *ed = &d->edits[d->n_edits];
+        ed->text = strndup(ph, (size_t)pl);
+        if (!ed->text)
+            goto fail;
+        ed->start = f->start;
+        ed->end = f->end;
+        ed->len = (size_t)pl;
+        d->n_edits++;
         if (rv[i].group == rv[i].f &&
             policy_restorer_add(d->restorer, ph, (size_t)pl, x->text + c->s, c->e - c->s) < 0)
             goto fail;
@@ -364,8 +351,9 @@ int policy_decide(const struct policy *p, const struct policy_input *in,
         snprintf(d->error, sizeof(d->error), "the request has no body.");
         goto done;
     }
-    if (policy_extract(in->api, in->body ? in->body : "", in->len, &x, d->error,
-                       sizeof(d->error)) < 0)
+    if (in->doc ? policy_extract_doc(in->api, in->doc, &x, d->error, sizeof(d->error))
+                : policy_extract(in->api, in->body ? in->body : "", in->len, &x, d->error,
+                                 sizeof(d->error)))
         goto done;
     present = calloc(p->n_dets, 1);
     if (!present)
@@ -439,6 +427,11 @@ void policy_decision_deinit(struct policy_decision *d)
     }
     d->body = NULL;
     d->body_len = 0;
+    for (size_t i = 0; i < d->n_edits; i++)
+        free(d->edits[i].text);
+    free(d->edits);
+    d->edits = NULL;
+    d->n_edits = 0;
     policy_restorer_free(d->restorer);
     d->restorer = NULL;
 }

@@ -25,6 +25,7 @@
 
 struct policy;
 struct policy_restorer;
+struct json_doc;
 
 enum policy_api { POLICY_API_OPENAI, POLICY_API_ANTHROPIC };
 
@@ -39,6 +40,8 @@ struct policy_input {
     enum policy_api api;
     const char *body;           /* the request body exactly as received */
     size_t len;
+    const struct json_doc *doc; /* the body's parse (common/json.h), or NULL: parsed here,
+                                   by the same parser */
     const char *model;          /* requested model name ("" if absent) */
     const char *key_name;       /* principal; NULL when auth is off */
     const char *team;           /* NULL when none */
@@ -48,6 +51,13 @@ struct policy_finding {
     const char *detector;       /* borrowed from the policy (stable name) */
     int message;                /* index in messages[]; -1 for a top-level system prompt */
     size_t start, end;          /* byte span in the original body, [start, end) */
+};
+
+/* One replacement of the original body's bytes [start, end) by text (redaction). */
+struct policy_edit {
+    size_t start, end;
+    char *text; /* owned, NUL-terminated */
+    size_t len;
 };
 
 struct policy_decision {
@@ -60,6 +70,10 @@ struct policy_decision {
     char *body;                 /* owned: the redacted body for redact; NULL otherwise
                                    (the body as received is what goes on) */
     size_t body_len;
+    struct policy_edit *edits;  /* owned: for redact, the splices that make `body` from the
+                                   original, in body order (the gateway applies them to its
+                                   one parse together with its own rewrites) */
+    size_t n_edits;
     struct policy_restorer *restorer; /* owned: non-NULL for redact */
     char error[256];            /* when policy_decide returns -1 */
 };

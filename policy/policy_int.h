@@ -51,6 +51,11 @@ struct pextract {
 
 /* policy_extract -- fills x (zeroed by the caller) from body. Returns 0, or -1 with a
  * one-sentence reason in err. x must be released with policy_extract_deinit either way. */
+struct json_doc;
+/* policy_extract_doc -- the same over a body already parsed by json_parse (the gateway's
+ * one reading); x borrows doc->body. */
+int policy_extract_doc(enum policy_api api, const struct json_doc *doc, struct pextract *x,
+                       char *err, size_t errlen);
 int policy_extract(enum policy_api api, const char *body, size_t len, struct pextract *x,
                    char *err, size_t errlen);
 void policy_extract_deinit(struct pextract *x);
@@ -58,26 +63,25 @@ void policy_extract_deinit(struct pextract *x);
 void policy_extract_map(const struct pextract *x, const struct pseg *s, size_t ds, size_t de,
                         size_t *os, size_t *oe);
 
-/* Built-in detectors; the order is the tie-break priority for overlapping findings
+/* Built-in detectors: the indices of config's table (config.h, config_detectors_builtin:
+ * names and groups), whose order is the tie-break priority for overlapping findings
  * (earlier wins). Custom detectors come after, in config order. */
 enum {
-    DET_PRIVATE_KEY,
-    DET_ANTHROPIC_KEY,
-    DET_OPENAI_KEY,
-    DET_GITHUB_TOKEN,
-    DET_AWS_ACCESS_KEY,
-    DET_JWT,
-    DET_GENERIC_SECRET,
-    DET_IBAN, /* before credit_card: a card-like run inside a valid IBAN is the IBAN */
-    DET_CREDIT_CARD,
-    DET_US_SSN,
-    DET_EMAIL,
-    DET_PHONE,
-    DET_IPV4,
-    DET_N_BUILTIN
+    DET_PRIVATE_KEY = CONFIG_DET_PRIVATE_KEY,
+    DET_ANTHROPIC_KEY = CONFIG_DET_ANTHROPIC_KEY,
+    DET_OPENAI_KEY = CONFIG_DET_OPENAI_KEY,
+    DET_GITHUB_TOKEN = CONFIG_DET_GITHUB_TOKEN,
+    DET_AWS_ACCESS_KEY = CONFIG_DET_AWS_ACCESS_KEY,
+    DET_JWT = CONFIG_DET_JWT,
+    DET_GENERIC_SECRET = CONFIG_DET_GENERIC_SECRET,
+    DET_IBAN = CONFIG_DET_IBAN,
+    DET_CREDIT_CARD = CONFIG_DET_CREDIT_CARD,
+    DET_US_SSN = CONFIG_DET_US_SSN,
+    DET_EMAIL = CONFIG_DET_EMAIL,
+    DET_PHONE = CONFIG_DET_PHONE,
+    DET_IPV4 = CONFIG_DET_IPV4,
+    DET_N_BUILTIN = CONFIG_DET_N_BUILTIN
 };
-
-extern const char *const policy_builtin_names[DET_N_BUILTIN];
 
 /* A validator confirms a candidate [s, e) inside segment text t[0..n) and may refine
  * the span; returns 1 with *os and *oe set when it is a finding. */

@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "proxy/outbound.h"
+#include "common/wipe.h"
 #include "proxy/proxy_int.h"
 
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
@@ -97,10 +98,10 @@ static void restore_field(struct proxy_req *r, cJSON *holder, const char *field,
     size_t out_len = 0;
 
     if (cJSON_IsString(t))
-        policy_restore_feed(r->dec.restorer, slot, t->valuestring, strlen(t->valuestring), &out,
+        policy_restore_feed(r->d.policy.restorer, slot, t->valuestring, strlen(t->valuestring), &out,
                             &out_len);
     if (flush)
-        policy_restore_flush(r->dec.restorer, slot, &out, &out_len);
+        policy_restore_flush(r->d.policy.restorer, slot, &out, &out_len);
     if (cJSON_IsString(t) || out_len) {
         char *z = malloc(out_len + 1);
         if (z) {
@@ -121,7 +122,7 @@ static void restore_field(struct proxy_req *r, cJSON *holder, const char *field,
 
 static int restoring(const struct proxy_req *r)
 {
-    return r->has_dec && r->dec.restorer;
+    return r->d.has_policy && r->d.policy.restorer;
 }
 
 static void remove_substr(char *s, size_t *len, const char *needle)
@@ -140,7 +141,7 @@ static int relay_openai_event(struct proxy_req *r, const char *raw, size_t raw_l
                               const char *data, size_t dlen)
 {
     cJSON *j;
-    int strip_usage = r->outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
+    int strip_usage = r->d.outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
     int has_usage = dlen > 0 && memmem(data, dlen, "\"usage\":{", 9) != NULL;
 
     if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
@@ -229,7 +230,7 @@ static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t ra
             char *out = NULL;
             size_t out_len = 0;
             int idx = (int)num(j, "index");
-            policy_restore_flush(r->dec.restorer, idx, &out, &out_len);
+            policy_restore_flush(r->d.policy.restorer, idx, &out, &out_len);
             if (out_len) {
                 cJSON *d = cJSON_CreateObject(), *dd;
                 char *z = malloc(out_len + 1);
@@ -270,40 +271,52 @@ static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *e
 
     if (proxy_translating(r))
         return proxy_translate_event(r, event, elen, data, dlen);
-    if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC)
+    if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC)
         return relay_anthropic_event(r, raw, raw_len, event, elen, data, dlen);
     return relay_openai_event(r, raw, raw_len, data, dlen);
 }
 
 static int streaming_relay(const struct proxy_req *r)
 {
-    return r->stream && r->status == 200 && r->resp_started;
+    return r->d.stream && r->up_status == 200 && r->state >= REQ_ANSWERING;
 }
 
 void proxy_answer_upstream_head(struct proxy_req *r, int status, const char *content_type)
 {
-    r->status = status;
-    if (status == 200 && r->stream && content_type && strstr(content_type, "text/event-stream"))
+    r->up_status = status;
+    if (status == 200 && r->d.stream && content_type && strstr(content_type, "text/event-stream"))
         proxy_conn_stream_start(r, 200, "text/event-stream");
 }
 
 void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t len)
 {
-    if (r->response_logged)
+    if (r->state >= REQ_LOGGED)
         return; /* its record has the bytes it had; they must not change under the writer */
     if (evbuffer_get_length(r->up_bytes) + len > PROXY_MAX_UPSTREAM_BODY) {
         proxy_upstream_abort(r);
         proxy_answer_upstream_failed(r, 0, "the upstream answer is larger than the limit");
         return;
     }
-    /* kept whole for the audit, and as the body of a non-streamed answer */
-    if (r->record || !streaming_relay(r))
-        evbuffer_add(r->up_bytes, data, len);
+    /* kept whole for the audit, and as the body of a non-streamed answer: a copy that
+     * cannot be kept ends the request (503) rather than leave the record short */
+    if ((r->record || !streaming_relay(r)) && evbuffer_add(r->up_bytes, data, len) < 0) {
+        proxy_upstream_abort(r);
+        snprintf(r->error, sizeof(r->error),
+                 "the audit's copy of the provider's answer could not be kept (out of memory)");
+        proxy_req_error(r, 503, NULL,
+                        "The gateway could not keep the audit copy of the provider's answer, so "
+                        "it was not relayed.");
+        return;
+    }
     r->px->metrics.upstream_bytes_in += len;
     if (streaming_relay(r) && !r->stream_failed) {
         if (proxy_sse_feed(&r->sse, data, len, on_sse_event, r) < 0) {
             proxy_upstream_abort(r);
             proxy_answer_upstream_failed(r, 0, "the upstream sent a malformed event stream");
+        } else if (r->copy_lost) {
+            proxy_upstream_abort(r);
+            proxy_conn_stream_end(r);
+            proxy_req_finish(r);
         }
     }
 }
@@ -322,7 +335,7 @@ void proxy_answer_upstream_done(struct proxy_req *r)
     const char *body = n ? (const char *)evbuffer_pullup(r->up_bytes, -1) : "";
     cJSON *j;
 
-    if (r->resp_done) {
+    if (r->state >= REQ_ANSWERED) {
         proxy_req_finish(r);
         return;
     }
@@ -334,30 +347,30 @@ void proxy_answer_upstream_done(struct proxy_req *r)
         proxy_req_finish(r);
         return;
     }
-    if (r->status != 200) {
+    if (r->up_status != 200) {
         j = cJSON_ParseWithLength(body, n);
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
         char msg[300];
-        int st = r->status;
+        int st = r->up_status;
         snprintf(msg, sizeof(msg), "%s", cJSON_IsString(m) ? m->valuestring : "no message");
         cJSON_Delete(j);
         if (st == 401 || st == 403)
             proxy_req_error(r, 502, NULL,
                             "The provider '%s' rejected the gateway's credentials (%d): %s",
-                            r->prov->name, st, msg);
+                            r->d.prov->name, st, msg);
         else
             proxy_req_error(r, map_status(st), NULL, "The provider '%s' answered %d: %s",
-                            r->prov->name, st, msg);
+                            r->d.prov->name, st, msg);
         return;
     }
     j = cJSON_ParseWithLength(body, n);
     if (!j) {
         proxy_req_error(r, 502, NULL, "The provider '%s' sent an answer that is not JSON.",
-                        r->prov->name);
+                        r->d.prov->name);
         return;
     }
-    if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC)
+    if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC)
         usage_anthropic(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
     else
         usage_openai(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
@@ -368,7 +381,7 @@ void proxy_answer_upstream_done(struct proxy_req *r)
     } else if (restoring(r)) {
         cJSON *c;
         char *s;
-        if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC) {
+        if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC) {
             cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "content"))
                 restore_field(r, c, "text", 0, 1);
         } else {
@@ -388,9 +401,9 @@ void proxy_answer_upstream_done(struct proxy_req *r)
 
 void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *why)
 {
-    if (r->response_logged)
+    if (r->state >= REQ_LOGGED)
         return;
-    if (r->resp_started) {
+    if (r->state >= REQ_ANSWERING) {
         char msg[300];
         snprintf(msg, sizeof(msg), "The provider's stream broke off: %s.", why);
         snprintf(r->error, sizeof(r->error), "%s", msg);
@@ -400,30 +413,30 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
     }
     if (timeout)
         proxy_req_error(r, 504, NULL, "The provider '%s' did not answer in time (%s).",
-                        r->prov ? r->prov->name : "?", why);
+                        r->d.prov ? r->d.prov->name : "?", why);
     else
         proxy_req_error(r, 502, NULL, "The provider '%s' failed: %s.",
-                        r->prov ? r->prov->name : "?", why);
+                        r->d.prov ? r->d.prov->name : "?", why);
 }
 
 /* ---- built-in engine ---- */
 
 void proxy_answer_engine_start(struct proxy_req *r)
 {
-    if (!r->stream)
+    if (!r->d.stream)
         return;
     snprintf(r->tr_id, sizeof(r->tr_id), "%s%s",
              r->api == PROXY_API_ANTHROPIC ? "msg_" : "chatcmpl-", r->id);
-    snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->model->name);
+    snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->d.model->name);
     proxy_conn_stream_start(r, 200, "text/event-stream");
     proxy_stream_open(r);
 }
 
 int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
 {
-    if (r->response_logged)
+    if (r->state >= REQ_LOGGED)
         return 0;
-    if (!r->stream) {
+    if (!r->d.stream) {
         char *p = realloc(r->engine_text, r->engine_text_len + len + 1);
         if (!p)
             return -1;
@@ -438,9 +451,9 @@ int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
         if (!z)
             return -1;
         proxy_stream_text(r, z);
-        free(z);
+        wipe_free(z, len);
     }
-    return 0;
+    return r->copy_lost ? -1 : 0;
 }
 
 void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res)
@@ -450,15 +463,14 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
     char *s;
     char id[64];
 
-    if (r->response_logged)
+    if (r->state >= REQ_LOGGED)
         return;
     r->usage.seen = 1;
     r->usage.input = res->prompt_tokens;
     r->usage.output = res->completion_tokens;
     if (res->status != ENGINE_OK) {
         if (res->status == ENGINE_ECANCELED && !r->conn) {
-            if (!r->status)
-                r->status = 499;
+            proxy_req_abandoned(r);
             proxy_req_finish(r);
             return;
         }
@@ -471,7 +483,7 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
                             res->error[0] ? res->error : "unknown error");
         return;
     }
-    if (r->stream) {
+    if (r->d.stream) {
         if (r->api == PROXY_API_ANTHROPIC)
             snprintf(r->tr_stop, sizeof(r->tr_stop), "%s",
                      strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
@@ -489,7 +501,7 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
         cJSON_AddStringToObject(j, "id", id);
         cJSON_AddStringToObject(j, "type", "message");
         cJSON_AddStringToObject(j, "role", "assistant");
-        cJSON_AddStringToObject(j, "model", r->model->name);
+        cJSON_AddStringToObject(j, "model", r->d.model->name);
         c = cJSON_AddArrayToObject(j, "content");
         b = cJSON_CreateObject();
         cJSON_AddStringToObject(b, "type", "text");
@@ -507,7 +519,7 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
         cJSON_AddStringToObject(j, "id", id);
         cJSON_AddStringToObject(j, "object", "chat.completion");
         cJSON_AddNumberToObject(j, "created", (double)time(NULL));
-        cJSON_AddStringToObject(j, "model", r->model->name);
+        cJSON_AddStringToObject(j, "model", r->d.model->name);
         chs = cJSON_AddArrayToObject(j, "choices");
         c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "index", 0);

@@ -1,145 +1,167 @@
 /* outbound.c -- the exact body that leaves the gateway (see outbound.h).
  *
- * Changes are made by splicing the original bytes, never by re-serialising the
- * whole body, so that everything the gateway did not mean to change leaves byte
- * for byte as the client sent it. */
+ * Changes are made by splicing the original bytes at the spans of the one strict parse
+ * (common/json.h) -- the redaction's placeholders, the model's new name, the usage
+ * option -- all in one pass, never by re-serialising the whole body, so that everything
+ * the gateway did not mean to change leaves byte for byte as the client sent it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cJSON.h>
+#include <sodium.h>
 
+#include "common/grow.h"
+#include "common/json.h"
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
 
-/* skip one JSON value starting at s[i] (after whitespace); returns index past it
- * or 0 on malformed input. Strings honour escapes; containers nest. */
-static size_t skip_ws(const char *s, size_t n, size_t i)
-{
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-        i++;
-    return i;
-}
+struct edit {
+    size_t start, end; /* bytes of the original body replaced */
+    const char *text;
+    size_t len;
+};
 
-static size_t skip_string(const char *s, size_t n, size_t i)
+struct edits {
+    struct edit *v;
+    size_t n, cap;
+};
+
+static int edit_add(struct edits *e, size_t start, size_t end, const char *text, size_t len)
 {
-    if (i >= n || s[i] != '"')
-        return 0;
-    for (i++; i < n; i++) {
-        if (s[i] == '\\')
-            i++;
-        else if (s[i] == '"')
-            return i + 1;
-    }
+    struct edit *nv = grow_room(e->v, &e->cap, e->n + 1, sizeof(*nv), 16);
+    if (!nv)
+        return -1;
+    e->v = nv;
+    e->v[e->n++] = (struct edit){start, end, text, len};
     return 0;
 }
 
-static size_t skip_value(const char *s, size_t n, size_t i)
+static int edit_cmp(const void *a, const void *b)
 {
-    int depth = 0;
+    const struct edit *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
 
-    i = skip_ws(s, n, i);
-    if (i >= n)
-        return 0;
-    if (s[i] == '"')
-        return skip_string(s, n, i);
-    if (s[i] != '{' && s[i] != '[') {
-        while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\n' &&
-               s[i] != '\r' && s[i] != '\t')
-            i++;
-        return i;
+/* apply -- the body with every edit made, in one pass; -1 when two edits overlap (a
+ * rewrite that would need a second reading of the body) or memory runs out */
+static int apply(const char *body, size_t len, struct edits *e, char **out, size_t *out_len)
+{
+    size_t n = len, from = 0, o = 0;
+    char *buf;
+
+    qsort(e->v, e->n, sizeof(*e->v), edit_cmp);
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->v[i].start < from || e->v[i].end > len || e->v[i].end < e->v[i].start)
+            return -1;
+        from = e->v[i].end;
+        n += e->v[i].len;
     }
-    for (; i < n; i++) {
-        if (s[i] == '"') {
-            i = skip_string(s, n, i);
-            if (!i)
-                return 0;
-            i--;
-        } else if (s[i] == '{' || s[i] == '[') {
-            depth++;
-        } else if (s[i] == '}' || s[i] == ']') {
-            if (--depth == 0)
-                return i + 1;
-        }
+    buf = malloc(n + 1);
+    if (!buf)
+        return -1;
+    from = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        memcpy(buf + o, body + from, e->v[i].start - from);
+        o += e->v[i].start - from;
+        memcpy(buf + o, e->v[i].text, e->v[i].len);
+        o += e->v[i].len;
+        from = e->v[i].end;
     }
+    memcpy(buf + o, body + from, len - from);
+    o += len - from;
+    buf[o] = '\0';
+    *out = buf;
+    *out_len = o;
     return 0;
-}
-
-/* find a top-level key; *vs..*ve is its value's span. Returns 1 found, 0 not, -1 bad */
-static int find_top_key(const char *s, size_t n, const char *key, size_t *vs, size_t *ve)
-{
-    size_t i = skip_ws(s, n, 0), klen = strlen(key);
-
-    if (i >= n || s[i] != '{')
-        return -1;
-    i = skip_ws(s, n, i + 1);
-    if (i < n && s[i] == '}')
-        return 0;
-    while (i < n) {
-        size_t ks = i, ke = skip_string(s, n, i), v0, v1;
-        if (!ke)
-            return -1;
-        i = skip_ws(s, n, ke);
-        if (i >= n || s[i] != ':')
-            return -1;
-        v0 = skip_ws(s, n, i + 1);
-        v1 = skip_value(s, n, v0);
-        if (!v1)
-            return -1;
-        if (ke - ks - 2 == klen && memcmp(s + ks + 1, key, klen) == 0) {
-            *vs = v0;
-            *ve = v1;
-            return 1;
-        }
-        i = skip_ws(s, n, v1);
-        if (i < n && s[i] == ',') {
-            i = skip_ws(s, n, i + 1);
-            continue;
-        }
-        if (i < n && s[i] == '}')
-            return 0;
-        return -1;
-    }
-    return -1;
-}
-
-/* replace s[a..b) with rep; returns new malloc'd buffer */
-static char *splice(const char *s, size_t n, size_t a, size_t b, const char *rep, size_t rlen,
-                    size_t *out_len)
-{
-    char *o = malloc(n - (b - a) + rlen + 1);
-
-    if (!o)
-        return NULL;
-    memcpy(o, s, a);
-    memcpy(o + a, rep, rlen);
-    memcpy(o + a + rlen, s + b, n - b);
-    *out_len = n - (b - a) + rlen;
-    o[*out_len] = '\0';
-    return o;
 }
 
 static char *json_quote(const char *v)
 {
     cJSON *s = cJSON_CreateString(v);
-    char *q = cJSON_PrintUnformatted(s);
+    char *q = s ? cJSON_PrintUnformatted(s) : NULL;
 
     cJSON_Delete(s);
     return q;
 }
 
-int proxy_outbound_build(const struct config *cfg, enum policy_api api, const char *body,
-                         size_t len, const struct policy_decision *d, char **out, size_t *out_len,
+/* The request in the other API: redaction applied to the original bytes, that body read
+ * by the same strict parser (it is our own splice of the one parse), then rebuilt. */
+static int translated(const struct config_model *m, int to_anthropic, enum policy_api api,
+                      const struct json_doc *doc, struct edits *e, char **out, size_t *out_len,
+                      int *flags, char *err, size_t errlen)
+{
+    struct json_doc rd = {0};
+    char *red = NULL;
+    size_t red_len = 0;
+    cJSON *in = NULL;
+    int rc = -1;
+
+    (void)api;
+    if (apply(doc->body, doc->len, e, &red, &red_len) < 0) {
+        snprintf(err, errlen, "The request could not be rewritten (overlapping changes).");
+        return -1;
+    }
+    if (json_parse(&rd, red, red_len, err, errlen) < 0 || !(in = json_to_cjson(&rd, rd.root))) {
+        snprintf(err, errlen, "The redacted request could not be read back (out of memory).");
+        goto done;
+    }
+    rc = proxy_translate_request(m, to_anthropic, in, out, out_len, flags, err, errlen);
+done:
+    cJSON_Delete(in);
+    json_doc_deinit(&rd);
+    if (red) {
+        sodium_memzero(red, red_len);
+        free(red);
+    }
+    return rc;
+}
+
+/* OpenAI streams: make the provider report usage (stream_options.include_usage), so that
+ * the request is priced and budgets hold; the flag tells the relay to keep that chunk
+ * from a client that did not ask for it. */
+static int ask_usage(const struct json_doc *doc, struct edits *e, int *flags)
+{
+    uint32_t root = doc->root, so = json_get(doc, root, "stream_options"), iu;
+    static const char whole[] = "\"stream_options\":{\"include_usage\":true},";
+
+    if (json_type(doc, json_get(doc, root, "stream")) != JSON_TRUE)
+        return 0;
+    if (so == JSON_NONE) {
+        *flags |= PROXY_OUTBOUND_ADDED_USAGE;
+        /* the root has members (it has a model), so the insertion takes a comma */
+        return edit_add(e, doc->nodes[root].start + 1, doc->nodes[root].start + 1, whole,
+                        sizeof(whole) - 1);
+    }
+    if (json_type(doc, so) != JSON_OBJ) {
+        *flags |= PROXY_OUTBOUND_ADDED_USAGE;
+        return edit_add(e, doc->nodes[so].start, doc->nodes[so].end, "{\"include_usage\":true}",
+                        22);
+    }
+    iu = json_get(doc, so, "include_usage");
+    if (json_type(doc, iu) == JSON_TRUE)
+        return 0;
+    *flags |= PROXY_OUTBOUND_ADDED_USAGE;
+    if (iu != JSON_NONE)
+        return edit_add(e, doc->nodes[iu].start, doc->nodes[iu].end, "true", 4);
+    if (doc->nodes[so].child == JSON_NONE)
+        return edit_add(e, doc->nodes[so].start + 1, doc->nodes[so].start + 1,
+                        "\"include_usage\":true", 20);
+    return edit_add(e, doc->nodes[so].start + 1, doc->nodes[so].start + 1,
+                    "\"include_usage\":true,", 21);
+}
+
+int proxy_outbound_build(const struct config *cfg, enum policy_api api, const struct json_doc *doc,
+                         const struct policy_decision *d, char **out, size_t *out_len,
                          int *flags_out, char *err, size_t errlen)
 {
     const struct config_model *m;
     const struct config_provider *p;
-    const char *src = d->body ? d->body : body;
-    size_t n = d->body ? d->body_len : len, vs, ve;
-    char *cur = NULL, *next;
-    size_t cur_len = 0;
-    int target_anthropic, rc;
-    char *q;
+    struct edits e = {0};
+    char *q = NULL;
+    int target_anthropic, flags = 0, rc = -1;
 
     *out = NULL;
     *out_len = 0;
@@ -153,90 +175,46 @@ int proxy_outbound_build(const struct config *cfg, enum policy_api api, const ch
     p = &cfg->providers[m->provider_index];
     if (p->type == CONFIG_PROVIDER_BUILTIN)
         return 0; /* nothing leaves the network */
-    target_anthropic = p->type == CONFIG_PROVIDER_ANTHROPIC;
-    if (target_anthropic != (api == POLICY_API_ANTHROPIC)) {
-        int fl = 0;
-        if (proxy_translate_request(m, target_anthropic, src, n, out, out_len, &fl, err, errlen) <
-            0)
-            return -1;
-        if (flags_out)
-            *flags_out = fl;
-        return 0;
-    }
-    cur = malloc(n + 1);
-    if (!cur)
-        goto oom;
-    memcpy(cur, src, n);
-    cur[n] = '\0';
-    cur_len = n;
-    /* the model name the provider knows */
-    rc = find_top_key(cur, cur_len, "model", &vs, &ve);
-    if (rc < 0) {
+    if (doc->root == JSON_NONE || doc->nodes[doc->root].type != JSON_OBJ) {
         snprintf(err, errlen, "The request body is not a JSON object.");
-        free(cur);
         return -1;
     }
-    q = json_quote(m->upstream_model ? m->upstream_model : m->name);
-    if (!q)
-        goto oom;
-    if (rc == 1) {
-        if (ve - vs != strlen(q) || memcmp(cur + vs, q, ve - vs) != 0) {
-            next = splice(cur, cur_len, vs, ve, q, strlen(q), &cur_len);
-            free(cur);
-            cur = next;
-        }
+    for (size_t i = 0; i < d->n_edits; i++)
+        if (edit_add(&e, d->edits[i].start, d->edits[i].end, d->edits[i].text, d->edits[i].len) <
+            0)
+            goto oom;
+    target_anthropic = p->type == CONFIG_PROVIDER_ANTHROPIC;
+    if (target_anthropic != (api == POLICY_API_ANTHROPIC)) {
+        rc = translated(m, target_anthropic, api, doc, &e, out, out_len, &flags, err, errlen);
+        goto done;
     }
-    free(q);
-    if (!cur)
-        goto oom;
-    /* OpenAI streams: ask for usage so that cost is known */
-    if (!target_anthropic) {
-        size_t ss, se, os, oe;
-        int stream = find_top_key(cur, cur_len, "stream", &ss, &se) == 1 && se - ss == 4 &&
-                     memcmp(cur + ss, "true", 4) == 0;
-        if (stream) {
-            rc = find_top_key(cur, cur_len, "stream_options", &os, &oe);
-            if (rc == 0) {
-                size_t at = skip_ws(cur, cur_len, 0) + 1;
-                size_t after = skip_ws(cur, cur_len, at);
-                const char *ins = after < cur_len && cur[after] == '}'
-                                      ? "\"stream_options\":{\"include_usage\":true}"
-                                      : "\"stream_options\":{\"include_usage\":true},";
-                next = splice(cur, cur_len, at, at, ins, strlen(ins), &cur_len);
-                free(cur);
-                cur = next;
-                if (!cur)
-                    goto oom;
-                if (flags_out)
-                    *flags_out |= PROXY_OUTBOUND_ADDED_USAGE;
-            } else if (rc == 1) {
-                cJSON *so = cJSON_ParseWithLength(cur + os, oe - os);
-                if (cJSON_IsObject(so) &&
-                    !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"))) {
-                    char *s;
-                    cJSON_DeleteItemFromObjectCaseSensitive(so, "include_usage");
-                    cJSON_AddTrueToObject(so, "include_usage");
-                    s = cJSON_PrintUnformatted(so);
-                    if (s) {
-                        next = splice(cur, cur_len, os, oe, s, strlen(s), &cur_len);
-                        free(s);
-                        free(cur);
-                        cur = next;
-                        if (flags_out)
-                            *flags_out |= PROXY_OUTBOUND_ADDED_USAGE;
-                    }
-                }
-                cJSON_Delete(so);
-                if (!cur)
-                    goto oom;
-            }
-        }
+    /* the model name the provider knows, in place of the (one) model member's value */
+    uint32_t mv = json_get(doc, doc->root, "model");
+    if (mv != JSON_NONE) {
+        const struct json_node *n = &doc->nodes[mv];
+        size_t vs = n->type == JSON_STR ? n->start - 1 : n->start;
+        size_t ve = n->type == JSON_STR ? n->end + 1 : n->end;
+        q = json_quote(m->upstream_model ? m->upstream_model : m->name);
+        if (!q)
+            goto oom;
+        if ((ve - vs != strlen(q) || memcmp(doc->body + vs, q, ve - vs) != 0) &&
+            edit_add(&e, vs, ve, q, strlen(q)) < 0)
+            goto oom;
     }
-    *out = cur;
-    *out_len = cur_len;
-    return 0;
+    if (!target_anthropic && ask_usage(doc, &e, &flags) < 0)
+        goto oom;
+    if (apply(doc->body, doc->len, &e, out, out_len) < 0) {
+        snprintf(err, errlen, "The request could not be rewritten (overlapping changes).");
+        goto done;
+    }
+    rc = 0;
+    goto done;
 oom:
-    free(cur);
     snprintf(err, errlen, "out of memory");
-    return -1;
+done:
+    if (rc == 0 && flags_out)
+        *flags_out = flags;
+    free(q);
+    free(e.v);
+    return rc;
 }

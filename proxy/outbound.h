@@ -20,8 +20,9 @@
  * reason in err when the body cannot be rebuilt (malformed JSON). */
 #define PROXY_OUTBOUND_ADDED_USAGE 1 /* include_usage was added: strip the usage chunk */
 
-int proxy_outbound_build(const struct config *cfg, enum policy_api api, const char *body,
-                         size_t len, const struct policy_decision *d, char **out, size_t *out_len,
+struct json_doc;
+int proxy_outbound_build(const struct config *cfg, enum policy_api api, const struct json_doc *doc,
+                         const struct policy_decision *d, char **out, size_t *out_len,
                          int *flags_out, char *err, size_t errlen);
 
 #endif

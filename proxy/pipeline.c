@@ -9,6 +9,7 @@
  * every piece of asynchronous work (audit append, upstream, engine job) holds
  * one until it reports back, so a client that disappears never leaves a callback
  * pointing at freed memory. */
+#include <assert.h>
 #include <fnmatch.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -19,8 +20,10 @@
 
 #include "common/grow.h"
 #include "common/jbuf.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/utf8.h"
+#include "common/wipe.h"
 #include "engine/engine_ext.h"
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
@@ -110,7 +113,8 @@ struct proxy_req *proxy_req_new(struct proxy_conn *c)
         proxy_req_unref(r);
         return NULL;
     }
-    evbuffer_remove(c->body, r->body, len);
+    evbuffer_copyout(c->body, r->body, len);
+    wipe_evbuffer(c->body); /* the connection's copy of the prompt */
     r->body[len] = '\0';
     r->body_len = len;
     c->px->metrics.bytes_in += len;
@@ -123,6 +127,24 @@ void proxy_req_ref(struct proxy_req *r)
     r->refs++;
 }
 
+void proxy_req_advance(struct proxy_req *r, enum proxy_req_state to)
+{
+    assert(to >= r->state && "a request's lifecycle only moves forward");
+    r->state = to;
+}
+
+void proxy_req_answer_status(struct proxy_req *r, int status)
+{
+    assert(r->state < REQ_ANSWERED && "the status is set before the answer is done");
+    r->status = status;
+}
+
+void proxy_req_abandoned(struct proxy_req *r)
+{
+    if (!r->status)
+        r->status = 499; /* nginx's "client closed request": nothing was answered */
+}
+
 void proxy_req_unref(struct proxy_req *r)
 {
     struct proxy *px;
@@ -132,24 +154,16 @@ void proxy_req_unref(struct proxy_req *r)
     px = r->px;
     if (r->job)
         engine_job_release(r->job);
-    if (r->has_dec)
-        policy_decision_deinit(&r->dec);
-    cJSON_Delete(r->json);
-    if (r->body) {
-        sodium_memzero(r->body, r->body_len);
-        free(r->body);
-    }
-    free(r->outbound);
-    free(r->model_name);
-    free(r->engine_text);
+    /* everything that held prompt or answer text is wiped as it is freed */
+    proxy_decision_deinit(&r->d);
+    wipe_cjson_delete(r->json);
+    wipe_free(r->body, r->body_len);
+    wipe_free(r->engine_text, r->engine_text_len);
     free(r->finish_reason);
     proxy_sse_deinit(&r->sse);
-    if (r->up_bytes)
-        evbuffer_free(r->up_bytes);
-    if (r->client_bytes)
-        evbuffer_free(r->client_bytes);
-    if (r->held)
-        evbuffer_free(r->held);
+    wipe_evbuffer_free(r->up_bytes);
+    wipe_evbuffer_free(r->client_bytes);
+    wipe_evbuffer_free(r->held);
     if (r->snap)
         proxy_snap_unref(r->snap);
     free(r);
@@ -239,7 +253,7 @@ void proxy_req_error(struct proxy_req *r, int status, const char *type, const ch
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     snprintf(r->error, sizeof(r->error), "%s", msg);
-    if (r->resp_started) {
+    if (r->state >= REQ_ANSWERING) {
         stream_error(r, status, msg);
         proxy_req_finish(r);
         return;
@@ -266,7 +280,7 @@ static void stream_error(struct proxy_req *r, int status, const char *message)
     size_t n;
     char *flat;
 
-    if (r->resp_done)
+    if (r->state >= REQ_ANSWERED)
         return;
     r->stream_failed = 1;
     ev = evbuffer_new();
@@ -286,23 +300,6 @@ static void stream_error(struct proxy_req *r, int status, const char *message)
 }
 
 /* ---- finishing ---- */
-
-static const char *verdict_name(const struct proxy_req *r)
-{
-    if (!r->has_dec)
-        return "none";
-    switch (r->dec.verdict) {
-    case POLICY_BLOCK:
-        return "block";
-    case POLICY_ROUTE:
-        return "route";
-    case POLICY_REDACT:
-        return "redact";
-    case POLICY_ALLOW:
-        return "allow";
-    }
-    return "none";
-}
 
 /* the fields every audit record's metadata starts with (written by hand: a cJSON
  * tree per record cost more than the rest of the audit's work on the loop) */
@@ -329,9 +326,9 @@ static char *response_meta(struct proxy_req *r, size_t *len)
     jbuf_init(&m);
     meta_common(&m, r);
     jbuf_key(&m, "provider");
-    jbuf_str(&m, r->prov ? r->prov->name : NULL);
+    jbuf_str(&m, r->d.prov ? r->d.prov->name : NULL);
     jbuf_key(&m, "model");
-    jbuf_str(&m, r->model ? r->model->name : NULL);
+    jbuf_str(&m, r->d.model ? r->d.model->name : NULL);
     jbuf_key(&m, "status");
     jbuf_i64(&m, r->status);
     jbuf_key(&m, "usage");
@@ -361,6 +358,10 @@ static char *response_meta(struct proxy_req *r, size_t *len)
     if (r->error[0]) {
         jbuf_key(&m, "error");
         jbuf_str(&m, r->error);
+    }
+    if (r->copy_lost) { /* the payloads are not the whole exchange: say so, never silently */
+        jbuf_key(&m, "payload_incomplete");
+        jbuf_bool(&m, 1);
     }
     jbuf_close(&m, '}');
     return jbuf_finish(&m, len);
@@ -406,11 +407,11 @@ void proxy_req_finish(struct proxy_req *r)
     char route[256];
     int appended = 0, rc;
 
-    if (r->response_logged)
+    if (r->state >= REQ_LOGGED)
         return;
-    r->response_logged = 1;
-    if (r->model && r->usage.seen && r->cost == 0)
-        r->cost = proxy_cost(r->model, &r->usage);
+    proxy_req_advance(r, REQ_LOGGED);
+    if (r->d.model && r->usage.seen && r->cost == 0)
+        r->cost = proxy_cost(r->d.model, &r->usage);
     if (r->key && r->cost > 0)
         proxy_spend_add(px, r->key, r->cost);
     px->metrics.tokens_in += (uint64_t)r->usage.input;
@@ -419,7 +420,7 @@ void proxy_req_finish(struct proxy_req *r)
     px->metrics.cost_usd += r->cost;
     if (r->api != PROXY_API_NONE && px->audit) {
         size_t meta_len = 0;
-        char *meta = response_meta(r, &meta_len);
+        char *meta;
         struct audit_blob blobs[2];
         size_t n = 0;
 
@@ -438,9 +439,18 @@ void proxy_req_finish(struct proxy_req *r)
         blobs[n].data =
             blobs[n].len ? (const void *)evbuffer_pullup(r->client_bytes, -1) : (const void *)"";
         n++;
+        if (!blobs[0].data || !blobs[1].data) {
+            /* no memory to make a copy whole: the record says so instead of holding part */
+            blobs[0].data = blobs[1].data = "";
+            blobs[0].len = blobs[1].len = 0;
+            r->copy_lost = 1;
+            snprintf(r->error, sizeof(r->error),
+                     "the audit's copies of the answer could not be assembled (out of memory)");
+        }
+        meta = response_meta(r, &meta_len);
         r->record = 0;
         proxy_req_ref(r);
-        rc = meta ? audit_append_ex(px->audit, "response", meta, meta_len, blobs, n,
+        rc = meta ? audit_append_ex(px->audit, AUDIT_REC_RESPONSE, meta, meta_len, blobs, n,
                                     AUDIT_WRITTEN, response_durable, r)
                   : -1;
         if (rc != 0)
@@ -452,12 +462,12 @@ void proxy_req_finish(struct proxy_req *r)
             appended = 1; /* req_complete when the syncer reports back */
         free(meta);
     }
-    if (r->prov && r->model)
-        snprintf(route, sizeof(route), "%s/%s", r->prov->name, r->model->name);
+    if (r->d.prov && r->d.model)
+        snprintf(route, sizeof(route), "%s/%s", r->d.prov->name, r->d.model->name);
     else
         snprintf(route, sizeof(route), "none");
     if (r->api != PROXY_API_NONE || r->status != 200)
-        proxy_metrics_request(&px->metrics, route, verdict_name(r), r->status,
+        proxy_metrics_request(&px->metrics, route, proxy_decision_verdict(&r->d), r->status,
                               proxy_req_elapsed(r));
     if (!appended)
         req_complete(r);
@@ -469,13 +479,12 @@ void proxy_req_client_gone(struct proxy_req *r)
         proxy_upstream_abort(r);
     if (r->job)
         engine_job_cancel(r->job);
-    if (!r->resp_done && !r->error[0])
+    if (r->state < REQ_ANSWERED && !r->error[0])
         snprintf(r->error, sizeof(r->error), "the client closed the connection");
     /* the response record is written when the abandoned work reports back, or now
      * if nothing is pending */
-    if (!r->up && !r->job && r->refs <= 1 && !r->response_logged) {
-        if (!r->status)
-            r->status = 499;
+    if (!r->up && !r->job && r->refs <= 1 && r->state < REQ_LOGGED) {
+        proxy_req_abandoned(r);
         proxy_req_finish(r);
     }
 }
@@ -591,31 +600,31 @@ static char *request_meta(struct proxy_req *r, size_t *len)
     jbuf_key(&m, "endpoint");
     jbuf_str(&m, r->endpoint);
     jbuf_key(&m, "model");
-    jbuf_str(&m, r->model_name ? r->model_name : "");
+    jbuf_str(&m, r->d.model_name ? r->d.model_name : "");
     jbuf_key(&m, "stream");
-    jbuf_bool(&m, r->stream);
+    jbuf_bool(&m, r->d.stream);
     jbuf_key(&m, "verdict");
-    jbuf_str(&m, verdict_name(r));
+    jbuf_str(&m, proxy_decision_verdict(&r->d));
     jbuf_key(&m, "rule");
-    jbuf_str(&m, r->has_dec && r->dec.rule ? r->dec.rule : "");
+    jbuf_str(&m, r->d.has_policy && r->d.policy.rule ? r->d.policy.rule : "");
     jbuf_key(&m, "provider");
-    jbuf_str(&m, r->prov ? r->prov->name : NULL);
+    jbuf_str(&m, r->d.prov ? r->d.prov->name : NULL);
     jbuf_key(&m, "route_model");
-    jbuf_str(&m, r->model ? r->model->name : NULL);
+    jbuf_str(&m, r->d.model ? r->d.model->name : NULL);
     jbuf_key(&m, "upstream_model");
-    jbuf_str(&m, r->model ? r->model->upstream_model : NULL);
+    jbuf_str(&m, r->d.model ? r->d.model->upstream_model : NULL);
     jbuf_key(&m, "findings");
     jbuf_open(&m, '[');
-    for (i = 0; r->has_dec && i < r->dec.n_findings; i++) {
+    for (i = 0; r->d.has_policy && i < r->d.policy.n_findings; i++) {
         jbuf_open(&m, '{');
         jbuf_key(&m, "detector");
-        jbuf_str(&m, r->dec.findings[i].detector);
+        jbuf_str(&m, r->d.policy.findings[i].detector);
         jbuf_key(&m, "message");
-        jbuf_i64(&m, r->dec.findings[i].message);
+        jbuf_i64(&m, r->d.policy.findings[i].message);
         jbuf_key(&m, "start");
-        jbuf_u64(&m, (uint64_t)r->dec.findings[i].start);
+        jbuf_u64(&m, (uint64_t)r->d.policy.findings[i].start);
         jbuf_key(&m, "end");
-        jbuf_u64(&m, (uint64_t)r->dec.findings[i].end);
+        jbuf_u64(&m, (uint64_t)r->d.policy.findings[i].end);
         jbuf_close(&m, '}');
     }
     jbuf_close(&m, ']');
@@ -632,7 +641,7 @@ static void audit_request_done_loop(void *arg, int status, const char *data, siz
     (void)data;
     (void)len;
     if (status < 0 && r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
-        if (r->conn && !r->resp_started)
+        if (r->conn && r->state < REQ_ANSWERING)
             proxy_req_error(r, 503, NULL,
                             "The audit log cannot be written, so the request was not sent "
                             "(fail closed).");
@@ -641,8 +650,7 @@ static void audit_request_done_loop(void *arg, int status, const char *data, siz
     } else if (r->conn) {
         dispatch(r);
     } else {
-        if (!r->status)
-            r->status = 499;
+        proxy_req_abandoned(r);
         proxy_req_finish(r);
     }
     proxy_req_unref(r); /* the audit's reference */
@@ -669,19 +677,20 @@ static void audit_request_then_dispatch(struct proxy_req *r)
         dispatch(r);
         return;
     }
+    proxy_req_advance(r, REQ_RECORDING);
     meta = request_meta(r, &meta_len);
     blobs[n].name = "inbound";
     blobs[n].data = r->body;
     blobs[n].len = r->body_len;
     n++;
-    if (r->outbound) {
+    if (r->d.outbound) {
         blobs[n].name = "outbound";
-        blobs[n].data = r->outbound;
-        blobs[n].len = r->outbound_len;
+        blobs[n].data = r->d.outbound;
+        blobs[n].len = r->d.outbound_len;
         n++;
     }
     proxy_req_ref(r);
-    rc = meta ? audit_append_ex(px->audit, "request", meta, meta_len, blobs, n, 0,
+    rc = meta ? audit_append_ex(px->audit, AUDIT_REC_REQUEST, meta, meta_len, blobs, n, 0,
                                 audit_request_done, r)
               : -1;
     free(meta);
@@ -779,7 +788,7 @@ static void engine_lost_loop(void *arg, int status, const char *data, size_t len
     (void)len;
     if (r->job)
         engine_job_cancel(r->job);
-    if (r->response_logged)
+    if (r->state >= REQ_LOGGED)
         return;
     log_error("request %s: a piece of the local model's answer was lost (out of memory)", r->id);
     proxy_req_error(r, 500, NULL,
@@ -841,7 +850,7 @@ static void on_engine_done(void *ud, const struct engine_result *res)
 
 static void dispatch_engine(struct proxy_req *r)
 {
-    struct engine_server *srv = r->snap->engines ? r->snap->engines[r->prov_index] : NULL;
+    struct engine_server *srv = r->snap->engines ? r->snap->engines[r->d.prov_index] : NULL;
     struct msg_list l = {0};
     struct engine_params p;
     struct engine_callbacks cb = {on_engine_text, on_engine_done};
@@ -854,10 +863,12 @@ static void dispatch_engine(struct proxy_req *r)
     if (!srv) {
         proxy_req_error(r, 503, NULL,
                         "The local model '%s' is not loaded, so local answers are unavailable.",
-                        r->model->name);
+                        r->d.model->name);
         return;
     }
-    rc = build_messages(r, &l);
+    /* the engine's view of the one parse (the body as received: it stays local) */
+    r->json = json_to_cjson(&r->d.doc, r->d.doc.root);
+    rc = r->json ? build_messages(r, &l) : -2;
     if (rc == -2) {
         proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
         goto done;
@@ -866,7 +877,7 @@ static void dispatch_engine(struct proxy_req *r)
         proxy_req_error(r, 400, NULL,
                         "The local model '%s' reads text only; this request has tool calls, "
                         "images or other non-text content, so it was not answered.",
-                        r->model->name);
+                        r->d.model->name);
         goto done;
     }
     memset(&p, 0, sizeof(p));
@@ -931,130 +942,55 @@ done:
 static void dispatch(struct proxy_req *r)
 {
     if (!r->conn) {
-        if (!r->status)
-            r->status = 499;
+        proxy_req_abandoned(r);
         proxy_req_finish(r);
         return;
     }
-    if (r->prov->type == CONFIG_PROVIDER_BUILTIN)
+    proxy_req_advance(r, REQ_DISPATCHED);
+    if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN)
         dispatch_engine(r);
     else
         proxy_upstream_send(r);
 }
 
-/* validate_shapes -- every message is an object with a role and a content the
- * scanner understands (a string, an array of typed parts, or null where the API
- * allows it). Content in any other shape cannot be scanned, so it is refused
- * here rather than forwarded (fail closed). Returns 0, or -1 with a message. */
-static int validate_parts(const cJSON *arr, const char *where, int i, char *err, size_t errlen)
-{
-    const cJSON *p;
-    int j = 0;
-
-    cJSON_ArrayForEach(p, arr)
-    {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
-        char at[96];
-
-        /* i < 0: the array is `where` itself (Anthropic's system) */
-        if (i < 0)
-            snprintf(at, sizeof(at), "%s[%d]", where, j);
-        else
-            snprintf(at, sizeof(at), "%s[%d].content[%d]", where, i, j);
-        if (!cJSON_IsObject(p) || !cJSON_IsString(t)) {
-            snprintf(err, errlen, "%s must be an object with a 'type'.", at);
-            return -1;
-        }
-        /* (a part the gateway cannot scan -- a file, audio, a base64 document -- is
-         * refused by the policy, at any depth: policy/extract.c unscannable) */
-        j++;
-    }
-    return 0;
-}
-
-static int validate_shapes(const struct proxy_req *r, char *err, size_t errlen)
-{
-    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages"), *m;
-    int i = 0;
-
-    if (r->api == PROXY_API_ANTHROPIC) {
-        const cJSON *sys = cJSON_GetObjectItemCaseSensitive(r->json, "system");
-        if (sys && !cJSON_IsString(sys) && !cJSON_IsNull(sys)) {
-            if (!cJSON_IsArray(sys)) {
-                snprintf(err, errlen, "'system' must be a string or an array of text blocks.");
-                return -1;
-            }
-            if (validate_parts(sys, "system", -1, err, errlen) < 0)
-                return -1; /* (its message names the part) */
-        }
-    }
-    cJSON_ArrayForEach(m, msgs)
-    {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
-
-        if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
-            snprintf(err, errlen, "messages[%d] must be an object with a string 'role'.", i);
-            return -1;
-        }
-        if (cJSON_IsString(c)) {
-            /* fine */
-        } else if (cJSON_IsArray(c)) {
-            if (validate_parts(c, "messages", i, err, errlen) < 0)
-                return -1;
-        } else if ((!c || cJSON_IsNull(c)) && r->api == PROXY_API_OPENAI) {
-            /* an assistant message with tool calls, or an empty one */
-        } else {
-            snprintf(err, errlen,
-                     "messages[%d].content must be a string or an array of content parts.", i);
-            return -1;
-        }
-        i++;
-    }
-    return 0;
-}
-
-static void handle_api(struct proxy_req *r)
+/* an over-budget key or team: 429 before anything leaves */
+static int over_budget(struct proxy_req *r)
 {
     const struct config *cfg = r->snap->cfg;
-    struct policy_input in;
-    const cJSON *model, *stream, *msgs, *so;
-    char err[256];
+    const struct config_team *t;
+    double spent;
+
+    if (!r->key)
+        return 0;
+    if (r->key->budget_usd_per_day >= 0 &&
+        (spent = proxy_spend_get(r->px, "k", r->key->name)) >= r->key->budget_usd_per_day) {
+        proxy_req_error(r, 429, NULL, "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
+                        r->key->name, r->key->budget_usd_per_day, spent);
+        return 1;
+    }
+    t = config_team_find(cfg, r->key->team);
+    if (t && t->budget_usd_per_day >= 0 &&
+        (spent = proxy_spend_get(r->px, "t", t->name)) >= t->budget_usd_per_day) {
+        proxy_req_error(r, 429, NULL, "The daily budget of team '%s' ($%.2f) is spent ($%.4f).",
+                        t->name, t->budget_usd_per_day, spent);
+        return 1;
+    }
+    return 0;
+}
+
+/* An API request: authenticate, decide (the same proxy_decide as `airlock policy test`),
+ * budgets, then the request record and dispatch. */
+static void handle_api(struct proxy_req *r)
+{
+    enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
 
     if (authenticate(r) < 0)
         return;
-    if (!utf8_valid((const unsigned char *)r->body, r->body_len)) {
-        proxy_req_error(r, 400, NULL, "The request body is not valid UTF-8.");
+    if (proxy_decide(r->snap->cfg, r->snap->policy, api, r->body, r->body_len,
+                     r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0) {
+        proxy_req_error(r, r->d.status, NULL, "%s", r->d.error);
         return;
     }
-    r->json = cJSON_ParseWithLength(r->body, r->body_len);
-    if (!r->json || !cJSON_IsObject(r->json)) {
-        proxy_req_error(r, 400, NULL, "The request body is not a JSON object.");
-        return;
-    }
-    model = cJSON_GetObjectItemCaseSensitive(r->json, "model");
-    if (!cJSON_IsString(model) || !model->valuestring[0]) {
-        proxy_req_error(r, 400, NULL, "The request has no 'model' string.");
-        return;
-    }
-    r->model_name = strdup(model->valuestring);
-    msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages");
-    if (!cJSON_IsArray(msgs)) {
-        proxy_req_error(r, 400, NULL, "The request has no 'messages' array.");
-        return;
-    }
-    if (validate_shapes(r, err, sizeof(err)) < 0) {
-        proxy_req_error(r, 400, NULL, "%s", err);
-        return;
-    }
-    stream = cJSON_GetObjectItemCaseSensitive(r->json, "stream");
-    if (stream && !cJSON_IsBool(stream) && !cJSON_IsNull(stream)) {
-        proxy_req_error(r, 400, NULL, "'stream' must be true or false.");
-        return;
-    }
-    r->stream = cJSON_IsTrue(stream);
-    so = cJSON_GetObjectItemCaseSensitive(r->json, "stream_options");
-    r->include_usage_asked = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
     if (r->api == PROXY_API_ANTHROPIC) {
         const char *v = proxy_conn_header(r->conn, "anthropic-version");
         const char *b = proxy_conn_header(r->conn, "anthropic-beta");
@@ -1063,76 +999,9 @@ static void handle_api(struct proxy_req *r)
         if (b)
             snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
     }
-
-    memset(&in, 0, sizeof(in));
-    in.api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
-    in.body = r->body;
-    in.len = r->body_len;
-    in.model = r->model_name;
-    in.key_name = r->key ? r->key->name : NULL;
-    in.team = r->key ? r->key->team : NULL;
-    r->has_dec = 1;
-    if (policy_decide(r->snap->policy, &in, &r->dec) < 0) {
-        /* fail closed: what could not be scanned does not leave */
-        proxy_req_error(r, 400, NULL, "The request could not be scanned, so it was refused: %s",
-                        r->dec.error[0] ? r->dec.error : "scanner error");
+    if (over_budget(r))
         return;
-    }
-    if (r->dec.verdict == POLICY_BLOCK) {
-        char dets[256] = "";
-        size_t n = 0, k;
-        for (k = 0; k < r->dec.n_findings; k++) {
-            size_t j;
-            int dup = 0;
-            for (j = 0; j < k; j++)
-                if (strcmp(r->dec.findings[j].detector, r->dec.findings[k].detector) == 0)
-                    dup = 1;
-            if (dup)
-                continue;
-            n += (size_t)snprintf(dets + n, n < sizeof(dets) ? sizeof(dets) - n : 0, "%s%s",
-                                  n ? ", " : "", r->dec.findings[k].detector);
-            if (n >= sizeof(dets))
-                break;
-        }
-        if (dets[0])
-            proxy_req_error(r, 403, NULL, "Refused by policy rule '%s': the prompt contains %s.",
-                            r->dec.rule, dets);
-        else
-            proxy_req_error(r, 403, NULL, "Refused by policy rule '%s'.", r->dec.rule);
-        return;
-    }
-    r->model = r->dec.model ? config_model_find(cfg, r->dec.model) : NULL;
-    if (!r->model) {
-        proxy_req_error(r, 404, NULL, "The model '%s' does not exist on this gateway.",
-                        r->model_name);
-        return;
-    }
-    r->prov_index = r->model->provider_index;
-    r->prov = &cfg->providers[r->prov_index];
-    /* budgets, before anything leaves */
-    if (r->key) {
-        double spent;
-        if (r->key->budget_usd_per_day >= 0 &&
-            (spent = proxy_spend_get(r->px, "k", r->key->name)) >= r->key->budget_usd_per_day) {
-            proxy_req_error(r, 429, NULL, "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
-                            r->key->name, r->key->budget_usd_per_day, spent);
-            return;
-        }
-        const struct config_team *t = config_team_find(cfg, r->key->team);
-        if (t && t->budget_usd_per_day >= 0 &&
-            (spent = proxy_spend_get(r->px, "t", t->name)) >= t->budget_usd_per_day) {
-            proxy_req_error(r, 429, NULL, "The daily budget of team '%s' ($%.2f) is spent ($%.4f).",
-                            t->name, t->budget_usd_per_day, spent);
-            return;
-        }
-    }
-    if (r->prov->type != CONFIG_PROVIDER_BUILTIN) {
-        if (proxy_outbound_build(cfg, in.api, r->body, r->body_len, &r->dec, &r->outbound,
-                                 &r->outbound_len, &r->outbound_flags, err, sizeof(err)) < 0) {
-            proxy_req_error(r, 400, NULL, "%s", err);
-            return;
-        }
-    }
+    proxy_req_advance(r, REQ_DECIDED);
     audit_request_then_dispatch(r);
 }
 

@@ -31,6 +31,7 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "policy/policy.h"
+#include "proxy/decide.h"
 #include "proxy/proxy.h"
 
 #define PROXY_MAX_HEADERS 100
@@ -282,6 +283,28 @@ struct proxy_usage {
     int seen;
 };
 
+/* A request's lifecycle. It only moves forward; proxy_req_advance asserts so.
+ *
+ *   REQ_NEW        read whole; nothing decided
+ *   REQ_DECIDED    proxy_decide said it may go on (auth, decision, budget passed)
+ *   REQ_RECORDING  its request record is being made durable (write-ahead)
+ *   REQ_DISPATCHED sent to the provider or queued on the built-in engine
+ *   REQ_ANSWERING  the answer's head is out (a stream is being written): status is set
+ *   REQ_ANSWERED   the answer's last byte is written or held
+ *   REQ_LOGGED     its response record is appended: the bytes it holds may not change
+ *
+ * A refusal jumps from any state before REQ_ANSWERING to REQ_ANSWERED; a client that
+ * leaves skips to REQ_LOGGED with status 499 (proxy_req_abandoned). */
+enum proxy_req_state {
+    REQ_NEW,
+    REQ_DECIDED,
+    REQ_RECORDING,
+    REQ_DISPATCHED,
+    REQ_ANSWERING,
+    REQ_ANSWERED,
+    REQ_LOGGED,
+};
+
 struct proxy_req {
     struct proxy *px;
     struct proxy_conn *conn; /* NULL once the client is gone */
@@ -294,26 +317,17 @@ struct proxy_req {
     double t_upstream_start, t_first_byte; /* seconds since t0, < 0 unset */
     const struct config_key *key;
     char peer[64];
-    char *body;
+    char *body; /* owned: the body as received (wiped when freed) */
     size_t body_len;
-    cJSON *json;
-    int stream;
-    int include_usage_asked; /* OpenAI: client asked for stream usage */
-    char *model_name;
-    struct policy_decision dec;
-    int has_dec;
-    const struct config_model *model;   /* target */
-    const struct config_provider *prov; /* target */
-    size_t prov_index;
-    char *outbound;
-    size_t outbound_len;
-    int outbound_flags;
+    struct proxy_decision d; /* the one decision about body (decide.h): its parse, the
+                                policy's verdict, the route, the outbound body */
+    cJSON *json;             /* the built-in engine's view of d.doc (json_to_cjson) */
     char anthropic_version[64];
     char anthropic_beta[256];
     /* answer */
-    int status;
-    int resp_started, resp_done;
-    int response_logged;
+    enum proxy_req_state state; /* moves forward only: proxy_req_advance */
+    int status;    /* the status the client is answered with: proxy_req_answer_status only */
+    int up_status; /* the provider's status, once its head arrived */
     char error[512];
     struct evbuffer *up_bytes;     /* upstream answer as received (de-chunked body) */
     struct evbuffer *client_bytes; /* answer body as sent to the client */
@@ -339,6 +353,7 @@ struct proxy_req {
      * the response record is durable, so a crash never loses the record of an
      * answer the client received (SPEC §5.2, §5.5) */
     int record; /* the audit is on: keep the answer's bytes for it */
+    int copy_lost; /* a copy for the audit could not be kept: nothing more is sent */
     int hold;   /* hold the final bytes (audit on) */
     struct evbuffer *held;
     int held_reply; /* a whole non-streamed reply is held */
@@ -355,6 +370,13 @@ struct proxy_req {
 
 struct proxy_req *proxy_req_new(struct proxy_conn *c);
 void proxy_req_ref(struct proxy_req *r);
+/* proxy_req_advance -- move the lifecycle forward to `to` (never back) */
+void proxy_req_advance(struct proxy_req *r, enum proxy_req_state to);
+/* proxy_req_answer_status -- the one writer of r->status: the status of the answer the
+ * client is given, set as its head is written (never after REQ_ANSWERED) */
+void proxy_req_answer_status(struct proxy_req *r, int status);
+/* proxy_req_abandoned -- the client left before an answer: status 499 unless one was set */
+void proxy_req_abandoned(struct proxy_req *r);
 void proxy_req_unref(struct proxy_req *r);
 /* proxy_req_handle -- the request is complete on its connection: go. */
 void proxy_req_handle(struct proxy_req *r);
@@ -408,10 +430,10 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
 int proxy_content_text(const cJSON *c, char **out);
 /* 1 when the request's API differs from its target provider's */
 int proxy_translating(const struct proxy_req *r);
-/* the request body in the other format; flags as proxy_outbound_build */
-int proxy_translate_request(const struct config_model *m, int to_anthropic, const char *body,
-                            size_t len, char **out, size_t *out_len, int *flags, char *err,
-                            size_t errlen);
+/* the request in the other format, from a cJSON view of the one strict parse
+ * (json_to_cjson); flags as proxy_outbound_build */
+int proxy_translate_request(const struct config_model *m, int to_anthropic, const cJSON *in,
+                            char **out, size_t *out_len, int *flags, char *err, size_t errlen);
 /* one upstream SSE event in the provider's format → the client's events */
 int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
                           size_t dlen);

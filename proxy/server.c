@@ -245,31 +245,81 @@ static void write_head(struct proxy_req *r, int status, const char *content_type
     else
         evbuffer_add_printf(out, "transfer-encoding: chunked\r\ncache-control: no-cache\r\n");
     evbuffer_add_printf(out, "x-airlock-request-id: %s\r\n", r->id);
-    if (r->has_dec && r->dec.rule)
-        evbuffer_add_printf(out, "x-airlock-rule: %s\r\n", r->dec.rule);
-    if (r->model && r->prov && r->has_dec && r->dec.verdict != POLICY_BLOCK)
-        evbuffer_add_printf(out, "x-airlock-route: %s/%s\r\n", r->prov->name, r->model->name);
+    if (r->d.has_policy && r->d.policy.rule)
+        evbuffer_add_printf(out, "x-airlock-rule: %s\r\n", r->d.policy.rule);
+    if (r->d.model && r->d.prov && r->d.has_policy && r->d.policy.verdict != POLICY_BLOCK)
+        evbuffer_add_printf(out, "x-airlock-route: %s/%s\r\n", r->d.prov->name, r->d.model->name);
     if (!keep)
         evbuffer_add_printf(out, "connection: close\r\n");
     evbuffer_add(out, "\r\n", 2);
     c->keep_alive = keep;
 }
 
+/* The audit's copy of what the client is sent is kept before the client gets it; when
+ * memory for it runs out the bytes are not sent either (r->copy_lost), so the audit never
+ * holds an answer with bytes missing that the client had. */
+/* AIRLOCK_FAULT_COPY=N (tests): the Nth copy kept for the audit fails as if memory ran
+ * out (counted over the process; read once). Never set in production. */
+static int copy_fault(void)
+{
+    static long at = -1, n;
+    if (at < 0) {
+        const char *e = getenv("AIRLOCK_FAULT_COPY");
+        at = e && *e ? strtol(e, NULL, 10) : 0;
+        if (at > 0)
+            log_warn("AIRLOCK_FAULT_COPY=%ld: an audit copy will fail (test hook)", at);
+    }
+    return at > 0 && ++n == at;
+}
+
+static int keep_copy(struct proxy_req *r, const char *data, size_t len)
+{
+    if (!r->record || r->copy_lost)
+        return r->copy_lost ? -1 : 0;
+    if (!copy_fault() && evbuffer_add(r->client_bytes, data, len) == 0)
+        return 0;
+    r->copy_lost = 1;
+    snprintf(r->error, sizeof(r->error),
+             "the audit's copy of the answer could not be kept (out of memory), so the answer "
+             "was not sent");
+    return -1;
+}
+
+static const char copy_lost_openai[] =
+    "{\"error\":{\"message\":\"The gateway could not keep the audit copy of this answer, so it "
+    "was not sent.\",\"type\":\"server_error\",\"code\":\"503\"}}";
+static const char copy_lost_anthropic[] =
+    "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"The gateway "
+    "could not keep the audit copy of this answer, so it was not sent.\"}}";
+
 void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type, const char *body,
                       size_t len)
 {
-    r->status = status;
-    r->resp_started = 1;
-    r->resp_done = 1;
-    if (r->record)
-        evbuffer_add(r->client_bytes, body, len);
+    if (r->conn && r->hold && r->held && evbuffer_expand(r->held, len + 512) < 0 &&
+        !r->copy_lost) {
+        r->copy_lost = 1; /* no room to hold it: answered with the short 503 below */
+        snprintf(r->error, sizeof(r->error),
+                 "the answer could not be held for its record (out of memory), so it was not sent");
+    }
+    if (keep_copy(r, body, len) < 0) {
+        /* fail closed: the client gets a 503 that the audit holds instead */
+        status = 503;
+        content_type = "application/json";
+        body = r->api == PROXY_API_ANTHROPIC ? copy_lost_anthropic : copy_lost_openai;
+        len = strlen(body);
+        evbuffer_drain(r->client_bytes, evbuffer_get_length(r->client_bytes));
+        if (r->record)
+            (void)evbuffer_add(r->client_bytes, body, len); /* best effort; flagged above */
+    }
+    proxy_req_answer_status(r, status);
+    proxy_req_advance(r, REQ_ANSWERED);
     if (!r->conn)
         return;
     if (r->hold && r->held) {
         r->held_reply = 1;
         r->held_status = status;
         snprintf(r->held_ctype, sizeof(r->held_ctype), "%s", content_type);
-        evbuffer_add(r->held, body, len);
+        (void)evbuffer_add(r->held, body, len); /* expanded before the copy was kept */
         return;
     }
     r->conn->chunked = 0;
@@ -280,8 +330,8 @@ void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
 
 void proxy_conn_stream_start(struct proxy_req *r, int status, const char *content_type)
 {
-    r->status = status;
-    r->resp_started = 1;
+    proxy_req_answer_status(r, status);
+    proxy_req_advance(r, REQ_ANSWERING);
     if (!r->conn)
         return;
     r->conn->chunked = 1;
@@ -294,8 +344,8 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
 
     if (len == 0)
         return;
-    if (r->record)
-        evbuffer_add(r->client_bytes, data, len);
+    if (keep_copy(r, data, len) < 0)
+        return; /* not sent: the relay sees copy_lost and ends the request */
     if (!r->conn)
         return;
     out = bufferevent_get_output(r->conn->bev);
@@ -311,9 +361,9 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
 
 void proxy_conn_stream_end(struct proxy_req *r)
 {
-    if (r->resp_done)
+    if (r->state >= REQ_ANSWERED)
         return;
-    r->resp_done = 1;
+    proxy_req_advance(r, REQ_ANSWERED);
     if (!r->conn)
         return;
     if (r->hold && r->held) {
@@ -329,9 +379,14 @@ void proxy_conn_stream_write_final(struct proxy_req *r, const char *data, size_t
         proxy_conn_stream_write(r, data, len);
         return;
     }
-    if (r->record)
-        evbuffer_add(r->client_bytes, data, len);
-    evbuffer_add(r->held, data, len);
+    /* room for the held bytes first, so that what the audit keeps is what will be sent */
+    if (evbuffer_expand(r->held, len) < 0) {
+        r->copy_lost = 1;
+        return;
+    }
+    if (keep_copy(r, data, len) < 0)
+        return;
+    (void)evbuffer_add(r->held, data, len); /* cannot fail: expanded above */
 }
 
 void proxy_conn_flush_held(struct proxy_req *r)

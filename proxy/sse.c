@@ -7,11 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/wipe.h"
 #include "proxy/proxy_int.h"
 
 void proxy_sse_deinit(struct proxy_sse *s)
 {
-    free(s->buf);
+    wipe_free(s->buf, s->cap); /* the answer's events */
     memset(s, 0, sizeof(*s));
 }
 

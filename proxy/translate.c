@@ -20,9 +20,9 @@
 
 int proxy_translating(const struct proxy_req *r)
 {
-    if (!r->prov || r->prov->type == CONFIG_PROVIDER_BUILTIN)
+    if (!r->d.prov || r->d.prov->type == CONFIG_PROVIDER_BUILTIN)
         return 0;
-    return (r->prov->type == CONFIG_PROVIDER_ANTHROPIC) != (r->api == PROXY_API_ANTHROPIC);
+    return (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC) != (r->api == PROXY_API_ANTHROPIC);
 }
 
 int proxy_content_text(const cJSON *c, char **out)
@@ -239,17 +239,15 @@ static const char *untranslatable(const cJSON *in)
     return NULL;
 }
 
-int proxy_translate_request(const struct config_model *m, int to_anthropic, const char *body,
-                            size_t len, char **out, size_t *out_len, int *flags, char *err,
-                            size_t errlen)
+int proxy_translate_request(const struct config_model *m, int to_anthropic, const cJSON *in,
+                            char **out, size_t *out_len, int *flags, char *err, size_t errlen)
 {
-    cJSON *in = cJSON_ParseWithLength(body, len), *o;
+    cJSON *o;
     const char *bad;
     int rc;
 
     *out = NULL;
     if (!cJSON_IsObject(in)) {
-        cJSON_Delete(in);
         snprintf(err, errlen, "The request body is not a JSON object.");
         return -1;
     }
@@ -258,13 +256,15 @@ int proxy_translate_request(const struct config_model *m, int to_anthropic, cons
                  "'%s' cannot be translated to the %s format of the model this request is "
                  "routed to, so the request was not sent.",
                  bad, to_anthropic ? "Anthropic" : "OpenAI");
-        cJSON_Delete(in);
         return -1;
     }
     o = cJSON_CreateObject();
+    if (!o) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     rc = to_anthropic ? openai_to_anthropic(in, m, o, err, errlen)
                       : anthropic_to_openai(in, m, o, flags, err, errlen);
-    cJSON_Delete(in);
     if (rc == 0) {
         *out = cJSON_PrintUnformatted(o);
         if (!*out) {
@@ -285,12 +285,12 @@ char *proxy_restore_piece(struct proxy_req *r, int slot, const char *text, int f
     char *out = NULL, *z;
     size_t out_len = 0;
 
-    if (!r->has_dec || !r->dec.restorer)
+    if (!r->d.has_policy || !r->d.policy.restorer)
         return strdup(text ? text : "");
     if (text)
-        policy_restore_feed(r->dec.restorer, slot, text, strlen(text), &out, &out_len);
+        policy_restore_feed(r->d.policy.restorer, slot, text, strlen(text), &out, &out_len);
     if (flush)
-        policy_restore_flush(r->dec.restorer, slot, &out, &out_len);
+        policy_restore_flush(r->d.policy.restorer, slot, &out, &out_len);
     z = malloc(out_len + 1);
     if (z) {
         if (out_len)
@@ -352,7 +352,7 @@ static void anth_open(struct proxy_req *r)
     cJSON_AddStringToObject(m, "type", "message");
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON_AddArrayToObject(m, "content");
-    cJSON_AddStringToObject(m, "model", r->tr_model[0] ? r->tr_model : r->model->name);
+    cJSON_AddStringToObject(m, "model", r->tr_model[0] ? r->tr_model : r->d.model->name);
     cJSON_AddNullToObject(m, "stop_reason");
     cJSON_AddNullToObject(m, "stop_sequence");
     u = cJSON_AddObjectToObject(m, "usage");
@@ -457,7 +457,7 @@ static void oai_chunk(struct proxy_req *r, const char *role, const char *text, c
                       int usage_only)
 {
     proxy_openai_chunk(r, r->tr_id[0] ? r->tr_id : r->id,
-                       r->tr_model[0] ? r->tr_model : r->model->name, role, text, finish,
+                       r->tr_model[0] ? r->tr_model : r->d.model->name, role, text, finish,
                        usage_only ? &r->usage : NULL);
 }
 
@@ -482,7 +482,7 @@ static void oai_close(struct proxy_req *r)
         oai_chunk(r, NULL, rest, NULL, 0);
     free(rest);
     oai_chunk(r, NULL, NULL, r->tr_stop[0] ? r->tr_stop : "stop", 0);
-    if (r->include_usage_asked)
+    if (r->d.include_usage_asked)
         oai_chunk(r, NULL, NULL, NULL, 1);
     PROXY_WRITE_FINAL(r, "data: [DONE]\n\n");
 }
@@ -492,7 +492,7 @@ int proxy_translate_event(struct proxy_req *r, const char *event, size_t elen, c
 {
     cJSON *j;
 
-    if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC) {
+    if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC) {
         /* Anthropic events → OpenAI chunks */
 #define EV(name) (elen == strlen(name) && memcmp(event, name, elen) == 0)
         if (EV("ping") || EV("content_block_start") || EV("content_block_stop"))
@@ -631,7 +631,7 @@ char *proxy_translate_response(struct proxy_req *r, const cJSON *j)
     cJSON *o = cJSON_CreateObject();
     char *s;
 
-    if (r->prov->type == CONFIG_PROVIDER_ANTHROPIC) {
+    if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC) {
         /* Anthropic message → OpenAI chat.completion */
         const cJSON *b, *id = cJSON_GetObjectItemCaseSensitive(j, "id");
         const cJSON *mo = cJSON_GetObjectItemCaseSensitive(j, "model");
@@ -660,7 +660,7 @@ char *proxy_translate_response(struct proxy_req *r, const cJSON *j)
         cJSON_AddStringToObject(o, "id", cJSON_IsString(id) ? id->valuestring : r->id);
         cJSON_AddStringToObject(o, "object", "chat.completion");
         cJSON_AddNumberToObject(o, "created", (double)time(NULL));
-        cJSON_AddStringToObject(o, "model", cJSON_IsString(mo) ? mo->valuestring : r->model->name);
+        cJSON_AddStringToObject(o, "model", cJSON_IsString(mo) ? mo->valuestring : r->d.model->name);
         chs = cJSON_AddArrayToObject(o, "choices");
         c = cJSON_CreateObject();
         cJSON_AddNumberToObject(c, "index", 0);
@@ -689,7 +689,7 @@ char *proxy_translate_response(struct proxy_req *r, const cJSON *j)
         cJSON_AddStringToObject(o, "id", cJSON_IsString(id) ? id->valuestring : r->id);
         cJSON_AddStringToObject(o, "type", "message");
         cJSON_AddStringToObject(o, "role", "assistant");
-        cJSON_AddStringToObject(o, "model", cJSON_IsString(mo) ? mo->valuestring : r->model->name);
+        cJSON_AddStringToObject(o, "model", cJSON_IsString(mo) ? mo->valuestring : r->d.model->name);
         content = cJSON_AddArrayToObject(o, "content");
         b = cJSON_CreateObject();
         cJSON_AddStringToObject(b, "type", "text");

@@ -458,7 +458,7 @@ static struct proxy_upconn *up_new(struct proxy_pool *p)
 
 static void up_send(struct proxy_req *r, struct proxy_upconn *u)
 {
-    const struct config_provider *prov = r->prov;
+    const struct config_provider *prov = r->d.prov;
     struct evbuffer *out = bufferevent_get_output(u->bev);
     int ms = prov->timeout_ms > 0 ? prov->timeout_ms : r->snap->cfg->limits.upstream_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -490,7 +490,7 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
     evbuffer_add_printf(out,
                         "user-agent: airlock/0.1\r\ncontent-type: application/json\r\n"
                         "accept: %s\r\ncontent-length: %zu\r\n",
-                        r->stream ? "text/event-stream" : "application/json", r->outbound_len);
+                        r->d.stream ? "text/event-stream" : "application/json", r->d.outbound_len);
     if (prov->type == CONFIG_PROVIDER_ANTHROPIC) {
         if (prov->api_key)
             evbuffer_add_printf(out, "x-api-key: %s\r\n", prov->api_key);
@@ -502,14 +502,14 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
         evbuffer_add_printf(out, "authorization: Bearer %s\r\n", prov->api_key);
     }
     evbuffer_add(out, "\r\n", 2);
-    evbuffer_add(out, r->outbound, r->outbound_len);
-    r->px->metrics.upstream_bytes_out += r->outbound_len;
+    evbuffer_add(out, r->d.outbound, r->d.outbound_len);
+    r->px->metrics.upstream_bytes_out += r->d.outbound_len;
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 
 void proxy_upstream_send(struct proxy_req *r)
 {
-    struct proxy_pool *p = &r->snap->pools[r->prov_index];
+    struct proxy_pool *p = &r->snap->pools[r->d.prov_index];
     struct proxy_upconn *u = p->idle;
 
     if (r->t_upstream_start < 0)

@@ -393,9 +393,14 @@ def t_redact(s, gw, mock):
 
 def t_redact_everywhere(s, gw, mock):
     email = "jane.doe@example.com"
+    # a repeated member is refused outright now (the one strict reading): nothing leaves
+    before = mock.stats()["requests"]
+    r = request(gw.port, "POST", "/v1/chat/completions",
+                ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi","content":"mail %s"}]}'
+                 % email).encode())
+    s.check("redact: duplicate content keys refused (400), nothing left",
+            r.status == 400 and "twice" in r.body.decode() and mock.stats()["requests"] == before, r)
     cases = [
-        ("duplicate content keys", "/v1/chat/completions",
-         ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi","content":"mail %s"}]}' % email).encode()),
         ("a \\u0040 escape", "/v1/chat/completions",
          b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail jane.doe\\u0040example.com now"}]}'),
         ("tool call arguments and results", "/v1/chat/completions",

@@ -542,8 +542,9 @@ def t_scan_everywhere(s, gw, mock):
                                            "content": [{"type": "text", "text": PRIVATE_KEY}]}]}]}),
     ]
     pk = json.dumps(PRIVATE_KEY)
-    cases += [
-        # parser differentials: providers' JSON parsers keep the last duplicate key
+    # parser differentials (providers' JSON parsers keep the last duplicate key; C strings end
+    # at NUL): refused as unreadable (400) before the policy runs, so nothing leaves
+    differentials = [
         ("a duplicate content key", "/v1/chat/completions",
          ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi","content":%s}]}' % pk).encode()),
         ("a duplicate messages key", "/v1/chat/completions",
@@ -554,6 +555,12 @@ def t_scan_everywhere(s, gw, mock):
           '"content":"hi"}]}' % pk).encode()),
         ("text after a NUL (\\u0000)", "/v1/chat/completions",
          {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi\u0000" + PRIVATE_KEY}]}),
+    ]
+    for name, path, body in differentials:
+        r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS if path == "/v1/messages" else None)
+        s.check("secret in %s: 400, the body cannot be read one way" % name,
+                r.status == 400 and ("twice" in r.body.decode() or "NUL" in r.body.decode()), r)
+    cases += [
         ("a developer message", "/v1/chat/completions",
          {"model": "gpt-4o-mini", "messages": [{"role": "developer", "content": PRIVATE_KEY},
                                               {"role": "user", "content": "hi"}]}),

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "common/json.h"
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
 
@@ -37,16 +38,19 @@ static int build(const struct config *cfg, enum policy_api api, const char *mode
                  char **out, size_t *out_len, int *flags)
 {
     struct policy_decision d;
+    struct json_doc doc = {0};
     char err[256];
     int rc;
 
     memset(&d, 0, sizeof(d));
     d.verdict = POLICY_ALLOW;
     d.model = model;
-    rc = proxy_outbound_build(cfg, api, body, strlen(body), &d, out, out_len, flags, err,
-                              sizeof(err));
+    rc = json_parse(&doc, body, strlen(body), err, sizeof(err));
+    if (rc == 0)
+        rc = proxy_outbound_build(cfg, api, &doc, &d, out, out_len, flags, err, sizeof(err));
     if (rc < 0)
         fprintf(stderr, "  outbound: %s\n", err);
+    json_doc_deinit(&doc);
     return rc;
 }
 
@@ -119,12 +123,16 @@ static void test_block_sends_nothing(void)
     size_t n = 9;
     char err[64];
 
+    struct json_doc doc = {0};
+
     REQUIRE(cfg);
+    REQUIRE(json_parse(&doc, "{}", 2, err, sizeof(err)) == 0);
     memset(&d, 0, sizeof(d));
     d.verdict = POLICY_BLOCK;
-    CHECK(proxy_outbound_build(cfg, POLICY_API_OPENAI, "{}", 2, &d, &out, &n, NULL, err,
+    CHECK(proxy_outbound_build(cfg, POLICY_API_OPENAI, &doc, &d, &out, &n, NULL, err,
                                sizeof(err)) == 0);
     CHECK(out == NULL && n == 0);
+    json_doc_deinit(&doc);
     config_unref(cfg);
 }
 
@@ -238,6 +246,104 @@ static void test_cost(void)
     CHECK(proxy_cost(&m, &u) > 6.999999 && proxy_cost(&m, &u) < 7.000001);
 }
 
+
+/* the model member's name escaped is still the one renamed (the loose scanner this
+ * replaced looked for the literal bytes "model") */
+static void test_escaped_model_name_renamed(void)
+{
+    struct config *cfg = load();
+    const char *body = "{\"\\u006dodel\":\"renamed\",\"messages\":[]}";
+    char *out = NULL;
+    size_t n = 0;
+
+    REQUIRE(cfg);
+    CHECK(build(cfg, POLICY_API_OPENAI, "renamed", body, &out, &n, NULL) == 0);
+    CHECK_EQ_STR(out, "{\"\\u006dodel\":\"gpt-4o-2024-08-06\",\"messages\":[]}");
+    free(out);
+    config_unref(cfg);
+}
+
+/* every shape of stream_options ends with include_usage true, the rest untouched */
+static void test_usage_option_shapes(void)
+{
+    struct config *cfg = load();
+    static const struct {
+        const char *in, *out;
+        int added;
+    } cases[] = {
+        {"{\"model\":\"same\",\"stream\":true,\"stream_options\":{},\"messages\":[]}",
+         "{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+         "\"messages\":[]}",
+         1},
+        {"{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"include_usage\":false},"
+         "\"messages\":[]}",
+         "{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+         "\"messages\":[]}",
+         1},
+        {"{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"x\":1},\"messages\":[]}",
+         "{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"include_usage\":true,\"x\":1},"
+         "\"messages\":[]}",
+         1},
+        {"{\"model\":\"same\",\"stream\":true,\"stream_options\":null,\"messages\":[]}",
+         "{\"model\":\"same\",\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+         "\"messages\":[]}",
+         1},
+        /* "str\u0065am" is "stream": the escaped spelling asks for usage too */
+        {"{\"model\":\"same\",\"str\\u0065am\":true,\"messages\":[]}",
+         "{\"stream_options\":{\"include_usage\":true},\"model\":\"same\",\"str\\u0065am\":true,"
+         "\"messages\":[]}",
+         1},
+        {"{\"model\":\"same\",\"stream\":false,\"messages\":[]}",
+         "{\"model\":\"same\",\"stream\":false,\"messages\":[]}", 0},
+    };
+    REQUIRE(cfg);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        char *out = NULL;
+        size_t n = 0;
+        int flags = 0;
+        CHECK(build(cfg, POLICY_API_OPENAI, "same", cases[i].in, &out, &n, &flags) == 0);
+        CHECK_EQ_STR(out, cases[i].out);
+        CHECK_EQ_INT(!!(flags & PROXY_OUTBOUND_ADDED_USAGE), cases[i].added);
+        free(out);
+    }
+    config_unref(cfg);
+}
+
+/* redaction's splices and the model rename are made together on the original spans */
+static void test_redaction_and_rename_in_one_pass(void)
+{
+    struct config *cfg = load();
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"mail a@b.io now\"}],"
+                       "\"model\":\"renamed\"}";
+    const char *at = strstr(body, "a@b.io");
+    struct policy_edit ed = {(size_t)(at - body), (size_t)(at - body) + 6, "[EMAIL_1]", 9};
+    struct policy_decision d;
+    struct json_doc doc = {0};
+    char err[256], *out = NULL;
+    size_t n = 0;
+
+    REQUIRE(cfg);
+    REQUIRE(json_parse(&doc, body, strlen(body), err, sizeof(err)) == 0);
+    memset(&d, 0, sizeof(d));
+    d.verdict = POLICY_REDACT;
+    d.model = "renamed";
+    d.edits = &ed;
+    d.n_edits = 1;
+    CHECK(proxy_outbound_build(cfg, POLICY_API_OPENAI, &doc, &d, &out, &n, NULL, err,
+                               sizeof(err)) == 0);
+    CHECK_EQ_STR(out, "{\"messages\":[{\"role\":\"user\",\"content\":\"mail [EMAIL_1] now\"}],"
+                      "\"model\":\"gpt-4o-2024-08-06\"}");
+    free(out);
+    /* translated: the placeholder reaches the other format too, the value does not */
+    d.model = "claude";
+    CHECK(proxy_outbound_build(cfg, POLICY_API_OPENAI, &doc, &d, &out, &n, NULL, err,
+                               sizeof(err)) == 0);
+    CHECK(out && strstr(out, "[EMAIL_1]") && !strstr(out, "a@b.io"));
+    free(out);
+    json_doc_deinit(&doc);
+    config_unref(cfg);
+}
+
 int main(void)
 {
     RUN(test_unchanged_body_is_byte_identical);
@@ -249,5 +355,8 @@ int main(void)
     RUN(test_tool_calls_refused_across_formats);
     RUN(test_tools_refused_across_formats);
     RUN(test_cost);
+    RUN(test_escaped_model_name_renamed);
+    RUN(test_usage_option_shapes);
+    RUN(test_redaction_and_rename_in_one_pass);
     return harness_done();
 }

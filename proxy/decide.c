@@ -1,0 +1,197 @@
+/* decide.c -- one decision about one request body (see decide.h).
+ *
+ * In the order a body is judged: its bytes (UTF-8), its grammar (the one strict parse),
+ * its shape (what the API allows where the scanner reads), the fields the gateway acts
+ * on (model, stream), the policy, the route, and the body that would leave. Each step
+ * refuses with the status and sentence a client should see. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common/utf8.h"
+#include "proxy/decide.h"
+#include "proxy/outbound.h"
+
+static int refuse(struct proxy_decision *d, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(struct proxy_decision *d, int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(d->error, sizeof(d->error), fmt, ap);
+    va_end(ap);
+    d->status = status;
+    return -1;
+}
+
+/* parts -- every item of a content array (or Anthropic's system array) is an object with a
+ * string `type`: the scanner reads parts by their shape, so one it cannot place is
+ * refused here rather than forwarded unread. `at` names the array for the message. */
+static int parts(struct proxy_decision *d, uint32_t arr, const char *at)
+{
+    const struct json_doc *doc = &d->doc;
+    int j = 0;
+
+    JSON_FOR_ITEMS(doc, arr, p)
+    {
+        if (json_type(doc, p) != JSON_OBJ || json_type(doc, json_get(doc, p, "type")) != JSON_STR)
+            return refuse(d, 400, "%s[%d] must be an object with a 'type'.", at, j);
+        j++;
+    }
+    return 0;
+}
+
+static int shapes(struct proxy_decision *d)
+{
+    const struct json_doc *doc = &d->doc;
+    uint32_t root = doc->root, msgs, v;
+    char at[64];
+    int i = 0;
+
+    if (json_type(doc, root) != JSON_OBJ)
+        return refuse(d, 400, "The request body is not a JSON object.");
+    v = json_get(doc, root, "model");
+    if (json_type(doc, v) != JSON_STR || doc->nodes[v].end == doc->nodes[v].start)
+        return refuse(d, 400, "The request has no 'model' string.");
+    msgs = json_get(doc, root, "messages");
+    if (json_type(doc, msgs) != JSON_ARR)
+        return refuse(d, 400, "The request has no 'messages' array.");
+    if (d->api == POLICY_API_ANTHROPIC) {
+        v = json_get(doc, root, "system");
+        if (v != JSON_NONE && json_type(doc, v) != JSON_STR && json_type(doc, v) != JSON_NULL) {
+            if (json_type(doc, v) != JSON_ARR)
+                return refuse(d, 400, "'system' must be a string or an array of text blocks.");
+            if (parts(d, v, "system") < 0)
+                return -1;
+        }
+    }
+    JSON_FOR_ITEMS(doc, msgs, m)
+    {
+        uint32_t c = json_get(doc, m, "content");
+        int ct = json_type(doc, c);
+
+        if (json_type(doc, m) != JSON_OBJ || json_type(doc, json_get(doc, m, "role")) != JSON_STR)
+            return refuse(d, 400, "messages[%d] must be an object with a string 'role'.", i);
+        if (ct == JSON_ARR) {
+            snprintf(at, sizeof(at), "messages[%d].content", i);
+            if (parts(d, c, at) < 0)
+                return -1;
+        } else if (ct != JSON_STR &&
+                   !((ct < 0 || ct == JSON_NULL) && d->api == POLICY_API_OPENAI)) {
+            /* (OpenAI: an assistant message with tool calls has no content) */
+            return refuse(d, 400,
+                          "messages[%d].content must be a string or an array of content parts.", i);
+        }
+        i++;
+    }
+    v = json_get(doc, root, "stream");
+    if (v != JSON_NONE && json_type(doc, v) != JSON_TRUE && json_type(doc, v) != JSON_FALSE &&
+        json_type(doc, v) != JSON_NULL)
+        return refuse(d, 400, "'stream' must be true or false.");
+    d->stream = json_type(doc, v) == JSON_TRUE;
+    d->include_usage_asked =
+        json_type(doc, json_get(doc, json_get(doc, root, "stream_options"), "include_usage")) ==
+        JSON_TRUE;
+    d->model_name = json_str_dup(doc, json_get(doc, root, "model"), NULL);
+    if (!d->model_name)
+        return refuse(d, 500, "Out of memory while reading the request.");
+    return 0;
+}
+
+/* the 403's sentence: the rule, and each detector that fired once */
+static int refuse_block(struct proxy_decision *d)
+{
+    const struct policy_decision *p = &d->policy;
+    char dets[256] = "";
+    size_t n = 0;
+
+    for (size_t k = 0; k < p->n_findings && n < sizeof(dets); k++) {
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++)
+            dup = strcmp(p->findings[j].detector, p->findings[k].detector) == 0;
+        if (!dup)
+            n += (size_t)snprintf(dets + n, sizeof(dets) - n, "%s%s", n ? ", " : "",
+                                  p->findings[k].detector);
+    }
+    if (dets[0])
+        return refuse(d, 403, "Refused by policy rule '%s': the prompt contains %s.", p->rule,
+                      dets);
+    return refuse(d, 403, "Refused by policy rule '%s'.", p->rule);
+}
+
+int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy_api api,
+                 const char *body, size_t len, const char *key_name, const char *team,
+                 struct proxy_decision *d)
+{
+    char err[256];
+
+    memset(d, 0, sizeof(*d));
+    d->doc.root = JSON_NONE;
+    d->api = api;
+    if (!utf8_valid((const unsigned char *)body, len))
+        return refuse(d, 400, "The request body is not valid UTF-8.");
+    if (json_parse(&d->doc, body, len, err, sizeof(err)) < 0) {
+        err[0] = (char)(err[0] >= 'a' && err[0] <= 'z' ? err[0] - 'a' + 'A' : err[0]);
+        return refuse(d, 400, "%s", err);
+    }
+    if (shapes(d) < 0)
+        return -1;
+
+    struct policy_input in = {.api = api, .body = body, .len = len, .doc = &d->doc,
+                              .model = d->model_name, .key_name = key_name, .team = team};
+    d->has_policy = 1;
+    if (policy_decide(pol, &in, &d->policy) < 0)
+        /* fail closed: what could not be scanned does not leave */
+        return refuse(d, 400, "The request could not be scanned, so it was refused: %s",
+                      d->policy.error[0] ? d->policy.error : "scanner error");
+    if (d->policy.verdict == POLICY_BLOCK)
+        return refuse_block(d);
+    d->model = d->policy.model ? config_model_find(cfg, d->policy.model) : NULL;
+    if (!d->model)
+        return refuse(d, 404, "The model '%s' does not exist on this gateway.", d->model_name);
+    d->prov_index = d->model->provider_index;
+    d->prov = &cfg->providers[d->prov_index];
+    if (d->prov->type != CONFIG_PROVIDER_BUILTIN &&
+        proxy_outbound_build(cfg, api, &d->doc, &d->policy, &d->outbound, &d->outbound_len,
+                             &d->outbound_flags, err, sizeof(err)) < 0)
+        return refuse(d, 400, "%s", err);
+    return 0;
+}
+
+const char *proxy_decision_verdict(const struct proxy_decision *d)
+{
+    if (!d->has_policy)
+        return "none";
+    switch (d->policy.verdict) {
+    case POLICY_BLOCK:
+        return "block";
+    case POLICY_ROUTE:
+        return "route";
+    case POLICY_REDACT:
+        return "redact";
+    case POLICY_ALLOW:
+        return "allow";
+    }
+    return "none";
+}
+
+void proxy_decision_deinit(struct proxy_decision *d)
+{
+    if (d->has_policy)
+        policy_decision_deinit(&d->policy);
+    d->has_policy = 0;
+    json_doc_deinit(&d->doc);
+    free(d->model_name);
+    d->model_name = NULL;
+    if (d->outbound) {
+        sodium_memzero(d->outbound, d->outbound_len);
+        free(d->outbound);
+    }
+    d->outbound = NULL;
+    d->outbound_len = 0;
+}

@@ -1,0 +1,53 @@
+/* decide.h -- one decision about one request body: the gateway's and `airlock policy test`'s.
+ *
+ * proxy_decide is the whole path from the bytes a client sent to the bytes that would
+ * leave: UTF-8, the one strict parse (common/json.h: repeated member names, NULs and lone
+ * surrogates refused), the API's shapes, the model and stream options, the policy,
+ * routing, and the outbound body. The gateway calls it for every API request and
+ * `airlock policy test` calls it for its one body, so the CLI's `outbound` is byte for
+ * byte what the gateway sends. Everything the gateway reads about the body afterwards
+ * (engine parameters, translation) is read from `doc`, never from another parse.
+ *
+ * Not here, because they are the gateway's state and not the body's: authentication,
+ * budgets, the audit.
+ *
+ * Pure: no I/O, no globals. Returns 0 when the request may go on, -1 when it is refused:
+ * d->status is the HTTP status (400 malformed or unscannable, 403 refused by policy, 404
+ * unknown model, 500 out of memory) and d->error one sentence for the client. `d` is
+ * initialised by the call and must be released with proxy_decision_deinit whatever the
+ * return; it borrows `body`, which must outlive it. */
+#ifndef AIRLOCK_PROXY_DECIDE_H
+#define AIRLOCK_PROXY_DECIDE_H
+
+#include <stddef.h>
+
+#include "common/json.h"
+#include "config/config.h"
+#include "policy/policy.h"
+
+struct proxy_decision {
+    enum policy_api api;
+    struct json_doc doc;     /* the one parse of the body */
+    char *model_name;        /* owned: the requested model, decoded */
+    int stream;              /* "stream": true */
+    int include_usage_asked; /* OpenAI: the client asked for the usage chunk itself */
+    int has_policy;          /* the policy ran: `policy` holds its decision */
+    struct policy_decision policy;
+    const struct config_model *model;   /* borrowed from the config: the target */
+    const struct config_provider *prov; /* its provider */
+    size_t prov_index;
+    char *outbound;     /* owned: the body that leaves; NULL when nothing leaves */
+    size_t outbound_len;
+    int outbound_flags; /* PROXY_OUTBOUND_* */
+    int status;         /* when refused: the HTTP status */
+    char error[512];    /* when refused: why, in one sentence */
+};
+
+int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy_api api,
+                 const char *body, size_t len, const char *key_name, const char *team,
+                 struct proxy_decision *d);
+/* the policy's verdict as the audit and metrics name it: "block", ...; "none" before one */
+const char *proxy_decision_verdict(const struct proxy_decision *d);
+void proxy_decision_deinit(struct proxy_decision *d);
+
+#endif
