@@ -24,6 +24,30 @@
 
 struct audit;
 
+/* Record types, in one table: the value is the type byte of every record's header (on
+ * disk: never renumbered, never reused) and the name is what `audit show` prints as
+ * "type". EVENT types are the ones audit_append writes (a meta + blobs body, the ones
+ * `audit show --id` matches); the others are the log's own framing, written by the
+ * writer alone. Adding a type is one line here; reader, show and cost take it from
+ * this table. */
+#define AUDIT_REC_TYPES(X)                                                                         \
+    X(AUDIT_REC_SEGSTART, 1, "segment-start", 0)                                                   \
+    X(AUDIT_REC_REQUEST, 2, "request", 1)                                                          \
+    X(AUDIT_REC_RESPONSE, 3, "response", 1)                                                        \
+    X(AUDIT_REC_CHECKPOINT, 4, "checkpoint", 0)
+
+enum audit_rec_type {
+#define AUDIT_REC_ENUM_(sym, value, name, event) sym = value,
+    AUDIT_REC_TYPES(AUDIT_REC_ENUM_)
+#undef AUDIT_REC_ENUM_
+};
+
+/* audit_rec_type_name -- "request", "checkpoint", ...; NULL for a value that is no
+ * record type (any int is accepted: the decoder asks about bytes from the file). */
+const char *audit_rec_type_name(int type);
+/* audit_rec_type_is_event -- 1 for a type audit_append takes, 0 otherwise */
+int audit_rec_type_is_event(int type);
+
 /* One payload: the bytes exactly as they were. Names used by the gateway:
  * "inbound" (request body as received), "outbound" (as sent upstream),
  * "upstream" (answer as received, SSE framing included), "client" (answer as sent). */
@@ -47,14 +71,14 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
  * syncer, free. */
 void audit_close(struct audit *a);
 
-/* audit_append -- write one record. `type` is "request" or "response"; meta_json
- * is a JSON object with the metadata fields listed in docs/audit.md. Nothing is
- * kept of meta or blobs after the call returns. `done` (may be NULL) is called once,
- * when the record is durable per the sync mode: at once on this thread with sync:
- * none, later on the syncer thread otherwise. Returns -1 without calling `done` when
- * the record was not written (the log is failed and on_failure is refuse, the write
- * failed, memory ran out). */
-int audit_append(struct audit *a, const char *type, const char *meta_json,
+/* audit_append -- write one record. `type` is an event type (AUDIT_REC_REQUEST,
+ * AUDIT_REC_RESPONSE; any other is refused with -1); meta_json is a JSON object with
+ * the metadata fields listed in docs/audit.md. Nothing is kept of meta or blobs after
+ * the call returns. `done` (may be NULL) is called once, when the record is durable
+ * per the sync mode: at once on this thread with sync: none, later on the syncer
+ * thread otherwise. Returns -1 without calling `done` when the record was not written
+ * (the log is failed and on_failure is refuse, the write failed, memory ran out). */
+int audit_append(struct audit *a, enum audit_rec_type type, const char *meta_json,
                  const struct audit_blob *blobs, size_t n_blobs, audit_done_fn done, void *ud)
     __attribute__((warn_unused_result));
 
@@ -70,7 +94,7 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
  *                  changes nothing. While the log is failed every record waits for a
  *                  sync, which is how the log finds out that it works again. */
 #define AUDIT_WRITTEN 0x2u
-int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t meta_len,
+int audit_append_ex(struct audit *a, enum audit_rec_type type, const char *meta, size_t meta_len,
                     const struct audit_blob *blobs, size_t n_blobs, unsigned flags,
                     audit_done_fn done, void *ud) __attribute__((warn_unused_result));
 

@@ -21,7 +21,7 @@ static cJSON *response_meta(const struct audit_rec *rec, time_t since)
     const char *why;
     cJSON *j;
 
-    if (rec->type != 3)
+    if (rec->type != AUDIT_REC_RESPONSE)
         return NULL;
     if (since > 0 && rec->time_ns / 1000000000ull < (uint64_t)since)
         return NULL;

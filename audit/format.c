@@ -4,27 +4,34 @@
 #include <sodium.h>
 #include <string.h>
 
-const char *audit_type_name(uint8_t type)
+/* The types' names and kinds, indexed by the type byte (AUDIT_REC_TYPES, audit.h). */
+static const struct {
+    const char *name;
+    int event;
+} rec_types[] = {
+#define REC_TYPE_ROW(sym, value, name, event) [sym] = {name, event},
+    AUDIT_REC_TYPES(REC_TYPE_ROW)
+#undef REC_TYPE_ROW
+};
+
+const char *audit_rec_type_name(int type)
 {
-    switch (type) {
-    case 1:
-        return "segment-start";
-    case 2:
-        return "request";
-    case 3:
-        return "response";
-    case 4:
-        return "checkpoint";
-    }
-    return "unknown";
+    if (type < 0 || (size_t)type >= sizeof(rec_types) / sizeof(rec_types[0]))
+        return NULL;
+    return rec_types[type].name;
 }
 
-void audit_hdr_encode(uint8_t *hdr, uint8_t type, uint16_t flags, uint32_t body_len, uint64_t seq,
-                      uint64_t time_ns, const uint8_t prev_hash[32])
+int audit_rec_type_is_event(int type)
+{
+    return audit_rec_type_name(type) != NULL && rec_types[type].event;
+}
+
+void audit_hdr_encode(uint8_t *hdr, enum audit_rec_type type, uint16_t flags, uint32_t body_len,
+                      uint64_t seq, uint64_t time_ns, const uint8_t prev_hash[32])
 {
     memcpy(hdr, AUDIT_MAGIC, 4);
     hdr[4] = AUDIT_VERSION;
-    hdr[5] = type;
+    hdr[5] = (uint8_t)type;
     audit_put16(hdr + 6, flags);
     audit_put32(hdr + 8, body_len);
     audit_put64(hdr + 12, seq);
@@ -79,11 +86,11 @@ int audit_rec_decode(const uint8_t *buf, size_t len, size_t off, struct audit_re
         *why = "unknown format version";
         return AUDIT_DEC_BAD;
     }
-    if (p[5] < 1 || p[5] > 4) {
+    if (!audit_rec_type_name(p[5])) {
         *why = "unknown record type";
         return AUDIT_DEC_BAD;
     }
-    rec->type = p[5];
+    rec->type = (enum audit_rec_type)p[5];
     rec->flags = audit_get16(p + 6);
     rec->body_len = audit_get32(p + 8);
     rec->seq = audit_get64(p + 12);

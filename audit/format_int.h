@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/audit.h"
+
 #define AUDIT_MAGIC "ALOG"
 #define AUDIT_VERSION 1
 #define AUDIT_HDR_LEN 60
@@ -39,7 +41,7 @@ enum audit_ckpt_reason {
 
 /* A decoded record: pointers borrow the buffer it was decoded from. */
 struct audit_rec {
-    uint8_t type;
+    enum audit_rec_type type; /* one of AUDIT_REC_TYPES: the decoder refuses others */
     uint16_t flags;
     uint32_t body_len;
     uint64_t seq;
@@ -71,8 +73,8 @@ int audit_rec_decode(const uint8_t *buf, size_t len, size_t off, struct audit_re
 int audit_rec_find_valid(const uint8_t *buf, size_t len, size_t from);
 
 /* audit_hdr_encode -- fill hdr[AUDIT_HDR_LEN]. */
-void audit_hdr_encode(uint8_t *hdr, uint8_t type, uint16_t flags, uint32_t body_len, uint64_t seq,
-                      uint64_t time_ns, const uint8_t prev_hash[32]);
+void audit_hdr_encode(uint8_t *hdr, enum audit_rec_type type, uint16_t flags, uint32_t body_len,
+                      uint64_t seq, uint64_t time_ns, const uint8_t prev_hash[32]);
 
 /* Parsed body of a request/response record; data pointers borrow the body. Sealed
  * blobs (record flag) are nonce || ciphertext || tag as stored. */
@@ -117,8 +119,6 @@ int audit_ckpt_parse(const uint8_t *body, size_t len, struct audit_ckpt *out, co
 #define AUDIT_CKPT_MSG_LEN (sizeof(AUDIT_CKPT_CONTEXT) - 1 + 49)
 void audit_ckpt_message(uint8_t *msg, uint64_t seq, const uint8_t hash[32], uint64_t time_ns,
                         uint8_t reason);
-
-const char *audit_type_name(uint8_t type);
 
 /* Little-endian helpers. */
 static inline void audit_put16(uint8_t *p, uint16_t v)

@@ -120,7 +120,8 @@ struct walk {
     uint8_t prev_hash[32];
     int adopt;          /* take the chain origin from the first record (fuzzing one file) */
     int stopped;
-    uint8_t last_type, last_reason;
+    enum audit_rec_type last_type; /* 0 before the first record */
+    uint8_t last_reason;
     uint64_t since_cp;
     uint32_t last_segment;
     uint64_t seg_end; /* where the last segment walked ends: its length, or its zeros */
@@ -166,8 +167,8 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
          * writer). A segment closed by its rotation or shutdown checkpoint has none:
          * the writer cuts them before it writes that checkpoint. */
         if (off > 0 && audit_all_zero(buf + off, len - off)) {
-            if (w->last_type == 4 && (w->last_reason == AUDIT_CKPT_ROTATION ||
-                                      w->last_reason == AUDIT_CKPT_SHUTDOWN))
+            if (w->last_type == AUDIT_REC_CHECKPOINT &&
+                (w->last_reason == AUDIT_CKPT_ROTATION || w->last_reason == AUDIT_CKPT_SHUTDOWN))
                 return bad(w, AUDIT_TAMPERED, segname, off, w->next_seq,
                            "%zu bytes after the segment's closing checkpoint", len - off);
             len = off;
@@ -200,7 +201,7 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
                        "chain broken: the previous-record hash does not match the record before "
                        "(a record removed, inserted, reordered or rewritten)");
         if (off == 0) {
-            if (rec.type != 1)
+            if (rec.type != AUDIT_REC_SEGSTART)
                 return bad(w, AUDIT_TAMPERED, segname, off, rec.seq,
                            "segment does not begin with a segment-start record");
             if (audit_segstart_parse(rec.body, rec.body_len, &ss, &why) != 0)
@@ -218,10 +219,10 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
             if (rec.flags != 0)
                 return bad(w, AUDIT_TAMPERED, segname, off, rec.seq, "unexpected record flags");
             have_ss = 1;
-        } else if (rec.type == 1) {
+        } else if (rec.type == AUDIT_REC_SEGSTART) {
             return bad(w, AUDIT_TAMPERED, segname, off, rec.seq,
                        "segment-start record in the middle of a segment");
-        } else if (rec.type == 4) {
+        } else if (rec.type == AUDIT_REC_CHECKPOINT) {
             struct audit_ckpt ck;
             uint8_t msg[AUDIT_CKPT_MSG_LEN];
 
@@ -241,7 +242,7 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
             w->rep->last_checkpoint_seq = ck.seq;
             w->rep->have_checkpoint = 1;
             w->last_reason = ck.reason;
-        } else {
+        } else { /* an event record: the decoder refused types not in AUDIT_REC_TYPES */
             struct audit_body b;
             uint32_t i;
 
@@ -262,7 +263,7 @@ static int walk_segment(struct walk *w, const uint8_t *buf, size_t len, uint32_t
         (void)have_ss;
         w->rep->records++;
         w->last_type = rec.type;
-        w->since_cp = rec.type == 4 ? 0 : w->since_cp + 1;
+        w->since_cp = rec.type == AUDIT_REC_CHECKPOINT ? 0 : w->since_cp + 1;
         w->next_seq = rec.seq + 1;
         memcpy(w->prev_hash, rec.hash, 32);
         w->last_segment = segno;
@@ -290,7 +291,7 @@ static void finish(struct walk *w, const char *segname, uint64_t end_off)
 
     if (w->rep->records == 0) {
         bad(w, AUDIT_TRUNCATED, segname, 0, w->next_seq, "the log holds no records");
-    } else if (w->last_type != 4) {
+    } else if (w->last_type != AUDIT_REC_CHECKPOINT) {
         w->rep->unsigned_tail = 1;
         if (w->rep->have_checkpoint)
             bad(w, AUDIT_TRUNCATED, segname, end_off, w->next_seq,

@@ -172,7 +172,7 @@ static int show_cb(void *ud, const struct audit_rec *rec, const struct audit_wal
     time_t secs = (time_t)(rec->time_ns / 1000000000ull);
     struct tm tm;
 
-    if (rec->type == 2 || rec->type == 3) {
+    if (audit_rec_type_is_event(rec->type)) {
         if (audit_body_parse(rec->body, rec->body_len, &b, &why) != 0)
             return 0; /* the walker checked it */
         meta = cJSON_ParseWithLength(b.meta, b.meta_len);
@@ -194,13 +194,13 @@ static int show_cb(void *ud, const struct audit_rec *rec, const struct audit_wal
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (int)(rec->time_ns / 1000000ull % 1000));
     if (!cJSON_AddNumberToObject(o, "seq", (double)rec->seq) ||
-        !cJSON_AddStringToObject(o, "type", audit_type_name(rec->type)) ||
+        !cJSON_AddStringToObject(o, "type", audit_rec_type_name(rec->type)) ||
         !cJSON_AddStringToObject(o, "time", tbuf) ||
         !cJSON_AddStringToObject(o, "segment", ctx->segment_name) ||
         !cJSON_AddNumberToObject(o, "offset", (double)ctx->offset) ||
         add_hex(o, "hash", rec->hash, 32) != 0)
         goto oom;
-    if (rec->type == 1) {
+    if (rec->type == AUDIT_REC_SEGSTART) {
         struct audit_segstart ss;
         if (audit_segstart_parse(rec->body, rec->body_len, &ss, &why) == 0) {
             if (!cJSON_AddNumberToObject(o, "prev_seq", (double)ss.prev_seq) ||
@@ -210,7 +210,7 @@ static int show_cb(void *ud, const struct audit_rec *rec, const struct audit_wal
                 (ss.seal_pub && add_hex(o, "seal_pub", ss.seal_pub, 32) != 0))
                 goto oom;
         }
-    } else if (rec->type == 4) {
+    } else if (rec->type == AUDIT_REC_CHECKPOINT) {
         struct audit_ckpt ck;
         if (audit_ckpt_parse(rec->body, rec->body_len, &ck, &why) == 0) {
             if (!cJSON_AddNumberToObject(o, "signs_seq", (double)ck.seq) ||
@@ -219,7 +219,7 @@ static int show_cb(void *ud, const struct audit_rec *rec, const struct audit_wal
                 add_hex(o, "signature", ck.sig, 64) != 0)
                 goto oom;
         }
-    } else {
+    } else if (audit_rec_type_is_event(rec->type)) {
         if (meta) {
             cJSON_AddItemToObject(o, "meta", meta);
             meta = NULL;

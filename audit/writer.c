@@ -43,7 +43,7 @@ struct waiter {
 struct audit_wstate {
     uint64_t seq;
     uint8_t hash[32];
-    uint8_t last_type;
+    enum audit_rec_type last_type; /* 0 before the first record */
     uint8_t last_reason; /* of the last record when it is a checkpoint */
     uint64_t off;        /* end of the last record in the segment */
     uint32_t segment;
@@ -224,8 +224,9 @@ static void cut_to(struct audit *a, uint64_t off)
 /* write_rec -- frame (header | body pieces | hash), chain and write one record at the
  * end of the current segment. On failure nothing is left of it: the file is cut back
  * and the chain is where it was. */
-static int write_rec(struct audit *a, uint8_t type, uint16_t flags, const uint8_t *hdr_in,
-                     struct iovec *body, int n_body, size_t body_len, uint8_t ckpt_reason)
+static int write_rec(struct audit *a, enum audit_rec_type type, uint16_t flags,
+                     const uint8_t *hdr_in, struct iovec *body, int n_body, size_t body_len,
+                     uint8_t ckpt_reason)
 {
     uint8_t hdr[AUDIT_HDR_LEN], hash[AUDIT_HASH_LEN];
     struct iovec stackv[16], *iov = stackv;
@@ -285,7 +286,7 @@ static int write_rec(struct audit *a, uint8_t type, uint16_t flags, const uint8_
     memcpy(a->cur.hash, hash, 32);
     a->cur.last_type = type;
     a->cur.off += AUDIT_REC_OVERHEAD + body_len;
-    if (type == 4) {
+    if (type == AUDIT_REC_CHECKPOINT) {
         a->cur.since_cp = 0;
         a->cur.last_reason = ckpt_reason;
     } else {
@@ -296,12 +297,13 @@ static int write_rec(struct audit *a, uint8_t type, uint16_t flags, const uint8_
 
 /* emit -- write one record with a contiguous body (segment start, checkpoint, a
  * sealed record) */
-static int emit(struct audit *a, uint8_t type, uint16_t flags, const uint8_t *hdr_in,
+static int emit(struct audit *a, enum audit_rec_type type, uint16_t flags, const uint8_t *hdr_in,
                 const uint8_t *body, size_t body_len)
 {
     struct iovec v = {(void *)body, body_len};
 
-    return write_rec(a, type, flags, hdr_in, &v, 1, body_len, type == 4 ? body[48] : 0);
+    return write_rec(a, type, flags, hdr_in, &v, 1, body_len,
+                     type == AUDIT_REC_CHECKPOINT ? body[48] : 0);
 }
 
 static int emit_checkpoint(struct audit *a, uint8_t reason)
@@ -315,7 +317,7 @@ static int emit_checkpoint(struct audit *a, uint8_t reason)
     body[48] = reason;
     audit_ckpt_message(msg, a->cur.seq, a->cur.hash, t, reason);
     crypto_sign_detached(body + 49, NULL, msg, sizeof(msg), a->sign_sk);
-    if (emit(a, 4, 0, NULL, body, sizeof(body)) != 0)
+    if (emit(a, AUDIT_REC_CHECKPOINT, 0, NULL, body, sizeof(body)) != 0)
         return -1;
     a->last_cp_mono = mono_ns();
     return 0;
@@ -325,7 +327,7 @@ static int emit_checkpoint(struct audit *a, uint8_t reason)
  * and the blob headers; the pieces point into it, at the caller's meta and at the
  * caller's blob bytes. */
 struct rec_src {
-    uint8_t type;
+    enum audit_rec_type type;
     const char *meta;
     size_t meta_len;
     const struct audit_blob *blobs;
@@ -475,7 +477,7 @@ static int open_segment(struct audit *a)
         memcpy(body + AUDIT_SEGSTART_LEN + 32, a->sealed_key, AUDIT_SEALED_KEY_LEN);
         len += AUDIT_SEGSTART_SEALED_EXTRA;
     }
-    if (emit(a, 1, 0, NULL, body, len) != 0) {
+    if (emit(a, AUDIT_REC_SEGSTART, 0, NULL, body, len) != 0) {
         e = errno;
         close(a->fd);
         a->fd = -1;
@@ -865,7 +867,8 @@ static int recover(struct audit *a, char *err, size_t errlen)
                 break;
             if (off == 0) {
                 struct audit_segstart ss;
-                if (rec.type != 1 || audit_segstart_parse(rec.body, rec.body_len, &ss, &why) != 0 ||
+                if (rec.type != AUDIT_REC_SEGSTART ||
+                    audit_segstart_parse(rec.body, rec.body_len, &ss, &why) != 0 ||
                     ss.segment != segno) {
                     why = "first record is not this segment's start";
                     break;
@@ -877,8 +880,10 @@ static int recover(struct audit *a, char *err, size_t errlen)
             st.seq = rec.seq;
             memcpy(st.hash, rec.hash, 32);
             st.last_type = rec.type;
-            st.last_reason = rec.type == 4 && rec.body_len == AUDIT_CKPT_LEN ? rec.body[48] : 0;
-            st.since_cp = rec.type == 4 ? 0 : st.since_cp + 1;
+            st.last_reason = rec.type == AUDIT_REC_CHECKPOINT && rec.body_len == AUDIT_CKPT_LEN
+                                 ? rec.body[48]
+                                 : 0;
+            st.since_cp = rec.type == AUDIT_REC_CHECKPOINT ? 0 : st.since_cp + 1;
             off += rec.total;
         }
         st.off = off;
@@ -1028,7 +1033,8 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
      * one ended at a rotation, when it is full, or when sealing (the segment key of an
      * old sealed segment is not recoverable here, by design). Otherwise sign what a
      * crash may have left unsigned. Synced here, whatever the sync mode. */
-    if (a->fd < 0 || (a->cur.last_type == 4 && a->cur.last_reason == AUDIT_CKPT_ROTATION)) {
+    if (a->fd < 0 ||
+        (a->cur.last_type == AUDIT_REC_CHECKPOINT && a->cur.last_reason == AUDIT_CKPT_ROTATION)) {
         if (a->fd >= 0) {
             close(a->fd);
             a->fd = -1;
@@ -1042,7 +1048,7 @@ int audit_open(const struct config_audit *cfg, struct audit **out, char *err, si
             snprintf(err, errlen, "%s: cannot rotate: %s", a->dir, strerror(errno));
             goto fail;
         }
-    } else if (a->cur.last_type != 4) {
+    } else if (a->cur.last_type != AUDIT_REC_CHECKPOINT) {
         if (emit_checkpoint(a, AUDIT_CKPT_STARTUP) != 0 || settle_now(a) != 0) {
             snprintf(err, errlen, "%s: cannot write a checkpoint: %s", a->dir, strerror(errno));
             goto fail;
@@ -1075,7 +1081,7 @@ void audit_close(struct audit *a)
         /* the zeros go first, so the shutdown checkpoint is the last byte */
         if (a->fd >= 0 && a->zero_end > a->cur.off)
             cut_to(a, a->cur.off);
-        if (a->fd >= 0 && a->cur.last_type != 4 && !a->need_trunc) {
+        if (a->fd >= 0 && a->cur.last_type != AUDIT_REC_CHECKPOINT && !a->need_trunc) {
             if (emit_checkpoint(a, AUDIT_CKPT_SHUTDOWN) != 0)
                 log_error("audit: cannot write the shutdown checkpoint: %s", strerror(errno));
         }
@@ -1095,7 +1101,7 @@ void audit_close(struct audit *a)
     free(a);
 }
 
-int audit_append(struct audit *a, const char *type, const char *meta_json,
+int audit_append(struct audit *a, enum audit_rec_type type, const char *meta_json,
                  const struct audit_blob *blobs, size_t n_blobs, audit_done_fn done, void *ud)
 {
     int rc = audit_append_ex(a, type, meta_json, strlen(meta_json), blobs, n_blobs, 0, done, ud);
@@ -1105,7 +1111,7 @@ int audit_append(struct audit *a, const char *type, const char *meta_json,
     return rc < 0 ? -1 : 0;
 }
 
-int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t meta_len,
+int audit_append_ex(struct audit *a, enum audit_rec_type type, const char *meta, size_t meta_len,
                     const struct audit_blob *blobs, size_t n_blobs, unsigned flags,
                     audit_done_fn done, void *ud)
 {
@@ -1114,12 +1120,9 @@ int audit_append_ex(struct audit *a, const char *type, const char *meta, size_t 
     size_t i, est;
     int wait, probe = 0, rotated = 0, e;
 
-    if (strcmp(type, "request") == 0)
-        s.type = 2;
-    else if (strcmp(type, "response") == 0)
-        s.type = 3;
-    else
+    if (!audit_rec_type_is_event((int)type))
         return -1;
+    s.type = type;
     if (n_blobs > AUDIT_MAX_BLOBS || meta_len > AUDIT_MAX_BODY)
         return -1;
     /* body = meta length, meta, blob count, then name length, name, length, bytes per blob */

@@ -70,7 +70,7 @@ static void *worker_main(void *p)
                  "\"verdict\":\"allow\",\"rule\":\"default\"}",
                  wk->id, (unsigned long long)wk->n);
         w.done = 0;
-        if (audit_append(wk->a, "request", meta, b, 2, on_done, &w) != 0) {
+        if (audit_append(wk->a, AUDIT_REC_REQUEST, meta, b, 2, on_done, &w) != 0) {
             wk->failed++;
             continue;
         }
@@ -212,8 +212,8 @@ static int run_verify(const char *base, size_t record, double mb)
         struct audit_blob b = {"inbound", blob, record};
         while (audit_queue_depth(a) > 4096)
             usleep(1000);
-        if (audit_append(a, "request", "{\"id\":\"v\",\"key\":\"bench\"}", &b, 1, NULL, NULL) !=
-            0) {
+        if (audit_append(a, AUDIT_REC_REQUEST, "{\"id\":\"v\",\"key\":\"bench\"}", &b, 1, NULL,
+                         NULL) != 0) {
             fprintf(stderr, "audit_bench: append failed\n");
             return -1;
         }

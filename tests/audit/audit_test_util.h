@@ -163,7 +163,8 @@ static inline int append_n(struct audit *a, int n, int first_id, size_t blob_len
         b[1].name = i % 2 ? "client" : "outbound";
         b[1].data = "hello \xe2\x9c\x93";
         b[1].len = 9;
-        if (audit_append(a, i % 2 ? "response" : "request", meta, b, 2, waiter_cb, &w) != 0) {
+        if (audit_append(a, i % 2 ? AUDIT_REC_RESPONSE : AUDIT_REC_REQUEST, meta, b, 2, waiter_cb,
+                         &w) != 0) {
             rc = -1;
             break;
         }

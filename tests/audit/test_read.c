@@ -48,24 +48,26 @@ static void write_sample(const char *dir, const char *seal_to)
         exit(1);
     }
     waiter_init(&w);
-    if (audit_append(a, "request",
-                     "{\"id\":\"0123456789abcdef0123456789abcdef\",\"key\":\"alice\",\"team\":\"red\","
-                     "\"verdict\":\"allow\"}",
-                     req, 2, waiter_cb, &w) != 0 ||
-        audit_append(a, "response",
-                     "{\"id\":\"0123456789abcdef0123456789abcdef\",\"key\":\"alice\",\"team\":\"red\","
-                     "\"provider\":\"openai\",\"model\":\"gpt\",\"status\":200,\"usage\":{"
-                     "\"input_tokens\":100,\"output_tokens\":20,\"cached_input_tokens\":50},"
-                     "\"cost_usd\":0.5}",
-                     resp, 2, waiter_cb, &w) != 0 ||
-        audit_append(a, "request", "{\"id\":\"ffff\",\"key\":null,\"team\":null}", NULL, 0,
+    if (audit_append(
+            a, AUDIT_REC_REQUEST,
+            "{\"id\":\"0123456789abcdef0123456789abcdef\",\"key\":\"alice\",\"team\":\"red\","
+            "\"verdict\":\"allow\"}",
+            req, 2, waiter_cb, &w) != 0 ||
+        audit_append(
+            a, AUDIT_REC_RESPONSE,
+            "{\"id\":\"0123456789abcdef0123456789abcdef\",\"key\":\"alice\",\"team\":\"red\","
+            "\"provider\":\"openai\",\"model\":\"gpt\",\"status\":200,\"usage\":{"
+            "\"input_tokens\":100,\"output_tokens\":20,\"cached_input_tokens\":50},"
+            "\"cost_usd\":0.5}",
+            resp, 2, waiter_cb, &w) != 0 ||
+        audit_append(a, AUDIT_REC_REQUEST, "{\"id\":\"ffff\",\"key\":null,\"team\":null}", NULL, 0,
                      waiter_cb, &w) != 0 ||
-        audit_append(a, "response",
+        audit_append(a, AUDIT_REC_RESPONSE,
                      "{\"id\":\"ffff\",\"key\":null,\"team\":null,\"provider\":\"local\","
                      "\"model\":\"small\",\"status\":403,\"usage\":{\"input_tokens\":0,"
                      "\"output_tokens\":0,\"cached_input_tokens\":0},\"cost_usd\":0}",
                      NULL, 0, waiter_cb, &w) != 0 ||
-        audit_append(a, "response",
+        audit_append(a, AUDIT_REC_RESPONSE,
                      "{\"id\":\"eeee\",\"key\":\"bob\",\"team\":\"red\",\"provider\":\"openai\","
                      "\"model\":\"gpt\",\"status\":200,\"usage\":{\"input_tokens\":7,"
                      "\"output_tokens\":3,\"cached_input_tokens\":0},\"cost_usd\":0.25}",
@@ -94,6 +96,28 @@ static cJSON *blob_named(cJSON *rec, const char *name)
             return b;
     }
     return NULL;
+}
+
+/* The type bytes and the names `audit show` prints are the on-disk format (docs/audit.md):
+ * logs already written must read the same, so neither may change. */
+static void test_rec_types_are_the_format(void)
+{
+    CHECK_EQ_INT(AUDIT_REC_SEGSTART, 1);
+    CHECK_EQ_INT(AUDIT_REC_REQUEST, 2);
+    CHECK_EQ_INT(AUDIT_REC_RESPONSE, 3);
+    CHECK_EQ_INT(AUDIT_REC_CHECKPOINT, 4);
+    CHECK_EQ_STR(audit_rec_type_name(AUDIT_REC_SEGSTART), "segment-start");
+    CHECK_EQ_STR(audit_rec_type_name(AUDIT_REC_REQUEST), "request");
+    CHECK_EQ_STR(audit_rec_type_name(AUDIT_REC_RESPONSE), "response");
+    CHECK_EQ_STR(audit_rec_type_name(AUDIT_REC_CHECKPOINT), "checkpoint");
+    CHECK(audit_rec_type_name(0) == NULL);
+    CHECK(audit_rec_type_name(-1) == NULL);
+    CHECK(audit_rec_type_name(255) == NULL);
+    CHECK(audit_rec_type_is_event(AUDIT_REC_REQUEST) &&
+          audit_rec_type_is_event(AUDIT_REC_RESPONSE));
+    CHECK(!audit_rec_type_is_event(AUDIT_REC_SEGSTART));
+    CHECK(!audit_rec_type_is_event(AUDIT_REC_CHECKPOINT));
+    CHECK(!audit_rec_type_is_event(0) && !audit_rec_type_is_event(255));
 }
 
 static void test_show_plain(void)
@@ -356,7 +380,7 @@ static void test_spend_scan_skips_old_segments(void)
         struct audit_rec rec;
         const char *why;
         REQUIRE(audit_rec_decode(buf, len, off, &rec, &why) == AUDIT_DEC_OK);
-        in_seg1 += rec.type == 3;
+        in_seg1 += rec.type == AUDIT_REC_RESPONSE;
         off += rec.total;
     }
     REQUIRE(in_seg1 > 0);
@@ -376,6 +400,7 @@ static void test_spend_scan_skips_old_segments(void)
 int main(void)
 {
     log_set_level(LOG_WARN);
+    RUN(test_rec_types_are_the_format);
     RUN(test_show_plain);
     RUN(test_seal_round_trip);
     RUN(test_cost_report);

@@ -61,10 +61,10 @@ static void test_open_append_close_verifies(void)
     seg_file(path, sizeof(path), dir, 1);
     n = count_records(path, types, 64);
     CHECK_EQ_INT(n, 12); /* segment-start, 10 records, shutdown checkpoint */
-    CHECK_EQ_INT(types[0], 1);
-    CHECK_EQ_INT(types[1], 2);
-    CHECK_EQ_INT(types[2], 3);
-    CHECK_EQ_INT(types[11], 4);
+    CHECK_EQ_INT(types[0], AUDIT_REC_SEGSTART);
+    CHECK_EQ_INT(types[1], AUDIT_REC_REQUEST);
+    CHECK_EQ_INT(types[2], AUDIT_REC_RESPONSE);
+    CHECK_EQ_INT(types[11], AUDIT_REC_CHECKPOINT);
 
     snprintf(path, sizeof(path), "%s/audit.sign.key", dir);
     {
@@ -104,7 +104,11 @@ static void test_bad_type_and_wrong_pubkey(void)
 
     REQUIRE(dir && dir2);
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
-    CHECK(audit_append(a, "nonsense", "{}", NULL, 0, NULL, NULL) == -1);
+    /* only event types are appended: the framing types are the writer's own */
+    CHECK(audit_append(a, AUDIT_REC_SEGSTART, "{}", NULL, 0, NULL, NULL) == -1);
+    CHECK(audit_append(a, AUDIT_REC_CHECKPOINT, "{}", NULL, 0, NULL, NULL) == -1);
+    CHECK(audit_append(a, (enum audit_rec_type)0, "{}", NULL, 0, NULL, NULL) == -1);
+    CHECK(audit_append(a, (enum audit_rec_type)99, "{}", NULL, 0, NULL, NULL) == -1);
     CHECK(append_n(a, 2, 0, 10) == 0);
     audit_close(a);
     REQUIRE(audit_open(&cfg2, &a, err, sizeof(err)) == 0);
@@ -168,8 +172,8 @@ static void test_rotation(void)
     seg_file(path, sizeof(path), dir, 2);
     n = count_records(path, types, 4096);
     REQUIRE(n >= 3);
-    CHECK_EQ_INT(types[0], 1);
-    CHECK_EQ_INT(types[n - 1], 4);
+    CHECK_EQ_INT(types[0], AUDIT_REC_SEGSTART);
+    CHECK_EQ_INT(types[n - 1], AUDIT_REC_CHECKPOINT);
     rm_rf(dir);
     free(dir);
 }
@@ -193,7 +197,7 @@ static void *gc_thread(void *p)
         struct audit_blob b = {"inbound", meta, 0};
         snprintf(meta, sizeof(meta), "{\"id\":\"t%d-%05d\"}", g->thread, i);
         b.len = strlen(meta);
-        if (audit_append(g->a, "request", meta, &b, 1, waiter_cb, g->w) != 0)
+        if (audit_append(g->a, AUDIT_REC_REQUEST, meta, &b, 1, waiter_cb, g->w) != 0)
             g->failed_append++;
     }
     return NULL;
@@ -213,7 +217,7 @@ static int order_cb(void *ud, const struct audit_rec *rec, const struct audit_wa
     int t, i;
 
     (void)ctx;
-    if (rec->type != 2)
+    if (rec->type != AUDIT_REC_REQUEST)
         return 0;
     if (audit_body_parse(rec->body, rec->body_len, &b, &why) != 0 ||
         sscanf(b.meta, "{\"id\":\"t%d-%d", &t, &i) != 2 || t < 0 || t >= 8) {
@@ -327,7 +331,7 @@ static int blob_check_cb(void *ud, const struct audit_rec *rec, const struct aud
     uint32_t k;
 
     (void)ctx;
-    if (rec->type != 2)
+    if (rec->type != AUDIT_REC_REQUEST)
         return 0;
     if (audit_body_parse(rec->body, rec->body_len, &b, &why) != 0) {
         bc->bad++;
@@ -367,7 +371,7 @@ static void gate_hold(struct audit *a, struct big_batch *g)
     memset(g, 0, sizeof(*g));
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
-    REQUIRE(audit_append_ex(a, "request", "{\"gate\":1}", 10, NULL, 0, 0, gate_cb, g) == 0);
+    REQUIRE(audit_append_ex(a, AUDIT_REC_REQUEST, "{\"gate\":1}", 10, NULL, 0, 0, gate_cb, g) == 0);
     pthread_mutex_lock(&g->mu);
     while (!g->entered)
         pthread_cond_wait(&g->cv, &g->mu);
@@ -407,8 +411,8 @@ static void test_group_commit_held_syncer(void)
             bl[k].len = (k == 1 && (i & 1)) ? 0 : strlen(data[i][k]);
         }
         snprintf(meta, sizeof(meta), "{\"i\":%d}", i);
-        REQUIRE(audit_append_ex(a, "request", meta, strlen(meta), bl, 3, 0, count_cb,
-                                &g) == 0);
+        REQUIRE(audit_append_ex(a, AUDIT_REC_REQUEST, meta, strlen(meta), bl, 3, 0, count_cb, &g) ==
+                0);
     }
     syncs0 = audit_syncs(a);
     pthread_mutex_lock(&g.mu);
@@ -424,7 +428,8 @@ static void test_group_commit_held_syncer(void)
     /* and the log goes on rotating once the held rotation is synced */
     for (i = 0; i < 40; i++) {
         struct audit_blob one = {"inbound", data[0][0], 1};
-        REQUIRE(audit_append_ex(a, "request", "{\"i\":-1}", 8, &one, 1, 0, count_cb, &g) == 0);
+        REQUIRE(audit_append_ex(a, AUDIT_REC_REQUEST, "{\"i\":-1}", 8, &one, 1, 0, count_cb, &g) ==
+                0);
     }
     pthread_mutex_lock(&g.mu);
     while (g.done < N + 41)
@@ -494,9 +499,10 @@ static void test_written_before_sync(void)
     pthread_mutex_init(&w.mu, NULL);
     gate_hold(a, &g); /* the syncer is held: nothing is synced until release */
     syncs0 = audit_syncs(a);
-    CHECK_EQ_INT(audit_append_ex(a, "request", "{}", 2, &bl, 1, 0, written_cb_plain, &w), 0);
+    CHECK_EQ_INT(audit_append_ex(a, AUDIT_REC_REQUEST, "{}", 2, &bl, 1, 0, written_cb_plain, &w),
+                 0);
     /* complete at return: no callback, and no sync was needed */
-    CHECK_EQ_INT(audit_append_ex(a, "response", "{}", 2, &bl, 1, AUDIT_WRITTEN,
+    CHECK_EQ_INT(audit_append_ex(a, AUDIT_REC_RESPONSE, "{}", 2, &bl, 1, AUDIT_WRITTEN,
                                  written_cb_early, &w),
                  1);
     CHECK_EQ_INT(audit_syncs(a), syncs0);
@@ -507,8 +513,8 @@ static void test_written_before_sync(void)
     /* both are in the segment file already: start, gate, request, response */
     seg_file(path, sizeof(path), dir, 1);
     CHECK_EQ_INT(count_records(path, types, 16), 4);
-    CHECK_EQ_INT(types[2], 2);
-    CHECK_EQ_INT(types[3], 3);
+    CHECK_EQ_INT(types[2], AUDIT_REC_REQUEST);
+    CHECK_EQ_INT(types[3], AUDIT_REC_RESPONSE);
     pthread_mutex_lock(&g.mu);
     g.release = 1;
     pthread_cond_broadcast(&g.cv);
@@ -571,7 +577,7 @@ static int meta_id_cb(void *ud, const struct audit_rec *rec, const struct audit_
     int id;
 
     (void)ctx;
-    if ((rec->type == 2 || rec->type == 3) &&
+    if (audit_rec_type_is_event(rec->type) &&
         audit_body_parse(rec->body, rec->body_len, &b, &why) == 0) {
         id = atoi(b.meta + 5); /* {"i":N} */
         if (id >= 0 && id < 64)
@@ -604,7 +610,7 @@ static void test_failed_group_commit(void)
         args[i].st = &st;
         args[i].id = i;
     }
-    REQUIRE(audit_append(a, "request", "{\"i\":0}", NULL, 0, id_cb, &args[0]) == 0);
+    REQUIRE(audit_append(a, AUDIT_REC_REQUEST, "{\"i\":0}", NULL, 0, id_cb, &args[0]) == 0);
     id_wait(&st, 1); /* durable: fdatasync #2 */
     CHECK_EQ_INT(st.status[0], 1);
     for (i = 1; i <= 10; i++) {
@@ -612,8 +618,8 @@ static void test_failed_group_commit(void)
         /* half of them complete once written (1, no callback): those are cut all the
          * same. Once the failure is known, appends are refused at once (fail fast): no
          * callback either. */
-        rc = audit_append_ex(a, i % 2 ? "request" : "response", meta, strlen(meta), NULL, 0,
-                             i % 2 ? 0 : AUDIT_WRITTEN, id_cb, &args[i]);
+        rc = audit_append_ex(a, i % 2 ? AUDIT_REC_REQUEST : AUDIT_REC_RESPONSE, meta, strlen(meta),
+                             NULL, 0, i % 2 ? 0 : AUDIT_WRITTEN, id_cb, &args[i]);
         pthread_mutex_lock(&st.mu);
         if (rc < 0) {
             st.status[i] = -2;
@@ -632,7 +638,7 @@ static void test_failed_group_commit(void)
      * made a later group that succeeded.) Appends are refused for a while, then one
      * probe goes through and heals the log. */
     for (tries = 0; tries < 40; tries++) {
-        if (audit_append(a, "request", "{\"i\":42}", NULL, 0, id_cb, &args[42]) == 0)
+        if (audit_append(a, AUDIT_REC_REQUEST, "{\"i\":42}", NULL, 0, id_cb, &args[42]) == 0)
             break;
         usleep(100000);
     }
@@ -685,7 +691,7 @@ static void test_sync_keeps_failing(void)
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
     unsetenv("AIRLOCK_AUDIT_FAULT_SYNC");
     waiter_init(&w);
-    REQUIRE(audit_append(a, "request", "{\"i\":1}", NULL, 0, waiter_cb, &w) == 0);
+    REQUIRE(audit_append(a, AUDIT_REC_REQUEST, "{\"i\":1}", NULL, 0, waiter_cb, &w) == 0);
     waiter_wait(&w, 1);
     CHECK_EQ_INT(w.failed, 1);
     waiter_deinit(&w);
@@ -694,7 +700,7 @@ static void test_sync_keeps_failing(void)
     usleep(300000);
     CHECK(audit_syncs(a) - s0 <= 1); /* idle: no retry loop */
     for (i = 0; i < 20; i++)
-        refused += audit_append(a, "request", "{\"i\":2}", NULL, 0, NULL, NULL) != 0;
+        refused += audit_append(a, AUDIT_REC_REQUEST, "{\"i\":2}", NULL, 0, NULL, NULL) != 0;
     CHECK(refused >= 19); /* fail fast (one probe a second at most) */
     audit_close(a);
     log_set_level(LOG_INFO);
@@ -735,7 +741,7 @@ static void test_stalled_disk(void)
     REQUIRE(audit_open(&cfg, &a, err, sizeof(err)) == 0);
     /* the open's syncs are done; the next one, for the record below, stalls */
     waiter_init(&w);
-    REQUIRE(audit_append(a, "request", "{\"i\":0}", NULL, 0, waiter_cb, &w) == 0);
+    REQUIRE(audit_append(a, AUDIT_REC_REQUEST, "{\"i\":0}", NULL, 0, waiter_cb, &w) == 0);
     waiter_wait(&w, 1);
     CHECK_EQ_INT(w.ok, 1);
     waiter_deinit(&w);
@@ -759,14 +765,15 @@ static void test_stalled_disk(void)
     unsetenv("AIRLOCK_AUDIT_FAULT_SYNC_STALL");
     CHECK(audit_syncs(a) == s0);
     waiter_init(&w);
-    REQUIRE(audit_append(a, "request", "{\"i\":1}", NULL, 0, waiter_cb, &w) == 0);
+    REQUIRE(audit_append(a, AUDIT_REC_REQUEST, "{\"i\":1}", NULL, 0, waiter_cb, &w) == 0);
     for (tries = 0; audit_syncs(a) == s0 && tries < 2000; tries++)
         usleep(1000);
     REQUIRE(audit_syncs(a) == s0 + 1); /* the syncer is in the stalled fdatasync */
     t0 = audit_now_ns();
     /* 80 MiB behind a sync that has run for less than 2 s: accepted */
     for (i = 0; i < 8; i++) {
-        rc = audit_append_ex(a, "response", "{\"i\":2}", 7, &big, 1, AUDIT_WRITTEN, NULL, NULL);
+        rc = audit_append_ex(a, AUDIT_REC_RESPONSE, "{\"i\":2}", 7, &big, 1, AUDIT_WRITTEN, NULL,
+                             NULL);
         accepted += rc == 1;
     }
     REQUIRE(audit_now_ns() - t0 < 1500000000ull); /* (else the machine is too slow to tell) */
@@ -775,7 +782,7 @@ static void test_stalled_disk(void)
     while (audit_now_ns() - t0 < 2200000000ull)
         usleep(10000);
     /* the same sync has now run for over 2 s with 80 MiB behind it: refused, unhealthy */
-    rc = audit_append(a, "request", "{\"i\":3}", NULL, 0, NULL, NULL);
+    rc = audit_append(a, AUDIT_REC_REQUEST, "{\"i\":3}", NULL, 0, NULL, NULL);
     CHECK_EQ_INT(rc, -1);
     CHECK_EQ_INT(audit_healthy(a), 0);
     CHECK_EQ_INT(w.done, 0); /* the first record still waits for its sync */
@@ -786,7 +793,7 @@ static void test_stalled_disk(void)
     /* a probe (at most one a second) is let through and heals the log */
     waiter_init(&w2);
     for (tries = 0; tries < 300; tries++) {
-        if (audit_append(a, "request", "{\"i\":4}", NULL, 0, waiter_cb, &w2) == 0)
+        if (audit_append(a, AUDIT_REC_REQUEST, "{\"i\":4}", NULL, 0, waiter_cb, &w2) == 0)
             break;
         usleep(10000);
     }
@@ -821,8 +828,9 @@ static void test_sync_always(void)
     {
         struct waiter w;
         waiter_init(&w);
-        CHECK_EQ_INT(audit_append_ex(a, "response", "{}", 2, NULL, 0, AUDIT_WRITTEN, waiter_cb, &w),
-                     0);
+        CHECK_EQ_INT(
+            audit_append_ex(a, AUDIT_REC_RESPONSE, "{}", 2, NULL, 0, AUDIT_WRITTEN, waiter_cb, &w),
+            0);
         waiter_wait(&w, 1);
         CHECK_EQ_INT(w.failed, 0);
         waiter_deinit(&w);
@@ -971,7 +979,7 @@ static void test_disk_full(void)
             b.data = data;
             b.len = sizeof(data);
             waiter_init(&w);
-            if (audit_append(a, "request", "{\"id\":\"x\"}", &b, 1, waiter_cb, &w) != 0) {
+            if (audit_append(a, AUDIT_REC_REQUEST, "{\"id\":\"x\"}", &b, 1, waiter_cb, &w) != 0) {
                 refused++;
                 waiter_deinit(&w);
                 continue;
@@ -1166,7 +1174,7 @@ static void test_disk_full_allow(void)
             b.data = data;
             b.len = sizeof(data);
             waiter_init(&w);
-            if (audit_append(a, "request", "{}", &b, 1, waiter_cb, &w) != 0) {
+            if (audit_append(a, AUDIT_REC_REQUEST, "{}", &b, 1, waiter_cb, &w) != 0) {
                 refused++;
             } else {
                 waiter_wait(&w, 1);
@@ -1183,7 +1191,7 @@ static void test_disk_full_allow(void)
         {
             struct waiter w;
             waiter_init(&w);
-            rc = audit_append(a, "request", "{}", NULL, 0, waiter_cb, &w);
+            rc = audit_append(a, AUDIT_REC_REQUEST, "{}", NULL, 0, waiter_cb, &w);
             if (rc != 0)
                 _exit(13);
             waiter_wait(&w, 1);
@@ -1221,7 +1229,7 @@ static void *crash_thread(void *p)
         uint32_t id = (uint32_t)(c->thread << 20 | i);
         snprintf(meta, sizeof(meta), "{\"id\":\"%08x\"}", id);
         waiter_init(&w);
-        if (audit_append(c->a, "request", meta, &b, 1, waiter_cb, &w) != 0)
+        if (audit_append(c->a, AUDIT_REC_REQUEST, meta, &b, 1, waiter_cb, &w) != 0)
             _exit(20);
         waiter_wait(&w, 1);
         if (w.ok != 1)
@@ -1246,7 +1254,8 @@ static int collect_ids(void *ud, const struct audit_rec *rec, const struct audit
     unsigned int id;
 
     (void)ctx;
-    if (rec->type != 2 || audit_body_parse(rec->body, rec->body_len, &b, &why) != 0 ||
+    if (rec->type != AUDIT_REC_REQUEST ||
+        audit_body_parse(rec->body, rec->body_len, &b, &why) != 0 ||
         sscanf(b.meta, "{\"id\":\"%8x", &id) != 1)
         return 0;
     if (s->n == s->cap) {
