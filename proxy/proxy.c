@@ -22,10 +22,6 @@
 #include "common/log.h"
 #include "proxy/proxy_int.h"
 
-int proxy_listeners_open(struct proxy *px, char *err, size_t errlen);
-void proxy_listeners_close(struct proxy *px);
-void proxy_conns_drain(struct proxy *px);
-void proxy_conns_close_all(struct proxy *px);
 
 static void engine_release(struct proxy *px, struct proxy_engine_slot *e);
 
@@ -353,7 +349,6 @@ static void spend_add_name(struct proxy *px, const char *kind, const char *name,
     s->usd += usd;
 }
 
-void proxy_spend_add(struct proxy *px, const struct config_key *k, double usd);
 void proxy_spend_add(struct proxy *px, const struct config_key *k, double usd)
 {
     spend_roll(px);
@@ -362,7 +357,6 @@ void proxy_spend_add(struct proxy *px, const struct config_key *k, double usd)
         spend_add_name(px, "t", k->team, usd);
 }
 
-double proxy_spend_get(struct proxy *px, const char *kind, const char *name);
 double proxy_spend_get(struct proxy *px, const char *kind, const char *name)
 {
     struct proxy_spend *s;

@@ -461,7 +461,6 @@ static void conn_reply_raw_error(struct proxy_conn *c, int status, const char *t
 
 /* The request's answer is complete: go on with the next pipelined request, or
  * close. Called by proxy_req_finish. */
-void proxy_conn_request_done(struct proxy_conn *c);
 void proxy_conn_request_done(struct proxy_conn *c)
 {
     c->req = NULL;
@@ -762,7 +761,6 @@ static void listener_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /* proxy_listeners_open -- bind every listener of cfg. */
-int proxy_listeners_open(struct proxy *px, char *err, size_t errlen);
 int proxy_listeners_open(struct proxy *px, char *err, size_t errlen)
 {
     const struct config *cfg = px->snap->cfg;
@@ -821,7 +819,6 @@ int proxy_listeners_open(struct proxy *px, char *err, size_t errlen)
     return 0;
 }
 
-void proxy_listeners_close(struct proxy *px);
 void proxy_listeners_close(struct proxy *px)
 {
     size_t i;
@@ -837,7 +834,6 @@ void proxy_listeners_close(struct proxy *px)
 }
 
 /* proxy_conns_drain -- close idle connections; busy ones close after their answer. */
-void proxy_conns_drain(struct proxy *px);
 void proxy_conns_drain(struct proxy *px)
 {
     struct proxy_conn *c = px->conns, *next;
@@ -849,7 +845,6 @@ void proxy_conns_drain(struct proxy *px)
     }
 }
 
-void proxy_conns_close_all(struct proxy *px);
 void proxy_conns_close_all(struct proxy *px)
 {
     while (px->conns)

@@ -1,4 +1,4 @@
-/* pipeline.c -- one request from complete bytes to finished answer.
+/* req.c -- one request from complete bytes to finished answer (see req.h).
  *
  * route → authenticate → parse → policy_decide → budget → build outbound →
  * audit the request record (write-ahead: wait until durable) → dispatch to an
@@ -28,9 +28,6 @@
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
 
-void proxy_conn_request_done(struct proxy_conn *c);
-void proxy_spend_add(struct proxy *px, const struct config_key *k, double usd);
-double proxy_spend_get(struct proxy *px, const char *kind, const char *name);
 
 static double now_s(void)
 {

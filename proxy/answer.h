@@ -1,0 +1,34 @@
+/* answer.h -- the answer to the client: relaying a provider's, or framing the engine's.
+ *
+ * Provider answers are relayed as they arrive (SSE event by event); on the way usage is
+ * read, placeholders restored, and a usage chunk the client did not ask for removed. */
+#ifndef AIRLOCK_PROXY_ANSWER_H
+#define AIRLOCK_PROXY_ANSWER_H
+
+#include <stddef.h>
+
+#include <cJSON.h>
+
+#include "engine/engine.h"
+
+struct config_model;
+struct proxy_req;
+struct proxy_usage;
+
+/* the upstream answered status/headers */
+void proxy_answer_upstream_head(struct proxy_req *r, int status, const char *content_type);
+/* a piece of upstream body */
+void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t len);
+/* the upstream body is complete */
+void proxy_answer_upstream_done(struct proxy_req *r);
+/* the upstream failed; `timeout` chooses 504 over 502 */
+void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *why);
+/* builtin engine */
+void proxy_answer_engine_start(struct proxy_req *r);
+/* proxy_answer_engine_text -- relay a piece of the local model's answer; -1 when memory
+ * ran out (the answer would have a hole: the caller ends the request). */
+int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
+    __attribute__((warn_unused_result));
+void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res);
+
+#endif
