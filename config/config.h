@@ -106,6 +106,39 @@ struct config_detector {
     struct config_pos pos;
 };
 
+/* The built-in detectors, in the policy's tie-break priority order: of two overlapping
+ * findings, the one whose detector comes first is kept (secrets first, then the PII
+ * whose shapes contain others: an IBAN holds a card-like run of digits). This one table
+ * names them for config validation and for policy (policy_int.h's DET_* are these
+ * values), with their group; rules may name a group ("pii", "secrets") for all its
+ * members. */
+enum config_builtin_detector {
+    CONFIG_DET_PRIVATE_KEY,
+    CONFIG_DET_ANTHROPIC_KEY,
+    CONFIG_DET_OPENAI_KEY,
+    CONFIG_DET_GITHUB_TOKEN,
+    CONFIG_DET_AWS_ACCESS_KEY,
+    CONFIG_DET_JWT,
+    CONFIG_DET_GENERIC_SECRET,
+    CONFIG_DET_IBAN, /* before credit_card: a card-like run inside a valid IBAN is the IBAN */
+    CONFIG_DET_CREDIT_CARD,
+    CONFIG_DET_US_SSN,
+    CONFIG_DET_EMAIL,
+    CONFIG_DET_PHONE,
+    CONFIG_DET_IPV4,
+    CONFIG_DET_N_BUILTIN
+};
+
+enum config_detector_group { CONFIG_GROUP_NONE, CONFIG_GROUP_PII, CONFIG_GROUP_SECRETS };
+
+struct config_builtin {
+    const char *name;
+    enum config_detector_group group; /* CONFIG_GROUP_NONE: in no group (ipv4) */
+};
+
+/* Indexed by enum config_builtin_detector. */
+extern const struct config_builtin config_detectors_builtin[CONFIG_DET_N_BUILTIN];
+
 struct config_rule {
     char *name;
     /* conditions; an empty list means "not a condition" */
@@ -194,6 +227,14 @@ size_t config_errors_format(const struct config_errors *errs, char *buf, size_t 
  * Returns the number of warnings. */
 size_t config_lint(const struct config *cfg,
                    void (*fn)(void *ud, struct config_pos pos, const char *msg), void *ud);
+
+/* Detector names (config/detectors.c). config_detectors_builtin_find: the index of a
+ * built-in detector, -1 if `name` is none. config_detectors_group: the group `name`
+ * names ("pii", "secrets"), CONFIG_GROUP_NONE if none. config_detectors_known: a
+ * built-in, a group or one of cfg's detectors (cfg may be NULL; name NULL: 0). */
+int config_detectors_builtin_find(const char *name);
+enum config_detector_group config_detectors_group(const char *name);
+int config_detectors_known(const struct config *cfg, const char *name);
 
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config *cfg);

@@ -23,16 +23,6 @@
 
 #include "common/grow.h"
 
-const char *const policy_builtin_names[DET_N_BUILTIN] = {
-    [DET_PRIVATE_KEY] = "private_key",   [DET_ANTHROPIC_KEY] = "anthropic_key",
-    [DET_OPENAI_KEY] = "openai_key",     [DET_GITHUB_TOKEN] = "github_token",
-    [DET_AWS_ACCESS_KEY] = "aws_access_key", [DET_JWT] = "jwt",
-    [DET_GENERIC_SECRET] = "generic_secret", [DET_CREDIT_CARD] = "credit_card",
-    [DET_IBAN] = "iban",                 [DET_US_SSN] = "us_ssn",
-    [DET_EMAIL] = "email",               [DET_PHONE] = "phone",
-    [DET_IPV4] = "ipv4",
-};
-
 #define SOM HS_FLAG_SOM_LEFTMOST
 
 /* Triggers. Only the secret words need a reported start; every other trigger has a
@@ -131,7 +121,7 @@ int policy_scan_compile(struct policy *p, struct config_errors *errs)
     if (!p->dets)
         goto oom;
     for (size_t i = 0; i < DET_N_BUILTIN; i++) {
-        p->dets[i].name = policy_builtin_names[i];
+        p->dets[i].name = config_detectors_builtin[i].name;
         p->dets[i].validate = policy_builtin_validators[i];
     }
     for (size_t i = 0; i < cfg->n_detectors; i++) {
