@@ -2,7 +2,8 @@
  *
  * The output is exactly what the gateway would do (SPEC §4): the same proxy_decide the
  * request pipeline calls (validation, the one strict parse, shapes, policy, routing and the
- * outbound body), so `outbound` is byte for byte the body that would leave. Exit 0 when decided (whatever the verdict), 2 on bad input. */
+ * outbound body), so `outbound` is byte for byte the body that would leave. Exit 0 when decided
+ * (whatever the verdict), 2 on bad input. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,8 +143,10 @@ int cmd_policy(int argc, char **argv)
     const char *outbound = pd.outbound;
     size_t out_len = pd.outbound_len;
 
-    static const char *const verdicts[] = {[POLICY_BLOCK] = "block", [POLICY_ROUTE] = "route",
-                                           [POLICY_REDACT] = "redact", [POLICY_ALLOW] = "allow"};
+    static const char *const verdicts[] = {[POLICY_BLOCK] = "block",
+                                           [POLICY_ROUTE] = "route",
+                                           [POLICY_REDACT] = "redact",
+                                           [POLICY_ALLOW] = "allow"};
     cJSON *o = cJSON_CreateObject(), *fa;
     if (!o)
         goto oom;

@@ -246,11 +246,26 @@ size_t json_decode_escape(const unsigned char *b, char *o, size_t *dl)
     unsigned u, lo;
     size_t raw = 6;
     switch (b[1]) {
-    case 'b': o[0] = '\b'; *dl = 1; return 2;
-    case 'f': o[0] = '\f'; *dl = 1; return 2;
-    case 'n': o[0] = '\n'; *dl = 1; return 2;
-    case 'r': o[0] = '\r'; *dl = 1; return 2;
-    case 't': o[0] = '\t'; *dl = 1; return 2;
+    case 'b':
+        o[0] = '\b';
+        *dl = 1;
+        return 2;
+    case 'f':
+        o[0] = '\f';
+        *dl = 1;
+        return 2;
+    case 'n':
+        o[0] = '\n';
+        *dl = 1;
+        return 2;
+    case 'r':
+        o[0] = '\r';
+        *dl = 1;
+        return 2;
+    case 't':
+        o[0] = '\t';
+        *dl = 1;
+        return 2;
     case 'u':
         hex4(b + 2, &u);
         if (u >= 0xD800 && u <= 0xDBFF) {
@@ -278,7 +293,10 @@ size_t json_decode_escape(const unsigned char *b, char *o, size_t *dl)
             *dl = 4;
         }
         return raw;
-    default: o[0] = (char)b[1]; *dl = 1; return 2;
+    default:
+        o[0] = (char)b[1];
+        *dl = 1;
+        return 2;
     }
 }
 
@@ -576,7 +594,8 @@ static int parse_value(struct parser *p, int depth, uint32_t *out)
         int type;
     } lits[] = {{"true", 4, JSON_TRUE}, {"false", 5, JSON_FALSE}, {"null", 4, JSON_NULL}};
     for (size_t i = 0; i < sizeof(lits) / sizeof(*lits); i++) {
-        if (p->len - p->pos >= lits[i].len && memcmp(p->b + p->pos, lits[i].text, lits[i].len) == 0) {
+        if (p->len - p->pos >= lits[i].len &&
+            memcmp(p->b + p->pos, lits[i].text, lits[i].len) == 0) {
             uint32_t id = node_new(p, lits[i].type, p->pos);
             if (id == JSON_NONE)
                 return fail(p, "out of memory");
@@ -591,8 +610,8 @@ static int parse_value(struct parser *p, int depth, uint32_t *out)
 
 int json_parse(struct json_doc *d, const char *body, size_t len, char *err, size_t errlen)
 {
-    struct parser p = {.d = d, .b = (const unsigned char *)body, .len = len, .err = err,
-                       .errlen = errlen};
+    struct parser p = {
+        .d = d, .b = (const unsigned char *)body, .len = len, .err = err, .errlen = errlen};
     d->body = body;
     d->len = len;
     d->root = JSON_NONE;

@@ -134,8 +134,8 @@ static int key_is(const struct json_doc *p, uint32_t id, const char *name)
 
 /* The value of the member of object `obj` named `name`, if any (names are unique: the
  * parse refused repeats), as a one-pass loop so the walk reads as before. */
-#define FOR_MEMBER(p, obj, name, v)                                                               \
-    for (uint32_t v = json_get(p, obj, name), once_##v = 1; once_##v && v != JSON_NONE;           \
+#define FOR_MEMBER(p, obj, name, v)                                                                \
+    for (uint32_t v = json_get(p, obj, name), once_##v = 1; once_##v && v != JSON_NONE;            \
          once_##v = 0)
 
 static int add_all_strings(struct walk *w, uint32_t id, int message, uint32_t key)
@@ -178,8 +178,8 @@ static int add_source(struct walk *w, uint32_t src, int message)
     }
     if (is_text)
         FOR_MEMBER(p, src, "data", v)
-        if (p->nodes[v].type == JSON_STR && add_segment(w, v, message, JSON_NONE) < 0)
-            return -1;
+    if (p->nodes[v].type == JSON_STR && add_segment(w, v, message, JSON_NONE) < 0)
+        return -1;
     if (is_content)
         FOR_MEMBER(p, src, "content", v)
         {
@@ -235,8 +235,8 @@ static int add_block(struct walk *w, uint32_t id, int message)
     static const char *const text_keys[] = {"text", "thinking", "refusal", "title", "context"};
     for (size_t i = 0; i < sizeof(text_keys) / sizeof(*text_keys); i++)
         FOR_MEMBER(p, id, text_keys[i], v)
-        if (p->nodes[v].type == JSON_STR && add_segment(w, v, message, JSON_NONE) < 0)
-            return -1;
+    if (p->nodes[v].type == JSON_STR && add_segment(w, v, message, JSON_NONE) < 0)
+        return -1;
     FOR_MEMBER(p, id, "input", v)
     if (add_all_strings(w, v, message, JSON_NONE) < 0)
         return -1;
@@ -354,8 +354,8 @@ int policy_extract_doc(enum policy_api api, const struct json_doc *doc, struct p
     static const char *const top_keys[] = {"tools", "functions", "response_format"};
     for (size_t i = 0; i < sizeof(top_keys) / sizeof(*top_keys); i++)
         FOR_MEMBER(p, root, top_keys[i], v)
-        if (add_all_strings(&w, v, -1, JSON_NONE) < 0)
-            return -1;
+    if (add_all_strings(&w, v, -1, JSON_NONE) < 0)
+        return -1;
     FOR_MEMBER(p, root, "messages", v)
     {
         if (p->nodes[v].type != JSON_ARR)
@@ -368,8 +368,8 @@ int policy_extract_doc(enum policy_api api, const struct json_doc *doc, struct p
     return 0;
 }
 
-int policy_extract(enum policy_api api, const char *body, size_t len, struct pextract *x,
-                   char *err, size_t errlen)
+int policy_extract(enum policy_api api, const char *body, size_t len, struct pextract *x, char *err,
+                   size_t errlen)
 {
     struct json_doc d = {0};
     int rc = json_parse(&d, body, len, err, errlen);

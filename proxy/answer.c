@@ -1,11 +1,10 @@
 /* answer.c -- the answer to the client: upstream relay and built-in framing.
  *
- * Upstream answers are relayed event by event as they arrive (SSE is never
- * buffered whole). On the way: usage is read from the provider's own fields,
- * redaction placeholders are restored (per choice / content block, across event
- * boundaries), and the usage chunk the gateway asked for on the client's behalf is
- * removed so the client sees what it asked for. Built-in engine output is framed
- * in the caller's API, streaming or not. */
+ * Format-blind: what an API's answers look like is its wire format's (wire.h; r->wire is
+ * the client's, r->up_wire the provider's). Upstream answers are relayed event by event
+ * as they arrive (SSE is never buffered whole); when the two formats differ, each event
+ * is read in the provider's and written in the client's. Built-in engine output is
+ * written in the client's format, streaming or not. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +13,10 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "proxy/outbound.h"
 #include "common/wipe.h"
+#include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
+#include "proxy/wire.h"
 
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
 {
@@ -31,236 +31,36 @@ double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
            1e6;
 }
 
-static long num(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
-}
-
-/* OpenAI `usage` object */
-static void usage_openai(struct proxy_req *r, const cJSON *u)
-{
-    if (!cJSON_IsObject(u))
-        return;
-    r->usage.seen = 1;
-    r->usage.input = num(u, "prompt_tokens");
-    r->usage.output = num(u, "completion_tokens");
-    r->usage.cached =
-        num(cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"), "cached_tokens");
-}
-
-/* Anthropic `usage` object; message_delta carries cumulative output_tokens */
-static void usage_anthropic(struct proxy_req *r, const cJSON *u)
-{
-    long in, cr, cw;
-
-    if (!cJSON_IsObject(u))
-        return;
-    r->usage.seen = 1;
-    if (cJSON_GetObjectItemCaseSensitive(u, "input_tokens")) {
-        in = num(u, "input_tokens");
-        cr = num(u, "cache_read_input_tokens");
-        cw = num(u, "cache_creation_input_tokens");
-        if (in || cr || cw) {
-            r->usage.input = in + cr + cw;
-            r->usage.cached = cr;
-            r->usage.cache_write = cw;
-        }
-    }
-    if (cJSON_GetObjectItemCaseSensitive(u, "output_tokens"))
-        r->usage.output = num(u, "output_tokens");
-}
-
-void proxy_write_event_json(struct proxy_req *r, const char *event, const cJSON *obj)
-{
-    char *s = cJSON_PrintUnformatted(obj);
-    struct evbuffer *b = evbuffer_new();
-
-    if (s && b) {
-        if (event)
-            evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", event, s);
-        else
-            evbuffer_add_printf(b, "data: %s\n\n", s);
-        proxy_conn_stream_write(r, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
-    }
-    if (b)
-        evbuffer_free(b);
-    free(s);
-}
-
-/* restore one text field in place; `flush` also emits what is held back */
-static void restore_field(struct proxy_req *r, cJSON *holder, const char *field, int slot,
-                          int flush)
-{
-    cJSON *t = cJSON_GetObjectItemCaseSensitive(holder, field);
-    char *out = NULL;
-    size_t out_len = 0;
-
-    if (cJSON_IsString(t))
-        policy_restore_feed(r->d.policy.restorer, slot, t->valuestring, strlen(t->valuestring), &out,
-                            &out_len);
-    if (flush)
-        policy_restore_flush(r->d.policy.restorer, slot, &out, &out_len);
-    if (cJSON_IsString(t) || out_len) {
-        char *z = malloc(out_len + 1);
-        if (z) {
-            if (out_len)
-                memcpy(z, out, out_len);
-            z[out_len] = '\0';
-            if (cJSON_IsString(t))
-                cJSON_SetValuestring(t, z);
-            else
-                cJSON_AddStringToObject(holder, field, z);
-            free(z);
-        }
-    }
-    if (out)
-        sodium_memzero(out, out_len); /* restored originals */
-    free(out);
-}
-
 static int restoring(const struct proxy_req *r)
 {
     return r->d.has_policy && r->d.policy.restorer;
 }
 
-static void remove_substr(char *s, size_t *len, const char *needle)
+/* One provider event for a client of another API: read in the provider's format, written
+ * in the client's. */
+static int translate_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
+                           size_t dlen)
 {
-    size_t nl = strlen(needle);
-    char *p;
+    struct proxy_piece p;
+    cJSON *j = cJSON_ParseWithLength(data, dlen);
 
-    while ((p = memmem(s, *len, needle, nl)) != NULL) {
-        memmove(p, p + nl, *len - (size_t)(p - s) - nl);
-        *len -= nl;
-    }
-}
-
-/* OpenAI SSE event from an OpenAI provider */
-static int relay_openai_event(struct proxy_req *r, const char *raw, size_t raw_len,
-                              const char *data, size_t dlen)
-{
-    cJSON *j;
-    int strip_usage = r->d.outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
-    int has_usage = dlen > 0 && memmem(data, dlen, "\"usage\":{", 9) != NULL;
-
-    if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        proxy_conn_stream_write_final(r, raw, raw_len);
+    r->up_wire->read_event(r, event, elen, data, dlen, j, &p);
+    if (p.error) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s", p.error);
+        wipe_cjson_delete(j);
+        proxy_req_stream_error(r, msg);
         return 0;
     }
-    if (!has_usage && !restoring(r)) {
-        if (strip_usage && memmem(raw, raw_len, ",\"usage\":null", 13)) {
-            char *copy = malloc(raw_len);
-            size_t n = raw_len;
-            if (!copy)
-                return -1;
-            memcpy(copy, raw, raw_len);
-            remove_substr(copy, &n, ",\"usage\":null");
-            proxy_conn_stream_write(r, copy, n);
-            free(copy);
-        } else {
-            proxy_conn_stream_write(r, raw, raw_len);
-        }
-        return 0;
-    }
-    j = cJSON_ParseWithLength(data, dlen);
-    if (!j) {
-        /* not JSON: relay as is; the client's SDK will report it */
-        proxy_conn_stream_write(r, raw, raw_len);
-        return 0;
-    }
-    if (has_usage)
-        usage_openai(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    if (strip_usage) {
-        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(j, "choices");
-        if (has_usage && cJSON_IsArray(ch) && cJSON_GetArraySize(ch) == 0) {
-            cJSON_Delete(j);
-            return 0; /* the chunk the client did not ask for */
-        }
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
-    }
-    if (restoring(r)) {
-        cJSON *ch = cJSON_GetObjectItemCaseSensitive(j, "choices"), *c;
-        cJSON_ArrayForEach(c, ch)
-        {
-            cJSON *delta = cJSON_GetObjectItemCaseSensitive(c, "delta");
-            const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
-            int slot = (int)num(c, "index");
-            if (cJSON_IsObject(delta))
-                restore_field(r, delta, "content", slot, cJSON_IsString(fr));
-        }
-        proxy_write_event_json(r, NULL, j);
-    } else if (strip_usage) {
-        proxy_write_event_json(r, NULL, j);
-    } else {
-        proxy_conn_stream_write(r, raw, raw_len);
-    }
-    cJSON_Delete(j);
-    return 0;
-}
-
-/* Anthropic SSE event from an Anthropic provider */
-static int relay_anthropic_event(struct proxy_req *r, const char *raw, size_t raw_len,
-                                 const char *event, size_t elen, const char *data, size_t dlen)
-{
-    cJSON *j;
-
-#define EV(name) (elen == strlen(name) && memcmp(event, name, elen) == 0)
-    if (EV("message_start") || EV("message_delta")) {
-        j = cJSON_ParseWithLength(data, dlen);
-        if (j) {
-            const cJSON *msg = cJSON_GetObjectItemCaseSensitive(j, "message");
-            usage_anthropic(r, cJSON_GetObjectItemCaseSensitive(msg ? msg : j, "usage"));
-            cJSON_Delete(j);
-        }
-        proxy_conn_stream_write(r, raw, raw_len);
-        return 0;
-    }
-    if (restoring(r) && (EV("content_block_delta") || EV("content_block_stop"))) {
-        j = cJSON_ParseWithLength(data, dlen);
-        if (!j) {
-            proxy_conn_stream_write(r, raw, raw_len);
-            return 0;
-        }
-        if (EV("content_block_delta")) {
-            cJSON *delta = cJSON_GetObjectItemCaseSensitive(j, "delta");
-            restore_field(r, delta, "text", (int)num(j, "index"), 0);
-            proxy_write_event_json(r, "content_block_delta", j);
-        } else {
-            char *out = NULL;
-            size_t out_len = 0;
-            int idx = (int)num(j, "index");
-            policy_restore_flush(r->d.policy.restorer, idx, &out, &out_len);
-            if (out_len) {
-                cJSON *d = cJSON_CreateObject(), *dd;
-                char *z = malloc(out_len + 1);
-                if (z) {
-                    memcpy(z, out, out_len);
-                    z[out_len] = '\0';
-                    cJSON_AddStringToObject(d, "type", "content_block_delta");
-                    cJSON_AddNumberToObject(d, "index", idx);
-                    dd = cJSON_AddObjectToObject(d, "delta");
-                    cJSON_AddStringToObject(dd, "type", "text_delta");
-                    cJSON_AddStringToObject(dd, "text", z);
-                    proxy_write_event_json(r, "content_block_delta", d);
-                    free(z);
-                }
-                cJSON_Delete(d);
-            }
-            if (out)
-                sodium_memzero(out, out_len);
-            free(out);
-            proxy_conn_stream_write(r, raw, raw_len);
-        }
-        cJSON_Delete(j);
-        return 0;
-    }
-    if (EV("message_stop") || EV("error")) {
-        proxy_conn_stream_write_final(r, raw, raw_len);
-        return 0;
-    }
-#undef EV
-    proxy_conn_stream_write(r, raw, raw_len);
+    if (p.open)
+        r->wire->stream_open(r);
+    if (p.text)
+        proxy_stream_text(r, p.text);
+    if (p.has_stop)
+        r->tr_stop = p.stop;
+    wipe_cjson_delete(j);
+    if (p.end)
+        proxy_stream_close(r);
     return 0;
 }
 
@@ -270,10 +70,28 @@ static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *e
     struct proxy_req *r = ud;
 
     if (proxy_translating(r))
-        return proxy_translate_event(r, event, elen, data, dlen);
-    if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC)
-        return relay_anthropic_event(r, raw, raw_len, event, elen, data, dlen);
-    return relay_openai_event(r, raw, raw_len, data, dlen);
+        return translate_event(r, event, elen, data, dlen);
+    return r->up_wire->relay_event(r, raw, raw_len, event, elen, data, dlen);
+}
+
+int proxy_translating(const struct proxy_req *r)
+{
+    return r->up_wire && r->up_wire != r->wire;
+}
+
+void proxy_stream_text(struct proxy_req *r, const char *text)
+{
+    char *s = proxy_wire_restore(r, 0, text, 0);
+
+    r->wire->stream_text(r, s ? s : "");
+    wipe_str_free(s);
+}
+
+void proxy_stream_close(struct proxy_req *r)
+{
+    if (r->stream_state >= PROXY_STREAM_CLOSED)
+        return;
+    r->wire->stream_close(r);
 }
 
 static int streaming_relay(const struct proxy_req *r)
@@ -309,7 +127,7 @@ void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t le
         return;
     }
     r->px->metrics.upstream_bytes_in += len;
-    if (streaming_relay(r) && !r->stream_failed) {
+    if (streaming_relay(r) && r->stream_state != PROXY_STREAM_FAILED) {
         if (proxy_sse_feed(&r->sse, data, len, on_sse_event, r) < 0) {
             proxy_upstream_abort(r);
             proxy_answer_upstream_failed(r, 0, "the upstream sent a malformed event stream");
@@ -370,32 +188,34 @@ void proxy_answer_upstream_done(struct proxy_req *r)
                         r->d.prov->name);
         return;
     }
-    if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC)
-        usage_anthropic(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    else
-        usage_openai(r, cJSON_GetObjectItemCaseSensitive(j, "usage"));
     if (proxy_translating(r)) {
-        char *s = proxy_translate_response(r, j);
-        proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
-        free(s);
-    } else if (restoring(r)) {
-        cJSON *c;
-        char *s;
-        if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC) {
-            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "content"))
-                restore_field(r, c, "text", 0, 1);
-        } else {
-            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
-                restore_field(r, cJSON_GetObjectItemCaseSensitive(c, "message"), "content",
-                              (int)num(c, "index"), 1);
+        struct proxy_answer a = {0};
+        char *restored, *s;
+        if (r->up_wire->read_answer(j, &a, &r->usage) < 0) {
+            wipe_cjson_delete(j);
+            proxy_req_error(r, 500, NULL, "Out of memory while reading the provider's answer.");
+            return;
         }
-        s = cJSON_PrintUnformatted(j);
+        restored = proxy_wire_restore(r, 0, a.text, 1);
+        wipe_str_free(a.text);
+        a.text = restored;
+        s = r->wire->write_answer(r, &a);
+        wipe_str_free(a.text);
         proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
-        free(s);
+        wipe_str_free(s);
     } else {
-        proxy_conn_reply(r, 200, "application/json", body, n);
+        r->up_wire->read_usage(&r->usage, cJSON_GetObjectItemCaseSensitive(j, "usage"));
+        if (restoring(r)) {
+            char *s;
+            r->wire->restore_answer(r, j);
+            s = cJSON_PrintUnformatted(j);
+            proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
+            wipe_str_free(s);
+        } else {
+            proxy_conn_reply(r, 200, "application/json", body, n);
+        }
     }
-    cJSON_Delete(j);
+    wipe_cjson_delete(j);
     proxy_req_finish(r);
 }
 
@@ -429,7 +249,7 @@ void proxy_answer_engine_start(struct proxy_req *r)
              r->api == PROXY_API_ANTHROPIC ? "msg_" : "chatcmpl-", r->id);
     snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->d.model->name);
     proxy_conn_stream_start(r, 200, "text/event-stream");
-    proxy_stream_open(r);
+    r->wire->stream_open(r);
 }
 
 int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
@@ -459,9 +279,6 @@ int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
 void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res)
 {
     const char *fin = res->finish_reason ? res->finish_reason : "stop";
-    cJSON *j;
-    char *s;
-    char id[64];
 
     if (r->state >= REQ_LOGGED)
         return;
@@ -484,58 +301,23 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
         return;
     }
     if (r->d.stream) {
-        if (r->api == PROXY_API_ANTHROPIC)
-            snprintf(r->tr_stop, sizeof(r->tr_stop), "%s",
-                     strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
-        else
-            snprintf(r->tr_stop, sizeof(r->tr_stop), "%s", fin);
+        r->tr_stop = strcmp(fin, "length") == 0 ? PROXY_STOP_LENGTH : PROXY_STOP_END;
         proxy_stream_close(r);
         proxy_conn_stream_end(r);
         proxy_req_finish(r);
         return;
     }
-    j = cJSON_CreateObject();
-    if (r->api == PROXY_API_ANTHROPIC) {
-        cJSON *c, *b, *u;
-        snprintf(id, sizeof(id), "msg_%s", r->id);
-        cJSON_AddStringToObject(j, "id", id);
-        cJSON_AddStringToObject(j, "type", "message");
-        cJSON_AddStringToObject(j, "role", "assistant");
-        cJSON_AddStringToObject(j, "model", r->d.model->name);
-        c = cJSON_AddArrayToObject(j, "content");
-        b = cJSON_CreateObject();
-        cJSON_AddStringToObject(b, "type", "text");
-        cJSON_AddStringToObject(b, "text", r->engine_text ? r->engine_text : "");
-        cJSON_AddItemToArray(c, b);
-        cJSON_AddStringToObject(j, "stop_reason",
-                                strcmp(fin, "length") == 0 ? "max_tokens" : "end_turn");
-        cJSON_AddNullToObject(j, "stop_sequence");
-        u = cJSON_AddObjectToObject(j, "usage");
-        cJSON_AddNumberToObject(u, "input_tokens", res->prompt_tokens);
-        cJSON_AddNumberToObject(u, "output_tokens", res->completion_tokens);
-    } else {
-        cJSON *chs, *c, *m, *u;
-        snprintf(id, sizeof(id), "chatcmpl-%s", r->id);
-        cJSON_AddStringToObject(j, "id", id);
-        cJSON_AddStringToObject(j, "object", "chat.completion");
-        cJSON_AddNumberToObject(j, "created", (double)time(NULL));
-        cJSON_AddStringToObject(j, "model", r->d.model->name);
-        chs = cJSON_AddArrayToObject(j, "choices");
-        c = cJSON_CreateObject();
-        cJSON_AddNumberToObject(c, "index", 0);
-        m = cJSON_AddObjectToObject(c, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", r->engine_text ? r->engine_text : "");
-        cJSON_AddStringToObject(c, "finish_reason", fin);
-        cJSON_AddItemToArray(chs, c);
-        u = cJSON_AddObjectToObject(j, "usage");
-        cJSON_AddNumberToObject(u, "prompt_tokens", res->prompt_tokens);
-        cJSON_AddNumberToObject(u, "completion_tokens", res->completion_tokens);
-        cJSON_AddNumberToObject(u, "total_tokens", res->prompt_tokens + res->completion_tokens);
+    {
+        struct proxy_answer a = {.text = r->engine_text,
+                                 .stop = strcmp(fin, "length") == 0 ? PROXY_STOP_LENGTH
+                                                                    : PROXY_STOP_END};
+        char *s;
+        snprintf(a.id, sizeof(a.id), "%s%s", r->api == PROXY_API_ANTHROPIC ? "msg_" : "chatcmpl-",
+                 r->id);
+        snprintf(a.model, sizeof(a.model), "%s", r->d.model->name);
+        s = r->wire->write_answer(r, &a);
+        proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
+        wipe_str_free(s);
     }
-    s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);
-    free(s);
     proxy_req_finish(r);
 }

@@ -31,4 +31,16 @@ int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
     __attribute__((warn_unused_result));
 void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *res);
 
+/* 1 when the request's provider speaks another API than its client */
+int proxy_translating(const struct proxy_req *r);
+/* a piece of answer text for the client's stream: placeholders restored, then written in
+ * the client's format (opening the stream if need be) */
+void proxy_stream_text(struct proxy_req *r, const char *text);
+/* close the client's stream (its stop reason r->tr_stop, usage r->usage) unless it
+ * already failed or was closed */
+void proxy_stream_close(struct proxy_req *r);
+
+/* usage -> cost with the model's prices */
+double proxy_cost(const struct config_model *m, const struct proxy_usage *u);
+
 #endif

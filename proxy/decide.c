@@ -94,9 +94,8 @@ static int shapes(struct proxy_decision *d)
         json_type(doc, v) != JSON_NULL)
         return refuse(d, 400, "'stream' must be true or false.");
     d->stream = json_type(doc, v) == JSON_TRUE;
-    d->include_usage_asked =
-        json_type(doc, json_get(doc, json_get(doc, root, "stream_options"), "include_usage")) ==
-        JSON_TRUE;
+    d->include_usage_asked = json_type(doc, json_get(doc, json_get(doc, root, "stream_options"),
+                                                     "include_usage")) == JSON_TRUE;
     d->model_name = json_str_dup(doc, json_get(doc, root, "model"), NULL);
     if (!d->model_name)
         return refuse(d, 500, "Out of memory while reading the request.");
@@ -142,8 +141,13 @@ int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy
     if (shapes(d) < 0)
         return -1;
 
-    struct policy_input in = {.api = api, .body = body, .len = len, .doc = &d->doc,
-                              .model = d->model_name, .key_name = key_name, .team = team};
+    struct policy_input in = {.api = api,
+                              .body = body,
+                              .len = len,
+                              .doc = &d->doc,
+                              .model = d->model_name,
+                              .key_name = key_name,
+                              .team = team};
     d->has_policy = 1;
     if (policy_decide(pol, &in, &d->policy) < 0)
         /* fail closed: what could not be scanned does not leave */

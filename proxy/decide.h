@@ -36,7 +36,7 @@ struct proxy_decision {
     const struct config_model *model;   /* borrowed from the config: the target */
     const struct config_provider *prov; /* its provider */
     size_t prov_index;
-    char *outbound;     /* owned: the body that leaves; NULL when nothing leaves */
+    char *outbound; /* owned: the body that leaves; NULL when nothing leaves */
     size_t outbound_len;
     int outbound_flags; /* PROXY_OUTBOUND_* */
     int status;         /* when refused: the HTTP status */

@@ -15,6 +15,7 @@
 #include "common/json.h"
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
+#include "proxy/wire.h"
 
 struct edit {
     size_t start, end; /* bytes of the original body replaced */
@@ -99,7 +100,6 @@ static int translated(const struct config_model *m, int to_anthropic, enum polic
     cJSON *in = NULL;
     int rc = -1;
 
-    (void)api;
     if (apply(doc->body, doc->len, e, &red, &red_len) < 0) {
         snprintf(err, errlen, "The request could not be rewritten (overlapping changes).");
         return -1;
@@ -108,7 +108,10 @@ static int translated(const struct config_model *m, int to_anthropic, enum polic
         snprintf(err, errlen, "The redacted request could not be read back (out of memory).");
         goto done;
     }
-    rc = proxy_translate_request(m, to_anthropic, in, out, out_len, flags, err, errlen);
+    rc = proxy_wire_translate_request(
+        api == POLICY_API_ANTHROPIC ? &proxy_wire_anthropic_messages : &proxy_wire_openai_chat,
+        to_anthropic ? &proxy_wire_anthropic_messages : &proxy_wire_openai_chat, m, in, out,
+        out_len, flags, err, errlen);
 done:
     cJSON_Delete(in);
     json_doc_deinit(&rd);
@@ -180,8 +183,7 @@ int proxy_outbound_build(const struct config *cfg, enum policy_api api, const st
         return -1;
     }
     for (size_t i = 0; i < d->n_edits; i++)
-        if (edit_add(&e, d->edits[i].start, d->edits[i].end, d->edits[i].text, d->edits[i].len) <
-            0)
+        if (edit_add(&e, d->edits[i].start, d->edits[i].end, d->edits[i].text, d->edits[i].len) < 0)
             goto oom;
     target_anthropic = p->type == CONFIG_PROVIDER_ANTHROPIC;
     if (target_anthropic != (api == POLICY_API_ANTHROPIC)) {

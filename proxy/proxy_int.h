@@ -1,5 +1,5 @@
 /* proxy_int.h -- the proxy object and its config snapshots; includes the headers of the
- * proxy's parts (server.h, req.h, upstream.h, answer.h, translate.h, sse.h, mailbox.h,
+ * proxy's parts (server.h, req.h, upstream.h, answer.h, wire.h, sse.h, mailbox.h,
  * metrics.h), each of which states its own contract. Not for other modules.
  *
  * Ownership in one picture:
@@ -41,13 +41,11 @@
 #include "proxy/req.h"
 #include "proxy/server.h"
 #include "proxy/sse.h"
-#include "proxy/translate.h"
 #include "proxy/upstream.h"
+#include "proxy/wire.h"
 
 #define PROXY_DRAIN_MS 15000
 #define PROXY_MAX_ENGINES 8
-
-
 
 struct proxy_engine_slot;
 
@@ -56,9 +54,9 @@ struct proxy_snap {
     struct proxy *px;
     struct config *cfg;
     struct policy *policy;
-    struct proxy_pool *pools;       /* [cfg->n_providers] */
-    struct engine_server **engines; /* [cfg->n_providers], of the slots below */
-    struct engine_model **models;   /* idem */
+    struct proxy_pool *pools;         /* [cfg->n_providers] */
+    struct engine_server **engines;   /* [cfg->n_providers], of the slots below */
+    struct engine_model **models;     /* idem */
     struct proxy_engine_slot **slots; /* [cfg->n_providers] engine references held */
 };
 
@@ -81,7 +79,7 @@ struct proxy_engine_slot {
     char *path;
     struct engine_model *model;
     struct engine_server *server;
-    int refs;                       /* snapshots holding it; guarded by proxy.engines_mu */
+    int refs; /* snapshots holding it; guarded by proxy.engines_mu */
     struct proxy_engine_slot *next;
 };
 
@@ -105,7 +103,7 @@ struct proxy {
     int n_reqs;               /* requests being handled */
     struct proxy_metrics metrics;
     struct proxy_spend *spend;
-    int spend_day; /* days since epoch the spend is for */
+    int spend_day;                     /* days since epoch the spend is for */
     struct proxy_engine_slot *engines; /* loaded models, by path */
     size_t n_engines;
     pthread_mutex_t engines_mu; /* guards engines, n_engines, the slots' refs, unload */
@@ -125,7 +123,6 @@ struct proxy {
     int unloader_state;   /* UNLOADER_NONE/RUNNING/STOPPED; guarded by engines_mu */
     long unload_delay_ms; /* AIRLOCK_ENGINE_FAULT_UNLOAD_MS (tests): a slow unload */
 };
-
 
 /* ---- budgets (proxy.c): spend per key and team, today's ---- */
 

@@ -1,9 +1,11 @@
 /* req.c -- one request from complete bytes to finished answer (see req.h).
  *
- * route → authenticate → parse → policy_decide → budget → build outbound →
- * audit the request record (write-ahead: wait until durable) → dispatch to an
- * upstream or the built-in engine → answer (answer.c) → audit the response
- * record, metrics, budgets.
+ * It reads in the order a request happens: proxy_req_handle (the path) → handle_api:
+ * authenticate → proxy_decide (decide.c: the body's one reading, policy, route, outbound)
+ * → budgets → the request record (write-ahead: durable before a byte leaves) → dispatch
+ * to a provider (upstream.c) or the built-in engine → the answer (answer.c) →
+ * proxy_req_finish: the response record, metrics, spend → req_complete. Errors, /v1/models
+ * and the request object's own functions come last.
  *
  * A request is reference-counted: the connection holds one while it answers, and
  * every piece of asynchronous work (audit append, upstream, engine job) holds
@@ -28,374 +30,475 @@
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
 
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-double proxy_req_elapsed(const struct proxy_req *r)
-{
-    return now_s() - ((double)r->t0.tv_sec + (double)r->t0.tv_nsec / 1e9);
-}
-
-static void put_digits(char *p, unsigned v, int n)
-{
-    while (n-- > 0) {
-        p[n] = (char)('0' + v % 10);
-        v /= 10;
-    }
-}
-
-/* iso_time -- "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), 24 bytes and a NUL; by hand, as it
- * is written into every audit record */
-static void iso_time(char *buf, size_t cap)
-{
-    struct timespec ts;
-    struct tm tm;
-
-    if (cap < 25) {
-        if (cap)
-            buf[0] = '\0';
-        return;
-    }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    put_digits(buf, (unsigned)(tm.tm_year + 1900) % 10000, 4);
-    buf[4] = '-';
-    put_digits(buf + 5, (unsigned)tm.tm_mon + 1, 2);
-    buf[7] = '-';
-    put_digits(buf + 8, (unsigned)tm.tm_mday, 2);
-    buf[10] = 'T';
-    put_digits(buf + 11, (unsigned)tm.tm_hour, 2);
-    buf[13] = ':';
-    put_digits(buf + 14, (unsigned)tm.tm_min, 2);
-    buf[16] = ':';
-    put_digits(buf + 17, (unsigned)tm.tm_sec, 2);
-    buf[19] = '.';
-    put_digits(buf + 20, (unsigned)(ts.tv_nsec / 1000000) % 1000, 3);
-    buf[23] = 'Z';
-    buf[24] = '\0';
-}
-
-struct proxy_req *proxy_req_new(struct proxy_conn *c)
-{
-    struct proxy_req *r = calloc(1, sizeof(*r));
-    unsigned char rnd[16];
-    size_t len;
-
-    if (!r)
-        return NULL;
-    r->px = c->px;
-    r->conn = c;
-    r->refs = 1;
-    r->snap = c->px->snap;
-    r->snap->refs++;
-    r->api = PROXY_API_NONE;
-    r->t_upstream_start = r->t_first_byte = -1;
-    clock_gettime(CLOCK_MONOTONIC, &r->t0);
-    randombytes_buf(rnd, sizeof(rnd));
-    sodium_bin2hex(r->id, sizeof(r->id), rnd, sizeof(rnd));
-    snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
-    r->up_bytes = evbuffer_new();
-    r->client_bytes = evbuffer_new();
-    r->held = evbuffer_new();
-    r->hold = r->record = c->px->audit != NULL;
-    len = evbuffer_get_length(c->body);
-    r->body = malloc(len + 1);
-    if (!r->up_bytes || !r->client_bytes || !r->held || !r->body) {
-        proxy_req_unref(r);
-        return NULL;
-    }
-    evbuffer_copyout(c->body, r->body, len);
-    wipe_evbuffer(c->body); /* the connection's copy of the prompt */
-    r->body[len] = '\0';
-    r->body_len = len;
-    c->px->metrics.bytes_in += len;
-    c->px->n_reqs++;
-    return r;
-}
-
-void proxy_req_ref(struct proxy_req *r)
-{
-    r->refs++;
-}
-
-void proxy_req_advance(struct proxy_req *r, enum proxy_req_state to)
-{
-    assert(to >= r->state && "a request's lifecycle only moves forward");
-    r->state = to;
-}
-
-void proxy_req_answer_status(struct proxy_req *r, int status)
-{
-    assert(r->state < REQ_ANSWERED && "the status is set before the answer is done");
-    r->status = status;
-}
-
-void proxy_req_abandoned(struct proxy_req *r)
-{
-    if (!r->status)
-        r->status = 499; /* nginx's "client closed request": nothing was answered */
-}
-
-void proxy_req_unref(struct proxy_req *r)
-{
-    struct proxy *px;
-
-    if (--r->refs > 0)
-        return;
-    px = r->px;
-    if (r->job)
-        engine_job_release(r->job);
-    /* everything that held prompt or answer text is wiped as it is freed */
-    proxy_decision_deinit(&r->d);
-    wipe_cjson_delete(r->json);
-    wipe_free(r->body, r->body_len);
-    wipe_free(r->engine_text, r->engine_text_len);
-    free(r->finish_reason);
-    proxy_sse_deinit(&r->sse);
-    wipe_evbuffer_free(r->up_bytes);
-    wipe_evbuffer_free(r->client_bytes);
-    wipe_evbuffer_free(r->held);
-    if (r->snap)
-        proxy_snap_unref(r->snap);
-    free(r);
-    px->n_reqs--;
-    if (px->draining && px->n_reqs == 0 && px->n_conns == 0)
-        event_base_loopexit(px->base, NULL);
-}
-
-/* ---- errors ---- */
-
-void proxy_json_error_body(enum proxy_api api, int status, const char *type, const char *message,
-                           char **out, size_t *len)
-{
-    cJSON *root = cJSON_CreateObject(), *e;
-    char code[32];
-
-    snprintf(code, sizeof(code), "%d", status);
-    if (api == PROXY_API_ANTHROPIC) {
-        cJSON_AddStringToObject(root, "type", "error");
-        e = cJSON_AddObjectToObject(root, "error");
-        cJSON_AddStringToObject(e, "type", type);
-        cJSON_AddStringToObject(e, "message", message);
-    } else {
-        e = cJSON_AddObjectToObject(root, "error");
-        cJSON_AddStringToObject(e, "message", message);
-        cJSON_AddStringToObject(e, "type", type);
-        cJSON_AddStringToObject(e, "code", code);
-    }
-    *out = cJSON_PrintUnformatted(root);
-    *len = *out ? strlen(*out) : 0;
-    cJSON_Delete(root);
-}
-
-/* the error `type` each API uses for a status */
-static const char *error_type(enum proxy_api api, int status)
-{
-    if (api == PROXY_API_ANTHROPIC) {
-        switch (status) {
-        case 400:
-            return "invalid_request_error";
-        case 401:
-            return "authentication_error";
-        case 403:
-            return "permission_error";
-        case 404:
-            return "not_found_error";
-        case 413:
-            return "request_too_large";
-        case 429:
-            return "rate_limit_error";
-        case 503:
-            return "overloaded_error";
-        case 504:
-            return "timeout_error";
-        default:
-            return "api_error";
-        }
-    }
-    switch (status) {
-    case 400:
-    case 404:
-    case 413:
-        return "invalid_request_error";
-    case 401:
-        return "authentication_error";
-    case 403:
-        return "permission_denied";
-    case 429:
-        return "rate_limit_exceeded";
-    case 504:
-        return "timeout";
-    default:
-        return "server_error";
-    }
-}
-
+/* The steps of a request, in the order they happen (each is defined below in this order;
+ * the answer itself is answer.c's). */
+static void handle_api(struct proxy_req *r);
+static int authenticate(struct proxy_req *r);
+static int over_budget(struct proxy_req *r);
+static char *request_meta(struct proxy_req *r, size_t *len);
+static void audit_request_then_dispatch(struct proxy_req *r);
+static void audit_request_done(void *ud, int status);
+static void audit_request_done_loop(void *arg, int status, const char *data, size_t len);
+static void dispatch(struct proxy_req *r);
+static void dispatch_engine(struct proxy_req *r);
+static void on_engine_text(void *ud, const char *text, size_t len);
+static void engine_text_loop(void *arg, int status, const char *data, size_t len);
+static void engine_lost_loop(void *arg, int status, const char *data, size_t len);
+static void on_engine_done(void *ud, const struct engine_result *res);
+static void engine_done_loop(void *arg, int status, const char *data, size_t len);
+/* (proxy_req_finish) */
+static void meta_common(struct jbuf *m, const struct proxy_req *r);
+static char *response_meta(struct proxy_req *r, size_t *len);
+static void response_durable(void *ud, int status);
+static void response_durable_loop(void *arg, int status, const char *data, size_t len);
+static void req_complete(struct proxy_req *r);
+/* errors, /v1/models, the request object */
 static void stream_error(struct proxy_req *r, int status, const char *message);
+static void handle_models(struct proxy_req *r);
+static int model_allowed(struct proxy_req *r, const struct config_model *m);
+static double now_s(void);
+static void iso_time(char *buf, size_t cap);
+static void put_digits(char *p, unsigned v, int n);
 
-void proxy_req_error(struct proxy_req *r, int status, const char *type, const char *fmt, ...)
+void proxy_req_handle(struct proxy_req *r)
 {
-    char msg[512];
-    char *body = NULL;
-    size_t len = 0;
-    va_list ap;
+    struct proxy_conn *c = r->conn;
+    const char *url = c->url ? c->url : "/";
+    size_t plen = strcspn(url, "?");
+    int get = c->parser.method == HTTP_GET, post = c->parser.method == HTTP_POST;
 
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    snprintf(r->error, sizeof(r->error), "%s", msg);
-    if (r->state >= REQ_ANSWERING) {
-        stream_error(r, status, msg);
+#define PATH_IS(p) (plen == strlen(p) && strncmp(url, (p), plen) == 0)
+    if (PATH_IS("/healthz")) {
+        snprintf(r->endpoint, sizeof(r->endpoint), "/healthz");
+        proxy_conn_reply(r, 200, "text/plain", "ok\n", 3);
         proxy_req_finish(r);
         return;
     }
-    proxy_json_error_body(r->api, status, type ? type : error_type(r->api, status), msg, &body,
-                          &len);
-    proxy_conn_reply(r, status, "application/json", body ? body : "", len);
-    free(body);
-    proxy_req_finish(r);
-}
-
-void proxy_req_stream_error(struct proxy_req *r, const char *message)
-{
-    stream_error(r, 502, message);
-}
-
-/* the error event carries the status the same failure gets before a stream starts
- * (500 for the gateway's or the local model's failure, 502 for a provider's) */
-static void stream_error(struct proxy_req *r, int status, const char *message)
-{
-    char *body = NULL;
-    size_t len = 0;
-    struct evbuffer *ev;
-    size_t n;
-    char *flat;
-
-    if (r->state >= REQ_ANSWERED)
+    if (PATH_IS("/metrics")) {
+        struct evbuffer *b = evbuffer_new();
+        size_t n;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/metrics");
+        proxy_metrics_render(r->px, b);
+        n = evbuffer_get_length(b);
+        proxy_conn_reply(r, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1),
+                         n);
+        evbuffer_free(b);
+        proxy_req_finish(r);
         return;
-    r->stream_failed = 1;
-    ev = evbuffer_new();
-    if (r->api == PROXY_API_ANTHROPIC) {
-        proxy_json_error_body(PROXY_API_ANTHROPIC, status, "api_error", message, &body, &len);
-        evbuffer_add_printf(ev, "event: error\ndata: %s\n\n", body ? body : "{}");
-    } else {
-        proxy_json_error_body(PROXY_API_OPENAI, status, "server_error", message, &body, &len);
-        evbuffer_add_printf(ev, "data: %s\n\n", body ? body : "{}");
     }
-    n = evbuffer_get_length(ev);
-    flat = (char *)evbuffer_pullup(ev, -1);
-    proxy_conn_stream_write_final(r, flat, n);
-    proxy_conn_stream_end(r);
-    evbuffer_free(ev);
-    free(body);
+    if (PATH_IS("/v1/models")) {
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/models");
+        if (!get) {
+            proxy_req_error(r, 405, "invalid_request_error", "Use GET for /v1/models.");
+            return;
+        }
+        if (authenticate(r) < 0)
+            return;
+        handle_models(r);
+        return;
+    }
+    if (PATH_IS("/v1/chat/completions") || PATH_IS("/chat/completions")) {
+        r->api = PROXY_API_OPENAI;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/chat/completions");
+    } else if (PATH_IS("/v1/messages")) {
+        r->api = PROXY_API_ANTHROPIC;
+        r->wire = &proxy_wire_anthropic_messages;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/messages");
+    } else {
+        proxy_req_error(r, 404, "invalid_request_error", "Unknown path '%.*s'.",
+                        (int)(plen > 200 ? 200 : plen), url);
+        return;
+    }
+#undef PATH_IS
+    if (!post) {
+        proxy_req_error(r, 405, NULL, "Use POST for %s.", r->endpoint);
+        return;
+    }
+    handle_api(r);
 }
 
-/* ---- finishing ---- */
-
-/* the fields every audit record's metadata starts with (written by hand: a cJSON
- * tree per record cost more than the rest of the audit's work on the loop) */
-static void meta_common(struct jbuf *m, const struct proxy_req *r)
+/* An API request: authenticate, decide (the same proxy_decide as `airlock policy test`),
+ * budgets, then the request record and dispatch. */
+static void handle_api(struct proxy_req *r)
 {
-    char ts[96];
+    enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
 
-    iso_time(ts, sizeof(ts));
-    jbuf_open(m, '{');
-    jbuf_key(m, "id");
-    jbuf_str(m, r->id);
-    jbuf_key(m, "time");
-    jbuf_str(m, ts);
-    jbuf_key(m, "key");
-    jbuf_str(m, r->key ? r->key->name : NULL);
-    jbuf_key(m, "team");
-    jbuf_str(m, r->key ? r->key->team : NULL);
+    if (authenticate(r) < 0)
+        return;
+    if (proxy_decide(r->snap->cfg, r->snap->policy, api, r->body, r->body_len,
+                     r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0) {
+        proxy_req_error(r, r->d.status, NULL, "%s", r->d.error);
+        return;
+    }
+    if (r->api == PROXY_API_ANTHROPIC) {
+        const char *v = proxy_conn_header(r->conn, "anthropic-version");
+        const char *b = proxy_conn_header(r->conn, "anthropic-beta");
+        snprintf(r->anthropic_version, sizeof(r->anthropic_version), "%s",
+                 v && *v ? v : "2023-06-01");
+        if (b)
+            snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
+    }
+    if (r->d.prov->type != CONFIG_PROVIDER_BUILTIN)
+        r->up_wire = r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC ? &proxy_wire_anthropic_messages
+                                                                  : &proxy_wire_openai_chat;
+    if (over_budget(r))
+        return;
+    proxy_req_advance(r, REQ_DECIDED);
+    audit_request_then_dispatch(r);
 }
 
-static char *response_meta(struct proxy_req *r, size_t *len)
+/* ---- authentication ---- */
+
+static const char *presented_key(const struct proxy_conn *c)
+{
+    const char *a = proxy_conn_header(c, "authorization");
+
+    if (a && strncasecmp(a, "Bearer ", 7) == 0) {
+        a += 7;
+        while (*a == ' ')
+            a++;
+        return a;
+    }
+    return proxy_conn_header(c, "x-api-key");
+}
+
+/* returns 0 when the caller may go on (r->key set, or auth off) */
+static int authenticate(struct proxy_req *r)
+{
+    const struct config *cfg = r->snap->cfg;
+    const char *k;
+    uint8_t sha[32];
+
+    if (!cfg->auth)
+        return 0;
+    k = presented_key(r->conn);
+    if (!k || !*k) {
+        proxy_req_error(r, 401, NULL,
+                        "No API key was presented: send 'Authorization: Bearer KEY' or "
+                        "'x-api-key: KEY' with a key issued by this gateway.");
+        return -1;
+    }
+    crypto_hash_sha256(sha, (const unsigned char *)k, strlen(k));
+    r->key = config_key_find_sha256(cfg, sha);
+    if (!r->key) {
+        proxy_req_error(r, 401, NULL, "The API key is not known to this gateway.");
+        return -1;
+    }
+    return 0;
+}
+
+/* an over-budget key or team: 429 before anything leaves */
+static int over_budget(struct proxy_req *r)
+{
+    const struct config *cfg = r->snap->cfg;
+    const struct config_team *t;
+    double spent;
+
+    if (!r->key)
+        return 0;
+    if (r->key->budget_usd_per_day >= 0 &&
+        (spent = proxy_spend_get(r->px, "k", r->key->name)) >= r->key->budget_usd_per_day) {
+        proxy_req_error(r, 429, NULL, "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
+                        r->key->name, r->key->budget_usd_per_day, spent);
+        return 1;
+    }
+    t = config_team_find(cfg, r->key->team);
+    if (t && t->budget_usd_per_day >= 0 &&
+        (spent = proxy_spend_get(r->px, "t", t->name)) >= t->budget_usd_per_day) {
+        proxy_req_error(r, 429, NULL, "The daily budget of team '%s' ($%.2f) is spent ($%.4f).",
+                        t->name, t->budget_usd_per_day, spent);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the API request ---- */
+
+static char *request_meta(struct proxy_req *r, size_t *len)
 {
     struct jbuf m;
+    size_t i;
 
     jbuf_init(&m);
     meta_common(&m, r);
+    jbuf_key(&m, "client");
+    jbuf_str(&m, r->peer);
+    jbuf_key(&m, "api");
+    jbuf_str(&m, r->api == PROXY_API_ANTHROPIC ? "anthropic" : "openai");
+    jbuf_key(&m, "endpoint");
+    jbuf_str(&m, r->endpoint);
+    jbuf_key(&m, "model");
+    jbuf_str(&m, r->d.model_name ? r->d.model_name : "");
+    jbuf_key(&m, "stream");
+    jbuf_bool(&m, r->d.stream);
+    jbuf_key(&m, "verdict");
+    jbuf_str(&m, proxy_decision_verdict(&r->d));
+    jbuf_key(&m, "rule");
+    jbuf_str(&m, r->d.has_policy && r->d.policy.rule ? r->d.policy.rule : "");
     jbuf_key(&m, "provider");
     jbuf_str(&m, r->d.prov ? r->d.prov->name : NULL);
-    jbuf_key(&m, "model");
+    jbuf_key(&m, "route_model");
     jbuf_str(&m, r->d.model ? r->d.model->name : NULL);
-    jbuf_key(&m, "status");
-    jbuf_i64(&m, r->status);
-    jbuf_key(&m, "usage");
-    jbuf_open(&m, '{');
-    jbuf_key(&m, "input_tokens");
-    jbuf_i64(&m, (int64_t)r->usage.input);
-    jbuf_key(&m, "output_tokens");
-    jbuf_i64(&m, (int64_t)r->usage.output);
-    jbuf_key(&m, "cached_input_tokens");
-    jbuf_i64(&m, (int64_t)r->usage.cached);
-    if (r->usage.cache_write) {
-        jbuf_key(&m, "cache_creation_input_tokens");
-        jbuf_i64(&m, (int64_t)r->usage.cache_write);
+    jbuf_key(&m, "upstream_model");
+    jbuf_str(&m, r->d.model ? r->d.model->upstream_model : NULL);
+    jbuf_key(&m, "findings");
+    jbuf_open(&m, '[');
+    for (i = 0; r->d.has_policy && i < r->d.policy.n_findings; i++) {
+        jbuf_open(&m, '{');
+        jbuf_key(&m, "detector");
+        jbuf_str(&m, r->d.policy.findings[i].detector);
+        jbuf_key(&m, "message");
+        jbuf_i64(&m, r->d.policy.findings[i].message);
+        jbuf_key(&m, "start");
+        jbuf_u64(&m, (uint64_t)r->d.policy.findings[i].start);
+        jbuf_key(&m, "end");
+        jbuf_u64(&m, (uint64_t)r->d.policy.findings[i].end);
+        jbuf_close(&m, '}');
     }
-    jbuf_close(&m, '}');
-    jbuf_key(&m, "cost_usd");
-    jbuf_num(&m, r->cost);
-    jbuf_key(&m, "timings");
-    jbuf_open(&m, '{');
-    jbuf_key(&m, "total_ms");
-    jbuf_fixed(&m, proxy_req_elapsed(r) * 1000.0, 3);
-    if (r->t_first_byte >= 0) {
-        jbuf_key(&m, "upstream_first_byte_ms");
-        jbuf_fixed(&m, (r->t_first_byte - r->t_upstream_start) * 1000.0, 3);
-    }
-    jbuf_close(&m, '}');
-    if (r->error[0]) {
-        jbuf_key(&m, "error");
-        jbuf_str(&m, r->error);
-    }
-    if (r->copy_lost) { /* the payloads are not the whole exchange: say so, never silently */
-        jbuf_key(&m, "payload_incomplete");
-        jbuf_bool(&m, 1);
-    }
+    jbuf_close(&m, ']');
     jbuf_close(&m, '}');
     return jbuf_finish(&m, len);
 }
 
-/* the answer's record is durable (or there is none): let the client have the
- * end of its answer and go on with the connection's next request */
-static void req_complete(struct proxy_req *r)
+/* Write the request record and continue in audit_request_done_loop once it is
+ * durable; answer 503 at once if the log is failed (fail closed). */
+static void audit_request_then_dispatch(struct proxy_req *r)
 {
-    struct proxy_conn *c = r->conn;
+    struct proxy *px = r->px;
+    struct audit_blob blobs[2];
+    size_t n = 0, meta_len = 0;
+    char *meta;
+    int rc;
 
-    proxy_conn_flush_held(r);
-    if (c) {
-        c->req = NULL;
-        r->conn = NULL;
-        proxy_conn_request_done(c);
-        proxy_req_unref(r); /* the connection's reference */
+    if (!px->audit) {
+        dispatch(r);
+        return;
+    }
+    proxy_req_advance(r, REQ_RECORDING);
+    meta = request_meta(r, &meta_len);
+    blobs[n].name = "inbound";
+    blobs[n].data = r->body;
+    blobs[n].len = r->body_len;
+    n++;
+    if (r->d.outbound) {
+        blobs[n].name = "outbound";
+        blobs[n].data = r->d.outbound;
+        blobs[n].len = r->d.outbound_len;
+        n++;
+    }
+    proxy_req_ref(r);
+    rc = meta ? audit_append_ex(px->audit, AUDIT_REC_REQUEST, meta, meta_len, blobs, n, 0,
+                                audit_request_done, r)
+              : -1;
+    free(meta);
+    if (rc == 1) { /* sync: none: written is all it asks */
+        proxy_req_unref(r);
+        dispatch(r);
+        return;
+    }
+    if (rc < 0) {
+        proxy_req_unref(r);
+        if (r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
+            proxy_req_error(r, 503, NULL,
+                            "The audit log cannot be written, so the request was not sent "
+                            "(fail closed).");
+            return;
+        }
+        log_warn("request %s: audit unavailable, continuing (on_failure: allow)", r->id);
+        dispatch(r);
+        return;
     }
 }
 
-static void response_durable_loop(void *arg, int status, const char *data, size_t len)
+static void audit_request_done(void *ud, int status)
+{
+    struct proxy_req *r = ud;
+
+    proxy_mailbox_send(r->px->mbox, &r->mail_request_rec, audit_request_done_loop, r, status);
+}
+
+static void audit_request_done_loop(void *arg, int status, const char *data, size_t len)
 {
     struct proxy_req *r = arg;
 
     (void)data;
     (void)len;
-    if (status < 0)
-        log_error("request %s: the response record could not be written to the audit log", r->id);
-    req_complete(r);
+    if (status < 0 && r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
+        if (r->conn && r->state < REQ_ANSWERING)
+            proxy_req_error(r, 503, NULL,
+                            "The audit log cannot be written, so the request was not sent "
+                            "(fail closed).");
+        else
+            proxy_req_finish(r);
+    } else if (r->conn) {
+        dispatch(r);
+    } else {
+        proxy_req_abandoned(r);
+        proxy_req_finish(r);
+    }
     proxy_req_unref(r); /* the audit's reference */
 }
 
-static void response_durable(void *ud, int status)
+static void dispatch(struct proxy_req *r)
+{
+    if (!r->conn) {
+        proxy_req_abandoned(r);
+        proxy_req_finish(r);
+        return;
+    }
+    proxy_req_advance(r, REQ_DISPATCHED);
+    if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN)
+        dispatch_engine(r);
+    else
+        proxy_upstream_send(r);
+}
+
+/* The built-in engine answers the canonical chat of the request (its format's
+ * read_request over the one parse), with the client's sampling options. */
+static void dispatch_engine(struct proxy_req *r)
+{
+    struct engine_server *srv = r->snap->engines ? r->snap->engines[r->d.prov_index] : NULL;
+    struct engine_callbacks cb = {on_engine_text, on_engine_done};
+    struct engine_msg *msgs = NULL;
+    struct engine_params p;
+    struct proxy_chat chat;
+    char eerr[256] = "";
+    int rc;
+
+    proxy_chat_init(&chat);
+    if (!srv) {
+        proxy_req_error(r, 503, NULL,
+                        "The local model '%s' is not loaded, so local answers are unavailable.",
+                        r->d.model->name);
+        return;
+    }
+    /* the engine's view of the one parse (the body as received: it stays local) */
+    r->json = json_to_cjson(&r->d.doc, r->d.doc.root);
+    if (!r->json) {
+        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
+        return;
+    }
+    if (r->wire->read_request(r->json, &chat, eerr, sizeof(eerr)) < 0) {
+        proxy_req_error(r, 400, NULL,
+                        "The local model '%s' reads text only; this request has tool calls, "
+                        "images or other non-text content, so it was not answered.",
+                        r->d.model->name);
+        goto done;
+    }
+    msgs = calloc(chat.n ? chat.n : 1, sizeof(*msgs));
+    if (!msgs) {
+        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
+        goto done;
+    }
+    for (size_t i = 0; i < chat.n; i++) {
+        msgs[i].role = chat.msgs[i].role;
+        msgs[i].content = chat.msgs[i].text;
+    }
+    memset(&p, 0, sizeof(p));
+    p.max_tokens = chat.max_tokens >= 0 ? (int)chat.max_tokens : 256;
+    p.temperature = chat.temperature >= 0 ? (float)chat.temperature : 0.0f;
+    p.top_p = chat.top_p >= 0 ? (float)chat.top_p : 1.0f;
+    p.top_k = chat.top_k >= 0 ? (int)chat.top_k : 0;
+    p.seed = chat.seed >= 0 ? (uint64_t)chat.seed : 0x5eed;
+    p.stop = chat.n_stop ? chat.stop : NULL;
+    p.n_stop = chat.n_stop;
+    proxy_req_ref(r);
+    rc = engine_submit_ex(srv, msgs, chat.n, NULL, &p, &cb, r, &r->job, eerr, sizeof(eerr));
+    if (rc != ENGINE_OK) {
+        proxy_req_unref(r);
+        r->job = NULL;
+        if (rc == ENGINE_EBUSY)
+            proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
+        else if (rc == ENGINE_ECONTEXT)
+            proxy_req_error(r, 400, NULL, "%s",
+                            eerr[0] ? eerr
+                                    : "The prompt is longer than the local model's context.");
+        else if (rc == ENGINE_ETEMPLATE)
+            proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
+                            eerr[0] ? eerr : "no chat template this gateway knows");
+        else if (rc == ENGINE_EINVAL)
+            proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
+                            eerr[0] ? eerr : "invalid request");
+        else
+            proxy_req_error(r, 500, NULL, "The local model could not take the request (%d).", rc);
+        goto done;
+    }
+    proxy_answer_engine_start(r);
+done:
+    free(msgs);
+    proxy_chat_deinit(&chat);
+}
+
+/* on a worker thread: the first piece that cannot be posted stops the relaying of
+ * this answer (a later piece must not follow a hole) and reports through a node of
+ * the request's own, which cannot fail */
+static void on_engine_text(void *ud, const char *text, size_t len)
 {
     struct proxy_req *r = ud;
 
-    proxy_mailbox_send(r->px->mbox, &r->mail_response_rec, response_durable_loop, r, status);
+    if (atomic_load(&r->engine_lost))
+        return;
+    if (proxy_mailbox_post(r->px->mbox, engine_text_loop, r, 0, text, len) == 0)
+        return;
+    if (atomic_exchange(&r->engine_lost, 1) == 0)
+        proxy_mailbox_send(r->px->mbox, &r->mail_engine_lost, engine_lost_loop, r, 0);
+}
+
+static void engine_text_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)status;
+    if (atomic_load(&r->engine_lost))
+        return; /* nothing may follow a hole */
+    if (proxy_answer_engine_text(r, data, len) < 0) {
+        atomic_store(&r->engine_lost, 1); /* the worker stops posting */
+        engine_lost_loop(r, 0, NULL, 0);
+    }
+}
+
+/* A piece of the answer could not be handed to the loop (or relayed by it), so what the
+ * client would get has a hole: end the request with an error now and stop the job (its
+ * end still comes through engine_done_loop, which finds the request finished). */
+static void engine_lost_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)status;
+    (void)data;
+    (void)len;
+    if (r->job)
+        engine_job_cancel(r->job);
+    if (r->state >= REQ_LOGGED)
+        return;
+    log_error("request %s: a piece of the local model's answer was lost (out of memory)", r->id);
+    proxy_req_error(r, 500, NULL,
+                    "The gateway ran out of memory while relaying the local model's answer, so "
+                    "the answer was cut short.");
+}
+
+/* on a worker thread, once per job and last: the result goes in the request (the
+ * mailbox's lock orders it before the loop reads it) */
+static void on_engine_done(void *ud, const struct engine_result *res)
+{
+    struct proxy_req *r = ud;
+
+    r->engine_res = *res;
+    r->engine_res.finish_reason = NULL; /* the job's static strings, but keep it plain */
+    if (res->finish_reason)
+        r->engine_res.finish_reason = strcmp(res->finish_reason, "length") == 0 ? "length" : "stop";
+    proxy_mailbox_send(r->px->mbox, &r->mail_engine_done, engine_done_loop, r, 0);
+}
+
+static void engine_done_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)status;
+    (void)data;
+    (void)len;
+    proxy_answer_engine_done(r, &r->engine_res);
+    proxy_req_unref(r); /* the engine's reference */
 }
 
 void proxy_req_finish(struct proxy_req *r)
@@ -470,6 +573,108 @@ void proxy_req_finish(struct proxy_req *r)
         req_complete(r);
 }
 
+/* ---- finishing ---- */
+
+/* the fields every audit record's metadata starts with (written by hand: a cJSON
+ * tree per record cost more than the rest of the audit's work on the loop) */
+static void meta_common(struct jbuf *m, const struct proxy_req *r)
+{
+    char ts[96];
+
+    iso_time(ts, sizeof(ts));
+    jbuf_open(m, '{');
+    jbuf_key(m, "id");
+    jbuf_str(m, r->id);
+    jbuf_key(m, "time");
+    jbuf_str(m, ts);
+    jbuf_key(m, "key");
+    jbuf_str(m, r->key ? r->key->name : NULL);
+    jbuf_key(m, "team");
+    jbuf_str(m, r->key ? r->key->team : NULL);
+}
+
+static char *response_meta(struct proxy_req *r, size_t *len)
+{
+    struct jbuf m;
+
+    jbuf_init(&m);
+    meta_common(&m, r);
+    jbuf_key(&m, "provider");
+    jbuf_str(&m, r->d.prov ? r->d.prov->name : NULL);
+    jbuf_key(&m, "model");
+    jbuf_str(&m, r->d.model ? r->d.model->name : NULL);
+    jbuf_key(&m, "status");
+    jbuf_i64(&m, r->status);
+    jbuf_key(&m, "usage");
+    jbuf_open(&m, '{');
+    jbuf_key(&m, "input_tokens");
+    jbuf_i64(&m, (int64_t)r->usage.input);
+    jbuf_key(&m, "output_tokens");
+    jbuf_i64(&m, (int64_t)r->usage.output);
+    jbuf_key(&m, "cached_input_tokens");
+    jbuf_i64(&m, (int64_t)r->usage.cached);
+    if (r->usage.cache_write) {
+        jbuf_key(&m, "cache_creation_input_tokens");
+        jbuf_i64(&m, (int64_t)r->usage.cache_write);
+    }
+    jbuf_close(&m, '}');
+    jbuf_key(&m, "cost_usd");
+    jbuf_num(&m, r->cost);
+    jbuf_key(&m, "timings");
+    jbuf_open(&m, '{');
+    jbuf_key(&m, "total_ms");
+    jbuf_fixed(&m, proxy_req_elapsed(r) * 1000.0, 3);
+    if (r->t_first_byte >= 0) {
+        jbuf_key(&m, "upstream_first_byte_ms");
+        jbuf_fixed(&m, (r->t_first_byte - r->t_upstream_start) * 1000.0, 3);
+    }
+    jbuf_close(&m, '}');
+    if (r->error[0]) {
+        jbuf_key(&m, "error");
+        jbuf_str(&m, r->error);
+    }
+    if (r->copy_lost) { /* the payloads are not the whole exchange: say so, never silently */
+        jbuf_key(&m, "payload_incomplete");
+        jbuf_bool(&m, 1);
+    }
+    jbuf_close(&m, '}');
+    return jbuf_finish(&m, len);
+}
+
+static void response_durable(void *ud, int status)
+{
+    struct proxy_req *r = ud;
+
+    proxy_mailbox_send(r->px->mbox, &r->mail_response_rec, response_durable_loop, r, status);
+}
+
+static void response_durable_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)data;
+    (void)len;
+    if (status < 0)
+        log_error("request %s: the response record could not be written to the audit log", r->id);
+    req_complete(r);
+    proxy_req_unref(r); /* the audit's reference */
+}
+
+/* the answer's record is durable (or there is none): let the client have the
+ * end of its answer and go on with the connection's next request */
+static void req_complete(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->conn;
+
+    proxy_conn_flush_held(r);
+    if (c) {
+        c->req = NULL;
+        r->conn = NULL;
+        proxy_conn_request_done(c);
+        proxy_req_unref(r); /* the connection's reference */
+    }
+}
+
 void proxy_req_client_gone(struct proxy_req *r)
 {
     if (r->up)
@@ -486,70 +691,50 @@ void proxy_req_client_gone(struct proxy_req *r)
     }
 }
 
-/* ---- authentication ---- */
-
-static const char *presented_key(const struct proxy_conn *c)
+void proxy_req_error(struct proxy_req *r, int status, const char *type, const char *fmt, ...)
 {
-    const char *a = proxy_conn_header(c, "authorization");
+    char msg[512];
+    char *body = NULL;
+    size_t len = 0;
+    va_list ap;
 
-    if (a && strncasecmp(a, "Bearer ", 7) == 0) {
-        a += 7;
-        while (*a == ' ')
-            a++;
-        return a;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(r->error, sizeof(r->error), "%s", msg);
+    if (r->state >= REQ_ANSWERING) {
+        stream_error(r, status, msg);
+        proxy_req_finish(r);
+        return;
     }
-    return proxy_conn_header(c, "x-api-key");
+    body = r->wire->error_body(status, type ? type : r->wire->error_type(status), msg, &len);
+    proxy_conn_reply(r, status, "application/json", body ? body : "", len);
+    free(body);
+    proxy_req_finish(r);
 }
 
-/* returns 0 when the caller may go on (r->key set, or auth off) */
-static int authenticate(struct proxy_req *r)
+void proxy_req_stream_error(struct proxy_req *r, const char *message)
 {
-    const struct config *cfg = r->snap->cfg;
-    const char *k;
-    uint8_t sha[32];
-
-    if (!cfg->auth)
-        return 0;
-    k = presented_key(r->conn);
-    if (!k || !*k) {
-        proxy_req_error(r, 401, NULL,
-                        "No API key was presented: send 'Authorization: Bearer KEY' or "
-                        "'x-api-key: KEY' with a key issued by this gateway.");
-        return -1;
-    }
-    crypto_hash_sha256(sha, (const unsigned char *)k, strlen(k));
-    r->key = config_key_find_sha256(cfg, sha);
-    if (!r->key) {
-        proxy_req_error(r, 401, NULL, "The API key is not known to this gateway.");
-        return -1;
-    }
-    return 0;
+    stream_error(r, 502, message);
 }
 
-/* ---- /v1/models ---- */
-
-static int model_allowed(struct proxy_req *r, const struct config_model *m)
+/* the error event carries the status the same failure gets before a stream starts
+ * (500 for the gateway's or the local model's failure, 502 for a provider's) */
+static void stream_error(struct proxy_req *r, int status, const char *message)
 {
-    struct policy_input in;
-    struct policy_decision d;
-    char body[512];
-    int ok;
+    char *body, *ev;
+    size_t len = 0, n = 0;
 
-    snprintf(body, sizeof(body), "{\"model\":\"x\",\"messages\":[]}");
-    memset(&in, 0, sizeof(in));
-    in.api = POLICY_API_OPENAI;
-    in.body = body;
-    in.len = strlen(body);
-    in.model = m->name;
-    in.key_name = r->key ? r->key->name : NULL;
-    in.team = r->key ? r->key->team : NULL;
-    if (policy_decide(r->snap->policy, &in, &d) < 0) {
-        policy_decision_deinit(&d);
-        return 0;
-    }
-    ok = d.verdict != POLICY_BLOCK;
-    policy_decision_deinit(&d);
-    return ok;
+    if (r->state >= REQ_ANSWERED)
+        return;
+    r->stream_state = PROXY_STREAM_FAILED;
+    body = r->wire->error_body(status, r->wire->error_type(status), message, &len);
+    ev = body ? r->wire->error_event(body, &n) : NULL;
+    if (ev)
+        proxy_conn_stream_write_final(r, ev, n);
+    proxy_conn_stream_end(r);
+    free(ev);
+    free(body);
 }
 
 static void handle_models(struct proxy_req *r)
@@ -581,479 +766,171 @@ static void handle_models(struct proxy_req *r)
     proxy_req_finish(r);
 }
 
-/* ---- the API request ---- */
+/* ---- /v1/models ---- */
 
-static char *request_meta(struct proxy_req *r, size_t *len)
+static int model_allowed(struct proxy_req *r, const struct config_model *m)
 {
-    struct jbuf m;
-    size_t i;
+    struct policy_input in;
+    struct policy_decision d;
+    char body[512];
+    int ok;
 
-    jbuf_init(&m);
-    meta_common(&m, r);
-    jbuf_key(&m, "client");
-    jbuf_str(&m, r->peer);
-    jbuf_key(&m, "api");
-    jbuf_str(&m, r->api == PROXY_API_ANTHROPIC ? "anthropic" : "openai");
-    jbuf_key(&m, "endpoint");
-    jbuf_str(&m, r->endpoint);
-    jbuf_key(&m, "model");
-    jbuf_str(&m, r->d.model_name ? r->d.model_name : "");
-    jbuf_key(&m, "stream");
-    jbuf_bool(&m, r->d.stream);
-    jbuf_key(&m, "verdict");
-    jbuf_str(&m, proxy_decision_verdict(&r->d));
-    jbuf_key(&m, "rule");
-    jbuf_str(&m, r->d.has_policy && r->d.policy.rule ? r->d.policy.rule : "");
-    jbuf_key(&m, "provider");
-    jbuf_str(&m, r->d.prov ? r->d.prov->name : NULL);
-    jbuf_key(&m, "route_model");
-    jbuf_str(&m, r->d.model ? r->d.model->name : NULL);
-    jbuf_key(&m, "upstream_model");
-    jbuf_str(&m, r->d.model ? r->d.model->upstream_model : NULL);
-    jbuf_key(&m, "findings");
-    jbuf_open(&m, '[');
-    for (i = 0; r->d.has_policy && i < r->d.policy.n_findings; i++) {
-        jbuf_open(&m, '{');
-        jbuf_key(&m, "detector");
-        jbuf_str(&m, r->d.policy.findings[i].detector);
-        jbuf_key(&m, "message");
-        jbuf_i64(&m, r->d.policy.findings[i].message);
-        jbuf_key(&m, "start");
-        jbuf_u64(&m, (uint64_t)r->d.policy.findings[i].start);
-        jbuf_key(&m, "end");
-        jbuf_u64(&m, (uint64_t)r->d.policy.findings[i].end);
-        jbuf_close(&m, '}');
-    }
-    jbuf_close(&m, ']');
-    jbuf_close(&m, '}');
-    return jbuf_finish(&m, len);
-}
-
-static void dispatch(struct proxy_req *r);
-
-static void audit_request_done_loop(void *arg, int status, const char *data, size_t len)
-{
-    struct proxy_req *r = arg;
-
-    (void)data;
-    (void)len;
-    if (status < 0 && r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
-        if (r->conn && r->state < REQ_ANSWERING)
-            proxy_req_error(r, 503, NULL,
-                            "The audit log cannot be written, so the request was not sent "
-                            "(fail closed).");
-        else
-            proxy_req_finish(r);
-    } else if (r->conn) {
-        dispatch(r);
-    } else {
-        proxy_req_abandoned(r);
-        proxy_req_finish(r);
-    }
-    proxy_req_unref(r); /* the audit's reference */
-}
-
-static void audit_request_done(void *ud, int status)
-{
-    struct proxy_req *r = ud;
-
-    proxy_mailbox_send(r->px->mbox, &r->mail_request_rec, audit_request_done_loop, r, status);
-}
-
-/* Write the request record and continue in audit_request_done_loop once it is
- * durable; answer 503 at once if the log is failed (fail closed). */
-static void audit_request_then_dispatch(struct proxy_req *r)
-{
-    struct proxy *px = r->px;
-    struct audit_blob blobs[2];
-    size_t n = 0, meta_len = 0;
-    char *meta;
-    int rc;
-
-    if (!px->audit) {
-        dispatch(r);
-        return;
-    }
-    proxy_req_advance(r, REQ_RECORDING);
-    meta = request_meta(r, &meta_len);
-    blobs[n].name = "inbound";
-    blobs[n].data = r->body;
-    blobs[n].len = r->body_len;
-    n++;
-    if (r->d.outbound) {
-        blobs[n].name = "outbound";
-        blobs[n].data = r->d.outbound;
-        blobs[n].len = r->d.outbound_len;
-        n++;
-    }
-    proxy_req_ref(r);
-    rc = meta ? audit_append_ex(px->audit, AUDIT_REC_REQUEST, meta, meta_len, blobs, n, 0,
-                                audit_request_done, r)
-              : -1;
-    free(meta);
-    if (rc == 1) { /* sync: none: written is all it asks */
-        proxy_req_unref(r);
-        dispatch(r);
-        return;
-    }
-    if (rc < 0) {
-        proxy_req_unref(r);
-        if (r->snap->cfg->audit.on_failure == CONFIG_ON_FAILURE_REFUSE) {
-            proxy_req_error(r, 503, NULL,
-                            "The audit log cannot be written, so the request was not sent "
-                            "(fail closed).");
-            return;
-        }
-        log_warn("request %s: audit unavailable, continuing (on_failure: allow)", r->id);
-        dispatch(r);
-        return;
-    }
-}
-
-/* the message list for the built-in engine, in either API */
-struct msg_list {
-    struct engine_msg *msgs;
-    char **owned;
-    size_t n, cap;
-};
-
-static int msg_add(struct msg_list *l, const char *role, char *content)
-{
-    /* two arrays of one capacity: l->cap changes only once both have grown */
-    size_t cm = l->cap, co = l->cap;
-    struct engine_msg *m = grow_room(l->msgs, &cm, l->n + 1, sizeof(*m), 8);
-    char **o;
-    if (!m)
-        return -1;
-    l->msgs = m;
-    o = grow_room(l->owned, &co, l->n + 1, sizeof(*o), 8);
-    if (!o)
-        return -1;
-    l->owned = o;
-    l->cap = cm;
-    l->msgs[l->n].role = role;
-    l->msgs[l->n].content = content;
-    l->owned[l->n] = content;
-    l->n++;
-    return 0;
-}
-
-/* build_messages -- the chat for the engine; -1 when a message is not plain text,
- * -2 when memory runs out */
-static int build_messages(struct proxy_req *r, struct msg_list *l)
-{
-    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(r->json, "messages"), *m;
-
-    char *t;
-
-    if (r->api == PROXY_API_ANTHROPIC) {
-        const cJSON *sys = cJSON_GetObjectItemCaseSensitive(r->json, "system");
-        if (sys && proxy_content_text(sys, &t) < 0)
-            return -1;
-        if (sys && msg_add(l, "system", t) < 0) {
-            free(t);
-            return -2;
-        }
-    }
-    cJSON_ArrayForEach(m, msgs)
-    {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const char *rs = cJSON_IsString(role) ? role->valuestring : "user";
-        const char *rr = strcmp(rs, "system") == 0 || strcmp(rs, "developer") == 0 ? "system"
-                         : strcmp(rs, "assistant") == 0                            ? "assistant"
-                                                                                   : "user";
-        if (cJSON_GetObjectItemCaseSensitive(m, "tool_calls") || strcmp(rs, "tool") == 0 ||
-            proxy_content_text(cJSON_GetObjectItemCaseSensitive(m, "content"), &t) < 0)
-            return -1;
-        if (msg_add(l, rr, t) < 0) {
-            free(t);
-            return -2;
-        }
-    }
-    return 0;
-}
-
-/* A piece of the answer could not be handed to the loop (or relayed by it), so what the
- * client would get has a hole: end the request with an error now and stop the job (its
- * end still comes through engine_done_loop, which finds the request finished). */
-static void engine_lost_loop(void *arg, int status, const char *data, size_t len)
-{
-    struct proxy_req *r = arg;
-
-    (void)status;
-    (void)data;
-    (void)len;
-    if (r->job)
-        engine_job_cancel(r->job);
-    if (r->state >= REQ_LOGGED)
-        return;
-    log_error("request %s: a piece of the local model's answer was lost (out of memory)", r->id);
-    proxy_req_error(r, 500, NULL,
-                    "The gateway ran out of memory while relaying the local model's answer, so "
-                    "the answer was cut short.");
-}
-
-static void engine_text_loop(void *arg, int status, const char *data, size_t len)
-{
-    struct proxy_req *r = arg;
-
-    (void)status;
-    if (atomic_load(&r->engine_lost))
-        return; /* nothing may follow a hole */
-    if (proxy_answer_engine_text(r, data, len) < 0) {
-        atomic_store(&r->engine_lost, 1); /* the worker stops posting */
-        engine_lost_loop(r, 0, NULL, 0);
-    }
-}
-
-static void engine_done_loop(void *arg, int status, const char *data, size_t len)
-{
-    struct proxy_req *r = arg;
-
-    (void)status;
-    (void)data;
-    (void)len;
-    proxy_answer_engine_done(r, &r->engine_res);
-    proxy_req_unref(r); /* the engine's reference */
-}
-
-/* on a worker thread: the first piece that cannot be posted stops the relaying of
- * this answer (a later piece must not follow a hole) and reports through a node of
- * the request's own, which cannot fail */
-static void on_engine_text(void *ud, const char *text, size_t len)
-{
-    struct proxy_req *r = ud;
-
-    if (atomic_load(&r->engine_lost))
-        return;
-    if (proxy_mailbox_post(r->px->mbox, engine_text_loop, r, 0, text, len) == 0)
-        return;
-    if (atomic_exchange(&r->engine_lost, 1) == 0)
-        proxy_mailbox_send(r->px->mbox, &r->mail_engine_lost, engine_lost_loop, r, 0);
-}
-
-/* on a worker thread, once per job and last: the result goes in the request (the
- * mailbox's lock orders it before the loop reads it) */
-static void on_engine_done(void *ud, const struct engine_result *res)
-{
-    struct proxy_req *r = ud;
-
-    r->engine_res = *res;
-    r->engine_res.finish_reason = NULL; /* the job's static strings, but keep it plain */
-    if (res->finish_reason)
-        r->engine_res.finish_reason = strcmp(res->finish_reason, "length") == 0 ? "length" : "stop";
-    proxy_mailbox_send(r->px->mbox, &r->mail_engine_done, engine_done_loop, r, 0);
-}
-
-static void dispatch_engine(struct proxy_req *r)
-{
-    struct engine_server *srv = r->snap->engines ? r->snap->engines[r->d.prov_index] : NULL;
-    struct msg_list l = {0};
-    struct engine_params p;
-    struct engine_callbacks cb = {on_engine_text, on_engine_done};
-    const cJSON *v;
-    const char *stops[4];
-    size_t n_stop = 0, i;
-    char eerr[256] = "";
-    int rc;
-
-    if (!srv) {
-        proxy_req_error(r, 503, NULL,
-                        "The local model '%s' is not loaded, so local answers are unavailable.",
-                        r->d.model->name);
-        return;
-    }
-    /* the engine's view of the one parse (the body as received: it stays local) */
-    r->json = json_to_cjson(&r->d.doc, r->d.doc.root);
-    rc = r->json ? build_messages(r, &l) : -2;
-    if (rc == -2) {
-        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
-        goto done;
-    }
-    if (rc < 0) {
-        proxy_req_error(r, 400, NULL,
-                        "The local model '%s' reads text only; this request has tool calls, "
-                        "images or other non-text content, so it was not answered.",
-                        r->d.model->name);
-        goto done;
-    }
-    memset(&p, 0, sizeof(p));
-    p.top_p = 1.0f;
-    p.temperature = 0.0f;
-    v = cJSON_GetObjectItemCaseSensitive(r->json, "max_completion_tokens");
-    if (!cJSON_IsNumber(v))
-        v = cJSON_GetObjectItemCaseSensitive(r->json, "max_tokens");
-    p.max_tokens = cJSON_IsNumber(v) ? (int)v->valuedouble : 256;
-    v = cJSON_GetObjectItemCaseSensitive(r->json, "temperature");
-    if (cJSON_IsNumber(v))
-        p.temperature = (float)v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(r->json, "top_p");
-    if (cJSON_IsNumber(v))
-        p.top_p = (float)v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(r->json, "top_k");
-    if (cJSON_IsNumber(v))
-        p.top_k = (int)v->valuedouble;
-    v = cJSON_GetObjectItemCaseSensitive(r->json, "seed");
-    p.seed = cJSON_IsNumber(v) ? (uint64_t)v->valuedouble : 0x5eed;
-    v = cJSON_GetObjectItemCaseSensitive(r->json, "stop");
-    if (!v)
-        v = cJSON_GetObjectItemCaseSensitive(r->json, "stop_sequences");
-    if (cJSON_IsString(v))
-        stops[n_stop++] = v->valuestring;
-    else if (cJSON_IsArray(v)) {
-        const cJSON *s;
-        cJSON_ArrayForEach(s, v) if (cJSON_IsString(s) && n_stop < 4) stops[n_stop++] =
-            s->valuestring;
-    }
-    p.stop = n_stop ? stops : NULL;
-    p.n_stop = n_stop;
-    proxy_req_ref(r);
-    rc = engine_submit_ex(srv, l.msgs, l.n, NULL, &p, &cb, r, &r->job, eerr, sizeof(eerr));
-    if (rc != ENGINE_OK) {
-        proxy_req_unref(r);
-        r->job = NULL;
-        if (rc == ENGINE_EBUSY)
-            proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
-        else if (rc == ENGINE_ECONTEXT)
-            proxy_req_error(r, 400, NULL, "%s",
-                            eerr[0] ? eerr
-                                    : "The prompt is longer than the local model's context.");
-        else if (rc == ENGINE_ETEMPLATE)
-            proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
-                            eerr[0] ? eerr : "no chat template this gateway knows");
-        else if (rc == ENGINE_EINVAL)
-            proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
-                            eerr[0] ? eerr : "invalid request");
-        else
-            proxy_req_error(r, 500, NULL, "The local model could not take the request (%d).", rc);
-        goto done;
-    }
-    proxy_answer_engine_start(r);
-done:
-    for (i = 0; i < l.n; i++)
-        free(l.owned[i]);
-    free(l.owned);
-    free(l.msgs);
-}
-
-static void dispatch(struct proxy_req *r)
-{
-    if (!r->conn) {
-        proxy_req_abandoned(r);
-        proxy_req_finish(r);
-        return;
-    }
-    proxy_req_advance(r, REQ_DISPATCHED);
-    if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN)
-        dispatch_engine(r);
-    else
-        proxy_upstream_send(r);
-}
-
-/* an over-budget key or team: 429 before anything leaves */
-static int over_budget(struct proxy_req *r)
-{
-    const struct config *cfg = r->snap->cfg;
-    const struct config_team *t;
-    double spent;
-
-    if (!r->key)
+    snprintf(body, sizeof(body), "{\"model\":\"x\",\"messages\":[]}");
+    memset(&in, 0, sizeof(in));
+    in.api = POLICY_API_OPENAI;
+    in.body = body;
+    in.len = strlen(body);
+    in.model = m->name;
+    in.key_name = r->key ? r->key->name : NULL;
+    in.team = r->key ? r->key->team : NULL;
+    if (policy_decide(r->snap->policy, &in, &d) < 0) {
+        policy_decision_deinit(&d);
         return 0;
-    if (r->key->budget_usd_per_day >= 0 &&
-        (spent = proxy_spend_get(r->px, "k", r->key->name)) >= r->key->budget_usd_per_day) {
-        proxy_req_error(r, 429, NULL, "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
-                        r->key->name, r->key->budget_usd_per_day, spent);
-        return 1;
     }
-    t = config_team_find(cfg, r->key->team);
-    if (t && t->budget_usd_per_day >= 0 &&
-        (spent = proxy_spend_get(r->px, "t", t->name)) >= t->budget_usd_per_day) {
-        proxy_req_error(r, 429, NULL, "The daily budget of team '%s' ($%.2f) is spent ($%.4f).",
-                        t->name, t->budget_usd_per_day, spent);
-        return 1;
-    }
-    return 0;
+    ok = d.verdict != POLICY_BLOCK;
+    policy_decision_deinit(&d);
+    return ok;
 }
 
-/* An API request: authenticate, decide (the same proxy_decide as `airlock policy test`),
- * budgets, then the request record and dispatch. */
-static void handle_api(struct proxy_req *r)
+struct proxy_req *proxy_req_new(struct proxy_conn *c)
 {
-    enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
+    struct proxy_req *r = calloc(1, sizeof(*r));
+    unsigned char rnd[16];
+    size_t len;
 
-    if (authenticate(r) < 0)
-        return;
-    if (proxy_decide(r->snap->cfg, r->snap->policy, api, r->body, r->body_len,
-                     r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0) {
-        proxy_req_error(r, r->d.status, NULL, "%s", r->d.error);
-        return;
+    if (!r)
+        return NULL;
+    r->px = c->px;
+    r->conn = c;
+    r->refs = 1;
+    r->snap = c->px->snap;
+    r->snap->refs++;
+    r->api = PROXY_API_NONE;
+    r->wire = &proxy_wire_openai_chat; /* errors before routing use OpenAI's shape */
+    r->t_upstream_start = r->t_first_byte = -1;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    randombytes_buf(rnd, sizeof(rnd));
+    sodium_bin2hex(r->id, sizeof(r->id), rnd, sizeof(rnd));
+    snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
+    r->up_bytes = evbuffer_new();
+    r->client_bytes = evbuffer_new();
+    r->held = evbuffer_new();
+    r->hold = r->record = c->px->audit != NULL;
+    len = evbuffer_get_length(c->body);
+    r->body = malloc(len + 1);
+    if (!r->up_bytes || !r->client_bytes || !r->held || !r->body) {
+        proxy_req_unref(r);
+        return NULL;
     }
-    if (r->api == PROXY_API_ANTHROPIC) {
-        const char *v = proxy_conn_header(r->conn, "anthropic-version");
-        const char *b = proxy_conn_header(r->conn, "anthropic-beta");
-        snprintf(r->anthropic_version, sizeof(r->anthropic_version), "%s",
-                 v && *v ? v : "2023-06-01");
-        if (b)
-            snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
-    }
-    if (over_budget(r))
-        return;
-    proxy_req_advance(r, REQ_DECIDED);
-    audit_request_then_dispatch(r);
+    evbuffer_copyout(c->body, r->body, len);
+    wipe_evbuffer(c->body); /* the connection's copy of the prompt */
+    r->body[len] = '\0';
+    r->body_len = len;
+    c->px->metrics.bytes_in += len;
+    c->px->n_reqs++;
+    return r;
 }
 
-void proxy_req_handle(struct proxy_req *r)
+void proxy_req_ref(struct proxy_req *r)
 {
-    struct proxy_conn *c = r->conn;
-    const char *url = c->url ? c->url : "/";
-    size_t plen = strcspn(url, "?");
-    int get = c->parser.method == HTTP_GET, post = c->parser.method == HTTP_POST;
-
-#define PATH_IS(p) (plen == strlen(p) && strncmp(url, (p), plen) == 0)
-    if (PATH_IS("/healthz")) {
-        snprintf(r->endpoint, sizeof(r->endpoint), "/healthz");
-        proxy_conn_reply(r, 200, "text/plain", "ok\n", 3);
-        proxy_req_finish(r);
-        return;
-    }
-    if (PATH_IS("/metrics")) {
-        struct evbuffer *b = evbuffer_new();
-        size_t n;
-        snprintf(r->endpoint, sizeof(r->endpoint), "/metrics");
-        proxy_metrics_render(r->px, b);
-        n = evbuffer_get_length(b);
-        proxy_conn_reply(r, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1),
-                         n);
-        evbuffer_free(b);
-        proxy_req_finish(r);
-        return;
-    }
-    if (PATH_IS("/v1/models")) {
-        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/models");
-        if (!get) {
-            proxy_req_error(r, 405, "invalid_request_error", "Use GET for /v1/models.");
-            return;
-        }
-        if (authenticate(r) < 0)
-            return;
-        handle_models(r);
-        return;
-    }
-    if (PATH_IS("/v1/chat/completions") || PATH_IS("/chat/completions")) {
-        r->api = PROXY_API_OPENAI;
-        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/chat/completions");
-    } else if (PATH_IS("/v1/messages")) {
-        r->api = PROXY_API_ANTHROPIC;
-        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/messages");
-    } else {
-        proxy_req_error(r, 404, "invalid_request_error", "Unknown path '%.*s'.",
-                        (int)(plen > 200 ? 200 : plen), url);
-        return;
-    }
-#undef PATH_IS
-    if (!post) {
-        proxy_req_error(r, 405, NULL, "Use POST for %s.", r->endpoint);
-        return;
-    }
-    handle_api(r);
+    r->refs++;
 }
+
+void proxy_req_unref(struct proxy_req *r)
+{
+    struct proxy *px;
+
+    if (--r->refs > 0)
+        return;
+    px = r->px;
+    if (r->job)
+        engine_job_release(r->job);
+    /* everything that held prompt or answer text is wiped as it is freed */
+    proxy_decision_deinit(&r->d);
+    wipe_cjson_delete(r->json);
+    wipe_free(r->body, r->body_len);
+    wipe_free(r->engine_text, r->engine_text_len);
+    free(r->finish_reason);
+    proxy_sse_deinit(&r->sse);
+    wipe_evbuffer_free(r->up_bytes);
+    wipe_evbuffer_free(r->client_bytes);
+    wipe_evbuffer_free(r->held);
+    if (r->snap)
+        proxy_snap_unref(r->snap);
+    free(r);
+    px->n_reqs--;
+    if (px->draining && px->n_reqs == 0 && px->n_conns == 0)
+        event_base_loopexit(px->base, NULL);
+}
+
+void proxy_req_advance(struct proxy_req *r, enum proxy_req_state to)
+{
+    assert(to >= r->state && "a request's lifecycle only moves forward");
+    r->state = to;
+}
+
+void proxy_req_answer_status(struct proxy_req *r, int status)
+{
+    assert(r->state < REQ_ANSWERED && "the status is set before the answer is done");
+    r->status = status;
+}
+
+void proxy_req_abandoned(struct proxy_req *r)
+{
+    if (!r->status)
+        r->status = 499; /* nginx's "client closed request": nothing was answered */
+}
+
+double proxy_req_elapsed(const struct proxy_req *r)
+{
+    return now_s() - ((double)r->t0.tv_sec + (double)r->t0.tv_nsec / 1e9);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* iso_time -- "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), 24 bytes and a NUL; by hand, as it
+ * is written into every audit record */
+static void iso_time(char *buf, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+
+    if (cap < 25) {
+        if (cap)
+            buf[0] = '\0';
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    put_digits(buf, (unsigned)(tm.tm_year + 1900) % 10000, 4);
+    buf[4] = '-';
+    put_digits(buf + 5, (unsigned)tm.tm_mon + 1, 2);
+    buf[7] = '-';
+    put_digits(buf + 8, (unsigned)tm.tm_mday, 2);
+    buf[10] = 'T';
+    put_digits(buf + 11, (unsigned)tm.tm_hour, 2);
+    buf[13] = ':';
+    put_digits(buf + 14, (unsigned)tm.tm_min, 2);
+    buf[16] = ':';
+    put_digits(buf + 17, (unsigned)tm.tm_sec, 2);
+    buf[19] = '.';
+    put_digits(buf + 20, (unsigned)(ts.tv_nsec / 1000000) % 1000, 3);
+    buf[23] = 'Z';
+    buf[24] = '\0';
+}
+
+static void put_digits(char *p, unsigned v, int n)
+{
+    while (n-- > 0) {
+        p[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* ---- errors ---- */

@@ -23,6 +23,7 @@
 #include "proxy/decide.h"
 #include "proxy/mailbox.h"
 #include "proxy/sse.h"
+#include "proxy/wire.h"
 
 enum proxy_api { PROXY_API_NONE = -1, PROXY_API_OPENAI = 0, PROXY_API_ANTHROPIC = 1 };
 
@@ -51,6 +52,16 @@ struct proxy_usage {
  *
  * A refusal jumps from any state before REQ_ANSWERING to REQ_ANSWERED; a client that
  * leaves skips to REQ_LOGGED with status 499 (proxy_req_abandoned). */
+/* The stream the gateway writes in the client's format (the engine's answer, or a
+ * provider's translated): opened once, then closed by its own end or by an error event.
+ * A stream relayed in its own format only ever reaches FAILED (the gateway's error). */
+enum proxy_stream_state {
+    PROXY_STREAM_NONE,   /* nothing written of our own yet */
+    PROXY_STREAM_OPEN,   /* the opening event(s) are out */
+    PROXY_STREAM_CLOSED, /* the closing event(s) are out */
+    PROXY_STREAM_FAILED, /* ended by an error event: nothing more */
+};
+
 enum proxy_req_state {
     REQ_NEW,
     REQ_DECIDED,
@@ -68,6 +79,8 @@ struct proxy_req {
     int refs;
     char id[33];
     enum proxy_api api;
+    const struct proxy_wire *wire;    /* the client's API (wire.h); OpenAI's until routed */
+    const struct proxy_wire *up_wire; /* the provider's API; NULL for the built-in engine */
     char endpoint[32];
     struct timespec t0;
     double t_upstream_start, t_first_byte; /* seconds since t0, < 0 unset */
@@ -93,7 +106,6 @@ struct proxy_req {
     double cost;
     /* streaming state */
     struct proxy_sse sse;
-    int stream_failed;
     char *engine_text; /* builtin, non-streaming: collected text */
     size_t engine_text_len;
     char *finish_reason;
@@ -108,20 +120,19 @@ struct proxy_req {
     /* write-behind of the answer's end: the final bytes reach the client only once
      * the response record is durable, so a crash never loses the record of an
      * answer the client received (SPEC §5.2, §5.5) */
-    int record; /* the audit is on: keep the answer's bytes for it */
+    int record;    /* the audit is on: keep the answer's bytes for it */
     int copy_lost; /* a copy for the audit could not be kept: nothing more is sent */
-    int hold;   /* hold the final bytes (audit on) */
+    int hold;      /* hold the final bytes (audit on) */
     struct evbuffer *held;
     int held_reply; /* a whole non-streamed reply is held */
     int held_status;
     char held_ctype[64];
     int held_end; /* the chunked terminator is held */
     /* answering across formats (translate.c) */
-    int tr_started;  /* the client's opening event(s) were sent */
-    int tr_finished; /* the client's closing event(s) were sent */
+    enum proxy_stream_state stream_state; /* the stream written for the client */
     char tr_id[96];
     char tr_model[128];
-    char tr_stop[32]; /* finish/stop reason in the CLIENT's vocabulary */
+    enum proxy_stop tr_stop; /* why the answer stopped (the client's format words it) */
 };
 
 struct proxy_req *proxy_req_new(struct proxy_conn *c);

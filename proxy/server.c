@@ -448,7 +448,7 @@ static void conn_reply_raw_error(struct proxy_conn *c, int status, const char *t
     randombytes_buf(rnd, sizeof(rnd));
     for (i = 0; i < 16; i++)
         snprintf(id + 2 * i, 3, "%02x", rnd[i]);
-    proxy_json_error_body(PROXY_API_OPENAI, status, type, message, &body, &len);
+    body = proxy_wire_openai_chat.error_body(status, type, message, &len);
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
                         "content-length: %zu\r\nx-airlock-request-id: %s\r\n"

@@ -80,7 +80,6 @@ void proxy_conn_stream_write_final(struct proxy_req *req, const char *data, size
 void proxy_conn_flush_held(struct proxy_req *req);
 const char *proxy_conn_header(const struct proxy_conn *c, const char *lname);
 
-
 /* The connection's request is finished (answered and recorded): go on with the next
  * pipelined request, or close. Called by the request when it completes. */
 void proxy_conn_request_done(struct proxy_conn *c);

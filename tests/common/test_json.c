@@ -87,8 +87,9 @@ static void test_repeats(void)
     CHECK(refused("{\"messages\":[{\"role\":\"user\"},{\"role\":\"user\",\"content\":\"x\","
                   "\"content\":{\"text\":\"y\"}}]}",
                   "in messages[1]"));
-    CHECK(refused("{\"tools\":[{\"function\":{\"parameters\":{\"properties\":{\"a\":{},\"a\":{}}}}}]}",
-                  "in tools[0].function.parameters.properties"));
+    CHECK(refused(
+        "{\"tools\":[{\"function\":{\"parameters\":{\"properties\":{\"a\":{},\"a\":{}}}}}]}",
+        "in tools[0].function.parameters.properties"));
     /* the same name in different objects is fine */
     struct json_doc d;
     char err[256];
@@ -138,7 +139,8 @@ static void test_names_and_spans(void)
 {
     struct json_doc d;
     char err[256];
-    const char *b = "{\"response_form\\u0061t\":{\"type\":\"json\"}, \"s\" : \"a\\nb\", \"n\":-1.5e2}";
+    const char *b =
+        "{\"response_form\\u0061t\":{\"type\":\"json\"}, \"s\" : \"a\\nb\", \"n\":-1.5e2}";
     REQUIRE(parse(b, &d, err, sizeof(err)) == 0);
     uint32_t rf = json_get(&d, d.root, "response_format");
     CHECK(json_type(&d, rf) == JSON_OBJ);

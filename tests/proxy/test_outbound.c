@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness.h"
 #include "common/json.h"
+#include "harness.h"
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
 
@@ -245,7 +245,6 @@ static void test_cost(void)
     m.cached_input_per_mtok = -1; /* unset: cached at the input price */
     CHECK(proxy_cost(&m, &u) > 6.999999 && proxy_cost(&m, &u) < 7.000001);
 }
-
 
 /* the model member's name escaped is still the one renamed (the loose scanner this
  * replaced looked for the literal bytes "model") */
