@@ -815,7 +815,8 @@ struct proxy_req *proxy_req_new(struct proxy_conn *c)
     r->up_bytes = evbuffer_new();
     r->client_bytes = evbuffer_new();
     r->held = evbuffer_new();
-    r->hold = r->record = c->px->audit != NULL;
+    r->record = c->px->audit != NULL;
+    r->hold = r->record ? PROXY_HOLD_ARMED : PROXY_HOLD_OFF;
     len = evbuffer_get_length(c->body);
     r->body = malloc(len + 1);
     if (!r->up_bytes || !r->client_bytes || !r->held || !r->body) {

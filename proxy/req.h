@@ -62,6 +62,14 @@ enum proxy_stream_state {
     PROXY_STREAM_FAILED, /* ended by an error event: nothing more */
 };
 
+/* Write-behind of the answer's end (audit on): what is held until its record is written. */
+enum proxy_hold {
+    PROXY_HOLD_OFF,        /* nothing is held: bytes go straight out (audit off, or flushed) */
+    PROXY_HOLD_ARMED,      /* the final bytes will be held; none yet, or stream bytes only */
+    PROXY_HOLD_REPLY,      /* a whole non-streamed reply is held */
+    PROXY_HOLD_STREAM_END, /* a stream's last events and its chunked terminator are held */
+};
+
 enum proxy_req_state {
     REQ_NEW,
     REQ_DECIDED,
@@ -120,15 +128,12 @@ struct proxy_req {
     /* write-behind of the answer's end: the final bytes reach the client only once
      * the response record is durable, so a crash never loses the record of an
      * answer the client received (SPEC §5.2, §5.5) */
-    int record;    /* the audit is on: keep the answer's bytes for it */
-    int copy_lost; /* a copy for the audit could not be kept: nothing more is sent */
-    int hold;      /* hold the final bytes (audit on) */
+    int record;           /* the audit is on: keep the answer's bytes for it */
+    int copy_lost;        /* a copy for the audit could not be kept: nothing more is sent */
+    enum proxy_hold hold; /* what of the answer's end is held back */
     struct evbuffer *held;
-    int held_reply; /* a whole non-streamed reply is held */
-    int held_status;
+    int held_status; /* HOLD_REPLY: the reply's status and content type */
     char held_ctype[64];
-    int held_end; /* the chunked terminator is held */
-    /* answering across formats (translate.c) */
     enum proxy_stream_state stream_state; /* the stream written for the client */
     char tr_id[96];
     char tr_model[128];

@@ -295,8 +295,8 @@ static const char copy_lost_anthropic[] =
 void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type, const char *body,
                       size_t len)
 {
-    if (r->conn && r->hold && r->held && evbuffer_expand(r->held, len + 512) < 0 &&
-        !r->copy_lost) {
+    if (r->conn && r->hold != PROXY_HOLD_OFF && r->held &&
+        evbuffer_expand(r->held, len + 512) < 0 && !r->copy_lost) {
         r->copy_lost = 1; /* no room to hold it: answered with the short 503 below */
         snprintf(r->error, sizeof(r->error),
                  "the answer could not be held for its record (out of memory), so it was not sent");
@@ -315,8 +315,8 @@ void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
     proxy_req_advance(r, REQ_ANSWERED);
     if (!r->conn)
         return;
-    if (r->hold && r->held) {
-        r->held_reply = 1;
+    if (r->hold != PROXY_HOLD_OFF && r->held) {
+        r->hold = PROXY_HOLD_REPLY;
         r->held_status = status;
         snprintf(r->held_ctype, sizeof(r->held_ctype), "%s", content_type);
         (void)evbuffer_add(r->held, body, len); /* expanded before the copy was kept */
@@ -366,8 +366,8 @@ void proxy_conn_stream_end(struct proxy_req *r)
     proxy_req_advance(r, REQ_ANSWERED);
     if (!r->conn)
         return;
-    if (r->hold && r->held) {
-        r->held_end = 1;
+    if (r->hold != PROXY_HOLD_OFF && r->held) {
+        r->hold = PROXY_HOLD_STREAM_END;
         return;
     }
     evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
@@ -375,7 +375,7 @@ void proxy_conn_stream_end(struct proxy_req *r)
 
 void proxy_conn_stream_write_final(struct proxy_req *r, const char *data, size_t len)
 {
-    if (!r->hold || !r->held || !r->conn) {
+    if (r->hold == PROXY_HOLD_OFF || !r->held || !r->conn) {
         proxy_conn_stream_write(r, data, len);
         return;
     }
@@ -394,14 +394,14 @@ void proxy_conn_flush_held(struct proxy_req *r)
     struct evbuffer *out;
     size_t n;
 
-    if (!r->held || !r->conn) {
-        r->hold = 0;
+    enum proxy_hold was = r->hold;
+
+    r->hold = PROXY_HOLD_OFF;
+    if (!r->held || !r->conn)
         return;
-    }
-    r->hold = 0;
     n = evbuffer_get_length(r->held);
     out = bufferevent_get_output(r->conn->bev);
-    if (r->held_reply) {
+    if (was == PROXY_HOLD_REPLY) {
         r->conn->chunked = 0;
         write_head(r, r->held_status, r->held_ctype, (long)n);
         evbuffer_add_buffer(out, r->held);
@@ -413,10 +413,9 @@ void proxy_conn_flush_held(struct proxy_req *r)
             evbuffer_add(out, "\r\n", 2);
             r->conn->px->metrics.bytes_out += n;
         }
-        if (r->held_end)
+        if (was == PROXY_HOLD_STREAM_END)
             evbuffer_add(out, "0\r\n\r\n", 5);
     }
-    r->held_reply = r->held_end = 0;
 }
 
 #define PROXY_LINGER_MS 2000
