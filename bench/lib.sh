@@ -14,6 +14,27 @@ bench_need_wrk() {
     return 1
 }
 
+# bench_need_nginx -- nginx on PATH (or /usr/sbin), installed from Debian's packages
+# (nginx-light, else nginx) when it is not; NGINX is its path. Only the binary is used:
+# the benchmarks run their own instance from a config in a temporary folder, never the
+# system service.
+bench_need_nginx() {
+    NGINX=$(command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
+    if [ -z "$NGINX" ]; then
+        for sudo in "" "sudo -n"; do
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nginx-light >/dev/null 2>&1 ||
+                DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nginx >/dev/null 2>&1 || {
+                $sudo apt-get update >/dev/null 2>&1 &&
+                    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nginx-light >/dev/null 2>&1; } &&
+                break
+        done
+        NGINX=$(command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
+    fi
+    [ -n "$NGINX" ] && return 0
+    echo "skipped: nginx is not installed and could not be installed (apt-get install nginx-light)"
+    return 1
+}
+
 # bench_start_mock -- TMP (removed on exit, with the mock and any gateway still up) and
 # the mock provider on a free port (MOCK_PORT)
 bench_start_mock() {

@@ -1,50 +1,71 @@
 #!/bin/sh
-# proxy.sh -- how much airlock costs on the wire: throughput and latency of a 1 KB chat
-# request against (a) the mock provider directly, (b) nginx as a plain keep-alive reverse
-# proxy in front of it, (c) airlock in front of it with the audit on (sync batch), on with
-# sync none, and off; each repeated and the median printed. Then an open-loop run at a
-# fixed rate (default 1,000 req/s) for p50/p99 added latency vs direct, and airlock's RSS.
+# proxy.sh -- how much airlock costs on the wire. A 1 KB chat request (wrk, keep-alive,
+# -c32 -t2) against:
+#   nginx              the upstream alone: nginx answering `return 200` with a canned
+#                      chat-completions body (UPSTREAM=nginx, the default), so the reference
+#                      is about as fast as an HTTP server gets on this machine
+#   airlock-off        airlock, audit off, in front of that upstream
+#   airlock-batch      airlock, audit `sync: batch`, in front of it
+#   airlock-none       airlock, audit `sync: none` (only with BENCH_NOSYNC=1)
+#   before-off/-batch  the same two with a second binary, AIRLOCK_BEFORE (before/after in
+#                      one session)
+# With UPSTREAM=mock the upstream is our C mock provider (tests/mock) instead, and the
+# targets are `mock` (directly), `nginx` (one worker as a keep-alive reverse proxy in front
+# of the mock) and the airlock ones in front of the mock.
 #
-#   sh bench/proxy.sh            (env: AIRLOCK_BUILD, BENCH_SECONDS=10, BENCH_REPEAT=3,
-#                                 BENCH_CONNS=32, BENCH_THREADS=2, BENCH_RATE=1000,
-#                                 BENCH_RATE_SECONDS=5)
-# Needs wrk and nginx (installed with apt-get when missing) and python3.
+# Targets run alternately: each round runs every target once (the starting target rotates
+# from round to round), so load that comes and goes on a shared machine falls on all of
+# them; BENCH_REPEAT rounds. Printed: medians over rounds of requests/s, p50, p99 (wrk
+# --latency), and of the per-round ratio to nginx (target / nginx of the same round). Each
+# run also records the 1-minute load average and the "foreign" CPU: what every other
+# process (not wrk, not the benchmark's servers, not kernel threads) used during the run,
+# as a share of all cores (other people's compiles). Then an open-loop run at a fixed rate (BENCH_RATE req/s; 0
+# skips it), alternated the same way, for p50/p99 latency added over the upstream alone.
+#
+#   sh bench/proxy.sh
+#   AIRLOCK_BEFORE=/tmp/airlock-before/build/airlock sh bench/proxy.sh
+#   UPSTREAM=mock BENCH_NOSYNC=1 sh bench/proxy.sh
+# env: AIRLOCK_BUILD (dir with airlock [and mock_provider]; default ./build),
+#      AIRLOCK_BEFORE (a second airlock binary), UPSTREAM=nginx|mock, BENCH_SECONDS=5,
+#      BENCH_REPEAT=3, BENCH_CONNS=32, BENCH_THREADS=2, BENCH_NOSYNC=0, BENCH_RATE=1000,
+#      BENCH_RATE_SECONDS=5, TMPDIR (where the audit logs go: its file system sets the
+#      fsync cost). Everything listens on 127.0.0.1 only; nginx is a throw-away instance
+#      with its own prefix and config in the temporary folder, never the system service.
+# Needs wrk and nginx (installed with apt-get when missing, bench/lib.sh), python3, curl.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${AIRLOCK_BUILD:-$ROOT/build}
-SECS=${BENCH_SECONDS:-10}
+BEFORE=${AIRLOCK_BEFORE:-}
+UPSTREAM=${UPSTREAM:-nginx}
+SECS=${BENCH_SECONDS:-5}
 REPEAT=${BENCH_REPEAT:-3}
 CONNS=${BENCH_CONNS:-32}
 THREADS=${BENCH_THREADS:-2}
+NOSYNC=${BENCH_NOSYNC:-0}
 RATE=${BENCH_RATE:-1000}
 RATE_SECS=${BENCH_RATE_SECONDS:-5}
 REAL_KEY=sk-bench-real-0123456789
 CLIENT_KEY=sk-bench-client-0123456789
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx; then
-    echo "bench: installing wrk/nginx" >&2
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq >&2 || true
-    need wrk || $SUDO apt-get install -y -qq wrk >&2
-    need nginx || $SUDO apt-get install -y -qq nginx-light >&2 || $SUDO apt-get install -y -qq nginx >&2
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-for b in "$BUILD/airlock" "$BUILD/mock_provider"; do
-    [ -x "$b" ] || { echo "bench: $b not built (make first)" >&2; exit 1; }
-done
+. "$ROOT/bench/lib.sh"
+case $UPSTREAM in nginx | mock) ;; *) echo "bench: UPSTREAM must be nginx or mock" >&2; exit 2 ;; esac
+bench_need_wrk || exit 1
+bench_need_nginx || exit 1
+[ -x "$BUILD/airlock" ] || { echo "bench: $BUILD/airlock not built (make first)" >&2; exit 1; }
+[ "$UPSTREAM" = nginx ] || [ -x "$BUILD/mock_provider" ] ||
+    { echo "bench: $BUILD/mock_provider not built (make first)" >&2; exit 1; }
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || { echo "bench: AIRLOCK_BEFORE=$BEFORE is not an executable" >&2; exit 1; }
 
-TMP=$(mktemp -d /tmp/airlock-bench.XXXXXX)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/airlock-bench.XXXXXX")
 PIDS=""
 cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null; done
-    sleep 0.2
+    for p in $PIDS; do wait "$p" 2>/dev/null; done
     rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
     python3 - "$1" <<'EOF'
 import socket, sys, time
@@ -58,8 +79,18 @@ sys.exit(1)
 EOF
 }
 
-# ---- the 1 KB request body (exactly 1024 bytes), no PII or secrets in it
-python3 - "$TMP/body.json" <<'EOF'
+# a binary and where it came from: commit of the tree it sits in, and when it was built
+describe_bin() {
+    d=$(dirname "$1")
+    c=$(git -C "$d" rev-parse --short HEAD 2>/dev/null || echo "no git")
+    dirty=""
+    [ -n "$(git -C "$d" status --porcelain -uno 2>/dev/null | head -1)" ] && dirty=", tree has uncommitted changes"
+    echo "$1 (commit $c$dirty; built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
+}
+
+# ---- the 1 KB request body (exactly 1024 bytes), no PII or secrets in it; the canned
+# answer (the mock's own, byte for byte but for the date)
+python3 - "$TMP/body.json" "$TMP/answer.json" <<'EOF'
 import json, sys
 filler = ("The quick brown fox jumps over the lazy dog while the committee reviews "
           "the quarterly roadmap and drafts a summary for the weekly meeting. ") * 20
@@ -68,6 +99,18 @@ b = {"model": "gpt-4o-mini", "max_tokens": 64,
 base = len(json.dumps(b, separators=(",", ":")))
 b["messages"][1]["content"] = filler[:1024 - base]
 open(sys.argv[1], "w").write(json.dumps(b, separators=(",", ":")))
+a = {"id": "chatcmpl-mock000001", "object": "chat.completion", "created": 1796578781,
+     "model": "gpt-4o-mini",
+     "choices": [{"index": 0, "message": {"role": "assistant",
+                  "content": "Hello from the mock provider, a deterministic answer.",
+                  "refusal": None, "annotations": []}, "logprobs": None, "finish_reason": "stop"}],
+     "usage": {"prompt_tokens": 16, "completion_tokens": 8, "total_tokens": 24,
+               "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                             "accepted_prediction_tokens": 0,
+                                             "rejected_prediction_tokens": 0}},
+     "service_tier": "default", "system_fingerprint": "fp_mock0001"}
+open(sys.argv[2], "w").write(json.dumps(a, separators=(",", ":")))
 EOF
 cat >"$TMP/req.lua" <<EOF
 local f = io.open("$TMP/body.json", "rb")
@@ -79,16 +122,29 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
 EOF
 
-# ---- mock
-"$BUILD/mock_provider" --port 0 --openai-key "$REAL_KEY" >"$TMP/mock.out" 2>"$TMP/mock.err" &
-PIDS="$PIDS $!"
-sleep 0.3
-MOCK_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/mock.out")
-[ -n "$MOCK_PORT" ] || { echo "bench: mock did not start" >&2; exit 1; }
-
-# ---- nginx: one worker (airlock serves from one event loop), keep-alive upstream
+# ---- upstream and nginx: one nginx worker (airlock serves from one event loop)
+if [ "$UPSTREAM" = mock ]; then
+    "$BUILD/mock_provider" --port 0 --openai-key "$REAL_KEY" >"$TMP/mock.out" 2>"$TMP/mock.err" &
+    MOCK_PID=$!
+    PIDS="$PIDS $MOCK_PID"
+    i=0
+    until MOCK_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/mock.out") && [ -n "$MOCK_PORT" ]; do
+        i=$((i + 1)); [ $i -gt 50 ] && { echo "bench: mock did not start" >&2; exit 1; }
+        sleep 0.1
+    done
+fi
 NGINX_PORT=$(free_port)
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/tmp"
+if [ "$UPSTREAM" = nginx ]; then
+    UP_PORT=$NGINX_PORT
+    SERVE="location = /v1/chat/completions { default_type application/json; return 200 '$(cat "$TMP/answer.json")'; }
+        location / { return 404; }"
+    UPBLOCK=""
+else
+    UP_PORT=$MOCK_PORT
+    SERVE="location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }"
+    UPBLOCK="upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 64; keepalive_requests 1000000; }"
+fi
 cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -97,70 +153,103 @@ error_log $TMP/nginx/logs/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
     client_body_temp_path $TMP/nginx/tmp/body;
     proxy_temp_path $TMP/nginx/tmp/proxy;
     fastcgi_temp_path $TMP/nginx/tmp/fcgi;
     uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
     scgi_temp_path $TMP/nginx/tmp/scgi;
-    upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 64; }
+    $UPBLOCK
     server {
         listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://mock;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
+        $SERVE
     }
 }
 EOF
 "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/stderr" &
-PIDS="$PIDS $!"
+NGINX_PID=$!
+PIDS="$PIDS $NGINX_PID"
 wait_port "$NGINX_PORT" || { echo "bench: nginx did not start: $(cat "$TMP/nginx/stderr")" >&2; exit 1; }
 
-# ---- airlock, audit on and off
-start_airlock() { # name audit-yaml -> sets AL_PORT AL_PID
+# ---- airlock instances, all in front of the upstream, started once for the whole run
+start_airlock() { # name binary audit-yaml -> AL_PORT, AL_PID
     d="$TMP/$1"; mkdir -p "$d"
     AL_PORT=$(free_port)
     cat >"$d/airlock.yaml" <<EOF
 listen: [{address: "127.0.0.1:$AL_PORT"}]
 keys: [{name: bench, team: bench, key: "$CLIENT_KEY"}]
 providers:
-  oai: {type: openai, base_url: "http://127.0.0.1:$MOCK_PORT/v1", api_key: "$REAL_KEY"}
+  oai: {type: openai, base_url: "http://127.0.0.1:$UP_PORT/v1", api_key: "$REAL_KEY"}
 models:
   - {name: gpt-4o-mini, provider: oai, price: {input_per_mtok: 0.15, output_per_mtok: 0.6}}
 rules:
   - {name: no-secrets, if: {detected: [secrets]}, then: {action: block}}
   - {name: default, then: {action: allow}}
-$2
+$3
 EOF
-    (cd "$d" && exec "$BUILD/airlock" serve -c "$d/airlock.yaml" 2>"$d/stderr.log") &
+    (cd "$d" && exec "$2" serve -c "$d/airlock.yaml" 2>"$d/stderr.log") &
     AL_PID=$!
     PIDS="$PIDS $AL_PID"
     wait_port "$AL_PORT" || { echo "bench: airlock ($1) did not start: $(tail -5 "$d/stderr.log")" >&2; exit 1; }
+    echo "$1:$AL_PORT:$CLIENT_KEY" >>"$TMP/targets"
+    echo "$1 $AL_PID" >>"$TMP/airlock_pids"
 }
-start_airlock audit_on "audit: {dir: ./audit}"
-AON_PORT=$AL_PORT; AON_PID=$AL_PID
-start_airlock audit_off ""
-AOFF_PORT=$AL_PORT; AOFF_PID=$AL_PID
-start_airlock audit_nosync "audit: {dir: ./audit, sync: none}"
-ANS_PORT=$AL_PORT; ANS_PID=$AL_PID
+: >"$TMP/targets"; : >"$TMP/airlock_pids"
+if [ "$UPSTREAM" = mock ]; then
+    echo "mock:$MOCK_PORT:$REAL_KEY" >>"$TMP/targets"
+fi
+echo "nginx:$NGINX_PORT:$REAL_KEY" >>"$TMP/targets"
+start_airlock airlock-off "$BUILD/airlock" ""
+start_airlock airlock-batch "$BUILD/airlock" "audit: {dir: ./audit, sync: batch}"
+[ "$NOSYNC" = 1 ] && start_airlock airlock-none "$BUILD/airlock" "audit: {dir: ./audit, sync: none}"
+if [ -n "$BEFORE" ]; then
+    start_airlock before-off "$BEFORE" ""
+    start_airlock before-batch "$BEFORE" "audit: {dir: ./audit, sync: batch}"
+    [ "$NOSYNC" = 1 ] && start_airlock before-none "$BEFORE" "audit: {dir: ./audit, sync: none}"
+fi
+NT=$(wc -l <"$TMP/targets")
 
-# sanity: every target answers 200 before measuring
-for t in "$MOCK_PORT $REAL_KEY" "$NGINX_PORT $REAL_KEY" "$AON_PORT $CLIENT_KEY" "$AOFF_PORT $CLIENT_KEY" \
-         "$ANS_PORT $CLIENT_KEY"; do
-    set -- $t
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
-        --data-binary @"$TMP/body.json" "http://127.0.0.1:$1/v1/chat/completions")
-    [ "$code" = 200 ] || { echo "bench: port $1 answered $code, not 200" >&2; exit 1; }
-done
+# sanity: every target answers 200 with the canned answer before measuring
+while IFS=: read -r name port key; do
+    code=$(curl -s -o "$TMP/sanity.out" -w '%{http_code}' -H "Authorization: Bearer $key" \
+        -H 'Content-Type: application/json' --data-binary @"$TMP/body.json" \
+        "http://127.0.0.1:$port/v1/chat/completions")
+    [ "$code" = 200 ] && grep -q 'a deterministic answer' "$TMP/sanity.out" ||
+        { echo "bench: $name (port $port) answered $code: $(head -c 300 "$TMP/sanity.out")" >&2; exit 1; }
+done <"$TMP/targets"
 
-# wrk output -> "rps p50_ms p99_ms non2xx"
-run_wrk() { # port key
-    BENCH_KEY=$2 wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency -s "$TMP/req.lua" "http://127.0.0.1:$1" 2>&1 |
-        python3 -c '
-import re, sys
-t = sys.stdin.read()
+# our own processes (their CPU is not "foreign"): nginx's master and worker, the mock, airlocks
+OUR_PIDS="$PIDS $(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null)"
+
+# one wrk run -> "rps p50_ms p99_ms errors load1 foreign_cpu_pct"
+cat >"$TMP/run_wrk.py" <<'EOF'
+import os, re, subprocess, sys, time
+port, key, secs, conns, threads, lua = sys.argv[1:7]
+ours = [p for p in sys.argv[7:] if p.isdigit()]
+hz = os.sysconf("SC_CLK_TCK"); ncpu = os.cpu_count(); me = str(os.getpid())
+def others():
+    # CPU of every process that is not ours (nor a kernel thread): own time plus that of
+    # children it has reaped, so a compiler that starts and ends during the run still counts
+    t = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or p == me or p in ours:
+            continue
+        try:
+            s = open("/proc/%s/stat" % p).read(); s = s[s.rindex(")") + 2:].split()
+        except (OSError, ValueError):
+            continue
+        if int(s[6]) & 0x00200000 or s[1] == "2" or s[1] in ours:  # kernel thread, or our nginx worker
+            continue
+        t += int(s[11]) + int(s[12]) + int(s[13]) + int(s[14])
+    return t
+load = open("/proc/loadavg").read().split()[0]
+f0, w0 = others(), time.time()
+t = subprocess.run(["wrk", "-t" + threads, "-c" + conns, "-d" + secs + "s", "--latency", "-s", lua,
+                    "http://127.0.0.1:" + port], env=dict(os.environ, BENCH_KEY=key),
+                   capture_output=True, text=True).stdout
+f1, w1 = others(), time.time()
+foreign_pct = max(0.0, 100.0 * (f1 - f0) / hz / ((w1 - w0) * ncpu))
 def ms(v):
     m = re.match(r"([0-9.]+)(us|ms|s)", v)
     return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
@@ -170,39 +259,80 @@ p99 = re.search(r"^\s+99%\s+(\S+)", t, re.M)
 bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
 err = re.search(r"Socket errors: (.*)", t)
 if not (rps and p50 and p99):
-    print("0 0 0 parse-error"); sys.exit()
-print("%s %.3f %.3f %s" % (rps.group(1), ms(p50.group(1)), ms(p99.group(1)),
-      (bad.group(1) if bad else "0") + ("/" + err.group(1).replace(" ", "") if err else "")))'
+    print("0 0 0 parse-error %s %.0f" % (load, foreign_pct)); sys.exit()
+print("%s %.3f %.3f %s %s %.0f" % (rps.group(1), ms(p50.group(1)), ms(p99.group(1)),
+      (bad.group(1) if bad else "0") + ("/" + err.group(1).replace(" ", "") if err else ""),
+      load, foreign_pct))
+EOF
+
+# rounds: every target once per round, the first one rotating
+rotated() { # round -> the targets, starting at (round-1) mod NT
+    off=$(( ($1 - 1) % NT ))
+    awk -v s="$off" 'NR > s' "$TMP/targets"; awk -v s="$off" 'NR <= s' "$TMP/targets"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "airlock proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, start: $(uptime | sed 's/^ *//')"
+echo "  request: POST /v1/chat/completions, 1024-byte JSON body; wrk -t$THREADS -c$CONNS -d${SECS}s --latency, keep-alive"
+if [ "$UPSTREAM" = nginx ]; then
+    echo "  upstream: $("$NGINX" -v 2>&1 | sed 's/.*: //'), 1 worker, 'return 200' with a canned $(wc -c <"$TMP/answer.json")-byte chat.completion"
+else
+    echo "  upstream: mock_provider (tests/mock); nginx = $("$NGINX" -v 2>&1 | sed 's/.*: //'), 1 worker, keep-alive reverse proxy to it"
+fi
+echo "  airlock: rules no-secrets (block on detected secrets) + default allow; audit in $TMP"
+echo "  after:  $(describe_bin "$BUILD/airlock")"
+[ -n "$BEFORE" ] && echo "  before: $(describe_bin "$BEFORE")"
+echo "  $REPEAT rounds, each runs every target once (start rotates); medians over rounds;"
+echo "  'x nginx' = median over rounds of (target / nginx in the same round); load = 1-min load"
+echo "  average at the run's start; foreign = CPU used by others during the run, % of all cores"
+: >"$TMP/runs"
+r=1
+while [ $r -le "$REPEAT" ]; do
+    rotated $r >"$TMP/order"
+    while IFS=: read -r name port key; do
+        res=$(python3 "$TMP/run_wrk.py" "$port" "$key" "$SECS" "$CONNS" "$THREADS" "$TMP/req.lua" $OUR_PIDS </dev/null)
+        echo "$r $name $res" >>"$TMP/runs"
+        set -- $res
+        printf '  round %d %-14s %9s req/s  p50 %6s ms  p99 %6s ms  errors %s  load %s  foreign %s%%\n' \
+            "$r" "$name" "$1" "$2" "$3" "$4" "$5" "$6"
+    done <"$TMP/order"
+    r=$((r + 1))
+done
 
-echo "airlock proxy benchmark: 1 KB chat request, wrk -t$THREADS -c$CONNS -d${SECS}s, median of $REPEAT"
-echo "machine: $(nproc) cores; nginx 1 worker, keepalive upstream; airlock rules: no-secrets + default allow"
-printf '%-22s %12s %10s %10s  %s\n' target "req/s" "p50 ms" "p99 ms" "non-2xx/errors per run"
-for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-audit-on:$AON_PORT:$CLIENT_KEY" \
-         "airlock-audit-nosync:$ANS_PORT:$CLIENT_KEY" "airlock-audit-off:$AOFF_PORT:$CLIENT_KEY"; do
-    name=${t%%:*}; rest=${t#*:}; port=${rest%%:*}; key=${rest#*:}
-    : >"$TMP/res.$name"
-    i=0
-    while [ $i -lt "$REPEAT" ]; do
-        run_wrk "$port" "$key" >>"$TMP/res.$name"
-        i=$((i + 1))
-    done
-    rps=$(cut -d' ' -f1 "$TMP/res.$name" | median)
-    p50=$(cut -d' ' -f2 "$TMP/res.$name" | median)
-    p99=$(cut -d' ' -f3 "$TMP/res.$name" | median)
-    errs=$(cut -d' ' -f4 "$TMP/res.$name" | tr '\n' ' ')
-    printf '%-22s %12s %10s %10s  %s\n' "$name" "$rps" "$p50" "$p99" "$errs"
-    eval "RPS_$(echo "$name" | tr '-' '_')=$rps"
-done
-python3 -c "
-n=float('$RPS_nginx'); on=float('$RPS_airlock_audit_on'); ns=float('$RPS_airlock_audit_nosync'); off=float('$RPS_airlock_audit_off')
-print('airlock/nginx throughput: audit on (sync batch) %.2f, audit sync none %.2f, audit off %.2f' % (on/n if n else 0, ns/n if n else 0, off/n if n else 0))"
-for p in "on:$AON_PID" "sync-none:$ANS_PID" "off:$AOFF_PID"; do
-    pid=${p#*:}
-    echo "airlock (audit ${p%%:*}) memory: $(grep -E 'VmRSS|VmHWM' /proc/"$pid"/status 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')"
-done
+python3 - "$TMP/runs" "$TMP/targets" <<'EOF'
+import sys, statistics as st
+runs = [l.split() for l in open(sys.argv[1]) if l.strip()]
+names = [l.split(":")[0] for l in open(sys.argv[2]) if l.strip()]
+by = {}  # (round, name) -> (rps, p50, p99, err, load, foreign)
+for r, n, rps, p50, p99, err, load, fg in runs:
+    by[(r, n)] = (float(rps), float(p50), float(p99), err, float(load), float(fg))
+rounds = sorted({k[0] for k in by}, key=int)
+def med(xs): return st.median(xs) if xs else float("nan")
+def ratio(n, ref, i):
+    return med([by[(r, n)][i] / by[(r, ref)][i] for r in rounds
+                if (r, n) in by and (r, ref) in by and by[(r, ref)][i] > 0])
+print()
+print("%-14s %10s %8s %9s %8s %9s %8s %6s %8s  %s" % ("target", "req/s", "x nginx", "p50 ms", "x nginx",
+      "p99 ms", "x nginx", "load", "foreign", "errors per run"))
+for n in names:
+    v = [by[(r, n)] for r in rounds if (r, n) in by]
+    print("%-14s %10.0f %8.3f %9.3f %8.2f %9.3f %8.2f %6.2f %7.0f%%  %s" % (
+        n, med([x[0] for x in v]), ratio(n, "nginx", 0), med([x[1] for x in v]), ratio(n, "nginx", 1),
+        med([x[2] for x in v]), ratio(n, "nginx", 2), med([x[4] for x in v]), med([x[5] for x in v]),
+        " ".join(x[3] for x in v)))
+for a in ("off", "batch", "none"):
+    if "airlock-" + a in names and "before-" + a in names:
+        print("after/before, audit %-5s: req/s %.3fx, p50 %.2fx, p99 %.2fx (medians of per-round ratios)" % (
+            a, ratio("airlock-" + a, "before-" + a, 0), ratio("airlock-" + a, "before-" + a, 1),
+            ratio("airlock-" + a, "before-" + a, 2)))
+if "airlock-off" in names and "airlock-batch" in names:
+    print("audit sync batch / audit off: req/s %.3fx" % ratio("airlock-batch", "airlock-off", 0))
+EOF
+while read -r name pid; do
+    echo "$name memory: $(grep -E 'VmRSS|VmHWM' /proc/"$pid"/status 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')"
+done <"$TMP/airlock_pids"
+echo "end: $(uptime | sed 's/^ *//')"
+
+[ "$RATE" -gt 0 ] 2>/dev/null || exit 0
 
 # ---- open loop at a fixed rate: latency from the scheduled send time (no coordinated omission)
 cat >"$TMP/fixed_rate.py" <<'EOF'
@@ -269,31 +399,36 @@ q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
 print("%.3f %.3f %.3f %d %d %d" % (q(0.5), q(0.99), q(0.999), len(lat), errors, reconnects))
 EOF
 echo
-echo "open loop at $RATE req/s for ${RATE_SECS}s over $CONNS connections (latency from scheduled send), median of $REPEAT"
-printf '%-22s %10s %10s %10s %8s %7s %10s\n' target "p50 ms" "p99 ms" "p99.9 ms" "ok" "errors" "reconnects"
-for t in "direct:$MOCK_PORT:$REAL_KEY" "nginx:$NGINX_PORT:$REAL_KEY" "airlock-audit-on:$AON_PORT:$CLIENT_KEY" \
-         "airlock-audit-nosync:$ANS_PORT:$CLIENT_KEY" "airlock-audit-off:$AOFF_PORT:$CLIENT_KEY"; do
-    name=${t%%:*}; rest=${t#*:}; port=${rest%%:*}; key=${rest#*:}
-    : >"$TMP/fr.$name"
-    i=0
-    while [ $i -lt "$REPEAT" ]; do
-        python3 "$TMP/fixed_rate.py" "$port" "$key" "$RATE" "$RATE_SECS" "$CONNS" "$TMP/body.json" >>"$TMP/fr.$name"
-        i=$((i + 1))
-    done
-    p50=$(cut -d' ' -f1 "$TMP/fr.$name" | median)
-    p99=$(cut -d' ' -f2 "$TMP/fr.$name" | median)
-    p999=$(cut -d' ' -f3 "$TMP/fr.$name" | median)
-    okc=$(cut -d' ' -f4 "$TMP/fr.$name" | median)
-    errc=$(cut -d' ' -f5 "$TMP/fr.$name" | median)
-    recc=$(cut -d' ' -f6 "$TMP/fr.$name" | median)
-    printf '%-22s %10s %10s %10s %8s %7s %10s\n' "$name" "$p50" "$p99" "$p999" "$okc" "$errc" "$recc"
-    eval "P99_$(echo "$name" | tr '-' '_')=$p99; P50_$(echo "$name" | tr '-' '_')=$p50"
+echo "open loop at $RATE req/s for ${RATE_SECS}s over $CONNS connections (latency from each request's"
+echo "scheduled send), alternated the same way, medians of $REPEAT; added = target - $UPSTREAM alone, per round"
+: >"$TMP/fr"
+r=1
+while [ $r -le "$REPEAT" ]; do
+    rotated $r >"$TMP/order"
+    while IFS=: read -r name port key; do
+        [ "$UPSTREAM" = mock ] && [ "$name" = nginx ] && continue
+        echo "$r $name $(python3 "$TMP/fixed_rate.py" "$port" "$key" "$RATE" "$RATE_SECS" "$CONNS" "$TMP/body.json" </dev/null) $(cut -d' ' -f1 /proc/loadavg)" >>"$TMP/fr"
+    done <"$TMP/order"
+    r=$((r + 1))
 done
-python3 -c "
-d=float('$P99_direct'); d50=float('$P50_direct')
-for n,v,v50 in (('nginx',$P99_nginx,$P50_nginx),('airlock audit on',$P99_airlock_audit_on,$P50_airlock_audit_on),('airlock sync none',$P99_airlock_audit_nosync,$P50_airlock_audit_nosync),('airlock audit off',$P99_airlock_audit_off,$P50_airlock_audit_off)):
-    print('added latency vs direct, %-18s p50 %+.3f ms, p99 %+.3f ms' % (n, v50-d50, v-d))"
-for p in "on:$AON_PID" "sync-none:$ANS_PID" "off:$AOFF_PID"; do
-    pid=${p#*:}
-    echo "airlock (audit ${p%%:*}) memory after all runs: $(grep -E 'VmRSS|VmHWM' /proc/"$pid"/status 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')"
-done
+python3 - "$TMP/fr" "$TMP/targets" "$UPSTREAM" <<'EOF'
+import sys, statistics as st
+ref = sys.argv[3]
+names = [l.split(":")[0] for l in open(sys.argv[2]) if l.strip()]
+by = {}
+for l in open(sys.argv[1]):
+    f = l.split()
+    if len(f) == 9:
+        by[(f[0], f[1])] = [float(x) for x in f[2:]]
+rounds = sorted({k[0] for k in by}, key=int)
+med = lambda xs: st.median(xs) if xs else float("nan")
+print("%-14s %9s %9s %9s %9s %9s %6s %6s %6s" % ("target", "p50 ms", "p99 ms", "p99.9 ms", "+p50 ms",
+      "+p99 ms", "ok", "errors", "load"))
+for n in names:
+    v = [by[(r, n)] for r in rounds if (r, n) in by]
+    if not v: continue
+    add = lambda i: med([by[(r, n)][i] - by[(r, ref)][i] for r in rounds if (r, n) in by and (r, ref) in by])
+    print("%-14s %9.3f %9.3f %9.3f %+9.3f %+9.3f %6.0f %6.0f %6.2f" % (
+        n, med([x[0] for x in v]), med([x[1] for x in v]), med([x[2] for x in v]), add(0), add(1),
+        med([x[3] for x in v]), med([x[4] for x in v]), med([x[6] for x in v])))
+EOF
