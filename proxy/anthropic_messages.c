@@ -172,7 +172,7 @@ static char *error_body(int status, const char *type, const char *message, size_
 
 static char *error_event(const char *body, size_t *len)
 {
-    size_t n = strlen(body) + 23;
+    size_t n = strlen(body) + sizeof("event: error\ndata: \n\n"); /* with its NUL */
     char *s = malloc(n);
 
     if (s)

@@ -53,7 +53,8 @@ static int apply(const char *body, size_t len, struct edits *e, char **out, size
     size_t n = len, from = 0, o = 0;
     char *buf;
 
-    qsort(e->v, e->n, sizeof(*e->v), edit_cmp);
+    if (e->n > 1)
+        qsort(e->v, e->n, sizeof(*e->v), edit_cmp);
     for (size_t i = 0; i < e->n; i++) {
         if (e->v[i].start < from || e->v[i].end > len || e->v[i].end < e->v[i].start)
             return -1;

@@ -33,6 +33,10 @@
 /* The steps of a request, in the order they happen (each is defined below in this order;
  * the answer itself is answer.c's). */
 static void handle_api(struct proxy_req *r);
+static void refuse(struct proxy_req *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refused_recorded(void *ud, int status);
+static void refused_recorded_loop(void *arg, int status, const char *data, size_t len);
 static int authenticate(struct proxy_req *r);
 static int over_budget(struct proxy_req *r);
 static char *request_meta(struct proxy_req *r, size_t *len);
@@ -127,7 +131,7 @@ static void handle_api(struct proxy_req *r)
         return;
     if (proxy_decide(r->snap->cfg, r->snap->policy, api, r->body, r->body_len,
                      r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0) {
-        proxy_req_error(r, r->d.status, NULL, "%s", r->d.error);
+        refuse(r, r->d.status, "%s", r->d.error);
         return;
     }
     if (r->api == PROXY_API_ANTHROPIC) {
@@ -145,6 +149,54 @@ static void handle_api(struct proxy_req *r)
         return;
     proxy_req_advance(r, REQ_DECIDED);
     audit_request_then_dispatch(r);
+}
+
+/* A refused request (401, 400, 403, 404, 429) is recorded too (SPEC §5.1): its request
+ * record holds the inbound bytes and whatever was decided (verdict, rule, findings). Nothing
+ * leaves, so the answer does not wait for the disk (AUDIT_WRITTEN), as for a response
+ * record; then the error answer and its response record. */
+static void refuse(struct proxy_req *r, int status, const char *fmt, ...)
+{
+    struct audit_blob blob = {"inbound", r->body, r->body_len};
+    char msg[512], *meta;
+    size_t meta_len = 0;
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->px->audit && r->api != PROXY_API_NONE) { /* (an API request: its response too) */
+        meta = request_meta(r, &meta_len);
+        proxy_req_ref(r);
+        rc = meta ? audit_append_ex(r->px->audit, AUDIT_REC_REQUEST, meta, meta_len, &blob, 1,
+                                    AUDIT_WRITTEN, refused_recorded, r)
+                  : -1;
+        free(meta);
+        if (rc != 0)
+            proxy_req_unref(r); /* no callback will come */
+        if (rc < 0)
+            log_error("request %s: the refused request's record could not be written", r->id);
+    }
+    proxy_req_error(r, status, NULL, "%s", msg);
+}
+
+static void refused_recorded(void *ud, int status)
+{
+    struct proxy_req *r = ud;
+
+    proxy_mailbox_send(r->px->mbox, &r->mail_request_rec, refused_recorded_loop, r, status);
+}
+
+static void refused_recorded_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)data;
+    (void)len;
+    if (status < 0)
+        log_error("request %s: the refused request's record could not be written", r->id);
+    proxy_req_unref(r); /* the audit's reference */
 }
 
 /* ---- authentication ---- */
@@ -173,15 +225,15 @@ static int authenticate(struct proxy_req *r)
         return 0;
     k = presented_key(r->conn);
     if (!k || !*k) {
-        proxy_req_error(r, 401, NULL,
-                        "No API key was presented: send 'Authorization: Bearer KEY' or "
-                        "'x-api-key: KEY' with a key issued by this gateway.");
+        refuse(r, 401,
+               "No API key was presented: send 'Authorization: Bearer KEY' or "
+               "'x-api-key: KEY' with a key issued by this gateway.");
         return -1;
     }
     crypto_hash_sha256(sha, (const unsigned char *)k, strlen(k));
     r->key = config_key_find_sha256(cfg, sha);
     if (!r->key) {
-        proxy_req_error(r, 401, NULL, "The API key is not known to this gateway.");
+        refuse(r, 401, "The API key is not known to this gateway.");
         return -1;
     }
     return 0;
@@ -198,15 +250,15 @@ static int over_budget(struct proxy_req *r)
         return 0;
     if (r->key->budget_usd_per_day >= 0 &&
         (spent = proxy_spend_get(r->px, "k", r->key->name)) >= r->key->budget_usd_per_day) {
-        proxy_req_error(r, 429, NULL, "The daily budget of key '%s' ($%.2f) is spent ($%.4f).",
-                        r->key->name, r->key->budget_usd_per_day, spent);
+        refuse(r, 429, "The daily budget of key '%s' ($%.2f) is spent ($%.4f).", r->key->name,
+               r->key->budget_usd_per_day, spent);
         return 1;
     }
     t = config_team_find(cfg, r->key->team);
     if (t && t->budget_usd_per_day >= 0 &&
         (spent = proxy_spend_get(r->px, "t", t->name)) >= t->budget_usd_per_day) {
-        proxy_req_error(r, 429, NULL, "The daily budget of team '%s' ($%.2f) is spent ($%.4f).",
-                        t->name, t->budget_usd_per_day, spent);
+        refuse(r, 429, "The daily budget of team '%s' ($%.2f) is spent ($%.4f).", t->name,
+               t->budget_usd_per_day, spent);
         return 1;
     }
     return 0;
