@@ -103,11 +103,11 @@ static int read_field(struct config_loader *l, const struct config_table *t,
     case FIELD_MAP:
         if (!config_is_map(v)) {
             char buf[80];
-            const char *w = who(t, f, entry, buf, sizeof buf);
+            const char *w = who(t, f, entry, buf, sizeof buf), *h = f->hint ? f->hint : "";
             if (t->entity)
-                config_err(l, v, "%s: %s must be a mapping %s", w, f->key, f->hint);
+                config_err(l, v, "%s: %s must be a mapping%s%s", w, f->key, *h ? " " : "", h);
             else
-                config_err(l, v, "%s must be a mapping %s", f->key, f->hint);
+                config_err(l, v, "%s must be a mapping%s%s", f->key, *h ? " " : "", h);
             return -1;
         }
         config_fields_read(l, v, f->sub, entry);
