@@ -12,6 +12,7 @@
 #include <sodium.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/log.h"
 #include "common/wipe.h"
 #include "proxy/outbound.h"
@@ -147,6 +148,32 @@ static int map_status(int s)
     return 502;
 }
 
+/* relay_whole -- a whole answer relayed as received (same API, nothing to restore): only
+ * its usage is read, from the strict parse (common/json.h: no tree of allocations; the
+ * one `usage` member becomes a cJSON for the format's reader). 0 when the answer does not
+ * parse that way: the caller's cJSON path decides. */
+static int relay_whole(struct proxy_req *r, const char *body, size_t n)
+{
+    struct json_doc doc = {0};
+    char err[128];
+    cJSON *u = NULL;
+    uint32_t uv;
+
+    if (json_parse(&doc, body, n, err, sizeof(err)) < 0 || json_type(&doc, doc.root) != JSON_OBJ) {
+        json_doc_deinit(&doc);
+        return 0;
+    }
+    uv = json_get(&doc, doc.root, "usage");
+    if (uv != JSON_NONE)
+        u = json_to_cjson(&doc, uv);
+    r->up_wire->read_usage(&r->usage, u);
+    cJSON_Delete(u);
+    json_doc_deinit(&doc);
+    proxy_conn_reply(r, 200, "application/json", body, n);
+    proxy_req_finish(r);
+    return 1;
+}
+
 void proxy_answer_upstream_done(struct proxy_req *r)
 {
     size_t n = evbuffer_get_length(r->up_bytes);
@@ -182,6 +209,8 @@ void proxy_answer_upstream_done(struct proxy_req *r)
                             r->d.prov->name, st, msg);
         return;
     }
+    if (!proxy_translating(r) && !restoring(r) && relay_whole(r, body, n))
+        return;
     j = cJSON_ParseWithLength(body, n);
     if (!j) {
         proxy_req_error(r, 502, NULL, "The provider '%s' sent an answer that is not JSON.",

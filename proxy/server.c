@@ -30,6 +30,23 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_free(struct proxy_conn *c);
 static void conn_process(struct proxy_conn *c);
 
+/* conn_flush -- on a plain socket, write what the output holds now, from the loop,
+ * instead of waking the bufferevent's write event for it: every wake-up costs an
+ * epoll_ctl to add the event and one to delete it once the buffer drains, 4 of the 11
+ * system calls of a proxied request (docs/performance.md). Only what the kernel does not
+ * take is left to the bufferevent (its write event, write timeout and watermark callback,
+ * which turns direct writes back on once it has drained: conn_write_cb). TLS connections
+ * always write through their bufferevent. */
+static void conn_flush(struct proxy_conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (c->tls || (bufferevent_get_enabled(c->bev) & EV_WRITE) || evbuffer_get_length(out) == 0)
+        return;
+    if (evbuffer_write(out, bufferevent_getfd(c->bev)) < 0 || evbuffer_get_length(out) > 0)
+        bufferevent_enable(c->bev, EV_WRITE); /* the rest (or the error) is libevent's */
+}
+
 static void conn_reset_request(struct proxy_conn *c)
 {
     int i;
@@ -154,8 +171,10 @@ static int on_headers_complete(http_parser *p)
     /* curl and others wait (1 s) for this before sending a larger body */
     {
         const char *e = proxy_conn_header(c, "expect");
-        if (e && strcasecmp(e, "100-continue") == 0 && p->http_minor >= 1)
+        if (e && strcasecmp(e, "100-continue") == 0 && p->http_minor >= 1) {
             evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            conn_flush(c);
+        }
     }
     return 0;
 }
@@ -325,6 +344,7 @@ void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
     r->conn->chunked = 0;
     write_head(r, status, content_type, (long)len);
     evbuffer_add(bufferevent_get_output(r->conn->bev), body, len);
+    conn_flush(r->conn);
     r->conn->px->metrics.bytes_out += len;
 }
 
@@ -336,6 +356,7 @@ void proxy_conn_stream_start(struct proxy_req *r, int status, const char *conten
         return;
     r->conn->chunked = 1;
     write_head(r, status, content_type, -1);
+    conn_flush(r->conn);
 }
 
 void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
@@ -352,6 +373,7 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
     evbuffer_add_printf(out, "%zx\r\n", len);
     evbuffer_add(out, data, len);
     evbuffer_add(out, "\r\n", 2);
+    conn_flush(r->conn);
     r->conn->px->metrics.bytes_out += len;
     /* backpressure: a client that reads slower than the provider writes stops
      * the provider (TCP does the rest) instead of growing our memory */
@@ -371,6 +393,7 @@ void proxy_conn_stream_end(struct proxy_req *r)
         return;
     }
     evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
+    conn_flush(r->conn);
 }
 
 void proxy_conn_stream_write_final(struct proxy_req *r, const char *data, size_t len)
@@ -416,6 +439,7 @@ void proxy_conn_flush_held(struct proxy_req *r)
         if (was == PROXY_HOLD_STREAM_END)
             evbuffer_add(out, "0\r\n\r\n", 5);
     }
+    conn_flush(r->conn);
 }
 
 #define PROXY_LINGER_MS 2000
@@ -455,6 +479,7 @@ static void conn_reply_raw_error(struct proxy_conn *c, int status, const char *t
                         status, status_text(status), len, id);
     evbuffer_add(out, body, len);
     free(body);
+    conn_flush(c);
     conn_close_gracefully(c);
 }
 
@@ -566,6 +591,9 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         evtimer_add(c->header_timer, &tv);
         return;
     }
+    /* drained: direct writes again (conn_flush) */
+    if (!c->tls && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        bufferevent_disable(c->bev, EV_WRITE);
     /* drained below the low-water mark: let the provider go on */
     if (c->req && c->req->up)
         proxy_upstream_pause(c->req, 0);
@@ -740,7 +768,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setwatermark(c->bev, EV_READ, 0,
                              px->snap->cfg->limits.max_body_bytes +
                                  px->snap->cfg->limits.max_header_bytes + 4096);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* plain sockets are written directly (conn_flush); TLS through its bufferevent */
+    bufferevent_enable(c->bev, c->tls ? EV_READ | EV_WRITE : EV_READ);
     /* a new connection (TLS handshake included) must deliver its first request head
      * within header_timeout_ms, or it is closed: silent sockets cannot hold slots */
     {

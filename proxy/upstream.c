@@ -504,6 +504,15 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
     evbuffer_add(out, "\r\n", 2);
     evbuffer_add(out, r->d.outbound, r->d.outbound_len);
     r->px->metrics.upstream_bytes_out += r->d.outbound_len;
+    /* A kept-alive plain connection is written directly, from the loop, sparing the write
+     * event's two epoll_ctl calls (as conn_flush does for clients); a new connection
+     * (connecting) and TLS go through the bufferevent. */
+    if (u->reused && !prov->tls && evbuffer_get_length(out) > 0) {
+        bufferevent_disable(u->bev, EV_WRITE);
+        bufferevent_enable(u->bev, EV_READ);
+        if (evbuffer_write(out, bufferevent_getfd(u->bev)) >= 0 && evbuffer_get_length(out) == 0)
+            return;
+    }
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 
