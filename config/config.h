@@ -169,6 +169,7 @@ struct config_limits {
     size_t max_header_bytes;    /* default 32 KiB */
     int max_connections;        /* default 4096 */
     int header_timeout_ms;      /* default 10000 */
+    int body_timeout_ms;        /* the whole body, from the end of the headers; default 30000 */
     int idle_timeout_ms;        /* default 60000 */
     int upstream_timeout_ms;    /* default 120000 */
     int engine_queue;           /* builtin requests waiting, default 64 */

@@ -11,6 +11,8 @@ static const struct config_field limits_fields[] = {
      .max = 1000000, .dflt = 4096},
     {"header_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, header_timeout_ms),
      .min = 1, .max = 86400000, .dflt = 10000},
+    {"body_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, body_timeout_ms),
+     .min = 1, .max = 86400000, .dflt = 30000},
     {"idle_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, idle_timeout_ms), .min = 1,
      .max = 86400000, .dflt = 60000},
     {"upstream_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, upstream_timeout_ms),

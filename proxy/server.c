@@ -102,6 +102,7 @@ static int on_message_begin(http_parser *p)
 
     conn_reset_request(c);
     c->state = CONN_READING;
+    c->reading_body = 0;
     tv.tv_sec = c->px->snap->cfg->limits.header_timeout_ms / 1000;
     tv.tv_usec = (c->px->snap->cfg->limits.header_timeout_ms % 1000) * 1000;
     evtimer_add(c->header_timer, &tv);
@@ -158,8 +159,14 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 static int on_headers_complete(http_parser *p)
 {
     struct proxy_conn *c = p->data;
+    int ms = c->px->snap->cfg->limits.body_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
+    /* The body has its own deadline, whatever the drip rate: the idle timeout is reset by
+     * every byte, so a body sent a byte a second would otherwise hold its slot forever. */
     evtimer_del(c->header_timer);
+    c->reading_body = 1;
+    evtimer_add(c->header_timer, &tv);
     if (p->content_length != ULLONG_MAX &&
         p->content_length > (uint64_t)c->px->snap->cfg->limits.max_body_bytes) {
         /* answer 413 now rather than read (and wait for) a body we will refuse */
@@ -199,6 +206,8 @@ static int on_message_complete(http_parser *p)
 
     c->keep_alive = http_should_keep_alive(p);
     c->state = CONN_BUSY;
+    c->reading_body = 0;
+    evtimer_del(c->header_timer);
     http_parser_pause(p, 1);
     return 0;
 }
@@ -645,6 +654,12 @@ static void header_timeout_cb(evutil_socket_t fd, short what, void *arg)
         log_info("closing %s: no request within %d ms of connecting", c->peer,
                  c->px->snap->cfg->limits.header_timeout_ms);
         conn_free(c);
+        return;
+    }
+    if (c->state == CONN_READING && c->reading_body) {
+        log_info("closing %s: request body not complete within %d ms", c->peer,
+                 c->px->snap->cfg->limits.body_timeout_ms);
+        conn_reply_raw_error(c, 408, "timeout", "The request body took too long to arrive.");
         return;
     }
     if (c->state == CONN_READING) {

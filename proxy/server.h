@@ -57,6 +57,7 @@ struct proxy_conn {
     size_t header_bytes;
     struct evbuffer *body;
     int body_too_large;
+    int reading_body; /* the headers are in; header_timer is the body's deadline */
     int keep_alive;
     int lingering;         /* our side is shut; reading what the client still sends, briefly */
     struct proxy_req *req; /* the request being answered */

@@ -217,7 +217,7 @@ class Mock:
 
 
 def base_config(port, mock_port, audit_dir="./audit", scheme="http", extra_provider="",
-                limits="{max_body_bytes: 65536, header_timeout_ms: 1000, upstream_timeout_ms: 1500}",
+                limits="{max_body_bytes: 65536, header_timeout_ms: 1000, body_timeout_ms: 3000, upstream_timeout_ms: 1500}",
                 listen=None, rules=None, audit=None):
     listen = listen or '[{address: "127.0.0.1:%d"}]' % port
     rules = rules or """

@@ -532,6 +532,33 @@ def t_slowloris(s, gw, mock):
             time.time() - t0)
 
 
+def t_body_drip(s, gw, mock):
+    """A body dripped a byte at a time resets the idle timer with every byte; it must still
+    arrive whole within body_timeout_ms (3000 here) or get a 408, and nothing leaves."""
+    before = mock.stats()["requests"]
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=8)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n" % ALICE.encode())
+    t0 = time.time()
+    got = b""
+    try:
+        while time.time() - t0 < 10 and not got:
+            sock.sendall(b" ")  # one byte every 0.2 s: never idle, never done
+            sock.settimeout(0.2)
+            try:
+                got = sock.recv(4096) or b"EOF"
+            except (socket.timeout, TimeoutError):
+                pass
+    except (BrokenPipeError, ConnectionResetError):
+        got = b"reset"
+    took = time.time() - t0
+    sock.close()
+    s.check("body drip: 408 once body_timeout_ms has passed, whatever the drip rate",
+            got.startswith(b"HTTP/1.1 408") and b"body took too long" in got and 2.5 < took < 6,
+            (took, got[:200]))
+    s.check("body drip: nothing reached the provider", mock.stats()["requests"] == before)
+
+
 def t_silent_client(s, gw, mock):
     # header_timeout_ms is 1000 here: 4 s is ample
     sock = socket.create_connection(("127.0.0.1", gw.port), timeout=4)
@@ -665,7 +692,7 @@ def main():
     for t in (t_healthz, t_openai_plain, t_header_hygiene, t_openai_echo, t_rename, t_openai_stream, t_anthropic_plain,
               t_anthropic_stream, t_cross_format, t_models, t_400, t_401, t_403, t_404, t_413,
               t_upstream_errors, t_midstream, t_slow_but_alive_stream, t_redact, t_redact_everywhere, t_route, t_budget, t_streaming_incremental,
-              t_upstream_keepalive, t_client_keepalive, t_pipelining, t_slowloris, t_silent_client,
+              t_upstream_keepalive, t_client_keepalive, t_pipelining, t_slowloris, t_body_drip, t_silent_client,
               t_half_open,
               t_client_disconnect, t_garbage_requests, t_unknown_path, t_metrics):
         s.run(t, gw, mock)
