@@ -65,11 +65,35 @@ static int translate_event(struct proxy_req *r, const char *event, size_t elen, 
     return 0;
 }
 
+size_t proxy_mask_provider_keys(const struct config *cfg, char *buf, size_t len)
+{
+    size_t masked = 0;
+
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const char *k = cfg->providers[i].api_key;
+        size_t kl = k ? strlen(k) : 0;
+        char *p = buf, *end = buf + len;
+
+        if (kl < PROXY_MIN_MASKED_KEY)
+            continue; /* (a key that short would mask ordinary text; config refuses none) */
+        while ((size_t)(end - p) >= kl && (p = memmem(p, (size_t)(end - p), k, kl)) != NULL) {
+            memset(p, '*', kl);
+            p += kl;
+            masked++;
+        }
+    }
+    return masked;
+}
+
 static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *event, size_t elen,
                         const char *data, size_t dlen)
 {
     struct proxy_req *r = ud;
 
+    /* a provider key echoed in an event never reaches the client (sse.h: raw and data are
+     * the parser's own buffers, changed in place at the same length) */
+    if (proxy_mask_provider_keys(r->snap->cfg, (char *)raw, raw_len))
+        proxy_mask_provider_keys(r->snap->cfg, (char *)data, dlen);
     if (proxy_translating(r))
         return translate_event(r, event, elen, data, dlen);
     return r->up_wire->relay_event(r, raw, raw_len, event, elen, data, dlen);
@@ -177,8 +201,17 @@ static int relay_whole(struct proxy_req *r, const char *body, size_t n)
 void proxy_answer_upstream_done(struct proxy_req *r)
 {
     size_t n = evbuffer_get_length(r->up_bytes);
-    const char *body = n ? (const char *)evbuffer_pullup(r->up_bytes, -1) : "";
+    char *body = n ? (char *)evbuffer_pullup(r->up_bytes, -1) : NULL;
     cJSON *j;
+
+    if (n && !body) {
+        proxy_req_error(r, 500, NULL, "Out of memory while reading the provider's answer.");
+        return;
+    }
+    if (!body)
+        body = (char *)"";
+    else /* a provider key it echoes (an upstream 401) reaches neither client nor audit */
+        proxy_mask_provider_keys(r->snap->cfg, body, n);
 
     if (r->state >= REQ_ANSWERED) {
         proxy_req_finish(r);

@@ -40,6 +40,15 @@ void proxy_stream_text(struct proxy_req *r, const char *text);
  * already failed or was closed */
 void proxy_stream_close(struct proxy_req *r);
 
+/* proxy_mask_provider_keys -- overwrite with '*' every occurrence in buf of a configured
+ * provider's api_key (PROXY_MIN_MASKED_KEY bytes or longer), in place, same length: a
+ * provider that echoes the credential it was sent (an upstream 401's message) must not
+ * hand it to the client or the audit. Returns how many were masked. This is the one
+ * deliberate change to the byte-exact streams (SPEC §5). */
+#define PROXY_MIN_MASKED_KEY 8
+struct config;
+size_t proxy_mask_provider_keys(const struct config *cfg, char *buf, size_t len);
+
 /* usage -> cost with the model's prices */
 double proxy_cost(const struct config_model *m, const struct proxy_usage *u);
 

@@ -585,6 +585,8 @@ void proxy_req_finish(struct proxy_req *r)
         blobs[n].len = evbuffer_get_length(r->up_bytes);
         blobs[n].data =
             blobs[n].len ? (const void *)evbuffer_pullup(r->up_bytes, -1) : (const void *)"";
+        if (blobs[n].len && blobs[n].data) /* a provider key never reaches the audit either */
+            proxy_mask_provider_keys(r->snap->cfg, (char *)blobs[n].data, blobs[n].len);
         n++;
         blobs[n].name = "client";
         blobs[n].len = evbuffer_get_length(r->client_bytes);

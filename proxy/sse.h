@@ -2,7 +2,9 @@
  *
  * Bytes go in as they arrive, in any pieces; each complete event comes out once, with its
  * raw bytes (for relaying unchanged) and its parsed `event:` name and joined `data:` lines.
- * An event larger than PROXY_MAX_SSE_EVENT is an error, never buffered without bound. */
+ * An event larger than PROXY_MAX_SSE_EVENT is an error, never buffered without bound.
+ * The raw bytes and the data handed to the callback are the parser's own buffers: the
+ * callback may change them in place (same length), e.g. to mask a secret before relaying. */
 #ifndef AIRLOCK_PROXY_SSE_H
 #define AIRLOCK_PROXY_SSE_H
 

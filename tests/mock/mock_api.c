@@ -31,6 +31,7 @@ enum fault {
 /* The controls found in the last user message. */
 struct controls {
     int echo, user_split, slow, eof_body, crlf;
+    int echo_key;             /* echo the credential received (401, or a stream's text) */
     int fragment;             /* > 0: re-cut the body into writes of this many bytes */
     int words;                /* 0: default answer */
     int status;               /* 0: 200 */
@@ -413,6 +414,8 @@ static void parse_controls(const char *text, struct controls *c)
         p += n;
         if (strcmp(word, "echo") == 0)
             c->echo = 1;
+        else if (strcmp(word, "echo_key") == 0)
+            c->echo_key = 1;
         else if (strcmp(word, "user_split") == 0)
             c->user_split = 1;
         else if (strcmp(word, "slow") == 0)
@@ -893,6 +896,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
     size_t plen = strlen(req->path), keep;
     long in, out, max_tokens = -1;
     int exact, include_usage = 0, rc = -1;
+    const char *got_key = "";
 
     memset(&c, 0, sizeof(c));
     if (plen >= 17 && strcmp(req->path + plen - 17, "/chat/completions") == 0)
@@ -912,6 +916,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
                                "key in an Authorization header using Bearer auth.");
         if (set->openai_key && strcmp(auth + 7, set->openai_key) != 0)
             return reply_error(plan, api, req, 401, "Incorrect API key provided.");
+        got_key = auth + 7;
     } else {
         /* the classic x-api-key, or Bearer as Anthropic's newer SDKs send it */
         const char *key = mock_header_get(req, "x-api-key");
@@ -920,6 +925,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
             key = auth + 7;
         if (!key || (set->anthropic_key && strcmp(key, set->anthropic_key) != 0))
             return reply_error(plan, api, req, 401, "invalid x-api-key");
+        got_key = key;
         if (!mock_header_get(req, "anthropic-version"))
             return reply_error(plan, api, req, 400, "anthropic-version: header is required");
     }
@@ -960,6 +966,13 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
 
     user = last_user_text(root);
     parse_controls(user, &c);
+    if (c.echo_key && !cJSON_IsTrue(stream)) {
+        /* what OpenAI's 401 does: the key it was sent, in the message */
+        char msg[512];
+        snprintf(msg, sizeof(msg), "Incorrect API key provided: %s. (mock)", got_key);
+        rc = reply_error(plan, api, req, 401, msg);
+        goto done;
+    }
     if (c.status && c.status != 200) {
         rc = reply_error(plan, api, req, c.status,
                          c.status == 429 ? "Rate limit reached for requests (mock)."
@@ -983,7 +996,13 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
     default:
         break;
     }
-    if (build_answer(&c, req, user, &d, &exact) < 0)
+    if (c.echo_key) {
+        char t[512];
+        int tn = snprintf(t, sizeof(t), "the key I got is %s, see", got_key);
+        if (deltas_add(&d, t, (size_t)tn) < 0)
+            goto done;
+        exact = 1;
+    } else if (build_answer(&c, req, user, &d, &exact) < 0)
         goto done;
     keep = d.n;
     finish = api == API_OPENAI ? "stop" : "end_turn";
