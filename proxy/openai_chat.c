@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/wipe.h"
 #include "proxy/outbound.h"
 #include "proxy/proxy_int.h"
@@ -256,23 +257,20 @@ static int restoring(const struct proxy_req *r)
     return r->d.has_policy && r->d.policy.restorer;
 }
 
-static void remove_substr(char *s, size_t *len, const char *needle)
-{
-    size_t nl = strlen(needle);
-    char *p;
-
-    while ((p = memmem(s, *len, needle, nl)) != NULL) {
-        memmove(p, p + nl, *len - (size_t)(p - s) - nl);
-        *len -= nl;
-    }
-}
-
+/* One chunk of an OpenAI provider's stream, for an OpenAI client. Every chunk is read
+ * (the strict parse: no allocations), so usage is found however it is spelt or spaced and
+ * the stream is priced; what the client did not ask for is taken out (the usage chunk the
+ * gateway asked for, and `usage` members in other chunks); placeholders are restored.
+ * A chunk that needs none of that is relayed byte for byte. */
 static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, const char *event,
                        size_t elen, const char *data, size_t dlen)
 {
-    cJSON *j;
     int strip_usage = r->d.outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
-    int has_usage = dlen > 0 && memmem(data, dlen, "\"usage\":{", 9) != NULL;
+    struct json_doc doc = {0};
+    char err[128];
+    uint32_t uv = JSON_NONE, ch = JSON_NONE;
+    cJSON *j = NULL;
+    int rc = 0;
 
     (void)event;
     (void)elen;
@@ -280,37 +278,39 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
         proxy_conn_stream_write_final(r, raw, raw_len);
         return 0;
     }
-    if (!has_usage && !restoring(r)) {
-        if (strip_usage && memmem(raw, raw_len, ",\"usage\":null", 13)) {
-            char *copy = malloc(raw_len);
-            size_t n = raw_len;
-            if (!copy)
-                return -1;
-            memcpy(copy, raw, raw_len);
-            remove_substr(copy, &n, ",\"usage\":null");
-            proxy_conn_stream_write(r, copy, n);
-            wipe_free(copy, raw_len);
-        } else {
+    if (json_parse(&doc, data, dlen, err, sizeof(err)) == 0 &&
+        json_type(&doc, doc.root) == JSON_OBJ) {
+        uv = json_get(&doc, doc.root, "usage");
+        ch = json_get(&doc, doc.root, "choices");
+        if (json_type(&doc, uv) == JSON_OBJ) {
+            cJSON *u = json_to_cjson(&doc, uv);
+            read_usage(&r->usage, u);
+            cJSON_Delete(u);
+        }
+        if (strip_usage && json_type(&doc, uv) == JSON_OBJ && json_type(&doc, ch) == JSON_ARR &&
+            doc.nodes[ch].child == JSON_NONE)
+            goto done; /* the usage chunk the client did not ask for */
+        if (!restoring(r) && !(strip_usage && uv != JSON_NONE)) {
             proxy_conn_stream_write(r, raw, raw_len);
+            goto done;
         }
-        return 0;
-    }
-    j = cJSON_ParseWithLength(data, dlen);
-    if (!j) {
-        /* not JSON: relay as is; the client's SDK will report it */
-        proxy_conn_stream_write(r, raw, raw_len);
-        return 0;
-    }
-    if (has_usage)
+        j = json_to_cjson(&doc, doc.root);
+    } else {
+        /* not strict JSON: cJSON's reading decides; not JSON at all: relayed as is, for
+         * the client's SDK to report */
+        j = cJSON_ParseWithLength(data, dlen);
+        if (!j) {
+            proxy_conn_stream_write(r, raw, raw_len);
+            goto done;
+        }
         read_usage(&r->usage, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    if (strip_usage) {
-        const cJSON *ch = cJSON_GetObjectItemCaseSensitive(j, "choices");
-        if (has_usage && cJSON_IsArray(ch) && cJSON_GetArraySize(ch) == 0) {
-            wipe_cjson_delete(j);
-            return 0; /* the chunk the client did not ask for */
-        }
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
     }
+    if (!j) {
+        rc = -1;
+        goto done;
+    }
+    if (strip_usage)
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
     if (restoring(r)) {
         cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
@@ -321,14 +321,12 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
                 proxy_wire_restore_field(r, delta, "content", (int)proxy_wire_num(c, "index"),
                                          cJSON_IsString(fr));
         }
-        proxy_wire_write_event(r, NULL, j);
-    } else if (strip_usage) {
-        proxy_wire_write_event(r, NULL, j);
-    } else {
-        proxy_conn_stream_write(r, raw, raw_len);
     }
+    proxy_wire_write_event(r, NULL, j);
+done:
     wipe_cjson_delete(j);
-    return 0;
+    json_doc_deinit(&doc);
+    return rc;
 }
 
 static void restore_answer(struct proxy_req *r, cJSON *j)

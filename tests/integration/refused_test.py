@@ -2,7 +2,9 @@
 §5.1): a 401, a 400 (a repeated member), a 403 (a secret), a 404 (an unknown model) and a
 429 (a spent budget) each leave a request record with the inbound bytes exactly as sent
 and what was decided (verdict, rule, findings; no outbound bytes: nothing left), and a
-response record with the answer the client got."""
+response record with the answer the client got. And budgets hold for streams: a stream is
+billed from its parsed usage however the provider spaces it, and the usage chunk the
+gateway asked for reaches only a client that asked for it."""
 import json
 import os
 import sys
@@ -13,6 +15,7 @@ from itest import (Airlock, Mock, Suite, base_config, chat, free_port, gateway_m
                    request)
 
 CAROL = "sk-test-carol-0123456789"
+DAVE = "sk-test-dave-0123456789"
 SECRET = "deploy with AKIAIOSFODNN7EXAMPLQ and go"
 
 
@@ -24,7 +27,8 @@ def main():
     mock = Mock(s)
     port = free_port()
     cfg = base_config(port, mock.port)
-    cfg = cfg.replace("keys:\n", 'keys:\n  - {name: carol, team: green, key: "%s", budget_usd_per_day: 0.01}\n' % CAROL, 1)
+    cfg = cfg.replace("keys:\n", 'keys:\n  - {name: carol, team: green, key: "%s", budget_usd_per_day: 0.01}\n'
+                      '  - {name: dave, team: green, key: "%s", budget_usd_per_day: 0.00001}\n' % (CAROL, DAVE), 1)
     gw = Airlock(s, cfg, port)
     sent = {}
 
@@ -44,6 +48,24 @@ def main():
     go("spent budget", chat("again"), key=CAROL, want=429)
     before = mock.stats()["requests"]
     s.check("the provider saw only the one request that was allowed", before == 1, before)
+
+    # streams are billed from their parsed usage, however the provider spaces it, so a
+    # budget holds for them too; the usage chunk the gateway asked for never reaches a
+    # client that did not ask for it
+    statuses = []
+    for i in range(4):
+        r = request(port, "POST", "/v1/chat/completions", chat("MOCK:spaced story %d" % i, stream=True), key=DAVE)
+        statuses.append(r.status)
+        if i == 0:
+            s.check("stream: the usage chunk the client did not ask for is not relayed",
+                    r.status == 200 and b'"usage": {' not in r.body and b'"usage":{' not in r.body
+                    and b"data: [DONE]" in r.body, r.body[-300:])
+    s.check("stream: billed from its spaced usage, so the tiny budget stops the next ones (429)",
+            statuses[0] == 200 and statuses[1:] == [429, 429, 429], statuses)
+    r = request(port, "POST", "/v1/chat/completions",
+                chat("MOCK:spaced asked", stream=True, stream_options={"include_usage": True}))
+    s.check("stream: a client that asked for usage gets the provider's usage chunk",
+            b'"usage": {' in r.body and b'"prompt_tokens": ' in r.body, r.body[-400:])
     gw.stop()
 
     rc, recs = audit_records(os.path.join(gw.dir, "audit"))

@@ -49,6 +49,7 @@ struct mock_plan {
     int delay_ms;  /* between pieces after the first; 0: all at once */
     int chunked;   /* pieces after the first are sent as HTTP chunks */
     int truncated; /* chunked, but never send the last-chunk: a broken body */
+    int spaced;    /* stream events' JSON with a space after each ':' and ',' (json.dumps) */
     enum mock_end end;
 };
 

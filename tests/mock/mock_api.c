@@ -32,6 +32,7 @@ enum fault {
 struct controls {
     int echo, user_split, slow, eof_body, crlf;
     int echo_key;             /* echo the credential received (401, or a stream's text) */
+    int spaced;               /* events as Python's json.dumps spaces them */
     int fragment;             /* > 0: re-cut the body into writes of this many bytes */
     int words;                /* 0: default answer */
     int status;               /* 0: 200 */
@@ -414,6 +415,8 @@ static void parse_controls(const char *text, struct controls *c)
         p += n;
         if (strcmp(word, "echo") == 0)
             c->echo = 1;
+        else if (strcmp(word, "spaced") == 0)
+            c->spaced = 1;
         else if (strcmp(word, "echo_key") == 0)
             c->echo_key = 1;
         else if (strcmp(word, "user_split") == 0)
@@ -453,6 +456,32 @@ static void parse_controls(const char *text, struct controls *c)
 
 /* Adds one SSE event (OpenAI: data only; Anthropic: event + data) for a JSON object,
  * consuming obj. */
+/* spaced -- json with a space after every ':' and ',' outside strings (malloc'd) */
+static char *spaced(const char *json)
+{
+    size_t n = strlen(json), o = 0;
+    char *s = malloc(2 * n + 1);
+    int in_str = 0;
+
+    if (!s)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        s[o++] = json[i];
+        if (in_str) {
+            if (json[i] == '\\' && i + 1 < n)
+                s[o++] = json[++i];
+            else if (json[i] == '"')
+                in_str = 0;
+        } else if (json[i] == '"') {
+            in_str = 1;
+        } else if (json[i] == ':' || json[i] == ',') {
+            s[o++] = ' ';
+        }
+    }
+    s[o] = '\0';
+    return s;
+}
+
 static int add_event(struct mock_plan *plan, const char *event, cJSON *obj)
 {
     char *json = cJSON_PrintUnformatted(obj);
@@ -463,6 +492,12 @@ static int add_event(struct mock_plan *plan, const char *event, cJSON *obj)
     cJSON_Delete(obj);
     if (!json)
         return -1;
+    if (plan->spaced) {
+        char *sp = spaced(json);
+        free(json);
+        if (!(json = sp))
+            return -1;
+    }
     cap = strlen(json) + 64;
     buf = malloc(cap);
     if (!buf) {
@@ -966,6 +1001,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
 
     user = last_user_text(root);
     parse_controls(user, &c);
+    plan->spaced = c.spaced;
     if (c.echo_key && !cJSON_IsTrue(stream)) {
         /* what OpenAI's 401 does: the key it was sent, in the message */
         char msg[512];
