@@ -12,6 +12,7 @@
  * one until it reports back, so a client that disappears never leaves a callback
  * pointing at freed memory. */
 #include <assert.h>
+#include <ctype.h>
 #include <fnmatch.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@ static void refuse(struct proxy_req *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void refused_recorded(void *ud, int status);
 static void refused_recorded_loop(void *arg, int status, const char *data, size_t len);
+static int forwarded_headers(struct proxy_req *r);
 static int authenticate(struct proxy_req *r);
 static int over_budget(struct proxy_req *r);
 static char *request_meta(struct proxy_req *r, size_t *len);
@@ -134,14 +136,8 @@ static void handle_api(struct proxy_req *r)
         refuse(r, r->d.status, "%s", r->d.error);
         return;
     }
-    if (r->api == PROXY_API_ANTHROPIC) {
-        const char *v = proxy_conn_header(r->conn, "anthropic-version");
-        const char *b = proxy_conn_header(r->conn, "anthropic-beta");
-        snprintf(r->anthropic_version, sizeof(r->anthropic_version), "%s",
-                 v && *v ? v : "2023-06-01");
-        if (b)
-            snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
-    }
+    if (forwarded_headers(r) < 0)
+        return;
     if (r->d.prov->type != CONFIG_PROVIDER_BUILTIN)
         r->up_wire = r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC ? &proxy_wire_anthropic_messages
                                                                   : &proxy_wire_openai_chat;
@@ -197,6 +193,57 @@ static void refused_recorded_loop(void *arg, int status, const char *data, size_
     if (status < 0)
         log_error("request %s: the refused request's record could not be written", r->id);
     proxy_req_unref(r); /* the audit's reference */
+}
+
+/* The provider headers a client's request carries on (SPEC §3) leave the network too, so
+ * each must fit its grammar, which has no room for a value worth scanning: a date for
+ * anthropic-version, a comma-separated list of feature names for anthropic-beta. Outside
+ * it the request is refused, not forwarded unread. */
+static int token_list(const char *s, size_t max)
+{
+    size_t n = strlen(s), tok = 0;
+
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (isalnum(c) || c == '-' || c == '_' || c == '.')
+            tok++;
+        else if (c == ',' && tok)
+            tok = 0;
+        else if (c != ' ')
+            return 0;
+    }
+    return tok > 0;
+}
+
+static int forwarded_headers(struct proxy_req *r)
+{
+    const char *v, *b;
+
+    if (r->api != PROXY_API_ANTHROPIC)
+        return 0;
+    v = proxy_conn_header(r->conn, "anthropic-version");
+    b = proxy_conn_header(r->conn, "anthropic-beta");
+    if (v && *v &&
+        !(strlen(v) == 10 && isdigit((unsigned char)v[0]) && isdigit((unsigned char)v[1]) &&
+          isdigit((unsigned char)v[2]) && isdigit((unsigned char)v[3]) && v[4] == '-' &&
+          isdigit((unsigned char)v[5]) && isdigit((unsigned char)v[6]) && v[7] == '-' &&
+          isdigit((unsigned char)v[8]) && isdigit((unsigned char)v[9]))) {
+        refuse(r, 400, "The anthropic-version header must be a date (YYYY-MM-DD).");
+        return -1;
+    }
+    if (b && !token_list(b, sizeof(r->anthropic_beta) - 1)) {
+        refuse(r, 400,
+               "The anthropic-beta header must be a comma-separated list of feature names "
+               "(at most %zu bytes).",
+               sizeof(r->anthropic_beta) - 1);
+        return -1;
+    }
+    snprintf(r->anthropic_version, sizeof(r->anthropic_version), "%s", v && *v ? v : "2023-06-01");
+    if (b)
+        snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
+    return 0;
 }
 
 /* ---- authentication ---- */

@@ -100,7 +100,7 @@ struct proxy_req {
                                 policy's verdict, the route, the outbound body */
     cJSON *json;             /* the built-in engine's view of d.doc (json_to_cjson) */
     char anthropic_version[64];
-    char anthropic_beta[256];
+    char anthropic_beta[1024];
     /* answer */
     enum proxy_req_state state; /* moves forward only: proxy_req_advance */
     int status;    /* the status the client is answered with: proxy_req_answer_status only */

@@ -92,6 +92,27 @@ def t_escaped_names_one_meaning(s, gw, mock):
             b'"usage":{' not in r.body.replace(b'"usage":null', b""), r.body[-400:])
 
 
+def t_forwarded_headers(s, gw, mock):
+    """The provider headers the gateway forwards leave the network too: each must fit its
+    grammar, or the request is refused (nothing is forwarded unread)."""
+    beta = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14, fine-grained-tool-streaming-2025-05-14"
+    body = json.dumps({"model": "claude-3-5-haiku", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+    r = request(gw.port, "POST", "/v1/messages", body, headers={"anthropic-version": "2023-06-01", "anthropic-beta": beta})
+    head = mock.last_head()
+    s.check("anthropic-beta: a feature list is forwarded unchanged",
+            r.status == 200 and ("anthropic-beta: " + beta) in head, (r.status, head[:400]))
+    before = mock.stats()["requests"]
+    for name, hdrs in [("an email in anthropic-beta", {"anthropic-version": "2023-06-01",
+                                                       "anthropic-beta": "tools-2024, jane.doe@example.com"}),
+                       ("a secret in anthropic-beta", {"anthropic-version": "2023-06-01",
+                                                       "anthropic-beta": "x;AKIAQFAKE7EXAMPLE2XY"}),
+                       ("anthropic-version not a date", {"anthropic-version": "2023-06-01 AKIAQFAKE7EXAMPLE2XY"})]:
+        r = request(gw.port, "POST", "/v1/messages", body, headers=hdrs)
+        s.check("%s: 400 in the Anthropic shape" % name,
+                r.status == 400 and (r.json() or {}).get("type") == "error", r)
+    s.check("no refused header reached the provider", mock.stats()["requests"] == before)
+
+
 def bodies(corpus, n):
     """Request bodies built from the policy corpus, in both APIs, with models that keep the
     format, rename it, or translate it, streamed and not."""
@@ -157,7 +178,7 @@ def main():
     cfg = cfg.replace("rules:", EXTRA_MODELS + "rules:", 1)
     gw = Airlock(s, cfg, port)
     for t in (t_repeats_refused, t_nul_and_surrogates, t_escaped_names_one_meaning,
-              t_policy_test_is_the_gateway):
+              t_forwarded_headers, t_policy_test_is_the_gateway):
         s.run(t, gw, mock)
     s.check("gateway alive after the suite", gw.proc.poll() is None, gw.stderr()[-500:])
     gw.stop()
