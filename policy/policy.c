@@ -268,7 +268,10 @@ static int redact(const struct policy *p, const struct policy_input *in,
         const struct pcand *c = &cv[rv[i].f];
         const struct policy_finding *f = &d->findings[rv[i].f];
         char ph[300];
-        int pl = snprintf(ph, sizeof(ph), "[%.256s_%u]", p->dets[c->det].placeholder, rv[i].num);
+        int pl = in->nonce ? snprintf(ph, sizeof(ph), "[%.256s_%u_%.8s]",
+                                      p->dets[c->det].placeholder, rv[i].num, in->nonce)
+                           : snprintf(ph, sizeof(ph), "[%.256s_%u]", p->dets[c->det].placeholder,
+                                      rv[i].num);
         if (pl < 0 || (size_t)pl >= sizeof(ph))
             goto fail;
         memcpy(d->body + olen, in->body + from, f->start - from);

@@ -45,6 +45,10 @@ struct policy_input {
     const char *model;          /* requested model name ("" if absent) */
     const char *key_name;       /* principal; NULL when auth is off */
     const char *team;           /* NULL when none */
+    const char *nonce;          /* the request's placeholder suffix ([EMAIL_1_k3f9qa]): 6 of
+                                   a-z2-7, unguessable, fresh per request (the gateway's
+                                   proxy_decide draws it); NULL: none (deterministic
+                                   output for tests) */
 };
 
 struct policy_finding {

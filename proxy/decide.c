@@ -141,13 +141,22 @@ int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy
     if (shapes(d) < 0)
         return -1;
 
+    /* placeholders carry a suffix no client can guess, so one the client types itself is
+     * never "restored" to a value redacted elsewhere in its request (a system prompt's) */
+    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+    unsigned char rnd[PROXY_NONCE_LEN];
+    randombytes_buf(rnd, sizeof(rnd));
+    for (size_t i = 0; i < PROXY_NONCE_LEN; i++)
+        d->nonce[i] = b32[rnd[i] & 31];
+    d->nonce[PROXY_NONCE_LEN] = '\0';
     struct policy_input in = {.api = api,
                               .body = body,
                               .len = len,
                               .doc = &d->doc,
                               .model = d->model_name,
                               .key_name = key_name,
-                              .team = team};
+                              .team = team,
+                              .nonce = d->nonce};
     d->has_policy = 1;
     if (policy_decide(pol, &in, &d->policy) < 0)
         /* fail closed: what could not be scanned does not leave */

@@ -25,6 +25,8 @@
 #include "config/config.h"
 #include "policy/policy.h"
 
+#define PROXY_NONCE_LEN 6
+
 struct proxy_decision {
     enum policy_api api;
     struct json_doc doc;     /* the one parse of the body */
@@ -38,9 +40,10 @@ struct proxy_decision {
     size_t prov_index;
     char *outbound; /* owned: the body that leaves; NULL when nothing leaves */
     size_t outbound_len;
-    int outbound_flags; /* PROXY_OUTBOUND_* */
-    int status;         /* when refused: the HTTP status */
-    char error[512];    /* when refused: why, in one sentence */
+    int outbound_flags;              /* PROXY_OUTBOUND_* */
+    char nonce[PROXY_NONCE_LEN + 1]; /* this request's placeholder suffix (policy.h) */
+    int status;                      /* when refused: the HTTP status */
+    char error[512];                 /* when refused: why, in one sentence */
 };
 
 int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy_api api,

@@ -5,6 +5,7 @@ routing, policy and the rewrite; and `airlock policy test` prints byte for byte 
 the gateway sends, on the policy corpus sent both ways (each API, same-format and
 translated, streamed and not) through the mock."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -161,7 +162,9 @@ def t_policy_test_is_the_gateway(s, gw, mock):
             continue
         sent += 1
         got = mock.last_body() if left else None
-        if r.status != 200 or got != dec["outbound"].encode():
+        # each request draws its own placeholder suffix: compare with it set aside
+        norm = lambda b: re.sub(rb"(\[[A-Z0-9_]+_[0-9]+)_[a-z2-7]{6}\]", rb"\1_*]", b or b"")
+        if r.status != 200 or norm(got) != norm(dec["outbound"].encode()):
             mismatches.append((api, r.status, (got or b"")[:120], dec["outbound"][:120]))
     s.check("policy test's outbound == the bytes the gateway sent (%d bodies, %d sent, %d kept home)"
             % (compared, sent, refused), not mismatches and sent > 40 and refused > 5, mismatches[:3])

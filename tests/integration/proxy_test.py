@@ -372,10 +372,10 @@ def t_redact(s, gw, mock):
     email = "jane.doe@example.com"
     r = request(gw.port, "POST", "/v1/chat/completions", chat("mail %s now MOCK:user_split" % email))
     up = mock.last_body().decode("utf-8", "replace")
-    s.check("redact: the email never leaves", email not in up and "[EMAIL_1]" in up, up)
+    s.check("redact: the email never leaves", email not in up and "[EMAIL_1_" in up, up)
     j = r.json() or {}
     text = (j.get("choices") or [{}])[0].get("message", {}).get("content", "")
-    s.check("redact: original restored in the answer", email in text and "[EMAIL_1]" not in text, text)
+    s.check("redact: original restored in the answer", email in text and "[EMAIL_1" not in text, text)
     s.check("redact: x-airlock-rule mask-emails", r.headers.get("x-airlock-rule") == "mask-emails", r.headers)
     r = request(gw.port, "POST", "/v1/chat/completions", chat("mail %s now MOCK:user_split" % email, stream=True))
     text, _, _, _ = openai_stream_text(r.body)
@@ -419,7 +419,7 @@ def t_redact_everywhere(s, gw, mock):
         r = request(gw.port, "POST", path, body, headers=ANTHROPIC_HEADERS)
         up = mock.last_body()
         s.check("redact: email in %s masked before leaving" % name,
-                r.status == 200 and b"[EMAIL_1]" in up and b"jane.doe@" not in up and b"jane.doe\\u0040" not in up,
+                r.status == 200 and b"[EMAIL_1_" in up and b"jane.doe@" not in up and b"jane.doe\\u0040" not in up,
                 (r.status, up[:300]))
 
 

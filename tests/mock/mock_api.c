@@ -874,14 +874,59 @@ fail:
     return -1;
 }
 
+/* first_placeholder -- the first gateway placeholder in text ([NAME_N] or [NAME_N_nonce]),
+ * copied into out; 0 when there is none */
+static int first_placeholder(const char *text, char *out, size_t cap)
+{
+    for (const char *p = text ? strchr(text, '[') : NULL; p; p = strchr(p + 1, '[')) {
+        const char *q = p + 1;
+        while (isupper((unsigned char)*q) || isdigit((unsigned char)*q) || *q == '_')
+            q++;
+        if (*q == ']' && q > p + 1 && isdigit((unsigned char)q[-1])) {
+            snprintf(out, cap, "%.*s", (int)(q - p + 1), p);
+            return 1;
+        }
+        while (islower((unsigned char)*q) || isdigit((unsigned char)*q))
+            q++;
+        if (*q == ']' && q > p + 1 && (size_t)(q - p + 1) < cap) {
+            snprintf(out, cap, "%.*s", (int)(q - p + 1), p);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int build_answer(const struct controls *c, const struct mock_request *req,
                         const char *user_text, struct deltas *d, int *exact)
 {
     *exact = 1;
     if (c->echo)
         return deltas_split(d, req->body, req->body_len, 16);
-    if (c->split)
-        return deltas_split(d, c->split, strlen(c->split), 1);
+    if (c->split) {
+        /* %PH% stands for the first placeholder the gateway put in the user's message: a
+         * model that repeats it, split one character per delta */
+        char ph[128], *t = NULL, *hit;
+        int rc;
+        if (first_placeholder(user_text, ph, sizeof(ph)) && (hit = strstr(c->split, "%PH%"))) {
+            size_t n = strlen(c->split), pl = strlen(ph), o = 0;
+            t = malloc(n * (pl + 1) + 1);
+            if (!t)
+                return -1;
+            for (const char *s = c->split; *s;) {
+                if (strncmp(s, "%PH%", 4) == 0) {
+                    memcpy(t + o, ph, pl);
+                    o += pl;
+                    s += 4;
+                } else {
+                    t[o++] = *s++;
+                }
+            }
+            t[o] = '\0';
+        }
+        rc = deltas_split(d, t ? t : c->split, strlen(t ? t : c->split), 1);
+        free(t);
+        return rc;
+    }
     if (c->user_split)
         return deltas_split(d, user_text ? user_text : "", user_text ? strlen(user_text) : 0, 1);
     *exact = 0;

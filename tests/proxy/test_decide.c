@@ -238,7 +238,9 @@ static void test_redact_email(void)
     REQUIRE(decide(POLICY_API_OPENAI, body, &d) == 0);
     CHECK_EQ_STR(proxy_decision_verdict(&d), "redact");
     REQUIRE(d.outbound);
-    CHECK(strstr(d.outbound, "mail [EMAIL_1] now") != NULL);
+    const char *ph = strstr(d.outbound, "mail [EMAIL_1_");
+    CHECK(ph != NULL && strncmp(ph + 20, "] now", 5) == 0 && strlen(d.nonce) == 6 &&
+          strncmp(ph + 14, d.nonce, 6) == 0);
     CHECK(strstr(d.outbound, "bob@example.com") == NULL);
     CHECK(strstr(d.outbound, "\"model\":\"gpt-4o-2024-08-06\"") != NULL);
     /* the body itself is borrowed and left as it came */
