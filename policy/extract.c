@@ -43,6 +43,7 @@ struct walk {
     size_t errlen;
     char path[192]; /* where the walk is, for errors: "messages[2].content[1]" */
     size_t path_len;
+    uint32_t top_obj; /* the body's root object */
 };
 
 /* path_push -- append to the walk's path; returns the length to restore */
@@ -138,60 +139,6 @@ static int key_is(const struct json_doc *p, uint32_t id, const char *name)
     for (uint32_t v = json_get(p, obj, name), once_##v = 1; once_##v && v != JSON_NONE;            \
          once_##v = 0)
 
-static int add_all_strings(struct walk *w, uint32_t id, int message, uint32_t key)
-{
-    const struct json_doc *p = w->p;
-    const struct json_node *n = &p->nodes[id];
-    if (n->type == JSON_STR)
-        return add_segment(w, id, message, key);
-    if (n->type == JSON_ARR) {
-        for (uint32_t c = n->child; c != JSON_NONE; c = p->nodes[c].next)
-            if (add_all_strings(w, c, message, key) < 0)
-                return -1;
-    } else if (n->type == JSON_OBJ) {
-        for (uint32_t k = n->child; k != JSON_NONE; k = p->nodes[p->nodes[k].next].next)
-            if (add_all_strings(w, p->nodes[k].next, message, k) < 0)
-                return -1;
-    }
-    return 0;
-}
-
-/* Content: a string, or an array of parts/blocks. Any block's text, thinking, tool input,
- * nested content (tool results) and function arguments are read, whatever its type says:
- * a provider that reads an odd block we skipped would be a leak. */
-static int add_content(struct walk *w, uint32_t id, int message);
-
-/* A document block's source (Anthropic): plain-text data and content blocks are text
- * the model reads; base64 (PDF) and URL sources are not text the gateway can read and
- * are documented as not scanned. */
-static int add_source(struct walk *w, uint32_t src, int message)
-{
-    const struct json_doc *p = w->p;
-    int is_text = 0, is_content = 0;
-
-    if (p->nodes[src].type != JSON_OBJ)
-        return 0;
-    FOR_MEMBER(p, src, "type", t)
-    if (p->nodes[t].type == JSON_STR) {
-        is_text |= key_is(p, t, "text");
-        is_content |= key_is(p, t, "content");
-    }
-    if (is_text)
-        FOR_MEMBER(p, src, "data", v)
-    if (p->nodes[v].type == JSON_STR && add_segment(w, v, message, JSON_NONE) < 0)
-        return -1;
-    if (is_content)
-        FOR_MEMBER(p, src, "content", v)
-        {
-            size_t old = path_push(w, ".source.content", 0);
-            int rc = add_content(w, v, message);
-            path_pop(w, old);
-            if (rc < 0)
-                return -1;
-        }
-    return 0;
-}
-
 /* A part whose content the model reads but the gateway cannot: a file (PDF, ...), audio,
  * a base64 document. Its text would leave unscanned, so the request is refused (fail
  * closed), at any depth. Images are let through (docs/policy.md says so). */
@@ -223,110 +170,297 @@ static int unscannable(struct walk *w, uint32_t id)
     return -1;
 }
 
-static int add_block(struct walk *w, uint32_t id, int message)
+/* ---- what may skip the detectors ---- */
+
+/* The APIs' own member names: a name in this list is the grammar's, not the client's
+ * words, so it is not scanned as text. Any other name is (tool schemas, tool inputs,
+ * metadata: a name can carry a value as well as a string can). Sorted for bsearch. */
+static const char *const api_names[] = {
+    "additionalProperties",
+    "anyOf",
+    "arguments",
+    "assistant",
+    "audio",
+    "cache_control",
+    "citations",
+    "content",
+    "data",
+    "default",
+    "description",
+    "detail",
+    "developer",
+    "enum",
+    "file",
+    "file_data",
+    "file_id",
+    "filename",
+    "format",
+    "frequency_penalty",
+    "function",
+    "function_call",
+    "functions",
+    "id",
+    "image",
+    "image_url",
+    "include_usage",
+    "index",
+    "input",
+    "input_audio",
+    "items",
+    "logit_bias",
+    "logprobs",
+    "max_completion_tokens",
+    "max_tokens",
+    "media_type",
+    "messages",
+    "metadata",
+    "modalities",
+    "model",
+    "n",
+    "name",
+    "parallel_tool_calls",
+    "parameters",
+    "prediction",
+    "presence_penalty",
+    "properties",
+    "reasoning_effort",
+    "refusal",
+    "required",
+    "response_format",
+    "role",
+    "schema",
+    "seed",
+    "service_tier",
+    "source",
+    "stop",
+    "stop_sequences",
+    "store",
+    "stream",
+    "stream_options",
+    "strict",
+    "system",
+    "temperature",
+    "text",
+    "thinking",
+    "title",
+    "tool_call_id",
+    "tool_calls",
+    "tool_choice",
+    "tool_result",
+    "tool_use",
+    "tool_use_id",
+    "tools",
+    "top_k",
+    "top_logprobs",
+    "top_p",
+    "type",
+    "url",
+    "user",
+    "user_id",
+};
+
+static int name_cmp(const void *k, const void *e)
+{
+    return strcmp((const char *)k, *(const char *const *)e);
+}
+
+static int api_name(const struct json_doc *p, uint32_t key)
+{
+    const struct json_node *n = &p->nodes[key];
+    char buf[32];
+    size_t len = n->end - n->start;
+
+    if (n->esc || len == 0 || len >= sizeof(buf))
+        return 0; /* (an escaped spelling is scanned: rare, and never the grammar's own) */
+    memcpy(buf, p->body + n->start, len);
+    buf[len] = '\0';
+    return bsearch(buf, api_names, sizeof(api_names) / sizeof(*api_names), sizeof(*api_names),
+                   name_cmp) != NULL;
+}
+
+/* Values of closed grammar: enums the APIs define, each checked against its grammar
+ * (identifier characters only, short) before it may skip the detectors; a value outside
+ * the grammar is scanned like any text. */
+static int closed_value(const struct json_doc *p, uint32_t key, uint32_t v)
+{
+    static const char *const enum_keys[] = {
+        "role",       "type",   "finish_reason", "stop_reason",      "tool_choice", "detail",
+        "media_type", "format", "service_tier",  "reasoning_effort", "object",      NULL};
+    const struct json_node *n = &p->nodes[v];
+    size_t len = n->end - n->start;
+    int is_enum = 0;
+
+    if (key == JSON_NONE || n->esc || len == 0 || len > 128)
+        return 0;
+    if (key_is(p, key, "model")) {
+        /* a model name: routed only when it names a configured model (404 otherwise),
+         * and what leaves is that model's configured name */
+        for (size_t i = n->start; i < n->end; i++) {
+            unsigned char c = (unsigned char)p->body[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.' || c == ':' || c == '/'))
+                return 0;
+        }
+        return 1;
+    }
+    if (len > 40)
+        return 0;
+    for (size_t i = 0; enum_keys[i] && !is_enum; i++)
+        is_enum = key_is(p, key, enum_keys[i]);
+    if (!is_enum)
+        return 0;
+    for (size_t i = n->start; i < n->end; i++) {
+        unsigned char c = (unsigned char)p->body[i];
+        if (!((c >= 'a' && c <= 'z') || c == '_' || c == '-' || c == '/' || c == '.' ||
+              (c >= '0' && c <= '9')))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- the walk: every string and member name, odd shapes refused ---- */
+
+static const char *type_name(int t)
+{
+    switch (t) {
+    case JSON_OBJ:
+        return "an object";
+    case JSON_ARR:
+        return "an array";
+    case JSON_STR:
+        return "a string";
+    case JSON_NUM:
+        return "a number";
+    case JSON_NULL:
+        return "null";
+    default:
+        return "a boolean";
+    }
+}
+
+/* A member where the model reads text must hold text: a value of another type is one the
+ * gateway would read one way and a provider another, so it is refused, not skipped. */
+static int odd_shape(struct walk *w, uint32_t obj)
 {
     const struct json_doc *p = w->p;
-    if (p->nodes[id].type == JSON_STR)
-        return add_segment(w, id, message, JSON_NONE);
-    if (p->nodes[id].type != JSON_OBJ)
+    uint32_t t = json_get(p, obj, "type"), v;
+    const char *want = NULL, *member = NULL;
+    int got = 0;
+
+    if ((v = json_get(p, obj, "tool_calls")) != JSON_NONE && json_type(p, v) != JSON_ARR &&
+        json_type(p, v) != JSON_NULL)
+        member = "tool_calls", want = "an array", got = json_type(p, v);
+    else if ((v = json_get(p, obj, "arguments")) != JSON_NONE && json_type(p, v) != JSON_STR)
+        member = "arguments", want = "a string", got = json_type(p, v);
+    else if (json_str_eq(p, t, "text") && (v = json_get(p, obj, "text")) != JSON_NONE &&
+             json_type(p, v) != JSON_STR)
+        member = "text", want = "a string", got = json_type(p, v);
+    else if (json_str_eq(p, t, "tool_result") && (v = json_get(p, obj, "content")) != JSON_NONE &&
+             json_type(p, v) != JSON_STR && json_type(p, v) != JSON_ARR)
+        member = "content", want = "a string or an array of blocks", got = json_type(p, v);
+    else if (json_str_eq(p, t, "tool_use") && (v = json_get(p, obj, "input")) != JSON_NONE &&
+             json_type(p, v) != JSON_OBJ)
+        member = "input", want = "an object", got = json_type(p, v);
+    if (!member)
         return 0;
-    if (unscannable(w, id) < 0)
-        return -1;
-    static const char *const text_keys[] = {"text", "thinking", "refusal", "title", "context"};
-    for (size_t i = 0; i < sizeof(text_keys) / sizeof(*text_keys); i++)
-        FOR_MEMBER(p, id, text_keys[i], v)
-    if (p->nodes[v].type == JSON_STR && add_segment(w, v, message, JSON_NONE) < 0)
-        return -1;
-    FOR_MEMBER(p, id, "input", v)
-    if (add_all_strings(w, v, message, JSON_NONE) < 0)
-        return -1;
-    FOR_MEMBER(p, id, "content", v)
-    {
-        size_t old = path_push(w, ".content", 0);
-        int rc = add_content(w, v, message);
-        path_pop(w, old);
-        if (rc < 0)
-            return -1;
-    }
-    FOR_MEMBER(p, id, "source", v)
-    if (add_source(w, v, message) < 0)
-        return -1;
+    snprintf(w->err, w->errlen, "%s%s%s must be %s; it is %s, which the gateway will not guess at.",
+             w->path, w->path_len ? "." : "", member, want, got < 0 ? "missing" : type_name(got));
+    return -1;
+}
+
+/* Image data the scanner cannot read (base64 in a data: URL or an Anthropic image
+ * source): not text, so not scanned; the decision records that the request carries it
+ * (PEXTRACT_UNSCANNED_IMAGE) for rules to match. */
+static int image_data(const struct json_doc *p, uint32_t parent, uint32_t key, uint32_t v)
+{
+    const struct json_node *n = &p->nodes[v];
+
+    if (key == JSON_NONE || parent == JSON_NONE)
+        return 0;
+    if (key_is(p, key, "url") && n->end - n->start > 5 &&
+        memcmp(p->body + n->start, "data:", 5) == 0)
+        return 1;
+    if (key_is(p, key, "data") && json_str_eq(p, json_get(p, parent, "type"), "base64") &&
+        !json_str_eq(p, json_get(p, parent, "media_type"), "text/plain"))
+        return 1; /* (a base64 document was refused before: unscannable) */
     return 0;
 }
 
-static int add_content(struct walk *w, uint32_t id, int message)
+static int walk(struct walk *w, uint32_t id, int message, uint32_t parent, uint32_t key)
 {
     const struct json_doc *p = w->p;
     const struct json_node *n = &p->nodes[id];
-    if (n->type == JSON_STR)
-        return add_segment(w, id, message, JSON_NONE);
-    if (n->type == JSON_ARR) {
-        int j = 0;
-        for (uint32_t c = n->child; c != JSON_NONE; c = p->nodes[c].next, j++) {
-            size_t old = path_push(w, "[%d]", j);
-            int rc = add_block(w, c, message);
+    int i = 0;
+
+    switch (n->type) {
+    case JSON_STR:
+        if (closed_value(p, key, id))
+            return 0;
+        if (image_data(p, parent, key, id)) {
+            w->x->unscanned |= PEXTRACT_UNSCANNED_IMAGE;
+            return 0;
+        }
+        return add_segment(w, id, message, key);
+    case JSON_ARR:
+        JSON_FOR_ITEMS(p, id, v)
+        {
+            size_t old = path_push(w, "[%d]", i);
+            /* the items of the top-level messages array are the messages */
+            int rc = walk(w, v, parent == w->top_obj && key_is(p, key, "messages") ? i : message,
+                          id, JSON_NONE);
+            path_pop(w, old);
+            if (rc < 0)
+                return -1;
+            i++;
+        }
+        return 0;
+    case JSON_OBJ:
+        if (unscannable(w, id) < 0 || odd_shape(w, id) < 0)
+            return -1;
+        JSON_FOR_MEMBERS(p, id, k, v)
+        {
+            size_t old;
+            int rc;
+            if (!api_name(p, k) && add_segment(w, k, message, JSON_NONE) < 0)
+                return -1;
+            old = w->path_len;
+            if (w->path_len && w->path_len + 1 < sizeof(w->path))
+                w->path[w->path_len++] = '.';
+            {
+                const struct json_node *kn = &p->nodes[k];
+                size_t kl = kn->end - kn->start, room = sizeof(w->path) - 1 - w->path_len;
+                memcpy(w->path + w->path_len, p->body + kn->start, kl < room ? kl : room);
+                w->path_len += kl < room ? kl : room;
+                w->path[w->path_len] = '\0';
+            }
+            rc = walk(w, v, message, id, k);
             path_pop(w, old);
             if (rc < 0)
                 return -1;
         }
-    }
-    return 0;
-}
-
-static int add_arguments(struct walk *w, uint32_t fn, int message)
-{
-    const struct json_doc *p = w->p;
-    if (p->nodes[fn].type != JSON_OBJ)
         return 0;
-    FOR_MEMBER(p, fn, "arguments", v)
-    if (p->nodes[v].type == JSON_STR && add_segment(w, v, message, JSON_NONE) < 0)
-        return -1;
-    return 0;
+    default:
+        return 0; /* numbers, true, false, null: closed grammar */
+    }
 }
 
-static int add_message(struct walk *w, uint32_t m, int idx)
-{
-    const struct json_doc *p = w->p;
-    if (p->nodes[m].type != JSON_OBJ)
-        return 0;
-    FOR_MEMBER(p, m, "content", v)
-    {
-        size_t old = path_push(w, "messages[%d].content", idx);
-        int rc = add_content(w, v, idx);
-        path_pop(w, old);
-        if (rc < 0)
-            return -1;
-    }
-    FOR_MEMBER(p, m, "tool_calls", v)
-    {
-        if (p->nodes[v].type != JSON_ARR)
-            continue;
-        for (uint32_t c = p->nodes[v].child; c != JSON_NONE; c = p->nodes[c].next) {
-            if (p->nodes[c].type != JSON_OBJ)
-                continue;
-            FOR_MEMBER(p, c, "function", f)
-            if (add_arguments(w, f, idx) < 0)
-                return -1;
-        }
-    }
-    FOR_MEMBER(p, m, "function_call", v)
-    if (add_arguments(w, v, idx) < 0)
-        return -1;
-    return 0;
-}
-
+/* Every string value and every member name of the body is text that leaves, so every one
+ * is scanned, whatever the API's shape says the model reads (a provider may read more than
+ * we think, and an attacker writes where we do not look); only the APIs' own member names
+ * and enum values of closed grammar skip the detectors. Findings inside messages[i] carry
+ * message i; anywhere else -1. */
 int policy_extract_doc(enum policy_api api, const struct json_doc *doc, struct pextract *x,
                        char *err, size_t errlen)
 {
-    const struct json_doc *p = doc;
     struct walk w = {.p = doc, .x = x, .err = err, .errlen = errlen};
-    uint32_t root = doc->root;
     size_t len = doc->len;
+
+    (void)api;
     if (len >= POLICY_MAX_BODY) {
         snprintf(err, errlen, "the request body is too large to scan.");
         return -1;
     }
-    if (root == JSON_NONE || p->nodes[root].type != JSON_OBJ) {
+    if (doc->root == JSON_NONE || doc->nodes[doc->root].type != JSON_OBJ) {
         snprintf(err, errlen, "the request body is not a JSON object.");
         return -1;
     }
@@ -339,33 +473,8 @@ int policy_extract_doc(enum policy_api api, const struct json_doc *doc, struct p
         return -1;
     }
     x->text_cap = len + 1;
-    if (api == POLICY_API_ANTHROPIC) {
-        FOR_MEMBER(p, root, "system", v)
-        {
-            size_t old = path_push(&w, "system", 0);
-            int r2 = add_content(&w, v, -1);
-            path_pop(&w, old);
-            if (r2 < 0)
-                return -1;
-        }
-    }
-    /* tool definitions and schemas are read by the model too: every string in them is
-     * scanned, outside any message (-1) */
-    static const char *const top_keys[] = {"tools", "functions", "response_format"};
-    for (size_t i = 0; i < sizeof(top_keys) / sizeof(*top_keys); i++)
-        FOR_MEMBER(p, root, top_keys[i], v)
-    if (add_all_strings(&w, v, -1, JSON_NONE) < 0)
-        return -1;
-    FOR_MEMBER(p, root, "messages", v)
-    {
-        if (p->nodes[v].type != JSON_ARR)
-            continue;
-        int idx = 0;
-        for (uint32_t m = p->nodes[v].child; m != JSON_NONE; m = p->nodes[m].next, idx++)
-            if (add_message(&w, m, idx) < 0)
-                return -1;
-    }
-    return 0;
+    w.top_obj = doc->root;
+    return walk(&w, doc->root, -1, JSON_NONE, JSON_NONE);
 }
 
 int policy_extract(enum policy_api api, const char *body, size_t len, struct pextract *x, char *err,

@@ -39,8 +39,11 @@ struct prun {
     uint8_t dlen, olen;
 };
 
+#define PEXTRACT_UNSCANNED_IMAGE 1u /* image data (base64) the scanner cannot read */
+
 struct pextract {
     const char *body; /* borrowed */
+    unsigned unscanned; /* PEXTRACT_UNSCANNED_*: content that was not scanned */
     char *text;
     size_t text_len, text_cap;
     struct pseg *segs;
@@ -73,6 +76,7 @@ enum {
     DET_GITHUB_TOKEN = CONFIG_DET_GITHUB_TOKEN,
     DET_AWS_ACCESS_KEY = CONFIG_DET_AWS_ACCESS_KEY,
     DET_JWT = CONFIG_DET_JWT,
+    DET_CREDENTIAL_URI = CONFIG_DET_CREDENTIAL_URI,
     DET_GENERIC_SECRET = CONFIG_DET_GENERIC_SECRET,
     DET_IBAN = CONFIG_DET_IBAN,
     DET_CREDIT_CARD = CONFIG_DET_CREDIT_CARD,
@@ -154,6 +158,34 @@ int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg);
 /* generic_secret for a string whose JSON key is secret-like: the whole value. */
 int policy_secret_key_like(const char *k, size_t n);
 int policy_secret_value_ok(const char *v, size_t n);
+
+/* Context words (context.c): labels shortly before a candidate, and values that are
+ * references or placeholders. Tables and rules: docs/policy.md, "Context words". */
+enum policy_ctx {
+    POLICY_CTX_NONE,
+    POLICY_CTX_PHONE,  /* "Phone:", "Tel.", "mobile", "Handy", "電話", "मोबाइल", "mera number" */
+    POLICY_CTX_SSN,    /* "SSN", "social security number", "Sozialversicherungsnummer" */
+    POLICY_CTX_DOCNUM, /* "マイナンバー", "旅券番号", "passport", "Order no.": not a phone/card/SSN */
+    POLICY_CTX_OTHER,  /* "build", "order", "id", "routing": some other number (neutral) */
+};
+/* policy_context_label -- the class of the nearest label that ends shortly before t[s]
+ * (t[0..n) is one segment's text) with no digit or line break between; NONE if none. */
+enum policy_ctx policy_context_label(const char *t, size_t n, size_t s);
+/* policy_context_reference -- 1 when what precedes the value at t[vs] says the value is
+ * a name to look up ("${{ ", "${", "{{ ", "<", "os.environ[\"", "getenv(\""). */
+int policy_context_reference(const char *t, size_t vs);
+/* policy_value_reference -- 1 when v[0..n) is a reference, not a value: process.env.X,
+ * secrets.X, os.environ, an identifier path without digits (config.stripeSecretKey). */
+int policy_value_reference(const char *v, size_t n);
+/* policy_value_placeholder -- 1 when v[0..n) is a placeholder: YOUR_API_KEY..., <...>,
+ * ${VAR}, $VAR, %s, xxxx, ****, or the field's own name (password, secret). */
+int policy_value_placeholder(const char *v, size_t n);
+/* policy_context_counter_name -- 1 when an identifier holding a secret-like word names a
+ * count, a size or a pointer to the value (token_count, max_tokens, api_key_file). */
+int policy_context_counter_name(const char *name, size_t n);
+/* policy_secret_value_real -- policy_secret_value_ok and neither a placeholder nor a
+ * reference. */
+int policy_secret_value_real(const char *v, size_t n);
 
 /* The restorer (restore.c). */
 struct policy_restorer *policy_restorer_new(void);
