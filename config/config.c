@@ -234,6 +234,7 @@ static void free_cfg(struct config *cfg)
         config_read_strv_free(r->keys, r->n_keys);
         config_read_strv_free(r->teams, r->n_teams);
         config_read_strv_free(r->models, r->n_models);
+        config_read_strv_free(r->unscanned, r->n_unscanned);
         free(r->provider);
         free(r->model);
         config_read_strv_free(r->redact_detectors, r->n_redact_detectors);

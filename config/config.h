@@ -119,6 +119,7 @@ enum config_builtin_detector {
     CONFIG_DET_GITHUB_TOKEN,
     CONFIG_DET_AWS_ACCESS_KEY,
     CONFIG_DET_JWT,
+    CONFIG_DET_CREDENTIAL_URI, /* before generic_secret: `;Password=...;` is both */
     CONFIG_DET_GENERIC_SECRET,
     CONFIG_DET_IBAN, /* before credit_card: a card-like run inside a valid IBAN is the IBAN */
     CONFIG_DET_CREDIT_CARD,
@@ -147,6 +148,7 @@ struct config_rule {
     char **teams;     size_t n_teams;
     char **models;    size_t n_models;     /* globs (fnmatch) over requested model name */
     enum config_zone zone;                 /* CONFIG_ZONE_ANY: not a condition */
+    char **unscanned; size_t n_unscanned;  /* kinds of content not scanned: "image" */
     /* action */
     enum config_action action;
     char *provider;                        /* route / redact: NULL = as requested */

@@ -25,6 +25,19 @@ static int check_detectors(struct config_loader *l, yaml_node_t *at, char **v, s
     return r;
 }
 
+/* check_unscanned -- the kinds of content the scanner cannot read that a request may still
+ * carry (files and audio are refused outright: policy/extract.c) */
+static int check_unscanned(struct config_loader *l, yaml_node_t *v, void *entry)
+{
+    struct config_rule *r = entry;
+    for (size_t i = 0; i < r->n_unscanned; i++)
+        if (strcmp(r->unscanned[i], "image") != 0) {
+            config_err(l, v, "unscanned: unknown kind '%.40s' (known: image)", r->unscanned[i]);
+            return -1;
+        }
+    return 0;
+}
+
 static int check_detected(struct config_loader *l, yaml_node_t *v, void *entry)
 {
     struct config_rule *r = entry;
@@ -130,6 +143,8 @@ static const struct config_field if_fields[] = {
      .off_n = offsetof(struct config_rule, n_models)},
     {"zone", FIELD_ENUM, .off = offsetof(struct config_rule, zone), .names = zones,
      .dflt = CONFIG_ZONE_ANY},
+    {"unscanned", FIELD_LIST, .off = offsetof(struct config_rule, unscanned),
+     .off_n = offsetof(struct config_rule, n_unscanned), .check = check_unscanned},
     {.key = NULL},
 };
 

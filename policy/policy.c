@@ -79,8 +79,8 @@ int policy_new(const struct config *cfg, struct policy **out, struct config_erro
             if (!p->rules[i].redact)
                 goto fail;
             if (r->n_redact_detectors) {
-                if (resolve_names(p, r->redact_detectors, r->n_redact_detectors,
-                                  p->rules[i].redact, &bad) < 0)
+                if (resolve_names(p, r->redact_detectors, r->n_redact_detectors, p->rules[i].redact,
+                                  &bad) < 0)
                     goto bad_name;
             } else if (r->n_detected) {
                 /* no list: redact what the condition named */
@@ -147,9 +147,16 @@ static int in_list(char **list, size_t n, const char *s)
 }
 
 static int rule_matches(const struct policy *p, size_t ri, const struct policy_input *in,
-                        const unsigned char *present)
+                        const unsigned char *present, unsigned unscanned)
 {
     const struct config_rule *r = &p->cfg->rules[ri];
+    if (r->n_unscanned) {
+        int any = 0;
+        for (size_t i = 0; i < r->n_unscanned && !any; i++)
+            any = strcmp(r->unscanned[i], "image") == 0 && (unscanned & POLICY_UNSCANNED_IMAGE);
+        if (!any)
+            return 0;
+    }
     if (r->n_detected) {
         int any = 0;
         for (size_t d = 0; d < p->n_dets && !any; d++)
@@ -213,9 +220,9 @@ static int red_pos_cmp(const void *a, const void *b)
     return x->f < y->f ? -1 : (x->f > y->f);
 }
 
-static int redact(const struct policy *p, const struct policy_input *in,
-                  const struct pextract *x, const struct pcand *cv, size_t nc,
-                  const unsigned char *which, struct policy_decision *d)
+static int redact(const struct policy *p, const struct policy_input *in, const struct pextract *x,
+                  const struct pcand *cv, size_t nc, const unsigned char *which,
+                  struct policy_decision *d)
 {
     struct red *rv = NULL;
     unsigned *counter = NULL, *nums = NULL;
@@ -339,8 +346,7 @@ static int sort_by_body(struct policy_finding *f, struct pcand *c, size_t n)
     return 0;
 }
 
-int policy_decide(const struct policy *p, const struct policy_input *in,
-                  struct policy_decision *d)
+int policy_decide(const struct policy *p, const struct policy_input *in, struct policy_decision *d)
 {
     struct pextract x = {0};
     struct pcand *cv = NULL;
@@ -358,6 +364,8 @@ int policy_decide(const struct policy *p, const struct policy_input *in,
                 : policy_extract(in->api, in->body ? in->body : "", in->len, &x, d->error,
                                  sizeof(d->error)))
         goto done;
+    if (x.unscanned & PEXTRACT_UNSCANNED_IMAGE)
+        d->unscanned |= POLICY_UNSCANNED_IMAGE;
     present = calloc(p->n_dets, 1);
     if (!present)
         goto oom;
@@ -382,7 +390,7 @@ int policy_decide(const struct policy *p, const struct policy_input *in,
     const struct config *cfg = p->cfg;
     size_t ri = 0;
     for (; ri < cfg->n_rules; ri++)
-        if (rule_matches(p, ri, in, present))
+        if (rule_matches(p, ri, in, present, d->unscanned))
             break;
     if (ri == cfg->n_rules) {
         rc = 0; /* default deny */
@@ -399,8 +407,7 @@ int policy_decide(const struct policy *p, const struct policy_input *in,
         if (r->model && !tm)
             d->model = r->model;
     }
-    if (r->action == CONFIG_ACTION_REDACT &&
-        redact(p, in, &x, cv, nc, p->rules[ri].redact, d) < 0)
+    if (r->action == CONFIG_ACTION_REDACT && redact(p, in, &x, cv, nc, p->rules[ri].redact, d) < 0)
         goto oom;
     rc = 0;
     goto done;

@@ -64,6 +64,8 @@ struct policy_edit {
     size_t len;
 };
 
+#define POLICY_UNSCANNED_IMAGE 1u /* image data (base64) */
+
 struct policy_decision {
     enum policy_verdict verdict;
     const char *rule;           /* borrowed: rule name, or "default-deny" */
@@ -79,6 +81,8 @@ struct policy_decision {
                                    one parse together with its own rewrites) */
     size_t n_edits;
     struct policy_restorer *restorer; /* owned: non-NULL for redact */
+    unsigned unscanned;         /* POLICY_UNSCANNED_*: content the request carries that the
+                                   detectors could not read (rules: `unscanned`) */
     char error[256];            /* when policy_decide returns -1 */
 };
 

@@ -340,6 +340,12 @@ static char *request_meta(struct proxy_req *r, size_t *len)
     jbuf_str(&m, r->d.model ? r->d.model->name : NULL);
     jbuf_key(&m, "upstream_model");
     jbuf_str(&m, r->d.model ? r->d.model->upstream_model : NULL);
+    if (r->d.has_policy && r->d.policy.unscanned) {
+        jbuf_key(&m, "unscanned"); /* content the detectors could not read */
+        jbuf_open(&m, '[');
+        jbuf_str(&m, "image");
+        jbuf_close(&m, ']');
+    }
     jbuf_key(&m, "findings");
     jbuf_open(&m, '[');
     for (i = 0; r->d.has_policy && i < r->d.policy.n_findings; i++) {

@@ -2,8 +2,8 @@
  * errors, and redaction: placeholders, numbering, and byte-exactness outside the spans. */
 #include <pthread.h>
 
-#include "harness.h"
 #include "config/config.h"
+#include "harness.h"
 #include "policy/policy.h"
 
 static const char *YAML =
@@ -11,8 +11,10 @@ static const char *YAML =
     "  - {name: alice, team: eng, key: k-alice}\n"
     "  - {name: bob, team: sales, key: k-bob}\n"
     "providers:\n"
-    "  openai: {type: openai, zone: external, base_url: \"https://api.openai.com/v1\", api_key: x}\n"
-    "  anth: {type: anthropic, zone: external, base_url: \"https://api.anthropic.com\", api_key: y}\n"
+    "  openai: {type: openai, zone: external, base_url: \"https://api.openai.com/v1\", api_key: "
+    "x}\n"
+    "  anth: {type: anthropic, zone: external, base_url: \"https://api.anthropic.com\", api_key: "
+    "y}\n"
     "  corp: {type: openai-compatible, zone: internal, base_url: \"https://llm.corp.example/v1\"}\n"
     "models:\n"
     "  - {name: gpt-4o, provider: openai, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
@@ -65,17 +67,23 @@ static void decide(struct res *r, enum policy_api api, const char *model, const 
                  text);
     else
         snprintf(r->body, sizeof(r->body),
-                 "{\"model\":\"%s\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+                 "{\"model\":\"%s\",\"max_tokens\":10,\"messages\":[{\"role\":\"user\",\"content\":"
+                 "\"%s\"}]}",
                  model, text);
-    struct policy_input in = {.api = api, .body = r->body, .len = strlen(r->body),
-                              .model = model, .key_name = key, .team = team};
+    struct policy_input in = {.api = api,
+                              .body = r->body,
+                              .len = strlen(r->body),
+                              .model = model,
+                              .key_name = key,
+                              .team = team};
     r->rc = policy_decide(pol, &in, &r->d);
 }
 
 static void test_first_match_and_conditions(void)
 {
     struct res r;
-    decide(&r, POLICY_API_OPENAI, "gpt-4o", "bob", "sales", "token AKIAIOSFODNN7EXAMPLE and 4111111111111111");
+    decide(&r, POLICY_API_OPENAI, "gpt-4o", "bob", "sales",
+           "token AKIAIOSFODNN7EXAMPLE and 4111111111111111");
     CHECK(r.rc == 0 && r.d.verdict == POLICY_BLOCK);
     CHECK_EQ_STR(r.d.rule, "no-secrets-out");
     CHECK(r.d.provider == NULL && r.d.model == NULL && r.d.body == NULL);
@@ -141,9 +149,10 @@ static void test_first_match_and_conditions(void)
 
 static void test_allow_unknown_model(void)
 {
-    const char *y = "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
-                    "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-                    "rules:\n  - name: any\n    then: {action: allow}\n";
+    const char *y =
+        "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
+        "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+        "rules:\n  - name: any\n    then: {action: allow}\n";
     struct config *c = NULL;
     struct policy *p = NULL;
     struct config_errors errs = {0};
@@ -163,18 +172,20 @@ static void test_allow_unknown_model(void)
  * e-mail) must still trigger the rules written for it */
 static void test_custom_overlapping_builtin_fires(void)
 {
-    const char *y = "providers:\n  p: {type: openai, base_url: \"https://a.example/v1\"}\n"
-                    "models:\n  - {name: m, provider: p}\n"
-                    "detectors:\n  - {name: staff_email, regex: '[a-z.]+@acme\\.example'}\n"
-                    "rules:\n  - {name: no-staff, if: {detected: [staff_email]}, then: {action: block}}\n"
-                    "  - {name: mask, if: {detected: [email]}, then: {action: redact, detectors: [email]}}\n"
-                    "  - {name: any, then: {action: allow}}\n";
+    const char *y =
+        "providers:\n  p: {type: openai, base_url: \"https://a.example/v1\"}\n"
+        "models:\n  - {name: m, provider: p}\n"
+        "detectors:\n  - {name: staff_email, regex: '[a-z.]+@acme\\.example'}\n"
+        "rules:\n  - {name: no-staff, if: {detected: [staff_email]}, then: {action: block}}\n"
+        "  - {name: mask, if: {detected: [email]}, then: {action: redact, detectors: [email]}}\n"
+        "  - {name: any, then: {action: allow}}\n";
     struct config *c = NULL;
     struct policy *p = NULL;
     struct config_errors errs = {0};
     REQUIRE(config_load_text("s.yaml", y, strlen(y), NULL, &c, &errs) == 0);
     REQUIRE(policy_new(c, &p, &errs) == 0);
-    const char *b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask jane.doe@acme.example today\"}]}";
+    const char *b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask "
+                    "jane.doe@acme.example today\"}]}";
     struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "m"};
     struct policy_decision d;
     CHECK(policy_decide(p, &in, &d) == 0);
@@ -182,7 +193,8 @@ static void test_custom_overlapping_builtin_fires(void)
     CHECK_EQ_STR(d.rule, "no-staff");
     policy_decision_deinit(&d);
     /* another domain is only an e-mail: redacted, not blocked */
-    const char *b2 = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask jane.doe@other.example today\"}]}";
+    const char *b2 = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask "
+                     "jane.doe@other.example today\"}]}";
     in.body = b2;
     in.len = strlen(b2);
     CHECK(policy_decide(p, &in, &d) == 0);
@@ -197,7 +209,8 @@ static void test_fail_closed(void)
 {
     struct policy_decision d;
     const char *b = "{\"model\":\"gpt-4o\",\"messages\":[{\"content\":\"\\ud800\"}]}";
-    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
+    struct policy_input in = {
+        .api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
     CHECK(policy_decide(pol, &in, &d) == -1);
     CHECK(d.verdict == POLICY_BLOCK && d.error[0] && strchr(d.error, '.'));
     CHECK(d.provider == NULL && d.body == NULL);
@@ -213,13 +226,14 @@ static void test_redact_bytes(void)
     struct res r;
     /* two emails, one repeated (once escaped), one card, one phone; the rest must be kept */
     decide(&r, POLICY_API_OPENAI, "gpt-4o", NULL, NULL,
-           "Hi a@x.org, b@y.org\\nand a\\u0040x.org; pay 4111 1111 1111 1111, call +1 212 555 0134 \\u00e9");
+           "Hi a@x.org, b@y.org\\nand a\\u0040x.org; pay 4111 1111 1111 1111, call +1 212 555 0134 "
+           "\\u00e9");
     REQUIRE(r.rc == 0 && r.d.verdict == POLICY_REDACT);
     CHECK_EQ_STR(r.d.rule, "mask-pii");
     REQUIRE(r.d.body != NULL && r.d.restorer != NULL);
-    const char *want =
-        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi [EMAIL_1], [EMAIL_2]\\nand "
-        "[EMAIL_1]; pay [CREDIT_CARD_1], call [PHONE_1] \\u00e9\"}]}";
+    const char *want = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi "
+                       "[EMAIL_1], [EMAIL_2]\\nand "
+                       "[EMAIL_1]; pay [CREDIT_CARD_1], call [PHONE_1] \\u00e9\"}]}";
     CHECK_EQ_INT(r.d.body_len, strlen(want));
     CHECK_EQ_STR(r.d.body, want);
     CHECK_EQ_INT(r.d.n_findings, 5);
@@ -240,13 +254,16 @@ static void test_redact_bytes(void)
 static void test_redact_in_tools(void)
 {
     /* OpenAI tool arguments are a JSON string inside the JSON: the placeholder keeps both valid */
-    const char *b = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
-                    "\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":"
-                    "\"{\\\"to\\\":\\\"bob@x.org\\\",\\\"cc\\\":\\\"bob\\\\u0040x.org\\\"}\"}}]}]}";
-    const char *want = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
-                       "\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":"
-                       "\"{\\\"to\\\":\\\"[EMAIL_1]\\\",\\\"cc\\\":\\\"bob\\\\u0040x.org\\\"}\"}}]}]}";
-    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
+    const char *b =
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
+        "\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":"
+        "\"{\\\"to\\\":\\\"bob@x.org\\\",\\\"cc\\\":\\\"bob\\\\u0040x.org\\\"}\"}}]}]}";
+    const char *want =
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
+        "\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":"
+        "\"{\\\"to\\\":\\\"[EMAIL_1]\\\",\\\"cc\\\":\\\"bob\\\\u0040x.org\\\"}\"}}]}]}";
+    struct policy_input in = {
+        .api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
     struct policy_decision d;
     REQUIRE(policy_decide(pol, &in, &d) == 0);
     /* "bob\\u0040x.org" decodes to the text bob\u0040x.org: not an address at this level */
@@ -254,11 +271,16 @@ static void test_redact_in_tools(void)
     CHECK(d.verdict == POLICY_REDACT && d.body && strcmp(d.body, want) == 0);
     policy_decision_deinit(&d);
 
-    const char *a = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
-                    "\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"to\":[\"a@x.org\",\"b@x.org\"],\"n\":1}}]}]}";
-    const char *aw = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
-                     "\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"to\":[\"[EMAIL_1]\",\"[EMAIL_2]\"],\"n\":1}}]}]}";
-    struct policy_input ia = {.api = POLICY_API_ANTHROPIC, .body = a, .len = strlen(a), .model = "claude-x"};
+    const char *a =
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+        "\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"to\":[\"a@x.org\",\"b@x.org\"],"
+        "\"n\":1}}]}]}";
+    const char *aw =
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+        "\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"to\":[\"[EMAIL_1]\",\"[EMAIL_2]\"],"
+        "\"n\":1}}]}]}";
+    struct policy_input ia = {
+        .api = POLICY_API_ANTHROPIC, .body = a, .len = strlen(a), .model = "claude-x"};
     REQUIRE(policy_decide(pol, &ia, &d) == 0);
     CHECK(d.verdict == POLICY_REDACT && d.body && strcmp(d.body, aw) == 0);
     policy_decision_deinit(&d);
@@ -282,17 +304,24 @@ static void test_locations_both_apis(void)
     const char *k = "AKIAIOSFODNN7EXAMPLE";
     const char *oa[] = {
         "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"system\",\"content\":\"%s\"}]}",
-        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"}]}]}",
-        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"k\\\":\\\"%s\\\"}\"}}]}]}",
-        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"tool\",\"tool_call_id\":\"x\",\"content\":\"%s\"}]}",
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+        "\"text\":\"%s\"}]}]}",
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"type\":"
+        "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"k\\\":\\\"%s\\\"}\"}}]}]}",
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"tool\",\"tool_call_id\":\"x\",\"content\":"
+        "\"%s\"}]}",
     };
     const char *an[] = {
         "{\"model\":\"claude-x\",\"system\":\"%s\",\"messages\":[]}",
         "{\"model\":\"claude-x\",\"system\":[{\"type\":\"text\",\"text\":\"%s\"}],\"messages\":[]}",
-        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"}]}]}",
-        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"deep\":[{\"k\":\"%s\"}]}}]}]}",
-        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":\"%s\"}]}]}",
-        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"}]}]}]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+        "\"text\":\"%s\"}]}]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+        "\"tool_use\",\"id\":\"t\",\"name\":\"n\",\"input\":{\"deep\":[{\"k\":\"%s\"}]}}]}]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_"
+        "result\",\"tool_use_id\":\"t\",\"content\":\"%s\"}]}]}",
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"tool_"
+        "result\",\"tool_use_id\":\"t\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"}]}]}]}",
     };
     for (int api = 0; api < 2; api++) {
         const char **v = api ? an : oa;
@@ -301,7 +330,8 @@ static void test_locations_both_apis(void)
             char body[1024];
             snprintf(body, sizeof(body), v[i], k);
             struct policy_input in = {.api = api ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI,
-                                      .body = body, .len = strlen(body),
+                                      .body = body,
+                                      .len = strlen(body),
                                       .model = api ? "claude-x" : "gpt-4o"};
             struct policy_decision d;
             CHECK(policy_decide(pol, &in, &d) == 0);
@@ -319,9 +349,12 @@ static void test_locations_both_apis(void)
 static void test_secret_json_key(void)
 {
     /* a tool input whose key says secret: the value is a generic secret */
-    const char *b = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
-                    "\"tool_use\",\"id\":\"t\",\"name\":\"login\",\"input\":{\"user\":\"bob\",\"db_password\":\"Zq8!rT2#mW5xLp9v\"}}]}]}";
-    struct policy_input in = {.api = POLICY_API_ANTHROPIC, .body = b, .len = strlen(b), .model = "claude-x"};
+    const char *b =
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":"
+        "\"tool_use\",\"id\":\"t\",\"name\":\"login\",\"input\":{\"user\":\"bob\",\"db_password\":"
+        "\"Zq8!rT2#mW5xLp9v\"}}]}]}";
+    struct policy_input in = {
+        .api = POLICY_API_ANTHROPIC, .body = b, .len = strlen(b), .model = "claude-x"};
     struct policy_decision d;
     CHECK(policy_decide(pol, &in, &d) == 0);
     CHECK(d.n_findings == 1 && strcmp(d.findings[0].detector, "generic_secret") == 0);
@@ -332,11 +365,14 @@ static void test_secret_json_key(void)
 static void test_walk_order_not_body_order(void)
 {
     /* "text" is read before "content" in a block, but appears after it in the body */
-    const char *b = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
-                    "\"tool_result\",\"content\":\"z@z.org\",\"text\":\"a@a.org\"}]}]}";
-    const char *want = "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
-                       "\"tool_result\",\"content\":\"[EMAIL_1]\",\"text\":\"[EMAIL_2]\"}]}]}";
-    struct policy_input in = {.api = POLICY_API_ANTHROPIC, .body = b, .len = strlen(b), .model = "claude-x"};
+    const char *b =
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+        "\"tool_result\",\"content\":\"z@z.org\",\"text\":\"a@a.org\"}]}]}";
+    const char *want =
+        "{\"model\":\"claude-x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+        "\"tool_result\",\"content\":\"[EMAIL_1]\",\"text\":\"[EMAIL_2]\"}]}]}";
+    struct policy_input in = {
+        .api = POLICY_API_ANTHROPIC, .body = b, .len = strlen(b), .model = "claude-x"};
     struct policy_decision d;
     CHECK(policy_decide(pol, &in, &d) == 0);
     CHECK(d.n_findings == 2 && d.findings[0].start < d.findings[1].start);
@@ -351,7 +387,8 @@ static void *worker(void *arg)
     (void)arg;
     for (int i = 0; i < 300; i++) {
         struct res r;
-        decide(&r, POLICY_API_OPENAI, "gpt-4o", NULL, NULL, "mail a@x.org and 4111111111111111 now");
+        decide(&r, POLICY_API_OPENAI, "gpt-4o", NULL, NULL,
+               "mail a@x.org and 4111111111111111 now");
         if (r.rc != 0 || r.d.verdict != POLICY_REDACT || r.d.n_findings != 2 || !r.d.body ||
             !strstr(r.d.body, "[EMAIL_1] and [CREDIT_CARD_1]"))
             bad++;
@@ -379,7 +416,8 @@ static void test_many_duplicates(void)
 {
     size_t n = 20000;
     char *b = malloc(n * 24 + 128);
-    size_t len = (size_t)sprintf(b, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+    size_t len =
+        (size_t)sprintf(b, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"");
     for (size_t i = 0; i < n; i++)
         len += (size_t)sprintf(b + len, "u%zu@x.org ", i % 3);
     len += (size_t)sprintf(b + len, "\"}]}");
@@ -397,15 +435,25 @@ static void test_many_duplicates(void)
  * quadratic once: long digit clusters, long dotted runs, repeated PEM armour). */
 static void test_hostile_repetition(void)
 {
-    static const char *const units[] = {"1 ", "4111 ", "1.1.1.1.", "(1", "+1 ", "a@b.co ",
-                                        "--BEGIN PRIVATE KEY-----", "AB12 ", "x@", "\\n",
-                                        "password ", "eyJhbGciOiJIUzI1NiJ9.eyJ."};
+    static const char *const units[] = {"1 ",
+                                        "4111 ",
+                                        "1.1.1.1.",
+                                        "(1",
+                                        "+1 ",
+                                        "a@b.co ",
+                                        "--BEGIN PRIVATE KEY-----",
+                                        "AB12 ",
+                                        "x@",
+                                        "\\n",
+                                        "password ",
+                                        "eyJhbGciOiJIUzI1NiJ9.eyJ."};
     size_t target = 256 * 1024;
     char *b = malloc(target + 128);
     REQUIRE(b);
     for (size_t u = 0; u < sizeof(units) / sizeof(*units); u++) {
         size_t ul = strlen(units[u]);
-        size_t n = (size_t)sprintf(b, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"");
+        size_t n = (size_t)sprintf(
+            b, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"");
         while (n + ul < target) {
             memcpy(b + n, units[u], ul);
             n += ul;
@@ -424,10 +472,11 @@ static void test_hostile_repetition(void)
 
 static void test_bad_custom_regex(void)
 {
-    const char *y = "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
-                    "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
-                    "detectors:\n  - {name: broken, regex: \"a(b\"}\n"
-                    "rules:\n  - name: any\n    then: {action: allow}\n";
+    const char *y =
+        "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
+        "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+        "detectors:\n  - {name: broken, regex: \"a(b\"}\n"
+        "rules:\n  - name: any\n    then: {action: allow}\n";
     struct config *c = NULL;
     struct policy *p = NULL;
     struct config_errors errs = {0};
@@ -436,6 +485,57 @@ static void test_bad_custom_regex(void)
     CHECK(errs.n == 1 && errs.items[0].line == 6 && strstr(errs.items[0].message, "broken"));
     policy_free(p);
     config_unref(c);
+}
+
+/* issue 13: a rule can match content the scanner could not read (`unscanned: [image]`):
+ * images kept home, blocked or allowed to named providers; without such a rule they pass
+ * as before. An unknown kind is a config error with its position. */
+static void test_unscanned_condition(void)
+{
+    const char *y =
+        "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
+        "  corp: {type: openai-compatible, zone: internal, base_url: "
+        "\"https://llm.corp.example/v1\"}\n"
+        "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+        "  - {name: corp-llm, provider: corp, price: {input_per_mtok: 0, output_per_mtok: 0}}\n"
+        "rules:\n  - {name: images-home, if: {unscanned: [image]}, then: {action: route, model: "
+        "corp-llm}}\n"
+        "  - {name: any, then: {action: allow}}\n";
+    const char *img =
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\","
+        "\"image_url\":{\"url\":\"data:image/"
+        "png;base64,iVBORw0KGgo=\"}},{\"type\":\"text\",\"text\":\"what?\"}]}]}";
+    const char *txt = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"what?\"}]}";
+    struct config *c = NULL;
+    struct policy *p = NULL;
+    struct config_errors errs = {0};
+    struct policy_decision d;
+    REQUIRE(config_load_text("u.yaml", y, strlen(y), NULL, &c, &errs) == 0);
+    REQUIRE(policy_new(c, &p, &errs) == 0);
+    struct policy_input in = {
+        .api = POLICY_API_OPENAI, .body = img, .len = strlen(img), .model = "m"};
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_ROUTE && strcmp(d.rule, "images-home") == 0 &&
+          (d.unscanned & POLICY_UNSCANNED_IMAGE) && strcmp(d.model, "corp-llm") == 0);
+    policy_decision_deinit(&d);
+    in.body = txt;
+    in.len = strlen(txt);
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_ALLOW && strcmp(d.rule, "any") == 0 && d.unscanned == 0);
+    policy_decision_deinit(&d);
+    policy_free(p);
+    config_unref(c);
+    const char *bad =
+        "providers:\n  p: {type: openai, zone: external, base_url: \"https://a.example/v1\"}\n"
+        "models:\n  - {name: m, provider: p, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
+        "rules:\n  - {name: r, if: {unscanned: [video]}, then: {action: block}}\n";
+    struct config_errors e2 = {0};
+    c = NULL;
+    CHECK(config_load_text("v.yaml", bad, strlen(bad), NULL, &c, &e2) < 0);
+    CHECK(e2.n >= 1 && e2.items[0].line == 6 &&
+          strstr(e2.items[0].message, "unknown kind 'video'"));
+    if (c)
+        config_unref(c);
 }
 
 int main(void)
@@ -465,6 +565,7 @@ int main(void)
     RUN(test_hostile_repetition);
     RUN(test_bad_custom_regex);
     RUN(test_custom_overlapping_builtin_fires);
+    RUN(test_unscanned_condition);
     policy_free(pol);
     config_unref(cfg);
     return harness_done();
