@@ -13,6 +13,7 @@ const struct config_builtin config_detectors_builtin[CONFIG_DET_N_BUILTIN] = {
     [CONFIG_DET_GITHUB_TOKEN] = {"github_token", CONFIG_GROUP_SECRETS},
     [CONFIG_DET_AWS_ACCESS_KEY] = {"aws_access_key", CONFIG_GROUP_SECRETS},
     [CONFIG_DET_JWT] = {"jwt", CONFIG_GROUP_SECRETS},
+    [CONFIG_DET_CREDENTIAL_URI] = {"credential_uri", CONFIG_GROUP_SECRETS},
     [CONFIG_DET_GENERIC_SECRET] = {"generic_secret", CONFIG_GROUP_SECRETS},
     [CONFIG_DET_IBAN] = {"iban", CONFIG_GROUP_PII},
     [CONFIG_DET_CREDIT_CARD] = {"credit_card", CONFIG_GROUP_PII},

@@ -3,18 +3,20 @@
  * Every detector contributes patterns that find candidates with their leftmost start
  * (HS_FLAG_SOM_LEFTMOST) or just an end; the validators then confirm and refine each
  * distinct (detector, start) once, using the longest end seen inside its segment. Phone,
- * credit card, IBAN and SSN are the exception (and email, found from each '@'): digit character classes are slow in any
- * automaton on digit-dense text, so they come from one hand-written digit-cluster pass
- * (validate.c, policy_scan_digits) over the same text. Patterns are kept
- * short triggers where a detector needs more than a regex (a token is extended by code,
- * an IBAN is cut at its country's length), which keeps the database small and the pass
- * fast.
+ * credit card, IBAN and SSN are the exception (and email, found from each '@'): digit
+ * character classes are slow in any automaton on digit-dense text, so they come from one
+ * hand-written digit-cluster pass (validate.c, policy_scan_digits) over the same text.
+ * Patterns are kept short triggers where a detector needs more than a regex (a token is
+ * extended by code, an IBAN is cut at its country's length), which keeps the database
+ * small and the pass fast. Context words (context.c) are read by the validators, around
+ * candidates only.
  *
  * Overlaps: findings are swept by start; of two that overlap, the one whose detector is
  * earlier in the priority order survives (secrets first -- private_key, anthropic_key,
- * openai_key, github_token, aws_access_key, jwt, generic_secret -- then iban, credit_card,
- * us_ssn, email, phone, ipv4, then custom detectors in config order); for the same
- * detector the longer, then the earlier. The result is sorted by start and deterministic. */
+ * openai_key, github_token, aws_access_key, jwt, credential_uri, generic_secret -- then
+ * iban, credit_card, us_ssn, email, phone, ipv4, then custom detectors in config order);
+ * for the same detector the longer, then the earlier. The result is sorted by start and
+ * deterministic. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,15 +36,27 @@ static const struct {
     unsigned flags;
 } builtin_patterns[] = {
     {DET_PRIVATE_KEY, "PRIVATE KEY-----", 0},
+    {DET_PRIVATE_KEY, "PRIVATE KEY BLOCK-----", 0},
     {DET_ANTHROPIC_KEY, "sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_\\-]{8}", 0},
     {DET_OPENAI_KEY, "sk-[A-Za-z0-9_\\-]{20}", 0},
     {DET_GITHUB_TOKEN, "gh[pousr]_[A-Za-z0-9]{36}", 0},
     {DET_GITHUB_TOKEN, "github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}", 0},
     {DET_AWS_ACCESS_KEY, "(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}", 0},
     {DET_JWT, "eyJ[A-Za-z0-9_\\-]{4,}\\.[A-Za-z0-9_\\-]{2,}\\.", 0},
+    {DET_CREDENTIAL_URI, "://", 0},
+    {DET_CREDENTIAL_URI,
+     "(?:password|passwd|pwd|accountkey|sharedaccesskey)[ \\t]*=", HS_FLAG_CASELESS},
+    /* the secret-like words, also in German, French, Spanish, Japanese, Chinese, Russian
+     * and Hindi (UTF-8 bytes): Passwort, Kennwort, mot de passe, contraseña, clave,
+     * パスワード, 暗証番号, 密码, пароль, पासवर्ड */
     {DET_GENERIC_SECRET,
      "(?:password|passwd|pwd|secret|token|api[_\\-]?key|auth|credential|private[_\\-]?key|"
-     "access[_\\-]?key)",
+     "access[_\\-]?key|passwort|kennwort|mot[ _]de[ _]passe|contrase(?:\\xc3\\xb1|n)a|clave|"
+     "\\xe3\\x83\\x91\\xe3\\x82\\xb9\\xe3\\x83\\xaf\\xe3\\x83\\xbc\\xe3\\x83\\x89|"
+     "\\xe6\\x9a\\x97\\xe8\\xa8\\xbc\\xe7\\x95\\xaa\\xe5\\x8f\\xb7|\\xe5\\xaf\\x86\\xe7\\xa0\\x81|"
+     "\\xd0\\xbf\\xd0\\xb0\\xd1\\x80\\xd0\\xbe\\xd0\\xbb\\xd1\\x8c|"
+     "\\xe0\\xa4\\xaa\\xe0\\xa4\\xbe\\xe0\\xa4\\xb8\\xe0\\xa4\\xb5\\xe0\\xa4\\xb0"
+     "\\xe0\\xa5\\x8d\\xe0\\xa4\\xa1)",
      SOM | HS_FLAG_CASELESS},
     {DET_IPV4, "[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]", 0},
 };
@@ -466,7 +480,7 @@ int policy_scan_ex(const struct policy *p, const struct pextract *x, struct pcan
             a++;
         while (b > a && (x->text[b - 1] == ' ' || x->text[b - 1] == '\t'))
             b--;
-        if (!policy_secret_value_ok(x->text + a, b - a))
+        if (!policy_secret_value_real(x->text + a, b - a))
             continue;
         struct pcand cd = {.det = DET_GENERIC_SECRET, .seg = (unsigned)i, .s = a, .e = b};
         if (push_cand(&cv, &nc, &capc, cd) < 0)

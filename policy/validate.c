@@ -68,6 +68,30 @@ double policy_entropy(const char *s, size_t n)
 static int is_atext(int c) { return is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
 static int is_dtext(int c) { return is_alnum(c) || c == '.' || c == '-'; }
 
+/* File extensions that are no top-level domain (none of these is delegated). */
+static int file_ext(const char *x, size_t n)
+{
+    static const char *const exts[] = {
+        "png",  "jpg", "jpeg", "gif", "webp", "svg",  "ico",  "bmp",  "tif", "tiff", "avif", "heic",
+        "heif", "psd", "pdf",  "txt", "json", "yaml", "yml",  "html", "htm", "css",  "js",   "mjs",
+        "tgz",  "gz",  "xz",   "tar", "wav",  "ogg",  "webm", "woff", "ttf", "otf",  "lock"};
+    for (size_t i = 0; i < sizeof(exts) / sizeof(*exts); i++)
+        if (strlen(exts[i]) == n && strncasecmp(x, exts[i], n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The local part at ls is a URI's userinfo ("scheme://user@", "scheme://user:pw@"), a
+ * login at a host, not an e-mail address. */
+static int uri_userinfo(const char *t, size_t ls)
+{
+    size_t i = ls;
+    if (i > 0 && t[i - 1] == ':')
+        for (i--; i > 0 && ls - i < 128 && t[i - 1] != '/' && t[i - 1] > ' ' && t[i - 1] != '@';)
+            i--;
+    return i >= 3 && memcmp(t + i - 3, "://", 3) == 0;
+}
+
 static int v_email(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
     const char *a = memchr(t + s, '@', e - s);
@@ -82,6 +106,8 @@ static int v_email(const char *t, size_t n, size_t s, size_t e, size_t *os, size
         ls++; /* "...-bob@" starts at bob */
     if (ls == atp || t[atp - 1] == '.')
         return 0;
+    if (uri_userinfo(t, ls))
+        return 0; /* postgres://app@db.internal, redis://:pw@cache.internal */
     for (size_t i = ls; i + 1 < atp; i++)
         if (t[i] == '.' && t[i + 1] == '.')
             return 0;
@@ -106,6 +132,8 @@ static int v_email(const char *t, size_t n, size_t s, size_t e, size_t *os, size
     for (size_t i = last; i < de; i++)
         if (!is_alpha(t[i]))
             return 0;
+    if (file_ext(t + last, de - last))
+        return 0; /* logo@2x.png, icon@3x.webp, module@1.2.3.tgz: a file name */
     *os = ls;
     *oe = de;
     return 1;
@@ -113,10 +141,12 @@ static int v_email(const char *t, size_t n, size_t s, size_t e, size_t *os, size
 
 /* ---- phone ---- */
 
-/* Classify the number in [s, e) (starts at a digit, '+' or '('; ends at a digit). */
-static int phone_ok(const char *t, size_t s, size_t e)
+/* Classify the number in [s, e) (starts at a digit, '+' or '('; ends at a digit) of
+ * t[0..n). */
+static int phone_ok(const char *t, size_t n, size_t s, size_t e)
 {
-    int groups[24], ng = 0, digits = 0, plus = 0, dots = 0, paren = 0;
+    int groups[24], ng = 0, digits = 0, plus = 0, dots = 0, paren = 0, slashes = 0;
+    int slash_at = -1, other = 0;
     char dig[24];
     size_t i = s;
     if (t[i] == '+') {
@@ -131,23 +161,36 @@ static int phone_ok(const char *t, size_t s, size_t e)
                 return 0;
             dig[digits++] = (char)c;
             cur++;
+            continue;
+        }
+        if (cur) {
+            if (ng >= 24)
+                return 0;
+            groups[ng++] = cur;
+        }
+        cur = 0;
+        if (c == '.') {
+            dots++;
+        } else if (c == '/') {
+            slashes++;
+            slash_at = ng;
+        } else if (c == '(' || c == ')') {
+            paren++;
         } else {
-            if (c == '.')
-                dots = 1;
-            if (c == '(' || c == ')')
-                paren++;
-            if (cur) {
-                if (ng >= 24)
-                    return 0;
-                groups[ng++] = cur;
-            }
-            cur = 0;
+            other++;
         }
     }
     if (cur && ng < 24)
         groups[ng++] = cur;
     if (paren != 0 && paren != 2)
         return 0;
+    if (slashes) {
+        /* area code / subscriber, the German way: 030/1234567, 0171/123 4567 */
+        if (slashes != 1 || slash_at != 1 || plus || dots || paren)
+            return 0;
+        return dig[0] == '0' && dig[1] != '0' && groups[0] >= 3 && groups[0] <= 5 && digits >= 9 &&
+               digits <= 12;
+    }
     if (plus) {
         if (digits < 8 || digits > 15 || dig[0] == '0')
             return 0;
@@ -163,21 +206,48 @@ static int phone_ok(const char *t, size_t s, size_t e)
     }
     if (ng - g == 3 && groups[g] == 3 && groups[g + 1] == 3 && groups[g + 2] == 4)
         return dig[off] >= '2' && dig[off + 3] >= '2';
-    if (dots)
-        return 0; /* dates, versions, addresses */
+    if (dots) {
+        /* French, dotted: 01.23.45.67.89; any other dotted groups are dates, versions,
+         * addresses */
+        if (dots != 4 || other || paren || ng != 5 || dig[0] != '0' || dig[1] == '0')
+            return 0;
+        for (int k = 0; k < ng; k++)
+            if (groups[k] != 2)
+                return 0;
+        return 1;
+    }
+    /* Indian mobile, 5 + 5 (98765 43210): only as the whole run, not two groups of a
+     * longer sequence */
+    if (ng == 2 && groups[0] == 5 && groups[1] == 5 && dig[0] >= '6' && !paren &&
+        !(e + 1 < n && (t[e] == ' ' || t[e] == '-') && is_digit(t[e + 1])))
+        return 1;
     /* international prefix 00 */
     if (dig[0] == '0' && digits > 1 && dig[1] == '0')
         return digits >= 10 && digits <= 15 && ng >= 2;
     /* trunk-prefixed national number */
     if (ng == 3 && groups[0] == 3 && groups[1] == 2 && groups[2] == 4)
         return 0; /* SSN-shaped */
-    if (dig[0] == '0' && digits >= 9 && digits <= 11 && ng >= 2 && ng <= 5) {
+    if (dig[0] == '0' && digits >= 9 && digits <= 12 && ng >= 2 && ng <= 5) {
         for (int k = 0; k < ng; k++)
             if (groups[k] < 2)
                 return 0;
         return 1;
     }
     return 0;
+}
+
+/* A bare run of 9-12 digits after a phone label ("Phone: 4155550132", "mobile
+ * 9876543210", "電話：09012345678", "móvil 612345678"): the label says it is a number to
+ * call; only a run of one digit and a 10-digit run starting with 1 (Unix time in seconds)
+ * are refused. */
+static int bare_phone_ok(const char *d, size_t n)
+{
+    size_t same = 1;
+    for (size_t i = 1; i < n; i++)
+        same += d[i] == d[0];
+    if (same == n || (d[0] == '0' && d[1] == '0'))
+        return 0;
+    return !(n == 10 && d[0] == '1');
 }
 
 /* ---- credit card ---- */
@@ -324,6 +394,17 @@ static int v_iban(const char *t, size_t n, size_t s, size_t e, size_t *os, size_
 
 /* ---- US SSN ---- */
 
+/* Nine digits AAAGGSSSS: area not 000, 666 or 900-999, group not 00, serial not 0000. */
+static int ssn_digits_ok(const char *d)
+{
+    int area = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+    if (area == 0 || area == 666 || area >= 900)
+        return 0;
+    if (d[3] == '0' && d[4] == '0')
+        return 0;
+    return memcmp(d + 5, "0000", 4) != 0;
+}
+
 /* DDD-DD-DDDD or DDD DD DDDD at s, same separator, area/group/serial rules. */
 static int ssn_at(const char *t, size_t n, size_t s)
 {
@@ -332,15 +413,15 @@ static int ssn_at(const char *t, size_t n, size_t s)
     char sep = t[s + 3];
     if ((sep != '-' && sep != ' ') || t[s + 6] != sep)
         return 0;
-    for (size_t i = 0; i < 11; i++)
-        if (i != 3 && i != 6 && !is_digit(t[s + i]))
+    char d[9];
+    for (size_t i = 0, k = 0; i < 11; i++) {
+        if (i == 3 || i == 6)
+            continue;
+        if (!is_digit(t[s + i]))
             return 0;
-    int area = (t[s] - '0') * 100 + (t[s + 1] - '0') * 10 + (t[s + 2] - '0');
-    if (area == 0 || area == 666 || area >= 900)
-        return 0;
-    if (t[s + 4] == '0' && t[s + 5] == '0')
-        return 0;
-    if (memcmp(t + s + 7, "0000", 4) == 0)
+        d[k++] = t[s + i];
+    }
+    if (!ssn_digits_ok(d))
         return 0;
     int q = at(t, n, s + 11);
     if (is_alnum(q) || q == '_' || ((q == '-' || q == '.') && is_digit(at(t, n, s + 12))))
@@ -406,11 +487,75 @@ static int v_ipv4(const char *t, size_t n, size_t s, size_t e, size_t *os, size_
 
 /* ---- private key ---- */
 
-/* The trigger is "PRIVATE KEY-----"; the armour line starts with "-----BEGIN" and has only
- * upper-case words between (RSA, EC, DSA, OPENSSH, ENCRYPTED, none). */
+/* The length of a line break at t[i]: LF, CRLF, CR, or one written out as the escapes
+ * \n or \r\n (a key inside a JSON string inside the prompt); 0 if none. */
+static size_t pem_break(const char *t, size_t n, size_t i)
+{
+    if (i >= n)
+        return 0;
+    if (t[i] == '\n')
+        return 1;
+    if (t[i] == '\r')
+        return i + 1 < n && t[i + 1] == '\n' ? 2 : 1;
+    if (t[i] == '\\' && i + 1 < n && t[i + 1] == 'n')
+        return 2;
+    if (t[i] == '\\' && n - i >= 4 && memcmp(t + i, "\\r\\n", 4) == 0)
+        return 4;
+    return 0;
+}
+
+static int is_b64(int c)
+{
+    return is_alnum(c) || c == '+' || c == '/' || c == '=';
+}
+
+/* The armour line that ends at e is followed by a key body: base64 on the next line
+ * (after armour headers such as "Proc-Type: ..." or PGP's "Version: ..." and a blank
+ * line), or a long base64 run on the same line (a key pasted with its line breaks
+ * turned into spaces). A sentence that names the header holds no key. */
+static int pem_body(const char *t, size_t n, size_t e)
+{
+    size_t i = e, sp = 0, br, r;
+    while (i < n && (t[i] == ' ' || t[i] == '\t')) {
+        i++;
+        sp++;
+    }
+    if (!(br = pem_break(t, n, i))) {
+        for (r = i; r < n && is_b64(t[r]);)
+            r++;
+        return sp > 0 && r - i >= 40;
+    }
+    i += br;
+    for (int line = 0; line < 16 && i < n; line++) {
+        while (i < n && (t[i] == ' ' || t[i] == '\t'))
+            i++;
+        if ((br = pem_break(t, n, i))) {
+            i += br; /* a blank line, or the end of a header line */
+            continue;
+        }
+        for (r = i; r < n && is_b64(t[r]);)
+            r++;
+        if (r > i && (r == n || pem_break(t, n, r) || r - i >= 40 ||
+                      (n - r >= 5 && memcmp(t + r, "-----", 5) == 0)))
+            return 1;
+        size_t h = i;
+        while (h < n && (is_alnum(t[h]) || t[h] == '-'))
+            h++;
+        if (h == i || h >= n || t[h] != ':' || !is_alpha(t[i]))
+            return 0;
+        while (i < n && !pem_break(t, n, i))
+            i++; /* "Name: value" */
+    }
+    return 0;
+}
+
+/* The trigger is "PRIVATE KEY-----" or "PRIVATE KEY BLOCK-----" (OpenPGP); the armour
+ * line starts with "-----BEGIN" and has only upper-case words between (RSA, EC, DSA,
+ * OPENSSH, ENCRYPTED, PGP, none), and a body follows. */
 static int v_private_key(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
-    size_t lab = e - 16, k = lab;
+    size_t lab = e >= 22 && memcmp(t + e - 22, "PRIVATE KEY BLOCK-----", 22) == 0 ? e - 22 : e - 16;
+    size_t k = lab;
     for (;;) {
         if (k >= 10 && memcmp(t + k - 10, "-----BEGIN", 10) == 0 && (k == lab || t[k] == ' '))
             break;
@@ -419,6 +564,8 @@ static int v_private_key(const char *t, size_t n, size_t s, size_t e, size_t *os
         k--;
     }
     s = k - 10;
+    if (!pem_body(t, n, e))
+        return 0;
     /* to the END line; a key with no END (truncated) runs to the next BEGIN, or 64 KiB, or
      * the end of the text -- stopping at the next BEGIN keeps repeated armour linear */
     size_t lim = n - e > 65536 ? e + 65536 : n, end = lim, i = e;
@@ -430,11 +577,18 @@ static int v_private_key(const char *t, size_t n, size_t s, size_t e, size_t *os
             break;
         }
         if (lim - at5 >= 9 && memcmp(d, "-----END ", 9) == 0) {
-            const char *tail = memmem(d, lim - at5, "PRIVATE KEY-----", 16);
+            const char *tail = memmem(d, lim - at5, "PRIVATE KEY", 11);
             const char *nl = memchr(d, '\n', lim - at5);
             if (tail && (!nl || tail < nl)) {
-                end = (size_t)(tail - t) + 16;
-                break;
+                size_t te = (size_t)(tail - t) + 11, rest = lim - te;
+                if (rest >= 6 && memcmp(t + te, " BLOCK", 6) == 0) {
+                    te += 6;
+                    rest -= 6;
+                }
+                if (rest >= 5 && memcmp(t + te, "-----", 5) == 0) {
+                    end = te + 5;
+                    break;
+                }
             }
         }
         i = at5 + 1;
@@ -659,6 +813,12 @@ int policy_secret_value_ok(const char *v, size_t n)
     return policy_entropy(v, n) >= 3.3;
 }
 
+int policy_secret_value_real(const char *v, size_t n)
+{
+    return policy_secret_value_ok(v, n) && !policy_value_placeholder(v, n) &&
+           !policy_value_reference(v, n);
+}
+
 int policy_secret_key_like(const char *k, size_t n)
 {
     static const char *const words[] = {"password", "passwd", "pwd", "secret", "token",
@@ -672,10 +832,20 @@ int policy_secret_key_like(const char *k, size_t n)
     buf[n] = 0;
     if (strncmp(buf, "author", 6) == 0 && strncmp(buf, "authoriz", 8) != 0)
         return 0;
+    if (policy_context_counter_name(k, n))
+        return 0; /* token_count, api_key_file */
     for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
         if (strstr(buf, words[i]))
             return 1;
     return 0;
+}
+
+static int is_number(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_digit(v[i]) && v[i] != '.' && v[i] != ',' && v[i] != '_')
+            return 0;
+    return n > 0;
 }
 
 static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
@@ -694,14 +864,25 @@ static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, si
         return 0; /* tokenizer */
     if (i - cs >= 3 && strncasecmp(t + cs, "ary", 3) == 0)
         return 0; /* secretary */
+    /* the whole name the word is part of: a count or a size (token_count, max_tokens,
+     * key_count), or a member access (secrets.X, password.length), holds no secret */
+    size_t ns = s;
+    while (ns > 0 && s - ns < 32 && is_tok((unsigned char)t[ns - 1]))
+        ns--;
+    if (policy_context_counter_name(t + ns, i - ns))
+        return 0;
+    if (before(t, ns) == '[' && at(t, n, i) == ']')
+        return 0; /* our own placeholder, [PRIVATE_KEY_1], after redaction */
+    if (i + 1 < n && t[i] == '.' && (is_alpha(at(t, n, i + 1)) || t[i + 1] == '_'))
+        return 0;
     size_t lim = i + 160 < n ? i + 160 : n;
     /* separators between the word and its value: "= ", "\": \"", ":=", "=>" */
     while (i < lim && strchr(" \t\"'`:=>,;({[", t[i]) && t[i])
         i++;
     for (int tok = 0; tok < 3 && i < lim; tok++) {
         while (i < lim && !is_secret_char((unsigned char)t[i])) {
-            if (t[i] == '\n')
-                return 0;
+            if (t[i] == '\n' || t[i] == ';')
+                return 0; /* the value ends with its line or its key=value pair */
             i++;
         }
         size_t ts = i;
@@ -712,13 +893,138 @@ static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, si
         size_t te = i;
         while (te > ts && t[te - 1] == '.')
             te--;
+        if (tok == 0 && is_number(t + ts, te - ts))
+            return 0; /* the value is a number: max_tokens: 4096 */
+        /* ${{ secrets.X }}, process.env.X, os.environ["X"], $VAR: the value is elsewhere */
+        if (te > ts && (t[ts] == '$' || policy_value_reference(t + ts, te - ts) ||
+                        policy_context_reference(t, ts)))
+            continue; /* a fallback literal after it is still a value */
+        if (before(t, ts) == '[' && at(t, n, te) == ']')
+            continue; /* [PASSWORD], [CREDENTIAL_URI_1] */
         if (policy_secret_value_ok(t + ts, te - ts)) {
+            if (policy_value_placeholder(t + ts, te - ts))
+                return 0; /* YOUR_API_KEY_HERE_1234 */
             *os = ts;
             *oe = te;
             return 1;
         }
     }
     return 0;
+}
+
+/* ---- credentials in URIs and connection strings ---- */
+
+/* Ends a URI's authority (and so its userinfo) */
+static int is_uri_stop(int c)
+{
+    return c <= ' ' || c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' || c == '`' ||
+           c == '<' || c == '>' || c == '\\';
+}
+
+/* scheme://[user]:password@host -- the trigger "://" ends at e. The password is what
+ * lies between the first ':' and the last '@' of the authority, so an unescaped '@'
+ * inside it is kept; a '/' inside it ends the authority early (not found). */
+static int uri_password(const char *t, size_t n, size_t e, size_t *os, size_t *oe)
+{
+    size_t k = e - 3, sc = k;
+    while (sc > 0 && k - sc < 32 &&
+           (is_alnum(t[sc - 1]) || t[sc - 1] == '+' || t[sc - 1] == '.' || t[sc - 1] == '-'))
+        sc--;
+    if (k - sc < 2 || !is_alpha(t[sc]))
+        return 0;
+    size_t lim = n - e > 512 ? e + 512 : n, atp = 0, colon = 0;
+    for (size_t i = e; i < lim && !is_uri_stop((unsigned char)t[i]); i++) {
+        if (t[i] == '@')
+            atp = i;
+        else if (t[i] == ':' && !colon && !atp)
+            colon = i;
+    }
+    if (!atp || !colon || colon + 1 == atp)
+        return 0;
+    int h = at(t, n, atp + 1);
+    if (!is_alnum(h) && h != '[')
+        return 0;
+    if (policy_value_placeholder(t + colon + 1, atp - colon - 1))
+        return 0;
+    *os = colon + 1;
+    *oe = atp;
+    return 1;
+}
+
+/* Key=value pairs: ADO.NET/ODBC "...;Password=...;" and "Pwd=", Azure "AccountKey=" and
+ * "SharedAccessKey=", a URI's query "?password=" / "&pwd=". The trigger ends after the
+ * '='. The key must be a pair's own key: after ';', '?' or '&', or first in a string
+ * whose value ends in ';' before another pair. Not "DB_PASSWORD=" or "--password=" (the
+ * generic detector's, by entropy). */
+static int conn_password(const char *t, size_t n, size_t e, size_t *os, size_t *oe)
+{
+    static const char *const keys[] = {"sharedaccesskey", "accountkey", "password", "passwd",
+                                       "pwd"};
+    size_t k = e - 1, ks = 0;
+    int found = 0;
+    while (k > 0 && (t[k - 1] == ' ' || t[k - 1] == '\t'))
+        k--;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(*keys) && !found; i++) {
+        size_t l = strlen(keys[i]);
+        if (k >= l && strncasecmp(t + k - l, keys[i], l) == 0) {
+            ks = k - l;
+            found = 1;
+        }
+    }
+    if (!found)
+        return 0;
+    size_t b = ks;
+    while (b > 0 && (t[b - 1] == ' ' || t[b - 1] == '\t'))
+        b--;
+    int p = before(t, b), query = p == '?' || p == '&', pair = p == ';';
+    if (!query && !pair && (is_alnum(p) || p == '_' || p == '-' || p == '.' || p == '$'))
+        return 0;
+    size_t v = e, vs, ve, after;
+    while (v < n && (t[v] == ' ' || t[v] == '\t'))
+        v++;
+    if (v < n && (t[v] == '"' || t[v] == '\'' || t[v] == '{')) {
+        char close = t[v] == '{' ? '}' : t[v];
+        size_t room = n - v - 1 < 256 ? n - v - 1 : 256;
+        const char *q = memchr(t + v + 1, close, room);
+        if (!q)
+            return 0;
+        vs = v + 1;
+        ve = (size_t)(q - t);
+        after = ve + 1;
+    } else {
+        vs = ve = v;
+        while (ve < n && ve - vs < 256) {
+            int c = (unsigned char)t[ve];
+            if (c == ';' || c <= ' ' || c == '"' || c == '\'' || c == '`' ||
+                (query && (c == '&' || c == '#')))
+                break;
+            ve++;
+        }
+        after = ve;
+    }
+    if (!query && !pair) {
+        /* first pair of a connection string: "Password=x;Server=y" */
+        size_t a = after < n && t[after] == ';' ? after + 1 : n, w;
+        while (a < n && t[a] == ' ')
+            a++;
+        for (w = a; w < n && (is_alnum(t[w]) || t[w] == ' ' || t[w] == '_');)
+            w++;
+        if (a >= n || w == a || w >= n || t[w] != '=')
+            return 0;
+    }
+    if (ve == vs || policy_value_placeholder(t + vs, ve - vs))
+        return 0;
+    *os = vs;
+    *oe = ve;
+    return 1;
+}
+
+static int v_credential(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
+{
+    (void)s;
+    if (e >= 3 && memcmp(t + e - 3, "://", 3) == 0)
+        return uri_password(t, n, e, os, oe);
+    return e >= 1 && t[e - 1] == '=' && conn_password(t, n, e, os, oe);
 }
 
 /* ---- digit clusters: phone, credit card, IBAN, US SSN ----
@@ -738,7 +1044,10 @@ static inline int has_digit8(uint64_t x)
     return ((ge0 & ~gt9 & ~x) & high) != 0;
 }
 
-static int is_csep(int c) { return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')'; }
+static int is_csep(int c)
+{
+    return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '/';
+}
 
 static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit emit, void *arg)
 {
@@ -747,9 +1056,10 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit
         if (!is_digit(t[gs]) || (gs > cs && is_digit(t[gs - 1])) || gs < covered)
             continue;
         size_t st = gs;
-        int p = before(t, gs);
+        int p = before(t, gs), paren = 0;
         if ((p == '+' || p == '(') && gs > 0) {
             st = gs - 1;
+            paren = p == '(';
             p = before(t, st);
             if (is_alnum(p) || p == '_' || (t[st] == '+' && p == '+'))
                 continue;
@@ -759,13 +1069,20 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit
         } else {
             continue; /* later groups only from a '+' or '(': digits glued to others are not */
         }
-        for (size_t ge = ce - st > 24 ? st + 24 : ce; ge > gs; ge--) {
-            if (!is_digit(t[ge - 1]) || (ge < ce && is_digit(t[ge])))
-                continue;
-            int a = at(t, n, ge);
-            if (is_alnum(a) || a == '_' || ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, ge + 1))))
-                continue;
-            if (phone_ok(t, st, ge)) {
+        /* from the '(' of "(030) 1234567", else from the digit: "(030/1234567)" */
+        for (int tries = paren ? 2 : 1; tries-- > 0; st = gs) {
+            size_t ge = ce - st > 24 ? st + 24 : ce;
+            for (; ge > gs; ge--) {
+                if (!is_digit(t[ge - 1]) || (ge < ce && is_digit(t[ge])))
+                    continue;
+                int a = at(t, n, ge);
+                if (is_alnum(a) || a == '_' ||
+                    ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, ge + 1))))
+                    continue;
+                if (phone_ok(t, n, st, ge))
+                    break;
+            }
+            if (ge > gs) {
                 if (emit(arg, DET_PHONE, st, ge) < 0)
                     return -1;
                 covered = ge;
@@ -824,8 +1141,49 @@ static int try_cards(const char *t, size_t n, size_t cs, size_t ce, policy_emit 
     return 0;
 }
 
+/* The cluster at cs continues a token that starts like an IBAN, "XY12 4111 1111 ..." or
+ * "GB82 WEST 1234 ...": its digits are that account number's (valid or not), never a
+ * card, a phone or an SSN of their own. */
+static int iban_shaped(const char *t, size_t cs)
+{
+    size_t i = cs;
+    if (i >= 2 && is_upper(t[i - 1]) && is_upper(t[i - 2]) && !is_alnum(before(t, i - 2)))
+        return 1;
+    for (int k = 0; k < 9 && i >= 5 && t[i - 1] == ' '; k++) {
+        size_t g = i - 5;
+        for (size_t j = g; j < g + 4; j++)
+            if (!is_upper(t[j]) && !is_digit(t[j]))
+                return 0;
+        if (is_upper(t[g]) && is_upper(t[g + 1]) && is_digit(t[g + 2]) && is_digit(t[g + 3]) &&
+            !is_alnum(before(t, g)))
+            return 1;
+        i = g;
+    }
+    return 0;
+}
+
+/* What the digit pass emits goes through here: a number right after a document label
+ * ("マイナンバー", "旅券番号", "Order no.") is that document's, so no phone, card or SSN. */
+struct digit_emit {
+    policy_emit emit;
+    void *arg;
+    const char *t;
+    size_t n;
+    unsigned emitted;
+};
+
+static int digit_emit(void *arg, unsigned det, size_t s, size_t e)
+{
+    struct digit_emit *de = arg;
+    if (det != DET_IBAN && policy_context_label(de->t, de->n, s) == POLICY_CTX_DOCNUM)
+        return 0;
+    de->emitted++;
+    return de->emit(de->arg, det, s, e);
+}
+
 int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg)
 {
+    struct digit_emit de = {emit, arg, t, n, 0};
     size_t i = 0;
     while (i < n) {
 #ifdef __SSE2__
@@ -868,26 +1226,45 @@ int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg)
                 break;
             }
         }
+        i = last;
         if (cs >= 2 && is_upper(t[cs - 1]) && is_upper(t[cs - 2])) {
             size_t os, oe;
             if (v_iban(t, n, cs - 2, last, &os, &oe) && emit(arg, DET_IBAN, os, oe) < 0)
                 return -1;
         }
+        if (ndig < 7 || iban_shaped(t, cs))
+            continue;
+        de.emitted = 0;
         if (ndig >= 9) {
             for (size_t gs = cs; gs + 11 <= last; gs++) {
                 int p = before(t, gs);
                 if (!is_digit(t[gs]) || is_digit(p) ||
                     (gs == cs ? (is_alnum(p) || p == '_' || p == '.' || p == '-') : p != ' '))
                     continue;
-                if (ssn_at(t, n, gs) && emit(arg, DET_US_SSN, gs, gs + 11) < 0)
+                if (ssn_at(t, n, gs) && digit_emit(&de, DET_US_SSN, gs, gs + 11) < 0)
                     return -1;
             }
         }
-        if (ndig >= 7 && try_phones(t, n, cs, last, emit, arg) < 0)
+        if (try_phones(t, n, cs, last, digit_emit, &de) < 0)
             return -1;
-        if (ndig >= 12 && try_cards(t, n, cs, last, emit, arg) < 0)
+        if (ndig >= 12 && try_cards(t, n, cs, last, digit_emit, &de) < 0)
             return -1;
-        i = last;
+        /* a bare run (no separators) is a phone or an SSN only after its label */
+        if (de.emitted || last - cs != ndig || ndig < 9 || ndig > 12)
+            continue;
+        int p = before(t, cs), a = at(t, n, last);
+        if (is_alnum(p) || p == '_' || p == '.' || p == '-' || p == '+' || p == '/' ||
+            is_alnum(a) || a == '_' ||
+            ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, last + 1))))
+            continue;
+        enum policy_ctx cx = policy_context_label(t, n, cs);
+        if (cx == POLICY_CTX_SSN && ndig == 9 && ssn_digits_ok(t + cs)) {
+            if (emit(arg, DET_US_SSN, cs, last) < 0)
+                return -1;
+        } else if (cx == POLICY_CTX_PHONE && bare_phone_ok(t + cs, ndig)) {
+            if (emit(arg, DET_PHONE, cs, last) < 0)
+                return -1;
+        }
     }
     return 0;
 }
@@ -899,6 +1276,7 @@ const policy_validator policy_builtin_validators[DET_N_BUILTIN] = {
     [DET_GITHUB_TOKEN] = v_github,
     [DET_AWS_ACCESS_KEY] = v_aws,
     [DET_JWT] = v_jwt,
+    [DET_CREDENTIAL_URI] = v_credential,
     [DET_GENERIC_SECRET] = v_generic,
     [DET_CREDIT_CARD] = NULL, /* policy_scan_digits */
     [DET_IBAN] = NULL,

@@ -1,6 +1,8 @@
 /* test_detectors.c -- each built-in detector and validator: true hits with exact spans, and
  * the look-alikes that must not fire (Luhn failures, bad IBAN check digits, reserved SSNs,
- * UUIDs, git hashes, versions, dates). */
+ * UUIDs, git hashes, versions, dates), and issue 13's families: national phone forms,
+ * labels before bare numbers, PGP keys, credentials in URIs and connection strings,
+ * references and placeholders, counters, file names, IBAN-shaped runs, document numbers. */
 #include <cJSON.h>
 
 #include "harness.h"
@@ -287,6 +289,296 @@ static void test_corpus_regressions(void)
     CHECK(hit("an SSN 078-05-1120 in a cluster 12 34", "us_ssn", "078-05-1120"));
 }
 
+/* ---- issue 13: recall and precision on real prompts ---- */
+
+static void test_phone_national_forms(void)
+{
+    /* French dotted and international */
+    CHECK(hit("Rappelez-moi au 04.72.10.33.58 ce soir", "phone", "04.72.10.33.58"));
+    CHECK(hit("bureau +33 4 72 10 33 58", "phone", "+33 4 72 10 33 58"));
+    CHECK(hit("standard +33 (0)4 72 10 33 58.", "phone", "+33 (0)4 72 10 33 58"));
+    /* German area code / subscriber */
+    CHECK(hit("Zentrale 0221/4711000", "phone", "0221/4711000"));
+    CHECK(hit("Handy 0160/987 6543 abends", "phone", "0160/987 6543"));
+    CHECK(hit("(030/12345678)", "phone", "030/12345678"));
+    /* Indian 5 + 5, with and without +91 */
+    CHECK(hit("ring 70123 45678 please", "phone", "70123 45678"));
+    CHECK(hit("office +91 80123 45678", "phone", "+91 80123 45678"));
+    /* a 12-digit national number with its trunk 0 */
+    CHECK(hit("neu: 0176 23456789", "phone", "0176 23456789"));
+    /* look-alikes */
+    CHECK(miss("dates 01/02/2024 and 2024/01/02", "phone"));
+    CHECK(miss("ratio 0815/4711", "phone"));
+    CHECK(miss("path 030/12/34567", "phone"));
+    CHECK(miss("groups 70123 45678 90123", "phone"));
+    CHECK(miss("stamp 01.02.2024 and 1.2.3.4.5", "phone"));
+    CHECK(miss("dotted 12.34.56.78.90", "phone"));
+    CHECK(miss("5 + 5 but a 1: 12345 67890", "phone"));
+}
+
+static void test_phone_labels(void)
+{
+    CHECK(hit("Phone: 3125550147", "phone", "3125550147"));
+    CHECK(hit("Tel. 02071234567", "phone", "02071234567"));
+    CHECK(hit("Handy: 015112345678", "phone", "015112345678"));
+    CHECK(hit("mon portable : 0612345678", "phone", "0612345678"));
+    CHECK(hit("mi m\xc3\xb3vil es 612345678", "phone", "612345678"));
+    CHECK(hit("il mio cellulare \xc3\xa8 3471234567", "phone", "3471234567"));
+    CHECK(hit("\xe6\x90\xba\xe5\xb8\xaf\xef\xbc\x9a"
+              "08012345678",
+              "phone", "08012345678"));
+    CHECK(hit("\xe0\xa4\xae\xe0\xa5\x8b\xe0\xa4\xac\xe0\xa4\xbe\xe0\xa4\x87\xe0\xa4\xb2 9123456789",
+              "phone", "9123456789"));
+    CHECK(hit("mera number 9123456789 hai", "phone", "9123456789"));
+    CHECK(hit("PHONE NUMBER ON FILE: 3125550147", "phone", "3125550147"));
+    CHECK(miss("Phone: 1712345678 (that is Unix time)", "phone"));
+    CHECK(miss("Hotel 3125550147", "phone"));
+    CHECK(miss("telling 3125550147", "phone"));
+    CHECK(miss("phone 15, ticket 3125550147", "phone"));
+    CHECK(miss("the mobile app build 3125550147", "phone"));
+    CHECK(miss("Phone: 3125550147x", "phone"));
+    CHECK(miss("Phone: 5555555555", "phone"));
+    CHECK(miss("3125550147 with no label", "phone"));
+    CHECK(miss("Phone: ok; order 3125550147", "phone"));
+}
+
+static void test_ssn_labels(void)
+{
+    CHECK(hit("SSN: 536220873", "us_ssn", "536220873"));
+    CHECK(hit("my social security number is 536220873.", "us_ssn", "536220873"));
+    CHECK(hit("Sozialversicherungsnummer 536220873", "us_ssn", "536220873"));
+    CHECK(hit("\xe7\xa4\xbe\xe4\xbc\x9a\xe4\xbf\x9d\xe9\x9a\x9c\xe7\x95\xaa\xe5\x8f\xb7 536220873",
+              "us_ssn", "536220873"));
+    CHECK(hit("SS#536220873", "us_ssn", "536220873"));
+    CHECK(miss("SSN 000220873", "us_ssn"));
+    CHECK(miss("SSN 666220873", "us_ssn"));
+    CHECK(miss("SSN 936220873", "us_ssn"));
+    CHECK(miss("SSN 536000873", "us_ssn"));
+    CHECK(miss("SSN 536220000", "us_ssn"));
+    CHECK(miss("536220873 has no label", "us_ssn"));
+    CHECK(miss("SSN form; invoice 536220873", "us_ssn"));
+    CHECK(miss("SSN 5362208731", NULL));
+    CHECK(miss("SSN routing 536220873", "us_ssn"));
+}
+
+static void test_pgp_private_key(void)
+{
+    const char *pgp = "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\nComment: test\n\n"
+                      "lQVYBGXkZ8kBDADd3s9Qm0r7f2kT1yq1u0m8W2Zr\n=Xq3k\n"
+                      "-----END PGP PRIVATE KEY BLOCK-----";
+    char buf[512];
+    snprintf(buf, sizeof(buf), "import this: %s please", pgp);
+    CHECK(hit(buf, "private_key", pgp));
+    /* no armour headers, CRLF, cut off before its END line */
+    CHECK(hit("-----BEGIN PGP PRIVATE KEY BLOCK-----\r\n\r\nlQOYBF1234abcdEFGH", "private_key",
+              "-----BEGIN PGP PRIVATE KEY BLOCK-----\r\n\r\nlQOYBF1234abcdEFGH"));
+    /* a PEM key with its newlines written as \n inside quoted JSON */
+    CHECK(hit(
+        "{\"key\": \"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADAN\\n-----END PRIVATE KEY-----\"}",
+        "private_key", "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADAN\\n-----END PRIVATE KEY-----"));
+    /* on one line, newlines turned into spaces */
+    CHECK(hit("KEY=-----BEGIN RSA PRIVATE KEY----- MIIEowIBAAKCAQEAx4fQ2mZk9s8Lr1tV0wYp3eHn7uJqB5 "
+              "-----END RSA PRIVATE KEY-----",
+              "private_key",
+              "-----BEGIN RSA PRIVATE KEY----- MIIEowIBAAKCAQEAx4fQ2mZk9s8Lr1tV0wYp3eHn7uJqB5 "
+              "-----END RSA PRIVATE KEY-----"));
+    /* a header named in a sentence, placeholders, public keys */
+    CHECK(
+        miss("The file begins with -----BEGIN OPENSSH PRIVATE KEY----- and ends with the END line.",
+             "private_key"));
+    CHECK(miss("Look for -----BEGIN PGP PRIVATE KEY BLOCK-----", "private_key"));
+    CHECK(
+        miss("-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----", "private_key"));
+    CHECK(miss("-----BEGIN PRIVATE KEY-----\n<your key here>\n-----END PRIVATE KEY-----", NULL));
+    CHECK(miss("-----BEGIN PRIVATE KEY-----\nthen the base64 body follows", "private_key"));
+    CHECK(miss("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBF1234abcd\n-----END PGP PUBLIC KEY "
+               "BLOCK-----",
+               NULL));
+}
+
+static void test_credential_uri(void)
+{
+    CHECK(hit("DATABASE_URL=mysql://shop:Kw7pZ2rQ@db.internal:3306/shop", "credential_uri",
+              "Kw7pZ2rQ"));
+    CHECK(hit("postgres://u:k@h/db", "credential_uri", "k"));
+    CHECK(hit("redis://:Tiger1999+@cache.internal:6379/0", "credential_uri", "Tiger1999+"));
+    CHECK(hit("mongodb+srv://app:n0t-s0-s3cret@cluster0.ab1cd.mongodb.net/prod?w=majority",
+              "credential_uri", "n0t-s0-s3cret"));
+    CHECK(hit("redis://:p@ss@cache.internal", "credential_uri", "p@ss"));
+    CHECK(hit("Server=db01;Database=app;User Id=sa;Password=Summer2024!;Encrypt=true",
+              "credential_uri", "Summer2024!"));
+    CHECK(
+        hit("Driver={ODBC Driver 18};Server=db01;Uid=rep;PWD={a;b c};", "credential_uri", "a;b c"));
+    CHECK(hit("Password=\"Tr0ub4dor\";Server=db01", "credential_uri", "Tr0ub4dor"));
+    CHECK(hit(
+        "AccountName=acme;AccountKey=Zm9vYmFyYmF6cXV4+/Zm9vYmFy==;EndpointSuffix=core.windows.net",
+        "credential_uri", "Zm9vYmFyYmF6cXV4+/Zm9vYmFy=="));
+    CHECK(hit("jdbc:postgresql://db:5432/app?user=app&password=hunter22&ssl=true", "credential_uri",
+              "hunter22"));
+    /* the password is the finding: no e-mail address made of its tail */
+    CHECK(miss("postgres://app:Xk9fQ2@db.example.com/app", "email"));
+    CHECK(miss("postgres://app@db.example.com/app", "email"));
+    /* placeholders, no password, other '@'s, other keys */
+    CHECK(miss("postgresql://user:password@localhost:5432/mydb", "credential_uri"));
+    CHECK(miss("mysql://root:<password>@db/app", "credential_uri"));
+    CHECK(miss("redis://:${REDIS_PASSWORD}@cache:6379", "credential_uri"));
+    CHECK(miss("postgres://app:****@db/app", "credential_uri"));
+    CHECK(miss("mongodb+srv://<user>:<pass>@cluster0.mongodb.net", "credential_uri"));
+    CHECK(miss("https://example.com:8443/@team", "credential_uri"));
+    CHECK(miss("https://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@github.com/a.git",
+               "credential_uri"));
+    CHECK(miss("Server=db01;Password=;Integrated Security=true", "credential_uri"));
+    CHECK(miss("Server=db01;Password=your_password;", "credential_uri"));
+    CHECK(miss("DB_PASSWORD=hunter22", "credential_uri"));
+    CHECK(miss("mysql --password=hunter22 -h db", "credential_uri"));
+    CHECK(miss("/account?password_reset=true", "credential_uri"));
+    CHECK(miss("Password=hunter22 in prose", "credential_uri"));
+    /* a token in the password place is the token */
+    CHECK(hit("https://x-access-token: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@github.com/a.git",
+              "github_token", "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"));
+    CHECK(miss("https://x-access-token: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@github.com/a.git",
+               "credential_uri"));
+}
+
+static void test_secret_references(void)
+{
+    CHECK(miss("password: ${{ secrets.PROD_DB_PASSWORD_V2 }}", NULL));
+    CHECK(miss("token: ${{ secrets.GITHUB_TOKEN }}", NULL));
+    CHECK(miss("const secret = process.env.STRIPE_SECRET_KEY;", NULL));
+    CHECK(miss("api_key = process.env.OPENAI_API_KEY_PROD_2024", NULL));
+    CHECK(miss("secret = os.environ[\"DJANGO_SECRET_KEY_2024_V2\"]", NULL));
+    CHECK(miss("password = os.getenv(\"PG_PASSWORD_REPLICA_02\")", NULL));
+    CHECK(miss("token = ENV['SLACK_BOT_TOKEN_2024_Q3']", NULL));
+    CHECK(miss("headers = {\"Authorization\": f\"Bearer {settings.API_TOKEN_V2}\"}", NULL));
+    CHECK(miss("password: {{ .Values.postgresql.auth.password }}", NULL));
+    CHECK(miss("api_key: <YOUR_API_KEY>", NULL));
+    CHECK(miss("OPENAI_API_KEY=YOUR_OPENAI_API_KEY_HERE_123", NULL));
+    CHECK(miss("client_secret: xxxxxxxxxxxxxxxxxxxxxxxx1", NULL));
+    CHECK(miss("export API_KEY=$API_KEY_FROM_VAULT_2024", NULL));
+    CHECK(miss("{\"api_key\": \"REPLACE_ME_WITH_A_REAL_KEY_1234\"}", NULL));
+    /* a literal after the reference is a value */
+    CHECK(hit("const secret = process.env.SESSION_SECRET || \"q8Lw2VxR7tZp4Yk9Ns3B\";",
+              "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+    CHECK(hit("password = os.environ.get(\"DB_PASSWORD\", \"q8Lw2VxR7tZp4Yk9Ns3B\")",
+              "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+    /* a JSON key's value that is a reference */
+    CHECK(miss("{\"client_secret\": \"process.env.CLIENT_SECRET_2\"}", NULL));
+}
+
+static void test_secret_counters(void)
+{
+    CHECK(miss("token_count=1532 model=gpt-4o-2024-08-06", NULL));
+    CHECK(miss("key_count: 12, token_count: 4096 (model gpt-4o-mini-2024-07-18)", NULL));
+    CHECK(miss("max_tokens: 4096 model: claude-3-5-sonnet-20241022", NULL));
+    CHECK(miss(
+        "{\"prompt_tokens\": 812, \"completion_tokens\": 97, \"model\": \"gpt-4o-2024-08-06\"}",
+        NULL));
+    CHECK(miss("maxTokens: 2048, modelVersion: gemini-1.5-pro-002", NULL));
+    CHECK(miss("api_key_file: /etc/airlock/keys/prod-3f9a1c2b7d4e-2024.pem", NULL));
+    CHECK(miss("secret_version: v2-IGDq7DNuWNTg-2024", NULL));
+    CHECK(miss("auth: 2 steps, model claude-3-5-sonnet-20241022", NULL));
+    /* a secret-like name that is not a counter still works */
+    CHECK(hit("secret_key: q8Lw2VxR7tZp4Yk9Ns3B", "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+}
+
+static void test_email_file_names(void)
+{
+    CHECK(miss("Use logo@2x.png and icon@3x.webp for retina.", NULL));
+    CHECK(miss("app-icon@1.5x.svg and left-pad@1.3.0.tgz", NULL));
+    CHECK(hit("mail sales@example.com about logo@2x.png", "email", "sales@example.com"));
+}
+
+static void test_iban_shaped_card_window(void)
+{
+    /* a Luhn-valid 16-digit window inside a longer IBAN-shaped token is no card */
+    CHECK(miss("IBAN XY12 4111 1111 1111 1111 00 is not valid", NULL));
+    CHECK(miss("DE00 4111 1111 1111 1111 00", NULL));
+    CHECK(miss("GB00 WEST 4111 1111 1111 1111 00", NULL));
+    CHECK(miss("Konto QZ994111111111111111", NULL));
+    /* the card on its own still is */
+    CHECK(hit("Karte 4111 1111 1111 1111, IBAN folgt", "credit_card", "4111 1111 1111 1111"));
+    CHECK(hit("VISA 4111 1111 1111 1111", "credit_card", "4111 1111 1111 1111"));
+}
+
+static void test_document_numbers(void)
+{
+    /* 基礎年金番号 (basic pension number), マイナンバー, 法人番号 (a Luhn-valid 13 digits) */
+    CHECK(
+        miss("\xe5\x9f\xba\xe7\xa4\x8e\xe5\xb9\xb4\xe9\x87\x91\xe7\x95\xaa\xe5\x8f\xb7\xe3\x81\xaf"
+             "0123-456789\xe3\x81\xa7\xe3\x81\x99",
+             NULL));
+    CHECK(
+        miss("\xe3\x83\x9e\xe3\x82\xa4\xe3\x83\x8a\xe3\x83\xb3\xe3\x83\x90\xe3\x83\xbc\xef\xbc\x9a"
+             "0123 4567 8901",
+             NULL));
+    CHECK(miss("\xe6\xb3\x95\xe4\xba\xba\xe7\x95\xaa\xe5\x8f\xb7\xef\xbc\x9a"
+               "4222222222222",
+               NULL));
+    CHECK(miss("Passport 012 345 6789 expires in May", NULL));
+    /* the same digits as a phone or a card when the label says so */
+    CHECK(hit("\xe9\x9b\xbb\xe8\xa9\xb1\xef\xbc\x9a"
+              "0123-456789",
+              "phone", "0123-456789"));
+    CHECK(hit("card 4222222222222", "credit_card", "4222222222222"));
+}
+
+static void test_secret_words_multilingual(void)
+{
+    CHECK(hit("Passwort: q8Lw2VxR7tZp4Yk9Ns3B", "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+    CHECK(hit("Mot de passe : q8Lw2VxR7tZp4Yk9Ns3B", "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+    CHECK(hit("contrase\xc3\xb1"
+              "a=q8Lw2VxR7tZp4Yk9Ns3B",
+              "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+    CHECK(hit("\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89\xe3\x81\xaf "
+              "q8Lw2VxR7tZp4Yk9Ns3B \xe3\x81\xa7\xe3\x81\x99",
+              "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+    CHECK(
+        hit("\xe0\xa4\xaa\xe0\xa4\xbe\xe0\xa4\xb8\xe0\xa4\xb5\xe0\xa4\xb0\xe0\xa5\x8d\xe0\xa4\xa1: "
+            "q8Lw2VxR7tZp4Yk9Ns3B",
+            "generic_secret", "q8Lw2VxR7tZp4Yk9Ns3B"));
+    CHECK(miss("Das Passwort muss zw\xc3\xb6lf Zeichen haben.", NULL));
+    CHECK(miss("autoclave q8Lw2VxR7tZp4Yk9Ns3B", "generic_secret"));
+}
+
+static void test_context_tables(void)
+{
+    const char *t;
+    t = "Tel.: 1";
+    CHECK(policy_context_label(t, strlen(t), 6) == POLICY_CTX_PHONE);
+    t = "Telefonnummer 1";
+    CHECK(policy_context_label(t, strlen(t), 14) == POLICY_CTX_PHONE);
+    t = "hotel 1";
+    CHECK(policy_context_label(t, strlen(t), 6) == POLICY_CTX_NONE);
+    t = "phone 7, x 1";
+    CHECK(policy_context_label(t, strlen(t), 11) == POLICY_CTX_NONE);
+    t = "phone\nx 1";
+    CHECK(policy_context_label(t, strlen(t), 8) == POLICY_CTX_NONE);
+    t = "Phone number on file should be 1";
+    CHECK(policy_context_label(t, strlen(t), 31) == POLICY_CTX_PHONE);
+    t = "phone, and then a long way off, more than 32 bytes 1";
+    CHECK(policy_context_label(t, strlen(t), strlen(t) - 1) == POLICY_CTX_NONE);
+    t = "Order no. 1";
+    CHECK(policy_context_label(t, strlen(t), 10) == POLICY_CTX_DOCNUM);
+    t = "Phone: mobile app build 1";
+    CHECK(policy_context_label(t, strlen(t), 24) == POLICY_CTX_OTHER);
+    t = "ssn 1";
+    CHECK(policy_context_label(t, strlen(t), 4) == POLICY_CTX_SSN);
+    CHECK(policy_value_placeholder("YOUR_KEY_123", 12));
+    CHECK(policy_value_placeholder("password", 8));
+    CHECK(policy_value_placeholder("%s", 2));
+    CHECK(policy_value_placeholder("[EMAIL_1]", 9));
+    CHECK(!policy_value_placeholder("%40secret9", 10));
+    CHECK(!policy_value_placeholder("Summer2024!", 11));
+    CHECK(policy_value_reference("process.env.X", 13));
+    CHECK(policy_value_reference("config.stripeSecretKey", 22));
+    CHECK(!policy_value_reference("ya29.A0ARrdaM", 13));
+    CHECK(!policy_value_reference("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0", 36));
+    CHECK(policy_context_counter_name("token_count", 11));
+    CHECK(policy_context_counter_name("maxTokens", 9));
+    CHECK(!policy_context_counter_name("AWS_SECRET_ACCESS_KEY", 21));
+    CHECK(!policy_secret_key_like("max_tokens", 10));
+}
+
 static void test_helpers(void)
 {
     CHECK(policy_luhn("79927398713", 11));
@@ -328,6 +620,18 @@ int main(void)
     RUN(test_benign);
     RUN(test_overlap);
     RUN(test_corpus_regressions);
+    RUN(test_phone_national_forms);
+    RUN(test_phone_labels);
+    RUN(test_ssn_labels);
+    RUN(test_pgp_private_key);
+    RUN(test_credential_uri);
+    RUN(test_secret_references);
+    RUN(test_secret_counters);
+    RUN(test_email_file_names);
+    RUN(test_iban_shaped_card_window);
+    RUN(test_document_numbers);
+    RUN(test_secret_words_multilingual);
+    RUN(test_context_tables);
     RUN(test_helpers);
     policy_free(pol);
     config_unref(cfg);

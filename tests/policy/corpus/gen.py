@@ -1236,6 +1236,382 @@ for t in R2_BENIGN:
     add("round2-benign", text=t, expect=[])
 
 
+
+# ================================================================= round 3: issue 13's families
+# (appended after everything above so that its random values do not move). Each family is
+# its own category, so test_corpus reports recall and false positives per family.
+D = string.digits
+
+
+def d_(n, first=None):
+    return (first if first is not None else "") + rs(D, n - (1 if first is not None else 0))
+
+
+def luhn_complete(prefix, n):
+    body = prefix + rs(D, n - len(prefix) - 1)
+    return body + next(c for c in D if luhn_ok(body + c))
+
+
+# -- phone numbers in national forms, and bare numbers after a label (family "phone-forms")
+def fr_dotted():
+    return f"0{R.randrange(1, 10)}." + ".".join(f"{R.randrange(100):02d}" for _ in range(4))
+
+
+def fr_plus():
+    return f"+33 {R.randrange(1, 8)} " + " ".join(f"{R.randrange(100):02d}" for _ in range(4))
+
+
+def de_slash():
+    area = R.choice(["030", "089", "040", "0221", "069", "0711", "0341", "0171", "0151", "0160", "0176"])
+    sub = str(R.randrange(2, 10)) + rs(D, (7 if len(area) == 4 else R.randrange(6, 9)) - 1)
+    if len(sub) >= 7 and R.random() < 0.3:
+        sub = sub[:3] + " " + sub[3:]
+    return f"{area}/{sub}"
+
+
+def in_55():
+    return f"{R.choice('6789')}{rs(D, 4)} {rs(D, 5)}"
+
+
+def de_mobile12():
+    return f"01{R.choice(['51', '60', '62', '70', '71', '76'])} {R.randrange(2, 10)}{rs(D, 7)}"
+
+
+def bare_nanp():
+    return f"{R.randrange(2, 10)}{rs(D, 2)}{R.randrange(2, 10)}{rs(D, 2)}{rs(D, 4)}"
+
+
+BARE = {  # language: (number maker, label templates)
+    "en": (bare_nanp, ["Phone: {v}", "Tel. {v}", "My mobile is {v}, text me anytime.",
+                       "Contact number: {v}", "WhatsApp {v} (after 6pm)", "Call me at {v} tomorrow.",
+                       "Phone number on file should be {v}."]),
+    "de": (lambda: f"01{R.choice(['51', '60', '71', '76'])}{rs(D, 8)}",
+           ["Telefon: {v}", "Handy {v}", "Meine Handynummer ist {v}.", "Rufnummer {v}",
+            "Tel.: {v} (Büro)", "Mobil: {v}"]),
+    "fr": (lambda: f"0{R.choice('67')}{rs(D, 8)}",
+           ["Téléphone : {v}", "Mon portable : {v}", "Tél. {v}", "Appelez-moi au {v} svp."]),
+    "es": (lambda: f"{R.choice('67')}{rs(D, 8)}",
+           ["Teléfono: {v}", "Mi móvil es {v}.", "Llámame al {v} mañana.", "celular {v}"]),
+    "it": (lambda: f"3{R.choice('2456789')}{rs(D, 8)}",
+           ["Telefono: {v}", "Il mio cellulare è {v}.", "Chiamami al {v} stasera."]),
+    "ja": (lambda: f"0{R.choice('789')}0{rs(D, 8)}",
+           ["電話：{v}", "携帯番号は{v}です。", "電話番号 {v} までご連絡ください。"]),
+    "hi": (lambda: f"{R.choice('6789')}{rs(D, 9)}",
+           ["मेरा मोबाइल नंबर {v} है।", "फ़ोन: {v}", "mera number {v} hai, call kar lena",
+            "Phone no {v} pe WhatsApp karo", "मेरा नंबर {v} है"]),
+}
+for lang in sorted(BARE):
+    make, tpls = BARE[lang]
+    for tpl in tpls:
+        v = make()
+        add("phone-forms", text=tpl.format(v=v), expect=[lab("phone", v)])
+
+FORMS = [
+    lambda v: (f"Appelez-moi au {v} demain matin.", v, fr_dotted),
+    lambda v: (f"Le standard : {v}, poste 12.", v, fr_dotted),
+    lambda v: (f"Nouveau numéro {v} à partir de lundi.", v, fr_plus),
+    lambda v: (f"Büro {v}, bitte vormittags anrufen.", v, de_slash),
+    lambda v: (f"Erreichbar unter {v}.", v, de_slash),
+    lambda v: (f"Rückruf bitte an {v}", v, de_slash),
+    lambda v: (f"Call {v} for the Bangalore office.", v, in_55),
+    lambda v: (f"Customer care: +91 {v}", "+91 " + v, in_55),
+    lambda v: (f"Mein neues Handy: {v}", v, de_mobile12),
+    lambda v: (f"Sprechen Sie mit mir unter {v}.", v, de_mobile12),
+]
+for i in range(20):
+    f = FORMS[i % len(FORMS)]
+    maker = f("")[2]
+    v = maker()
+    text, value, _ = f(v)
+    add("phone-forms", text=text, expect=[lab("phone", value)])
+
+PHONE_BENIGN = [
+    lambda: f"Die Rechnung {R.randrange(2023, 2026)}/{R.randrange(1000000, 9999999)} ist noch offen.",
+    lambda: f"Termin am {R.randrange(10, 28)}/0{R.randrange(1, 9)}/2025 um 10:30.",
+    lambda: f"Bitte Ref. 0815/{R.randrange(1000, 9999)} angeben.",
+    lambda: f"Scores: {R.randrange(60000, 99999)} {R.randrange(10000, 99999)} {R.randrange(10000, 99999)} {R.randrange(10000, 99999)}",
+    lambda: f"The phone log shows epoch {R.randrange(1700000000, 1799999999)} for the last sync.",
+    lambda: f"Hotel booking ref {bare_nanp()} is confirmed.",
+    lambda: f"The mobile app build {R.randrange(2024010100, 2025123199)} crashes on start.",
+    lambda: f"Phone case order {R.randrange(10 ** 9, 10 ** 10)} shipped today.",
+    lambda: f"Telefonkonferenz: Raum 4, Einwahlcode {R.randrange(100000000, 999999999)}",
+    lambda: f"Mobile data used: {R.randrange(1000000000, 9999999999)} bytes this month.",
+    lambda: f"Call volume was {R.randrange(1000, 9999)} on Monday; invoice {bare_nanp()} is unrelated.",
+    lambda: f"Version {R.randrange(1, 9)}.{R.randrange(10, 99)}.{R.randrange(10, 99)}.{R.randrange(10, 99)}.{R.randrange(10, 99)} fixes the dialer.",
+    lambda: f"Tel Aviv office opened in {R.randrange(1990, 2024)}; staff id {R.randrange(10 ** 9, 10 ** 10)}.",
+    lambda: f"Cellular plan SKU {R.randrange(10 ** 11, 10 ** 12)}",
+    lambda: f"SMS gateway port {R.randrange(1000, 9999)}, queue {R.randrange(10 ** 9, 10 ** 10)} messages",
+]
+for f in PHONE_BENIGN:
+    add("phone-forms-benign", text=f(), expect=[])
+
+# -- Japanese (and other) document numbers: no phone, card or SSN (family "docnum-benign")
+DOCNUM = [
+    lambda: f"マイナンバー：0{rs(D, 3)} {rs(D, 4)} {rs(D, 4)}",
+    lambda: f"個人番号は 0{rs(D, 3)}-{rs(D, 4)}-{rs(D, 4)} です。",
+    lambda: f"基礎年金番号は0{rs(D, 3)}-{rs(D, 6)}です。",
+    lambda: f"年金番号：0{rs(D, 3)}-{rs(D, 6)}（ねんきん定期便に記載）",
+    lambda: f"旅券番号 T{R.choice('KRZ')}{rs(D, 7)} の有効期限を確認してください。",
+    lambda: f"法人番号：{luhn_complete('4', 13)}",
+    lambda: f"法人番号 {luhn_complete('4', 13)} の登記情報を要約してください。",
+    lambda: f"注文番号 0120-{rs(D, 3)}-{rs(D, 3)} の配送状況を教えてください。",
+    lambda: f"口座番号 0{rs(D, 3)} {rs(D, 3)} {rs(D, 4)} は普通預金です。",
+    lambda: f"Order no. 0{R.randrange(1, 9)}{rs(D, 2)} {rs(D, 4)} {rs(D, 4)} was cancelled.",
+    lambda: f"Passport 0{rs(D, 2)} {rs(D, 3)} {rs(D, 4)} expires next year.",
+    lambda: f"आधार {R.randrange(2, 10)}{rs(D, 3)} {rs(D, 4)} {rs(D, 4)} अपडेट करना है",
+]
+for f in DOCNUM:
+    add("docnum-benign", text=f(), expect=[])
+
+# -- SSNs without separators, next to their label (family "ssn-context")
+def ssn9():
+    while True:
+        area = R.randrange(1, 900)
+        if area != 666:
+            return "%03d%02d%04d" % (area, R.randrange(1, 100), R.randrange(1, 10000))
+
+
+SSN_CTX = ["SSN {v}", "SSN: {v}", "My social security number is {v}.", "SSN#{v} on the W-2",
+           "Social Security No. {v}", "soc sec {v} (applicant)",
+           "Meine Sozialversicherungsnummer (USA): {v}", "Numéro de sécurité sociale américain : {v}",
+           "Mi número de seguro social es {v}.", "社会保障番号：{v}", "मेरा सामाजिक सुरक्षा नंबर {v} है",
+           "Employee SSN {v}, start date 2025-04-01"]
+for tpl in SSN_CTX:
+    v = ssn9()
+    add("ssn-context", text=tpl.format(v=v), expect=[lab("us_ssn", v)])
+SSN_BENIGN = [
+    lambda: f"SSN 000{rs(D, 6)} is a test value.",
+    lambda: f"SSN: 666{rs(D, 6)} was rejected by the validator.",
+    lambda: f"SSN 9{rs(D, 8)} is an ITIN, not an SSN.",
+    lambda: f"The SSN field is optional; ticket {R.randrange(100000000, 999999999)} tracks it.",
+    lambda: f"SSN format check: routing {R.randrange(100000000, 999999999)} passed.",
+    lambda: f"Order {R.randrange(100000000, 999999999)} ships to the SSA office.",
+    lambda: f"The social security office id {R.randrange(100000000, 999999999)} is public.",
+    lambda: f"ZIP+4 lookup {R.randrange(10000, 99999)}{R.randrange(1000, 9999)} returned nothing.",
+]
+for f in SSN_BENIGN:
+    add("ssn-context-benign", text=f(), expect=[])
+
+
+# -- PGP private key blocks, and private-key headers without a key (family "pgp-key")
+def pgp_block(crlf=False, headers=True, end=True):
+    blob = base64.b64encode(bytes(R.randrange(256) for _ in range(R.randrange(300, 900)))).decode()
+    lines = ["-----BEGIN PGP PRIVATE KEY BLOCK-----"]
+    if headers:
+        lines += [R.choice(["Version: GnuPG v2", "Version: OpenPGP.js v4.10.10", "Comment: https://gnupg.org"]), ""]
+    lines += [blob[i:i + 64] for i in range(0, len(blob), 64)]
+    lines.append("=" + rs(ALNUM, 4))
+    if end:
+        lines.append("-----END PGP PRIVATE KEY BLOCK-----")
+    return ("\r\n" if crlf else "\n").join(lines)
+
+
+PGP = [
+    lambda k: f"gpg --import fails with 'no valid OpenPGP data' for this:\n{k}\n",
+    lambda k: f"Is this exported key still protected by its passphrase?\n\n```\n{k}\n```",
+    lambda k: f"Store this in the CI secret store, please:\n{k}",
+    lambda k: f"Der Schlüssel für die Signatur:\n{k}\nWarum erkennt Kleopatra ihn nicht?",
+]
+for i in range(8):
+    k = pgp_block(crlf=i % 4 == 3, headers=i % 3 != 2, end=i != 5)
+    add("pgp-key", text=PGP[i % len(PGP)](k), expect=[lab("private_key", k)])
+for i in range(2):  # a PEM key inside a JSON file quoted in the prompt: \n escapes
+    k = pgp_block()
+    esc = k.replace("\n", "\\n")
+    add("pgp-key", text='Why is this config rejected?\n{"signing_key": "' + esc + '", "keyid": "' + hexs(16).upper() + '"}',
+        expect=[lab("private_key", esc, SECRET_ALSO)])
+KEY_MENTION = [
+    "The file starts with -----BEGIN OPENSSH PRIVATE KEY----- and then base64, right?",
+    "grep -r '-----BEGIN RSA PRIVATE KEY-----' . found nothing; where else can keys hide?",
+    "Our scanner looks for -----BEGIN PGP PRIVATE KEY BLOCK----- in commits. Is that enough?",
+    "The header is -----BEGIN PRIVATE KEY-----\nthen the key goes here, and the footer closes it.",
+    "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY----- is the shape I expect.",
+    "-----BEGIN PRIVATE KEY-----\n<paste your key here>\n-----END PRIVATE KEY-----",
+    "Why does ssh say 'invalid format' when the key file begins with -----BEGIN OPENSSH PRIVATE KEY-----?",
+    "Pour un export GPG, la première ligne est -----BEGIN PGP PRIVATE KEY BLOCK----- ; la dernière l'inverse.",
+]
+for t in KEY_MENTION:
+    add("pgp-key-benign", text=t, expect=[])
+for i in range(3):
+    blob = base64.b64encode(bytes(R.randrange(256) for _ in range(R.randrange(300, 600)))).decode()
+    pub = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n" + "\n".join(blob[j:j + 64] for j in range(0, len(blob), 64)) + "\n=" + rs(ALNUM, 4) + "\n-----END PGP PUBLIC KEY BLOCK-----"
+    add("pgp-key-benign", text="Import this public key for the release signatures:\n" + pub, expect=[])
+
+
+# -- passwords in URIs and connection strings (family "cred-uri")
+def upw():
+    """A password as people choose them: mixed, sometimes weak, never a placeholder; no
+    '#', '/', '?' or '@' (in a URI those must be percent-encoded)."""
+    k = R.randrange(4)
+    if k == 0:
+        return gsecret()[:R.randrange(12, 24)]
+    if k == 1:
+        return R.choice(["Sommer", "Winter", "Blue", "Tiger", "Falcon", "Maple"]) + str(R.randrange(1990, 2026)) + R.choice("!$+*")
+    if k == 2:
+        return rs(ALNUM, R.randrange(8, 16))
+    return rs(ALNUM, 6) + R.choice("!*-_~") + rs(ALNUM, 6)
+
+
+def host():
+    return R.choice(["db.internal", "db-replica-2.internal", "pg-prod.eu-west-1.rds.amazonaws.com", "mysql.acme.local",
+                     "cache.internal", "cluster0.ab1cd.mongodb.net", "rabbit.internal"])
+
+
+CRED_URI = [
+    lambda p: (f"DATABASE_URL=postgres://app:{p}@{host()}:5432/app\nWhy does Django say 'password authentication failed'?", "postgres"),
+    lambda p: (f"export DATABASE_URL='postgresql://billing:{p}@{host()}/billing?sslmode=require'", "pg"),
+    lambda p: (f"engine = create_engine(\"mysql+pymysql://root:{p}@{host()}:3306/shop\")", "mysql"),
+    lambda p: (f"REDIS_URL=redis://:{p}@{host()}:6379/0 -- the worker cannot connect.", "redis"),
+    lambda p: (f"rediss://default:{p}@{host()}:6380 wird vom Client abgelehnt, warum?", "redis"),
+    lambda p: (f"const uri = \"mongodb+srv://appuser:{p}@cluster0.ab1cd.mongodb.net/prod?retryWrites=true&w=majority\";", "mongo"),
+    lambda p: (f"amqp://orders:{p}@rabbit.internal:5672/%2F -- consumer timeouts after 30 min", "amqp"),
+    lambda p: (f"La URL de conexión es postgres://lector:{p}@{host()}/ventas, ¿qué falta?", "pg"),
+    lambda p: (f"接続文字列は mysql://admin:{p}@{host()}/app です。タイムアウトします。", "mysql"),
+    lambda p: (f"git clone https://deploy:{p}@git.example.com/acme/infra.git", "https"),
+    lambda p: (f"\"ConnectionStrings\": {{ \"Default\": \"Server=tcp:sql-prod.database.windows.net,1433;Database=app;User ID=appadmin;Password={p};Encrypt=True;\" }}", "adonet"),
+    lambda p: (f"Data Source=.\\SQLEXPRESS;Initial Catalog=Shop;User Id=sa;Password={p};TrustServerCertificate=True", "adonet"),
+    lambda p: (f"Driver={{ODBC Driver 18 for SQL Server}};Server=db01;Uid=report;Pwd={p};", "odbc"),
+    lambda p: (f"jdbc:postgresql://{host()}:5432/app?user=app&password={p}&ssl=true", "jdbc"),
+    lambda p: (f"Password={p};Server=crm-db.internal;Database=crm;User Id=crm_rw", "adonet-first"),
+]
+for i in range(22):
+    f = CRED_URI[i % len(CRED_URI)]
+    pw = upw()
+    if "@" in pw or pw in ("password", "pass"):
+        pw = rs(ALNUM, 12)
+    t, _ = f(pw)
+    also = ["generic_secret"]
+    add("cred-uri", text=t, expect=[lab("credential_uri", pw, also)])
+for i in range(5):  # Azure storage and Service Bus keys
+    key = b64blob(64)
+    t = R.choice([
+        f"DefaultEndpointsProtocol=https;AccountName=acmelogs;AccountKey={key};EndpointSuffix=core.windows.net",
+        f"Endpoint=sb://acme-bus.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={key}",
+        f"AZURE_STORAGE_CONNECTION_STRING=\"DefaultEndpointsProtocol=https;AccountName=acmeprod;AccountKey={key};\"",
+    ])
+    add("cred-uri", text="Why does the SDK say the signature does not match?\n" + t,
+        expect=[lab("credential_uri", key, ["generic_secret"])])
+CRED_BENIGN = [
+    "The format is postgresql://user:password@localhost:5432/mydb -- which part is the database?",
+    "mysql://root:<password>@db/app is what the docs show; where do I put the port?",
+    "REDIS_URL=redis://:${REDIS_PASSWORD}@cache:6379/0",
+    "DATABASE_URL=postgres://app:****@db.internal/app (masked in the logs)",
+    "mongodb+srv://<username>:<password>@cluster0.mongodb.net/?retryWrites=true",
+    "The DSN is driver://user:pass@host/db in every example.",
+    "Server=db01;Database=app;User Id=sa;Password=<your-password>;",
+    "AccountKey=<storage-account-key>; goes at the end of the connection string.",
+    "Server=db01;Password=;Integrated Security=true",
+    "Open http://localhost:8080/account?password_reset=true to test the flow.",
+    "https://mastodon.social/@Gargron and https://example.com:8443/@team are profile links.",
+    "DATABASE_URL=postgres://app@db.internal:5432/app uses peer authentication.",
+    "Set Password=%s; in the template and fill it at runtime.",
+    "jdbc:mysql://db.internal:3306/app?useSSL=false&passwordCharacterEncoding=utf8",
+]
+for t in CRED_BENIGN:
+    add("cred-uri-benign", text=t, expect=[])
+
+# -- references and placeholders where a secret's value would be (family "secret-ref-benign")
+REF_BENIGN = [
+    "env:\n  STRIPE_SECRET_KEY: ${{ secrets.STRIPE_SECRET_KEY_2024 }}\n  GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}",
+    "- name: deploy\n  run: ./deploy.sh\n  env:\n    password: ${{ secrets.PROD_DB_PASSWORD_V2 }}",
+    "const secret = process.env.STRIPE_SECRET_KEY;\nconst stripe = require('stripe')(secret);",
+    "api_key = process.env.OPENAI_API_KEY_PROD_2024",
+    "secret = os.environ[\"DJANGO_SECRET_KEY_2024_V2\"]",
+    "password = os.getenv(\"PG_PASSWORD_REPLICA_02\")",
+    "token = ENV['SLACK_BOT_TOKEN_2024_Q3']",
+    "String secret = System.getenv(\"JWT_SIGNING_SECRET_V3\");",
+    "password: {{ .Values.postgresql.auth.password }}",
+    "password = var.db_master_password_2024",
+    "api_key: <YOUR_API_KEY>\nmodel: gpt-4o",
+    "OPENAI_API_KEY=YOUR_OPENAI_API_KEY_HERE_123",
+    "client_secret: xxxxxxxxxxxxxxxxxxxxxxxx1",
+    "token: ${GITHUB_TOKEN_FOR_RELEASES_2024}",
+    "auth_token = config.slackAuthTokenForAlerts",
+    "headers = {\"Authorization\": f\"Bearer {settings.API_TOKEN_V2}\"}",
+    "export API_KEY=$API_KEY_FROM_VAULT_2024",
+    "secret_key: REPLACE_ME_WITH_A_REAL_KEY_1234",
+]
+for t in REF_BENIGN:
+    add("secret-ref-benign", text=t, expect=[])
+for i in range(4):  # a literal fallback after a reference is a value
+    v = gsecret()
+    t = R.choice([f"const secret = process.env.SESSION_SECRET || \"{v}\";",
+                  f"password = os.environ.get(\"DB_PASSWORD\", \"{v}\")"])
+    add("secret-ref", text=t, expect=[lab("generic_secret", v)])
+
+# -- counters and sizes named like secrets (family "counter-benign")
+COUNTER_BENIGN = [
+    lambda: f"token_count={R.randrange(100, 9999)} model=gpt-4o-2024-08-06 latency_ms={R.randrange(100, 999)}",
+    lambda: f"key_count: {R.randrange(2, 64)}, token_count: {R.randrange(1000, 9999)} (model gpt-4o-mini-2024-07-18)",
+    lambda: f"max_tokens: {R.choice([1024, 2048, 4096])} model: claude-3-5-sonnet-20241022 temperature: 0.2",
+    lambda: f'{{"usage": {{"prompt_tokens": {R.randrange(100, 9999)}, "completion_tokens": {R.randrange(10, 999)}, "total_tokens": {R.randrange(1000, 9999)}}}, "model": "gpt-4o-2024-08-06", "system_fingerprint": "fp_{hexs(10)}"}}',
+    lambda: f"tokens_used={R.randrange(1000, 99999)} request_id=req_{rs(ALNUM, 24)}",
+    lambda: f"secret_ttl: 3600 secret_version: v2-{rs(ALNUM, 12)}-2024",
+    lambda: f"password_min_length: 12 password_history: 5 session_timeout: 30m-idle-{R.randrange(10, 99)}x",
+    lambda: f"api_key_file: /etc/airlock/keys/prod-{hexs(12)}-2024.pem",
+    lambda: f"num_tokens = {R.randrange(100, 999)}  # tokenizer cl100k_base-2023-v{R.randrange(1, 9)}",
+    lambda: f"auth_attempts_total{{status=\"fail\"}} {R.randrange(10, 999)}\nauth_latency_seconds_bucket{{le=\"0.5\"}} {R.randrange(100, 9999)}",
+    lambda: f"maxTokens: {R.randrange(256, 4096)}, tokenLimit: {R.randrange(8000, 128000)}, modelVersion: gemini-1.5-pro-002",
+    lambda: f"The token budget is {R.randrange(1000, 9999)} per request and model claude-3-haiku-20240307 is cheaper.",
+]
+for f in COUNTER_BENIGN:
+    add("counter-benign", text=f(), expect=[])
+
+# -- retina image names and other files with an '@' (family "email-file-benign")
+for t in ["Use logo@2x.png and logo@3x.png for retina screens.",
+          "The sprite sheet icon@3x.webp is blurry on iPad.",
+          "Replace background@2x.jpg with the new hero image.",
+          "app-icon@1.5x.svg renders at the wrong size in Safari.",
+          "npm pack produced left-pad@1.3.0.tgz; is that the right file?",
+          "Rename avatar@2x.jpeg to avatar@2x.jpg before the upload.",
+          "The asset list: button@2x.gif, button@3x.gif, spinner@2x.avif",
+          "In the Xcode catalog, AppIcon@2x.png is missing for 60pt."]:
+    add("email-file-benign", text=t, expect=[])
+
+
+# -- a Luhn-valid 16-digit window inside a longer IBAN-shaped token (family "iban-card-benign")
+def mod97_ok(s_):
+    return int("".join(str(int(ch, 36)) for ch in s_[4:] + s_[:4])) % 97 == 1
+
+
+def iban_shaped_with_card():
+    cc = R.choice(["XY", "DE", "FR", "GB", "QZ", "NL"])
+    cardd = luhn_complete("4", 16)
+    chk = "%02d" % R.randrange(10, 99)
+    s_ = cc + chk + cardd + rs(D, R.randrange(2, 6))
+    if R.random() < 0.5 and cc != "GB":
+        s_ = " ".join(s_[i:i + 4] for i in range(0, len(s_), 4))
+    elif cc == "GB":
+        s_ = " ".join((cc + chk + "WEST" + cardd + rs(D, 2))[i:i + 4] for i in range(0, 26, 4))
+    return s_
+
+
+for i in range(8):
+    v = iban_shaped_with_card()
+    while mod97_ok(v.replace(" ", "")):
+        v = iban_shaped_with_card()
+    add("iban-card-benign", text=R.choice([f"The bank rejected {v} as an invalid IBAN.",
+                                           f"Is {v} a real account? Our form says the check digits are wrong.",
+                                           f"Kontonummer {v} ist laut Bank ungültig."]), expect=[])
+
+
+# -- secret-like words in other languages (family "secret-multilingual")
+ML_SECRET = ["Passwort: {v}", "Das Kennwort lautet {v}", "Mot de passe : {v}", "mot_de_passe={v}",
+             "Contraseña: {v}", "contrasena = \"{v}\"", "La clave API es {v}", "パスワード：{v}",
+             "パスワードは {v} です", "密码：{v}", "пароль: {v}", "पासवर्ड: {v}", "mera password {v} hai",
+             "暗証番号 {v}"]
+for tpl in ML_SECRET:
+    v = gsecret()
+    add("secret-multilingual", text=tpl.format(v=v), expect=[lab("generic_secret", v)])
+for t in ["Das Passwort muss mindestens zwölf Zeichen lang sein und eine Ziffer enthalten.",
+          "パスワードを忘れた場合は、ログイン画面の「再設定」を押してください。",
+          "¿Cómo cambio la contraseña del router sin perder la configuración?",
+          "पासवर्ड कम से कम 12 अक्षरों का होना चाहिए।",
+          "La clave del éxito es la constancia, dijo el entrenador en 2024.",
+          "Забыл пароль от почты, как восстановить доступ?"]:
+    add("secret-multilingual-benign", text=t, expect=[])
+
+
 def main():
     out = os.path.join(HERE, "corpus.jsonl")
     with open(out, "w", encoding="utf-8", newline="\n") as f:
