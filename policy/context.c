@@ -108,7 +108,16 @@ static const struct ctx_word words[] = {
     {"mera num", POLICY_CTX_PHONE},
     /* ru, ar */
     {"\xd1\x82\xd0\xb5\xd0\xbb\xd0\xb5\xd1\x84\xd0\xbe\xd0\xbd", POLICY_CTX_PHONE}, /* телефон */
-    {"\xd9\x87\xd8\xa7\xd8\xaa\xd9\x81", POLICY_CTX_PHONE},                         /* هاتف */
+    /* the same with its Cyrillic look-alikes of Latin letters mapped (normalisation) */
+    {"\xd1\x82"
+     "e"
+     "\xd0\xbb"
+     "e"
+     "\xd1\x84"
+     "o"
+     "\xd0\xbd",
+     POLICY_CTX_PHONE},
+    {"\xd9\x87\xd8\xa7\xd8\xaa\xd9\x81", POLICY_CTX_PHONE}, /* هاتف */
 
     /* US social security number, named in several languages */
     {"ssn", POLICY_CTX_SSN},
@@ -204,6 +213,17 @@ static const struct ctx_word words[] = {
     {"count", POLICY_CTX_OTHER},
     {"balance", POLICY_CTX_OTHER},
     {"duration", POLICY_CTX_OTHER},
+    {"release", POLICY_CTX_OTHER},
+    {"app", POLICY_CTX_OTHER},
+    {"plan", POLICY_CTX_OTHER},
+    {"update", POLICY_CTX_OTHER},
+    {"model", POLICY_CTX_OTHER},
+    {"bill", POLICY_CTX_OTHER},
+    {"case", POLICY_CTX_OTHER},
+    {"battery", POLICY_CTX_OTHER},
+    {"firmware", POLICY_CTX_OTHER},
+    {"imei", POLICY_CTX_OTHER},
+    {"sdk", POLICY_CTX_OTHER},
 };
 #define N_WORDS (sizeof(words) / sizeof(*words))
 

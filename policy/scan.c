@@ -48,13 +48,15 @@ static const struct {
      "(?:password|passwd|pwd|accountkey|sharedaccesskey)[ \\t]*=", HS_FLAG_CASELESS},
     /* the secret-like words, also in German, French, Spanish, Japanese, Chinese, Russian
      * and Hindi (UTF-8 bytes): Passwort, Kennwort, mot de passe, contraseña, clave,
-     * パスワード, 暗証番号, 密码, пароль, पासवर्ड */
+     * パスワード, 暗証番号, 密码, пароль (also as "пapoль": its Cyrillic look-alikes of
+     * Latin letters mapped, as normalisation may present it), पासवर्ड */
     {DET_GENERIC_SECRET,
      "(?:password|passwd|pwd|secret|token|api[_\\-]?key|auth|credential|private[_\\-]?key|"
      "access[_\\-]?key|passwort|kennwort|mot[ _]de[ _]passe|contrase(?:\\xc3\\xb1|n)a|clave|"
      "\\xe3\\x83\\x91\\xe3\\x82\\xb9\\xe3\\x83\\xaf\\xe3\\x83\\xbc\\xe3\\x83\\x89|"
      "\\xe6\\x9a\\x97\\xe8\\xa8\\xbc\\xe7\\x95\\xaa\\xe5\\x8f\\xb7|\\xe5\\xaf\\x86\\xe7\\xa0\\x81|"
      "\\xd0\\xbf\\xd0\\xb0\\xd1\\x80\\xd0\\xbe\\xd0\\xbb\\xd1\\x8c|"
+     "\\xd0\\xbfapo\\xd0\\xbb\\xd1\\x8c|"
      "\\xe0\\xa4\\xaa\\xe0\\xa4\\xbe\\xe0\\xa4\\xb8\\xe0\\xa4\\xb5\\xe0\\xa4\\xb0"
      "\\xe0\\xa5\\x8d\\xe0\\xa4\\xa1)",
      SOM | HS_FLAG_CASELESS},

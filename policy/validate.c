@@ -879,7 +879,11 @@ static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, si
     /* separators between the word and its value: "= ", "\": \"", ":=", "=>" */
     while (i < lim && strchr(" \t\"'`:=>,;({[", t[i]) && t[i])
         i++;
-    for (int tok = 0; tok < 3 && i < lim; tok++) {
+    /* the value is among the next three words on the line; short words (de, la, est, is,
+     * the) and the pieces of a non-ASCII word (f|ü|r) do not count, and a word followed by
+     * ':' or '=' gives one more ("Kennwort für den Testserver: ...") */
+    int budget = 3, bonus = 1;
+    for (int k = 0; k < 10 && budget > 0 && i < lim; k++) {
         while (i < lim && !is_secret_char((unsigned char)t[i])) {
             if (t[i] == '\n' || t[i] == ';')
                 return 0; /* the value ends with its line or its key=value pair */
@@ -893,7 +897,7 @@ static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, si
         size_t te = i;
         while (te > ts && t[te - 1] == '.')
             te--;
-        if (tok == 0 && is_number(t + ts, te - ts))
+        if (k == 0 && is_number(t + ts, te - ts))
             return 0; /* the value is a number: max_tokens: 4096 */
         /* ${{ secrets.X }}, process.env.X, os.environ["X"], $VAR: the value is elsewhere */
         if (te > ts && (t[ts] == '$' || policy_value_reference(t + ts, te - ts) ||
@@ -907,6 +911,16 @@ static int v_generic(const char *t, size_t n, size_t s, size_t e, size_t *os, si
             *os = ts;
             *oe = te;
             return 1;
+        }
+        int letters = 1;
+        for (size_t j = ts; j < te && letters; j++)
+            letters = is_alpha(t[j]);
+        if (letters && (te - ts <= 3 || before(t, ts) >= 0x80 || at(t, n, te) >= 0x80))
+            continue;
+        budget--;
+        if (bonus && (at(t, n, i) == ':' || at(t, n, i) == '=')) {
+            bonus = 0;
+            budget++;
         }
     }
     return 0;

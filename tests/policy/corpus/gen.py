@@ -1612,6 +1612,71 @@ for t in ["Das Passwort muss mindestens zwölf Zeichen lang sein und eine Ziffer
     add("secret-multilingual-benign", text=t, expect=[])
 
 
+
+# ================================================================= round 4: written after the
+# round-3 fixes, from new templates, and run once before any change (a check that the
+# context tables and validators generalise; see docs/policy.md)
+R4 = [
+    lambda v: (f"Bei Rückfragen: Tel 0{R.randrange(2, 9)}{rs(D, 2)}/{R.randrange(2, 9)}{rs(D, 6)}", "phone"),
+    lambda v: (f"Pour toute question, contactez le 0{R.randrange(1, 6)}.{rs(D, 2)}.{rs(D, 2)}.{rs(D, 2)}.{rs(D, 2)}.", "phone"),
+    lambda v: (f"Customer's cell: {R.randrange(2, 10)}{rs(D, 2)}{R.randrange(2, 10)}{rs(D, 6)}", "phone"),
+    lambda v: (f"Aap mujhe {R.choice('6789')}{rs(D, 4)} {rs(D, 5)} pe call karo", "phone"),
+    lambda v: (f"お問い合わせは携帯 0{R.choice('789')}0{rs(D, 8)} まで", "phone"),
+    lambda v: (f"Numero di telefono del cliente: {R.choice('3')}{rs(D, 9)}", "phone"),
+    lambda v: (f"SSN (no dashes): {ssn9()}", "us_ssn"),
+    lambda v: (f"Applicant's social security number {ssn9()} was verified by HR.", "us_ssn"),
+    lambda v: (f"SQLALCHEMY_DATABASE_URI = 'postgresql+psycopg2://svc_app:{rs(ALNUM, 14)}@pg.internal/app'", "credential_uri"),
+    lambda v: (f"amqps://worker:{rs(ALNUM, 10)}@mq.internal:5671/jobs keeps timing out", "credential_uri"),
+    lambda v: (f"Persist Security Info=False;User ID=etl;Password={rs(ALNUM, 9)}{R.choice('!%*')};Initial Catalog=dw;Server=dw.internal", "credential_uri"),
+    lambda v: (f"BlobEndpoint=https://acme.blob.core.windows.net/;AccountName=acme;AccountKey={b64blob(48)}", "credential_uri"),
+    lambda v: ("Ich habe den Schlüssel exportiert:\n" + pgp_block(), "private_key"),
+    lambda v: (f"Kennwort für den Testserver: {gsecret()}", "generic_secret"),
+    lambda v: (f"Le mot de passe de la base est {gsecret()} (à changer)", "generic_secret"),
+]
+
+
+def r4_value(text, det):
+    """The finding's value in a round-4 text, by its detector's shape."""
+    import re
+    if det == "phone":
+        m = re.search(r"(\+?[0-9][0-9 ./]*[0-9])", text.split(":")[-1] if det == "phone" and ":" in text else text)
+        return m.group(1).strip()
+    if det == "us_ssn":
+        return re.search(r"[0-9]{9}", text).group(0)
+    if det == "credential_uri":
+        m = re.search(r"://[^:/@\s]*:([^@\s/]+)@", text) or re.search(r"(?:Password|AccountKey)=([^;]+)", text)
+        return m.group(1)
+    if det == "private_key":
+        return text[text.index("-----BEGIN"):]
+    return text.split()[-1] if not text.endswith(")") else text.split()[-3]
+
+
+for f in R4:
+    t, det = f(None)
+    v = r4_value(t, det)
+    add("round4", text=t, expect=[lab(det, v, ["generic_secret"] if det in ("credential_uri", "private_key") else None)])
+
+R4_BENIGN = [
+    f"Die Faxnummer steht auf Seite {R.randrange(2, 9)} des PDFs, Aktenzeichen {R.randrange(10, 99)}/{R.randrange(100, 999)}/{R.randrange(1000, 9999)}.",
+    f"Mobile release {R.randrange(2024010100, 2025123100)} is live on both stores.",
+    f"My phone died at {R.randrange(10, 23)}:{R.randrange(10, 59)}; the IMEI is {rs(D, 15)}.",
+    f"SSN validation regex ^\\d{{9}}$ rejects {R.randrange(1000, 9999)}-{R.randrange(100, 999)} as expected.",
+    "postgres://USER:PASSWORD@HOST:PORT/DB is the template from the README.",
+    "jdbc:sqlserver://db:1433;databaseName=app;user=sa;password=<secret>",
+    "Use ${{ secrets.NPM_TOKEN_PUBLISH_2025 }} in the publish step and never echo it.",
+    "const apiKey = import.meta.env.VITE_STRIPE_PUBLISHABLE_KEY_2025;",
+    f"total_tokens: {R.randrange(1000, 99999)}, prompt_tokens_details: {{cached_tokens: {R.randrange(0, 999)}}}, model: o1-mini-2024-09-12",
+    "The ssh key header -----BEGIN OPENSSH PRIVATE KEY----- should not be in the wiki.",
+    "splash@2x.png and splash@3x.png are 2 MB each; can we shrink them?",
+    f"被保険者番号 0{rs(D, 7)} と記号 {rs(D, 4)} を入力してください。",
+    f"The account XX{R.randrange(10, 99)} {rs(D, 4)} {rs(D, 4)} {rs(D, 4)} {rs(D, 4)} {rs(D, 2)} failed the IBAN check.",
+    "Contraseña olvidada: use el enlace de restablecimiento que enviamos por correo.",
+    "パスワードの長さは12文字以上にしてください。",
+]
+for t in R4_BENIGN:
+    add("round4-benign", text=t, expect=[])
+
+
 def main():
     out = os.path.join(HERE, "corpus.jsonl")
     with open(out, "w", encoding="utf-8", newline="\n") as f:
