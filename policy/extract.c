@@ -67,6 +67,148 @@ static void path_pop(struct walk *w, size_t old)
     w->path[old] = '\0';
 }
 
+/* plain -- n bytes of ASCII without '%' or '&': text the normaliser leaves as it is (the
+ * common case, copied whole) */
+static int plain(const unsigned char *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, pc, am;
+        memcpy(&x, p + i, 8);
+        pc = x ^ (ones * '%');
+        am = x ^ (ones * '&');
+        if ((x & high) || (((pc - ones) & ~pc) & high) || (((am - ones) & ~am) & high))
+            return 0;
+    }
+    for (; i < n; i++)
+        if (p[i] >= 0x80 || p[i] == '%' || p[i] == '&')
+            return 0;
+    return 1;
+}
+
+/* the code point of the (validated) escape at b; returns its raw length */
+static size_t escape_cp(const unsigned char *b, unsigned *cp)
+{
+    char o[4];
+    size_t dl, ol = json_decode_escape(b, o, &dl);
+    const unsigned char *u = (const unsigned char *)o;
+
+    if (dl == 1)
+        *cp = u[0];
+    else if (dl == 2)
+        *cp = (unsigned)(u[0] & 0x1F) << 6 | (u[1] & 0x3F);
+    else if (dl == 3)
+        *cp = (unsigned)(u[0] & 0x0F) << 12 | (unsigned)(u[1] & 0x3F) << 6 | (u[2] & 0x3F);
+    else
+        *cp = (unsigned)(u[0] & 0x07) << 18 | (unsigned)(u[1] & 0x3F) << 12 |
+              (unsigned)(u[2] & 0x3F) << 6 | (u[3] & 0x3F);
+    return ol;
+}
+
+static size_t put_cp(unsigned cp, char *o)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18);
+    o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    o[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* an '@' written as an HTML entity at p (n bytes left): its length, or 0 */
+static size_t at_entity(const unsigned char *p, size_t n)
+{
+    if (n >= 5 && memcmp(p, "&#64;", 5) == 0)
+        return 5;
+    if (n >= 6 && (memcmp(p, "&#x40;", 6) == 0 || memcmp(p, "&#X40;", 6) == 0))
+        return 6;
+    if (n >= 8 && memcmp(p, "&commat;", 8) == 0)
+        return 8;
+    return 0;
+}
+
+/* normalized -- decode raw string bytes [i, end) into the text as detection sees them
+ * (normalize.c), one code point to at most one byte; every stretch whose text differs from
+ * its raw bytes (an escape, a mapped or dropped character, an escaped '@') gets a run, so
+ * spans map back to the exact original bytes. Never longer than the raw bytes. */
+static int normalized(struct pextract *x, struct pseg *s, const unsigned char *b, size_t i,
+                      size_t end)
+{
+    while (i < end) {
+        unsigned char c = b[i];
+        unsigned cp;
+        size_t ol, dl, k;
+        char out[4];
+        int m;
+
+        if (c == '\\') {
+            ol = escape_cp(b + i, &cp);
+            /* a backslash-u escape written out in the text: "\\u0040" */
+            if (cp == '\\' && end - i - ol >= 5 && memcmp(b + i + ol, "u0040", 5) == 0) {
+                cp = '@';
+                ol += 5;
+            }
+        } else if (c >= 0x80) {
+            ol = utf8_seq_len(b + i, end - i);
+            if (ol == 2)
+                cp = (unsigned)(c & 0x1F) << 6 | (b[i + 1] & 0x3F);
+            else if (ol == 3)
+                cp = (unsigned)(c & 0x0F) << 12 | (unsigned)(b[i + 1] & 0x3F) << 6 |
+                     (b[i + 2] & 0x3F);
+            else
+                cp = (unsigned)(c & 0x07) << 18 | (unsigned)(b[i + 1] & 0x3F) << 12 |
+                     (unsigned)(b[i + 2] & 0x3F) << 6 | (b[i + 3] & 0x3F);
+        } else if (c == '%' && end - i >= 3 && b[i + 1] == '4' && b[i + 2] == '0') {
+            cp = '@'; /* percent-encoded */
+            ol = 3;
+        } else if (c == '&' && (k = at_entity(b + i, end - i)) != 0) {
+            cp = '@';
+            ol = k;
+        } else {
+            cp = c;
+            ol = 1;
+        }
+        m = policy_norm_cp(cp);
+        if (m == POLICY_NORM_DROP)
+            dl = 0;
+        else if (m >= 0)
+            out[0] = (char)m, dl = 1;
+        else
+            dl = put_cp(cp, out);
+        memcpy(x->text + x->text_len, out, dl);
+        if (dl != ol || memcmp(out, b + i, dl) != 0) {
+            struct prun *r;
+            if (grow((void **)&x->runs, &x->runs_cap, x->n_runs + 1, sizeof(*x->runs)) < 0)
+                return -1;
+            r = &x->runs[x->n_runs++];
+            r->doff = x->text_len;
+            r->ooff = i;
+            r->dlen = (uint8_t)dl;
+            r->olen = (uint8_t)ol;
+            s->n_runs++;
+        }
+        x->text_len += dl;
+        i += ol;
+    }
+    return 0;
+}
+
 static int add_segment(struct walk *w, uint32_t id, int message, uint32_t key)
 {
     const struct json_node *n = &w->p->nodes[id];
@@ -92,32 +234,11 @@ static int add_segment(struct walk *w, uint32_t id, int message, uint32_t key)
     s->key_off = key != JSON_NONE ? w->p->nodes[key].start : 0;
     s->key_len = key != JSON_NONE ? w->p->nodes[key].end - w->p->nodes[key].start : 0;
     const unsigned char *b = (const unsigned char *)w->p->body;
-    if (!n->esc) {
+    if (!n->esc && plain(b + n->start, rawlen)) {
         memcpy(x->text + x->text_len, b + n->start, rawlen);
         x->text_len += rawlen;
-    } else {
-        size_t i = n->start;
-        while (i < n->end) {
-            const unsigned char *bs = memchr(b + i, '\\', n->end - i);
-            size_t lit = bs ? (size_t)(bs - b) - i : n->end - i;
-            memcpy(x->text + x->text_len, b + i, lit);
-            x->text_len += lit;
-            i += lit;
-            if (!bs)
-                break;
-            if (grow((void **)&x->runs, &x->runs_cap, x->n_runs + 1, sizeof(*x->runs)) < 0)
-                goto oom;
-            size_t dl;
-            size_t ol = json_decode_escape(b + i, x->text + x->text_len, &dl);
-            struct prun *r = &x->runs[x->n_runs++];
-            r->doff = x->text_len;
-            r->ooff = i;
-            r->dlen = (uint8_t)dl;
-            r->olen = (uint8_t)ol;
-            x->text_len += dl;
-            i += ol;
-            s->n_runs++;
-        }
+    } else if (normalized(x, s, b, n->start, n->end) < 0) {
+        goto oom;
     }
     s->dend = x->text_len;
     x->text[x->text_len++] = '\n';
@@ -486,6 +607,28 @@ int policy_extract(enum policy_api api, const char *body, size_t len, struct pex
         rc = policy_extract_doc(api, &d, x, err, errlen);
     json_doc_deinit(&d);
     return rc;
+}
+
+char *policy_extract_original(const char *body, size_t start, size_t end, size_t *len)
+{
+    const unsigned char *b = (const unsigned char *)body;
+    char *o = malloc(end - start + 1);
+    size_t n = 0, i = start;
+
+    if (!o)
+        return NULL;
+    while (i < end) {
+        if (b[i] == '\\') {
+            size_t dl;
+            i += json_decode_escape(b + i, o + n, &dl);
+            n += dl;
+        } else {
+            o[n++] = (char)b[i++];
+        }
+    }
+    o[n] = '\0';
+    *len = n;
+    return o;
 }
 
 void policy_extract_deinit(struct pextract *x)

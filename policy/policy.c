@@ -294,9 +294,19 @@ static int redact(const struct policy *p, const struct policy_input *in, const s
         ed->end = f->end;
         ed->len = (size_t)pl;
         d->n_edits++;
-        if (rv[i].group == rv[i].f &&
-            policy_restorer_add(d->restorer, ph, (size_t)pl, x->text + c->s, c->e - c->s) < 0)
-            goto fail;
+        if (rv[i].group == rv[i].f) {
+            /* what comes back is the value as the client wrote it (JSON escapes decoded),
+             * not as detection saw it (normalised: policy/normalize.c) */
+            size_t vl = 0;
+            char *val = policy_extract_original(in->body, f->start, f->end, &vl);
+            int rc_add = val ? policy_restorer_add(d->restorer, ph, (size_t)pl, val, vl) : -1;
+            if (val) {
+                sodium_memzero(val, vl);
+                free(val);
+            }
+            if (rc_add < 0)
+                goto fail;
+        }
     }
     memcpy(d->body + olen, in->body + from, in->len - from);
     olen += in->len - from;

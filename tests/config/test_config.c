@@ -508,7 +508,7 @@ static void test_errors_models_rules(void)
                       "block}\n",
                       9, 16, "zone must be one of external, internal");
     expect_after_prov("rules:\n  - name: r\n    if: {user: x}\n    then: {action: block}\n", 9, 10,
-                      "unknown key 'user' in if (allowed: detected, key, team, model, zone)");
+                      "unknown key 'user' in if (allowed: detected, key, team, model, zone, unscanned)");
     expect_after_prov("rules:\n  - {name: r, then: {action: allow}}\n  - {name: r, then: "
                       "{action: allow}}\n",
                       9, 12, "duplicate rule name 'r' (first at line 8)");

@@ -261,13 +261,14 @@ static void test_redact_in_tools(void)
     const char *want =
         "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c\","
         "\"type\":\"function\",\"function\":{\"name\":\"send\",\"arguments\":"
-        "\"{\\\"to\\\":\\\"[EMAIL_1]\\\",\\\"cc\\\":\\\"bob\\\\u0040x.org\\\"}\"}}]}]}";
+        "\"{\\\"to\\\":\\\"[EMAIL_1]\\\",\\\"cc\\\":\\\"[EMAIL_1]\\\"}\"}}]}]}";
     struct policy_input in = {
         .api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
     struct policy_decision d;
     REQUIRE(policy_decide(pol, &in, &d) == 0);
-    /* "bob\\u0040x.org" decodes to the text bob\u0040x.org: not an address at this level */
-    CHECK_EQ_INT(d.n_findings, 1);
+    /* "bob\\u0040x.org" decodes to the text bob\u0040x.org, an '@' written as an escape one
+     * level down: understood as the same address (issue 13), and given the same placeholder */
+    CHECK_EQ_INT(d.n_findings, 2);
     CHECK(d.verdict == POLICY_REDACT && d.body && strcmp(d.body, want) == 0);
     policy_decision_deinit(&d);
 
