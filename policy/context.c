@@ -14,6 +14,7 @@
  * next clause), and at most the class's gap of bytes (docs/policy.md lists the tables). */
 #include <pthread.h>
 #include <string.h>
+#include <strings.h>
 
 #include "policy/policy_int.h"
 
@@ -398,18 +399,31 @@ int policy_context_reference(const char *t, size_t vs)
     return 0;
 }
 
+/* A word and its length, so that tables are compared without strlen. */
+struct lword {
+    const char *s;
+    unsigned char n;
+};
+#define LW(w)                                                                                      \
+    {                                                                                              \
+        w, sizeof(w) - 1                                                                           \
+    }
+
 int policy_context_counter_name(const char *name, size_t n)
 {
     /* a name part that makes a secret-like word a count, a size or a pointer to the
      * value: token_count, max_tokens, key_count, secret_ttl, api_key_file */
-    static const char *const parts[] = {
-        "count",   "counts",     "cnt",      "num",     "limit",      "limits",    "len",
-        "length",  "size",       "max",      "min",     "total",      "budget",    "usage",
-        "used",    "ttl",        "expiry",   "expires", "expiration", "lifetime",  "timeout",
-        "type",    "file",       "path",     "id",      "ids",        "index",     "idx",
-        "prompt",  "completion", "input",    "output",  "cached",     "reasoning", "rate",
-        "per",     "version",    "name",     "arn",     "url",        "uri",       "endpoint",
-        "latency", "attempts",   "duration", "header",  "field",      "param"};
+    static const struct lword parts[] = {
+        LW("count"),   LW("counts"),   LW("cnt"),     LW("num"),        LW("limit"),
+        LW("limits"),  LW("len"),      LW("length"),  LW("size"),       LW("max"),
+        LW("min"),     LW("total"),    LW("budget"),  LW("usage"),      LW("used"),
+        LW("ttl"),     LW("expiry"),   LW("expires"), LW("expiration"), LW("lifetime"),
+        LW("timeout"), LW("type"),     LW("file"),    LW("path"),       LW("id"),
+        LW("ids"),     LW("index"),    LW("idx"),     LW("prompt"),     LW("completion"),
+        LW("input"),   LW("output"),   LW("cached"),  LW("reasoning"),  LW("rate"),
+        LW("per"),     LW("version"),  LW("name"),    LW("arn"),        LW("url"),
+        LW("uri"),     LW("endpoint"), LW("latency"), LW("attempts"),   LW("duration"),
+        LW("header"),  LW("field"),    LW("param")};
     size_t i = 0;
     while (i < n) {
         while (i < n && (name[i] == '_' || name[i] == '-'))
@@ -421,7 +435,7 @@ int policy_context_counter_name(const char *name, size_t n)
             i++;
         size_t l = i - b;
         for (size_t k = 0; l && k < sizeof(parts) / sizeof(*parts); k++)
-            if (strlen(parts[k]) == l && has_ci(name + b, l, parts[k]))
+            if (parts[k].n == l && strncasecmp(name + b, parts[k].s, l) == 0)
                 return 1;
         if (i == b)
             i++;

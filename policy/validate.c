@@ -71,12 +71,21 @@ static int is_dtext(int c) { return is_alnum(c) || c == '.' || c == '-'; }
 /* File extensions that are no top-level domain (none of these is delegated). */
 static int file_ext(const char *x, size_t n)
 {
-    static const char *const exts[] = {
-        "png",  "jpg", "jpeg", "gif", "webp", "svg",  "ico",  "bmp",  "tif", "tiff", "avif", "heic",
-        "heif", "psd", "pdf",  "txt", "json", "yaml", "yml",  "html", "htm", "css",  "js",   "mjs",
-        "tgz",  "gz",  "xz",   "tar", "wav",  "ogg",  "webm", "woff", "ttf", "otf",  "lock"};
+    static const struct {
+        const char *s;
+        unsigned char n;
+    } exts[] = {
+#define EXT(e) {e, sizeof(e) - 1}
+        EXT("png"), EXT("jpg"), EXT("jpeg"), EXT("gif"),  EXT("webp"), EXT("svg"),  EXT("ico"),
+        EXT("bmp"), EXT("tif"), EXT("tiff"), EXT("avif"), EXT("heic"), EXT("heif"), EXT("psd"),
+        EXT("pdf"), EXT("txt"), EXT("json"), EXT("yaml"), EXT("yml"),  EXT("html"), EXT("htm"),
+        EXT("css"), EXT("js"),  EXT("mjs"),  EXT("tgz"),  EXT("gz"),   EXT("xz"),   EXT("tar"),
+        EXT("wav"), EXT("ogg"), EXT("webm"), EXT("woff"), EXT("ttf"),  EXT("otf"),  EXT("lock"),
+#undef EXT
+    };
     for (size_t i = 0; i < sizeof(exts) / sizeof(*exts); i++)
-        if (strlen(exts[i]) == n && strncasecmp(x, exts[i], n) == 0)
+        if (exts[i].n == n && lower((unsigned char)x[0]) == exts[i].s[0] &&
+            strncasecmp(x, exts[i].s, n) == 0)
             return 1;
     return 0;
 }
@@ -832,11 +841,9 @@ int policy_secret_key_like(const char *k, size_t n)
     buf[n] = 0;
     if (strncmp(buf, "author", 6) == 0 && strncmp(buf, "authoriz", 8) != 0)
         return 0;
-    if (policy_context_counter_name(k, n))
-        return 0; /* token_count, api_key_file */
     for (size_t i = 0; i < sizeof(words) / sizeof(*words); i++)
         if (strstr(buf, words[i]))
-            return 1;
+            return !policy_context_counter_name(k, n); /* not token_count, api_key_file */
     return 0;
 }
 
