@@ -535,14 +535,14 @@ static void corpus_run(void)
     printf("\nper family (category): labels and recall over every detector; FP-entries: "
            "entries with any\nunexplained finding; FP-rate = FP-entries / entries of the "
            "family\n");
-    printf("%-22s %7s %6s %7s %7s %8s %9s %8s\n", "category", "entries", "benign", "labels",
+    printf("%-26s %7s %6s %7s %7s %8s %9s %8s\n", "category", "entries", "benign", "labels",
            "found", "recall", "FP-entries", "FP-rate");
     for (size_t i = 0; i < S.n_cats; i++) {
         const struct cat_stats *c = &S.c[i];
         char recall[16] = "-";
         if (c->labels)
             snprintf(recall, sizeof recall, "%.3f", (double)c->found / (double)c->labels);
-        printf("%-22s %7zu %6zu %7zu %7zu %8s %9zu %8.4f\n", c->name, c->entries, c->benign,
+        printf("%-26s %7zu %6zu %7zu %7zu %8s %9zu %8.4f\n", c->name, c->entries, c->benign,
                c->labels, c->found, recall, c->fp_entries,
                c->entries ? (double)c->fp_entries / (double)c->entries : 0.0);
     }
