@@ -26,3 +26,19 @@ int utf8_valid(const unsigned char *s, size_t n)
     }
     return 1;
 }
+
+size_t utf8_sanitize(char *s)
+{
+    size_t n = strlen(s), i = 0, bad = 0;
+
+    while (i < n) {
+        size_t l = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (l == 0) {
+            s[i++] = '?';
+            bad++;
+        } else {
+            i += l;
+        }
+    }
+    return bad;
+}

@@ -44,5 +44,9 @@ static inline size_t utf8_seq_len(const unsigned char *s, size_t n)
 /* utf8_valid -- 1 when s[0..n) is all valid UTF-8 (ASCII runs are checked 8 bytes at
  * a time: request bodies are mostly ASCII) */
 int utf8_valid(const unsigned char *s, size_t n);
+/* utf8_sanitize -- make the NUL-terminated s valid UTF-8 in place: every byte that does not
+ * begin a valid sequence (a multi-byte character cut by a bounded snprintf, say) becomes
+ * '?'. Returns how many were replaced. */
+size_t utf8_sanitize(char *s);
 
 #endif

@@ -90,6 +90,10 @@ static int on_sse_event(void *ud, const char *raw, size_t raw_len, const char *e
 {
     struct proxy_req *r = ud;
 
+    /* nothing follows the end the client was given (its terminating or error event):
+     * events a provider sends after its own end are dropped */
+    if (r->stream_state >= PROXY_STREAM_CLOSED)
+        return 0;
     /* a provider key echoed in an event never reaches the client (sse.h: raw and data are
      * the parser's own buffers, changed in place at the same length) */
     if (proxy_mask_provider_keys(r->snap->cfg, (char *)raw, raw_len))
@@ -285,6 +289,15 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
 {
     if (r->state >= REQ_LOGGED)
         return;
+    if (r->state >= REQ_ANSWERING && r->stream_state >= PROXY_STREAM_CLOSED) {
+        /* the client already has its whole answer: the provider failing after its end
+         * changes nothing the client sees */
+        snprintf(r->error, sizeof(r->error),
+                 "the provider's connection failed after the end of its stream: %s", why);
+        proxy_conn_stream_end(r);
+        proxy_req_finish(r);
+        return;
+    }
     if (r->state >= REQ_ANSWERING) {
         char msg[300];
         snprintf(msg, sizeof(msg), "The provider's stream broke off: %s.", why);

@@ -362,6 +362,7 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
     }
     if (EV("message_stop") || EV("error")) {
         proxy_conn_stream_write_final(r, raw, raw_len);
+        r->stream_state = PROXY_STREAM_CLOSED;
         return 0;
     }
     proxy_conn_stream_write(r, raw, raw_len);
@@ -379,6 +380,12 @@ static void restore_answer(struct proxy_req *r, cJSON *j)
 }
 
 /* ---- answers written for an Anthropic client ---- */
+
+/* Anthropic's input_tokens excludes cache reads */
+static long uncached(const struct proxy_usage *u)
+{
+    return u->input > u->cached ? u->input - u->cached : 0;
+}
 
 static void stream_open(struct proxy_req *r)
 {
@@ -451,7 +458,7 @@ static void stream_close(struct proxy_req *r)
     cJSON_AddNullToObject(d, "stop_sequence");
     u = cJSON_AddObjectToObject(j, "usage");
     /* an OpenAI provider reports prompt tokens only at the end */
-    cJSON_AddNumberToObject(u, "input_tokens", (double)(r->usage.input - r->usage.cached));
+    cJSON_AddNumberToObject(u, "input_tokens", (double)uncached(&r->usage));
     cJSON_AddNumberToObject(u, "output_tokens", (double)r->usage.output);
     proxy_wire_write_event(r, "message_delta", j);
     cJSON_Delete(j);
@@ -475,7 +482,7 @@ static char *write_answer(struct proxy_req *r, const struct proxy_answer *a)
     cJSON_AddStringToObject(o, "stop_reason", stop_to(a->stop));
     cJSON_AddNullToObject(o, "stop_sequence");
     u = cJSON_AddObjectToObject(o, "usage");
-    cJSON_AddNumberToObject(u, "input_tokens", (double)(r->usage.input - r->usage.cached));
+    cJSON_AddNumberToObject(u, "input_tokens", (double)uncached(&r->usage));
     cJSON_AddNumberToObject(u, "output_tokens", (double)r->usage.output);
     if (r->usage.cached)
         cJSON_AddNumberToObject(u, "cache_read_input_tokens", (double)r->usage.cached);

@@ -276,6 +276,7 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
     (void)elen;
     if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
         proxy_conn_stream_write_final(r, raw, raw_len);
+        r->stream_state = PROXY_STREAM_CLOSED;
         return 0;
     }
     if (json_parse(&doc, data, dlen, err, sizeof(err)) == 0 &&

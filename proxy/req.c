@@ -808,6 +808,7 @@ void proxy_req_error(struct proxy_req *r, int status, const char *type, const ch
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    utf8_sanitize(msg); /* a provider's message cut by a bounded copy stays valid UTF-8 */
     snprintf(r->error, sizeof(r->error), "%s", msg);
     if (r->state >= REQ_ANSWERING) {
         stream_error(r, status, msg);
@@ -822,6 +823,11 @@ void proxy_req_error(struct proxy_req *r, int status, const char *type, const ch
 
 void proxy_req_stream_error(struct proxy_req *r, const char *message)
 {
+    char msg[512];
+
+    snprintf(msg, sizeof(msg), "%s", message);
+    utf8_sanitize(msg);
+    message = msg;
     stream_error(r, 502, message);
 }
 

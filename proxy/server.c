@@ -372,8 +372,8 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
 {
     struct evbuffer *out;
 
-    if (len == 0)
-        return;
+    if (len == 0 || r->state >= REQ_ANSWERED)
+        return; /* nothing is written after the end of an answer */
     if (keep_copy(r, data, len) < 0)
         return; /* not sent: the relay sees copy_lost and ends the request */
     if (!r->conn)
@@ -407,6 +407,8 @@ void proxy_conn_stream_end(struct proxy_req *r)
 
 void proxy_conn_stream_write_final(struct proxy_req *r, const char *data, size_t len)
 {
+    if (r->state >= REQ_ANSWERED)
+        return;
     if (r->hold == PROXY_HOLD_OFF || !r->held || !r->conn) {
         proxy_conn_stream_write(r, data, len);
         return;

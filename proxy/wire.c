@@ -216,5 +216,9 @@ long proxy_wire_num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 
-    return cJSON_IsNumber(v) ? (long)v->valuedouble : 0;
+    /* a count a provider reports: 0 .. PROXY_MAX_COUNT, whatever it sent (negative, huge,
+     * not a number), so sums and prices of counts cannot overflow */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
+        return 0;
+    return v->valuedouble >= (double)PROXY_MAX_COUNT ? PROXY_MAX_COUNT : (long)v->valuedouble;
 }

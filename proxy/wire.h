@@ -150,7 +150,9 @@ char *proxy_wire_restore(struct proxy_req *r, int slot, const char *text, int fl
 /* proxy_wire_restore_field -- restore the string member `field` of holder in place */
 void proxy_wire_restore_field(struct proxy_req *r, cJSON *holder, const char *field, int slot,
                               int flush);
-/* proxy_wire_num -- a number member as long (0 when absent) */
+/* proxy_wire_num -- a count member as long, clamped to 0 .. PROXY_MAX_COUNT (0 when absent
+ * or not a number) */
+#define PROXY_MAX_COUNT 1000000000000L
 long proxy_wire_num(const cJSON *o, const char *k);
 
 #endif
