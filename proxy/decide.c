@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "common/rand.h"
 #include "common/utf8.h"
 #include "proxy/decide.h"
 #include "proxy/outbound.h"
@@ -145,7 +146,7 @@ int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy
      * never "restored" to a value redacted elsewhere in its request (a system prompt's) */
     static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
     unsigned char rnd[PROXY_NONCE_LEN];
-    randombytes_buf(rnd, sizeof(rnd));
+    rand_bytes(rnd, sizeof(rnd));
     for (size_t i = 0; i < PROXY_NONCE_LEN; i++)
         d->nonce[i] = b32[rnd[i] & 31];
     d->nonce[PROXY_NONCE_LEN] = '\0';

@@ -25,6 +25,7 @@
 #include "common/jbuf.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/rand.h"
 #include "common/utf8.h"
 #include "common/wipe.h"
 #include "engine/engine_ext.h"
@@ -905,23 +906,6 @@ static int model_allowed(struct proxy_req *r, const struct config_model *m)
     return ok;
 }
 
-/* request_id_bytes -- 16 random bytes for a request id. randombytes_buf is a getrandom
- * system call each time; ids are drawn from a pool filled 256 at a time instead, and a
- * drawn id is wiped from the pool. Only the event loop makes requests. */
-static void request_id_bytes(unsigned char out[16])
-{
-    static unsigned char pool[16 * 256];
-    static size_t next = sizeof(pool);
-
-    if (next == sizeof(pool)) {
-        randombytes_buf(pool, sizeof(pool));
-        next = 0;
-    }
-    memcpy(out, pool + next, 16);
-    sodium_memzero(pool + next, 16);
-    next += 16;
-}
-
 struct proxy_req *proxy_req_new(struct proxy_conn *c)
 {
     struct proxy_req *r = calloc(1, sizeof(*r));
@@ -939,7 +923,7 @@ struct proxy_req *proxy_req_new(struct proxy_conn *c)
     r->wire = &proxy_wire_openai_chat; /* errors before routing use OpenAI's shape */
     r->t_upstream_start = r->t_first_byte = -1;
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
-    request_id_bytes(rnd);
+    rand_bytes(rnd, sizeof(rnd)); /* (a pool: not a system call per request) */
     sodium_bin2hex(r->id, sizeof(r->id), rnd, sizeof(rnd));
     snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
     r->up_bytes = evbuffer_new();

@@ -22,6 +22,7 @@
 #include <openssl/err.h>
 
 #include "common/log.h"
+#include "common/wipe.h"
 #include "proxy/proxy_int.h"
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -30,21 +31,24 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_free(struct proxy_conn *c);
 static void conn_process(struct proxy_conn *c);
 
-/* conn_flush -- on a plain socket, write what the output holds now, from the loop,
- * instead of waking the bufferevent's write event for it: every wake-up costs an
- * epoll_ctl to add the event and one to delete it once the buffer drains, 4 of the 11
- * system calls of a proxied request (docs/performance.md). Only what the kernel does not
- * take is left to the bufferevent (its write event, write timeout and watermark callback,
- * which turns direct writes back on once it has drained: conn_write_cb). TLS connections
- * always write through their bufferevent. */
+/* conn_flush -- send what the answer writers staged in c->out. On a plain socket whose
+ * bufferevent has nothing queued, the bytes are written directly, from the loop: handing
+ * them to the bufferevent would wake its write event, an epoll_ctl to add it and one to
+ * delete it once drained, 4 of the 11 system calls of a proxied request
+ * (docs/performance.md). (The bufferevent's own output cannot be written from outside: its
+ * front is frozen.) Only what the kernel does not take goes to the bufferevent, which then
+ * keeps the order, the write timeout and the watermark callback. TLS connections always
+ * write through their bufferevent. */
 static void conn_flush(struct proxy_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
 
-    if (c->tls || (bufferevent_get_enabled(c->bev) & EV_WRITE) || evbuffer_get_length(out) == 0)
+    if (evbuffer_get_length(c->out) == 0)
         return;
-    if (evbuffer_write(out, bufferevent_getfd(c->bev)) < 0 || evbuffer_get_length(out) > 0)
-        bufferevent_enable(c->bev, EV_WRITE); /* the rest (or the error) is libevent's */
+    if (!c->tls && evbuffer_get_length(out) == 0)
+        (void)evbuffer_write(c->out, bufferevent_getfd(c->bev)); /* an error: libevent's */
+    if (evbuffer_get_length(c->out) > 0)
+        evbuffer_add_buffer(out, c->out);
 }
 
 static void conn_reset_request(struct proxy_conn *c)
@@ -179,7 +183,7 @@ static int on_headers_complete(http_parser *p)
     {
         const char *e = proxy_conn_header(c, "expect");
         if (e && strcasecmp(e, "100-continue") == 0 && p->http_minor >= 1) {
-            evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             conn_flush(c);
         }
     }
@@ -263,7 +267,7 @@ static const char *status_text(int status)
 static void write_head(struct proxy_req *r, int status, const char *content_type, long length)
 {
     struct proxy_conn *c = r->conn;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     int keep = c->keep_alive && !c->px->draining;
 
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
@@ -352,7 +356,7 @@ void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
     }
     r->conn->chunked = 0;
     write_head(r, status, content_type, (long)len);
-    evbuffer_add(bufferevent_get_output(r->conn->bev), body, len);
+    evbuffer_add(r->conn->out, body, len);
     conn_flush(r->conn);
     r->conn->px->metrics.bytes_out += len;
 }
@@ -378,11 +382,12 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
         return; /* not sent: the relay sees copy_lost and ends the request */
     if (!r->conn)
         return;
-    out = bufferevent_get_output(r->conn->bev);
+    out = r->conn->out;
     evbuffer_add_printf(out, "%zx\r\n", len);
     evbuffer_add(out, data, len);
     evbuffer_add(out, "\r\n", 2);
     conn_flush(r->conn);
+    out = bufferevent_get_output(r->conn->bev); /* what the kernel did not take */
     r->conn->px->metrics.bytes_out += len;
     /* backpressure: a client that reads slower than the provider writes stops
      * the provider (TCP does the rest) instead of growing our memory */
@@ -401,7 +406,7 @@ void proxy_conn_stream_end(struct proxy_req *r)
         r->hold = PROXY_HOLD_STREAM_END;
         return;
     }
-    evbuffer_add(bufferevent_get_output(r->conn->bev), "0\r\n\r\n", 5);
+    evbuffer_add(r->conn->out, "0\r\n\r\n", 5);
     conn_flush(r->conn);
 }
 
@@ -434,7 +439,7 @@ void proxy_conn_flush_held(struct proxy_req *r)
     if (!r->held || !r->conn)
         return;
     n = evbuffer_get_length(r->held);
-    out = bufferevent_get_output(r->conn->bev);
+    out = r->conn->out;
     if (was == PROXY_HOLD_REPLY) {
         r->conn->chunked = 0;
         write_head(r, r->held_status, r->held_ctype, (long)n);
@@ -472,7 +477,7 @@ static void conn_close_gracefully(struct proxy_conn *c)
 static void conn_reply_raw_error(struct proxy_conn *c, int status, const char *type,
                                  const char *message)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     char *body = NULL;
     size_t len = 0;
     char id[33];
@@ -602,9 +607,6 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         evtimer_add(c->header_timer, &tv);
         return;
     }
-    /* drained: direct writes again (conn_flush) */
-    if (!c->tls && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        bufferevent_disable(c->bev, EV_WRITE);
     /* drained below the low-water mark: let the provider go on */
     if (c->req && c->req->up)
         proxy_upstream_pause(c->req, 0);
@@ -686,7 +688,8 @@ static void conn_free(struct proxy_conn *c)
     if (c->header_timer)
         event_free(c->header_timer);
     if (c->body)
-        evbuffer_free(c->body);
+        wipe_evbuffer_free(c->body);
+    wipe_evbuffer_free(c->out);
     if (c->bev)
         bufferevent_free(c->bev);
     if (c->prev)
@@ -754,14 +757,17 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         c->bev = bufferevent_socket_new(px->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
     c->body = evbuffer_new();
+    c->out = evbuffer_new();
     c->header_timer = evtimer_new(px->base, header_timeout_cb, c);
-    if (!c->bev || !c->body || !c->header_timer) {
+    if (!c->bev || !c->body || !c->out || !c->header_timer) {
         if (!c->bev)
             evutil_closesocket(fd);
         if (c->bev)
             bufferevent_free(c->bev);
         if (c->body)
             evbuffer_free(c->body);
+        if (c->out)
+            evbuffer_free(c->out);
         if (c->header_timer)
             event_free(c->header_timer);
         free(c);
@@ -785,8 +791,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_setwatermark(c->bev, EV_READ, 0,
                              px->snap->cfg->limits.max_body_bytes +
                                  px->snap->cfg->limits.max_header_bytes + 4096);
-    /* plain sockets are written directly (conn_flush); TLS through its bufferevent */
-    bufferevent_enable(c->bev, c->tls ? EV_READ | EV_WRITE : EV_READ);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     /* a new connection (TLS handshake included) must deliver its first request head
      * within header_timeout_ms, or it is closed: silent sockets cannot hold slots */
     {

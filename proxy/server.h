@@ -56,6 +56,7 @@ struct proxy_conn {
     int in_value; /* last callback was a header value */
     size_t header_bytes;
     struct evbuffer *body;
+    struct evbuffer *out; /* an answer's bytes staged for conn_flush (server.c) */
     int body_too_large;
     int reading_body; /* the headers are in; header_timer is the body's deadline */
     int keep_alive;

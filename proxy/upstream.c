@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/log.h"
+#include "common/wipe.h"
 #include "proxy/proxy_int.h"
 
 #define UP_IDLE_MAX 32
@@ -41,6 +42,7 @@ struct proxy_upconn {
     int hdr_is_ctype;
     char ctype[128];
     size_t ctype_len;
+    struct evbuffer *out; /* a request staged for writing (up_send) */
 };
 
 static void up_free(struct proxy_upconn *u)
@@ -51,6 +53,7 @@ static void up_free(struct proxy_upconn *u)
     }
     if (u->bev)
         bufferevent_free(u->bev);
+    wipe_evbuffer_free(u->out); /* (empty between requests; wiped all the same) */
     free(u);
 }
 
@@ -442,13 +445,19 @@ static struct proxy_upconn *up_new(struct proxy_pool *p)
     } else {
         u->bev = bufferevent_socket_new(px->base, -1, BEV_OPT_CLOSE_ON_FREE);
     }
-    if (!u->bev) {
+    u->out = evbuffer_new();
+    if (!u->bev || !u->out) {
+        if (u->bev)
+            bufferevent_free(u->bev);
+        if (u->out)
+            evbuffer_free(u->out);
         free(u);
         return NULL;
     }
     if (bufferevent_socket_connect_hostname(u->bev, px->dns, AF_UNSPEC, prov->host, prov->port) <
         0) {
         bufferevent_free(u->bev);
+        evbuffer_free(u->out);
         free(u);
         return NULL;
     }
@@ -459,7 +468,8 @@ static struct proxy_upconn *up_new(struct proxy_pool *p)
 static void up_send(struct proxy_req *r, struct proxy_upconn *u)
 {
     const struct config_provider *prov = r->d.prov;
-    struct evbuffer *out = bufferevent_get_output(u->bev);
+    struct evbuffer *bout = bufferevent_get_output(u->bev);
+    struct evbuffer *out = u->out;
     int ms = prov->timeout_ms > 0 ? prov->timeout_ms : r->snap->cfg->limits.upstream_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     int default_port = prov->tls ? 443 : 80;
@@ -504,16 +514,18 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
     evbuffer_add(out, "\r\n", 2);
     evbuffer_add(out, r->d.outbound, r->d.outbound_len);
     r->px->metrics.upstream_bytes_out += r->d.outbound_len;
-    /* A kept-alive plain connection is written directly, from the loop, sparing the write
-     * event's two epoll_ctl calls (as conn_flush does for clients); a new connection
-     * (connecting) and TLS go through the bufferevent. */
-    if (u->reused && !prov->tls && evbuffer_get_length(out) > 0) {
-        bufferevent_disable(u->bev, EV_WRITE);
-        bufferevent_enable(u->bev, EV_READ);
-        if (evbuffer_write(out, bufferevent_getfd(u->bev)) >= 0 && evbuffer_get_length(out) == 0)
-            return;
-    }
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    /* The request was staged in u->out. A kept-alive plain connection is written directly,
+     * from the loop, sparing the write event's two epoll_ctl calls (as conn_flush does for
+     * clients; the bufferevent's own output cannot be written from outside); what the
+     * kernel does not take, a new connection (still connecting) and TLS go through the
+     * bufferevent. Its write side stays enabled: enabling it again would wake the write
+     * event even with nothing to write. */
+    if (u->reused && !prov->tls && evbuffer_get_length(bout) == 0)
+        (void)evbuffer_write(out, bufferevent_getfd(u->bev)); /* an error: libevent's */
+    if (evbuffer_get_length(out) > 0)
+        evbuffer_add_buffer(bout, out);
+    if ((bufferevent_get_enabled(u->bev) & (EV_READ | EV_WRITE)) != (EV_READ | EV_WRITE))
+        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 
 void proxy_upstream_send(struct proxy_req *r)
