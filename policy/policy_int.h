@@ -62,6 +62,17 @@ int policy_extract_doc(enum policy_api api, const struct json_doc *doc, struct p
 int policy_extract(enum policy_api api, const char *body, size_t len, struct pextract *x,
                    char *err, size_t errlen);
 void policy_extract_deinit(struct pextract *x);
+/* policy_norm_cp -- what code point cp stands for when detecting (normalize.c): an ASCII
+ * character (>= 0), POLICY_NORM_DROP (invisible: not seen), or POLICY_NORM_KEEP. */
+#define POLICY_NORM_DROP (-1)
+#define POLICY_NORM_KEEP (-2)
+int policy_norm_cp(unsigned cp);
+
+/* policy_extract_original -- the body's raw string bytes [start, end) with their JSON
+ * escapes decoded and nothing normalised: a value as the client wrote it (malloc'd,
+ * NUL-terminated; *len its length). NULL when memory runs out. */
+char *policy_extract_original(const char *body, size_t start, size_t end, size_t *len);
+
 /* Map a decoded span of segment s back to the body: [*os, *oe). */
 void policy_extract_map(const struct pextract *x, const struct pseg *s, size_t ds, size_t de,
                         size_t *os, size_t *oe);

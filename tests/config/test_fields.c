@@ -373,7 +373,7 @@ static void test_detector_table(void)
     static const char *const pii[] = {"email", "phone", "credit_card", "iban", "us_ssn"};
     static const char *const secrets[] = {"private_key",   "aws_access_key", "github_token",
                                           "openai_key",    "anthropic_key",  "jwt",
-                                          "generic_secret"};
+                                          "credential_uri", "generic_secret"};
     size_t n_pii = 0, n_secrets = 0;
     for (size_t i = 0; i < CONFIG_DET_N_BUILTIN; i++) {
         const struct config_builtin *b = &config_detectors_builtin[i];
