@@ -157,28 +157,18 @@ static const char *error_type(int status)
 static char *error_body(int status, const char *type, const char *message, size_t *len)
 {
     cJSON *root = cJSON_CreateObject(), *e;
-    char *s;
 
     (void)status;
     cJSON_AddStringToObject(root, "type", "error");
     e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "type", type);
     cJSON_AddStringToObject(e, "message", message);
-    s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    *len = s ? strlen(s) : 0;
-    return s;
+    return proxy_wire_print(root, len);
 }
 
 static char *error_event(const char *body, size_t *len)
 {
-    size_t n = strlen(body) + sizeof("event: error\ndata: \n\n"); /* with its NUL */
-    char *s = malloc(n);
-
-    if (s)
-        snprintf(s, n, "event: error\ndata: %s\n\n", body);
-    *len = s ? n - 1 : 0;
-    return s;
+    return proxy_wire_sse("error", body, len);
 }
 
 /* ---- answers from an Anthropic provider ---- */

@@ -129,28 +129,19 @@ static const char *error_type(int status)
 static char *error_body(int status, const char *type, const char *message, size_t *len)
 {
     cJSON *root = cJSON_CreateObject(), *e;
-    char code[32], *s;
+    char code[32];
 
     snprintf(code, sizeof(code), "%d", status);
     e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "message", message);
     cJSON_AddStringToObject(e, "type", type);
     cJSON_AddStringToObject(e, "code", code);
-    s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    *len = s ? strlen(s) : 0;
-    return s;
+    return proxy_wire_print(root, len);
 }
 
 static char *error_event(const char *body, size_t *len)
 {
-    size_t n = strlen(body) + sizeof("data: \n\n"); /* with its NUL */
-    char *s = malloc(n);
-
-    if (s)
-        snprintf(s, n, "data: %s\n\n", body);
-    *len = s ? n - 1 : 0;
-    return s;
+    return proxy_wire_sse(NULL, body, len);
 }
 
 /* ---- answers from an OpenAI provider ---- */

@@ -155,6 +155,31 @@ done:
     return rc;
 }
 
+char *proxy_wire_print(cJSON *root, size_t *len)
+{
+    char *s = root ? cJSON_PrintUnformatted(root) : NULL;
+
+    cJSON_Delete(root);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+char *proxy_wire_sse(const char *name, const char *data, size_t *len)
+{
+    size_t n = strlen(data) + (name ? strlen(name) : 0) + sizeof("event: \ndata: \n\n");
+    char *s = malloc(n);
+    int w;
+
+    if (!s) {
+        *len = 0;
+        return NULL;
+    }
+    w = name ? snprintf(s, n, "event: %s\ndata: %s\n\n", name, data)
+             : snprintf(s, n, "data: %s\n\n", data);
+    *len = w > 0 ? (size_t)w : 0;
+    return s;
+}
+
 void proxy_wire_write_event(struct proxy_req *r, const char *event, const cJSON *obj)
 {
     char *s = cJSON_PrintUnformatted(obj);

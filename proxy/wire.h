@@ -141,6 +141,12 @@ const char *proxy_wire_untranslatable(const cJSON *in);
 int proxy_wire_translate_request(const struct proxy_wire *from, const struct proxy_wire *to,
                                  const struct config_model *m, const cJSON *in, char **out,
                                  size_t *out_len, int *flags, char *err, size_t errlen);
+/* proxy_wire_print -- root printed unformatted (malloc'd, *len its length; NULL and 0 when
+ * memory runs out); root is deleted either way */
+char *proxy_wire_print(cJSON *root, size_t *len);
+/* proxy_wire_sse -- the bytes of one SSE event: an `event: NAME` line when name is not
+ * NULL, then `data: DATA` and the blank line (malloc'd; *len its length) */
+char *proxy_wire_sse(const char *name, const char *data, size_t *len);
 /* proxy_wire_write_event -- one SSE event (`event:` line when event is not NULL) of obj,
  * to the client */
 void proxy_wire_write_event(struct proxy_req *r, const char *event, const cJSON *obj);
