@@ -15,6 +15,17 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
                      const struct engine_callbacks *cb, void *ud, struct engine_job **job,
                      char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* engine_count_prompt_tokens -- how many tokens msgs are as the model's prompt: rendered with
+ * its chat template (with the assistant's opening, as engine_submit does) and tokenized the
+ * same way, so *count equals the prompt_tokens a job for msgs would report. Nothing is
+ * queued or run; safe from any thread (the model is immutable). The context length is not
+ * checked: a count is an answer even for a prompt too long to be run. Returns 0,
+ * ENGINE_ETEMPLATE (no usable chat template), ENGINE_EINVAL (bad arguments, or roles the
+ * template cannot place) or ENGINE_ENOMEM, with one sentence in err. */
+int engine_count_prompt_tokens(const struct engine_model *m, const struct engine_msg *msgs,
+                               size_t n_msgs, int *count, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
 struct engine_job_stats {
     int prompt_tokens;
     int completion_tokens;

@@ -3,6 +3,7 @@
  * decoded together with the others in one pass over the weights), per-job KV caches,
  * cancellation and reference-counted jobs. Logits are checked before each sample: a job whose
  * logits hold a NaN or an infinity (corrupt weights) ends with an error, not with garbage. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -431,12 +432,67 @@ void engine_server_free(struct engine_server *s)
 
 /* ---- submit ---- */
 
+/* prompt_ids -- the tokens a job's prompt is: msgs rendered with the model's chat template
+ * (with the assistant's opening, as generation needs) unless a raw prompt is given, then
+ * tokenized with the model's BOS rule and special tokens parsed. *ids malloc'd. Returns
+ * 0, ENGINE_ETEMPLATE / ENGINE_EINVAL (the template's) or ENGINE_ENOMEM, err filled. */
+static int prompt_ids(const struct engine_model *m, const struct engine_msg *msgs, size_t n_msgs,
+                      const char *prompt, int32_t **ids, size_t *n_ids, char *err, size_t errlen)
+{
+    char *text = NULL;
+    int rc;
+
+    *ids = NULL;
+    *n_ids = 0;
+    if (!prompt) {
+        if (!engine_model_chat_ok(m, err, errlen))
+            return ENGINE_ETEMPLATE;
+        rc = chat_render(&m->tmpl, msgs, n_msgs, 1, &text, err, errlen);
+        if (rc)
+            return rc;
+        prompt = text;
+    }
+    rc = tokenizer_encode(m->tok, prompt, strlen(prompt), 1, 1, ids, n_ids);
+    free(text);
+    if (rc)
+        engine_set_err(err, errlen, "out of memory while tokenizing the prompt");
+    return rc;
+}
+
+int engine_count_prompt_tokens(const struct engine_model *m, const struct engine_msg *msgs,
+                               size_t n_msgs, int *count, char *err, size_t errlen)
+{
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc;
+
+    if (count)
+        *count = 0;
+    if (!m || !count || (n_msgs && !msgs)) {
+        engine_set_err(err, errlen, "bad arguments to engine_count_prompt_tokens");
+        return ENGINE_EINVAL;
+    }
+    if (!n_msgs) {
+        engine_set_err(err, errlen, "there are no messages to count");
+        return ENGINE_EINVAL;
+    }
+    rc = prompt_ids(m, msgs, n_msgs, NULL, &ids, &n_ids, err, errlen);
+    free(ids);
+    if (rc)
+        return rc;
+    if (n_ids > (size_t)INT_MAX) {
+        engine_set_err(err, errlen, "the prompt has more tokens than can be counted");
+        return ENGINE_EINVAL;
+    }
+    *count = (int)n_ids;
+    return 0;
+}
+
 int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,
                      const char *prompt, const struct engine_params *params,
                      const struct engine_callbacks *cb, void *ud, struct engine_job **job,
                      char *err, size_t errlen)
 {
-    char *text = NULL;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     struct engine_job *j = NULL;
@@ -448,20 +504,9 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
         return ENGINE_EINVAL;
     }
     struct engine_model *m = s->m;
-    if (!prompt) {
-        if (!engine_model_chat_ok(m, err, errlen))
-            return ENGINE_ETEMPLATE;
-        rc = chat_render(&m->tmpl, msgs, n_msgs, 1, &text, err, errlen);
-        if (rc)
-            return rc;
-        prompt = text;
-    }
-    rc = tokenizer_encode(m->tok, prompt, strlen(prompt), 1, 1, &ids, &n_ids);
-    free(text);
-    if (rc) {
-        engine_set_err(err, errlen, "out of memory while tokenizing the prompt");
+    rc = prompt_ids(m, msgs, n_msgs, prompt, &ids, &n_ids, err, errlen);
+    if (rc)
         return rc;
-    }
     if (n_ids == 0) {
         free(ids);
         engine_set_err(err, errlen, "the prompt is empty");

@@ -246,7 +246,8 @@ void proxy_answer_upstream_done(struct proxy_req *r)
                             r->d.prov->name, st, msg);
         return;
     }
-    if (!proxy_translating(r) && !restoring(r) && relay_whole(r, body, n))
+    /* a count ({"input_tokens": N}) has no text to restore: relayed as received */
+    if (!proxy_translating(r) && (!restoring(r) || r->count_tokens) && relay_whole(r, body, n))
         return;
     j = cJSON_ParseWithLength(body, n);
     if (!j) {

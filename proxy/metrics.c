@@ -21,14 +21,14 @@ static void observe(uint64_t *buckets, double *sum, uint64_t *count, double s)
     (*count)++;
 }
 
-void proxy_metrics_request(struct proxy_metrics *m, const char *route, const char *verdict,
-                           int status, double seconds)
+void proxy_metrics_request(struct proxy_metrics *m, const char *endpoint, const char *route,
+                           const char *verdict, int status, double seconds)
 {
     char labels[512];
     struct proxy_metric_row *r;
 
-    snprintf(labels, sizeof(labels), "route=\"%s\",verdict=\"%s\",status=\"%d\"", route, verdict,
-             status);
+    snprintf(labels, sizeof(labels), "endpoint=\"%s\",route=\"%s\",verdict=\"%s\",status=\"%d\"",
+             endpoint, route, verdict, status);
     for (r = m->requests; r; r = r->next)
         if (strcmp(r->labels, labels) == 0)
             break;
@@ -81,8 +81,9 @@ void proxy_metrics_render(struct proxy *px, struct evbuffer *b)
     struct proxy_metrics *m = &px->metrics;
     struct proxy_metric_row *r;
 
-    evbuffer_add_printf(b, "# HELP airlock_requests_total Requests by route, verdict and status.\n"
-                           "# TYPE airlock_requests_total counter\n");
+    evbuffer_add_printf(
+        b, "# HELP airlock_requests_total Requests by endpoint, route, verdict and status.\n"
+           "# TYPE airlock_requests_total counter\n");
     for (r = m->requests; r; r = r->next)
         evbuffer_add_printf(b, "airlock_requests_total{%s} %llu\n", r->labels,
                             (unsigned long long)r->count);

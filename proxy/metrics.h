@@ -13,7 +13,7 @@ struct proxy;
 #define PROXY_LAT_BUCKETS 14
 
 struct proxy_metric_row {
-    char *labels; /* `route="a/b",verdict="allow",status="200"` */
+    char *labels; /* `endpoint="/v1/messages",route="a/b",verdict="allow",status="200"` */
     uint64_t count;
     struct proxy_metric_row *next;
 };
@@ -33,8 +33,10 @@ struct proxy_metrics {
     uint64_t reloads_ok, reloads_failed;
 };
 
-void proxy_metrics_request(struct proxy_metrics *m, const char *route, const char *verdict,
-                           int status, double seconds);
+/* proxy_metrics_request -- count a finished request: endpoint is the API path it was
+ * routed as (query string never included: a fixed set of names), "none" for an unknown one */
+void proxy_metrics_request(struct proxy_metrics *m, const char *endpoint, const char *route,
+                           const char *verdict, int status, double seconds);
 void proxy_metrics_upstream_latency(struct proxy_metrics *m, double seconds);
 /* proxy_metrics_render -- Prometheus text into buf. */
 void proxy_metrics_render(struct proxy *px, struct evbuffer *buf);

@@ -42,12 +42,15 @@ static void refused_recorded_loop(void *arg, int status, const char *data, size_
 static int forwarded_headers(struct proxy_req *r);
 static int authenticate(struct proxy_req *r);
 static int over_budget(struct proxy_req *r);
+static int counted_by_openai(const struct proxy_req *r);
+static int countable(struct proxy_req *r);
 static char *request_meta(struct proxy_req *r, size_t *len);
 static void audit_request_then_dispatch(struct proxy_req *r);
 static void audit_request_done(void *ud, int status);
 static void audit_request_done_loop(void *arg, int status, const char *data, size_t len);
 static void dispatch(struct proxy_req *r);
 static void dispatch_engine(struct proxy_req *r);
+static void count_engine(struct proxy_req *r);
 static void on_engine_text(void *ud, const char *text, size_t len);
 static void engine_text_loop(void *arg, int status, const char *data, size_t len);
 static void engine_lost_loop(void *arg, int status, const char *data, size_t len);
@@ -111,6 +114,11 @@ void proxy_req_handle(struct proxy_req *r)
         r->api = PROXY_API_ANTHROPIC;
         r->wire = &proxy_wire_anthropic_messages;
         snprintf(r->endpoint, sizeof(r->endpoint), "/v1/messages");
+    } else if (PATH_IS("/v1/messages/count_tokens")) {
+        r->api = PROXY_API_ANTHROPIC;
+        r->wire = &proxy_wire_anthropic_messages;
+        r->count_tokens = 1;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/messages/count_tokens");
     } else {
         proxy_req_error(r, 404, "invalid_request_error", "Unknown path '%.*s'.",
                         (int)(plen > 200 ? 200 : plen), url);
@@ -125,24 +133,32 @@ void proxy_req_handle(struct proxy_req *r)
 }
 
 /* An API request: authenticate, decide (the same proxy_decide as `airlock policy test`),
- * budgets, then the request record and dispatch. */
+ * budgets, then the request record and dispatch. A count_tokens body is decided as the
+ * same body on /v1/messages would be: it is the same prompt leaving the same way. */
 static void handle_api(struct proxy_req *r)
 {
     enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
 
     if (authenticate(r) < 0)
         return;
+    /* (a count routed to an OpenAI-type provider is refused for that, whatever its
+     * translation would have said) */
     if (proxy_decide(r->snap->cfg, r->snap->policy, api, r->body, r->body_len,
-                     r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0) {
+                     r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0 &&
+        !(r->count_tokens && counted_by_openai(r))) {
         refuse(r, r->d.status, "%s", r->d.error);
         return;
     }
+    if (r->count_tokens && countable(r) < 0)
+        return;
     if (forwarded_headers(r) < 0)
         return;
     if (r->d.prov->type != CONFIG_PROVIDER_BUILTIN)
         r->up_wire = r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC ? &proxy_wire_anthropic_messages
                                                                   : &proxy_wire_openai_chat;
-    if (over_budget(r))
+    /* counting is free (Anthropic does not bill it, the engine spends no generation), so a
+     * spent budget has nothing to protect there: the key's next message gets the 429 */
+    if (!r->count_tokens && over_budget(r))
         return;
     proxy_req_advance(r, REQ_DECIDED);
     audit_request_then_dispatch(r);
@@ -244,6 +260,35 @@ static int forwarded_headers(struct proxy_req *r)
     snprintf(r->anthropic_version, sizeof(r->anthropic_version), "%s", v && *v ? v : "2023-06-01");
     if (b)
         snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
+    return 0;
+}
+
+/* ---- count_tokens ---- */
+
+/* the decision routes the count to an OpenAI-type provider (the policy's verdict allowed
+ * it to leave: a blocked request has no route) */
+static int counted_by_openai(const struct proxy_req *r)
+{
+    return r->d.prov && (r->d.prov->type == CONFIG_PROVIDER_OPENAI ||
+                         r->d.prov->type == CONFIG_PROVIDER_OPENAI_COMPAT);
+}
+
+/* What only a count is refused for, once decided: a route whose provider cannot count
+ * Anthropic tokens (an invented number would be worse than none), and `stream`, which the
+ * count has not got (Anthropic answers 400 too). 0 when the count may go on. */
+static int countable(struct proxy_req *r)
+{
+    if (counted_by_openai(r)) {
+        refuse(r, 400,
+               "Tokens cannot be counted for this request: it is routed to '%s/%s', an "
+               "OpenAI-type provider, which has no Anthropic token counting.",
+               r->d.prov->name, r->d.model ? r->d.model->name : "?");
+        return -1;
+    }
+    if (r->d.stream) {
+        refuse(r, 400, "'stream' is not a parameter of /v1/messages/count_tokens.");
+        return -1;
+    }
     return 0;
 }
 
@@ -453,14 +498,55 @@ static void dispatch(struct proxy_req *r)
         return;
     }
     proxy_req_advance(r, REQ_DISPATCHED);
-    if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN)
+    if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN && r->count_tokens)
+        count_engine(r);
+    else if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN)
         dispatch_engine(r);
     else
         proxy_upstream_send(r);
 }
 
-/* The built-in engine answers the canonical chat of the request (its format's
- * read_request over the one parse), with the client's sampling options. */
+/* engine_prompt -- the engine's messages for the request: the canonical chat of its one
+ * parse (its format's read_request; the body as received, which stays local). *msgs is
+ * malloc'd and borrows the chat's texts. -1 when the request was answered with an error
+ * (the local model is not loaded, non-text content, out of memory). */
+static int engine_prompt(struct proxy_req *r, struct proxy_chat *chat, struct engine_msg **msgs)
+{
+    char eerr[256] = "";
+
+    *msgs = NULL;
+    if (!r->snap->engines || !r->snap->engines[r->d.prov_index]) {
+        proxy_req_error(r, 503, NULL,
+                        "The local model '%s' is not loaded, so local answers are unavailable.",
+                        r->d.model->name);
+        return -1;
+    }
+    r->json = json_to_cjson(&r->d.doc, r->d.doc.root);
+    if (!r->json) {
+        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
+        return -1;
+    }
+    if (r->wire->read_request(r->json, chat, eerr, sizeof(eerr)) < 0) {
+        proxy_req_error(r, 400, NULL,
+                        "The local model '%s' reads text only; this request has tool calls, "
+                        "images or other non-text content, so it was not answered.",
+                        r->d.model->name);
+        return -1;
+    }
+    *msgs = calloc(chat->n ? chat->n : 1, sizeof(**msgs));
+    if (!*msgs) {
+        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
+        return -1;
+    }
+    for (size_t i = 0; i < chat->n; i++) {
+        (*msgs)[i].role = chat->msgs[i].role;
+        (*msgs)[i].content = chat->msgs[i].text;
+    }
+    return 0;
+}
+
+/* The built-in engine answers the canonical chat of the request (engine_prompt), with the
+ * client's sampling options. */
 static void dispatch_engine(struct proxy_req *r)
 {
     struct engine_server *srv = r->snap->engines ? r->snap->engines[r->d.prov_index] : NULL;
@@ -472,34 +558,8 @@ static void dispatch_engine(struct proxy_req *r)
     int rc;
 
     proxy_chat_init(&chat);
-    if (!srv) {
-        proxy_req_error(r, 503, NULL,
-                        "The local model '%s' is not loaded, so local answers are unavailable.",
-                        r->d.model->name);
-        return;
-    }
-    /* the engine's view of the one parse (the body as received: it stays local) */
-    r->json = json_to_cjson(&r->d.doc, r->d.doc.root);
-    if (!r->json) {
-        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
-        return;
-    }
-    if (r->wire->read_request(r->json, &chat, eerr, sizeof(eerr)) < 0) {
-        proxy_req_error(r, 400, NULL,
-                        "The local model '%s' reads text only; this request has tool calls, "
-                        "images or other non-text content, so it was not answered.",
-                        r->d.model->name);
+    if (engine_prompt(r, &chat, &msgs) < 0)
         goto done;
-    }
-    msgs = calloc(chat.n ? chat.n : 1, sizeof(*msgs));
-    if (!msgs) {
-        proxy_req_error(r, 500, NULL, "Out of memory while preparing the local model's prompt.");
-        goto done;
-    }
-    for (size_t i = 0; i < chat.n; i++) {
-        msgs[i].role = chat.msgs[i].role;
-        msgs[i].content = chat.msgs[i].text;
-    }
     memset(&p, 0, sizeof(p));
     p.max_tokens = chat.max_tokens >= 0 ? (int)chat.max_tokens : 256;
     p.temperature = chat.temperature >= 0 ? (float)chat.temperature : 0.0f;
@@ -530,6 +590,41 @@ static void dispatch_engine(struct proxy_req *r)
         goto done;
     }
     proxy_answer_engine_start(r);
+done:
+    free(msgs);
+    proxy_chat_deinit(&chat);
+}
+
+/* A count kept local: the tokens of the prompt the engine would run for this request (its
+ * chat template applied, engine_count_prompt_tokens), without running it. The template
+ * and tokenizer run here on the loop, as engine_submit_ex's do for every local request.
+ * Nothing is generated, so no usage is recorded and nothing is charged. */
+static void count_engine(struct proxy_req *r)
+{
+    const struct engine_model *m = r->snap->models ? r->snap->models[r->d.prov_index] : NULL;
+    struct engine_msg *msgs = NULL;
+    struct proxy_chat chat;
+    char eerr[256] = "", body[64];
+    int rc, count = 0, n;
+
+    proxy_chat_init(&chat);
+    if (engine_prompt(r, &chat, &msgs) < 0)
+        goto done;
+    rc =
+        m ? engine_count_prompt_tokens(m, msgs, chat.n, &count, eerr, sizeof(eerr)) : ENGINE_EINVAL;
+    if (rc == ENGINE_ETEMPLATE)
+        proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
+                        eerr[0] ? eerr : "no chat template this gateway knows");
+    else if (rc == ENGINE_EINVAL)
+        proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
+                        eerr[0] ? eerr : "invalid request");
+    else if (rc != ENGINE_OK)
+        proxy_req_error(r, 500, NULL, "The local model could not count the request (%d).", rc);
+    if (rc != ENGINE_OK)
+        goto done;
+    n = snprintf(body, sizeof(body), "{\"input_tokens\":%d}", count);
+    proxy_conn_reply(r, 200, "application/json", body, (size_t)n);
+    proxy_req_finish(r);
 done:
     free(msgs);
     proxy_chat_deinit(&chat);
@@ -675,8 +770,8 @@ void proxy_req_finish(struct proxy_req *r)
     else
         snprintf(route, sizeof(route), "none");
     if (r->api != PROXY_API_NONE || r->status != 200)
-        proxy_metrics_request(&px->metrics, route, proxy_decision_verdict(&r->d), r->status,
-                              proxy_req_elapsed(r));
+        proxy_metrics_request(&px->metrics, r->endpoint[0] ? r->endpoint : "none", route,
+                              proxy_decision_verdict(&r->d), r->status, proxy_req_elapsed(r));
     if (!appended)
         req_complete(r);
 }

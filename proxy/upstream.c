@@ -488,7 +488,8 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
     bufferevent_setcb(u->bev, up_read_cb, NULL, up_event_cb, u);
     bufferevent_set_timeouts(u->bev, &tv, &tv);
     if (prov->type == CONFIG_PROVIDER_ANTHROPIC)
-        evbuffer_add_printf(out, "POST %s/v1/messages HTTP/1.1\r\n", prov->path_prefix);
+        evbuffer_add_printf(out, "POST %s/v1/messages%s HTTP/1.1\r\n", prov->path_prefix,
+                            r->count_tokens ? "/count_tokens" : "");
     else
         evbuffer_add_printf(out, "POST %s/chat/completions HTTP/1.1\r\n", prov->path_prefix);
     if (prov->port == default_port)

@@ -69,6 +69,16 @@ def main():
     s.check("anthropic: status_429 rate_limit_error + retry-after", r.status == 429
             and r.json()["error"]["type"] == "rate_limit_error" and r.headers.get("retry-after") == "1", r)
 
+    cb = {"model": "c", "messages": [{"role": "user", "content": "count me"}]}
+    r = request(P, "POST", "/v1/messages/count_tokens", cb, key=ANTHROPIC_REAL, auth="x-api-key", headers=AH)
+    s.check("count_tokens: {input_tokens: body bytes / 4}, no max_tokens needed",
+            r.status == 200 and r.body == b'{"input_tokens":%d}' % (len(json.dumps(cb)) // 4), r)
+    r = request(P, "POST", "/v1/messages/count_tokens", dict(cb, max_tokens=5), key=ANTHROPIC_REAL,
+                auth="x-api-key", headers=AH)
+    s.check("count_tokens: max_tokens refused as upstream", r.status == 400, r)
+    r = request(P, "POST", "/v1/messages/count_tokens", cb, key="sk-wrong", auth="x-api-key", headers=AH)
+    s.check("count_tokens: wrong key 401", r.status == 401, r)
+
     r = request(P, "POST", "/v1/chat/completions", chat("MOCK:echo é"), key=OPENAI_REAL)
     s.check("echo: answer is the body as received", r.json()["choices"][0]["message"]["content"].encode()
             == m.last_body() == json.dumps(chat("MOCK:echo é")).encode(), r.body[:200])

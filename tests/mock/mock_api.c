@@ -963,6 +963,36 @@ static char *join(const struct deltas *d, size_t n)
     return s;
 }
 
+/* POST /v1/messages/count_tokens: {"input_tokens": N}, N = received body bytes / 4 (as
+ * the prompt's usage is counted), so a test can tell which body was counted; honours
+ * MOCK:usage=IN,.. and MOCK:status_NNN; `stream` and `max_tokens` are refused, as upstream
+ * refuses members the count does not take. */
+static int count_reply(struct mock_plan *plan, const struct mock_request *req, const cJSON *root)
+{
+    struct controls c;
+    char *user = last_user_text(root), body[64];
+    long n;
+    int len, rc;
+
+    parse_controls(user, &c);
+    free(user);
+    free(c.split);
+    if (cJSON_GetObjectItemCaseSensitive(root, "stream"))
+        return reply_error(plan, API_ANTHROPIC, req, 400, "stream: Extra inputs are not permitted");
+    if (cJSON_GetObjectItemCaseSensitive(root, "max_tokens"))
+        return reply_error(plan, API_ANTHROPIC, req, 400,
+                           "max_tokens: Extra inputs are not permitted");
+    if (c.status && c.status != 200)
+        return reply_error(plan, API_ANTHROPIC, req, c.status, "The count failed. (mock)");
+    n = c.usage_in >= 0 ? c.usage_in : (long)(req->body_len / 4);
+    len = snprintf(body, sizeof(body), "{\"input_tokens\":%ld}", n);
+    rc = add_head(plan, API_ANTHROPIC, req, 200, "application/json", (long)len, req->want_close);
+    if (rc == 0)
+        rc = mock_plan_add(plan, body, (size_t)len);
+    plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+    return rc;
+}
+
 int mock_api_reply(const struct mock_settings *set, const struct mock_request *req,
                    struct mock_plan *plan)
 {
@@ -975,7 +1005,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
     const char *finish;
     size_t plen = strlen(req->path), keep;
     long in, out, max_tokens = -1;
-    int exact, include_usage = 0, rc = -1;
+    int exact, include_usage = 0, count = 0, rc = -1;
     const char *got_key = "";
 
     memset(&c, 0, sizeof(c));
@@ -983,7 +1013,10 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
         api = API_OPENAI;
     else if (plen >= 9 && strcmp(req->path + plen - 9, "/messages") == 0)
         api = API_ANTHROPIC;
-    else
+    else if (plen >= 22 && strcmp(req->path + plen - 22, "/messages/count_tokens") == 0) {
+        api = API_ANTHROPIC;
+        count = 1;
+    } else
         return reply_error(plan, API_OPENAI, req, 404, "Unknown request URL.");
     if (strcmp(req->method, "POST") != 0)
         return reply_error(plan, api, req, 404, "Unknown request URL (use POST).");
@@ -1029,6 +1062,10 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
         rc = reply_error(plan, api, req, 400,
                          api == API_OPENAI ? "Missing required parameter: 'messages'."
                                            : "messages: Field required");
+        goto done;
+    }
+    if (count) {
+        rc = count_reply(plan, req, root);
         goto done;
     }
     mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");

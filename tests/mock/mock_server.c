@@ -512,7 +512,8 @@ static void process_input(struct conn *c)
             size_t plen = strlen(req.path);
             req.seq = ++s->seq;
             s->requests++;
-            if (plen >= 9 && strcmp(req.path + plen - 9, "/messages") == 0)
+            if ((plen >= 9 && strcmp(req.path + plen - 9, "/messages") == 0) ||
+                (plen >= 22 && strcmp(req.path + plen - 22, "/messages/count_tokens") == 0))
                 s->anthropic++;
             else
                 s->openai++;

@@ -1,0 +1,222 @@
+/* test_count.c -- engine_count_prompt_tokens on the tiny models: the count of a chat equals
+ * llama.cpp's token count of the templated prompt (the goldens' `chat` case), equals the
+ * prompt_tokens a job for the same messages reports, needs no context room, and refuses
+ * what engine_submit refuses (no chat template, roles the template cannot place). */
+#include <cJSON.h>
+#include <pthread.h>
+
+#include "engine/engine.h"
+#include "engine/engine_ext.h"
+#include "harness.h"
+
+static cJSON *load_golden(const char *model)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/models/golden/%s.json", harness_shared(), model);
+    char *t = harness_read_file(path, NULL);
+    cJSON *j = t ? cJSON_Parse(t) : NULL;
+    free(t);
+    return j;
+}
+
+static struct engine_model *open_model(const char *model, int ctx)
+{
+    char path[1024], err[256] = "";
+    snprintf(path, sizeof(path), "%s/models/%s.gguf", harness_shared(), model);
+    struct engine_model *m = NULL;
+    if (engine_model_open(path, 1, ctx, &m, err, sizeof(err)) != 0)
+        fprintf(stderr, "  %s: %s\n", model, err);
+    return m;
+}
+
+/* a job's end, waited for */
+struct done {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n;
+    struct engine_result res;
+};
+
+static void on_text(void *ud, const char *text, size_t len)
+{
+    (void)ud;
+    (void)text;
+    (void)len;
+}
+
+static void on_done(void *ud, const struct engine_result *r)
+{
+    struct done *d = ud;
+    pthread_mutex_lock(&d->mu);
+    d->res = *r;
+    d->n++;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static const struct engine_callbacks cbs = {on_text, on_done};
+
+/* the prompt_tokens a one-token job for msgs reports, or -1 */
+static int job_prompt_tokens(struct engine_server *s, const struct engine_msg *msgs, size_t n)
+{
+    struct done d = {.n = 0};
+    struct engine_params p = {.max_tokens = 1, .temperature = 0.0f, .top_p = 1.0f};
+    struct engine_job *job = NULL;
+    char err[256] = "";
+    int got;
+
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.cv, NULL);
+    if (engine_submit_ex(s, msgs, n, NULL, &p, &cbs, &d, &job, err, sizeof(err)) != 0) {
+        fprintf(stderr, "  submit: %s\n", err);
+        got = -1;
+        goto out;
+    }
+    pthread_mutex_lock(&d.mu);
+    while (!d.n)
+        pthread_cond_wait(&d.cv, &d.mu);
+    pthread_mutex_unlock(&d.mu);
+    engine_job_release(job);
+    got = d.res.status == ENGINE_OK ? d.res.prompt_tokens : -1;
+out:
+    pthread_mutex_destroy(&d.mu);
+    pthread_cond_destroy(&d.cv);
+    return got;
+}
+
+static const char *const chat_models[] = {"tiny-llama3-f32", "tiny-llama3-q8_0",
+                                          "tiny-llama2-tied-f32", "tiny-qwen2-f32"};
+
+/* the goldens' chat case: llama_chat_apply_template + llama_tokenize, counted by llama.cpp */
+static void test_golden_chat_count(void)
+{
+    for (size_t mi = 0; mi < sizeof(chat_models) / sizeof(chat_models[0]); mi++) {
+        cJSON *g = load_golden(chat_models[mi]);
+        struct engine_model *m = open_model(chat_models[mi], 0);
+        const cJSON *c, *chat = NULL;
+        struct engine_msg msgs[4];
+        size_t n = 0;
+        int count = -1, want = -1;
+        char err[256] = "";
+
+        REQUIRE(g && m);
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases"))
+        {
+            if (cJSON_GetObjectItem(c, "chat")) {
+                chat = cJSON_GetObjectItem(c, "chat");
+                want = (int)cJSON_GetObjectItem(c, "n_prompt_tokens")->valuedouble;
+            }
+        }
+        REQUIRE(chat);
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(chat, "messages"))
+        {
+            REQUIRE(n < 4);
+            msgs[n].role = cJSON_GetObjectItem(c, "role")->valuestring;
+            msgs[n].content = cJSON_GetObjectItem(c, "content")->valuestring;
+            n++;
+        }
+        CHECK_EQ_INT(engine_count_prompt_tokens(m, msgs, n, &count, err, sizeof(err)), 0);
+        if (count != want)
+            fprintf(stderr, "  %s: counted %d, llama.cpp %d\n", chat_models[mi], count, want);
+        CHECK_EQ_INT(count, want);
+        engine_model_close(m);
+        cJSON_Delete(g);
+    }
+}
+
+/* what a job reports as its prompt, for conversations of several shapes */
+static void test_count_equals_job(void)
+{
+    static const struct engine_msg one[] = {{"user", "hello"}};
+    static const struct engine_msg sys[] = {{"system", "be brief"}, {"user", "hello there"}};
+    static const struct engine_msg turns[] = {{"system", "You answer in French."},
+                                              {"user", "What is 2 + 2? café, 日本語, 🙂"},
+                                              {"assistant", "Quatre."},
+                                              {"user", "<|eot_id|> and [INST] are just text?"}};
+    static const struct {
+        const struct engine_msg *m;
+        size_t n;
+    } convs[] = {{one, 1}, {sys, 2}, {turns, 4}};
+
+    for (size_t mi = 0; mi < sizeof(chat_models) / sizeof(chat_models[0]); mi++) {
+        struct engine_model *m = open_model(chat_models[mi], 512);
+        struct engine_server *s = NULL;
+
+        REQUIRE(m);
+        REQUIRE(engine_server_new(m, 4, &s) == 0);
+        for (size_t k = 0; k < sizeof(convs) / sizeof(convs[0]); k++) {
+            int count = -1, job;
+            char err[256] = "";
+            CHECK_EQ_INT(
+                engine_count_prompt_tokens(m, convs[k].m, convs[k].n, &count, err, sizeof(err)), 0);
+            job = job_prompt_tokens(s, convs[k].m, convs[k].n);
+            if (count != job || count <= 0)
+                fprintf(stderr, "  %s conversation %zu: counted %d, the job's prompt %d\n",
+                        chat_models[mi], k, count, job);
+            CHECK(count > 0);
+            CHECK_EQ_INT(count, job);
+        }
+        engine_server_free(s);
+        engine_model_close(m);
+    }
+}
+
+/* a count needs no room in the context: a prompt a job refuses is still counted */
+static void test_count_beyond_context(void)
+{
+    struct engine_model *m = open_model("tiny-llama3-f32", 64);
+    struct engine_server *s = NULL;
+    struct engine_job *job = NULL;
+    char text[4096], err[256] = "";
+    size_t o = 0;
+    int count = -1;
+
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    for (int i = 0; i < 200 && o + 16 < sizeof(text); i++)
+        o += (size_t)snprintf(text + o, sizeof(text) - o, "word%d ", i);
+    struct engine_msg msg = {"user", text};
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, &msg, 1, &count, err, sizeof(err)), 0);
+    CHECK(count > 64);
+    CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, NULL, &cbs, NULL, &job, err, sizeof(err)),
+                 ENGINE_ECONTEXT);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
+static void test_count_errors(void)
+{
+    struct engine_model *m = open_model("stories260K", 0);
+    struct engine_msg msg = {"user", "hi"};
+    char err[256] = "";
+    int count = 7;
+
+    REQUIRE(m);
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, &msg, 1, &count, err, sizeof(err)),
+                 ENGINE_ETEMPLATE);
+    CHECK(strstr(err, "chat template") != NULL);
+    CHECK_EQ_INT(count, 0);
+    engine_model_close(m);
+
+    m = open_model("tiny-llama2-tied-f32", 0);
+    REQUIRE(m);
+    /* Llama 2's template needs user and assistant turns to alternate */
+    struct engine_msg two[] = {{"user", "a"}, {"user", "b"}};
+    err[0] = '\0';
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, two, 2, &count, err, sizeof(err)), ENGINE_EINVAL);
+    CHECK(strstr(err, "alternating") != NULL);
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, NULL, 0, &count, err, sizeof(err)), ENGINE_EINVAL);
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, &msg, 1, NULL, err, sizeof(err)), ENGINE_EINVAL);
+    CHECK_EQ_INT(engine_count_prompt_tokens(NULL, &msg, 1, &count, err, sizeof(err)),
+                 ENGINE_EINVAL);
+    engine_model_close(m);
+}
+
+int main(void)
+{
+    RUN(test_golden_chat_count);
+    RUN(test_count_equals_job);
+    RUN(test_count_beyond_context);
+    RUN(test_count_errors);
+    return harness_done();
+}
