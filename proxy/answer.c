@@ -246,8 +246,10 @@ void proxy_answer_upstream_done(struct proxy_req *r)
                             r->d.prov->name, st, msg);
         return;
     }
-    /* a count ({"input_tokens": N}) has no text to restore: relayed as received */
-    if (!proxy_translating(r) && (!restoring(r) || r->count_tokens) && relay_whole(r, body, n))
+    /* a count ({"input_tokens": N}) and embeddings have no text to restore: relayed as
+     * received */
+    if (!proxy_translating(r) && (!restoring(r) || r->count_tokens || !r->wire->restore_answer) &&
+        relay_whole(r, body, n))
         return;
     j = cJSON_ParseWithLength(body, n);
     if (!j) {
@@ -272,7 +274,7 @@ void proxy_answer_upstream_done(struct proxy_req *r)
         wipe_str_free(s);
     } else {
         r->up_wire->read_usage(&r->usage, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-        if (restoring(r)) {
+        if (restoring(r) && r->wire->restore_answer) {
             char *s;
             r->wire->restore_answer(r, j);
             s = cJSON_PrintUnformatted(j);
@@ -321,8 +323,7 @@ void proxy_answer_engine_start(struct proxy_req *r)
 {
     if (!r->d.stream)
         return;
-    snprintf(r->tr_id, sizeof(r->tr_id), "%s%s",
-             r->api == PROXY_API_ANTHROPIC ? "msg_" : "chatcmpl-", r->id);
+    snprintf(r->tr_id, sizeof(r->tr_id), "%s%s", r->wire->id_prefix, r->id);
     snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->d.model->name);
     proxy_conn_stream_start(r, 200, "text/event-stream");
     r->wire->stream_open(r);
@@ -388,8 +389,7 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
                                  .stop = strcmp(fin, "length") == 0 ? PROXY_STOP_LENGTH
                                                                     : PROXY_STOP_END};
         char *s;
-        snprintf(a.id, sizeof(a.id), "%s%s", r->api == PROXY_API_ANTHROPIC ? "msg_" : "chatcmpl-",
-                 r->id);
+        snprintf(a.id, sizeof(a.id), "%s%s", r->wire->id_prefix, r->id);
         snprintf(a.model, sizeof(a.model), "%s", r->d.model->name);
         s = r->wire->write_answer(r, &a);
         proxy_conn_reply(r, 200, "application/json", s ? s : "", s ? strlen(s) : 0);

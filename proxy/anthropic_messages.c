@@ -483,6 +483,7 @@ static char *write_answer(struct proxy_req *r, const struct proxy_answer *a)
 
 const struct proxy_wire proxy_wire_anthropic_messages = {
     .name = "anthropic-messages",
+    .id_prefix = "msg_",
     .read_request = read_request,
     .build_request = build_request,
     .error_type = error_type,

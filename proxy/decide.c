@@ -47,18 +47,42 @@ static int parts(struct proxy_decision *d, uint32_t arr, const char *at)
     return 0;
 }
 
-static int shapes(struct proxy_decision *d)
+/* texts -- `prompt` (completions) or `input` (embeddings): a string or a non-empty array of
+ * strings. Tokens (an array of integers, or of such arrays) are numbers the scanner cannot
+ * read as text without the provider's tokenizer, so they are refused, not forwarded. */
+static int texts(struct proxy_decision *d, const char *name)
+{
+    const struct json_doc *doc = &d->doc;
+    uint32_t v = json_get(doc, doc->root, name);
+    int t = json_type(doc, v), i = 0;
+
+    if (t == JSON_STR)
+        return 0;
+    if (t != JSON_ARR || doc->nodes[v].child == JSON_NONE)
+        return refuse(d, 400, "The request has no '%s': a string or an array of strings.", name);
+    JSON_FOR_ITEMS(doc, v, p)
+    {
+        int pt = json_type(doc, p);
+        if (pt == JSON_NUM || pt == JSON_ARR)
+            return refuse(d, 400,
+                          "'%s' given as tokens cannot be scanned by the gateway's policy, so it "
+                          "was refused; send text.",
+                          name);
+        if (pt != JSON_STR)
+            return refuse(d, 400, "%s[%d] must be a string.", name, i);
+        i++;
+    }
+    return 0;
+}
+
+/* chat -- `messages` as the chat APIs have it */
+static int chat(struct proxy_decision *d)
 {
     const struct json_doc *doc = &d->doc;
     uint32_t root = doc->root, msgs, v;
     char at[64];
     int i = 0;
 
-    if (json_type(doc, root) != JSON_OBJ)
-        return refuse(d, 400, "The request body is not a JSON object.");
-    v = json_get(doc, root, "model");
-    if (json_type(doc, v) != JSON_STR || doc->nodes[v].end == doc->nodes[v].start)
-        return refuse(d, 400, "The request has no 'model' string.");
     msgs = json_get(doc, root, "messages");
     if (json_type(doc, msgs) != JSON_ARR)
         return refuse(d, 400, "The request has no 'messages' array.");
@@ -90,11 +114,30 @@ static int shapes(struct proxy_decision *d)
         }
         i++;
     }
+    return 0;
+}
+
+static int shapes(struct proxy_decision *d)
+{
+    const struct json_doc *doc = &d->doc;
+    uint32_t root = doc->root, v;
+
+    if (json_type(doc, root) != JSON_OBJ)
+        return refuse(d, 400, "The request body is not a JSON object.");
+    v = json_get(doc, root, "model");
+    if (json_type(doc, v) != JSON_STR || doc->nodes[v].end == doc->nodes[v].start)
+        return refuse(d, 400, "The request has no 'model' string.");
+    if ((d->kind == PROXY_BODY_CHAT && chat(d) < 0) ||
+        (d->kind == PROXY_BODY_COMPLETION && texts(d, "prompt") < 0) ||
+        (d->kind == PROXY_BODY_EMBEDDING && texts(d, "input") < 0))
+        return -1;
     v = json_get(doc, root, "stream");
     if (v != JSON_NONE && json_type(doc, v) != JSON_TRUE && json_type(doc, v) != JSON_FALSE &&
         json_type(doc, v) != JSON_NULL)
         return refuse(d, 400, "'stream' must be true or false.");
     d->stream = json_type(doc, v) == JSON_TRUE;
+    if (d->stream && d->kind == PROXY_BODY_EMBEDDING)
+        return refuse(d, 400, "'stream' is not a parameter of /v1/embeddings.");
     d->include_usage_asked = json_type(doc, json_get(doc, json_get(doc, root, "stream_options"),
                                                      "include_usage")) == JSON_TRUE;
     d->model_name = json_str_dup(doc, json_get(doc, root, "model"), NULL);
@@ -124,15 +167,45 @@ static int refuse_block(struct proxy_decision *d)
     return refuse(d, 403, "Refused by policy rule '%s'.", p->rule);
 }
 
+/* routable -- a completion or an embedding goes only to a provider of its own API (OpenAI):
+ * neither has an Anthropic counterpart to translate to, and the engine makes no
+ * embeddings (it has no pooling: its GGUFs are run as causal language models) */
+static int routable(struct proxy_decision *d)
+{
+    const char *what = d->kind == PROXY_BODY_COMPLETION ? "/v1/completions" : "/v1/embeddings";
+
+    if (d->kind == PROXY_BODY_CHAT)
+        return 0;
+    if (d->prov->type == CONFIG_PROVIDER_ANTHROPIC)
+        return refuse(d, 400,
+                      "This request is routed to '%s/%s', an Anthropic provider, which has no %s; "
+                      "route it to an OpenAI-type provider.",
+                      d->prov->name, d->model->name, what);
+    if (d->prov->type == CONFIG_PROVIDER_BUILTIN && d->kind == PROXY_BODY_EMBEDDING)
+        return refuse(d, 400,
+                      "This request is routed to the local model '%s', and the local model cannot "
+                      "produce embeddings.",
+                      d->model->name);
+    return 0;
+}
+
 int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy_api api,
                  const char *body, size_t len, const char *key_name, const char *team,
                  struct proxy_decision *d)
+{
+    return proxy_decide_body(cfg, pol, api, PROXY_BODY_CHAT, body, len, key_name, team, d);
+}
+
+int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum policy_api api,
+                      enum proxy_body kind, const char *body, size_t len, const char *key_name,
+                      const char *team, struct proxy_decision *d)
 {
     char err[256];
 
     memset(d, 0, sizeof(*d));
     d->doc.root = JSON_NONE;
     d->api = api;
+    d->kind = kind;
     if (!utf8_valid((const unsigned char *)body, len))
         return refuse(d, 400, "The request body is not valid UTF-8.");
     if (json_parse(&d->doc, body, len, err, sizeof(err)) < 0) {
@@ -170,6 +243,8 @@ int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy
         return refuse(d, 404, "The model '%s' does not exist on this gateway.", d->model_name);
     d->prov_index = d->model->provider_index;
     d->prov = &cfg->providers[d->prov_index];
+    if (routable(d) < 0)
+        return -1;
     if (d->prov->type != CONFIG_PROVIDER_BUILTIN &&
         proxy_outbound_build(cfg, api, &d->doc, &d->policy, &d->outbound, &d->outbound_len,
                              &d->outbound_flags, err, sizeof(err)) < 0)

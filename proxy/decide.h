@@ -27,8 +27,17 @@
 
 #define PROXY_NONCE_LEN 6
 
+/* What a body is, by its endpoint: its shape is checked by this, and the routes it may
+ * take (a completion or an embedding is never translated to another API). */
+enum proxy_body {
+    PROXY_BODY_CHAT,       /* /v1/chat/completions, /v1/messages (and count_tokens) */
+    PROXY_BODY_COMPLETION, /* /v1/completions: `prompt` */
+    PROXY_BODY_EMBEDDING,  /* /v1/embeddings: `input` */
+};
+
 struct proxy_decision {
     enum policy_api api;
+    enum proxy_body kind;
     struct json_doc doc;     /* the one parse of the body */
     char *model_name;        /* owned: the requested model, decoded */
     int stream;              /* "stream": true */
@@ -49,6 +58,13 @@ struct proxy_decision {
 int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy_api api,
                  const char *body, size_t len, const char *key_name, const char *team,
                  struct proxy_decision *d);
+/* proxy_decide_body -- proxy_decide for a body of kind `kind` (proxy_decide: a chat).
+ * OpenAI API only for completions and embeddings. Beyond proxy_decide's refusals: 400 for
+ * a prompt or input given as tokens (they cannot be scanned), and for a route the body
+ * cannot take (an Anthropic provider; an embedding to the built-in engine). */
+int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum policy_api api,
+                      enum proxy_body kind, const char *body, size_t len, const char *key_name,
+                      const char *team, struct proxy_decision *d);
 /* the policy's verdict as the audit and metrics name it: "block", ...; "none" before one */
 const char *proxy_decision_verdict(const struct proxy_decision *d);
 void proxy_decision_deinit(struct proxy_decision *d);

@@ -428,6 +428,8 @@ static char *write_answer(struct proxy_req *r, const struct proxy_answer *a)
 
 const struct proxy_wire proxy_wire_openai_chat = {
     .name = "openai-chat",
+    .up_path = "/chat/completions",
+    .id_prefix = "chatcmpl-",
     .read_request = read_request,
     .build_request = build_request,
     .error_type = error_type,

@@ -114,6 +114,14 @@ void proxy_req_handle(struct proxy_req *r)
         r->api = PROXY_API_ANTHROPIC;
         r->wire = &proxy_wire_anthropic_messages;
         snprintf(r->endpoint, sizeof(r->endpoint), "/v1/messages");
+    } else if (PATH_IS("/v1/completions")) {
+        r->api = PROXY_API_OPENAI;
+        r->wire = &proxy_wire_openai_completions;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/completions");
+    } else if (PATH_IS("/v1/embeddings")) {
+        r->api = PROXY_API_OPENAI;
+        r->wire = &proxy_wire_openai_embeddings;
+        snprintf(r->endpoint, sizeof(r->endpoint), "/v1/embeddings");
     } else if (PATH_IS("/v1/messages/count_tokens")) {
         r->api = PROXY_API_ANTHROPIC;
         r->wire = &proxy_wire_anthropic_messages;
@@ -138,13 +146,16 @@ void proxy_req_handle(struct proxy_req *r)
 static void handle_api(struct proxy_req *r)
 {
     enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
+    enum proxy_body kind = r->wire == &proxy_wire_openai_completions  ? PROXY_BODY_COMPLETION
+                           : r->wire == &proxy_wire_openai_embeddings ? PROXY_BODY_EMBEDDING
+                                                                      : PROXY_BODY_CHAT;
 
     if (authenticate(r) < 0)
         return;
     /* (a count routed to an OpenAI-type provider is refused for that, whatever its
      * translation would have said) */
-    if (proxy_decide(r->snap->cfg, r->snap->policy, api, r->body, r->body_len,
-                     r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0 &&
+    if (proxy_decide_body(r->snap->cfg, r->snap->policy, api, kind, r->body, r->body_len,
+                          r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0 &&
         !(r->count_tokens && counted_by_openai(r))) {
         refuse(r, r->d.status, "%s", r->d.error);
         return;
@@ -153,9 +164,11 @@ static void handle_api(struct proxy_req *r)
         return;
     if (forwarded_headers(r) < 0)
         return;
+    /* (a completion or an embedding has only its own API's providers: proxy_decide_body) */
     if (r->d.prov->type != CONFIG_PROVIDER_BUILTIN)
-        r->up_wire = r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC ? &proxy_wire_anthropic_messages
-                                                                  : &proxy_wire_openai_chat;
+        r->up_wire = kind != PROXY_BODY_CHAT                        ? r->wire
+                     : r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC ? &proxy_wire_anthropic_messages
+                                                                    : &proxy_wire_openai_chat;
     /* counting is free (Anthropic does not bill it, the engine spends no generation), so a
      * spent budget has nothing to protect there: the key's next message gets the 429 */
     if (!r->count_tokens && over_budget(r))
@@ -527,10 +540,14 @@ static int engine_prompt(struct proxy_req *r, struct proxy_chat *chat, struct en
         return -1;
     }
     if (r->wire->read_request(r->json, chat, eerr, sizeof(eerr)) < 0) {
-        proxy_req_error(r, 400, NULL,
-                        "The local model '%s' reads text only; this request has tool calls, "
-                        "images or other non-text content, so it was not answered.",
-                        r->d.model->name);
+        if (r->wire == &proxy_wire_openai_completions) /* (its own sentence) */
+            proxy_req_error(r, 400, NULL, "The local model '%s' cannot take this request: %s",
+                            r->d.model->name, eerr);
+        else
+            proxy_req_error(r, 400, NULL,
+                            "The local model '%s' reads text only; this request has tool calls, "
+                            "images or other non-text content, so it was not answered.",
+                            r->d.model->name);
         return -1;
     }
     *msgs = calloc(chat->n ? chat->n : 1, sizeof(**msgs));
@@ -569,7 +586,10 @@ static void dispatch_engine(struct proxy_req *r)
     p.stop = chat.n_stop ? chat.stop : NULL;
     p.n_stop = chat.n_stop;
     proxy_req_ref(r);
-    rc = engine_submit_ex(srv, msgs, chat.n, NULL, &p, &cb, r, &r->job, eerr, sizeof(eerr));
+    /* a completion's prompt is raw text: the model continues it, no chat template */
+    rc = engine_submit_ex(srv, msgs, chat.n,
+                          r->wire == &proxy_wire_openai_completions ? chat.msgs[0].text : NULL, &p,
+                          &cb, r, &r->job, eerr, sizeof(eerr));
     if (rc != ENGINE_OK) {
         proxy_req_unref(r);
         r->job = NULL;

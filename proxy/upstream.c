@@ -491,7 +491,7 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
         evbuffer_add_printf(out, "POST %s/v1/messages%s HTTP/1.1\r\n", prov->path_prefix,
                             r->count_tokens ? "/count_tokens" : "");
     else
-        evbuffer_add_printf(out, "POST %s/chat/completions HTTP/1.1\r\n", prov->path_prefix);
+        evbuffer_add_printf(out, "POST %s%s HTTP/1.1\r\n", prov->path_prefix, r->up_wire->up_path);
     if (prov->port == default_port)
         evbuffer_add_printf(out, "host: %s\r\n", prov->host);
     else if (strchr(prov->host, ':'))

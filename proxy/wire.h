@@ -5,9 +5,14 @@
  *
  *   openai_chat.c         OpenAI Chat Completions   (/v1/chat/completions)
  *   anthropic_messages.c  Anthropic Messages        (/v1/messages)
+ *   openai_completions.c  OpenAI legacy Completions (/v1/completions)
+ *   openai_embeddings.c   OpenAI Embeddings         (/v1/embeddings)
  *
- * and the next surfaces (Responses, Completions, Embeddings) are added as files, not as
- * branches in the request path. A format owns, for its API:
+ * and the next surfaces (Responses) are added as files, not as branches in the request
+ * path. Completions and Embeddings are never translated: they go only to a provider of
+ * their own API (or, for Completions, the built-in engine), so their build_request and
+ * read_event are never called and their formats have no canonical-chat reading beyond
+ * the engine's prompt. A format owns, for its API:
  *
  *   - reading a request into the canonical chat (struct proxy_chat), and building a
  *     request from one (translation between APIs, the built-in engine's prompt);
@@ -78,7 +83,9 @@ struct proxy_piece {
 };
 
 struct proxy_wire {
-    const char *name; /* "openai-chat", "anthropic-messages" */
+    const char *name;      /* "openai-chat", "anthropic-messages", ... */
+    const char *up_path;   /* an OpenAI-type provider's path after its prefix, or NULL */
+    const char *id_prefix; /* the id of an answer the gateway writes: "chatcmpl-", ... */
 
     /* -- requests -- */
     /* read_request -- the canonical chat of request `in`; -1 (err) when it holds what the
@@ -110,7 +117,8 @@ struct proxy_wire {
      * placeholders restored, the gateway's own usage chunk removed. -1: out of memory */
     int (*relay_event)(struct proxy_req *r, const char *raw, size_t raw_len, const char *event,
                        size_t elen, const char *data, size_t dlen);
-    /* restore_answer -- restore placeholders in a whole answer of this API, in place */
+    /* restore_answer -- restore placeholders in a whole answer of this API, in place; NULL
+     * when its answers hold no text (embeddings): relayed as received */
     void (*restore_answer)(struct proxy_req *r, cJSON *j);
 
     /* -- answers written in this API to a client -- */
@@ -123,6 +131,8 @@ struct proxy_wire {
 
 extern const struct proxy_wire proxy_wire_openai_chat;
 extern const struct proxy_wire proxy_wire_anthropic_messages;
+extern const struct proxy_wire proxy_wire_openai_completions;
+extern const struct proxy_wire proxy_wire_openai_embeddings;
 
 /* ---- shared by the formats (wire.c) ---- */
 

@@ -993,6 +993,227 @@ static int count_reply(struct mock_plan *plan, const struct mock_request *req, c
     return rc;
 }
 
+/* prompt_text -- a Completions `prompt` or an Embeddings `input` as one text (the strings
+ * of an array joined by newlines), malloc'd; NULL when it is neither */
+static char *prompt_text(const cJSON *p)
+{
+    const cJSON *s;
+    size_t n = 0;
+    char *t;
+
+    if (cJSON_IsString(p))
+        return strdup(p->valuestring);
+    if (!cJSON_IsArray(p))
+        return NULL;
+    cJSON_ArrayForEach(s, p)
+    {
+        if (!cJSON_IsString(s))
+            return NULL;
+        n += strlen(s->valuestring) + 1;
+    }
+    t = calloc(1, n + 1);
+    if (!t)
+        return NULL;
+    cJSON_ArrayForEach(s, p)
+    {
+        if (t[0])
+            strcat(t, "\n");
+        strcat(t, s->valuestring);
+    }
+    return t;
+}
+
+static cJSON *completion_obj(const char *id, long created, const char *model)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "object", "text_completion");
+    cJSON_AddNumberToObject(o, "created", (double)created);
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddStringToObject(o, "system_fingerprint", "fp_mock0001");
+    cJSON_AddItemToObject(o, "choices", cJSON_CreateArray());
+    return o;
+}
+
+static void completion_choice(cJSON *o, int index, const char *text, const char *finish)
+{
+    cJSON *ch = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(ch, "text", text);
+    cJSON_AddNumberToObject(ch, "index", index);
+    cJSON_AddNullToObject(ch, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(ch, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "choices"), ch);
+}
+
+/* POST /v1/completions in OpenAI's legacy format: one choice per prompt (each the same
+ * answer, chosen by MOCK: controls in the prompt as for chat), `text_completion` objects
+ * whole or as SSE chunks ending in [DONE], with a usage chunk (no choices) when
+ * stream_options.include_usage is set. Token prompt arrays are refused here as nowhere
+ * else: the gateway must not send them. */
+static int completion_reply(struct mock_plan *plan, const struct mock_request *req,
+                            const cJSON *root, const char *model)
+{
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+    int stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "stream"));
+    int include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "stream_options"), "include_usage"));
+    int n_prompts = cJSON_IsArray(prompt) ? cJSON_GetArraySize(prompt) : 1, exact, rc = -1;
+    char *user = prompt_text(prompt), *text = NULL, id[64];
+    const char *finish = "stop";
+    long created = (long)time(NULL), in, out;
+    struct controls c;
+    struct deltas d = {0};
+    size_t keep;
+    cJSON *o;
+
+    memset(&c, 0, sizeof(c));
+    if (!user) {
+        rc = reply_error(plan, API_OPENAI, req, 400,
+                         "Invalid prompt: tokens are not accepted by this mock.");
+        goto done;
+    }
+    parse_controls(user, &c);
+    if (c.status && c.status != 200) {
+        rc = reply_error(plan, API_OPENAI, req, c.status, "The server had an error (mock).");
+        goto done;
+    }
+    if (build_answer(&c, req, user, &d, &exact) < 0)
+        goto done;
+    keep = d.n;
+    if (!exact && cJSON_IsNumber(mt) && mt->valuedouble >= 0 && (size_t)mt->valuedouble < d.n) {
+        keep = (size_t)mt->valuedouble;
+        finish = "length";
+    }
+    while (d.n > keep)
+        free(d.items[--d.n]);
+    if (!(text = join(&d, d.n)))
+        goto done;
+    in = c.usage_in >= 0 ? c.usage_in : (long)(req->body_len / 4);
+    out = c.usage_out >= 0 ? c.usage_out : count_words(text, strlen(text)) * n_prompts;
+    snprintf(id, sizeof(id), "cmpl-mock%06lu", req->seq);
+    if (c.delay_ms >= 0)
+        plan->delay_ms = c.delay_ms;
+    if (!stream) {
+        char *b;
+        o = completion_obj(id, created, model);
+        for (int i = 0; i < n_prompts; i++)
+            completion_choice(o, i, text, finish);
+        cJSON_AddItemToObject(o, "usage", openai_usage(in, out));
+        b = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!b)
+            goto done;
+        plan->chunked = 0;
+        rc = add_head(plan, API_OPENAI, req, 200, "application/json", (long)strlen(b),
+                      req->want_close);
+        if (rc == 0)
+            rc = mock_plan_add(plan, b, strlen(b));
+        free(b);
+        plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+        goto done;
+    }
+    plan->chunked = !req->http10;
+    if (add_head(plan, API_OPENAI, req, 200, "text/event-stream; charset=utf-8", -1,
+                 req->want_close) < 0)
+        goto done;
+    for (int i = 0; i < n_prompts; i++) {
+        for (size_t k = 0; k < d.n; k++) {
+            o = completion_obj(id, created, model);
+            completion_choice(o, i, d.items[k], NULL);
+            if (add_event(plan, NULL, o) < 0)
+                goto done;
+        }
+        o = completion_obj(id, created, model);
+        completion_choice(o, i, "", finish);
+        if (add_event(plan, NULL, o) < 0)
+            goto done;
+    }
+    if (include_usage) {
+        o = completion_obj(id, created, model);
+        cJSON_AddItemToObject(o, "usage", openai_usage(in, out));
+        if (add_event(plan, NULL, o) < 0)
+            goto done;
+    }
+    rc = mock_plan_add(plan, "data: [DONE]\n\n", 14);
+    plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+    if (rc == 0 && c.fragment > 0)
+        rc = plan_fragment(plan, (size_t)c.fragment);
+done:
+    deltas_free(&d);
+    free(text);
+    free(user);
+    free(c.split);
+    return rc;
+}
+
+static void add_embedding(cJSON *data, int index, const char *text)
+{
+    cJSON *e = cJSON_CreateObject();
+    const unsigned char *t = (const unsigned char *)text;
+    size_t n = strlen(text);
+    double v[4] = {(double)n, 0, n ? t[0] : 0, n ? t[n - 1] : 0};
+
+    for (size_t k = 0; k < n; k++)
+        v[1] += t[k];
+    cJSON_AddStringToObject(e, "object", "embedding");
+    cJSON_AddNumberToObject(e, "index", index);
+    cJSON_AddItemToObject(e, "embedding", cJSON_CreateDoubleArray(v, 4));
+    cJSON_AddItemToArray(data, e);
+}
+
+/* POST /v1/embeddings in OpenAI's format: one 4-number vector per input string, made from
+ * the string (its length, its bytes' sum, its first and last byte) so that a test can tell
+ * which text was embedded; usage prompt_tokens = received body bytes / 4 (or
+ * MOCK:usage=IN,..). Token inputs are refused here: the gateway must not send them. */
+static int embedding_reply(struct mock_plan *plan, const struct mock_request *req,
+                           const cJSON *root, const char *model)
+{
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(root, "input"), *s;
+    cJSON *o, *data, *u;
+    char *all = prompt_text(input), *b;
+    struct controls c;
+    long in;
+    int i = 0, rc;
+
+    if (!all)
+        return reply_error(plan, API_OPENAI, req, 400,
+                           "Invalid input: tokens are not accepted by this mock.");
+    parse_controls(all, &c);
+    free(all);
+    free(c.split);
+    if (c.status && c.status != 200)
+        return reply_error(plan, API_OPENAI, req, c.status, "The server had an error (mock).");
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    data = cJSON_AddArrayToObject(o, "data");
+    if (cJSON_IsString(input))
+        add_embedding(data, i++, input->valuestring);
+    else
+        cJSON_ArrayForEach(s, input) add_embedding(data, i++, s->valuestring);
+    cJSON_AddStringToObject(o, "model", model);
+    in = c.usage_in >= 0 ? c.usage_in : (long)(req->body_len / 4);
+    u = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)in);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)in);
+    b = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!b)
+        return -1;
+    plan->chunked = 0;
+    rc = add_head(plan, API_OPENAI, req, 200, "application/json", (long)strlen(b), req->want_close);
+    if (rc == 0)
+        rc = mock_plan_add(plan, b, strlen(b));
+    free(b);
+    plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+    return rc;
+}
+
 int mock_api_reply(const struct mock_settings *set, const struct mock_request *req,
                    struct mock_plan *plan)
 {
@@ -1005,7 +1226,8 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
     const char *finish;
     size_t plen = strlen(req->path), keep;
     long in, out, max_tokens = -1;
-    int exact, include_usage = 0, count = 0, rc = -1;
+    int exact, include_usage = 0, count = 0, kind = 0,
+               rc = -1; /* kind: 1 completion, 2 embedding */
     const char *got_key = "";
 
     memset(&c, 0, sizeof(c));
@@ -1013,7 +1235,13 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
         api = API_OPENAI;
     else if (plen >= 9 && strcmp(req->path + plen - 9, "/messages") == 0)
         api = API_ANTHROPIC;
-    else if (plen >= 22 && strcmp(req->path + plen - 22, "/messages/count_tokens") == 0) {
+    else if (plen >= 15 && strcmp(req->path + plen - 15, "/v1/completions") == 0) {
+        api = API_OPENAI;
+        kind = 1;
+    } else if (plen >= 14 && strcmp(req->path + plen - 14, "/v1/embeddings") == 0) {
+        api = API_OPENAI;
+        kind = 2;
+    } else if (plen >= 22 && strcmp(req->path + plen - 22, "/messages/count_tokens") == 0) {
         api = API_ANTHROPIC;
         count = 1;
     } else
@@ -1056,6 +1284,11 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
         rc = reply_error(plan, api, req, 400,
                          api == API_OPENAI ? "you must provide a model parameter"
                                            : "model: Field required");
+        goto done;
+    }
+    if (kind) {
+        rc = kind == 1 ? completion_reply(plan, req, root, model->valuestring)
+                       : embedding_reply(plan, req, root, model->valuestring);
         goto done;
     }
     if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "messages"))) {

@@ -1,0 +1,366 @@
+/* openai_completions.c -- the OpenAI legacy Completions wire format (see wire.h).
+ *
+ * Requests: `prompt`, a string or an array of strings (tokens are refused by decide.c,
+ * they cannot be scanned), with max_tokens, temperature, top_p, seed and stop as in Chat.
+ * Answers: `text_completion` objects whose choices carry `text`, and SSE chunks of the
+ * same object ending in `data: [DONE]`; with stream_options.include_usage a last chunk
+ * with no choices carries `usage` (prompt_tokens, completion_tokens).
+ *
+ * Only ever relayed to an OpenAI-type provider or answered by the built-in engine, never
+ * translated: read_request gives the engine its prompt (one raw text, the model continues
+ * it), build_request refuses. Errors are OpenAI's (openai_chat.c's). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/json.h"
+#include "common/wipe.h"
+#include "proxy/outbound.h"
+#include "proxy/proxy_int.h"
+#include "proxy/wire.h"
+
+/* ---- requests ---- */
+
+/* the engine's view: the prompt as the chat's one "user" text (used raw, no template); one
+ * prompt and one choice only, since the engine answers one sequence per request */
+static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t errlen)
+{
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(in, "prompt"), *v;
+    char *text;
+
+    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1)
+        p = cJSON_GetArrayItem(p, 0);
+    if (!cJSON_IsString(p)) {
+        snprintf(err, errlen, "it answers one prompt per request, and 'prompt' holds several.");
+        return -1;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(in, "n");
+    if (cJSON_IsNumber(v) && v->valuedouble != 1) {
+        snprintf(err, errlen, "it gives one choice per request ('n' must be 1).");
+        return -1;
+    }
+    text = strdup(p->valuestring);
+    if (!text || proxy_chat_add(c, "user", text) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "max_tokens")))
+        c->max_tokens = v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "temperature")))
+        c->temperature = v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "top_p")))
+        c->top_p = v->valuedouble;
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "seed")))
+        c->seed = v->valuedouble;
+    v = cJSON_GetObjectItemCaseSensitive(in, "stop");
+    if (cJSON_IsString(v)) {
+        c->stop[c->n_stop++] = v->valuestring;
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *s;
+        cJSON_ArrayForEach(s, v)
+        {
+            if (cJSON_IsString(s) && c->n_stop < 4)
+                c->stop[c->n_stop++] = s->valuestring;
+        }
+    }
+    c->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "stream"));
+    return 0;
+}
+
+static int build_request(const struct proxy_chat *c, const struct config_model *m, cJSON *o,
+                         int *flags, char *err, size_t errlen)
+{
+    (void)c;
+    (void)m;
+    (void)o;
+    (void)flags;
+    snprintf(err, errlen, "A request cannot be translated into the legacy Completions API.");
+    return -1;
+}
+
+/* ---- errors: OpenAI's ---- */
+
+static const char *error_type(int status)
+{
+    return proxy_wire_openai_chat.error_type(status);
+}
+
+static char *error_body(int status, const char *type, const char *message, size_t *len)
+{
+    return proxy_wire_openai_chat.error_body(status, type, message, len);
+}
+
+static char *error_event(const char *body, size_t *len)
+{
+    return proxy_wire_sse(NULL, body, len);
+}
+
+/* ---- answers from an OpenAI provider ---- */
+
+static void read_usage(struct proxy_usage *u, const cJSON *o)
+{
+    proxy_wire_openai_chat.read_usage(u, o);
+}
+
+static enum proxy_stop stop_from(const char *fr)
+{
+    if (fr && strcmp(fr, "length") == 0)
+        return PROXY_STOP_LENGTH;
+    if (fr && strcmp(fr, "content_filter") == 0)
+        return PROXY_STOP_FILTER;
+    return PROXY_STOP_END;
+}
+
+static const char *stop_to(enum proxy_stop s)
+{
+    switch (s) {
+    case PROXY_STOP_LENGTH:
+        return "length";
+    case PROXY_STOP_FILTER:
+        return "content_filter";
+    default:
+        return "stop";
+    }
+}
+
+static int read_answer(const cJSON *j, struct proxy_answer *a, struct proxy_usage *u)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(j, "model");
+    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c0, "text");
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
+
+    read_usage(u, cJSON_GetObjectItemCaseSensitive(j, "usage"));
+    a->text = strdup(cJSON_IsString(t) ? t->valuestring : "");
+    a->stop = stop_from(cJSON_IsString(fr) ? fr->valuestring : NULL);
+    snprintf(a->id, sizeof(a->id), "%s", cJSON_IsString(id) ? id->valuestring : "");
+    snprintf(a->model, sizeof(a->model), "%s", cJSON_IsString(mo) ? mo->valuestring : "");
+    return a->text ? 0 : -1;
+}
+
+static void read_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
+                       size_t dlen, const cJSON *j, struct proxy_piece *p)
+{
+    const cJSON *c, *e;
+
+    (void)event;
+    (void)elen;
+    memset(p, 0, sizeof(*p));
+    if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        p->end = 1;
+        return;
+    }
+    if (!j)
+        return;
+    if ((e = cJSON_GetObjectItemCaseSensitive(j, "error")) != NULL) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+        p->error = cJSON_IsString(m) ? m->valuestring : "provider error";
+        return;
+    }
+    read_usage(&r->usage, cJSON_GetObjectItemCaseSensitive(j, "usage"));
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
+        const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
+        p->open = 1;
+        if (cJSON_IsString(t))
+            p->text = t->valuestring;
+        if (cJSON_IsString(fr)) {
+            p->has_stop = 1;
+            p->stop = stop_from(fr->valuestring);
+        }
+    }
+}
+
+static int restoring(const struct proxy_req *r)
+{
+    return r->d.has_policy && r->d.policy.restorer;
+}
+
+/* One chunk of an OpenAI provider's Completions stream, for its client: as openai_chat.c's
+ * relay_event (usage read from every chunk; the usage chunk the gateway asked for taken
+ * out; byte for byte when nothing changes), with placeholders restored in each choice's
+ * `text` (one slot per choice index, flushed at its finish_reason). */
+static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, const char *event,
+                       size_t elen, const char *data, size_t dlen)
+{
+    int strip_usage = r->d.outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
+    struct json_doc doc = {0};
+    char err[128];
+    uint32_t uv = JSON_NONE, ch = JSON_NONE;
+    cJSON *j = NULL, *c;
+    int rc = 0;
+
+    (void)event;
+    (void)elen;
+    if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        proxy_conn_stream_write_final(r, raw, raw_len);
+        r->stream_state = PROXY_STREAM_CLOSED;
+        return 0;
+    }
+    if (json_parse(&doc, data, dlen, err, sizeof(err)) == 0 &&
+        json_type(&doc, doc.root) == JSON_OBJ) {
+        uv = json_get(&doc, doc.root, "usage");
+        ch = json_get(&doc, doc.root, "choices");
+        if (json_type(&doc, uv) == JSON_OBJ) {
+            cJSON *u = json_to_cjson(&doc, uv);
+            read_usage(&r->usage, u);
+            cJSON_Delete(u);
+        }
+        if (strip_usage && json_type(&doc, uv) == JSON_OBJ && json_type(&doc, ch) == JSON_ARR &&
+            doc.nodes[ch].child == JSON_NONE)
+            goto done; /* the usage chunk the client did not ask for */
+        if (!restoring(r) && !(strip_usage && uv != JSON_NONE)) {
+            proxy_conn_stream_write(r, raw, raw_len);
+            goto done;
+        }
+        j = json_to_cjson(&doc, doc.root);
+        if (!j) {
+            rc = -1;
+            goto done;
+        }
+    } else {
+        j = cJSON_ParseWithLength(data, dlen);
+        if (!j) { /* not JSON: relayed as is, for the client's SDK to report */
+            proxy_conn_stream_write(r, raw, raw_len);
+            goto done;
+        }
+        read_usage(&r->usage, cJSON_GetObjectItemCaseSensitive(j, "usage"));
+    }
+    if (strip_usage)
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
+    if (restoring(r)) {
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
+        {
+            const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
+            proxy_wire_restore_field(r, c, "text", (int)proxy_wire_num(c, "index"),
+                                     cJSON_IsString(fr));
+        }
+    }
+    proxy_wire_write_event(r, NULL, j);
+done:
+    wipe_cjson_delete(j);
+    json_doc_deinit(&doc);
+    return rc;
+}
+
+static void restore_answer(struct proxy_req *r, cJSON *j)
+{
+    cJSON *c;
+
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
+        proxy_wire_restore_field(r, c, "text", (int)proxy_wire_num(c, "index"), 1);
+}
+
+/* ---- answers written for a Completions client (the built-in engine's) ---- */
+
+static void add_usage(struct proxy_req *r, cJSON *o)
+{
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)r->usage.input);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)r->usage.output);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(r->usage.input + r->usage.output));
+}
+
+/* a text_completion object: one choice (text and finish, each may be NULL), or with
+ * usage_only the final usage chunk (no choices) */
+static cJSON *completion(struct proxy_req *r, const char *id, const char *model, const char *text,
+                         const char *finish, int usage_only)
+{
+    cJSON *j = cJSON_CreateObject(), *chs, *c;
+
+    cJSON_AddStringToObject(j, "id", id);
+    cJSON_AddStringToObject(j, "object", "text_completion");
+    cJSON_AddNumberToObject(j, "created", (double)time(NULL));
+    cJSON_AddStringToObject(j, "model", model);
+    chs = cJSON_AddArrayToObject(j, "choices");
+    if (usage_only) {
+        add_usage(r, j);
+        return j;
+    }
+    c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "text", text ? text : "");
+    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddNullToObject(c, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(c, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
+    cJSON_AddItemToArray(chs, c);
+    return j;
+}
+
+static void chunk(struct proxy_req *r, const char *text, const char *finish, int usage_only)
+{
+    cJSON *j =
+        completion(r, r->tr_id[0] ? r->tr_id : r->id,
+                   r->tr_model[0] ? r->tr_model : r->d.model->name, text, finish, usage_only);
+
+    proxy_wire_write_event(r, NULL, j);
+    wipe_cjson_delete(j);
+}
+
+/* a Completions stream has no opening event: its first chunk carries text */
+static void stream_open(struct proxy_req *r)
+{
+    if (r->stream_state == PROXY_STREAM_NONE)
+        r->stream_state = PROXY_STREAM_OPEN;
+}
+
+static void stream_text(struct proxy_req *r, const char *text)
+{
+    stream_open(r);
+    if (text && *text)
+        chunk(r, text, NULL, 0);
+}
+
+static void stream_close(struct proxy_req *r)
+{
+    char *rest;
+
+    if (r->stream_state >= PROXY_STREAM_CLOSED)
+        return;
+    stream_open(r);
+    r->stream_state = PROXY_STREAM_CLOSED;
+    rest = proxy_wire_restore(r, 0, NULL, 1);
+    chunk(r, rest ? rest : "", stop_to(r->tr_stop), 0);
+    wipe_str_free(rest);
+    if (r->d.include_usage_asked)
+        chunk(r, NULL, NULL, 1);
+    PROXY_WRITE_FINAL(r, "data: [DONE]\n\n");
+}
+
+static char *write_answer(struct proxy_req *r, const struct proxy_answer *a)
+{
+    cJSON *o = completion(r, a->id[0] ? a->id : r->id, a->model[0] ? a->model : r->d.model->name,
+                          a->text, stop_to(a->stop), 0);
+    char *s;
+
+    add_usage(r, o);
+    s = cJSON_PrintUnformatted(o);
+    wipe_cjson_delete(o);
+    return s;
+}
+
+const struct proxy_wire proxy_wire_openai_completions = {
+    .name = "openai-completions",
+    .up_path = "/completions",
+    .id_prefix = "cmpl-",
+    .read_request = read_request,
+    .build_request = build_request,
+    .error_type = error_type,
+    .error_body = error_body,
+    .error_event = error_event,
+    .read_usage = read_usage,
+    .read_answer = read_answer,
+    .read_event = read_event,
+    .relay_event = relay_event,
+    .restore_answer = restore_answer,
+    .stream_open = stream_open,
+    .stream_text = stream_text,
+    .stream_close = stream_close,
+    .write_answer = write_answer,
+};
