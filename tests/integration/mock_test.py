@@ -79,6 +79,29 @@ def main():
     r = request(P, "POST", "/v1/messages/count_tokens", cb, key="sk-wrong", auth="x-api-key", headers=AH)
     s.check("count_tokens: wrong key 401", r.status == 401, r)
 
+    cp = {"model": "i", "prompt": ["MOCK:usage=3,2 a", "b"]}
+    r = request(P, "POST", "/v1/completions", cp, key=OPENAI_REAL)
+    j = r.json() or {}
+    s.check("completions: text_completion, one choice per prompt, usage",
+            r.status == 200 and j.get("object") == "text_completion" and len(j["choices"]) == 2
+            and j["choices"][1]["index"] == 1 and j["usage"]["prompt_tokens"] == 3, r)
+    r = request(P, "POST", "/v1/completions", dict(cp, stream=True, stream_options={"include_usage": True}),
+                key=OPENAI_REAL)
+    ev = [d for _, d in sse_events(r.body)]
+    s.check("completions stream: text_completion chunks, a usage chunk with no choices, [DONE]",
+            r.status == 200 and ev[-1] == "[DONE]" and json.loads(ev[-2])["choices"] == []
+            and json.loads(ev[-2])["usage"]["completion_tokens"] == 2
+            and all(json.loads(d)["object"] == "text_completion" for d in ev[:-1]), ev[-3:])
+    r = request(P, "POST", "/v1/completions", {"model": "i", "prompt": [1, 2]}, key=OPENAI_REAL)
+    s.check("completions: token prompt 400", r.status == 400, r)
+    r = request(P, "POST", "/v1/embeddings", {"model": "e", "input": ["ab", "c"]}, key=OPENAI_REAL)
+    j = r.json() or {}
+    s.check("embeddings: a list of embeddings, vectors from the text, usage",
+            r.status == 200 and j.get("object") == "list" and j["data"][0]["embedding"] == [2, 195, 97, 98]
+            and j["data"][1]["index"] == 1 and j["usage"]["total_tokens"] == j["usage"]["prompt_tokens"] > 0, r)
+    r = request(P, "POST", "/v1/embeddings", {"model": "e", "input": [[1]]}, key=OPENAI_REAL)
+    s.check("embeddings: token input 400", r.status == 400, r)
+
     r = request(P, "POST", "/v1/chat/completions", chat("MOCK:echo é"), key=OPENAI_REAL)
     s.check("echo: answer is the body as received", r.json()["choices"][0]["message"]["content"].encode()
             == m.last_body() == json.dumps(chat("MOCK:echo é")).encode(), r.body[:200])
