@@ -40,6 +40,18 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
         snprintf(err, errlen, "it gives one choice per request ('n' must be 1).");
         return -1;
     }
+    /* what it would silently not do: answered as if asked, the answer would be wrong */
+    v = cJSON_GetObjectItemCaseSensitive(in, "suffix");
+    if (cJSON_IsString(v) && v->valuestring[0]) {
+        snprintf(err, errlen, "it cannot fill in the middle ('suffix').");
+        return -1;
+    }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "echo")) ||
+        cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(in, "logprobs")) ||
+        proxy_wire_num(in, "best_of") > 1) {
+        snprintf(err, errlen, "it has no 'echo', 'logprobs' or 'best_of'.");
+        return -1;
+    }
     text = strdup(p->valuestring);
     if (!text || proxy_chat_add(c, "user", text) < 0) {
         snprintf(err, errlen, "out of memory");

@@ -247,6 +247,8 @@ def main():
                 and finish in ("stop", "length"), r.body[:400])
         raw, r = post(port, CMPL, cmpl(["a", "b"], model="local-small"))
         s.check("builtin: several prompts are a 400", r.status == 400 and "one prompt" in err_msg(r), r)
+        raw, r = post(port, CMPL, cmpl("def f(", model="local-small", suffix="):\n    pass"))
+        s.check("builtin: suffix (fill in the middle) is a 400, not ignored", r.status == 400 and "suffix" in err_msg(r), r)
         s.check("builtin: nothing reached the provider", mock.stats()["requests"] == before)
 
     # -- cost and budgets

@@ -88,6 +88,21 @@ static void test_completions_read_request(void)
     CHECK(read_req("{\"prompt\":\"a\",\"n\":2}", &c, err, sizeof(err)) == -1);
     CHECK(strstr(err, "'n'") != NULL);
     proxy_chat_deinit(&c);
+    /* what it cannot do is refused, not ignored */
+    CHECK(read_req("{\"prompt\":\"a\",\"suffix\":\"}\"}", &c, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "suffix") != NULL);
+    proxy_chat_deinit(&c);
+    CHECK(read_req("{\"prompt\":\"a\",\"echo\":true}", &c, err, sizeof(err)) == -1);
+    proxy_chat_deinit(&c);
+    CHECK(read_req("{\"prompt\":\"a\",\"logprobs\":2}", &c, err, sizeof(err)) == -1);
+    proxy_chat_deinit(&c);
+    CHECK(read_req("{\"prompt\":\"a\",\"best_of\":3}", &c, err, sizeof(err)) == -1);
+    proxy_chat_deinit(&c);
+    /* their neutral values are fine */
+    CHECK(read_req("{\"prompt\":\"a\",\"suffix\":\"\",\"echo\":false,\"logprobs\":null,"
+                   "\"best_of\":1,\"n\":1}",
+                   &c, err, sizeof(err)) == 0);
+    proxy_chat_deinit(&c);
     /* no translation into either format */
     CHECK(cmp->build_request(&c, NULL, NULL, NULL, err, sizeof(err)) == -1);
     CHECK(emb->read_request(NULL, &c, err, sizeof(err)) == -1);
