@@ -16,7 +16,9 @@
 #include "policy/policy.h"
 #include "proxy/decide.h"
 
-#define USAGE "policy test -c FILE [--api openai|anthropic] [--key NAME] [REQUEST.json|-]"
+#define USAGE                                                                                      \
+    "policy test -c FILE [--api openai|anthropic|completions|embeddings] [--key NAME] "            \
+    "[REQUEST.json|-]"
 
 /* Read all of f up to max bytes into a malloc'd buffer; -1 when larger or unreadable. */
 static int read_all(FILE *f, size_t max, char **out, size_t *out_len)
@@ -83,12 +85,15 @@ int cmd_policy(int argc, char **argv)
     }
     if (!cfg_path)
         return cli_usage(USAGE);
-    enum policy_api api;
-    if (strcmp(api_s, "openai") == 0)
-        api = POLICY_API_OPENAI;
-    else if (strcmp(api_s, "anthropic") == 0)
+    enum policy_api api = POLICY_API_OPENAI;
+    enum proxy_body kind = PROXY_BODY_CHAT;
+    if (strcmp(api_s, "anthropic") == 0)
         api = POLICY_API_ANTHROPIC;
-    else
+    else if (strcmp(api_s, "completions") == 0) /* OpenAI's /v1/completions */
+        kind = PROXY_BODY_COMPLETION;
+    else if (strcmp(api_s, "embeddings") == 0) /* OpenAI's /v1/embeddings */
+        kind = PROXY_BODY_EMBEDDING;
+    else if (strcmp(api_s, "openai") != 0)
         return cli_usage(USAGE);
 
     log_set_level(LOG_WARN);
@@ -134,7 +139,7 @@ int cmd_policy(int argc, char **argv)
     }
     /* the gateway's own path: a body it would answer 400 (or 500) is bad input here; a
      * refusal by policy (403) or an unknown model (404) is a decision, printed */
-    if (proxy_decide(cfg, pol, api, body, len, key, team, &pd) < 0 && pd.status != 403 &&
+    if (proxy_decide_body(cfg, pol, api, kind, body, len, key, team, &pd) < 0 && pd.status != 403 &&
         pd.status != 404) {
         fprintf(stderr, "airlock policy: %s\n", pd.error);
         goto done;

@@ -14,12 +14,13 @@ The audit holds both records with every byte stream; /metrics counts each endpoi
 import json
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway_test import audit_records, blob  # noqa: E402
-from itest import (ALICE, ANTHROPIC_REAL, Airlock, Mock, Suite, free_port,  # noqa: E402
-                   gateway_missing, request, sse_events)
+from itest import (AIRLOCK, ALICE, ANTHROPIC_REAL, OPENAI_REAL, Airlock, Mock, Suite,  # noqa: E402
+                   free_port, gateway_missing, request, sse_events)
 
 SHARED = os.environ.get("AIRLOCK_SHARED") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
@@ -223,6 +224,23 @@ def main():
     if local:
         raw, r = post(port, EMB, emb(CARD))
         s.check("embeddings routed local by policy: 400", r.status == 400 and "cannot produce embeddings" in err_msg(r), r)
+
+    # -- `airlock policy test` decides these bodies as the gateway does
+    env = dict(os.environ, MOCK_OPENAI_KEY=OPENAI_REAL)
+
+    def cli(api, b):
+        p = subprocess.run([AIRLOCK, "policy", "test", "-c", gw.config, "--api", api, "--key", "alice", "-"],
+                           input=json.dumps(b).encode(), capture_output=True, timeout=30, env=env)
+        return p.returncode, (json.loads(p.stdout) if p.returncode == 0 else p.stderr.decode())
+    rc_, dec = cli("embeddings", emb(["mail %s" % EMAIL]))
+    s.check("policy test --api embeddings: redact, the placeholder in the outbound input",
+            rc_ == 0 and dec["verdict"] == "redact" and EMAIL not in json.dumps(dec["outbound"])
+            and "[EMAIL_1_" in json.dumps(dec["outbound"]), dec)
+    rc_, dec = cli("completions", cmpl("hi"))
+    s.check("policy test --api completions: allowed, the model renamed",
+            rc_ == 0 and dec["verdict"] == "allow" and "gpt-3.5-turbo-instruct-0914" in json.dumps(dec["outbound"]), dec)
+    rc_, dec = cli("completions", cmpl([1, 2]))
+    s.check("policy test --api completions: token prompt refused as malformed", rc_ != 0 and "tokens" in dec, dec)
 
     # -- the built-in engine answers completions natively
     if not local:
