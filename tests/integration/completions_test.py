@@ -164,6 +164,14 @@ def main():
             r.status == 200 and text == "Dear %s, thanks." % EMAIL and done and n > 10 and b"[EMAIL_" not in r.body,
             (text, r.body[:300]))
 
+    # -- the provider failing mid-stream: an OpenAI error event ends the client's stream
+    raw, r = post(port, CMPL, cmpl("MOCK:reset_mid", stream=True))
+    ev = [d for _, d in sse_events(r.body)]
+    last = json.loads(ev[-1]) if ev and ev[-1].startswith("{") else {}
+    s.check("provider reset mid-stream: the chunks so far, then an OpenAI error event",
+            r.status == 200 and len(ev) >= 3 and json.loads(ev[0]).get("object") == "text_completion"
+            and (last.get("error") or {}).get("code") == "502", ev[-2:])
+
     # -- a secret: 403, nothing leaves
     before = mock.stats()["requests"]
     raw, r = post(port, CMPL, cmpl(["fine", SECRET]))

@@ -1053,8 +1053,8 @@ static void completion_choice(cJSON *o, int index, const char *text, const char 
 /* POST /v1/completions in OpenAI's legacy format: one choice per prompt (each the same
  * answer, chosen by MOCK: controls in the prompt as for chat), `text_completion` objects
  * whole or as SSE chunks ending in [DONE], with a usage chunk (no choices) when
- * stream_options.include_usage is set. Token prompt arrays are refused here as nowhere
- * else: the gateway must not send them. */
+ * stream_options.include_usage is set; MOCK:reset_mid resets a stream after two chunks.
+ * Token prompt arrays are refused here as nowhere else: the gateway must not send them. */
 static int completion_reply(struct mock_plan *plan, const struct mock_request *req,
                             const cJSON *root, const char *model)
 {
@@ -1128,6 +1128,11 @@ static int completion_reply(struct mock_plan *plan, const struct mock_request *r
             completion_choice(o, i, d.items[k], NULL);
             if (add_event(plan, NULL, o) < 0)
                 goto done;
+            if (k == 1 && c.fault == FAULT_RESET_MID) { /* MOCK:reset_mid: gone after two */
+                plan->end = MOCK_END_RESET;
+                rc = 0;
+                goto done;
+            }
         }
         o = completion_obj(id, created, model);
         completion_choice(o, i, "", finish);
