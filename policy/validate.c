@@ -12,7 +12,12 @@
  *    longer dotted run (1.2.3.4.5) or follows "v", "ver" or "version" is a version string.
  *  - generic_secret: a token of >= 16 characters with Shannon entropy >= 3.3 bits/char and
  *    at least two character classes, among the first three tokens after a secret-like
- *    word on the same line (or the whole value of a JSON key that is secret-like). */
+ *    word on the same line (or the whole value of a JSON key that is secret-like).
+ *  - boundaries: a letter glued to a value does not hide it where a checksum or a strict
+ *    format decides (card: Luhn and a common brand; IBAN: mod-97 and the country's length;
+ *    AWS key id: base32 at its exact length; GitHub token: its CRC-32; SSN: the dashes or
+ *    its label; a bare number: its label); without one (an unlabelled phone number) the
+ *    word boundaries stay. */
 #include <math.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -101,46 +106,81 @@ static int uri_userinfo(const char *t, size_t ls)
     return i >= 3 && memcmp(t + i - 3, "://", 3) == 0;
 }
 
+/* A letter outside ASCII that ends at t[i): a two-byte UTF-8 letter of the Latin-1
+ * supplement and Latin Extended-A/B (é, ü, ł, ș), a combining accent, Greek or Cyrillic;
+ * 0 if none. Part of a local part written in a script other than ASCII ("jürgen.müller"),
+ * so that no prefix of it stays in clear text. */
+static size_t utf8_letter_before(const char *t, size_t i)
+{
+    if (i < 2)
+        return 0;
+    unsigned l = (unsigned char)t[i - 2], c = (unsigned char)t[i - 1];
+    if (c < 0x80 || c > 0xBF)
+        return 0;
+    if (l == 0xC3)
+        return c != 0x97 && c != 0xB7 ? 2 : 0; /* not × or ÷ */
+    if ((l >= 0xC4 && l <= 0xC9) || (l >= 0xCC && l <= 0xCF) || (l >= 0xD0 && l <= 0xD4))
+        return 2;
+    return 0;
+}
+
+/* The '@' at t[s]. The local part runs back over atext (and letters outside ASCII) as far
+ * as it goes: a run glued before a 64-byte local part is reported with it rather than
+ * leaving the address in clear; after a ".." (not allowed in an address) it starts again
+ * ("a..jane@example.com" is jane@...). The domain's last label is the TLD, letters only: a
+ * digit or '-' glued after it ends the address ("jane@example.com-1", "...com2"). */
 static int v_email(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
     const char *a = memchr(t + s, '@', e - s);
     if (!a)
         return 0;
-    size_t atp = (size_t)(a - t), ls = atp, de = atp + 1;
-    while (ls > 0 && is_atext(before(t, ls)) && atp - ls < 64)
-        ls--;
-    if (ls > 0 && is_atext(before(t, ls)))
-        return 0; /* local part longer than 64 */
+    size_t atp = (size_t)(a - t), ls = atp, de = atp + 1, u;
+    for (;;) {
+        if (ls > 0 && is_atext(before(t, ls)))
+            ls--;
+        else if ((u = utf8_letter_before(t, ls)) != 0)
+            ls -= u;
+        else
+            break;
+    }
+    for (size_t i = atp; i > ls + 1; i--)
+        if (t[i - 1] == '.' && t[i - 2] == '.') {
+            ls = i; /* after the last ".." */
+            break;
+        }
     while (ls < atp && (t[ls] == '.' || t[ls] == '-' || t[ls] == '+'))
         ls++; /* "...-bob@" starts at bob */
     if (ls == atp || t[atp - 1] == '.')
         return 0;
     if (uri_userinfo(t, ls))
         return 0; /* postgres://app@db.internal, redis://:pw@cache.internal */
-    for (size_t i = ls; i + 1 < atp; i++)
-        if (t[i] == '.' && t[i + 1] == '.')
-            return 0;
     while (de < n && is_dtext(at(t, n, de)) && de - atp <= 253)
         de++;
     while (de > atp + 1 && (t[de - 1] == '.' || t[de - 1] == '-'))
         de--; /* sentence punctuation */
+    /* the TLD: letters, or a punycode label; a digit or '-' after its letters is glued on */
+    size_t last = de;
+    while (last > atp + 1 && t[last - 1] != '.')
+        last--;
+    if (!(de - last >= 5 && strncasecmp(t + last, "xn--", 4) == 0)) {
+        size_t k = last;
+        while (k < de && is_alpha(t[k]))
+            k++;
+        de = k;
+    }
     /* labels */
-    size_t lab = atp + 1, nlab = 0, last = lab;
+    size_t lab = atp + 1, nlab = 0;
     for (size_t i = atp + 1; i <= de; i++) {
         if (i == de || t[i] == '.') {
             size_t l = i - lab;
             if (l == 0 || l > 63 || t[lab] == '-' || t[i - 1] == '-')
                 return 0;
-            last = lab;
             nlab++;
             lab = i + 1;
         }
     }
     if (nlab < 2 || de - last < 2)
         return 0;
-    for (size_t i = last; i < de; i++)
-        if (!is_alpha(t[i]))
-            return 0;
     if (file_ext(t + last, de - last))
         return 0; /* logo@2x.png, icon@3x.webp, module@1.2.3.tgz: a file name */
     *os = ls;
@@ -286,34 +326,92 @@ static int iin_ok(const char *d, size_t n)
     return 0;
 }
 
-static int card_digits_ok(const char *t, size_t s, size_t e)
+/* The separators between the groups of a card or an IBAN. Normalisation has already made
+ * every space kind a ' ' and every dash kind a '-'. */
+enum { SEP_NONE, SEP_SPACE, SEP_DASH, SEP_SLASH, SEP_DOT, SEP_COMMA, SEP_WS };
+
+static int is_ws(int c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The separator at t[i] (t ends at n), *len its bytes: one space, dash, '/', '.' or ',', or
+ * white space of up to two bytes (a double space, a tab, a line break, CRLF: SEP_WS). */
+static int sep_at(const char *t, size_t n, size_t i, size_t *len)
+{
+    int c = at(t, n, i);
+    *len = 1;
+    if (is_ws(c)) {
+        if (is_ws(at(t, n, i + 1))) {
+            *len = 2;
+            return SEP_WS;
+        }
+        return c == ' ' ? SEP_SPACE : SEP_WS;
+    }
+    return c == '-'   ? SEP_DASH
+           : c == '/' ? SEP_SLASH
+           : c == '.' ? SEP_DOT
+           : c == ',' ? SEP_COMMA
+                      : SEP_NONE;
+}
+
+/* One kind of separator throughout a number; a single space mixes with other white space (a
+ * card wrapped onto the next line). Returns the kind so far, or SEP_NONE on a mix. */
+static int sep_merge(int kind, int k)
+{
+    if (kind == SEP_NONE || kind == k)
+        return k;
+    if ((kind == SEP_SPACE || kind == SEP_WS) && (k == SEP_SPACE || k == SEP_WS))
+        return SEP_WS;
+    return SEP_NONE;
+}
+
+/* The brands a card glued to letters or written with a list's separators must be: Amex
+ * (15 digits), Visa, Mastercard, Discover, JCB or UnionPay (16). Not the long tail of
+ * lengths, nor Maestro's wide ranges (50, 56-69), which random ids and lists hit too often. */
+static int iin_common(const char *d, size_t n)
+{
+    int p2 = (d[0] - '0') * 10 + (d[1] - '0');
+    int p3 = p2 * 10 + (d[2] - '0');
+    int p4 = p3 * 10 + (d[3] - '0');
+    if (n == 15)
+        return p2 == 34 || p2 == 37;
+    return n == 16 &&
+           (d[0] == '4' || (p2 >= 51 && p2 <= 55) || (p4 >= 2221 && p4 <= 2720) || p4 == 6011 ||
+            (p3 >= 644 && p3 <= 649) || p2 == 65 || (p4 >= 3528 && p4 <= 3589) || p2 == 62);
+}
+
+/* [s, e) of t is a card number: 13-19 digits, contiguous or in groups of four (Amex 4-6-5)
+ * with one kind of separator, a known IIN for its length (iin_common when glued or
+ * separated by commas or white space other than single spaces), Luhn, not one digit
+ * repeated. *kind: the separator kind (SEP_NONE: contiguous). */
+static int card_digits_ok(const char *t, size_t s, size_t e, int glued, int *kind)
 {
     char d[20];
-    size_t n = 0, groups[8], ng = 0, cur = 0;
-    int sep = 0;
-    for (size_t i = s; i < e; i++) {
+    size_t n = 0, groups[8], ng = 0, cur = 0, len;
+    int k = SEP_NONE;
+    for (size_t i = s; i < e;) {
         if (is_digit(t[i])) {
             if (n >= 19)
                 return 0;
-            d[n++] = t[i];
+            d[n++] = t[i++];
             cur++;
-        } else {
-            if (sep && sep != t[i])
-                return 0;
-            sep = t[i];
-            if (ng >= 7)
-                return 0;
-            groups[ng++] = cur;
-            cur = 0;
+            continue;
         }
+        int sk = sep_at(t, e, i, &len);
+        if (!sk || !cur || ng >= 7 || (k = sep_merge(k, sk)) == SEP_NONE)
+            return 0;
+        groups[ng++] = cur;
+        cur = 0;
+        i += len;
     }
     groups[ng++] = cur;
     if (n < 13 || n > 19)
         return 0;
     if (ng > 1) {
         int ok = 1;
-        for (size_t k = 0; k + 1 < ng; k++)
-            if (groups[k] != 4)
+        for (size_t g = 0; g + 1 < ng; g++)
+            if (groups[g] != 4)
                 ok = 0;
         if (ng == 3 && groups[0] == 4 && groups[1] == 6 && (groups[2] == 5 || groups[2] == 4))
             ok = 1;
@@ -325,7 +423,28 @@ static int card_digits_ok(const char *t, size_t s, size_t e)
         same += d[i] == d[0];
     if (same == n)
         return 0;
+    *kind = k;
+    if (glued || k == SEP_COMMA || k == SEP_WS)
+        return iin_common(d, n) && policy_luhn(d, n);
     return iin_ok(d, n) && policy_luhn(d, n);
+}
+
+/* A value glued to letters at [s, e) that is a window of a hex digest (a sha1, sha256,
+ * md5 written in hex, 32+ characters): its digits are the digest's, not a card or an
+ * IBAN. */
+static int in_hex_blob(const char *t, size_t n, size_t s, size_t e)
+{
+    size_t a = s, b = e;
+    while (a > 0 && s - a < 128 && is_alnum(t[a - 1]))
+        a--;
+    while (b < n && b - e < 128 && is_alnum(t[b]))
+        b++;
+    if (b - a < 32)
+        return 0;
+    for (size_t i = a; i < b; i++)
+        if (!is_digit(t[i]) && !((t[i] | 0x20) >= 'a' && (t[i] | 0x20) <= 'f'))
+            return 0;
+    return 1;
 }
 
 /* ---- IBAN ---- */
@@ -373,18 +492,28 @@ int policy_iban_check(const char *s, size_t n)
     return rem == 1;
 }
 
+/* CC + 2 check digits + BBAN at s, cut at the country's length: contiguous, or in groups
+ * of four with one kind of separator (spaces of any kind, double spaces, line breaks,
+ * dashes, '/', '.', ','). Letters may be glued on either side ("ibanDE89...x",
+ * "IBAN:DE89...BIC:"): the country's length says where the IBAN ends, and mod-97 keeps the
+ * precision (with a BBAN of at least half digits, as every country's is). A digit glued on
+ * either side makes it a longer number, not this IBAN. */
 static int v_iban(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
     (void)e;
     int L = iban_len(t + s);
-    if (!L || is_alnum(before(t, s)))
+    if (!L || is_digit(before(t, s)))
         return 0;
     char buf[40];
-    size_t k = 0, i = s;
+    size_t k = 0, i = s, len;
+    int kind = SEP_NONE;
     while (k < (size_t)L && i < n) {
         int c = (unsigned char)t[i];
-        if (c == ' ' && k % 4 == 0 && k > 0 && i + 1 < n && is_alnum(at(t, n, i + 1))) {
-            i++;
+        if (k % 4 == 0 && k > 0 && !is_digit(c) && !is_upper(c)) {
+            int sk = sep_at(t, n, i, &len);
+            if (!sk || (kind = sep_merge(kind, sk)) == SEP_NONE || !is_alnum(at(t, n, i + len)))
+                return 0;
+            i += len;
             continue;
         }
         if (!is_digit(c) && !is_upper(c))
@@ -392,10 +521,19 @@ static int v_iban(const char *t, size_t n, size_t s, size_t e, size_t *os, size_
         buf[k++] = (char)c;
         i++;
     }
-    if (k != (size_t)L || is_alnum(at(t, n, i)))
+    if (k != (size_t)L || is_digit(at(t, n, i)) || !is_digit(buf[2]) || !is_digit(buf[3]))
         return 0;
     if (!policy_iban_check(buf, k))
         return 0;
+    if (is_alnum(before(t, s)) || is_alnum(at(t, n, i))) {
+        /* glued: not a window of an upper-case hex digest or of base32/base36 text, whose
+         * BBAN-long windows are mostly letters (real BBANs are mostly digits) */
+        size_t digits = 0;
+        for (size_t j = 4; j < k; j++)
+            digits += is_digit(buf[j]) != 0;
+        if (2 * digits < k - 4 || (kind == SEP_NONE && in_hex_blob(t, n, s, i)))
+            return 0;
+    }
     *os = s;
     *oe = i;
     return 1;
@@ -414,8 +552,12 @@ static int ssn_digits_ok(const char *d)
     return memcmp(d + 5, "0000", 4) != 0;
 }
 
-/* DDD-DD-DDDD or DDD DD DDDD at s, same separator, area/group/serial rules. */
-static int ssn_at(const char *t, size_t n, size_t s)
+/* DDD-DD-DDDD or DDD DD DDDD at s, same separator, area/group/serial rules; not followed by
+ * a digit, nor by '-' or '.' and a digit (a longer number). Letters may be glued on either
+ * side when the dashes say what it is ("abc123-45-6789", "SSN123-45-6789x"); the spaced
+ * form glued to a letter only after an SSN label ("ssn123 45 6789"). glued: a letter is
+ * glued before s. */
+static int ssn_at(const char *t, size_t n, size_t s, int glued)
 {
     if (n - s < 11)
         return 0;
@@ -433,7 +575,9 @@ static int ssn_at(const char *t, size_t n, size_t s)
     if (!ssn_digits_ok(d))
         return 0;
     int q = at(t, n, s + 11);
-    if (is_alnum(q) || q == '_' || ((q == '-' || q == '.') && is_digit(at(t, n, s + 12))))
+    if (is_digit(q) || q == '_' || ((q == '-' || q == '.') && is_digit(at(t, n, s + 12))))
+        return 0;
+    if ((glued || is_alpha(q)) && sep != '-' && policy_context_label(t, n, s) != POLICY_CTX_SSN)
         return 0;
     return 1;
 }
@@ -627,28 +771,74 @@ static int mixed(const char *s, size_t n)
     return u && l && d;
 }
 
+/* AKIA/ASIA/ABIA/ACCA + 16 of [A-Z0-9]: the trigger ends at e, 20 after the prefix. Glued
+ * to letters or digits on either side ("xAKIA...x", "AccessKeyIdAKIA...Secret") the id is
+ * still split out at its exact length, but its 16 characters must then be what AWS issues,
+ * base32 (A-Z, 2-7) with at least one digit, so that an upper-case word or code
+ * ("EURASIAPACIFIC2024...") is no key. */
 static int v_aws(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
     s = e - 20;
-    if (is_alnum(before(t, s)) || is_alnum(at(t, n, e)))
-        return 0;
     size_t same = 0;
     for (size_t i = s + 5; i < e; i++)
         same += t[i] == t[s + 4];
     if (same == e - s - 5)
         return 0;
+    if (is_alnum(before(t, s)) || is_alnum(at(t, n, e))) {
+        int digit = 0;
+        for (size_t i = s + 4; i < e; i++) {
+            if (!is_digit(t[i]))
+                continue;
+            if (t[i] < '2' || t[i] > '7')
+                return 0;
+            digit = 1;
+        }
+        if (!digit)
+            return 0;
+    }
     *os = s;
     *oe = e;
     return 1;
 }
 
+/* CRC-32 (IEEE, as zlib's crc32) of s[0..n) */
+static uint32_t crc32_ieee(const char *s, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= (unsigned char)s[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* A classic token "ghX_" + 30 random + 6 checksum characters: the checksum is the CRC-32
+ * of the 30, in base62 (0-9 A-Z a-z), left-padded with '0' (GitHub's token format of 2021). */
+static int github_crc_ok(const char *tok)
+{
+    static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    uint32_t c = crc32_ieee(tok + 4, 30);
+    for (int i = 5; i >= 0; i--) {
+        if (tok[34 + i] != b62[c % 62])
+            return 0;
+        c /= 62;
+    }
+    return c == 0;
+}
+
+/* ghX_ + 36, or github_pat_ + 22 + _ + 59: fixed lengths, so a token glued to other token
+ * characters is split out where it ends. A fine-grained token's prefix says enough; a
+ * classic one glued on ("tokenghp_...x") must carry its checksum, which a longer identifier
+ * that happens to hold "ghs_" ("highs_Q3Revenue...") does not. As a whole word the checksum
+ * is not asked (older tokens and hand-made examples have none). */
 static int v_github(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
-    /* ghX_ + 36, or github_pat_ + 22 + _ + 59 */
-    s = e >= 93 && memcmp(t + e - 93, "github_pat_", 11) == 0 ? e - 93 : e - 40;
-    if (is_tok(at(t, n, e)) || is_tok(before(t, s)))
+    int pat = e >= 93 && memcmp(t + e - 93, "github_pat_", 11) == 0;
+    s = pat ? e - 93 : e - 40;
+    if (!pat && (is_tok(at(t, n, e)) || is_tok(before(t, s))) && !github_crc_ok(t + s))
         return 0;
-    size_t b = t[s + 2] == '_' ? s + 4 : s + 11;
+    size_t b = pat ? s + 11 : s + 4;
     int d = 0, a = 0;
     for (size_t i = b; i < e; i++) {
         d |= is_digit(t[i]);
@@ -1065,27 +1255,54 @@ static inline int has_digit8(uint64_t x)
     return ((ge0 & ~gt9 & ~x) & high) != 0;
 }
 
+/* Separators inside a phone number (and an SSN) */
 static int is_csep(int c)
 {
     return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '/';
 }
 
-static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit emit, void *arg)
+/* ... and also inside a card number or an IBAN */
+static int is_wsep(int c)
+{
+    return is_csep(c) || c == ',' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* A letter is glued before t[i]: "tel4155550132", or an abbreviation's dot after a letter,
+ * "Tel.4155550132". */
+static int glued_before(const char *t, size_t i)
+{
+    int p = before(t, i);
+    return is_alpha(p) || (p == '.' && i >= 2 && is_alpha(before(t, i - 1)));
+}
+
+/* The class of the label before the cluster at cs, asked once per cluster (*memo: -1 not
+ * asked yet). */
+static enum policy_ctx cluster_label(const char *t, size_t n, size_t cs, int *memo)
+{
+    if (*memo < 0)
+        *memo = (int)policy_context_label(t, n, cs);
+    return (enum policy_ctx) * memo;
+}
+
+static int try_phones(const char *t, size_t n, size_t cs, size_t ce, int *cs_label,
+                      policy_emit emit, void *arg)
 {
     size_t covered = cs;
     for (size_t gs = cs; gs < ce; gs++) {
         if (!is_digit(t[gs]) || (gs > cs && is_digit(t[gs - 1])) || gs < covered)
             continue;
         size_t st = gs;
-        int p = before(t, gs), paren = 0;
+        int p = before(t, gs), paren = 0, glued = 0;
         if ((p == '+' || p == '(') && gs > 0) {
             st = gs - 1;
             paren = p == '(';
             p = before(t, st);
-            if (is_alnum(p) || p == '_' || (t[st] == '+' && p == '+'))
+            if (is_digit(p) || p == '_' || (t[st] == '+' && p == '+'))
                 continue;
+            glued = is_alpha(p);
         } else if (gs == cs) {
-            if (is_alnum(p) || p == '_' || p == '.' || p == '-' || p == '/')
+            glued = glued_before(t, gs);
+            if (!glued && (is_digit(p) || p == '_' || p == '.' || p == '-' || p == '/'))
                 continue;
         } else {
             continue; /* later groups only from a '+' or '(': digits glued to others are not */
@@ -1097,11 +1314,17 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit
                 if (!is_digit(t[ge - 1]) || (ge < ce && is_digit(t[ge])))
                     continue;
                 int a = at(t, n, ge);
-                if (is_alnum(a) || a == '_' ||
-                    ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, ge + 1))))
+                if (is_digit(a) || a == '_' ||
+                    ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, ge + 1))) ||
+                    !phone_ok(t, n, st, ge))
                     continue;
-                if (phone_ok(t, n, st, ge))
-                    break;
+                /* glued to letters, a number is one only right after a phone label:
+                 * "tel4155550132x", "Tel.+49 30 1234567" (asked last: it costs a walk) */
+                if ((glued || is_alpha(a)) &&
+                    (st == cs ? cluster_label(t, n, cs, cs_label)
+                              : policy_context_label(t, n, st)) != POLICY_CTX_PHONE)
+                    continue;
+                break;
             }
             if (ge > gs) {
                 if (emit(arg, DET_PHONE, st, ge) < 0)
@@ -1114,23 +1337,49 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, policy_emit
     return 0;
 }
 
-static int try_cards(const char *t, size_t n, size_t cs, size_t ce, policy_emit emit, void *arg)
+/* Another group of digits next to a card at [s, e), over at most two separator bytes: the
+ * card is then one entry of a list or a table, not a number of its own. */
+static int digit_group_near(const char *t, size_t n, size_t s, size_t e)
 {
-    size_t covered = cs;
-    for (size_t gs = cs; gs < ce; gs++) {
-        if (!is_digit(t[gs]) || (gs > cs && is_digit(t[gs - 1])) || gs < covered)
-            continue;
-        int p = before(t, gs);
-        if (gs == cs ? (is_alnum(p) || p == '_' || p == '.' || p == '+') : p != ' ')
-            continue; /* "+4915..." is a phone number */
+    size_t i = s;
+    for (int k = 0; k < 2 && i > 0 && is_wsep((unsigned char)t[i - 1]); k++)
+        i--;
+    if (i < s && is_digit(before(t, i)))
+        return 1;
+    i = e;
+    for (int k = 0; k < 2 && i < n && is_wsep((unsigned char)t[i]); k++)
+        i++;
+    return i > e && is_digit(at(t, n, i));
+}
+
+/* Card numbers in the cluster [cs, ce) (digits and is_wsep separators). A card starts at
+ * the cluster's start or after white space or a ','; starts before `from` are not tried
+ * (the digits of an IBAN-shaped token). Letters glued on either side do not hide a card
+ * ("cardx4111111111111111x"), but then it is of a common brand and length (iin_common: an
+ * EAN-13 product code or a 19-digit id is no card) and no window of a hex digest.
+ * Separators other than one space, dash, '/' or '.' (a comma, a tab, a line break, a
+ * double space) are a list's as often as a card's: the card must then be the whole list,
+ * and of a common brand. */
+static int try_cards(const char *t, size_t n, size_t cs, size_t ce, size_t from, policy_emit emit,
+                     void *arg)
+{
+    size_t covered = from;
+    for (size_t gs = cs, next; gs < ce; gs = next) {
+        /* gs starts a group of digits; next is where the following group starts */
         size_t g0 = gs;
         while (g0 < ce && is_digit(t[g0]))
             g0++;
+        for (next = g0; next < ce && !is_digit(t[next]);)
+            next++;
         g0 -= gs;
-        if (g0 != 4 && (g0 < 13 || g0 > 19))
+        if (gs < covered || (g0 != 4 && (g0 < 13 || g0 > 19)))
             continue; /* a card starts with a group of four or is one run */
+        int p = before(t, gs);
+        if (gs == cs ? (p == '.' || p == '+') : !(is_ws(p) || p == ','))
+            continue; /* "+4915..." is a phone number, "0.4111..." a fraction */
+        int glued = is_alpha(p) || p == '_';
         /* group ends within reach, with the digit count up to each */
-        size_t top = ce - gs > 25 ? gs + 25 : ce, ends[16], k = gs;
+        size_t top = ce - gs > 32 ? gs + 32 : ce, ends[16], k = gs;
         int cnt[16], ne = 0, d = 0;
         while (k < top && ne < 16) {
             if (is_digit(t[k])) {
@@ -1146,17 +1395,20 @@ static int try_cards(const char *t, size_t n, size_t cs, size_t ce, policy_emit 
         }
         for (int q = ne - 1; q >= 0; q--) {
             size_t ge = ends[q];
+            int kind;
             if (cnt[q] < 13 || cnt[q] > 19)
                 continue;
-            int a = at(t, n, ge);
-            if (is_alnum(a) || a == '_' || ((a == '.' || a == '-') && is_digit(at(t, n, ge + 1))))
+            int a = at(t, n, ge), g = glued || is_alpha(a) || a == '_';
+            if ((a == '.' || a == '-') && is_digit(at(t, n, ge + 1)))
                 continue;
-            if (card_digits_ok(t, gs, ge)) {
-                if (emit(arg, DET_CREDIT_CARD, gs, ge) < 0)
-                    return -1;
-                covered = ge;
-                break;
-            }
+            if (!card_digits_ok(t, gs, ge, g, &kind) ||
+                ((kind == SEP_COMMA || kind == SEP_WS) && digit_group_near(t, n, gs, ge)) ||
+                (g && kind == SEP_NONE && in_hex_blob(t, n, gs, ge)))
+                continue;
+            if (emit(arg, DET_CREDIT_CARD, gs, ge) < 0)
+                return -1;
+            covered = ge;
+            break;
         }
     }
     return 0;
@@ -1164,19 +1416,22 @@ static int try_cards(const char *t, size_t n, size_t cs, size_t ce, policy_emit 
 
 /* The cluster at cs continues a token that starts like an IBAN, "XY12 4111 1111 ..." or
  * "GB82 WEST 1234 ...": its digits are that account number's (valid or not), never a
- * card, a phone or an SSN of their own. */
-static int iban_shaped(const char *t, size_t cs)
+ * card, a phone or an SSN of their own. Letters glued before the country code
+ * ("ibanXY12 4111 ...") do not change that when the check digits stand as a group. */
+static int iban_shaped(const char *t, size_t n, size_t cs)
 {
-    size_t i = cs;
-    if (i >= 2 && is_upper(t[i - 1]) && is_upper(t[i - 2]) && !is_alnum(before(t, i - 2)))
+    size_t i = cs, len;
+    if (i >= 2 && is_upper(t[i - 1]) && is_upper(t[i - 2]) &&
+        (!is_alnum(before(t, i - 2)) ||
+         (is_digit(at(t, n, i)) && is_digit(at(t, n, i + 1)) && sep_at(t, n, i + 2, &len) &&
+          is_alnum(at(t, n, i + 2 + len)))))
         return 1;
     for (int k = 0; k < 9 && i >= 5 && t[i - 1] == ' '; k++) {
         size_t g = i - 5;
         for (size_t j = g; j < g + 4; j++)
             if (!is_upper(t[j]) && !is_digit(t[j]))
                 return 0;
-        if (is_upper(t[g]) && is_upper(t[g + 1]) && is_digit(t[g + 2]) && is_digit(t[g + 3]) &&
-            !is_alnum(before(t, g)))
+        if (is_upper(t[g]) && is_upper(t[g + 1]) && is_digit(t[g + 2]) && is_digit(t[g + 3]))
             return 1;
         i = g;
     }
@@ -1202,6 +1457,61 @@ static int digit_emit(void *arg, unsigned det, size_t s, size_t e)
     return de->emit(de->arg, det, s, e);
 }
 
+/* Phones, SSNs and IBANs in one phone-style cluster [cs, last) of ndig digits (digits and
+ * is_csep separators, at most two in a row). *card_from is moved past the cluster when it
+ * belongs to an IBAN-shaped token. */
+static int scan_cluster(const char *t, size_t n, size_t cs, size_t last, size_t ndig,
+                        size_t *card_from, struct digit_emit *de)
+{
+    if (cs >= 2 && is_upper(t[cs - 1]) && is_upper(t[cs - 2])) {
+        size_t os, oe;
+        if (v_iban(t, n, cs - 2, last, &os, &oe) && de->emit(de->arg, DET_IBAN, os, oe) < 0)
+            return -1;
+    }
+    if (ndig < 7)
+        return 0;
+    if (iban_shaped(t, n, cs)) {
+        *card_from = last;
+        return 0;
+    }
+    de->emitted = 0;
+    int label = -1;
+    if (ndig >= 9) {
+        for (size_t gs = cs; gs + 11 <= last; gs++) {
+            int p = before(t, gs);
+            if (!is_digit(t[gs]) || is_digit(p) ||
+                (gs == cs ? (p == '_' || p == '.' || p == '-') : p != ' '))
+                continue;
+            if (ssn_at(t, n, gs, gs == cs && is_alpha(p)) &&
+                digit_emit(de, DET_US_SSN, gs, gs + 11) < 0)
+                return -1;
+        }
+    }
+    if (try_phones(t, n, cs, last, &label, digit_emit, de) < 0)
+        return -1;
+    /* a bare run (no separators) is a phone or an SSN only after its label; letters glued
+     * on either side do not hide it there ("tel4155550132x", "ssn536220873") */
+    if (de->emitted || last - cs != ndig || ndig < 9 || ndig > 12)
+        return 0;
+    int p = before(t, cs), a = at(t, n, last);
+    if ((!glued_before(t, cs) && (p == '_' || p == '.' || p == '-' || p == '+' || p == '/')) ||
+        a == '_' || ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, last + 1))))
+        return 0;
+    enum policy_ctx cx = cluster_label(t, n, cs, &label);
+    if (cx == POLICY_CTX_SSN && ndig == 9 && ssn_digits_ok(t + cs)) {
+        if (de->emit(de->arg, DET_US_SSN, cs, last) < 0)
+            return -1;
+    } else if (cx == POLICY_CTX_PHONE && bare_phone_ok(t + cs, ndig)) {
+        if (de->emit(de->arg, DET_PHONE, cs, last) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Each digit starts a phone-style cluster: digits and is_csep separators, at most two in a
+ * row. Clusters joined by at most two separators of a card or an IBAN (is_wsep: also ',',
+ * tab, line breaks) form a wide cluster; each cluster is scanned for phones, SSNs and
+ * IBANs, each wide cluster as a whole for cards. One pass over the digits. */
 int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg)
 {
     struct digit_emit de = {emit, arg, t, n, 0};
@@ -1233,59 +1543,37 @@ int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg)
             i++;
         if (i >= lim)
             continue;
-        size_t cs = i, j = i, last = i, ndig = 0;
-        int nsep = 0;
-        while (j < n) {
-            int c = (unsigned char)t[j];
-            if (is_digit(c)) {
-                ndig++;
-                last = ++j;
-                nsep = 0;
-            } else if (is_csep(c) && ++nsep <= 2) {
+        size_t wcs = i, wdig = 0, card_from = i, last;
+        for (;;) {
+            size_t cs = i, ndig = 0;
+            int nsep = 0;
+            last = i;
+            while (i < n) {
+                int c = (unsigned char)t[i];
+                if (is_digit(c)) {
+                    ndig++;
+                    last = ++i;
+                    nsep = 0;
+                } else if (is_csep(c) && ++nsep <= 2) {
+                    i++;
+                } else {
+                    break;
+                }
+            }
+            if (scan_cluster(t, n, cs, last, ndig, &card_from, &de) < 0)
+                return -1;
+            wdig += ndig;
+            /* joined to the next cluster by at most two separators of a card or an IBAN */
+            size_t j = last;
+            while (j < n && j - last < 2 && is_wsep((unsigned char)t[j]))
                 j++;
-            } else {
+            if (j == last || j >= n || !is_digit(t[j]))
                 break;
-            }
+            i = j;
         }
+        if (wdig >= 13 && try_cards(t, n, wcs, last, card_from, digit_emit, &de) < 0)
+            return -1;
         i = last;
-        if (cs >= 2 && is_upper(t[cs - 1]) && is_upper(t[cs - 2])) {
-            size_t os, oe;
-            if (v_iban(t, n, cs - 2, last, &os, &oe) && emit(arg, DET_IBAN, os, oe) < 0)
-                return -1;
-        }
-        if (ndig < 7 || iban_shaped(t, cs))
-            continue;
-        de.emitted = 0;
-        if (ndig >= 9) {
-            for (size_t gs = cs; gs + 11 <= last; gs++) {
-                int p = before(t, gs);
-                if (!is_digit(t[gs]) || is_digit(p) ||
-                    (gs == cs ? (is_alnum(p) || p == '_' || p == '.' || p == '-') : p != ' '))
-                    continue;
-                if (ssn_at(t, n, gs) && digit_emit(&de, DET_US_SSN, gs, gs + 11) < 0)
-                    return -1;
-            }
-        }
-        if (try_phones(t, n, cs, last, digit_emit, &de) < 0)
-            return -1;
-        if (ndig >= 12 && try_cards(t, n, cs, last, digit_emit, &de) < 0)
-            return -1;
-        /* a bare run (no separators) is a phone or an SSN only after its label */
-        if (de.emitted || last - cs != ndig || ndig < 9 || ndig > 12)
-            continue;
-        int p = before(t, cs), a = at(t, n, last);
-        if (is_alnum(p) || p == '_' || p == '.' || p == '-' || p == '+' || p == '/' ||
-            is_alnum(a) || a == '_' ||
-            ((a == '.' || a == '-' || a == '/') && is_digit(at(t, n, last + 1))))
-            continue;
-        enum policy_ctx cx = policy_context_label(t, n, cs);
-        if (cx == POLICY_CTX_SSN && ndig == 9 && ssn_digits_ok(t + cs)) {
-            if (emit(arg, DET_US_SSN, cs, last) < 0)
-                return -1;
-        } else if (cx == POLICY_CTX_PHONE && bare_phone_ok(t + cs, ndig)) {
-            if (emit(arg, DET_PHONE, cs, last) < 0)
-                return -1;
-        }
     }
     return 0;
 }

@@ -2,7 +2,9 @@
  * the look-alikes that must not fire (Luhn failures, bad IBAN check digits, reserved SSNs,
  * UUIDs, git hashes, versions, dates), and issue 13's families: national phone forms,
  * labels before bare numbers, PGP keys, credentials in URIs and connection strings,
- * references and placeholders, counters, file names, IBAN-shaped runs, document numbers. */
+ * references and placeholders, counters, file names, IBAN-shaped runs, document numbers,
+ * and values glued to letters or split by other separators (cards, IBANs, AWS key ids,
+ * GitHub tokens, SSNs, labelled phones, e-mail addresses), each with its look-alikes. */
 #include <cJSON.h>
 
 #include "harness.h"
@@ -95,7 +97,7 @@ static void test_email(void)
     CHECK(miss("user@localhost is not an address", "email"));
     CHECK(miss("a@b.c and x@-bad.com and y@bad-.com", "email"));
     CHECK(miss("version 1.2@3.4", "email"));
-    CHECK(miss("name..dots@example.com", "email"));
+    CHECK(hit("name..dots@example.com", "email", "dots@example.com")); /* after the ".." */
     CHECK(miss("@handle on twitter", "email"));
 }
 
@@ -192,7 +194,7 @@ static void test_tokens(void)
 {
     CHECK(hit("aws AKIAIOSFODNN7EXAMPLE x", "aws_access_key", "AKIAIOSFODNN7EXAMPLE"));
     CHECK(hit("ASIAY34FZKBOKMUTVV7A", "aws_access_key", "ASIAY34FZKBOKMUTVV7A"));
-    CHECK(miss("AKIAIOSFODNN7EXAMPLEXX", "aws_access_key"));
+    CHECK(hit("AKIAIOSFODNN7EXAMPLEXX", "aws_access_key", "AKIAIOSFODNN7EXAMPLE")); /* split */
     CHECK(miss("AKIAAAAAAAAAAAAAAAAA", "aws_access_key"));
     CHECK(hit("gh ghp_R2d2C3poLuke0123456789abcdefGHIJKLmn done", "github_token", "ghp_R2d2C3poLuke0123456789abcdefGHIJKLmn"));
     CHECK(miss("ghp_short123", "github_token"));
@@ -336,7 +338,7 @@ static void test_phone_labels(void)
     CHECK(miss("telling 3125550147", "phone"));
     CHECK(miss("phone 15, ticket 3125550147", "phone"));
     CHECK(miss("the mobile app build 3125550147", "phone"));
-    CHECK(miss("Phone: 3125550147x", "phone"));
+    CHECK(hit("Phone: 3125550147x", "phone", "3125550147")); /* a glued letter hides nothing */
     CHECK(miss("Phone: 5555555555", "phone"));
     CHECK(miss("3125550147 with no label", "phone"));
     CHECK(miss("Phone: ok; order 3125550147", "phone"));
@@ -540,6 +542,164 @@ static void test_secret_words_multilingual(void)
     CHECK(miss("autoclave q8Lw2VxR7tZp4Yk9Ns3B", "generic_secret"));
 }
 
+/* ---- issue 13: boundaries -- a glued letter hides no value; validators keep precision ---- */
+
+static void test_glued_cards(void)
+{
+    CHECK(hit("cardx4111111111111111x", "credit_card", "4111111111111111"));
+    CHECK(hit("Mi tarjeta es la VISA4111111111111111, vence", "credit_card", "4111111111111111"));
+    CHECK(hit("payment_method=card_5500000000000004_default", "credit_card", "5500000000000004"));
+    CHECK(hit("Kreditkarte378282246310005bitte", "credit_card", "378282246310005"));
+    CHECK(hit("Karte4111 1111 1111 1111x", "credit_card", "4111 1111 1111 1111"));
+    CHECK(hit("CC:6011111111111117exp0927", "credit_card", "6011111111111117"));
+    /* glued: a common brand and length only (an EAN-13, a Maestro-range or 19-digit id) */
+    CHECK(hit("card 4222222222222", "credit_card", "4222222222222"));
+    CHECK(miss("SKU4222222222222 out of stock", NULL));
+    CHECK(hit("card 6304000000000000", "credit_card", "6304000000000000"));
+    CHECK(miss("id6304000000000000x", NULL));
+    CHECK(miss("ts4434349769133159480", NULL));
+    /* a window of a hex digest, a fraction, a longer digit run */
+    CHECK(
+        miss("sha256:abcdefab4111111111111111cdefabcdefabcdefabcdefabcdefabcdefabcdefab ok", NULL));
+    CHECK(miss("ratio 0.4111111111111111", "credit_card"));
+    CHECK(miss("x41111111111111111x", "credit_card"));
+    CHECK(miss("ORD4111111111111112x", NULL)); /* Luhn */
+}
+
+static void test_card_separators(void)
+{
+    CHECK(hit("card 4111,1111,1111,1111", "credit_card", "4111,1111,1111,1111"));
+    CHECK(hit("card 4111  1111  1111  1111 ok", "credit_card", "4111  1111  1111  1111"));
+    CHECK(hit("card:\n4111\n1111\n1111\n1111\nthanks", "credit_card", "4111\n1111\n1111\n1111"));
+    CHECK(
+        hit("card\r\n4111\r\n1111\r\n1111\r\n1111", "credit_card", "4111\r\n1111\r\n1111\r\n1111"));
+    CHECK(hit("card\t4111\t1111\t1111\t1111\tvisa", "credit_card", "4111\t1111\t1111\t1111"));
+    CHECK(hit("wrapped 4111 1111\n1111 1111 here", "credit_card", "4111 1111\n1111 1111"));
+    CHECK(hit("amex 3782  822463  10005", "credit_card", "3782  822463  10005"));
+    CHECK(hit("card 4111 1111 1111 1111\n5555 then", "credit_card", "4111 1111 1111 1111"));
+    /* one kind of separator; a list's separators: the card must be the whole list */
+    CHECK(miss("mixed 4111-1111,1111 1111", "credit_card"));
+    CHECK(miss("4111, 1111, 1111, 1111", "credit_card"));
+    CHECK(miss("ports\n5432\n4111\n1111\n1111\n1111", "credit_card"));
+    CHECK(miss("4111,1111,1111,1111,2024", "credit_card"));
+    CHECK(miss("2019,4111,1111,1111,1111", "credit_card"));
+    CHECK(miss("PINs  4111  1111  1111  1111  0038", "credit_card"));
+    CHECK(miss("6304\n0000\n0000\n0000", "credit_card")); /* Maestro range in a list */
+}
+
+static void test_glued_iban(void)
+{
+    CHECK(hit("ibanDE89370400440532013000x", "iban", "DE89370400440532013000"));
+    CHECK(hit("IBAN:DE89370400440532013000BIC:COBADEFFXXX", "iban", "DE89370400440532013000"));
+    CHECK(hit("IBANGB82WEST12345698765432", "iban", "GB82WEST12345698765432"));
+    CHECK(hit("KontoDE89 3704 0044 0532 0130 00bitte", "iban", "DE89 3704 0044 0532 0130 00"));
+    CHECK(miss("ibanDE88370400440532013000x", "iban"));       /* check digits */
+    CHECK(miss("DE893704004405320130001 is longer", "iban")); /* a digit glued on */
+    /* a BBAN of mostly letters is valid on its own, but glued it is a window of some
+     * base32 or base36 text */
+    CHECK(hit("account XK37QWERTYUIOP123456 ok", "iban", "XK37QWERTYUIOP123456"));
+    CHECK(miss("ZZXK37QWERTYUIOP123456ZZ", "iban"));
+    CHECK(hit("ZZXK030000QWERTY123456ZZ", "iban", "XK030000QWERTY123456"));
+    /* the card-shaped digits of an IBAN-shaped token glued to letters are the token's */
+    CHECK(miss("ibanXY12 4111 1111 1111 1111 00 is invalid", NULL));
+    CHECK(miss("ibanGB00 WEST 4111 1111 1111 1111 00", NULL));
+}
+
+static void test_iban_separators(void)
+{
+    CHECK(hit("IBAN DE89-3704-0044-0532-0130-00 ok", "iban", "DE89-3704-0044-0532-0130-00"));
+    CHECK(hit("IBAN DE89/3704/0044/0532/0130/00", "iban", "DE89/3704/0044/0532/0130/00"));
+    CHECK(hit("IBAN DE89.3704.0044.0532.0130.00.", "iban", "DE89.3704.0044.0532.0130.00"));
+    CHECK(hit("IBAN DE89  3704  0044  0532  0130  00", "iban", "DE89  3704  0044  0532  0130  00"));
+    CHECK(
+        hit("IBAN:\nDE89 3704 0044\n0532 0130 00\nDanke", "iban", "DE89 3704 0044\n0532 0130 00"));
+    CHECK(hit("IBAN DE89,3704,0044,0532,0130,00", "iban", "DE89,3704,0044,0532,0130,00"));
+    CHECK(miss("IBAN DE89-3704 0044-0532 0130-00", "iban")); /* mixed */
+    CHECK(miss("IBAN DE89 - 3704 - 0044 - 0532 - 0130 - 00", "iban"));
+}
+
+static void test_glued_aws(void)
+{
+    CHECK(hit("xAKIAQFAKE7EXAMPLE2XYx", "aws_access_key", "AKIAQFAKE7EXAMPLE2XY"));
+    CHECK(hit("AccessKeyIdAKIAQFAKE7EXAMPLE2XYSecretAccessKey", "aws_access_key",
+              "AKIAQFAKE7EXAMPLE2XY"));
+    CHECK(hit("Der Schl\xc3\xbcssel lautetASIAQFAKE7EXAMPLE2XYund", "aws_access_key",
+              "ASIAQFAKE7EXAMPLE2XY"));
+    /* glued, the 16 must be base32 (A-Z, 2-7) with a digit: upper-case words are not keys */
+    CHECK(miss("The EURASIAPACIFIC2024REPORTSQ3 deck", "aws_access_key"));
+    CHECK(miss("xAKIAQFAKEXEXAMPLEXXYx", "aws_access_key"));
+    CHECK(miss("xAKIAQFAKE0EXAMPLE2XYx", "aws_access_key"));
+    CHECK(hit("id AKIAQFAKEXEXAMPLEXXY ok", "aws_access_key", "AKIAQFAKEXEXAMPLEXXY"));
+    CHECK(miss("AKIAIOSFODNN is short", "aws_access_key"));
+}
+
+static void test_glued_github(void)
+{
+    /* gh?_ + 30 + the base62 CRC-32 of the 30 */
+    CHECK(hit("token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x", "github_token",
+              "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"));
+    CHECK(hit("GITHUB_TOKEN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 in env", "github_token",
+              "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"));
+    CHECK(
+        hit("xgithub_pat_11ABCDEFG0123456789abc_0123456789abcdefghijABCDEFGHIJ0123456789abcdefghij"
+            "ABCDEFGHIx",
+            "github_token",
+            "github_pat_11ABCDEFG0123456789abc_0123456789abcdefghijABCDEFGHIJ0123456789abcdefghij"
+            "ABCDEFGHI"));
+    /* glued without its checksum: an identifier that holds "ghs_", or a hand-made token */
+    CHECK(miss("Charts: highs_Q3Revenue2024VersusForecastAndBudget attached", NULL));
+    CHECK(miss("xghp_R2d2C3poLuke0123456789abcdefGHIJKLmnx", "github_token"));
+    CHECK(miss("tokenghp_R2d2C3poLukeFAKE0123456789abcd1oV5lMx", "github_token"));
+}
+
+static void test_glued_ssn(void)
+{
+    CHECK(hit("abc123-45-6789 ssn", "us_ssn", "123-45-6789"));
+    CHECK(hit("SSN123-45-6789x", "us_ssn", "123-45-6789"));
+    CHECK(hit("ssn536220873", "us_ssn", "536220873"));
+    CHECK(hit("Social security number:536220873x", "us_ssn", "536220873"));
+    CHECK(hit("ssn123 45 6789", "us_ssn", "123 45 6789"));
+    CHECK(miss("abc123 45 6789", "us_ssn")); /* spaced and glued: only after its label */
+    CHECK(miss("x000-12-3456 and ver666-12-3456", "us_ssn"));
+    CHECK(miss("1123-45-6789", "us_ssn"));
+    CHECK(miss("A1-123-45-6789-2", "us_ssn"));
+    CHECK(miss("abc536220873", "us_ssn"));
+}
+
+static void test_glued_phone(void)
+{
+    CHECK(hit("tel4155550132x", "phone", "4155550132"));
+    CHECK(hit("Phone:4155550132ext12", "phone", "4155550132"));
+    CHECK(hit("Tel.0301234567 (B\xc3\xbcro)", "phone", "0301234567"));
+    CHECK(hit("Handynummer01711234567bitte", "phone", "01711234567"));
+    CHECK(hit("tel+14155550132", "phone", "+14155550132"));
+    CHECK(hit("Tel.030 1234 5678", "phone", "030 1234 5678"));
+    /* no label: bare numbers and shapes keep their boundaries */
+    CHECK(miss("ref4155550132x", "phone"));
+    CHECK(miss("3125550147x with no label", "phone"));
+    CHECK(miss("hotel4155550132", "phone"));
+    CHECK(miss("Phone model SM4155550132x", "phone"));
+    CHECK(miss("x+14155550132", "phone"));
+    CHECK(miss("x212-555-0134x", "phone"));
+}
+
+static void test_glued_email(void)
+{
+    CHECK(hit("a..jane@example.com", "email", "jane@example.com"));
+    CHECK(hit("write to jane@example.com-1 today", "email", "jane@example.com"));
+    CHECK(hit("jane@example.com2", "email", "jane@example.com"));
+    CHECK(hit(
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxjane@example.com",
+        "email",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxjane@example.com"));
+    CHECK(hit("an j\xc3\xbcrgen.m\xc3\xbcller@example.de", "email",
+              "j\xc3\xbcrgen.m\xc3\xbcller@example.de"));
+    CHECK(hit("mail user@example.xn--p1ai now", "email", "user@example.xn--p1ai"));
+    CHECK(miss("npm left-pad@1.3.0-1 and icon@2x.png2", "email"));
+    CHECK(miss("ssh admin@localhost-1; a..b@c", "email"));
+    CHECK(miss("x@y.z1", "email"));
+}
+
 static void test_context_tables(void)
 {
     const char *t;
@@ -631,6 +791,15 @@ int main(void)
     RUN(test_iban_shaped_card_window);
     RUN(test_document_numbers);
     RUN(test_secret_words_multilingual);
+    RUN(test_glued_cards);
+    RUN(test_card_separators);
+    RUN(test_glued_iban);
+    RUN(test_iban_separators);
+    RUN(test_glued_aws);
+    RUN(test_glued_github);
+    RUN(test_glued_ssn);
+    RUN(test_glued_phone);
+    RUN(test_glued_email);
     RUN(test_context_tables);
     RUN(test_helpers);
     policy_free(pol);

@@ -144,6 +144,29 @@ static void test_compatibility_forms(void)
                 "1111"));
 }
 
+/* the separators normalisation yields between the groups of a card or an IBAN (thin and
+ * ideographic spaces, en dashes, line separators), and a letter glued on through an
+ * invisible character: each still found, its span the whole original spelling */
+static void test_separator_kinds(void)
+{
+    CHECK(found("4111\\u2009 1111\\u2009 1111\\u2009 1111", "credit_card",
+                "4111\\u2009 1111\\u2009 1111\\u2009 1111"));
+    CHECK(found("4111\\u20281111\\u20281111\\u20281111", "credit_card",
+                "4111\\u20281111\\u20281111\\u20281111"));
+    CHECK(found("4111\\u30001111\\u30001111\\u30001111", "credit_card",
+                "4111\\u30001111\\u30001111\\u30001111"));
+    CHECK(found("DE89\\u20133704\\u20130044\\u20130532\\u20130130\\u201300", "iban",
+                "DE89\\u20133704\\u20130044\\u20130532\\u20130130\\u201300"));
+    CHECK(found("DE89\\u00a0\\u00a03704\\u00a0\\u00a00044\\u00a0\\u00a00532\\u00a0\\u00a00130"
+                "\\u00a0\\u00a000",
+                "iban",
+                "DE89\\u00a0\\u00a03704\\u00a0\\u00a00044\\u00a0\\u00a00532\\u00a0\\u00a00130"
+                "\\u00a0\\u00a000"));
+    CHECK(found("IBAN\\u200bDE89370400440532013000", "iban", "DE89370400440532013000"));
+    CHECK(found("card\\u200d4111111111111111", "credit_card", "4111111111111111"));
+    CHECK(found("x\\u00adAKIAQFAKE7EXAMPLE2XY\\u00adx", "aws_access_key", "AKIAQFAKE7EXAMPLE2XY"));
+}
+
 static void test_confusables(void)
 {
     /* a Cyrillic A and a Greek O in an access key id */
@@ -218,6 +241,7 @@ int main(void)
     RUN(test_norm_table);
     RUN(test_invisible_characters_inside_values);
     RUN(test_compatibility_forms);
+    RUN(test_separator_kinds);
     RUN(test_confusables);
     RUN(test_escaped_at_signs);
     RUN(test_benign_scripts);

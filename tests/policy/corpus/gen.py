@@ -1677,6 +1677,186 @@ for t in R4_BENIGN:
     add("round4-benign", text=t, expect=[])
 
 
+
+# ================================================================= round 5: values glued to
+# letters, and card / IBAN digits split by other separators (issue 13, "boundaries").
+# Written and run once before the boundaries were relaxed (docs/policy.md has both runs).
+# Positives per family: glue-card, sep-card, glue-iban, sep-iban, glue-aws, glue-github,
+# glue-ssn, glue-phone, glue-email; their look-alikes are glue-benign.
+def aws_key_digit():
+    """An access key id whose 16 characters (base32, as AWS issues them) hold a digit."""
+    while True:
+        k = aws_key()
+        if any(c.isdigit() for c in k[4:]):
+            return k
+
+
+def card16():
+    """A Luhn-valid card of 15 or 16 digits with a known IIN."""
+    return card_digits(True)
+
+
+def groups4(v):
+    return [v[i:i + 4] for i in range(0, len(v), 4)]
+
+
+def card_groups(d):
+    return [d[:4], d[4:10], d[10:]] if len(d) == 15 else groups4(d)
+
+
+def iban_raw(cc=None):
+    return iban(True, cc=cc, grouped=False)
+
+
+def ssn_dashed():
+    return ssn(True)
+
+
+def card_invalid16():
+    """16 digits that are no card: Luhn fails or the IIN is unknown."""
+    while True:
+        d = rs(D, 16)
+        if not (d[0] in "3456" and luhn_ok(d)):
+            return d
+
+
+GLUE = [
+    # cards glued to letters or '_'
+    ("glue-card", lambda c: (f"CC:{c}exp0927 cvv on the back", "credit_card", c), card16),
+    ("glue-card", lambda c: (f"Bitte belasten Sie die Kreditkarte{c} mit 49,90 EUR.", "credit_card", c), card16),
+    ("glue-card", lambda c: (f"cardx{c}x", "credit_card", c), card16),
+    ("glue-card", lambda c: (f"Mi tarjeta es la VISA{c}, vence en 09/27.", "credit_card", c), card16),
+    ("glue-card", lambda c: (f"支払いはcard{c}でお願いします", "credit_card", c), card16),
+    ("glue-card", lambda c: (f"payment_method=card_{c}_default", "credit_card", c), card16),
+    ("glue-card", lambda c: (f"Numéro de carte{c}merci de vérifier", "credit_card", c), card16),
+    ("glue-card", lambda c: (f"mera card number{c}hai, refund isme karo", "credit_card", c), card16),
+    # cards with other separators
+    ("sep-card", lambda c: (f"Card on file: {','.join(card_groups(c))}", "credit_card", ",".join(card_groups(c))), card16),
+    ("sep-card", lambda c: (f"Karte: {'  '.join(card_groups(c))} (Ablauf 08/28)", "credit_card", "  ".join(card_groups(c))), card16),
+    ("sep-card", lambda c: ("Card number:\n" + "\n".join(card_groups(c)) + "\nThanks!", "credit_card", "\n".join(card_groups(c))), card16),
+    ("sep-card", lambda c: ("Card\t" + "\t".join(card_groups(c)) + "\tVisa", "credit_card", "\t".join(card_groups(c))), card16),
+    ("sep-card", lambda c: ("Tarjeta:\r\n" + "\r\n".join(card_groups(c)) + "\r\nGracias", "credit_card", "\r\n".join(card_groups(c))), card16),
+    ("sep-card", lambda c: (f"Carte bancaire {'–'.join(card_groups(c))} à débiter", "credit_card", "–".join(card_groups(c))), card16),
+    ("sep-card", lambda c: (f"Carta {chr(0xa0).join(card_groups(c))} scade a maggio", "credit_card", chr(0xa0).join(card_groups(c))), card16),
+    ("sep-card", lambda c: (f"カード番号 {chr(0x3000).join(card_groups(c))} です", "credit_card", chr(0x3000).join(card_groups(c))), card16),
+    ("sep-card", lambda c: (f"Card {(chr(0xa0) + ' ').join(card_groups(c))} please refund", "credit_card", (chr(0xa0) + ' ').join(card_groups(c))), card16),
+    ("sep-card", lambda c: (f"Kartennummer {' '.join(card_groups(c)[:2])}\n{' '.join(card_groups(c)[2:])} (Zeilenumbruch im PDF)", "credit_card", f"{' '.join(card_groups(c)[:2])}\n{' '.join(card_groups(c)[2:])}"), card16),
+    # IBANs glued to letters
+    ("glue-iban", lambda v: (f"ibanx{v}x", "iban", v), lambda: iban_raw()),
+    ("glue-iban", lambda v: (f"Bitte überweisen Sie auf IBAN{v}bis Freitag.", "iban", v), lambda: iban_raw("DE")),
+    ("glue-iban", lambda v: (f"Virement sur le compte{v}merci", "iban", v), lambda: iban_raw("FR")),
+    ("glue-iban", lambda v: (f"IBAN:{v}BIC:COBADEFFXXX", "iban", v), lambda: iban_raw("DE")),
+    ("glue-iban", lambda v: (f"Cuenta{v}titular Ana García", "iban", v), lambda: iban_raw("ES")),
+    ("glue-iban", lambda v: (f"Conto corrente{v}intestato a Rossi", "iban", v), lambda: iban_raw("IT")),
+    # IBANs with other separators
+    ("sep-iban", lambda v: (f"IBAN {'-'.join(groups4(v))} please", "iban", "-".join(groups4(v))), lambda: iban_raw("DE")),
+    ("sep-iban", lambda v: (f"Konto {'/'.join(groups4(v))}", "iban", "/".join(groups4(v))), lambda: iban_raw("AT")),
+    ("sep-iban", lambda v: (f"IBAN {'.'.join(groups4(v))}.", "iban", ".".join(groups4(v))), lambda: iban_raw("NL")),
+    ("sep-iban", lambda v: (f"Compte : {'  '.join(groups4(v))}", "iban", "  ".join(groups4(v))), lambda: iban_raw("FR")),
+    ("sep-iban", lambda v: (f"IBAN:\n{' '.join(groups4(v)[:3])}\n{' '.join(groups4(v)[3:])}\nDanke", "iban", f"{' '.join(groups4(v)[:3])}\n{' '.join(groups4(v)[3:])}"), lambda: iban_raw("DE")),
+    ("sep-iban", lambda v: (f"Cuenta {'–'.join(groups4(v))} (BBVA)", "iban", "–".join(groups4(v))), lambda: iban_raw("ES")),
+    ("sep-iban", lambda v: (f"IBAN {','.join(groups4(v))}", "iban", ",".join(groups4(v))), lambda: iban_raw("BE")),
+    # AWS access key ids glued
+    ("glue-aws", lambda k: (f"AccessKeyId{k}SecretAccessKey is in the vault", "aws_access_key", k), aws_key_digit),
+    ("glue-aws", lambda k: (f"x{k}x", "aws_access_key", k), aws_key_digit),
+    ("glue-aws", lambda k: (f"Der Schlüssel lautet{k}und ist noch aktiv.", "aws_access_key", k), aws_key_digit),
+    ("glue-aws", lambda k: (f"La clave de acceso es{k}ok?", "aws_access_key", k), aws_key_digit),
+    ("glue-aws", lambda k: (f"キーはID{k}です", "aws_access_key", k), aws_key_digit),
+    ("glue-aws", lambda k: (f"key id: {k}QQ (two letters stuck to the end)", "aws_access_key", k), aws_key_digit),
+    # GitHub tokens glued
+    ("glue-github", lambda g: (f"token{g}x", "github_token", g), lambda: github_token_classic()),
+    ("glue-github", lambda g: (f"GITHUB_TOKEN{g} in the runner env", "github_token", g), lambda: github_token_classic()),
+    ("glue-github", lambda g: (f"El token es{g}y caduca mañana", "github_token", g), lambda: github_token_classic()),
+    ("glue-github", lambda g: (f"Das Token{g}bitte widerrufen", "github_token", g), lambda: github_token_classic()),
+    ("glue-github", lambda g: (f"pat:x{g}", "github_token", g), lambda: "github_pat_11" + with_fake(rs(string.ascii_uppercase + string.digits, 20)) + "_" + rs(ALNUM, 59)),
+    # SSNs glued: a dashed number, or a label right before it
+    ("glue-ssn", lambda v: (f"Applicant{v}ssn verified by HR", "us_ssn", v), ssn_dashed),
+    ("glue-ssn", lambda v: (f"SSN{v}", "us_ssn", v), ssn_dashed),
+    ("glue-ssn", lambda v: (f"empleado{v}nómina de marzo", "us_ssn", v), ssn_dashed),
+    ("glue-ssn", lambda v: (f"ssn{v} (no dashes)", "us_ssn", v), ssn9),
+    ("glue-ssn", lambda v: (f"Social security number:{v}x", "us_ssn", v), ssn9),
+    # phone numbers glued to their label
+    ("glue-phone", lambda v: (f"tel{v}x", "phone", v), bare_nanp),
+    ("glue-phone", lambda v: (f"Phone:{v}ext12", "phone", v), bare_nanp),
+    ("glue-phone", lambda v: (f"Handynummer{v}bitte zurückrufen", "phone", v), lambda: f"01{R.choice(['51', '60', '71', '76'])}{rs(D, 8)}"),
+    ("glue-phone", lambda v: (f"mobile{v}pe call karo", "phone", v), lambda: f"{R.choice('6789')}{rs(D, 9)}"),
+    ("glue-phone", lambda v: (f"Tel.{v} (Büro)", "phone", v), lambda: f"0{R.choice('2345')}{rs(D, 8)}"),
+    ("glue-phone", lambda v: (f"teléfono{v}gracias", "phone", v), lambda: f"{R.choice('67')}{rs(D, 8)}"),
+    # e-mail addresses after dots, glued runs, or followed by '-1' or digits
+    ("glue-email", lambda v: (f"a..{v}", "email", v), email),
+    ("glue-email", lambda v: (f"Schreiben Sie an {v}-1 wegen der Rechnung.", "email", v), email),
+    ("glue-email", lambda v: (f"contact: {v}2024", "email", v), email),
+    ("glue-email", lambda v: ("x" * 70 + v + " is the owner", "email", v), email),
+    ("glue-email", lambda v: (f"Contacto..{v} urgente", "email", v), email),
+    ("glue-email", lambda v: (f"Reply to {v}-2 by Friday", "email", v), email),
+]
+
+
+def github_token_classic():
+    while True:
+        g = github_token()
+        if not g.startswith("github_pat_"):
+            return g
+
+
+for cat, make, val in GLUE:
+    text, det, value = make(val())
+    add(cat, text=text, expect=[lab(det, value)])
+# a local part with a Latin letter outside ASCII
+add("glue-email", text="Bitte an jürgen.müller@example.de weiterleiten.",
+    expect=[lab("email", "jürgen.müller@example.de")])
+
+
+def hex_with_run():
+    """A 64-character hex digest that happens to hold a Luhn-valid 16-digit run."""
+    return hexs(20) + luhn_complete("4", 16) + hexs(28)
+
+
+def ean13_luhn():
+    while True:
+        d = "40" + rs(D, 11)
+        if luhn_ok(d):
+            return d
+
+
+GLUE_BENIGN = [
+    lambda: f"sha256:{hex_with_run()} matches the release artefact.",
+    lambda: f"Order ORD{card_invalid16()}ships Monday.",
+    lambda: f"Rechnung RE{R.randrange(2023, 2026)}{R.randrange(1, 13):02d}{R.randrange(1, 29):02d}{rs(D, 5)} ist bezahlt.",
+    lambda: f"Build id build{R.randrange(2023, 2026)}0{R.randrange(1, 10)}1{R.randrange(0, 10)}{rs(D, 9)} passed all checks.",
+    lambda: f"Event ts{R.randrange(1700000000000, 1799999999999)}Z arrived late.",
+    lambda: f"Scanner output: SKU{ean13_luhn()} out of stock.",
+    lambda: f"Book ISBN978{rs(D, 10)}x in the catalogue.",
+    lambda: f"Device IMEI35{luhn_complete('35' + rs(D, 4), 15)[2:]} registered.",
+    lambda: f"Request req-{uuid4()}x failed with 502.",
+    lambda: f"Release v{R.randrange(1, 20)}.{R.randrange(0, 30)}.{R.randrange(0, 99)}-build{rs(D, 14)} is out.",
+    lambda: "The EURASIAPACIFIC2024REPORTSQ3 deck is ready.",
+    lambda: "AKIAIOSFODNN is too short to be a key id.",
+    lambda: "Charts: highs_Q3Revenue2024VersusForecastAndBudget and lows_Q3 are attached.",
+    lambda: f"The bank returned ibanDE{(int(iban_check('DE', '370400440532013000')) + 1) % 97 + 2:02d}370400440532013000x as invalid.",
+    lambda: f"Das Feld ibanXY{R.randrange(10, 99)} {' '.join(groups4(luhn_complete('4', 16)))} {rs(D, 2)} ist ungültig.",
+    lambda: f"Ticket ref{bare_nanp()}x was closed.",
+    lambda: f"Artikel SKU0{R.choice('2345')}{rs(D, 8)} ist ausverkauft.",
+    lambda: f"Test data: x000-{R.randrange(10, 99)}-{R.randrange(1000, 9999)} and ver666-{R.randrange(10, 99)}-{R.randrange(1000, 9999)} are invalid SSNs.",
+    lambda: f"Part A1-{R.randrange(100, 600)}-{R.randrange(10, 99)}-{R.randrange(1000, 9999)}-2 is back-ordered.",
+    lambda: "npm resolved left-pad@1.3.0-1 and icon@2x.png2 from the cache.",
+    lambda: "ssh admin@localhost-1 failed; try a..b@c instead.",
+    lambda: "Ports:\n5432\n6379\n8080\n9200\n27017",
+    lambda: "Years,2019,2020,2021,2022,2023",
+    lambda: f"PINs  {rs(D, 4)}  {rs(D, 4)}  {rs(D, 4)}  {rs(D, 4)}  {rs(D, 4)}  {rs(D, 4)}",
+    lambda: f"Umsatz: {R.randrange(1, 9)}.{rs(D, 3)}.{rs(D, 3)},{rs(D, 2)} EUR im Quartal",
+    lambda: f"Logged at 2025-0{R.randrange(1, 10)}-1{R.randrange(0, 10)}T12:{R.randrange(10, 59)}:{R.randrange(10, 59)}.{rs(D, 3)}Z by worker-{R.randrange(1, 9)}",
+    lambda: f"Blob {b64blob(48)} was truncated.",
+    lambda: f"Phone model SM{bare_nanp()}x ships with Android 15.",
+    lambda: f"Werte: {';'.join(f'{R.randrange(1, 9)},{R.randrange(0, 9)}' for _ in range(6))}",
+    lambda: f"Tabelle:\n{R.randrange(1000, 9999)}\t{R.randrange(1000, 9999)}\t{R.randrange(1000, 9999)}\t{R.randrange(1000, 9999)}\t{R.randrange(1000, 9999)}",
+    lambda: f"git describe: v2.{R.randrange(10, 40)}.{R.randrange(0, 9)}-{R.randrange(10, 999)}-g{hexs(12)}",
+    lambda: f"Coordinates {R.randrange(10, 60)}.{rs(D, 6)},{R.randrange(10, 60)}.{rs(D, 6)} are the office.",
+]
+for f in GLUE_BENIGN:
+    add("glue-benign", text=f(), expect=[])
+
+
 def main():
     out = os.path.join(HERE, "corpus.jsonl")
     with open(out, "w", encoding="utf-8", newline="\n") as f:
