@@ -61,30 +61,18 @@
  * Known product gaps, found by this harness (each has a leak-* input in
  * fuzz/corpus/egress/; regress-* inputs are gaps it found that have been fixed since). The
  * harness does not abort on them unless EGRESS_ALL=1, so that it keeps finding new ones;
- * gap_known() recognises exactly these and nothing else:
- *   closed-grammar       the value of a member named "model" at any depth (metadata.model,
- *                        a tool input's "model") skips the detectors when it fits the
- *                        model-name grammar [A-Za-z0-9._:/-]: AWS keys, GitHub tokens,
- *                        IBANs, dashed cards leave; so does the value of an enum-named
- *                        member at any depth ("role", "type", "format", "detail", "object",
- *                        ...) of lower-case letters, digits and _-./: "role":
- *                        "4111-1111-1111-1111" leaves.
+ * gap_known() recognises exactly these and nothing else (the families it found first --
+ * enum-shaped values and "model" at any depth skipping the detectors, escapes inside tool
+ * arguments, '@' spelt with escapes or leading zeros, rarer look-alike letters -- are fixed
+ * and abort again if they come back):
  *   glued-letter         a phone number glued to a letter with no phone label before it
  *                        ("q+1 415 555 0132", "+1 415 555 0132q": kept on purpose for
  *                        precision, see policy/validate.c); an e-mail address followed by a
  *                        one-letter label ("jane.doe@example.com.x").
  *   separator            a phone number's groups split by '/', ',', a tab or a line break.
- *   rare-look-alike      U+03F2 (c), U+03F3 (j), U+03F9 (C), U+04AE (Y), U+04C0 (I) are not
- *                        mapped: "AKIAQFAKE7EXAMPLE2X\u04AE" is allowed.
- *   escaped-@-spelling   %40, &#64;, &#x40;, &commat; with one of their own characters written
- *                        as a JSON \u escape ("jane.doe%4\u0030example.com": the string is
- *                        "jane.doe%40example.com"); entities with leading zeros (&#064;,
- *                        &#x0040;).
- *   escape-in-arguments  tool-call arguments (a JSON text in a string) are scanned as raw
- *                        text: an escape inside them (\u0041KIA..., \u0034111 ..., a \n
- *                        between a card's groups) hides a value that any reader of the
- *                        arguments decodes, and an escaped character right before or after
- *                        one (\t, \") reads as a glued letter.
+ *   escape-in-arguments  an '@' written as an escape inside tool-call arguments: a third
+ *                        level of escaping (the body's JSON, the arguments' JSON, "\u0040"
+ *                        as text), which the extractor does not decode.
  *
  * Environment: EGRESS_STATS=1 prints, at exit, outcomes per secret and encoding and per
  * client/provider API, the known gaps by family, and the first reports of each; EGRESS_ALL=1
@@ -1584,35 +1572,18 @@ static int gap_known(const struct gen *g)
     const struct plant *pl = g->pl;
     int s = pl->secret;
 
-    if (fits_closed(g))
-        return GAP_CLOSED_GRAMMAR;
-    if (g->plant_inner) {
-        /* in a JSON text in a string: a backslash escape inside the value (a PEM block's \n
-         * lines are read), or an escaped character (read as a backslash and a letter) right
-         * next to a value that a glued letter changes */
-        const struct cps *t = &pl->text;
-        uint32_t before = pl->val_from ? t->cp[pl->val_from - 1] : ' ';
-        uint32_t after = pl->val_to < t->n ? t->cp[pl->val_to] : ' ';
-        for (size_t i = 0; i + 1 < pl->spelt.n; i++)
-            if (pl->spelt.p[i] == '\\' && !(s == S_PEM && pl->spelt.p[i + 1] == 'n'))
-                return GAP_NESTED_ESCAPE;
-        if (s != S_EMAIL && s != S_PEM &&
-            (before < 0x20 || before == '"' || before == '\\' || after < 0x20 || after == '"' ||
-             after == '\\'))
-            return GAP_NESTED_ESCAPE;
-    }
+    /* an '@' written as an escape inside tool-call arguments is a third level of escaping
+     * (the outer JSON, the arguments' JSON, the escape as text): not decoded */
+    if (g->plant_inner && pl->enc == ENC_AT_ESCAPE && pl->at &&
+        (pl->at_escaped || strchr(pl->at, '\\') != NULL))
+        return GAP_NESTED_ESCAPE;
     if (pl->glue && s == S_PHONE)
         return GAP_GLUE;
     if (s == S_EMAIL && pl->glued_after && strcmp(pl->glued_after, ".x") == 0)
         return GAP_GLUE;
-    if (pl->enc == ENC_LOOKALIKE && pl->rare_lookalike)
-        return GAP_LOOKALIKE;
     if (pl->enc == ENC_SEP_ASCII && pl->sep_ascii && s == S_PHONE &&
         strchr("/,\n\t\r", pl->sep_ascii[0]) != NULL)
         return GAP_SEPARATOR;
-    if (pl->enc == ENC_AT_ESCAPE && pl->at &&
-        (pl->at_escaped || strcmp(pl->at, "&#064;") == 0 || strcmp(pl->at, "&#x0040;") == 0))
-        return GAP_AT_ESCAPE;
     return GAP_NONE;
 }
 

@@ -131,39 +131,35 @@ static size_t put_cp(unsigned cp, char *o)
     return 4;
 }
 
-/* an '@' written as an HTML entity at p (n bytes left): its length, or 0 */
-static size_t at_entity(const unsigned char *p, size_t n)
+/* One decoded character of a string: its code point and the raw bytes it came from. */
+struct unit {
+    unsigned cp;
+    size_t off, len;
+};
+
+static int hexv(unsigned c)
 {
-    if (n >= 5 && memcmp(p, "&#64;", 5) == 0)
-        return 5;
-    if (n >= 6 && (memcmp(p, "&#x40;", 6) == 0 || memcmp(p, "&#X40;", 6) == 0))
-        return 6;
-    if (n >= 8 && memcmp(p, "&commat;", 8) == 0)
-        return 8;
-    return 0;
+    return c >= '0' && c <= '9'   ? (int)(c - '0')
+           : c >= 'a' && c <= 'f' ? (int)(c - 'a' + 10)
+           : c >= 'A' && c <= 'F' ? (int)(c - 'A' + 10)
+                                  : -1;
 }
 
-/* normalized -- decode raw string bytes [i, end) into the text as detection sees them
- * (normalize.c), one code point to at most one byte; every stretch whose text differs from
- * its raw bytes (an escape, a mapped or dropped character, an escaped '@') gets a run, so
- * spans map back to the exact original bytes. Never longer than the raw bytes. */
-static int normalized(struct pextract *x, struct pseg *s, const unsigned char *b, size_t i,
-                      size_t end)
+/* the raw string bytes [i, end) as characters: JSON escapes decoded, UTF-8 decoded, and an
+ * escape written one level down (a backslash in the text followed by `u` and four hex
+ * digits, or by one of "\/bfnrt: JSON inside a JSON string, as tool arguments are) decoded
+ * too, since whoever reads that text decodes it. Returns the count; u has room for end-i. */
+static size_t units_of(const unsigned char *b, size_t i, size_t end, struct unit *u)
 {
+    size_t n = 0;
+
     while (i < end) {
         unsigned char c = b[i];
         unsigned cp;
-        size_t ol, dl, k;
-        char out[4];
-        int m;
+        size_t ol;
 
         if (c == '\\') {
             ol = escape_cp(b + i, &cp);
-            /* a backslash-u escape written out in the text: "\\u0040" */
-            if (cp == '\\' && end - i - ol >= 5 && memcmp(b + i + ol, "u0040", 5) == 0) {
-                cp = '@';
-                ol += 5;
-            }
         } else if (c >= 0x80) {
             ol = utf8_seq_len(b + i, end - i);
             if (ol == 2)
@@ -174,15 +170,118 @@ static int normalized(struct pextract *x, struct pseg *s, const unsigned char *b
             else
                 cp = (unsigned)(c & 0x07) << 18 | (unsigned)(b[i + 1] & 0x3F) << 12 |
                      (unsigned)(b[i + 2] & 0x3F) << 6 | (b[i + 3] & 0x3F);
-        } else if (c == '%' && end - i >= 3 && b[i + 1] == '4' && b[i + 2] == '0') {
-            cp = '@'; /* percent-encoded */
-            ol = 3;
-        } else if (c == '&' && (k = at_entity(b + i, end - i)) != 0) {
-            cp = '@';
-            ol = k;
         } else {
             cp = c;
             ol = 1;
+        }
+        u[n].cp = cp;
+        u[n].off = i;
+        u[n].len = ol;
+        n++;
+        i += ol;
+    }
+    /* second level: a decoded backslash and what follows it */
+    size_t o = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (u[k].cp == '\\' && k + 1 < n) {
+            unsigned e = u[k + 1].cp;
+            int h0, h1, h2, h3;
+            if (e == 'u' && k + 5 < n && (h0 = hexv(u[k + 2].cp)) >= 0 &&
+                (h1 = hexv(u[k + 3].cp)) >= 0 && (h2 = hexv(u[k + 4].cp)) >= 0 &&
+                (h3 = hexv(u[k + 5].cp)) >= 0) {
+                unsigned v = (unsigned)(h0 << 12 | h1 << 8 | h2 << 4 | h3), lo;
+                if (v != 0 && (v < 0xD800 || v > 0xDFFF)) {
+                    u[o] = (struct unit){v, u[k].off, u[k + 5].off + u[k + 5].len - u[k].off};
+                    o++;
+                    k += 5;
+                    continue;
+                }
+                /* a surrogate pair written one level down */
+                if (v >= 0xD800 && v <= 0xDBFF && k + 11 < n && u[k + 6].cp == '\\' &&
+                    u[k + 7].cp == 'u' && (h0 = hexv(u[k + 8].cp)) >= 0 &&
+                    (h1 = hexv(u[k + 9].cp)) >= 0 && (h2 = hexv(u[k + 10].cp)) >= 0 &&
+                    (h3 = hexv(u[k + 11].cp)) >= 0 &&
+                    (lo = (unsigned)(h0 << 12 | h1 << 8 | h2 << 4 | h3)) >= 0xDC00 &&
+                    lo <= 0xDFFF) {
+                    u[o] = (struct unit){0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00), u[k].off,
+                                         u[k + 11].off + u[k + 11].len - u[k].off};
+                    o++;
+                    k += 11;
+                    continue;
+                }
+            }
+            const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t", *hit;
+            if (e && e < 0x80 && (hit = strchr(from, (int)e)) != NULL) {
+                u[o] = (struct unit){(unsigned char)to[hit - from], u[k].off,
+                                     u[k + 1].off + u[k + 1].len - u[k].off};
+                o++;
+                k += 1;
+                continue;
+            }
+        }
+        u[o++] = u[k];
+    }
+    return o;
+}
+
+/* an '@' spelt in several characters at u[k]: `%40`, `&#64;`, `&#x40;` (leading zeros
+ * allowed), `&commat;`. Returns how many units it takes, or 0. */
+static size_t at_spelling(const struct unit *u, size_t k, size_t n)
+{
+    static const char commat[] = "&commat;";
+    size_t j, v = 0;
+
+    if (u[k].cp == '%')
+        return k + 2 < n && u[k + 1].cp == '4' && u[k + 2].cp == '0' ? 3 : 0;
+    if (u[k].cp != '&' || k + 1 >= n)
+        return 0;
+    if (u[k + 1].cp == '#') {
+        int hex = k + 2 < n && (u[k + 2].cp == 'x' || u[k + 2].cp == 'X');
+        for (j = k + 2 + (size_t)hex; j < n && j < k + 12; j++) {
+            int d = hex ? hexv(u[j].cp)
+                        : (u[j].cp >= '0' && u[j].cp <= '9' ? (int)(u[j].cp - '0') : -1);
+            if (d < 0)
+                break;
+            v = v * (hex ? 16 : 10) + (size_t)d;
+        }
+        if (j > k + 2 + (size_t)hex && j < n && u[j].cp == ';' && v == '@')
+            return j - k + 1;
+        return 0;
+    }
+    for (j = 0; j < sizeof(commat) - 1; j++)
+        if (k + j >= n || u[k + j].cp != (unsigned char)commat[j])
+            return 0;
+    return j;
+}
+
+/* normalized -- decode raw string bytes [i, end) into the text as detection sees them
+ * (normalize.c), one character to at most one byte; every stretch whose text differs from
+ * its raw bytes (an escape at either level, a mapped or dropped character, an '@' spelt
+ * out) gets a run, so spans map back to the exact original bytes. Never longer than the
+ * raw bytes. */
+static int normalized(struct pextract *x, struct pseg *s, const unsigned char *b, size_t i,
+                      size_t end)
+{
+    struct unit stack[256], *u = end - i <= 256 ? stack : malloc((end - i) * sizeof(*u));
+    size_t n, k;
+    int rc = -1;
+
+    if (!u)
+        return -1;
+    n = units_of(b, i, end, u);
+    for (k = 0; k < n;) {
+        size_t take = at_spelling(u, k, n), ol, dl, off = u[k].off;
+        unsigned cp;
+        char out[4];
+        int m;
+
+        if (take) {
+            cp = '@';
+            ol = u[k + take - 1].off + u[k + take - 1].len - off;
+        } else {
+            cp = u[k].cp;
+            ol = u[k].len;
+            take = 1;
         }
         m = policy_norm_cp(cp);
         if (m == POLICY_NORM_DROP)
@@ -192,21 +291,27 @@ static int normalized(struct pextract *x, struct pseg *s, const unsigned char *b
         else
             dl = put_cp(cp, out);
         memcpy(x->text + x->text_len, out, dl);
-        if (dl != ol || memcmp(out, b + i, dl) != 0) {
+        if (dl != ol || memcmp(out, b + off, dl) != 0) {
             struct prun *r;
+            if (ol > 255)
+                goto done; /* (cannot be: 12 characters at most) */
             if (grow((void **)&x->runs, &x->runs_cap, x->n_runs + 1, sizeof(*x->runs)) < 0)
-                return -1;
+                goto done;
             r = &x->runs[x->n_runs++];
             r->doff = x->text_len;
-            r->ooff = i;
+            r->ooff = off;
             r->dlen = (uint8_t)dl;
             r->olen = (uint8_t)ol;
             s->n_runs++;
         }
         x->text_len += dl;
-        i += ol;
+        k += take;
     }
-    return 0;
+    rc = 0;
+done:
+    if (u != stack)
+        free(u);
+    return rc;
 }
 
 static int add_segment(struct walk *w, uint32_t id, int message, uint32_t key)
@@ -399,23 +504,68 @@ static int api_name(const struct json_doc *p, uint32_t key)
                    name_cmp) != NULL;
 }
 
-/* Values of closed grammar: enums the APIs define, each checked against its grammar
- * (identifier characters only, short) before it may skip the detectors; a value outside
- * the grammar is scanned like any text. */
-static int closed_value(const struct json_doc *p, uint32_t key, uint32_t v)
+/* The values of API enums, in the APIs' own vocabulary: a value of an enum member (`role`,
+ * `type`, `tool_choice`, `detail`, `media_type`, ...) that is one of these skips the
+ * detectors. Any other value is scanned, at any depth -- an early version skipped every
+ * enum-shaped value (lower case, digits, `-./`), and `"role":"4111-1111-1111-1111"` left.
+ * Sorted for bsearch. */
+static const char *const enum_vocab[] = {
+    "any",           "application/pdf",
+    "array",         "assistant",
+    "auto",          "base64",
+    "boolean",       "chat.completion",
+    "content",       "content_filter",
+    "default",       "developer",
+    "document",      "end_turn",
+    "ephemeral",     "file",
+    "flex",          "function",
+    "function_call", "function_call_output",
+    "high",          "image",
+    "image/gif",     "image/jpeg",
+    "image/png",     "image/webp",
+    "image_url",     "input_audio",
+    "input_file",    "input_image",
+    "input_text",    "integer",
+    "json_object",   "json_schema",
+    "length",        "low",
+    "max_tokens",    "medium",
+    "message",       "minimal",
+    "mp3",           "none",
+    "null",          "number",
+    "object",        "output_text",
+    "pause_turn",    "priority",
+    "reasoning",     "redacted_thinking",
+    "refusal",       "required",
+    "search_result", "stop",
+    "stop_sequence", "string",
+    "system",        "text",
+    "text/plain",    "thinking",
+    "tool",          "tool_calls",
+    "tool_result",   "tool_use",
+    "url",           "user",
+    "wav",           "web_search",
+};
+
+static const char *const enum_keys[] = {
+    "role",       "type",   "finish_reason", "stop_reason",      "tool_choice", "detail",
+    "media_type", "format", "service_tier",  "reasoning_effort", "object",      NULL};
+
+/* What may skip the detectors: the top-level "model" when it is a model-name token (the
+ * gateway routes only configured names, 404 otherwise, and what leaves is the configured
+ * name; a "model" member deeper down is the client's text like any other), and an enum
+ * member's value from the vocabulary above. */
+static int closed_value(const struct json_doc *p, uint32_t parent, uint32_t key, uint32_t v)
 {
-    static const char *const enum_keys[] = {
-        "role",       "type",   "finish_reason", "stop_reason",      "tool_choice", "detail",
-        "media_type", "format", "service_tier",  "reasoning_effort", "object",      NULL};
     const struct json_node *n = &p->nodes[v];
     size_t len = n->end - n->start;
+    char buf[32];
     int is_enum = 0;
 
     if (key == JSON_NONE || n->esc || len == 0 || len > 128)
         return 0;
     if (key_is(p, key, "model")) {
-        /* a model name: routed only when it names a configured model (404 otherwise),
-         * and what leaves is that model's configured name */
+        if (parent != p->root)
+            return 0;
         for (size_t i = n->start; i < n->end; i++) {
             unsigned char c = (unsigned char)p->body[i];
             if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -424,19 +574,16 @@ static int closed_value(const struct json_doc *p, uint32_t key, uint32_t v)
         }
         return 1;
     }
-    if (len > 40)
+    if (len >= sizeof(buf))
         return 0;
     for (size_t i = 0; enum_keys[i] && !is_enum; i++)
         is_enum = key_is(p, key, enum_keys[i]);
     if (!is_enum)
         return 0;
-    for (size_t i = n->start; i < n->end; i++) {
-        unsigned char c = (unsigned char)p->body[i];
-        if (!((c >= 'a' && c <= 'z') || c == '_' || c == '-' || c == '/' || c == '.' ||
-              (c >= '0' && c <= '9')))
-            return 0;
-    }
-    return 1;
+    memcpy(buf, p->body + n->start, len);
+    buf[len] = '\0';
+    return bsearch(buf, enum_vocab, sizeof(enum_vocab) / sizeof(*enum_vocab), sizeof(*enum_vocab),
+                   name_cmp) != NULL;
 }
 
 /* ---- the walk: every string and member name, odd shapes refused ---- */
@@ -515,7 +662,7 @@ static int walk(struct walk *w, uint32_t id, int message, uint32_t parent, uint3
 
     switch (n->type) {
     case JSON_STR:
-        if (closed_value(p, key, id))
+        if (closed_value(p, parent, key, id))
             return 0;
         if (image_data(p, parent, key, id)) {
             w->x->unscanned |= PEXTRACT_UNSCANNED_IMAGE;

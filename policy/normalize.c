@@ -152,6 +152,15 @@ static const struct {
     {0x03C1, 'p'},
     {0x03B9, 'i'},
     {0x03BA, 'k'},
+    {0x03F2, 'c'},
+    {0x03F3, 'j'},
+    {0x03F9, 'C'},
+    {0x03D2, 'Y'},
+    {0x04AE, 'Y'},
+    {0x04AF, 'y'},
+    {0x04C0, 'I'},
+    {0x04CF, 'l'},
+    {0x051C, 'W'},
 };
 
 int policy_norm_cp(unsigned cp)

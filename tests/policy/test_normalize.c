@@ -230,6 +230,21 @@ static void test_benign_scripts(void)
     }
 }
 
+/* what the egress fuzzer found (fuzz/fuzz_egress.c): escapes one level down (tool arguments
+ * are JSON inside a JSON string), '@' spelt with escapes inside its spelling or with
+ * leading zeros, rarer look-alike letters */
+static void test_fuzzer_families(void)
+{
+    /* \u0041 written inside the text, as in a tool call's arguments */
+    CHECK(found("key \\\\u0041KIAQFAKE7EXAMPLE2XY", "aws_access_key",
+                "\\\\u0041KIAQFAKE7EXAMPLE2XY"));
+    CHECK(found("jane.doe%4\\u0030example.com", "email", "jane.doe%4\\u0030example.com"));
+    CHECK(found("jane.doe&#6\\u0034;example.com", "email", "jane.doe&#6\\u0034;example.com"));
+    CHECK(found("jane.doe&#064;example.com", "email", "jane.doe&#064;example.com"));
+    CHECK(found("jane.doe&#x0040;example.com", "email", "jane.doe&#x0040;example.com"));
+    CHECK(found("AKIAQFAKE7EXAMPLE2X\xd2\xae", "aws_access_key", "AKIAQFAKE7EXAMPLE2X\xd2\xae"));
+}
+
 int main(void)
 {
     struct config_errors errs = {0};
@@ -245,6 +260,7 @@ int main(void)
     RUN(test_confusables);
     RUN(test_escaped_at_signs);
     RUN(test_benign_scripts);
+    RUN(test_fuzzer_families);
     policy_free(pol);
     config_unref(cfg);
     return harness_done();
