@@ -32,11 +32,6 @@ double proxy_cost(const struct config_model *m, const struct proxy_usage *u)
            1e6;
 }
 
-static int restoring(const struct proxy_req *r)
-{
-    return r->d.has_policy && r->d.policy.restorer;
-}
-
 /* One provider event for a client of another API: read in the provider's format, written
  * in the client's. */
 static int translate_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
@@ -248,7 +243,8 @@ void proxy_answer_upstream_done(struct proxy_req *r)
     }
     /* a count ({"input_tokens": N}) and embeddings have no text to restore: relayed as
      * received */
-    if (!proxy_translating(r) && (!restoring(r) || r->count_tokens || !r->wire->restore_answer) &&
+    if (!proxy_translating(r) &&
+        (!proxy_wire_restoring(r) || r->count_tokens || !r->wire->restore_answer) &&
         relay_whole(r, body, n))
         return;
     j = cJSON_ParseWithLength(body, n);
@@ -274,7 +270,7 @@ void proxy_answer_upstream_done(struct proxy_req *r)
         wipe_str_free(s);
     } else {
         r->up_wire->read_usage(&r->usage, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-        if (restoring(r) && r->wire->restore_answer) {
+        if (proxy_wire_restoring(r) && r->wire->restore_answer) {
             char *s;
             r->wire->restore_answer(r, j);
             s = cJSON_PrintUnformatted(j);

@@ -300,11 +300,6 @@ static void read_event(struct proxy_req *r, const char *event, size_t elen, cons
     }
 }
 
-static int restoring(const struct proxy_req *r)
-{
-    return r->d.has_policy && r->d.policy.restorer;
-}
-
 static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, const char *event,
                        size_t elen, const char *data, size_t dlen)
 {
@@ -320,7 +315,7 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
         proxy_conn_stream_write(r, raw, raw_len);
         return 0;
     }
-    if (restoring(r) && (EV("content_block_delta") || EV("content_block_stop"))) {
+    if (proxy_wire_restoring(r) && (EV("content_block_delta") || EV("content_block_stop"))) {
         j = cJSON_ParseWithLength(data, dlen);
         if (!j) {
             proxy_conn_stream_write(r, raw, raw_len);

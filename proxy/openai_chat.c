@@ -106,7 +106,7 @@ static int build_request(const struct proxy_chat *c, const struct config_model *
 
 /* ---- errors ---- */
 
-static const char *error_type(int status)
+const char *proxy_openai_error_type(int status)
 {
     switch (status) {
     case 400:
@@ -126,7 +126,7 @@ static const char *error_type(int status)
     }
 }
 
-static char *error_body(int status, const char *type, const char *message, size_t *len)
+char *proxy_openai_error_body(int status, const char *type, const char *message, size_t *len)
 {
     cJSON *root = cJSON_CreateObject(), *e;
     char code[32];
@@ -139,7 +139,7 @@ static char *error_body(int status, const char *type, const char *message, size_
     return proxy_wire_print(root, len);
 }
 
-static char *error_event(const char *body, size_t *len)
+char *proxy_openai_error_event(const char *body, size_t *len)
 {
     return proxy_wire_sse(NULL, body, len);
 }
@@ -243,18 +243,13 @@ static void read_event(struct proxy_req *r, const char *event, size_t elen, cons
     }
 }
 
-static int restoring(const struct proxy_req *r)
-{
-    return r->d.has_policy && r->d.policy.restorer;
-}
-
 /* One chunk of an OpenAI provider's stream, for an OpenAI client. Every chunk is read
  * (the strict parse: no allocations), so usage is found however it is spelt or spaced and
  * the stream is priced; what the client did not ask for is taken out (the usage chunk the
  * gateway asked for, and `usage` members in other chunks); placeholders are restored.
  * A chunk that needs none of that is relayed byte for byte. */
-static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, const char *event,
-                       size_t elen, const char *data, size_t dlen)
+int proxy_openai_relay(struct proxy_req *r, const char *raw, size_t raw_len, const char *data,
+                       size_t dlen, const char *holder, const char *field)
 {
     int strip_usage = r->d.outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
     struct json_doc doc = {0};
@@ -263,8 +258,6 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
     cJSON *j = NULL;
     int rc = 0;
 
-    (void)event;
-    (void)elen;
     if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
         proxy_conn_stream_write_final(r, raw, raw_len);
         r->stream_state = PROXY_STREAM_CLOSED;
@@ -282,7 +275,7 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
         if (strip_usage && json_type(&doc, uv) == JSON_OBJ && json_type(&doc, ch) == JSON_ARR &&
             doc.nodes[ch].child == JSON_NONE)
             goto done; /* the usage chunk the client did not ask for */
-        if (!restoring(r) && !(strip_usage && uv != JSON_NONE)) {
+        if (!proxy_wire_restoring(r) && !(strip_usage && uv != JSON_NONE)) {
             proxy_conn_stream_write(r, raw, raw_len);
             goto done;
         }
@@ -303,14 +296,14 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
     }
     if (strip_usage)
         cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
-    if (restoring(r)) {
+    if (proxy_wire_restoring(r)) {
         cJSON *c;
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
         {
-            cJSON *delta = cJSON_GetObjectItemCaseSensitive(c, "delta");
+            cJSON *h = holder ? cJSON_GetObjectItemCaseSensitive(c, holder) : c;
             const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
-            if (cJSON_IsObject(delta))
-                proxy_wire_restore_field(r, delta, "content", (int)proxy_wire_num(c, "index"),
+            if (cJSON_IsObject(h))
+                proxy_wire_restore_field(r, h, field, (int)proxy_wire_num(c, "index"),
                                          cJSON_IsString(fr));
         }
     }
@@ -319,6 +312,14 @@ done:
     wipe_cjson_delete(j);
     json_doc_deinit(&doc);
     return rc;
+}
+
+static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, const char *event,
+                       size_t elen, const char *data, size_t dlen)
+{
+    (void)event;
+    (void)elen;
+    return proxy_openai_relay(r, raw, raw_len, data, dlen, "delta", "content");
 }
 
 static void restore_answer(struct proxy_req *r, cJSON *j)
@@ -432,9 +433,9 @@ const struct proxy_wire proxy_wire_openai_chat = {
     .id_prefix = "chatcmpl-",
     .read_request = read_request,
     .build_request = build_request,
-    .error_type = error_type,
-    .error_body = error_body,
-    .error_event = error_event,
+    .error_type = proxy_openai_error_type,
+    .error_body = proxy_openai_error_body,
+    .error_event = proxy_openai_error_event,
     .read_usage = read_usage,
     .read_answer = read_answer,
     .read_event = read_event,

@@ -91,22 +91,7 @@ static int build_request(const struct proxy_chat *c, const struct config_model *
     return -1;
 }
 
-/* ---- errors: OpenAI's ---- */
-
-static const char *error_type(int status)
-{
-    return proxy_wire_openai_chat.error_type(status);
-}
-
-static char *error_body(int status, const char *type, const char *message, size_t *len)
-{
-    return proxy_wire_openai_chat.error_body(status, type, message, len);
-}
-
-static char *error_event(const char *body, size_t *len)
-{
-    return proxy_wire_sse(NULL, body, len);
-}
+/* ---- errors: OpenAI's (proxy_openai_error_*) ---- */
 
 /* ---- answers from an OpenAI provider ---- */
 
@@ -186,76 +171,14 @@ static void read_event(struct proxy_req *r, const char *event, size_t elen, cons
     }
 }
 
-static int restoring(const struct proxy_req *r)
-{
-    return r->d.has_policy && r->d.policy.restorer;
-}
-
-/* One chunk of an OpenAI provider's Completions stream, for its client: as openai_chat.c's
- * relay_event (usage read from every chunk; the usage chunk the gateway asked for taken
- * out; byte for byte when nothing changes), with placeholders restored in each choice's
- * `text` (one slot per choice index, flushed at its finish_reason). */
+/* One chunk of an OpenAI provider's Completions stream, for its client: as Chat's, with
+ * placeholders restored in each choice's own `text` */
 static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, const char *event,
                        size_t elen, const char *data, size_t dlen)
 {
-    int strip_usage = r->d.outbound_flags & PROXY_OUTBOUND_ADDED_USAGE;
-    struct json_doc doc = {0};
-    char err[128];
-    uint32_t uv = JSON_NONE, ch = JSON_NONE;
-    cJSON *j = NULL, *c;
-    int rc = 0;
-
     (void)event;
     (void)elen;
-    if (dlen == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        proxy_conn_stream_write_final(r, raw, raw_len);
-        r->stream_state = PROXY_STREAM_CLOSED;
-        return 0;
-    }
-    if (json_parse(&doc, data, dlen, err, sizeof(err)) == 0 &&
-        json_type(&doc, doc.root) == JSON_OBJ) {
-        uv = json_get(&doc, doc.root, "usage");
-        ch = json_get(&doc, doc.root, "choices");
-        if (json_type(&doc, uv) == JSON_OBJ) {
-            cJSON *u = json_to_cjson(&doc, uv);
-            read_usage(&r->usage, u);
-            cJSON_Delete(u);
-        }
-        if (strip_usage && json_type(&doc, uv) == JSON_OBJ && json_type(&doc, ch) == JSON_ARR &&
-            doc.nodes[ch].child == JSON_NONE)
-            goto done; /* the usage chunk the client did not ask for */
-        if (!restoring(r) && !(strip_usage && uv != JSON_NONE)) {
-            proxy_conn_stream_write(r, raw, raw_len);
-            goto done;
-        }
-        j = json_to_cjson(&doc, doc.root);
-        if (!j) {
-            rc = -1;
-            goto done;
-        }
-    } else {
-        j = cJSON_ParseWithLength(data, dlen);
-        if (!j) { /* not JSON: relayed as is, for the client's SDK to report */
-            proxy_conn_stream_write(r, raw, raw_len);
-            goto done;
-        }
-        read_usage(&r->usage, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    }
-    if (strip_usage)
-        cJSON_DeleteItemFromObjectCaseSensitive(j, "usage");
-    if (restoring(r)) {
-        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "choices"))
-        {
-            const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c, "finish_reason");
-            proxy_wire_restore_field(r, c, "text", (int)proxy_wire_num(c, "index"),
-                                     cJSON_IsString(fr));
-        }
-    }
-    proxy_wire_write_event(r, NULL, j);
-done:
-    wipe_cjson_delete(j);
-    json_doc_deinit(&doc);
-    return rc;
+    return proxy_openai_relay(r, raw, raw_len, data, dlen, NULL, "text");
 }
 
 static void restore_answer(struct proxy_req *r, cJSON *j)
@@ -363,9 +286,9 @@ const struct proxy_wire proxy_wire_openai_completions = {
     .id_prefix = "cmpl-",
     .read_request = read_request,
     .build_request = build_request,
-    .error_type = error_type,
-    .error_body = error_body,
-    .error_event = error_event,
+    .error_type = proxy_openai_error_type,
+    .error_body = proxy_openai_error_body,
+    .error_event = proxy_openai_error_event,
     .read_usage = read_usage,
     .read_answer = read_answer,
     .read_event = read_event,

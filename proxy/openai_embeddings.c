@@ -31,21 +31,6 @@ static int build_request(const struct proxy_chat *c, const struct config_model *
     return -1;
 }
 
-static const char *error_type(int status)
-{
-    return proxy_wire_openai_chat.error_type(status);
-}
-
-static char *error_body(int status, const char *type, const char *message, size_t *len)
-{
-    return proxy_wire_openai_chat.error_body(status, type, message, len);
-}
-
-static char *error_event(const char *body, size_t *len)
-{
-    return proxy_wire_sse(NULL, body, len);
-}
-
 /* usage.prompt_tokens is the input; there is no output */
 static void read_usage(struct proxy_usage *u, const cJSON *o)
 {
@@ -111,9 +96,9 @@ const struct proxy_wire proxy_wire_openai_embeddings = {
     .id_prefix = "",
     .read_request = read_request,
     .build_request = build_request,
-    .error_type = error_type,
-    .error_body = error_body,
-    .error_event = error_event,
+    .error_type = proxy_openai_error_type,
+    .error_body = proxy_openai_error_body,
+    .error_event = proxy_openai_error_event,
     .read_usage = read_usage,
     .read_answer = read_answer,
     .read_event = read_event,

@@ -22,7 +22,6 @@
 #include "common/log.h"
 #include "proxy/proxy_int.h"
 
-
 static void engine_release(struct proxy *px, struct proxy_engine_slot *e);
 
 void proxy_snap_unref(struct proxy_snap *s)

@@ -237,6 +237,11 @@ void proxy_wire_restore_field(struct proxy_req *r, cJSON *holder, const char *fi
     wipe_str_free(z);
 }
 
+int proxy_wire_restoring(const struct proxy_req *r)
+{
+    return r->d.has_policy && r->d.policy.restorer;
+}
+
 long proxy_wire_num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);

@@ -166,6 +166,19 @@ char *proxy_wire_restore(struct proxy_req *r, int slot, const char *text, int fl
 /* proxy_wire_restore_field -- restore the string member `field` of holder in place */
 void proxy_wire_restore_field(struct proxy_req *r, cJSON *holder, const char *field, int slot,
                               int flush);
+/* proxy_wire_restoring -- the request redacted something, so answers are restored */
+int proxy_wire_restoring(const struct proxy_req *r);
+/* proxy_openai_relay -- one event of an OpenAI provider's stream (Chat or Completions) for
+ * a client of the same API: usage read from every chunk (the strict parse), the usage chunk
+ * the gateway asked for taken out, placeholders restored in each choice's `field` (inside
+ * its `holder` object, or on the choice itself when holder is NULL), byte for byte when
+ * nothing changes. -1: out of memory */
+int proxy_openai_relay(struct proxy_req *r, const char *raw, size_t raw_len, const char *data,
+                       size_t dlen, const char *holder, const char *field);
+/* OpenAI's error shape and error event, shared by its three wire formats */
+const char *proxy_openai_error_type(int status);
+char *proxy_openai_error_body(int status, const char *type, const char *message, size_t *len);
+char *proxy_openai_error_event(const char *body, size_t *len);
 /* proxy_wire_num -- a count member as long, clamped to 0 .. PROXY_MAX_COUNT (0 when absent
  * or not a number) */
 #define PROXY_MAX_COUNT 1000000000000L
