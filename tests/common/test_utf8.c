@@ -51,27 +51,27 @@ static void test_edges(void)
     } cases[] = {
         {"", 1},
         {"plain ascii", 1},
-        {"\xC3\xA9", 1},             /* U+00E9 */
-        {"\xE2\x82\xAC", 1},         /* U+20AC */
-        {"\xF0\x9F\x98\x80", 1},     /* U+1F600 */
-        {"\xF4\x8F\xBF\xBF", 1},     /* U+10FFFF, the last */
-        {"\xEF\xBF\xBF", 1},         /* U+FFFF */
-        {"\xED\x9F\xBF", 1},         /* U+D7FF, just below the surrogates */
-        {"\xC0\x80", 0},             /* overlong NUL */
-        {"\xC1\xBF", 0},             /* overlong */
-        {"\xE0\x80\x80", 0},         /* overlong */
-        {"\xE0\x9F\xBF", 0},         /* overlong U+07FF */
-        {"\xED\xA0\x80", 0},         /* U+D800 */
-        {"\xED\xBF\xBF", 0},         /* U+DFFF */
-        {"\xF0\x8F\xBF\xBF", 0},     /* overlong U+FFFF */
-        {"\xF4\x90\x80\x80", 0},     /* U+110000 */
+        {"\xC3\xA9", 1},         /* U+00E9 */
+        {"\xE2\x82\xAC", 1},     /* U+20AC */
+        {"\xF0\x9F\x98\x80", 1}, /* U+1F600 */
+        {"\xF4\x8F\xBF\xBF", 1}, /* U+10FFFF, the last */
+        {"\xEF\xBF\xBF", 1},     /* U+FFFF */
+        {"\xED\x9F\xBF", 1},     /* U+D7FF, just below the surrogates */
+        {"\xC0\x80", 0},         /* overlong NUL */
+        {"\xC1\xBF", 0},         /* overlong */
+        {"\xE0\x80\x80", 0},     /* overlong */
+        {"\xE0\x9F\xBF", 0},     /* overlong U+07FF */
+        {"\xED\xA0\x80", 0},     /* U+D800 */
+        {"\xED\xBF\xBF", 0},     /* U+DFFF */
+        {"\xF0\x8F\xBF\xBF", 0}, /* overlong U+FFFF */
+        {"\xF4\x90\x80\x80", 0}, /* U+110000 */
         {"\xF5\x80\x80\x80", 0},
         {"\xFF", 0},
-        {"\x80", 0},                 /* a lone continuation byte */
-        {"\xC3", 0},                 /* cut short */
+        {"\x80", 0}, /* a lone continuation byte */
+        {"\xC3", 0}, /* cut short */
         {"\xE2\x82", 0},
         {"\xF0\x9F\x98", 0},
-        {"\xC3\x28", 0},             /* a lead byte, then no continuation */
+        {"\xC3\x28", 0}, /* a lead byte, then no continuation */
     };
     size_t i;
 
@@ -122,9 +122,8 @@ static void test_every_offset(void)
     static const struct {
         const char *bytes;
         int valid;
-    } seqs[] = {{"\xE2\x82\xAC", 1}, {"\xF0\x9F\x98\x80", 1}, {"\xC3\xA9", 1},
-                {"\x80", 0},         {"\xC3", 0},             {"\xED\xA0\x80", 0},
-                {"\xFF", 0}};
+    } seqs[] = {{"\xE2\x82\xAC", 1}, {"\xF0\x9F\x98\x80", 1}, {"\xC3\xA9", 1}, {"\x80", 0},
+                {"\xC3", 0},         {"\xED\xA0\x80", 0},     {"\xFF", 0}};
     unsigned char buf[64];
     size_t len, off, i, sl;
 
@@ -145,10 +144,29 @@ static void test_every_offset(void)
     }
 }
 
+/* utf8_sanitize: a provider's message cut mid-character by a bounded copy (what fuzz_answer
+ * found) becomes valid UTF-8 with the broken bytes as '?', and valid text is left alone */
+static void test_sanitize(void)
+{
+    char cut[] = "caf\xc3\xa9 \xc3"; /* "café " + half an é */
+    char mid[] = "a\xe2\x82"
+                 "b\xf0\x9f\x98\x80"; /* a cut € then a whole emoji */
+    char ok[] = "na\xc3\xafve \xe2\x82\xac";
+    CHECK_EQ_INT(utf8_sanitize(cut), 1);
+    CHECK_EQ_STR(cut, "caf\xc3\xa9 ?");
+    CHECK_EQ_INT(utf8_sanitize(mid), 2);
+    CHECK_EQ_STR(mid, "a??b\xf0\x9f\x98\x80");
+    CHECK_EQ_INT(utf8_sanitize(ok), 0);
+    CHECK_EQ_STR(ok, "na\xc3\xafve \xe2\x82\xac");
+    CHECK(utf8_valid((const unsigned char *)cut, strlen(cut)) &&
+          utf8_valid((const unsigned char *)mid, strlen(mid)));
+}
+
 int main(void)
 {
     RUN(test_edges);
     RUN(test_against_reference);
     RUN(test_every_offset);
+    RUN(test_sanitize);
     return harness_done();
 }

@@ -915,6 +915,31 @@ static void test_write_answer(void)
     free(r);
 }
 
+/* token counts a provider reports are clamped (fuzz_answer: 1e300 was undefined behaviour
+ * converted to long, huge or negative sums overflowed): 0 .. PROXY_MAX_COUNT */
+static void test_counts_clamped(void)
+{
+    cJSON *o = cJSON_Parse("{\"a\":1e300,\"b\":-5,\"c\":9e18,\"d\":\"7\",\"e\":12.9,\"f\":1e12}");
+    struct proxy_usage u = {0};
+    REQUIRE(o);
+    CHECK_EQ_INT(proxy_wire_num(o, "a"), PROXY_MAX_COUNT);
+    CHECK_EQ_INT(proxy_wire_num(o, "b"), 0);
+    CHECK_EQ_INT(proxy_wire_num(o, "c"), PROXY_MAX_COUNT);
+    CHECK_EQ_INT(proxy_wire_num(o, "d"), 0); /* not a number */
+    CHECK_EQ_INT(proxy_wire_num(o, "e"), 12);
+    CHECK_EQ_INT(proxy_wire_num(o, "f"), PROXY_MAX_COUNT);
+    CHECK_EQ_INT(proxy_wire_num(o, "missing"), 0);
+    cJSON_Delete(o);
+    /* an Anthropic usage of huge parts sums without overflow */
+    o = cJSON_Parse("{\"input_tokens\":9e18,\"cache_read_input_tokens\":9e18,"
+                    "\"cache_creation_input_tokens\":9e18,\"output_tokens\":-1}");
+    REQUIRE(o);
+    proxy_wire_anthropic_messages.read_usage(&u, o);
+    CHECK_EQ_INT(u.input, 3 * PROXY_MAX_COUNT);
+    CHECK_EQ_INT(u.output, 0);
+    cJSON_Delete(o);
+}
+
 int main(void)
 {
     RUN(test_chat_init_add_deinit);
@@ -941,5 +966,6 @@ int main(void)
     RUN(test_openai_read_event);
     RUN(test_anthropic_read_event);
     RUN(test_write_answer);
+    RUN(test_counts_clamped);
     return harness_done();
 }
