@@ -42,6 +42,8 @@ struct config_pos {
     int line, col; /* 1-based; 0 when unknown */
 };
 
+enum config_listen_mode { CONFIG_LISTEN_GATEWAY, CONFIG_LISTEN_FORWARD };
+
 struct config_listen {
     char *address;   /* as written, "HOST:PORT" */
     char *host;      /* "127.0.0.1", "::1", "0.0.0.0", "localhost" */
@@ -49,6 +51,7 @@ struct config_listen {
     int loopback;    /* host is a loopback address */
     char *tls_cert;  /* NULL: plain HTTP (loopback only) */
     char *tls_key;
+    enum config_listen_mode mode; /* gateway (default) or forward (the egress proxy, SPEC §8) */
     struct config_pos pos;
 };
 
@@ -177,6 +180,36 @@ struct config_limits {
     int engine_queue;           /* builtin requests waiting, default 64 */
 };
 
+/* The egress proxy's host policy (SPEC §8), config/egress.c. */
+enum config_egress_default { CONFIG_EGRESS_DENY, CONFIG_EGRESS_TUNNEL };
+
+struct config_intercept {
+    char *host;          /* exact host name, lower-cased: "api.openai.com" */
+    int port;            /* 443 unless written "host:port" */
+    char *provider;      /* a name in `providers` */
+    size_t prov_index;   /* resolved at load */
+    struct config_pos pos;
+};
+
+struct config_tunnel {
+    char *glob;          /* lower-cased host glob: "*.github.com" ('*' = one or more labels),
+                            an exact name, or an IP literal ("10.0.0.5", "[fd00::1]") */
+    int port;            /* 443 unless written "glob:port" */
+    int literal;         /* glob is an IP literal: private/loopback addresses allowed */
+    struct config_pos pos;
+};
+
+struct config_egress {
+    int present;                       /* an `egress` section was given */
+    char *ca_cert, *ca_key;            /* PEM paths from `airlock ca init` */
+    struct config_intercept *intercept; size_t n_intercept;
+    struct config_tunnel *tunnel;       size_t n_tunnel;
+    enum config_egress_default dflt;   /* default: deny */
+    int max_tunnels;                   /* concurrent tunnels; default 1024 */
+    int tunnel_idle_ms;                /* a tunnel with no bytes either way closes; default 300000 */
+    struct config_pos pos;
+};
+
 struct config {
     char *path;                 /* file loaded, or "<embedded>" */
     struct config_listen *listens;     size_t n_listens;
@@ -189,6 +222,7 @@ struct config {
     struct config_rule *rules;         size_t n_rules;
     struct config_audit audit;
     struct config_limits limits;
+    struct config_egress egress;
     int refs;                          /* atomic; see config_ref */
 };
 
