@@ -34,7 +34,8 @@ struct audit;
     X(AUDIT_REC_SEGSTART, 1, "segment-start", 0)                                                   \
     X(AUDIT_REC_REQUEST, 2, "request", 1)                                                          \
     X(AUDIT_REC_RESPONSE, 3, "response", 1)                                                        \
-    X(AUDIT_REC_CHECKPOINT, 4, "checkpoint", 0)
+    X(AUDIT_REC_CHECKPOINT, 4, "checkpoint", 0)                                                    \
+    X(AUDIT_REC_CONNECT, 5, "connect", 1)
 
 enum audit_rec_type {
 #define AUDIT_REC_ENUM_(sym, value, name, event) sym = value,
