@@ -44,7 +44,9 @@ struct egress_decision {
  * host lower-cased into host (NUL-terminated), port into *port. -1 with a one-line reason
  * for a missing or bad port, an empty or over-long host (> 253), a host with bytes outside
  * [A-Za-z0-9.-] (names) or not a valid literal (addresses), and a target that is not
- * exactly that shape (userinfo, path, spaces, NUL). */
+ * exactly that shape (userinfo, path, spaces, NUL). An IPv6 literal comes back without
+ * its brackets ("::1"): a ':' in host means IPv6. A host whose last label is all digits
+ * must be a dotted-quad IPv4 address ("127.1" and "0x7f.0.0.1" are refused). */
 int egress_target_parse(const char *target, size_t len, char *host, size_t hostcap, int *port,
                         char *why, size_t whylen);
 
@@ -59,6 +61,36 @@ void egress_decide(const struct config_egress *eg, const char *host, int port,
  * unspecified, multicast, and v4-mapped forms of those are refused (DNS rebinding). An
  * entry that names an IP literal (t->literal) allows exactly that address. 1 allowed. */
 int egress_address_allowed(const struct config_tunnel *t, const struct sockaddr *sa);
+
+/* ---- the `connect` audit record (egress.c) ---- */
+
+/* What the forward listener knows of one CONNECT (or absolute-form request's host) when
+ * it writes its audit record (AUDIT_REC_CONNECT, docs/audit.md). Every pointer is
+ * borrowed for the call; NULL strings are written as null. */
+struct egress_connect_info {
+    const char *id;     /* the record's id (same alphabet as request ids) */
+    const char *client; /* the client's "ip:port" */
+    const char *key;    /* the airlock key's name, from Proxy-Authorization; NULL none */
+    const char *team;   /* that key's team; NULL none */
+    const char *host;   /* as egress_target_parse gave it; a target that did not parse:
+                           its raw bytes (escaped, cut to 300 bytes), with port 0 */
+    int port;
+    enum egress_verdict decision;
+    const char *reason;             /* egress_decision.reason, or why the target was refused */
+    const char *address;            /* the numeric address connected to (tunnels); NULL: none */
+    unsigned long long bytes_up;    /* client -> far end, after the CONNECT's answer */
+    unsigned long long bytes_down;  /* far end -> client */
+    long long started_ms, ended_ms; /* CLOCK_REALTIME in ms since the epoch: the CONNECT
+                                       line read, the connection closed (or refused) */
+    int status;                     /* the CONNECT's HTTP status: 200, 403, 407, 502, 504 ... */
+};
+
+/* egress_connect_meta -- the record's meta JSON (one object, no newline), owned by the
+ * caller (free()); *len its length when len is not NULL. NULL on out of memory. */
+char *egress_connect_meta(const struct egress_connect_info *ci, size_t *len);
+
+/* egress_verdict_name -- "intercept", "tunnel" or "refuse" */
+const char *egress_verdict_name(enum egress_verdict v);
 
 /* ---- host certificates (mint.c) ---- */
 
