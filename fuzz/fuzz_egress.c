@@ -65,14 +65,11 @@
  * enum-shaped values and "model" at any depth skipping the detectors, escapes inside tool
  * arguments, '@' spelt with escapes or leading zeros, rarer look-alike letters -- are fixed
  * and abort again if they come back):
- *   glued-letter         a phone number glued to a letter with no phone label before it
- *                        ("q+1 415 555 0132", "+1 415 555 0132q": kept on purpose for
- *                        precision, see policy/validate.c); an e-mail address followed by a
- *                        one-letter label ("jane.doe@example.com.x").
- *   separator            a phone number's groups split by '/', ',', a tab or a line break.
- *   escape-in-arguments  an '@' written as an escape inside tool-call arguments: a third
- *                        level of escaping (the body's JSON, the arguments' JSON, "\u0040"
- *                        as text), which the extractor does not decode.
+ *   glued-letter         an e-mail address followed by a one-letter label
+ *                        ("jane.doe@example.com.x": ".x" could be a top-level domain).
+ * (Phone numbers glued to a letter, phone groups split by '/', ',', a tab or a line break,
+ * and an '@' escaped a third level deep in tool arguments were gaps here too, closed since:
+ * they abort again if they come back.)
  *
  * Environment: EGRESS_STATS=1 prints, at exit, outcomes per secret and encoding and per
  * client/provider API, the known gaps by family, and the first reports of each; EGRESS_ALL=1
@@ -1572,18 +1569,8 @@ static int gap_known(const struct gen *g)
     const struct plant *pl = g->pl;
     int s = pl->secret;
 
-    /* an '@' written as an escape inside tool-call arguments is a third level of escaping
-     * (the outer JSON, the arguments' JSON, the escape as text): not decoded */
-    if (g->plant_inner && pl->enc == ENC_AT_ESCAPE && pl->at &&
-        (pl->at_escaped || strchr(pl->at, '\\') != NULL))
-        return GAP_NESTED_ESCAPE;
-    if (pl->glue && s == S_PHONE)
-        return GAP_GLUE;
     if (s == S_EMAIL && pl->glued_after && strcmp(pl->glued_after, ".x") == 0)
         return GAP_GLUE;
-    if (pl->enc == ENC_SEP_ASCII && pl->sep_ascii && s == S_PHONE &&
-        strchr("/,\n\t\r", pl->sep_ascii[0]) != NULL)
-        return GAP_SEPARATOR;
     return GAP_NONE;
 }
 

@@ -145,6 +145,8 @@ static int hexv(unsigned c)
                                   : -1;
 }
 
+static size_t unescape_level(struct unit *u, size_t n);
+
 /* the raw string bytes [i, end) as characters: JSON escapes decoded, UTF-8 decoded, and an
  * escape written one level down (a backslash in the text followed by `u` and four hex
  * digits, or by one of "\/bfnrt: JSON inside a JSON string, as tool arguments are) decoded
@@ -180,7 +182,21 @@ static size_t units_of(const unsigned char *b, size_t i, size_t end, struct unit
         n++;
         i += ol;
     }
-    /* second level: a decoded backslash and what follows it */
+    /* deeper levels: a decoded backslash and what follows it, again while that changes
+     * something (JSON in a string in tool arguments: "\\\\u0040" is an '@' to whoever
+     * decodes twice), at most three times; a unit never spans more than 255 raw bytes */
+    for (int level = 0; level < 3; level++) {
+        size_t before_n = n;
+        n = unescape_level(u, n);
+        if (n == before_n)
+            break;
+    }
+    return n;
+}
+
+/* one level of escapes over units u[0..n) (units_of); returns the new count */
+static size_t unescape_level(struct unit *u, size_t n)
+{
     size_t o = 0;
     for (size_t k = 0; k < n; k++) {
         if (u[k].cp == '\\' && k + 1 < n) {
@@ -190,7 +206,8 @@ static size_t units_of(const unsigned char *b, size_t i, size_t end, struct unit
                 (h1 = hexv(u[k + 3].cp)) >= 0 && (h2 = hexv(u[k + 4].cp)) >= 0 &&
                 (h3 = hexv(u[k + 5].cp)) >= 0) {
                 unsigned v = (unsigned)(h0 << 12 | h1 << 8 | h2 << 4 | h3), lo;
-                if (v != 0 && (v < 0xD800 || v > 0xDFFF)) {
+                if (v != 0 && (v < 0xD800 || v > 0xDFFF) &&
+                    u[k + 5].off + u[k + 5].len - u[k].off <= 255) {
                     u[o] = (struct unit){v, u[k].off, u[k + 5].off + u[k + 5].len - u[k].off};
                     o++;
                     k += 5;
@@ -202,7 +219,7 @@ static size_t units_of(const unsigned char *b, size_t i, size_t end, struct unit
                     (h1 = hexv(u[k + 9].cp)) >= 0 && (h2 = hexv(u[k + 10].cp)) >= 0 &&
                     (h3 = hexv(u[k + 11].cp)) >= 0 &&
                     (lo = (unsigned)(h0 << 12 | h1 << 8 | h2 << 4 | h3)) >= 0xDC00 &&
-                    lo <= 0xDFFF) {
+                    lo <= 0xDFFF && u[k + 11].off + u[k + 11].len - u[k].off <= 255) {
                     u[o] = (struct unit){0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00), u[k].off,
                                          u[k + 11].off + u[k + 11].len - u[k].off};
                     o++;
@@ -211,7 +228,8 @@ static size_t units_of(const unsigned char *b, size_t i, size_t end, struct unit
                 }
             }
             const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t", *hit;
-            if (e && e < 0x80 && (hit = strchr(from, (int)e)) != NULL) {
+            if (e && e < 0x80 && (hit = strchr(from, (int)e)) != NULL &&
+                u[k + 1].off + u[k + 1].len - u[k].off <= 255) {
                 u[o] = (struct unit){(unsigned char)to[hit - from], u[k].off,
                                      u[k + 1].off + u[k + 1].len - u[k].off};
                 o++;

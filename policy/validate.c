@@ -30,16 +30,43 @@
 
 #include "policy/policy_int.h"
 
-static inline int is_digit(int c) { return c >= '0' && c <= '9'; }
-static inline int is_upper(int c) { return c >= 'A' && c <= 'Z'; }
-static inline int is_lower(int c) { return c >= 'a' && c <= 'z'; }
-static inline int is_alpha(int c) { return is_upper(c) || is_lower(c); }
-static inline int is_alnum(int c) { return is_alpha(c) || is_digit(c); }
-static inline int is_tok(int c) { return is_alnum(c) || c == '_' || c == '-'; }
-static inline int lower(int c) { return is_upper(c) ? c + 32 : c; }
+static inline int is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+static inline int is_upper(int c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+static inline int is_lower(int c)
+{
+    return c >= 'a' && c <= 'z';
+}
+static inline int is_alpha(int c)
+{
+    return is_upper(c) || is_lower(c);
+}
+static inline int is_alnum(int c)
+{
+    return is_alpha(c) || is_digit(c);
+}
+static inline int is_tok(int c)
+{
+    return is_alnum(c) || c == '_' || c == '-';
+}
+static inline int lower(int c)
+{
+    return is_upper(c) ? c + 32 : c;
+}
 
-static int at(const char *t, size_t n, size_t i) { return i < n ? (unsigned char)t[i] : 0; }
-static int before(const char *t, size_t i) { return i > 0 ? (unsigned char)t[i - 1] : 0; }
+static int at(const char *t, size_t n, size_t i)
+{
+    return i < n ? (unsigned char)t[i] : 0;
+}
+static int before(const char *t, size_t i)
+{
+    return i > 0 ? (unsigned char)t[i - 1] : 0;
+}
 
 int policy_luhn(const char *d, size_t n)
 {
@@ -70,8 +97,14 @@ double policy_entropy(const char *s, size_t n)
 
 /* ---- email ---- */
 
-static int is_atext(int c) { return is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
-static int is_dtext(int c) { return is_alnum(c) || c == '.' || c == '-'; }
+static int is_atext(int c)
+{
+    return is_alnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-';
+}
+static int is_dtext(int c)
+{
+    return is_alnum(c) || c == '.' || c == '-';
+}
 
 /* File extensions that are no top-level domain (none of these is delegated). */
 static int file_ext(const char *x, size_t n)
@@ -712,7 +745,8 @@ static int v_private_key(const char *t, size_t n, size_t s, size_t e, size_t *os
     for (;;) {
         if (k >= 10 && memcmp(t + k - 10, "-----BEGIN", 10) == 0 && (k == lab || t[k] == ' '))
             break;
-        if (k == 0 || lab - k >= 48 || !(is_upper(t[k - 1]) || is_digit(t[k - 1]) || t[k - 1] == ' '))
+        if (k == 0 || lab - k >= 48 ||
+            !(is_upper(t[k - 1]) || is_digit(t[k - 1]) || t[k - 1] == ' '))
             return 0;
         k--;
     }
@@ -854,19 +888,26 @@ static int v_github(const char *t, size_t n, size_t s, size_t e, size_t *os, siz
 static int v_openai(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t *oe)
 {
     s = e - 23; /* "sk-" + 20 */
-    if (is_tok(before(t, s)) || (n - s >= 7 && memcmp(t + s, "sk-ant-", 7) == 0))
+    if (n - s >= 7 && memcmp(t + s, "sk-ant-", 7) == 0)
         return 0;
     size_t b = s + 3;
+    int typed = 0; /* a project, service-account or admin key's prefix */
     static const char *const pre[] = {"proj-", "svcacct-", "admin-", "None-"};
     for (size_t i = 0; i < 4; i++) {
         size_t l = strlen(pre[i]);
         if (n - b >= l && memcmp(t + b, pre[i], l) == 0) {
             b += l;
+            typed = i < 3;
             break;
         }
     }
     size_t end = tok_extend(t, n, b);
     if (end - b < 32 || !mixed(t + b, end - b))
+        return 0;
+    /* glued on the left ("keysk-proj-...", "x-sk-..."), a "sk-" could be the end of a word
+     * ("risk-", "task-"): only a typed prefix or OpenAI's own marker (base64 "OpenAI",
+     * inside every key it issues) makes it a key then */
+    if (is_tok(before(t, s)) && !typed && !memmem(t + b, end - b, "T3BlbkFJ", 8))
         return 0;
     *os = s;
     *oe = end;
@@ -882,8 +923,7 @@ static int v_anthropic(const char *t, size_t n, size_t s, size_t e, size_t *os, 
         s = e - 23;
     else
         return 0;
-    if (is_tok(before(t, s)))
-        return 0;
+    /* (glued on the left too: "sk-ant-api03-" is nobody's word ending) */
     const char *dash = memchr(t + s + 7, '-', e - s - 7);
     size_t b = dash ? (size_t)(dash - t) + 1 : e;
     size_t end = tok_extend(t, n, e);
@@ -941,12 +981,19 @@ static int v_jwt(const char *t, size_t n, size_t s, size_t e, size_t *os, size_t
     s--;
     while (s > 0 && is_tok(t[s - 1]))
         s--;
-    if (e - s < 3 || memcmp(t + s, "eyJ", 3) != 0)
-        return 0;
-    if (is_tok(before(t, s)))
-        return 0;
+    /* a header starts "eyJ" ('{"' in base64url); letters glued on the left ("xeyJ...",
+     * "Bearer:eyJ...") are skipped to it: the header must still decode to JSON naming an
+     * algorithm, which no word does */
     const char *d1 = memchr(t + s, '.', e - s);
     if (!d1)
+        return 0;
+    {
+        const char *h = memmem(t + s, (size_t)(d1 - (t + s)), "eyJ", 3);
+        if (!h)
+            return 0;
+        s = (size_t)(h - t);
+    }
+    if (e - s < 3)
         return 0;
     size_t h_end = (size_t)(d1 - t), p_end = e - 1;
     char hdr[512];
@@ -1020,9 +1067,9 @@ int policy_secret_value_real(const char *v, size_t n)
 
 int policy_secret_key_like(const char *k, size_t n)
 {
-    static const char *const words[] = {"password", "passwd", "pwd", "secret", "token",
-                                        "api_key", "apikey", "api-key", "auth", "credential",
-                                        "private_key", "access_key"};
+    static const char *const words[] = {"password", "passwd",     "pwd",         "secret",
+                                        "token",    "api_key",    "apikey",      "api-key",
+                                        "auth",     "credential", "private_key", "access_key"};
     char buf[64];
     if (n == 0 || n >= sizeof(buf))
         return 0;
@@ -1248,7 +1295,8 @@ static int v_credential(const char *t, size_t n, size_t s, size_t e, size_t *os,
 static inline int has_digit8(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-    /* bytes b with '0' <= b <= '9': (b + 0x50) sets bit 7 for b >= 0x30 and (b + 0x46) for b >= 0x3A */
+    /* bytes b with '0' <= b <= '9': (b + 0x50) sets bit 7 for b >= 0x30 and (b + 0x46) for b >=
+     * 0x3A */
     uint64_t low7 = x & ~high;
     uint64_t ge0 = low7 + ones * (0x80 - '0');
     uint64_t gt9 = low7 + ones * (0x80 - '9' - 1);
@@ -1282,6 +1330,83 @@ static enum policy_ctx cluster_label(const char *t, size_t n, size_t cs, int *me
     if (*memo < 0)
         *memo = (int)policy_context_label(t, n, cs);
     return (enum policy_ctx) * memo;
+}
+
+/* The number of digit groups in [s, e) when every separator between them is the same
+ * single byte ("+1 415 555 0132", "+49-30-1234567"), else 0: the grouping a person gives
+ * a number to read it out, which a glued letter does not make less of a phone number. */
+static int uniform_groups(const char *t, size_t s, size_t e)
+{
+    int groups = 0, sep = 0;
+    for (size_t i = s; i < e;) {
+        if (!is_digit(t[i]))
+            return 0;
+        while (i < e && is_digit(t[i]))
+            i++;
+        groups++;
+        if (i == e)
+            break;
+        if (i + 1 >= e || (sep && t[i] != sep) || !is_digit(t[i + 1]))
+            return 0;
+        sep = (unsigned char)t[i++];
+    }
+    return groups;
+}
+
+/* A '+'-prefixed number whose groups are split by '/', ',', a tab or a line break (one
+ * kind throughout): "+1/415/555/0132", "+44,20,7946,0958", a number spread over lines. A
+ * list's separators as often as a phone's, so the shape must be an international number's:
+ * a 1-3 digit country code, then 2-4 digit groups, 8-15 digits in all (+1: NANP's). The
+ * cluster [cs, ce) is a wide one (policy_scan_digits); the '+' is right before cs. */
+static int try_wide_phone(const char *t, size_t n, size_t cs, size_t ce, policy_emit emit,
+                          void *arg)
+{
+    char sep[3] = {0}, dig[16];
+    int groups[8], ng = 0, digits = 0;
+    size_t i = cs, end = cs;
+    int p;
+
+    if (cs == 0 || t[cs - 1] != '+')
+        return 0;
+    p = before(t, cs - 1);
+    if (is_digit(p) || p == '+' || p == '_')
+        return 0;
+    while (i < ce && ng < 8) {
+        size_t g = i, sl;
+        while (i < ce && is_digit(t[i])) {
+            if (digits < 16)
+                dig[digits] = t[i];
+            digits++;
+            i++;
+        }
+        if (i == g)
+            break;
+        groups[ng++] = (int)(i - g);
+        end = i;
+        for (sl = 0; i + sl < ce && sl < 2 && !is_digit(t[i + sl]); sl++)
+            ;
+        if (sl == 0 || i + sl >= ce)
+            break;
+        if (!sep[0]) {
+            if (!((sl == 1 && t[i] && strchr("/,\t\n\r", t[i])) ||
+                  (sl == 2 && t[i] == '\r' && t[i + 1] == '\n')))
+                return 0;
+            memcpy(sep, t + i, sl);
+        } else if (strlen(sep) != sl || memcmp(sep, t + i, sl) != 0) {
+            break;
+        }
+        i += sl;
+    }
+    if (!sep[0] || ng < 3 || digits < 8 || digits > 15 || dig[0] == '0' || groups[0] > 3 ||
+        is_digit(at(t, n, end)))
+        return 0;
+    for (int k = 1; k < ng; k++)
+        if (groups[k] < 2 || groups[k] > 4)
+            return 0;
+    if (dig[0] == '1' && !(digits == 11 && ng == 4 && groups[0] == 1 && groups[1] == 3 &&
+                           groups[2] == 3 && dig[1] >= '2' && dig[4] >= '2'))
+        return 0;
+    return emit(arg, DET_PHONE, cs - 1, end);
 }
 
 static int try_phones(const char *t, size_t n, size_t cs, size_t ce, int *cs_label,
@@ -1320,7 +1445,10 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, int *cs_lab
                     continue;
                 /* glued to letters, a number is one only right after a phone label:
                  * "tel4155550132x", "Tel.+49 30 1234567" (asked last: it costs a walk) */
+                /* ... unless it is an international number grouped to be read out,
+                 * "q+1 415 555 0132": a glued letter does not make that anything else */
                 if ((glued || is_alpha(a)) &&
+                    !(t[st] == '+' && uniform_groups(t, st + 1, ge) >= 3) &&
                     (st == cs ? cluster_label(t, n, cs, cs_label)
                               : policy_context_label(t, n, st)) != POLICY_CTX_PHONE)
                     continue;
@@ -1522,7 +1650,8 @@ int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg)
             const __m128i lo = _mm_set1_epi8('0' - 1), hi = _mm_set1_epi8('9' + 1);
             while (i + 16 <= n) {
                 __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(t + i));
-                int m = _mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi)));
+                int m =
+                    _mm_movemask_epi8(_mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi)));
                 if (m) {
                     i += (size_t)__builtin_ctz((unsigned)m);
                     break;
@@ -1572,6 +1701,8 @@ int policy_scan_digits(const char *t, size_t n, policy_emit emit, void *arg)
             i = j;
         }
         if (wdig >= 13 && try_cards(t, n, wcs, last, card_from, digit_emit, &de) < 0)
+            return -1;
+        if (wdig >= 8 && try_wide_phone(t, n, wcs, last, digit_emit, &de) < 0)
             return -1;
         i = last;
     }

@@ -7,8 +7,8 @@
  * GitHub tokens, SSNs, labelled phones, e-mail addresses), each with its look-alikes. */
 #include <cJSON.h>
 
-#include "harness.h"
 #include "config/config.h"
+#include "harness.h"
 #include "policy/policy.h"
 #include "policy/policy_int.h"
 
@@ -17,7 +17,8 @@ static struct policy *pol;
 
 static const char *YAML =
     "providers:\n"
-    "  openai: {type: openai, zone: external, base_url: \"https://api.openai.com/v1\", api_key: x}\n"
+    "  openai: {type: openai, zone: external, base_url: \"https://api.openai.com/v1\", api_key: "
+    "x}\n"
     "models:\n"
     "  - {name: gpt-4o, provider: openai, price: {input_per_mtok: 1, output_per_mtok: 1}}\n"
     "detectors:\n"
@@ -38,8 +39,8 @@ static size_t scan(const char *text, const char *det, size_t *s, size_t *e)
     size_t plen = strlen(pre) + 1, n = 0;
     char *body = malloc(strlen(pre) + strlen(q) + 8);
     sprintf(body, "%s%s}]}", pre, q);
-    struct policy_input in = {.api = POLICY_API_OPENAI, .body = body, .len = strlen(body),
-                              .model = "gpt-4o"};
+    struct policy_input in = {
+        .api = POLICY_API_OPENAI, .body = body, .len = strlen(body), .model = "gpt-4o"};
     struct policy_decision d;
     if (policy_decide(pol, &in, &d) == 0) {
         for (size_t i = 0; i < d.n_findings; i++) {
@@ -92,7 +93,8 @@ static int miss(const char *text, const char *det)
 
 static void test_email(void)
 {
-    CHECK(hit("write to bob.smith+tag@mail.example.co.uk today", "email", "bob.smith+tag@mail.example.co.uk"));
+    CHECK(hit("write to bob.smith+tag@mail.example.co.uk today", "email",
+              "bob.smith+tag@mail.example.co.uk"));
     CHECK(hit("<alice@example.org>.", "email", "alice@example.org"));
     CHECK(miss("user@localhost is not an address", "email"));
     CHECK(miss("a@b.c and x@-bad.com and y@bad-.com", "email"));
@@ -142,11 +144,12 @@ static void test_iban(void)
 {
     CHECK(hit("pay DE89 3704 0044 0532 0130 00 now", "iban", "DE89 3704 0044 0532 0130 00"));
     CHECK(hit("GB82WEST12345698765432", "iban", "GB82WEST12345698765432"));
-    CHECK(hit("FR14 2004 1010 0505 0001 3M02 606 and more", "iban", "FR14 2004 1010 0505 0001 3M02 606"));
-    CHECK(miss("DE88 3704 0044 0532 0130 00", "iban"));   /* check digits */
-    CHECK(miss("DE89 3704 0044 0532 0130 0", "iban"));    /* length */
-    CHECK(miss("XX89 3704 0044 0532 0130 00", "iban"));   /* country */
-    CHECK(miss("DE89370400440532013000123", "iban"));     /* too long for DE */
+    CHECK(hit("FR14 2004 1010 0505 0001 3M02 606 and more", "iban",
+              "FR14 2004 1010 0505 0001 3M02 606"));
+    CHECK(miss("DE88 3704 0044 0532 0130 00", "iban")); /* check digits */
+    CHECK(miss("DE89 3704 0044 0532 0130 0", "iban"));  /* length */
+    CHECK(miss("XX89 3704 0044 0532 0130 00", "iban")); /* country */
+    CHECK(miss("DE89370400440532013000123", "iban"));   /* too long for DE */
     CHECK(policy_iban_check("NL91ABNA0417164300", 18));
     CHECK(!policy_iban_check("NL92ABNA0417164300", 18));
 }
@@ -178,14 +181,18 @@ static void test_ipv4(void)
 
 static void test_private_key(void)
 {
-    const char *k = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
+    const char *k = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END "
+                    "OPENSSH PRIVATE KEY-----";
     char buf[256];
     snprintf(buf, sizeof(buf), "key: %s trailing", k);
     size_t s, e;
     CHECK(scan(buf, "private_key", &s, &e) == 1);
-    CHECK(hit("-----BEGIN RSA PRIVATE KEY-----\nMIIE", "private_key", "-----BEGIN RSA PRIVATE KEY-----\nMIIE"));
-    CHECK(scan("-----BEGIN ENCRYPTED PRIVATE KEY-----\nabc\n-----END ENCRYPTED PRIVATE KEY-----", "private_key", NULL, NULL) == 1);
-    CHECK(scan("-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----", "private_key", NULL, NULL) == 1);
+    CHECK(hit("-----BEGIN RSA PRIVATE KEY-----\nMIIE", "private_key",
+              "-----BEGIN RSA PRIVATE KEY-----\nMIIE"));
+    CHECK(scan("-----BEGIN ENCRYPTED PRIVATE KEY-----\nabc\n-----END ENCRYPTED PRIVATE KEY-----",
+               "private_key", NULL, NULL) == 1);
+    CHECK(scan("-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----", "private_key",
+               NULL, NULL) == 1);
     CHECK(miss("-----BEGIN PUBLIC KEY-----\nabc\n-----END PUBLIC KEY-----", "private_key"));
     CHECK(miss("-----BEGIN CERTIFICATE-----", NULL));
 }
@@ -196,38 +203,53 @@ static void test_tokens(void)
     CHECK(hit("ASIAY34FZKBOKMUTVV7A", "aws_access_key", "ASIAY34FZKBOKMUTVV7A"));
     CHECK(hit("AKIAIOSFODNN7EXAMPLEXX", "aws_access_key", "AKIAIOSFODNN7EXAMPLE")); /* split */
     CHECK(miss("AKIAAAAAAAAAAAAAAAAA", "aws_access_key"));
-    CHECK(hit("gh ghp_R2d2C3poLuke0123456789abcdefGHIJKLmn done", "github_token", "ghp_R2d2C3poLuke0123456789abcdefGHIJKLmn"));
+    CHECK(hit("gh ghp_R2d2C3poLuke0123456789abcdefGHIJKLmn done", "github_token",
+              "ghp_R2d2C3poLuke0123456789abcdefGHIJKLmn"));
     CHECK(miss("ghp_short123", "github_token"));
-    CHECK(hit("github_pat_11ABCDEFG0123456789abc_0123456789abcdefghijABCDEFGHIJ0123456789abcdefghijABCDEFGHI",
-              "github_token", "github_pat_11ABCDEFG0123456789abc_0123456789abcdefghijABCDEFGHIJ0123456789abcdefghijABCDEFGHI"));
-    CHECK(hit("key sk-proj-Ab3dEf0123456789AbCdEf0123456789xyzXYZ_-q", "openai_key", "sk-proj-Ab3dEf0123456789AbCdEf0123456789xyzXYZ_-q"));
-    CHECK(hit("sk-T3BlbkFJabcdefghij0123456789ABCDEFGHIJKLmnopqr", "openai_key", "sk-T3BlbkFJabcdefghij0123456789ABCDEFGHIJKLmnopqr"));
-    CHECK(hit("sk-svcacct-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0PpOoNnMm", "openai_key", "sk-svcacct-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0PpOoNnMm"));
+    CHECK(hit("github_pat_11ABCDEFG0123456789abc_"
+              "0123456789abcdefghijABCDEFGHIJ0123456789abcdefghijABCDEFGHI",
+              "github_token",
+              "github_pat_11ABCDEFG0123456789abc_"
+              "0123456789abcdefghijABCDEFGHIJ0123456789abcdefghijABCDEFGHI"));
+    CHECK(hit("key sk-proj-Ab3dEf0123456789AbCdEf0123456789xyzXYZ_-q", "openai_key",
+              "sk-proj-Ab3dEf0123456789AbCdEf0123456789xyzXYZ_-q"));
+    CHECK(hit("sk-T3BlbkFJabcdefghij0123456789ABCDEFGHIJKLmnopqr", "openai_key",
+              "sk-T3BlbkFJabcdefghij0123456789ABCDEFGHIJKLmnopqr"));
+    CHECK(hit("sk-svcacct-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0PpOoNnMm", "openai_key",
+              "sk-svcacct-Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0PpOoNnMm"));
     CHECK(miss("pip install sk-learn-classification-model-v2-for-everyone", "openai_key"));
     CHECK(miss("sk-ant-api03-Ab3dEf0123456789AbCdEf0123456789xyzXYZ", "openai_key"));
-    CHECK(hit("x sk-ant-api03-Ab3dEf0123456789AbCdEf0123456789xyzXYZ-_AAA y", "anthropic_key", "sk-ant-api03-Ab3dEf0123456789AbCdEf0123456789xyzXYZ-_AAA"));
-    CHECK(hit("sk-ant-admin01-Ab3dEf0123456789AbCdEf0123456789xyzXYZ", "anthropic_key", "sk-ant-admin01-Ab3dEf0123456789AbCdEf0123456789xyzXYZ"));
+    CHECK(hit("x sk-ant-api03-Ab3dEf0123456789AbCdEf0123456789xyzXYZ-_AAA y", "anthropic_key",
+              "sk-ant-api03-Ab3dEf0123456789AbCdEf0123456789xyzXYZ-_AAA"));
+    CHECK(hit("sk-ant-admin01-Ab3dEf0123456789AbCdEf0123456789xyzXYZ", "anthropic_key",
+              "sk-ant-admin01-Ab3dEf0123456789AbCdEf0123456789xyzXYZ"));
     CHECK(miss("sk-ant-api03-short", "anthropic_key"));
 }
 
 static void test_jwt(void)
 {
-    const char *jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+    const char *jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+                      "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ."
+                      "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
     char buf[512];
     snprintf(buf, sizeof(buf), "Authorization: Bearer %s", jwt);
     CHECK(hit(buf, "jwt", jwt));
     CHECK(miss(buf, "generic_secret")); /* same span: jwt wins the tie */
     /* header without alg */
-    CHECK(miss("eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV", "jwt"));
+    CHECK(miss("eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV",
+               "jwt"));
     /* header not JSON */
-    CHECK(miss("eyJhbGciOiJIUzI1NiIsInR5cCI.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV", "jwt"));
+    CHECK(miss("eyJhbGciOiJIUzI1NiIsInR5cCI.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+               "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV",
+               "jwt"));
 }
 
 static void test_generic_secret(void)
 {
     CHECK(hit("password: Xk9#mQ2vLp8Rt5wZ3 ok", "generic_secret", "Xk9#mQ2vLp8Rt5wZ3"));
     CHECK(hit("export API_KEY=AbC123dEf456GhI789jKl", "generic_secret", "AbC123dEf456GhI789jKl"));
-    CHECK(hit("{\"client_secret\": \"9fK2mQ7xLp3Rt8wZ5vB1\"}", "generic_secret", "9fK2mQ7xLp3Rt8wZ5vB1"));
+    CHECK(hit("{\"client_secret\": \"9fK2mQ7xLp3Rt8wZ5vB1\"}", "generic_secret",
+              "9fK2mQ7xLp3Rt8wZ5vB1"));
     CHECK(hit("db_password='Tr0ub4dor&3xkcdHorse'", "generic_secret", "Tr0ub4dor&3xkcdHorse"));
     CHECK(miss("my password is hunter2", "generic_secret"));
     CHECK(miss("password: aaaaaaaaaaaaaaaaaaaaaaaa", "generic_secret"));
@@ -253,7 +275,9 @@ static void test_custom(void)
 static void test_benign(void)
 {
     CHECK(miss("Hello! Please summarise the attached meeting notes in three bullets.", NULL));
-    CHECK(miss("uuid 123e4567-e89b-12d3-a456-426614174000 and sha 3f786850e387550fdab836ed7e6dc881de23001b", NULL));
+    CHECK(miss("uuid 123e4567-e89b-12d3-a456-426614174000 and sha "
+               "3f786850e387550fdab836ed7e6dc881de23001b",
+               NULL));
     CHECK(miss("python 3.11.4 released 2023-06-06, build 20230606.1", NULL));
     CHECK(miss("the total is 1,234,567.89 USD on 12/31/2024", NULL));
 }
@@ -271,13 +295,17 @@ static void test_corpus_regressions(void)
     /* a token in a URL's user@host is the token, not an email or a generic secret */
     CHECK(hit("git clone https://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@github.com/acme/app.git",
               "github_token", "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"));
-    CHECK(miss("git clone https://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@github.com/acme/app.git", "email"));
+    CHECK(miss("git clone https://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@github.com/acme/app.git",
+               "email"));
     /* a log line: "auth ... user=EMAIL" is an email */
-    CHECK(hit("12:00:01 auth ok user=amelie_ivanova52@example.org", "email", "amelie_ivanova52@example.org"));
+    CHECK(hit("12:00:01 auth ok user=amelie_ivanova52@example.org", "email",
+              "amelie_ivanova52@example.org"));
     CHECK(miss("12:00:01 auth ok user=amelie_ivanova52@example.org", "generic_secret"));
     /* a JWT in a query string beats the generic secret */
-    CHECK(hit("callback?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c&state=xyz",
-              "jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"));
+    CHECK(hit("callback?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0."
+              "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c&state=xyz",
+              "jwt",
+              "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"));
     /* a card-like run inside a valid IBAN is the IBAN */
     CHECK(hit("IBAN CH73 6564 6083 9680 0877 4 ok", "iban", "CH73 6564 6083 9680 0877 4"));
     CHECK(miss("IBAN CH73 6564 6083 9680 0877 4 ok", "credit_card"));
@@ -287,7 +315,8 @@ static void test_corpus_regressions(void)
     CHECK(miss("Our validator rejects 011-00-8127; is that pattern issued?", NULL));
     /* a card followed by its CVV */
     CHECK(hit("card 4111 1111 1111 1111 123 exp 09/27", "credit_card", "4111 1111 1111 1111"));
-    CHECK(hit("-----BEGIN PRIVATE KEY-----\nMIIEvQ", "private_key", "-----BEGIN PRIVATE KEY-----\nMIIEvQ"));
+    CHECK(hit("-----BEGIN PRIVATE KEY-----\nMIIEvQ", "private_key",
+              "-----BEGIN PRIVATE KEY-----\nMIIEvQ"));
     CHECK(hit("an SSN 078-05-1120 in a cluster 12 34", "us_ssn", "078-05-1120"));
 }
 
@@ -683,6 +712,50 @@ static void test_glued_phone(void)
     CHECK(miss("x212-555-0134x", "phone"));
 }
 
+/* '+'-prefixed numbers whose groups are split by '/', ',', a tab or a line break, and
+ * international numbers grouped to be read out with a letter glued on */
+static void test_phone_wide_separators(void)
+{
+    CHECK(hit("call +1/415/555/0132 now", "phone", "+1/415/555/0132"));
+    CHECK(hit("call +1,415,555,0132", "phone", "+1,415,555,0132"));
+    CHECK(hit("call +1\t415\t555\t0132.", "phone", "+1\t415\t555\t0132"));
+    CHECK(hit("call +1\n415\n555\n0132", "phone", "+1\n415\n555\n0132"));
+    CHECK(hit("call +1\r\n415\r\n555\r\n0132", "phone", "+1\r\n415\r\n555\r\n0132"));
+    CHECK(hit("tel +44/20/7946/0958", "phone", "+44/20/7946/0958"));
+    CHECK(hit("q+1 415 555 0132", "phone", "+1 415 555 0132"));
+    CHECK(hit("+1 415 555 0132q", "phone", "+1 415 555 0132"));
+    CHECK(hit("x+49-30-1234567y", "phone", "+49-30-1234567"));
+    /* not phones: no '+', mixed separators, NANP rules, a list of small numbers, too
+     * long, a digit glued on */
+    CHECK(miss("ratio 1/415/555/0132", "phone"));
+    CHECK(miss("+1,415/555,0132", "phone"));
+    CHECK(miss("+1/015/555/0132", "phone"));
+    CHECK(miss("scores +3,4,5,6", "phone"));
+    CHECK(miss("+1,2,3,4,5,6,7,8", "phone"));
+    CHECK(miss("+44,20,7946,0958,1234,5678", "phone"));
+    CHECK(miss("+1,415,555,01329", "phone"));
+    CHECK(miss("x+14155550132", "phone")); /* ungrouped and glued: an identifier */
+}
+
+/* keys and tokens glued on the left: a typed or marked OpenAI key, any Anthropic key, a
+ * JWT whose header still decodes; a word ending in "sk-" is not a key */
+static void test_glued_left_keys(void)
+{
+    CHECK(hit("keysk-proj-Ab3dEf0123456789AbCdEf0123456789xyzXYZ_-q", "openai_key",
+              "sk-proj-Ab3dEf0123456789AbCdEf0123456789xyzXYZ_-q"));
+    CHECK(hit("x-sk-T3BlbkFJabcdefghij0123456789ABCDEFGHIJKLmnopqr", "openai_key",
+              "sk-T3BlbkFJabcdefghij0123456789ABCDEFGHIJKLmnopqr"));
+    CHECK(miss("risk-Ab3dEf0123456789AbCdEf0123456789xyzXYZq", "openai_key"));
+    CHECK(miss("task-Assessment2024ReviewQuarterlyFinalVersion", "openai_key"));
+    CHECK(hit("apikeysk-ant-api03-Ab3dEf0123456789AbCdEf0123456789xyzXYZ-_AAA", "anthropic_key",
+              "sk-ant-api03-Ab3dEf0123456789AbCdEf0123456789xyzXYZ-_AAA"));
+    CHECK(hit(
+        "tokeneyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        "jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"));
+    CHECK(miss("xeyJ0eXAiOiJKV1QifQ.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV",
+               "jwt")); /* glued, but no algorithm: still not a JWT */
+}
+
 static void test_glued_email(void)
 {
     CHECK(hit("a..jane@example.com", "email", "jane@example.com"));
@@ -799,6 +872,8 @@ int main(void)
     RUN(test_glued_github);
     RUN(test_glued_ssn);
     RUN(test_glued_phone);
+    RUN(test_phone_wide_separators);
+    RUN(test_glued_left_keys);
     RUN(test_glued_email);
     RUN(test_context_tables);
     RUN(test_helpers);

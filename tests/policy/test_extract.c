@@ -247,6 +247,34 @@ static void test_escapes_and_map(void)
     policy_extract_deinit(&x);
 }
 
+/* escapes below the body's own: one level down (tool arguments are JSON in a string) and
+ * a third (an escape written as text inside those arguments) are decoded for detection,
+ * and the decoded '@' maps back to the whole raw spelling */
+static void test_nested_escapes(void)
+{
+    /* the body holds four backslashes and u0040: JSON-decoded, two backslashes; read as
+     * JSON again (tool arguments), one; and once more, an '@' */
+    const char *b = "{\"messages\":[{\"content\":\"x a\\\\\\\\u0040b y\"}]}";
+    struct pextract x;
+    char err[256];
+    size_t os, oe;
+    REQUIRE(extract(POLICY_API_OPENAI, b, &x, err) == 0);
+    REQUIRE(x.n_segs == 1);
+    const struct pseg *s = &x.segs[0];
+    CHECK_EQ_INT(s->dend - s->dstart, 7);
+    CHECK(memcmp(x.text + s->dstart, "x a@b y", 7) == 0);
+    policy_extract_map(&x, s, s->dstart + 3, s->dstart + 4, &os, &oe);
+    CHECK(oe - os == 9 && memcmp(b + os, "\\\\\\\\u0040", 9) == 0);
+    policy_extract_deinit(&x);
+    /* a lone backslash pair stays one backslash, whatever the level */
+    b = "{\"messages\":[{\"content\":\"C:\\\\\\\\dir\"}]}";
+    REQUIRE(extract(POLICY_API_OPENAI, b, &x, err) == 0);
+    s = &x.segs[0];
+    CHECK_EQ_INT(s->dend - s->dstart, 6);
+    CHECK(memcmp(x.text + s->dstart, "C:\\dir", 6) == 0);
+    policy_extract_deinit(&x);
+}
+
 static void test_keys_decoded_and_repeated(void)
 {
     /* "\u0063ontent" is "content", and a name of any length is decoded (the walker once
@@ -497,6 +525,7 @@ int main(void)
     RUN(test_anthropic_locations);
     RUN(test_tool_definitions);
     RUN(test_escapes_and_map);
+    RUN(test_nested_escapes);
     RUN(test_keys_decoded_and_repeated);
     RUN(test_anthropic_documents);
     RUN(test_unscannable);
