@@ -189,6 +189,10 @@ int cmd_policy(int argc, char **argv)
     } else {
         cJSON_AddNullToObject(o, "outbound");
     }
+    if (pd.modified) /* the gateway's x-airlock-modified */
+        cJSON_AddStringToObject(o, "modified", pd.modified);
+    else
+        cJSON_AddNullToObject(o, "modified");
     if (pd.status) { /* what the gateway would answer instead of sending it */
         cJSON_AddNumberToObject(o, "status", pd.status);
         cJSON_AddStringToObject(o, "error", pd.error);

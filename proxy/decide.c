@@ -249,6 +249,8 @@ int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum p
         proxy_outbound_build(cfg, api, &d->doc, &d->policy, &d->outbound, &d->outbound_len,
                              &d->outbound_flags, err, sizeof(err)) < 0)
         return refuse(d, 400, "%s", err);
+    if (proxy_modified_summary(d, &d->modified) < 0)
+        return refuse(d, 500, "Out of memory while deciding the request.");
     return 0;
 }
 
@@ -277,6 +279,8 @@ void proxy_decision_deinit(struct proxy_decision *d)
     json_doc_deinit(&d->doc);
     free(d->model_name);
     d->model_name = NULL;
+    free(d->modified);
+    d->modified = NULL;
     if (d->outbound) {
         sodium_memzero(d->outbound, d->outbound_len);
         free(d->outbound);

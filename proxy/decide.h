@@ -51,8 +51,10 @@ struct proxy_decision {
     size_t outbound_len;
     int outbound_flags;              /* PROXY_OUTBOUND_* */
     char nonce[PROXY_NONCE_LEN + 1]; /* this request's placeholder suffix (policy.h) */
-    int status;                      /* when refused: the HTTP status */
-    char error[512];                 /* when refused: why, in one sentence */
+    char *modified;  /* owned: what was changed on the way out (proxy_modified_summary);
+                        NULL when refused or nothing was */
+    int status;      /* when refused: the HTTP status */
+    char error[512]; /* when refused: why, in one sentence */
 };
 
 int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy_api api,
@@ -68,5 +70,12 @@ int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum p
 /* the policy's verdict as the audit and metrics name it: "block", ...; "none" before one */
 const char *proxy_decision_verdict(const struct proxy_decision *d);
 void proxy_decision_deinit(struct proxy_decision *d);
+
+/* modified.c: proxy_modified_summary -- the `x-airlock-modified` line of a decision that
+ * goes on (docs/gateway.md: redacted=, model=, options=, translated=, rewritten), names
+ * and counts only, never a value; *out malloc'd, NULL when nothing was changed. 0, or -1
+ * when memory ran out. proxy_modified_api_name -- "openai-chat", "anthropic-messages", ... */
+int proxy_modified_summary(const struct proxy_decision *d, char **out);
+const char *proxy_modified_api_name(enum policy_api api, enum proxy_body kind);
 
 #endif

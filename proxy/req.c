@@ -399,6 +399,10 @@ static char *request_meta(struct proxy_req *r, size_t *len)
     jbuf_str(&m, r->d.model ? r->d.model->name : NULL);
     jbuf_key(&m, "upstream_model");
     jbuf_str(&m, r->d.model ? r->d.model->upstream_model : NULL);
+    if (r->d.modified) { /* what x-airlock-modified says (decide.h) */
+        jbuf_key(&m, "modified");
+        jbuf_str(&m, r->d.modified);
+    }
     if (r->d.has_policy && r->d.policy.unscanned) {
         jbuf_key(&m, "unscanned"); /* content the detectors could not read */
         jbuf_open(&m, '[');
@@ -511,6 +515,7 @@ static void dispatch(struct proxy_req *r)
         return;
     }
     proxy_req_advance(r, REQ_DISPATCHED);
+    r->dispatched = 1;
     if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN && r->count_tokens)
         count_engine(r);
     else if (r->d.prov->type == CONFIG_PROVIDER_BUILTIN)

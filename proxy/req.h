@@ -91,6 +91,7 @@ struct proxy_req {
     const struct proxy_wire *up_wire; /* the provider's API; NULL for the built-in engine */
     char endpoint[32];
     int count_tokens; /* POST /v1/messages/count_tokens: a prompt counted, never answered */
+    int dispatched;   /* sent to the provider or the engine: x-airlock-modified applies */
     struct timespec t0;
     double t_upstream_start, t_first_byte; /* seconds since t0, < 0 unset */
     const struct config_key *key;

@@ -281,6 +281,8 @@ static void write_head(struct proxy_req *r, int status, const char *content_type
         evbuffer_add_printf(out, "x-airlock-rule: %s\r\n", r->d.policy.rule);
     if (r->d.model && r->d.prov && r->d.has_policy && r->d.policy.verdict != POLICY_BLOCK)
         evbuffer_add_printf(out, "x-airlock-route: %s/%s\r\n", r->d.prov->name, r->d.model->name);
+    if (r->d.modified && r->dispatched) /* (a request that never left was not changed) */
+        evbuffer_add_printf(out, "x-airlock-modified: %s\r\n", r->d.modified);
     if (!keep)
         evbuffer_add_printf(out, "connection: close\r\n");
     evbuffer_add(out, "\r\n", 2);
