@@ -3,7 +3,7 @@
  * The file is parsed with libyaml's document API (every node keeps its start mark, so
  * every problem gets a line and column), after an event pass that bounds its nesting
  * and size. Sections are then read in a fixed order -- listen, keys, teams, providers,
- * models, detectors, rules, audit, limits -- whatever their order in the file, so that
+ * models, detectors, rules, audit, limits, egress -- whatever their order in the file, so that
  * later sections can check references to earlier ones; each section has its own file
  * (config_int.h lists them). Problems are collected, not fatal: reading goes on to
  * report as many as it can, and they are sorted into file order at the end.
@@ -127,8 +127,9 @@ static int check_graph(struct config_loader *l)
  * before it), then what needs several sections. */
 static void load_root(struct config_loader *l, yaml_node_t *root)
 {
-    static const char *const sections[] = {"listen",    "keys",  "teams", "providers", "models",
-                                           "detectors", "rules", "audit", "limits",    NULL};
+    static const char *const sections[] = {"listen", "keys",      "teams", "providers",
+                                           "models", "detectors", "rules", "audit",
+                                           "limits", "egress",    NULL};
     struct config *cfg = l->cfg;
     if (!config_is_map(root)) {
         config_err(l, root, "the configuration must be a mapping of sections (listen, rules, ...)");
@@ -144,6 +145,7 @@ static void load_root(struct config_loader *l, yaml_node_t *root)
     config_rules_load(l, config_read_map_get(l, root, "rules"));
     config_audit_load(l, config_read_map_get(l, root, "audit"));
     config_limits_load(l, config_read_map_get(l, root, "limits"));
+    config_egress_load(l, config_read_map_get(l, root, "egress"));
     if (!cfg->auth) {
         for (size_t i = 0; i < cfg->n_listens; i++) {
             struct config_listen *ls = &cfg->listens[i];
@@ -243,6 +245,7 @@ static void free_cfg(struct config *cfg)
     free(cfg->audit.dir);
     free(cfg->audit.signing_key);
     free(cfg->audit.seal_to);
+    config_egress_free(&cfg->egress);
     free(cfg);
 }
 

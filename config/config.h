@@ -210,6 +210,17 @@ struct config_egress {
     struct config_pos pos;
 };
 
+/* config_egress_ca_load -- the egress CA's certificate and key (PEM), checked as the
+ * config's `egress.ca` is: the certificate is a CA (basicConstraints CA:TRUE; keyUsage, if
+ * present, has keyCertSign) and not expired, the key file is a regular file no one but
+ * its owner may read (mode 0600 or stricter), unencrypted, and matches the certificate.
+ * 0 with *cert / *key (X509 *, EVP_PKEY *; owned by the caller; either out may be NULL:
+ * checked only), or -1 with one sentence in why. config/egress.c. */
+struct x509_st;
+struct evp_pkey_st;
+int config_egress_ca_load(const char *cert_path, const char *key_path, struct x509_st **cert,
+                          struct evp_pkey_st **key, char *why, size_t whylen);
+
 struct config {
     char *path;                 /* file loaded, or "<embedded>" */
     struct config_listen *listens;     size_t n_listens;

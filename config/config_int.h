@@ -11,7 +11,7 @@
  * their position, fills the entry, then calls the section's `finish` for whatever one
  * key cannot say alone (exactly one of two keys, duplicates across entries,
  * references to other sections). Each section has its file: listen.c, keys.c, teams.c,
- * providers.c, models.c, detectors.c, rules.c, audit.c, limits.c.
+ * providers.c, models.c, detectors.c, rules.c, audit.c, limits.c, egress.c.
  *
  * Ownership: every string a reader returns is malloc'd and owned by the caller; once
  * stored in the snapshot it is released by config_unref (config.c). */
@@ -209,5 +209,9 @@ void config_detectors_load(struct config_loader *l, yaml_node_t *sec);
 void config_rules_load(struct config_loader *l, yaml_node_t *sec);
 void config_audit_load(struct config_loader *l, yaml_node_t *sec);
 void config_limits_load(struct config_loader *l, yaml_node_t *sec);
+/* egress.c: after providers (intercept entries name them) and listen (a forward listener
+ * needs the section) */
+void config_egress_load(struct config_loader *l, yaml_node_t *sec);
+void config_egress_free(struct config_egress *eg);
 
 #endif

@@ -1,5 +1,6 @@
 /* listen.c -- the `listen` section: the addresses airlock serves on, each plain HTTP
- * (loopback only) or TLS. Absent, it is one listener on 127.0.0.1:8080. */
+ * (loopback only) or TLS, each the gateway (`mode: gateway`, the default) or the egress
+ * proxy (`mode: forward`). Absent, it is one gateway listener on 127.0.0.1:8080. */
 #include "config/config_int.h"
 
 #include <arpa/inet.h>
@@ -90,10 +91,16 @@ static const struct config_field tls_fields[] = {
 
 static const struct config_table tls_table = {.what = "tls", .fields = tls_fields};
 
+/* enum config_listen_mode's names; forward is the egress proxy (SPEC §8, config/egress.c) */
+static const char *const modes[] = {"gateway", "forward", NULL};
+_Static_assert(sizeof(enum config_listen_mode) == sizeof(int), "mode is not int-sized");
+
 static const struct config_field listen_fields[] = {
     {"address", FIELD_NAME, .off = offsetof(struct config_listen, address), .required = 1,
      .check = check_address},
     {"tls", FIELD_MAP, .sub = &tls_table, .hint = "{cert: FILE, key: FILE}"},
+    {"mode", FIELD_ENUM, .off = offsetof(struct config_listen, mode), .names = modes,
+     .dflt = CONFIG_LISTEN_GATEWAY},
     {.key = NULL},
 };
 

@@ -371,7 +371,7 @@ static void test_errors_structure(void)
                "unknown key 'listne' in the configuration (allowed: listen, keys,");
     EXPECT_ERR("listen:\n  address: 127.0.0.1:8080\n", 2, 3, "listen must be a list");
     EXPECT_ERR("listen:\n  - address: 127.0.0.1:8080\n    port: 1\n", 3, 5,
-               "unknown key 'port' in listen entry (allowed: address, tls)");
+               "unknown key 'port' in listen entry (allowed: address, tls, mode)");
     EXPECT_ERR("listen:\n  - tls: {cert: a, key: b}\n", 2, 5, "missing required field 'address'");
     EXPECT_ERR("audit: {dir: a, dir: b}\n", 1, 17, "duplicate key 'dir' in audit");
     EXPECT_ERR("rules:\n  - name: x\n    if: {detected: email}\n", 2, 5,

@@ -307,7 +307,7 @@ static void test_sections(void)
         const char *yaml, *want;
     } cases[] = {
         {"listen: [{address: 127.0.0.1:1, port: 2}]\n",
-         "t.yaml:1:33: unknown key 'port' in listen entry (allowed: address, tls)"},
+         "t.yaml:1:33: unknown key 'port' in listen entry (allowed: address, tls, mode)"},
         {"listen: [{tls: {cert: a, key: b}}]\n",
          "t.yaml:1:10: listen entry: missing required field 'address'"},
         {"listen: [{address: 127.0.0.1:1, tls: [a]}]\n",
