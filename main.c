@@ -23,7 +23,7 @@ static const struct command commands[] = {
      "policy test -c FILE [--api openai|anthropic] [--key NAME] [REQUEST.json|-]",
      "Evaluate the policy on one request body without sending it; print one JSON decision."},
     {"audit", cmd_audit,
-     "audit verify DIR [--pubkey FILE] | show DIR [--id ID] [--key FILE] | "
+     "audit verify DIR [--pubkey FILE] | show DIR [--id ID] [--key FILE] [--diff] | "
      "cost DIR [--by key|team|provider|model] [--since DATE]",
      "Verify, show or cost the audit log in DIR."},
     {"keygen", cmd_keygen, "keygen --out PREFIX",

@@ -153,6 +153,25 @@ int audit_show(const char *dir, const char *id, const char *seal_key_path,
                void (*line)(void *ud, const char *json), void *ud, struct audit_report *rep,
                char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* audit_diff -- `audit show --diff`: for each request (with `id`, that one), a text for a
+ * person saying what the gateway changed: the request's "modified" and findings, then the
+ * body received against the body that left and the answer received against the answer
+ * sent, each as a unified line diff (JSON pretty-printed first) or one line when there is
+ * nothing to compare (unchanged, nothing left, sealed without the key: lengths only). `out`
+ * gets one NUL-terminated text per request, in the order its response record comes (those
+ * with none last). Arguments, *rep and the return as for audit_show; docs/audit.md. */
+int audit_diff(const char *dir, const char *id, const char *seal_key_path,
+               void (*out)(void *ud, const char *text), void *ud, struct audit_report *rep,
+               char *err, size_t errlen) __attribute__((warn_unused_result));
+/* audit_diff_text -- a unified diff (3 lines of context) of the lines of a and b, under
+ * "--- head_a" / "+++ head_b"; no hunks when they are equal. *out malloc'd. 0, -1 (memory). */
+int audit_diff_text(const char *a, size_t alen, const char *b, size_t blen, const char *head_a,
+                    const char *head_b, char **out, size_t *out_len);
+/* audit_diff_pretty -- a JSON body with two-space indents, one value a line, values as
+ * their own bytes (docs/audit.md). *out malloc'd. 0; 1 when body is not JSON to the
+ * gateway's parser (common/json.h); -1 when memory ran out. */
+int audit_diff_pretty(const char *body, size_t len, char **out, size_t *out_len);
+
 enum audit_cost_by { AUDIT_COST_BY_KEY, AUDIT_COST_BY_TEAM, AUDIT_COST_BY_PROVIDER,
                      AUDIT_COST_BY_MODEL };
 

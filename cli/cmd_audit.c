@@ -9,10 +9,10 @@
 #include "cli/cli.h"
 
 #define USAGE_VERIFY "audit verify DIR [--pubkey FILE]"
-#define USAGE_SHOW "audit show DIR [--id REQUEST_ID] [--key FILE]"
+#define USAGE_SHOW "audit show DIR [--id REQUEST_ID] [--key FILE] [--diff]"
 #define USAGE_COST "audit cost DIR [--by key|team|provider|model] [--since YYYY-MM-DD] [--json]"
 #define USAGE_AUDIT                                                                                \
-    "audit verify DIR [--pubkey FILE] | show DIR [--id ID] [--key FILE] | "                        \
+    "audit verify DIR [--pubkey FILE] | show DIR [--id ID] [--key FILE] [--diff] | "               \
     "cost DIR [--by key|team|provider|model] [--since DATE] [--json]"
 
 /* Options are NAME VALUE pairs (or flags) in any order around one positional DIR. */
@@ -69,8 +69,8 @@ static void print_where(FILE *f, const char *what, const struct audit_report *re
     }
     fprintf(f, "%s: %s%soffset %llu, seq %llu: %s (%llu records verified before it)\n", what,
             rep->where_segment, rep->where_segment[0] ? " " : "",
-            (unsigned long long)rep->where_offset, (unsigned long long)rep->where_seq,
-            rep->message, (unsigned long long)rep->records);
+            (unsigned long long)rep->where_offset, (unsigned long long)rep->where_seq, rep->message,
+            (unsigned long long)rep->records);
 }
 
 static int audit_verify_cmd(int argc, char **argv)
@@ -107,17 +107,29 @@ static void print_line(void *ud, const char *json)
     fputc('\n', stdout);
 }
 
+static void print_text(void *ud, const char *text)
+{
+    (void)ud;
+    fputs(text, stdout);
+}
+
 static int audit_show_cmd(int argc, char **argv)
 {
-    struct opt opts[] = {{"--id", 1, NULL, 0}, {"--key", 1, NULL, 0}};
+    struct opt opts[] = {{"--id", 1, NULL, 0}, {"--key", 1, NULL, 0}, {"--diff", 0, NULL, 0}};
     struct audit_report rep;
     const char *dir;
     char err[512];
+    int rc;
 
-    if (parse_args(argc, argv, opts, 2, &dir) != 0)
+    if (parse_args(argc, argv, opts, 3, &dir) != 0)
         return cli_usage(USAGE_SHOW);
-    if (audit_show(dir, opts[0].value, opts[1].value, print_line, NULL, &rep, err,
-                   sizeof(err)) != 0) {
+    if (opts[2].set) /* what changed, for a person (audit/diff.c) */
+        rc =
+            audit_diff(dir, opts[0].value, opts[1].value, print_text, NULL, &rep, err, sizeof(err));
+    else
+        rc =
+            audit_show(dir, opts[0].value, opts[1].value, print_line, NULL, &rep, err, sizeof(err));
+    if (rc != 0) {
         fprintf(stderr, "airlock audit show: %s\n", err);
         return 2;
     }
@@ -128,8 +140,9 @@ static int audit_show_cmd(int argc, char **argv)
                 "another auditor's key?)\n",
                 (unsigned long long)rep.undecryptable, opts[1].value);
     if (rep.verdict == AUDIT_TAMPERED || (rep.verdict == AUDIT_TRUNCATED && !rep.unsigned_tail)) {
-        print_where(stderr, rep.verdict == AUDIT_TAMPERED ? "airlock audit show: TAMPERED"
-                                                          : "airlock audit show: TRUNCATED",
+        print_where(stderr,
+                    rep.verdict == AUDIT_TAMPERED ? "airlock audit show: TAMPERED"
+                                                  : "airlock audit show: TRUNCATED",
                     &rep);
         return 1;
     }
@@ -208,8 +221,7 @@ static int audit_cost_cmd(int argc, char **argv)
                 printf("%s\n", line);
             free(line);
             cJSON_Delete(o);
-        }
-        else
+        } else
             printf("%-24s %10llu %14llu %14llu %14llu %16.8f\n", r->group,
                    (unsigned long long)r->requests, (unsigned long long)r->input_tokens,
                    (unsigned long long)r->output_tokens, (unsigned long long)r->cached_tokens,
