@@ -101,9 +101,16 @@ struct egress_mint;
  * the key does not match it. */
 struct egress_mint *egress_mint_new(const char *ca_cert, const char *ca_key, char *err,
                                     size_t errlen);
-/* egress_mint_ctx -- the server SSL_CTX for host (cached: minted once per process; the
- * mint owns it). NULL with a reason on failure. */
+/* egress_mint_ctx -- the server SSL_CTX for host (a name, or an IP literal without
+ * brackets), cached: minted once per mint (a leaf is minted again only when less than a
+ * day of its validity is left). TLS >= 1.2; ALPN selects http/1.1, and a client that
+ * offers ALPN without http/1.1 (h2 alone) fails the handshake. Borrowed: the mint owns it
+ * and a later call may evict it (at most 10,000 hosts, oldest first), so call SSL_new
+ * at once (a connection holds its own reference). NULL with a reason on failure. */
 SSL_CTX *egress_mint_ctx(struct egress_mint *m, const char *host, char *err, size_t errlen);
+/* egress_mint_set_limit -- (tests) keep at most max hosts (1..10,000); empties the
+ * cache. 0, or -1 for a bad max or out of memory. */
+int egress_mint_set_limit(struct egress_mint *m, size_t max);
 /* how many certificates were minted (for tests and /metrics) */
 size_t egress_mint_count(const struct egress_mint *m);
 void egress_mint_free(struct egress_mint *m);
