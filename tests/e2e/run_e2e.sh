@@ -1,19 +1,10 @@
 #!/bin/sh
 # run_e2e.sh -- end-to-end tests with the official OpenAI and Anthropic SDKs (node) against
-# build/airlock + the mock provider, plain and over TLS. Installs the npm packages on first
-# run; without node or the npm registry it says SKIP and counts nothing.
+# the built airlock + the mock provider, plain and over TLS (e2e.mjs, sdk_tests.mjs).
+# Installs the npm packages when missing (npm.sh): without node or the npm registry it says
+# SKIP and counts nothing, or fails under CI=true.
 cd "$(dirname "$0")" || exit 2
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "SKIP e2e: node/npm not installed"
-    echo "0 passed, 0 failed"
-    exit 0
-fi
-if [ ! -d node_modules/openai ] || [ ! -d node_modules/@anthropic-ai/sdk ] || [ ! -d node_modules/anthropic-sdk-v0 ]; then
-    log=$(mktemp)
-    if ! npm install --no-audit --no-fund >"$log" 2>&1; then
-        echo "SKIP e2e: npm install failed (no registry?): $(tail -n 3 "$log" | tr '\n' ' ')"
-        echo "0 passed, 0 failed"
-        exit 0
-    fi
-fi
+. ./npm.sh
+need_node e2e
+need_modules e2e openai @anthropic-ai/sdk anthropic-sdk-v0
 exec node e2e.mjs
