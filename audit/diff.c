@@ -508,16 +508,59 @@ static const char *mstr(const cJSON *meta, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* view -- the text a payload is compared by: a JSON body pretty-printed; an SSE stream
+ * line by line, each `data:` line that is JSON pretty-printed after its "data: "; anything
+ * else its own lines. *out malloc'd. 0, -1 when memory ran out. */
+static int view(const char *s, size_t n, char **out, size_t *out_len)
+{
+    struct tb t = {0};
+    size_t from = 0;
+    int rc;
+
+    rc = audit_diff_pretty(s, n, out, out_len);
+    if (rc <= 0)
+        return rc;
+    while (from < n) {
+        const char *nl = memchr(s + from, '\n', n - from);
+        size_t end = nl ? (size_t)(nl - s) : n, ds = from + 5;
+        char *p = NULL;
+        size_t pl = 0;
+
+        if (end - from > 5 && memcmp(s + from, "data:", 5) == 0) {
+            ds += s[ds] == ' ';
+            if ((s[ds] == '{' || s[ds] == '[') &&
+                (rc = audit_diff_pretty(s + ds, end - ds, &p, &pl)) < 0)
+                break;
+        }
+        if (p) {
+            tb_put(&t, "data: ", 6);
+            tb_put(&t, p, pl);
+            free(p);
+        } else {
+            tb_put(&t, s + from, end - from);
+            tb_put(&t, "\n", 1);
+        }
+        from = end + 1;
+    }
+    if (rc < 0 || t.oom) {
+        free(t.s);
+        return -1;
+    }
+    *out = t.s ? t.s : strdup("");
+    *out_len = t.n;
+    return *out ? 0 : -1;
+}
+
 /* pair -- one comparison: a line when there is nothing to show, else the diff */
 static int pair(struct tb *t, const char *an, const char *adesc, const struct payload *a,
                 const char *bn, const char *bdesc, const struct payload *b)
 {
     char ha[128], hb[128], *pa = NULL, *pb = NULL, *d = NULL;
     size_t la = 0, lb = 0, dl = 0;
-    int ra, rb;
+    int rc = -1;
 
     if (!a->shown || !b->shown || a->binary || b->binary) {
-        if (a->sealed && !a->shown)
+        if ((a->sealed && !a->shown) || (b->sealed && !b->shown))
             tb_printf(t, "%s -> %s: sealed, %zu -> %zu bytes (values need the auditor's key)\n", an,
                       bn, a->bytes, b->bytes);
         else if (a->binary && b->binary && a->bytes == b->bytes && !strcmp(a->data, b->data))
@@ -533,33 +576,22 @@ static int pair(struct tb *t, const char *an, const char *adesc, const struct pa
     }
     snprintf(ha, sizeof(ha), "%s (%s, %zu bytes)", an, adesc, a->bytes);
     snprintf(hb, sizeof(hb), "%s (%s, %zu bytes)", bn, bdesc, b->bytes);
-    ra = audit_diff_pretty(a->data, strlen(a->data), &pa, &la);
-    rb = audit_diff_pretty(b->data, strlen(b->data), &pb, &lb);
-    if (ra < 0 || rb < 0)
-        goto oom;
-    if (ra == 0 && rb == 0 && la == lb && memcmp(pa, pb, la) == 0) {
-        tb_printf(t, "%s -> %s: the same JSON, spaced differently (%zu -> %zu bytes)\n", an, bn,
+    if (view(a->data, strlen(a->data), &pa, &la) < 0 ||
+        view(b->data, strlen(b->data), &pb, &lb) < 0)
+        goto done;
+    if (la == lb && memcmp(pa, pb, la) == 0)
+        tb_printf(t, "%s -> %s: the same values, spaced differently (%zu -> %zu bytes)\n", an, bn,
                   a->bytes, b->bytes);
-        free(pa);
-        free(pb);
-        return 0;
-    }
-    if (ra == 0 && rb == 0) {
-        if (audit_diff_text(pa, la, pb, lb, ha, hb, &d, &dl) < 0)
-            goto oom;
-    } else if (audit_diff_text(a->data, strlen(a->data), b->data, strlen(b->data), ha, hb, &d,
-                               &dl) < 0) {
-        goto oom;
-    }
-    tb_put(t, d, dl);
+    else if (audit_diff_text(pa, la, pb, lb, ha, hb, &d, &dl) < 0)
+        goto done;
+    else
+        tb_put(t, d, dl);
+    rc = 0;
+done:
     free(d);
     free(pa);
     free(pb);
-    return 0;
-oom:
-    free(pa);
-    free(pb);
-    return -1;
+    return rc;
 }
 
 static int render(struct tb *t, const cJSON *req, const cJSON *resp)

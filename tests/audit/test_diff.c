@@ -47,6 +47,19 @@ static void test_pretty_keeps_bytes_and_order(void)
     CHECK_EQ_INT(audit_diff_pretty("", 0, &out, &len), 1);
 }
 
+static void test_view_of_a_stream(void)
+{
+    const char *sse = "event: a\ndata: {\"x\":[1,2]}\n\ndata: [DONE]\ndata:{}\n: note\n";
+    char *out = NULL;
+    size_t len = 0;
+
+    REQUIRE(view(sse, strlen(sse), &out, &len) == 0);
+    CHECK_EQ_STR(out, "event: a\ndata: {\n  \"x\": [\n    1,\n    2\n  ]\n}\n\ndata: [DONE]\n"
+                      "data: {}\n: note\n");
+    CHECK_EQ_INT(len, strlen(out));
+    free(out);
+}
+
 static char *difft(const char *a, const char *b)
 {
     char *out = NULL;
@@ -284,10 +297,9 @@ static void test_diff_log_plain(void)
                  "--- inbound (received, 77 bytes)\n+++ outbound (sent upstream, 76 bytes)\n"));
     CHECK(strstr(t.all, "-      \"content\": \"mail alice@example.com\"\n"
                         "+      \"content\": \"mail [EMAIL_1_abcdef]\"\n"));
-    /* the stream by its lines */
-    CHECK(strstr(
-        t.all,
-        "-data: {\"c\":\"to [EMAIL_1_abcdef]\"}\n+data: {\"c\":\"to alice@example.com\"}\n"));
+    /* the stream by its lines, each JSON data line pretty */
+    CHECK(strstr(t.all, " data: {\n-  \"c\": \"to [EMAIL_1_abcdef]\"\n"
+                        "+  \"c\": \"to alice@example.com\"\n }\n"));
     CHECK(strstr(t.all, "answer: status 200  model m-1\n"));
     CHECK(strstr(t.all, "modified: nothing\n"));
     CHECK(strstr(t.all, "inbound -> outbound: unchanged (27 bytes)\n"));
@@ -350,6 +362,7 @@ int main(void)
 {
     log_set_level(LOG_WARN);
     RUN(test_pretty_keeps_bytes_and_order);
+    RUN(test_view_of_a_stream);
     RUN(test_unified_hunks);
     RUN(test_script_is_shortest);
     RUN(test_bound_falls_back_whole);
