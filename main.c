@@ -31,6 +31,12 @@ static const struct command commands[] = {
     {"engine", cmd_engine,
      "engine run -m MODEL.gguf [-p PROMPT] [-n N] [--temp T] [--seed S] [--threads N]",
      "Run the built-in engine once: tokens to stdout, speed to stderr."},
+    {"ca", cmd_ca, "ca init --out PREFIX | ca bundle --ca FILE",
+     "init: write an organisation CA for the egress proxy (SPEC section 8): PREFIX.crt (PEM,\n"
+     "ECDSA P-256, CA:TRUE, 10 years) and PREFIX.key (PEM, mode 0600); refuses to overwrite.\n"
+     "Name them in egress.ca and give PREFIX.crt to the clients.\n"
+     "bundle: print the system's trusted roots followed by the CA (PEM): the file for clients\n"
+     "that replace rather than extend their trust store (SSL_CERT_FILE, REQUESTS_CA_BUNDLE)."},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

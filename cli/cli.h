@@ -10,6 +10,7 @@ int cmd_policy(int argc, char **argv);       /* cli/cmd_policy.c (policy) */
 int cmd_audit(int argc, char **argv);        /* cli/cmd_audit.c  (audit)  */
 int cmd_keygen(int argc, char **argv);       /* cli/cmd_audit.c          */
 int cmd_engine(int argc, char **argv);       /* cli/cmd_engine.c (engine) */
+int cmd_ca(int argc, char **argv);           /* cli/cmd_ca.c (the egress CA) */
 
 /* cli_usage -- print "usage: airlock LINE" to stderr and return 2. */
 int cli_usage(const char *line);
