@@ -172,8 +172,8 @@ static void test_show_cost_cli(void)
         free(err);
     }
     {
-        const char *argv[] = {"airlock",  "audit", "show", dir, "--id",
-                              "00000000000000000000000000000001", NULL};
+        const char *argv[] = {
+            "airlock", "audit", "show", dir, "--id", "00000000000000000000000000000001", NULL};
         CHECK_EQ_INT(run(argv, &out, &err), 0);
         CHECK_EQ_INT(count_lines(out), 2);
         free(out);
@@ -198,8 +198,8 @@ static void test_show_cost_cli(void)
         free(err);
     }
     {
-        const char *argv[] = {"airlock", "audit", "cost", dir, "--since", "2999-01-01", "--json",
-                              NULL};
+        const char *argv[] = {"airlock", "audit",      "cost",   dir,
+                              "--since", "2999-01-01", "--json", NULL};
         CHECK_EQ_INT(run(argv, &out, &err), 0);
         CHECK_EQ_INT(count_lines(out), 0);
         free(out);
@@ -214,6 +214,52 @@ static void test_show_cost_cli(void)
     {
         const char *argv[] = {"airlock", "audit", "cost", dir, "--since", "yesterday", NULL};
         CHECK_EQ_INT(run(argv, &out, &err), 2);
+        free(out);
+        free(err);
+    }
+    rm_rf(dir);
+    free(dir);
+}
+
+/* --diff through the binary: append_n's requests have inbound 'a'x50 and outbound
+ * "hello \u2713", their responses upstream 'b'x50 and client "hello \u2713" */
+static void test_show_diff_cli(void)
+{
+    char *dir = make_log(6);
+    char *out, *err, want[80];
+
+    REQUIRE(dir);
+    {
+        const char *argv[] = {"airlock", "audit", "show", dir, "--diff", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK(strstr(out, "=== request 00000000000000000000000000000000") == out);
+        CHECK(strstr(out, "=== request 00000000000000000000000000000002") != NULL);
+        snprintf(want, sizeof(want), "\n-%.50s\n+hello \xe2\x9c\x93\n",
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        CHECK(strstr(out, "--- inbound (received, 50 bytes)\n+++ outbound (sent upstream, 9 "
+                          "bytes)\n@@ -1,1 +1,1 @@") != NULL);
+        CHECK(strstr(out, want) != NULL);
+        CHECK(strstr(out, "--- upstream (received, 50 bytes)\n+++ client (sent to the client, 9 "
+                          "bytes)\n") != NULL);
+        CHECK(strstr(out, "modified: nothing\n") != NULL);
+        CHECK(strchr(out, '{') == NULL); /* text for a person, not the JSON lines */
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "show",
+                              dir,       "--id",  "00000000000000000000000000000001",
+                              "--diff",  NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK(strstr(out, "=== request 00000000000000000000000000000001") == out);
+        CHECK(strstr(out + 1, "=== request") == NULL);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "show", dir, "--diff", "yes", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 2);
+        CHECK(strstr(err, "--diff") != NULL);
         free(out);
         free(err);
     }
@@ -446,6 +492,7 @@ int main(void)
         RUN(test_show_cost_cli);
         RUN(test_keygen_cli);
         RUN(test_show_sealed_cli);
+        RUN(test_show_diff_cli);
         RUN(test_independent_verifier);
     }
     rm_rf(tmp);
