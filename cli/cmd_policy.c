@@ -17,8 +17,8 @@
 #include "proxy/decide.h"
 
 #define USAGE                                                                                      \
-    "policy test -c FILE [--api openai|anthropic|completions|embeddings] [--key NAME] "            \
-    "[REQUEST.json|-]"
+    "policy test -c FILE [--api openai|anthropic|completions|embeddings|responses|compact] "       \
+    "[--key NAME] [REQUEST.json|-]"
 
 /* Read all of f up to max bytes into a malloc'd buffer; -1 when larger or unreadable. */
 static int read_all(FILE *f, size_t max, char **out, size_t *out_len)
@@ -93,6 +93,10 @@ int cmd_policy(int argc, char **argv)
         kind = PROXY_BODY_COMPLETION;
     else if (strcmp(api_s, "embeddings") == 0) /* OpenAI's /v1/embeddings */
         kind = PROXY_BODY_EMBEDDING;
+    else if (strcmp(api_s, "responses") == 0) /* OpenAI's /v1/responses */
+        kind = PROXY_BODY_RESPONSE;
+    else if (strcmp(api_s, "compact") == 0) /* OpenAI's /v1/responses/compact */
+        kind = PROXY_BODY_COMPACT;
     else if (strcmp(api_s, "openai") != 0)
         return cli_usage(USAGE);
 

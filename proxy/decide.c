@@ -117,6 +117,42 @@ static int chat(struct proxy_decision *d)
     return 0;
 }
 
+/* response -- a Responses body: `instructions` a string, `input` a string or a list of
+ * items (objects: messages, function calls and outputs, reasoning, ...), each message's
+ * content a string or parts the scanner can place */
+static int response(struct proxy_decision *d)
+{
+    const struct json_doc *doc = &d->doc;
+    uint32_t root = doc->root, v = json_get(doc, root, "instructions");
+    char at[64];
+    int i = 0;
+
+    if (v != JSON_NONE && json_type(doc, v) != JSON_STR && json_type(doc, v) != JSON_NULL)
+        return refuse(d, 400, "'instructions' must be a string.");
+    v = json_get(doc, root, "input");
+    if (v == JSON_NONE || json_type(doc, v) == JSON_STR)
+        return 0;
+    if (json_type(doc, v) != JSON_ARR)
+        return refuse(d, 400, "'input' must be a string or an array of items.");
+    JSON_FOR_ITEMS(doc, v, it)
+    {
+        uint32_t c = json_get(doc, it, "content");
+        int ct = json_type(doc, c);
+
+        if (json_type(doc, it) != JSON_OBJ)
+            return refuse(d, 400, "input[%d] must be an object.", i);
+        if (ct == JSON_ARR) {
+            snprintf(at, sizeof(at), "input[%d].content", i);
+            if (parts(d, c, at) < 0)
+                return -1;
+        } else if (c != JSON_NONE && ct != JSON_STR && ct != JSON_NULL) {
+            return refuse(d, 400, "input[%d].content must be a string or an array of parts.", i);
+        }
+        i++;
+    }
+    return 0;
+}
+
 static int shapes(struct proxy_decision *d)
 {
     const struct json_doc *doc = &d->doc;
@@ -129,7 +165,8 @@ static int shapes(struct proxy_decision *d)
         return refuse(d, 400, "The request has no 'model' string.");
     if ((d->kind == PROXY_BODY_CHAT && chat(d) < 0) ||
         (d->kind == PROXY_BODY_COMPLETION && texts(d, "prompt") < 0) ||
-        (d->kind == PROXY_BODY_EMBEDDING && texts(d, "input") < 0))
+        (d->kind == PROXY_BODY_EMBEDDING && texts(d, "input") < 0) ||
+        ((d->kind == PROXY_BODY_RESPONSE || d->kind == PROXY_BODY_COMPACT) && response(d) < 0))
         return -1;
     v = json_get(doc, root, "stream");
     if (v != JSON_NONE && json_type(doc, v) != JSON_TRUE && json_type(doc, v) != JSON_FALSE &&
@@ -138,6 +175,8 @@ static int shapes(struct proxy_decision *d)
     d->stream = json_type(doc, v) == JSON_TRUE;
     if (d->stream && d->kind == PROXY_BODY_EMBEDDING)
         return refuse(d, 400, "'stream' is not a parameter of /v1/embeddings.");
+    if (d->stream && d->kind == PROXY_BODY_COMPACT)
+        return refuse(d, 400, "'stream' is not a parameter of /v1/responses/compact.");
     d->include_usage_asked = json_type(doc, json_get(doc, json_get(doc, root, "stream_options"),
                                                      "include_usage")) == JSON_TRUE;
     d->model_name = json_str_dup(doc, json_get(doc, root, "model"), NULL);
@@ -167,15 +206,67 @@ static int refuse_block(struct proxy_decision *d)
     return refuse(d, 403, "Refused by policy rule '%s'.", p->rule);
 }
 
-/* routable -- a completion or an embedding goes only to a provider of its own API (OpenAI):
- * neither has an Anthropic counterpart to translate to, and the engine makes no
- * embeddings (it has no pooling: its GGUFs are run as causal language models) */
+/* local -- what a response routed to the built-in engine asks for that only a provider can
+ * honour: a conversation the provider keeps (previous_response_id), tools the provider runs
+ * (any tool but a function), work it finishes later (background). Answered anyway, the
+ * answer would be wrong, so the request is refused with what to change. */
+static int local(struct proxy_decision *d)
+{
+    const struct json_doc *doc = &d->doc;
+    uint32_t root = doc->root, v;
+    int i = 0;
+
+    v = json_get(doc, root, "previous_response_id");
+    if (v != JSON_NONE && json_type(doc, v) != JSON_NULL)
+        return refuse(d, 400,
+                      "This request is routed to the local model '%s', which cannot continue a "
+                      "conversation stored by a provider ('previous_response_id'); send the "
+                      "whole conversation in 'input'.",
+                      d->model->name);
+    if (json_type(doc, json_get(doc, root, "background")) == JSON_TRUE)
+        return refuse(d, 400,
+                      "This request is routed to the local model '%s', which answers in the "
+                      "request, not in the background ('background': true).",
+                      d->model->name);
+    v = json_get(doc, root, "tools");
+    if (json_type(doc, v) != JSON_ARR)
+        return 0;
+    JSON_FOR_ITEMS(doc, v, t)
+    {
+        uint32_t ty = json_get(doc, t, "type");
+        if (!json_str_eq(doc, ty, "function")) {
+            char *name = json_type(doc, ty) == JSON_STR ? json_str_dup(doc, ty, NULL) : NULL;
+            refuse(d, 400,
+                   "This request is routed to the local model '%s', which cannot run the hosted "
+                   "tool tools[%d] ('%.64s'); only function tools can be sent to it.",
+                   d->model->name, i, name ? name : "?");
+            free(name);
+            return -1;
+        }
+        i++;
+    }
+    return 0;
+}
+
+/* routable -- a completion, an embedding or a compaction goes only to a provider of its own
+ * API (OpenAI): none has an Anthropic counterpart to translate to; the engine makes no
+ * embeddings (it has no pooling: its GGUFs are run as causal language models) and compacts
+ * nothing (a compaction is the provider's own summary, in items only it reads back) */
 static int routable(struct proxy_decision *d)
 {
-    const char *what = d->kind == PROXY_BODY_COMPLETION ? "/v1/completions" : "/v1/embeddings";
+    const char *what = d->kind == PROXY_BODY_COMPLETION ? "/v1/completions"
+                       : d->kind == PROXY_BODY_COMPACT  ? "/v1/responses/compact"
+                                                        : "/v1/embeddings";
 
     if (d->kind == PROXY_BODY_CHAT)
         return 0;
+    if (d->kind == PROXY_BODY_RESPONSE)
+        return d->prov->type == CONFIG_PROVIDER_BUILTIN ? local(d) : 0;
+    if (d->prov->type == CONFIG_PROVIDER_BUILTIN && d->kind == PROXY_BODY_COMPACT)
+        return refuse(d, 400,
+                      "This request is routed to the local model '%s', and the local model "
+                      "cannot compact a conversation (/v1/responses/compact).",
+                      d->model->name);
     if (d->prov->type == CONFIG_PROVIDER_ANTHROPIC)
         return refuse(d, 400,
                       "This request is routed to '%s/%s', an Anthropic provider, which has no %s; "
@@ -246,8 +337,12 @@ int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum p
     if (routable(d) < 0)
         return -1;
     if (d->prov->type != CONFIG_PROVIDER_BUILTIN &&
-        proxy_outbound_build(cfg, api, &d->doc, &d->policy, &d->outbound, &d->outbound_len,
-                             &d->outbound_flags, err, sizeof(err)) < 0)
+        proxy_outbound_build_ex(cfg, api,
+                                kind == PROXY_BODY_RESPONSE || kind == PROXY_BODY_COMPACT
+                                    ? PROXY_OUTBOUND_RESPONSES
+                                    : 0,
+                                &d->doc, &d->policy, &d->outbound, &d->outbound_len,
+                                &d->outbound_flags, err, sizeof(err)) < 0)
         return refuse(d, 400, "%s", err);
     if (proxy_modified_summary(d, &d->modified) < 0)
         return refuse(d, 500, "Out of memory while deciding the request.");

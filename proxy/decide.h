@@ -33,6 +33,8 @@ enum proxy_body {
     PROXY_BODY_CHAT,       /* /v1/chat/completions, /v1/messages (and count_tokens) */
     PROXY_BODY_COMPLETION, /* /v1/completions: `prompt` */
     PROXY_BODY_EMBEDDING,  /* /v1/embeddings: `input` */
+    PROXY_BODY_RESPONSE,   /* /v1/responses: `instructions`, `input` (a string or items) */
+    PROXY_BODY_COMPACT,    /* /v1/responses/compact: a Responses body, compacted upstream */
 };
 
 struct proxy_decision {
@@ -61,9 +63,11 @@ int proxy_decide(const struct config *cfg, const struct policy *pol, enum policy
                  const char *body, size_t len, const char *key_name, const char *team,
                  struct proxy_decision *d);
 /* proxy_decide_body -- proxy_decide for a body of kind `kind` (proxy_decide: a chat).
- * OpenAI API only for completions and embeddings. Beyond proxy_decide's refusals: 400 for
- * a prompt or input given as tokens (they cannot be scanned), and for a route the body
- * cannot take (an Anthropic provider; an embedding to the built-in engine). */
+ * OpenAI API only for completions, embeddings and responses. Beyond proxy_decide's
+ * refusals: 400 for a prompt or input given as tokens (they cannot be scanned), and for a
+ * route the body cannot take (an Anthropic provider; an embedding or a compaction to the
+ * built-in engine; a response to the built-in engine with what only a provider can honour:
+ * previous_response_id, hosted tools, background). */
 int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum policy_api api,
                       enum proxy_body kind, const char *body, size_t len, const char *key_name,
                       const char *team, struct proxy_decision *d);

@@ -91,7 +91,7 @@ static char *json_quote(const char *v)
 
 /* The request in the other API: redaction applied to the original bytes, that body read
  * by the same strict parser (it is our own splice of the one parse), then rebuilt. */
-static int translated(const struct config_model *m, int to_anthropic, enum policy_api api,
+static int translated(const struct config_model *m, int to_anthropic, enum policy_api api, int as,
                       const struct json_doc *doc, struct edits *e, char **out, size_t *out_len,
                       int *flags, char *err, size_t errlen)
 {
@@ -109,10 +109,12 @@ static int translated(const struct config_model *m, int to_anthropic, enum polic
         snprintf(err, errlen, "The redacted request could not be read back (out of memory).");
         goto done;
     }
-    rc = proxy_wire_translate_request(
-        api == POLICY_API_ANTHROPIC ? &proxy_wire_anthropic_messages : &proxy_wire_openai_chat,
-        to_anthropic ? &proxy_wire_anthropic_messages : &proxy_wire_openai_chat, m, in, out,
-        out_len, flags, err, errlen);
+    rc = proxy_wire_translate_request(as == PROXY_OUTBOUND_RESPONSES ? &proxy_wire_openai_responses
+                                      : api == POLICY_API_ANTHROPIC ? &proxy_wire_anthropic_messages
+                                                                    : &proxy_wire_openai_chat,
+                                      to_anthropic ? &proxy_wire_anthropic_messages
+                                                   : &proxy_wire_openai_chat,
+                                      m, in, out, out_len, flags, err, errlen);
 done:
     cJSON_Delete(in);
     json_doc_deinit(&rd);
@@ -161,6 +163,13 @@ int proxy_outbound_build(const struct config *cfg, enum policy_api api, const st
                          const struct policy_decision *d, char **out, size_t *out_len,
                          int *flags_out, char *err, size_t errlen)
 {
+    return proxy_outbound_build_ex(cfg, api, 0, doc, d, out, out_len, flags_out, err, errlen);
+}
+
+int proxy_outbound_build_ex(const struct config *cfg, enum policy_api api, int as,
+                            const struct json_doc *doc, const struct policy_decision *d, char **out,
+                            size_t *out_len, int *flags_out, char *err, size_t errlen)
+{
     const struct config_model *m;
     const struct config_provider *p;
     struct edits e = {0};
@@ -188,7 +197,7 @@ int proxy_outbound_build(const struct config *cfg, enum policy_api api, const st
             goto oom;
     target_anthropic = p->type == CONFIG_PROVIDER_ANTHROPIC;
     if (target_anthropic != (api == POLICY_API_ANTHROPIC)) {
-        rc = translated(m, target_anthropic, api, doc, &e, out, out_len, &flags, err, errlen);
+        rc = translated(m, target_anthropic, api, as, doc, &e, out, out_len, &flags, err, errlen);
         goto done;
     }
     /* the model name the provider knows, in place of the (one) model member's value */
@@ -204,7 +213,7 @@ int proxy_outbound_build(const struct config *cfg, enum policy_api api, const st
             edit_add(&e, vs, ve, q, strlen(q)) < 0)
             goto oom;
     }
-    if (!target_anthropic && ask_usage(doc, &e, &flags) < 0)
+    if (!target_anthropic && as != PROXY_OUTBOUND_RESPONSES && ask_usage(doc, &e, &flags) < 0)
         goto oom;
     if (apply(doc->body, doc->len, &e, out, out_len) < 0) {
         snprintf(err, errlen, "The request could not be rewritten (overlapping changes).");

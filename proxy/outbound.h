@@ -21,6 +21,13 @@
 #define PROXY_OUTBOUND_ADDED_USAGE 1 /* include_usage was added: strip the usage chunk */
 
 struct json_doc;
+/* proxy_outbound_build_ex -- as proxy_outbound_build, for a body of the Responses API when
+ * `as` is PROXY_OUTBOUND_RESPONSES: no stream_options (usage comes in response.completed),
+ * and a translation to Anthropic reads it as a response (openai_responses.c) */
+#define PROXY_OUTBOUND_RESPONSES 1
+int proxy_outbound_build_ex(const struct config *cfg, enum policy_api api, int as,
+                            const struct json_doc *doc, const struct policy_decision *d, char **out,
+                            size_t *out_len, int *flags_out, char *err, size_t errlen);
 int proxy_outbound_build(const struct config *cfg, enum policy_api api, const struct json_doc *doc,
                          const struct policy_decision *d, char **out, size_t *out_len,
                          int *flags_out, char *err, size_t errlen);

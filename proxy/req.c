@@ -127,6 +127,24 @@ void proxy_req_handle(struct proxy_req *r)
         r->wire = &proxy_wire_anthropic_messages;
         r->count_tokens = 1;
         snprintf(r->endpoint, sizeof(r->endpoint), "/v1/messages/count_tokens");
+    } else if (PATH_IS("/v1/responses") || PATH_IS("/v1/responses/compact")) {
+        const char *up = proxy_conn_header(c, "upgrade");
+        int compact = PATH_IS("/v1/responses/compact");
+        r->api = PROXY_API_OPENAI;
+        r->wire = compact ? &proxy_wire_openai_responses_compact : &proxy_wire_openai_responses;
+        snprintf(r->endpoint, sizeof(r->endpoint), "%s",
+                 compact ? "/v1/responses/compact" : "/v1/responses");
+        if (up && strcasestr(up, "websocket")) {
+            /* the Responses API's WebSocket mode: what it carries cannot be decided as one
+             * body, so the client is told to fall back to HTTP (and the connection, which
+             * asked to change protocols, is closed after the answer) */
+            c->keep_alive = 0;
+            proxy_req_error(r, 426, "invalid_request_error",
+                            "WebSocket mode is not served by this gateway; use HTTP requests "
+                            "(POST %s).",
+                            r->endpoint);
+            return;
+        }
     } else {
         proxy_req_error(r, 404, "invalid_request_error", "Unknown path '%.*s'.",
                         (int)(plen > 200 ? 200 : plen), url);
@@ -146,9 +164,11 @@ void proxy_req_handle(struct proxy_req *r)
 static void handle_api(struct proxy_req *r)
 {
     enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
-    enum proxy_body kind = r->wire == &proxy_wire_openai_completions  ? PROXY_BODY_COMPLETION
-                           : r->wire == &proxy_wire_openai_embeddings ? PROXY_BODY_EMBEDDING
-                                                                      : PROXY_BODY_CHAT;
+    enum proxy_body kind = r->wire == &proxy_wire_openai_completions         ? PROXY_BODY_COMPLETION
+                           : r->wire == &proxy_wire_openai_embeddings        ? PROXY_BODY_EMBEDDING
+                           : r->wire == &proxy_wire_openai_responses         ? PROXY_BODY_RESPONSE
+                           : r->wire == &proxy_wire_openai_responses_compact ? PROXY_BODY_COMPACT
+                                                                             : PROXY_BODY_CHAT;
 
     if (authenticate(r) < 0)
         return;
@@ -164,11 +184,13 @@ static void handle_api(struct proxy_req *r)
         return;
     if (forwarded_headers(r) < 0)
         return;
-    /* (a completion or an embedding has only its own API's providers: proxy_decide_body) */
-    if (r->d.prov->type != CONFIG_PROVIDER_BUILTIN)
-        r->up_wire = kind != PROXY_BODY_CHAT                        ? r->wire
-                     : r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC ? &proxy_wire_anthropic_messages
-                                                                    : &proxy_wire_openai_chat;
+    /* (a completion, an embedding or a compaction has only its own API's providers:
+     * proxy_decide_body; a response goes to an Anthropic provider as a translated chat) */
+    if (r->d.prov->type == CONFIG_PROVIDER_ANTHROPIC &&
+        (kind == PROXY_BODY_CHAT || kind == PROXY_BODY_RESPONSE))
+        r->up_wire = &proxy_wire_anthropic_messages;
+    else if (r->d.prov->type != CONFIG_PROVIDER_BUILTIN)
+        r->up_wire = kind != PROXY_BODY_CHAT ? r->wire : &proxy_wire_openai_chat;
     /* counting is free (Anthropic does not bill it, the engine spends no generation), so a
      * spent budget has nothing to protect there: the key's next message gets the 429 */
     if (!r->count_tokens && over_budget(r))
@@ -227,9 +249,10 @@ static void refused_recorded_loop(void *arg, int status, const char *data, size_
 
 /* The provider headers a client's request carries on (SPEC §3) leave the network too, so
  * each must fit its grammar, which has no room for a value worth scanning: a date for
- * anthropic-version, a comma-separated list of feature names for anthropic-beta. Outside
+ * anthropic-version, a comma-separated list of feature names for anthropic-beta (and
+ * openai-beta, whose names may carry a value: "responses=experimental"). Outside
  * it the request is refused, not forwarded unread. */
-static int token_list(const char *s, size_t max)
+static int token_list(const char *s, size_t max, int values)
 {
     size_t n = strlen(s), tok = 0;
 
@@ -237,7 +260,7 @@ static int token_list(const char *s, size_t max)
         return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (isalnum(c) || c == '-' || c == '_' || c == '.')
+        if (isalnum(c) || c == '-' || c == '_' || c == '.' || (values && c == '=' && tok))
             tok++;
         else if (c == ',' && tok)
             tok = 0;
@@ -251,6 +274,20 @@ static int forwarded_headers(struct proxy_req *r)
 {
     const char *v, *b;
 
+    if (r->api == PROXY_API_OPENAI) {
+        /* openai-beta: feature names, some with a value ("responses=experimental") */
+        b = proxy_conn_header(r->conn, "openai-beta");
+        if (b && !token_list(b, sizeof(r->openai_beta) - 1, 1)) {
+            refuse(r, 400,
+                   "The openai-beta header must be a comma-separated list of feature names "
+                   "(name or name=value, at most %zu bytes).",
+                   sizeof(r->openai_beta) - 1);
+            return -1;
+        }
+        if (b)
+            snprintf(r->openai_beta, sizeof(r->openai_beta), "%s", b);
+        return 0;
+    }
     if (r->api != PROXY_API_ANTHROPIC)
         return 0;
     v = proxy_conn_header(r->conn, "anthropic-version");
@@ -263,7 +300,7 @@ static int forwarded_headers(struct proxy_req *r)
         refuse(r, 400, "The anthropic-version header must be a date (YYYY-MM-DD).");
         return -1;
     }
-    if (b && !token_list(b, sizeof(r->anthropic_beta) - 1)) {
+    if (b && !token_list(b, sizeof(r->anthropic_beta) - 1, 0)) {
         refuse(r, 400,
                "The anthropic-beta header must be a comma-separated list of feature names "
                "(at most %zu bytes).",
@@ -961,6 +998,12 @@ static void stream_error(struct proxy_req *r, int status, const char *message)
 
     if (r->state >= REQ_ANSWERED)
         return;
+    if (r->wire->stream_fail) {
+        r->wire->stream_fail(r, status, message);
+        r->stream_state = PROXY_STREAM_FAILED;
+        proxy_conn_stream_end(r);
+        return;
+    }
     r->stream_state = PROXY_STREAM_FAILED;
     body = r->wire->error_body(status, r->wire->error_type(status), message, &len);
     ev = body ? r->wire->error_event(body, &n) : NULL;

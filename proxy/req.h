@@ -116,7 +116,8 @@ struct proxy_req {
     double cost;
     /* streaming state */
     struct proxy_sse sse;
-    char *engine_text; /* builtin, non-streaming: collected text */
+    char *engine_text; /* builtin, non-streaming: collected text; a Responses stream the
+                          gateway writes: the text so far (its done events carry it whole) */
     size_t engine_text_len;
     char *finish_reason;
     /* results that end a piece of work come back through nodes of the request's own
@@ -140,6 +141,9 @@ struct proxy_req {
     char tr_id[96];
     char tr_model[128];
     enum proxy_stop tr_stop; /* why the answer stopped (the client's format words it) */
+    long wire_seq;           /* Responses: the next event's sequence_number */
+    long wire_shift;         /* Responses relay: events the gateway added (later ones renumbered) */
+    char openai_beta[256];   /* the client's openai-beta header, forwarded to OpenAI providers */
 };
 
 struct proxy_req *proxy_req_new(struct proxy_conn *c);

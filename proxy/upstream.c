@@ -509,8 +509,11 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
                             r->anthropic_version[0] ? r->anthropic_version : "2023-06-01");
         if (r->anthropic_beta[0])
             evbuffer_add_printf(out, "anthropic-beta: %s\r\n", r->anthropic_beta);
-    } else if (prov->api_key) {
-        evbuffer_add_printf(out, "authorization: Bearer %s\r\n", prov->api_key);
+    } else {
+        if (prov->api_key)
+            evbuffer_add_printf(out, "authorization: Bearer %s\r\n", prov->api_key);
+        if (r->openai_beta[0])
+            evbuffer_add_printf(out, "openai-beta: %s\r\n", r->openai_beta);
     }
     evbuffer_add(out, "\r\n", 2);
     evbuffer_add(out, r->d.outbound, r->d.outbound_len);

@@ -7,12 +7,15 @@
  *   anthropic_messages.c  Anthropic Messages        (/v1/messages)
  *   openai_completions.c  OpenAI legacy Completions (/v1/completions)
  *   openai_embeddings.c   OpenAI Embeddings         (/v1/embeddings)
+ *   openai_responses.c    OpenAI Responses          (/v1/responses, /v1/responses/compact)
  *
- * and the next surfaces (Responses) are added as files, not as branches in the request
- * path. Completions and Embeddings are never translated: they go only to a provider of
- * their own API (or, for Completions, the built-in engine), so their build_request and
- * read_event are never called and their formats have no canonical-chat reading beyond
- * the engine's prompt. A format owns, for its API:
+ * and the next surfaces are added as files, not as branches in the request path.
+ * Completions and Embeddings are never translated: they go only to a provider of their own
+ * API (or, for Completions, the built-in engine), so their build_request and read_event are
+ * never called and their formats have no canonical-chat reading beyond the engine's prompt.
+ * Responses are not translated into either: a Responses client's request goes to an OpenAI
+ * provider as it is, or is read into the canonical chat (the engine, an Anthropic provider).
+ * A format owns, for its API:
  *
  *   - reading a request into the canonical chat (struct proxy_chat), and building a
  *     request from one (translation between APIs, the built-in engine's prompt);
@@ -125,6 +128,9 @@ struct proxy_wire {
     void (*stream_open)(struct proxy_req *r);
     void (*stream_text)(struct proxy_req *r, const char *text); /* restored already */
     void (*stream_close)(struct proxy_req *r);                  /* uses r->tr_stop, r->usage */
+    /* stream_fail -- end a started stream with this API's failure event(s) (NULL: the
+     * error_event of error_body is written) */
+    void (*stream_fail)(struct proxy_req *r, int status, const char *message);
     /* write_answer -- a whole answer (malloc'd JSON) from text (restored already) */
     char *(*write_answer)(struct proxy_req *r, const struct proxy_answer *a);
 };
@@ -133,6 +139,8 @@ extern const struct proxy_wire proxy_wire_openai_chat;
 extern const struct proxy_wire proxy_wire_anthropic_messages;
 extern const struct proxy_wire proxy_wire_openai_completions;
 extern const struct proxy_wire proxy_wire_openai_embeddings;
+extern const struct proxy_wire proxy_wire_openai_responses;
+extern const struct proxy_wire proxy_wire_openai_responses_compact;
 
 /* ---- shared by the formats (wire.c) ---- */
 

@@ -38,6 +38,9 @@ struct controls {
     int status;               /* 0: 200 */
     int delay_ms;             /* -1: not given */
     long usage_in, usage_out; /* -1: computed */
+    long cached, reasoning;   /* Responses usage details: MOCK:cached=N, MOCK:reasoning=N */
+    int fcall;                /* Responses: MOCK:function_call answers with a function call */
+    int think;                /* Responses: MOCK:think adds a reasoning item with the summary */
     enum fault fault;
     char *split; /* owned; MOCK:split=<rest of the message> */
 };
@@ -368,7 +371,10 @@ static void content_text(const cJSON *content, char **acc)
     {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (cJSON_IsString(type) && strcmp(type->valuestring, "text") == 0 && cJSON_IsString(text))
+        if (cJSON_IsString(type) &&
+            (strcmp(type->valuestring, "text") == 0 ||
+             strcmp(type->valuestring, "input_text") == 0) &&
+            cJSON_IsString(text))
             content_text(text, acc);
     }
 }
@@ -435,6 +441,14 @@ static void parse_controls(const char *text, struct controls *c)
             c->delay_ms = atoi(word + 6) >= 0 ? atoi(word + 6) : 0;
         else if (strncmp(word, "status_", 7) == 0 && atoi(word + 7) >= 200 && atoi(word + 7) <= 599)
             c->status = atoi(word + 7);
+        else if (strncmp(word, "cached=", 7) == 0)
+            c->cached = atol(word + 7);
+        else if (strncmp(word, "reasoning=", 10) == 0)
+            c->reasoning = atol(word + 10);
+        else if (strcmp(word, "function_call") == 0)
+            c->fcall = 1;
+        else if (strcmp(word, "think") == 0)
+            c->think = 1;
         else if (strncmp(word, "usage=", 6) == 0)
             sscanf(word + 6, "%ld,%ld", &c->usage_in, &c->usage_out);
         else if (strcmp(word, "stall_before") == 0)
@@ -1219,6 +1233,386 @@ static int embedding_reply(struct mock_plan *plan, const struct mock_request *re
     return rc;
 }
 
+/* ---- the Responses API ---- */
+
+/* the text of a Responses body's last user message: `input` as a string, or the last item
+ * with role "user" (content a string or input_text parts); malloc'd or NULL */
+static char *responses_user_text(const cJSON *root)
+{
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(root, "input"), *it, *last = NULL;
+    char *acc = NULL;
+
+    if (cJSON_IsString(in))
+        return strdup(in->valuestring);
+    cJSON_ArrayForEach(it, in)
+    {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
+        if (cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0)
+            last = it;
+    }
+    if (last)
+        content_text(cJSON_GetObjectItemCaseSensitive(last, "content"), &acc);
+    return acc;
+}
+
+static cJSON *responses_usage(long in, long out, const struct controls *c)
+{
+    cJSON *u = cJSON_CreateObject(), *d;
+
+    cJSON_AddNumberToObject(u, "input_tokens", (double)in);
+    d = cJSON_AddObjectToObject(u, "input_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", (double)c->cached);
+    cJSON_AddNumberToObject(u, "output_tokens", (double)out);
+    d = cJSON_AddObjectToObject(u, "output_tokens_details");
+    cJSON_AddNumberToObject(d, "reasoning_tokens", (double)c->reasoning);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(in + out));
+    return u;
+}
+
+/* a response object as OpenAI writes it; output and usage added by the caller */
+static cJSON *responses_obj(const char *id, long created, const char *model, const char *status)
+{
+    cJSON *o = cJSON_CreateObject(), *v;
+
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "object", "response");
+    cJSON_AddNumberToObject(o, "created_at", (double)created);
+    cJSON_AddStringToObject(o, "status", status);
+    cJSON_AddFalseToObject(o, "background");
+    cJSON_AddNullToObject(o, "error");
+    cJSON_AddNullToObject(o, "incomplete_details");
+    cJSON_AddNullToObject(o, "instructions");
+    cJSON_AddNullToObject(o, "max_output_tokens");
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddItemToObject(o, "output", cJSON_CreateArray());
+    cJSON_AddTrueToObject(o, "parallel_tool_calls");
+    cJSON_AddNullToObject(o, "previous_response_id");
+    v = cJSON_AddObjectToObject(o, "reasoning");
+    cJSON_AddNullToObject(v, "effort");
+    cJSON_AddNullToObject(v, "summary");
+    cJSON_AddStringToObject(o, "service_tier", "default");
+    cJSON_AddFalseToObject(o, "store");
+    cJSON_AddNumberToObject(o, "temperature", 1);
+    v = cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "text"), "format");
+    cJSON_AddStringToObject(v, "type", "text");
+    cJSON_AddStringToObject(o, "tool_choice", "auto");
+    cJSON_AddItemToObject(o, "tools", cJSON_CreateArray());
+    cJSON_AddNumberToObject(o, "top_p", 1);
+    cJSON_AddStringToObject(o, "truncation", "disabled");
+    cJSON_AddNullToObject(o, "usage");
+    cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
+    return o;
+}
+
+/* the output items of an answer: kind 'r' a reasoning item (its summary the text), 'f' a
+ * function call (its arguments), 'm' a message (one output_text part); text NULL while in
+ * progress */
+static cJSON *responses_item(int kind, unsigned long seq, const char *text)
+{
+    cJSON *it = cJSON_CreateObject(), *a, *p;
+    char id[64];
+
+    snprintf(id, sizeof(id), "%s_mock%06lu", kind == 'r' ? "rs" : kind == 'f' ? "fc" : "msg", seq);
+    cJSON_AddStringToObject(it, "id", id);
+    if (kind == 'r') {
+        cJSON_AddStringToObject(it, "type", "reasoning");
+        a = cJSON_AddArrayToObject(it, "summary");
+        if (text) {
+            p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "type", "summary_text");
+            cJSON_AddStringToObject(p, "text", text);
+            cJSON_AddItemToArray(a, p);
+        }
+        return it;
+    }
+    if (kind == 'f') {
+        cJSON_AddStringToObject(it, "type", "function_call");
+        cJSON_AddStringToObject(it, "status", text ? "completed" : "in_progress");
+        cJSON_AddStringToObject(it, "arguments", text ? text : "");
+        snprintf(id, sizeof(id), "call_mock%06lu", seq);
+        cJSON_AddStringToObject(it, "call_id", id);
+        cJSON_AddStringToObject(it, "name", "lookup");
+        return it;
+    }
+    cJSON_AddStringToObject(it, "type", "message");
+    cJSON_AddStringToObject(it, "status", text ? "completed" : "in_progress");
+    a = cJSON_AddArrayToObject(it, "content");
+    if (text) {
+        p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "type", "output_text");
+        cJSON_AddItemToObject(p, "annotations", cJSON_CreateArray());
+        cJSON_AddItemToObject(p, "logprobs", cJSON_CreateArray());
+        cJSON_AddStringToObject(p, "text", text);
+        cJSON_AddItemToArray(a, p);
+    }
+    cJSON_AddStringToObject(it, "role", "assistant");
+    return it;
+}
+
+/* one Responses stream event: `type` and `sequence_number` first, then members (consumed) */
+static int responses_event(struct mock_plan *plan, long *seq, const char *type, cJSON *members)
+{
+    cJSON *e = cJSON_CreateObject(), *m;
+
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNumberToObject(e, "sequence_number", (double)(*seq)++);
+    while (members && (m = members->child) != NULL) {
+        cJSON_DetachItemViaPointer(members, m);
+        cJSON_AddItemToObject(e, m->string, m);
+    }
+    cJSON_Delete(members);
+    return add_event(plan, type, e);
+}
+
+static cJSON *at_item(const cJSON *item, int oi, const char *sub, int si)
+{
+    cJSON *m = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(m, "item_id",
+                            cJSON_GetObjectItemCaseSensitive(item, "id")->valuestring);
+    cJSON_AddNumberToObject(m, "output_index", oi);
+    if (sub)
+        cJSON_AddNumberToObject(m, sub, si);
+    return m;
+}
+
+/* The streamed events of one output item (index oi) whose text arrives as deltas d, as
+ * OpenAI orders them; *cut: deltas to send before stopping (a *_mid fault), -1 all. */
+static int responses_stream_item(struct mock_plan *plan, long *seq, int kind, int oi,
+                                 unsigned long rseq, const struct deltas *d, const char *text,
+                                 size_t cut)
+{
+    cJSON *item = responses_item(kind, rseq, NULL), *m;
+    const char *dt = kind == 'r'   ? "response.reasoning_summary_text.delta"
+                     : kind == 'f' ? "response.function_call_arguments.delta"
+                                   : "response.output_text.delta";
+    const char *sub = kind == 'r' ? "summary_index" : kind == 'f' ? NULL : "content_index";
+    int rc = -1;
+
+    m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, "output_index", oi);
+    cJSON_AddItemToObject(m, "item", cJSON_Duplicate(item, 1));
+    if (responses_event(plan, seq, "response.output_item.added", m) < 0)
+        goto done;
+    if (kind != 'f') {
+        cJSON *p = cJSON_CreateObject();
+        m = at_item(item, oi, sub, 0);
+        cJSON_AddStringToObject(p, "type", kind == 'r' ? "summary_text" : "output_text");
+        if (kind == 'm') {
+            cJSON_AddItemToObject(p, "annotations", cJSON_CreateArray());
+            cJSON_AddItemToObject(p, "logprobs", cJSON_CreateArray());
+        }
+        cJSON_AddStringToObject(p, "text", "");
+        cJSON_AddItemToObject(m, "part", p);
+        if (responses_event(plan, seq,
+                            kind == 'r' ? "response.reasoning_summary_part.added"
+                                        : "response.content_part.added",
+                            m) < 0)
+            goto done;
+    }
+    for (size_t i = 0; i < d->n && i < cut; i++) {
+        m = at_item(item, oi, sub, 0);
+        cJSON_AddStringToObject(m, "delta", d->items[i]);
+        if (kind == 'm')
+            cJSON_AddItemToObject(m, "logprobs", cJSON_CreateArray());
+        if (responses_event(plan, seq, dt, m) < 0)
+            goto done;
+    }
+    rc = 0;
+    if (cut < d->n)
+        goto done; /* the stream breaks off here */
+    rc = -1;
+    m = at_item(item, oi, sub, 0);
+    cJSON_AddStringToObject(m, kind == 'f' ? "arguments" : "text", text);
+    if (kind == 'm')
+        cJSON_AddItemToObject(m, "logprobs", cJSON_CreateArray());
+    if (responses_event(plan, seq,
+                        kind == 'r'   ? "response.reasoning_summary_text.done"
+                        : kind == 'f' ? "response.function_call_arguments.done"
+                                      : "response.output_text.done",
+                        m) < 0)
+        goto done;
+    if (kind != 'f') {
+        cJSON *done_item = responses_item(kind, rseq, text);
+        const cJSON *parts =
+            cJSON_GetObjectItemCaseSensitive(done_item, kind == 'r' ? "summary" : "content");
+        m = at_item(item, oi, sub, 0);
+        cJSON_AddItemToObject(m, "part", cJSON_Duplicate(cJSON_GetArrayItem(parts, 0), 1));
+        cJSON_Delete(done_item);
+        if (responses_event(plan, seq,
+                            kind == 'r' ? "response.reasoning_summary_part.done"
+                                        : "response.content_part.done",
+                            m) < 0)
+            goto done;
+    }
+    m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, "output_index", oi);
+    cJSON_AddItemToObject(m, "item", responses_item(kind, rseq, text));
+    rc = responses_event(plan, seq, "response.output_item.done", m);
+done:
+    cJSON_Delete(item);
+    return rc;
+}
+
+/* POST /v1/responses (and /v1/responses/compact) in OpenAI's format. The answer is chosen
+ * by MOCK: controls in the last user message as for chat (echo, split=, user_split,
+ * words=, usage=, status_NNN); MOCK:function_call answers with a function call whose
+ * arguments are that text, MOCK:think with a reasoning item (summary: the text) before the
+ * message; MOCK:cached=N and MOCK:reasoning=N fill usage's details. Streams are SSE with
+ * `event:` lines, response.created ... response.completed (usage there);
+ * MOCK:error_mid ends one after two deltas with an `error` event and response.failed,
+ * MOCK:reset_mid resets it there. A compaction is answered whole: {"output": [a user
+ * message holding the text]} with usage. `stream_options` is refused, as upstream. */
+static int responses_reply(struct mock_plan *plan, const struct mock_request *req,
+                           const cJSON *root, const char *model, int compact)
+{
+    int stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "stream")), exact, rc = -1;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "max_output_tokens");
+    char *user = responses_user_text(root), *text = NULL, id[64];
+    long created = (long)time(NULL), in, out, seq = 0;
+    const char *status = "completed";
+    struct controls c;
+    struct deltas d = {0};
+    size_t keep, cut;
+    cJSON *o, *m;
+    int kind;
+
+    parse_controls(user, &c);
+    plan->spaced = c.spaced;
+    if (cJSON_GetObjectItemCaseSensitive(root, "stream_options")) {
+        rc = reply_error(plan, API_OPENAI, req, 400, "Unknown parameter: 'stream_options'.");
+        goto done;
+    }
+    if (c.status && c.status != 200) {
+        rc = reply_error(plan, API_OPENAI, req, c.status, "The server had an error (mock).");
+        goto done;
+    }
+    if (build_answer(&c, req, user, &d, &exact) < 0)
+        goto done;
+    keep = d.n;
+    if (!exact && cJSON_IsNumber(mt) && mt->valuedouble >= 0 && (size_t)mt->valuedouble < d.n) {
+        keep = (size_t)mt->valuedouble;
+        status = "incomplete";
+    }
+    while (d.n > keep)
+        free(d.items[--d.n]);
+    if (!(text = join(&d, d.n)))
+        goto done;
+    in = c.usage_in >= 0 ? c.usage_in : (long)(req->body_len / 4);
+    out = c.usage_out >= 0 ? c.usage_out : count_words(text, strlen(text)) + c.reasoning;
+    kind = c.fcall ? 'f' : 'm';
+    snprintf(id, sizeof(id), "resp_mock%06lu", req->seq);
+    if (c.delay_ms >= 0)
+        plan->delay_ms = c.delay_ms;
+    if (compact || !stream) {
+        char *b;
+        o = responses_obj(id, created, model, status);
+        if (compact) {
+            cJSON *it = cJSON_CreateObject(), *p = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "object", "response.compaction");
+            cJSON_AddStringToObject(it, "type", "message");
+            cJSON_AddStringToObject(it, "role", "user");
+            cJSON_AddStringToObject(p, "type", "input_text");
+            cJSON_AddStringToObject(p, "text", text);
+            cJSON_AddItemToArray(cJSON_AddArrayToObject(it, "content"), p);
+            cJSON_ReplaceItemInObjectCaseSensitive(o, "output", cJSON_CreateArray());
+            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "output"), it);
+        } else {
+            cJSON *out_arr = cJSON_GetObjectItemCaseSensitive(o, "output");
+            if (c.think)
+                cJSON_AddItemToArray(out_arr, responses_item('r', req->seq, text));
+            cJSON_AddItemToArray(out_arr, responses_item(kind, req->seq, text));
+        }
+        if (strcmp(status, "incomplete") == 0) {
+            m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "reason", "max_output_tokens");
+            cJSON_ReplaceItemInObjectCaseSensitive(o, "incomplete_details", m);
+        }
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "usage", responses_usage(in, out, &c));
+        b = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!b)
+            goto done;
+        plan->chunked = 0;
+        rc = add_head(plan, API_OPENAI, req, 200, "application/json", (long)strlen(b),
+                      req->want_close);
+        if (rc == 0)
+            rc = mock_plan_add(plan, b, strlen(b));
+        free(b);
+        plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+        goto done;
+    }
+    plan->chunked = !req->http10;
+    if (add_head(plan, API_OPENAI, req, 200, "text/event-stream; charset=utf-8", -1,
+                 req->want_close) < 0)
+        goto done;
+    m = cJSON_CreateObject();
+    cJSON_AddItemToObject(m, "response", responses_obj(id, created, model, "in_progress"));
+    if (responses_event(plan, &seq, "response.created", m) < 0)
+        goto done;
+    m = cJSON_CreateObject();
+    cJSON_AddItemToObject(m, "response", responses_obj(id, created, model, "in_progress"));
+    if (responses_event(plan, &seq, "response.in_progress", m) < 0)
+        goto done;
+    cut = c.fault == FAULT_ERROR_MID || c.fault == FAULT_RESET_MID ? 2 : (size_t)-1;
+    if (c.think && responses_stream_item(plan, &seq, 'r', 0, req->seq, &d, text, (size_t)-1) < 0)
+        goto done;
+    if (responses_stream_item(plan, &seq, kind, c.think ? 1 : 0, req->seq, &d, text, cut) < 0)
+        goto done;
+    if (c.fault == FAULT_RESET_MID && d.n > 2) {
+        plan->end = MOCK_END_RESET;
+        rc = 0;
+        goto done;
+    }
+    if (c.fault == FAULT_ERROR_MID && d.n > 2) {
+        cJSON *e;
+        m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "code", "server_error");
+        cJSON_AddStringToObject(m, "message",
+                                "The server had an error while processing your request.");
+        cJSON_AddNullToObject(m, "param");
+        if (responses_event(plan, &seq, "error", m) < 0)
+            goto done;
+        o = responses_obj(id, created, model, "failed");
+        e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "code", "server_error");
+        cJSON_AddStringToObject(e, "message",
+                                "The server had an error while processing your request.");
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "error", e);
+        m = cJSON_CreateObject();
+        cJSON_AddItemToObject(m, "response", o);
+        rc = responses_event(plan, &seq, "response.failed", m);
+        plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+        goto done;
+    }
+    o = responses_obj(id, created, model, status);
+    if (c.think)
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "output"),
+                             responses_item('r', req->seq, text));
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "output"),
+                         responses_item(kind, req->seq, text));
+    if (strcmp(status, "incomplete") == 0) {
+        m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "reason", "max_output_tokens");
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "incomplete_details", m);
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(o, "usage", responses_usage(in, out, &c));
+    m = cJSON_CreateObject();
+    cJSON_AddItemToObject(m, "response", o);
+    rc = responses_event(
+        plan, &seq,
+        strcmp(status, "incomplete") == 0 ? "response.incomplete" : "response.completed", m);
+    plan->end = req->want_close ? MOCK_END_CLOSE : MOCK_END_DONE;
+    if (rc == 0 && c.fragment > 0)
+        rc = plan_fragment(plan, (size_t)c.fragment);
+done:
+    deltas_free(&d);
+    free(text);
+    free(user);
+    free(c.split);
+    return rc;
+}
+
 int mock_api_reply(const struct mock_settings *set, const struct mock_request *req,
                    struct mock_plan *plan)
 {
@@ -1232,7 +1626,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
     size_t plen = strlen(req->path), keep;
     long in, out, max_tokens = -1;
     int exact, include_usage = 0, count = 0, kind = 0,
-               rc = -1; /* kind: 1 completion, 2 embedding */
+               rc = -1; /* kind: 1 completion, 2 embedding, 3 response, 4 compaction */
     const char *got_key = "";
 
     memset(&c, 0, sizeof(c));
@@ -1249,6 +1643,12 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
     } else if (plen >= 22 && strcmp(req->path + plen - 22, "/messages/count_tokens") == 0) {
         api = API_ANTHROPIC;
         count = 1;
+    } else if (plen >= 13 && strcmp(req->path + plen - 13, "/v1/responses") == 0) {
+        api = API_OPENAI;
+        kind = 3;
+    } else if (plen >= 21 && strcmp(req->path + plen - 21, "/v1/responses/compact") == 0) {
+        api = API_OPENAI;
+        kind = 4;
     } else
         return reply_error(plan, API_OPENAI, req, 404, "Unknown request URL.");
     if (strcmp(req->method, "POST") != 0)
@@ -1292,8 +1692,9 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
         goto done;
     }
     if (kind) {
-        rc = kind == 1 ? completion_reply(plan, req, root, model->valuestring)
-                       : embedding_reply(plan, req, root, model->valuestring);
+        rc = kind == 1   ? completion_reply(plan, req, root, model->valuestring)
+             : kind == 2 ? embedding_reply(plan, req, root, model->valuestring)
+                         : responses_reply(plan, req, root, model->valuestring, kind == 4);
         goto done;
     }
     if (!cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "messages"))) {
