@@ -76,6 +76,11 @@ await s.test('claude -p: the answer', async () => {
     const r = await claude(['-p', 'say hello']);
     s.check('claude -p prints the mock provider\'s answer, exit 0', r.code === 0 && r.stdout.trim() === DEFAULT, said(r));
 
+    // claude (Bun) first sends HEAD / to the base URL; an answer to HEAD carries no body
+    // (RFC 9110 9.3.2), or the bytes are read as the next response on that connection
+    const heads = relay.seen.filter((q) => q.method === 'HEAD');
+    s.check('its HEAD / probe is answered without a body (the relay read no stray bytes)', heads.every((q) => !q.error),
+        heads.map((q) => `${q.method} ${q.url}: ${q.error || 'clean'}`));
     const posts = relay.seen.filter((q) => q.method === 'POST');
     s.check('its model requests go to POST /v1/messages?beta=true', posts.length >= 1 &&
         posts.every((q) => q.url === '/v1/messages?beta=true'), relay.seen.map((q) => `${q.method} ${q.url}`));
@@ -112,6 +117,12 @@ await s.test('claude -p: the answer', async () => {
         req.meta.key === 'alice' && req.meta.endpoint === '/v1/messages' && req.meta.model === SONNET && req.meta.stream === true &&
         resp && resp.meta.status === 200 && resp.meta.usage.output_tokens === 8 &&
         resp.meta.usage.input_tokens === Math.floor(last.bytes / 4), { req: req && req.meta, resp: resp && resp.meta });
+});
+
+await s.test('claude -p: straight to the gateway', async () => {
+    const r = await claude(['-p', 'MOCK:words=4'], { env: { ...env, ANTHROPIC_BASE_URL: gwBase } });
+    s.check('claude -p with ANTHROPIC_BASE_URL at the gateway itself (no relay)', r.code === 0 &&
+        r.stdout.trim() === 'word1 word2 word3 word4', said(r));
 });
 
 await s.test('claude -p --output-format json', async () => {

@@ -111,6 +111,72 @@ await test('openai: models.list', async () => {
     check('openai: models.list', ids.includes('gpt-4o-mini') && ids.includes('claude-3-5-haiku'), ids);
 });
 
+await test('openai: completions.create', async () => {
+    const r = await openai.completions.create({ model: 'gpt-4o-mini', prompt: 'Say this is a test MOCK:words=6', max_tokens: 20 });
+    check('openai: completions.create text, object and usage', r.object === 'text_completion' &&
+        r.choices.length === 1 && r.choices[0].text === words(6) && r.choices[0].finish_reason === 'stop' &&
+        r.usage.completion_tokens === 6 && r.usage.prompt_tokens > 0 && r.model === 'gpt-4o-mini', r);
+    const two = await openai.completions.create({ model: 'gpt-4o-mini', prompt: ['first MOCK:words=2', 'second'] });
+    check('openai: completions.create with an array of prompts: a choice each', two.choices.length === 2 &&
+        two.choices.map((c) => c.index).sort().join() === '0,1' && two.choices.every((c) => c.text === words(2)), two);
+});
+
+await test('openai: completions.create stream', async () => {
+    const stream = await openai.completions.create({
+        model: 'gpt-4o-mini', prompt: 'MOCK:words=8', stream: true, stream_options: { include_usage: true },
+    });
+    let text = '', n = 0, usage = null, finish = null;
+    for await (const chunk of stream) {
+        n++;
+        for (const c of chunk.choices) {
+            text += c.text;
+            finish = c.finish_reason ?? finish;
+        }
+        if (chunk.usage) usage = chunk.usage;
+    }
+    check('openai: completions stream text, finish_reason and usage', text === words(8) && n >= 8 &&
+        finish === 'stop' && usage && usage.completion_tokens === 8, { text, n, finish, usage });
+});
+
+await test('openai: completions redaction round trip', async () => {
+    const stream = await openai.completions.create({
+        model: 'gpt-4o-mini', prompt: 'mail jane.doe@example.com MOCK:split=Sent to %PH% today.', stream: true,
+    });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+    check('openai: completions stream: the placeholder split over one-character chunks comes back restored',
+        text === 'Sent to jane.doe@example.com today.', text);
+});
+
+// the mock's vector for a text: [length, sum of its bytes, first byte, last byte]
+const vec = (t) => {
+    const b = Buffer.from(t);
+    return [b.length, b.reduce((a, x) => a + x, 0), b[0], b[b.length - 1]];
+};
+const sameVec = (e, t) => e.length === 4 && vec(t).every((v, i) => Math.abs(e[i] - v) < 1e-3);
+await test('openai: embeddings.create', async () => {
+    const r = await openai.embeddings.create({ model: 'gpt-4o-mini', input: 'The food was delicious', encoding_format: 'float' });
+    check('openai: embeddings.create (a string): one vector, made from that text', r.object === 'list' &&
+        r.data.length === 1 && sameVec(r.data[0].embedding, 'The food was delicious') && r.usage.prompt_tokens > 0, r);
+    const arr = await openai.embeddings.create({ model: 'gpt-4o-mini', input: ['alpha', 'beta gamma'], encoding_format: 'float' });
+    check('openai: embeddings.create (an array): a vector per string, in order', arr.data.length === 2 &&
+        arr.data[0].index === 0 && sameVec(arr.data[0].embedding, 'alpha') &&
+        arr.data[1].index === 1 && sameVec(arr.data[1].embedding, 'beta gamma'), arr);
+    const red = await openai.embeddings.create({ model: 'gpt-4o-mini', input: ['mail jane.doe@example.com'], encoding_format: 'float' });
+    const e = red.data[0]?.embedding || [];
+    // what was embedded is the redacted text: 'mail ' and a 16-character placeholder ([EMAIL_1_xxxxxx])
+    check('openai: embeddings.create: the email is redacted before it is embedded', e.length === 4 &&
+        !sameVec(e, 'mail jane.doe@example.com') && e[0] === 'mail '.length + 16 && e[2] === 'm'.charCodeAt(0) &&
+        e[3] === ']'.charCodeAt(0), e);
+});
+
+await expectError('openai: embeddings.create with a secret -> PermissionDeniedError',
+    () => openai.embeddings.create({ model: 'gpt-4o-mini', input: ['fine', PRIVATE_KEY], encoding_format: 'float' }),
+    OpenAI.PermissionDeniedError, (e) => e.status === 403 && /no-secrets/.test(e.message));
+await expectError('openai: embeddings.create with token arrays -> BadRequestError',
+    () => openai.embeddings.create({ model: 'gpt-4o-mini', input: [[1, 2, 3]], encoding_format: 'float' }),
+    OpenAI.BadRequestError, (e) => e.status === 400);
+
 await expectError('openai: 403 -> PermissionDeniedError naming the rule',
     () => openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PRIVATE_KEY }] }),
     OpenAI.PermissionDeniedError, (e) => e.status === 403 && /no-secrets/.test(e.message) && !/MIIEow/.test(e.message));
@@ -184,6 +250,24 @@ await expectError('anthropic: 401 -> AuthenticationError',
 await expectError('anthropic: 404 -> NotFoundError',
     () => anthropic.messages.create({ model: 'nope', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] }),
     Anthropic.NotFoundError, (e) => e.status === 404);
+
+await test('anthropic: messages.countTokens', async () => {
+    const r = await anthropic.messages.countTokens({
+        model: 'claude-3-5-haiku', system: 'be brief', messages: [{ role: 'user', content: 'how many tokens is this?' }],
+    });
+    check('anthropic: messages.countTokens returns a number', typeof r.input_tokens === 'number' && r.input_tokens > 10, r);
+    // the mock counts the body it received (bytes / 4): with ten long addresses redacted to
+    // 16-character placeholders, the count is well below that of a body as long without them
+    const mails = Array.from({ length: 10 }, (_, i) => `someone.with.a.long.name${i}@example-company.com`);
+    const [mail, plainCount] = await Promise.all([mails.join(' '), mails.map((m) => 'x'.repeat(m.length)).join(' ')].map(
+        (content) => anthropic.messages.countTokens({ model: 'claude-3-5-haiku', messages: [{ role: 'user', content }] })));
+    check('anthropic: messages.countTokens counts the redacted body', typeof mail.input_tokens === 'number' &&
+        plainCount.input_tokens - mail.input_tokens >= 60, { mail, plainCount });
+});
+await expectError('anthropic: messages.countTokens of a blocked body -> 403 APIError',
+    () => anthropic.messages.countTokens({ model: 'claude-3-5-haiku', messages: [{ role: 'user', content: PRIVATE_KEY }] }),
+    Anthropic.APIError, (e) => e.status === 403 && e instanceof Anthropic.PermissionDeniedError && /no-secrets/.test(e.message) &&
+        !/MIIEow/.test(e.message));
 
 // a provider failing mid-stream: the SDK iterator must throw, not hang or end quietly
 await test('openai: provider breaks mid-stream', async () => {
