@@ -144,8 +144,8 @@ int audit_verify(const char *dir, const char *pubkey_path, struct audit_report *
                  size_t errlen) __attribute__((warn_unused_result));
 
 /* audit_show -- call `line` with one JSON object (NUL-terminated, no newline) per
- * record, in log order; with `id`, only request/response records whose meta.id
- * equals it. seal_key_path (PREFIX.seal.key, may be NULL) decrypts sealed payloads.
+ * record, in log order; with `id`, only event records (request, response, connect)
+ * whose meta.id equals it. seal_key_path (PREFIX.seal.key, may be NULL) decrypts sealed payloads.
  * Framing and chain are checked as records are read (signatures are not: that is
  * audit_verify's job); *rep says whether the walk met damage. Returns -1 (err) when
  * dir or the key file is unusable. The representation is documented in docs/audit.md. */
@@ -179,11 +179,15 @@ struct audit_cost_row {
     char *group;                  /* owned; "-" when the record has none */
     uint64_t requests, input_tokens, output_tokens, cached_tokens;
     double usd;
+    /* the egress proxy's connect records, by decision (grouped by key or team only: they
+       name no provider or model); they cost nothing themselves */
+    uint64_t intercepts, tunnels, refused;
 };
 
 /* audit_cost_report -- sum the response records at or after `since` (header time)
- * by the chosen field, sorted by USD descending then group. *rows is malloc'd (free
- * with audit_cost_rows_free). *rep as for audit_show. -1 (err) when dir is unusable. */
+ * by the chosen field, sorted by USD descending then group; with key or team, count the
+ * connect records too. *rows is malloc'd (free with audit_cost_rows_free). *rep as for
+ * audit_show. -1 (err) when dir is unusable. */
 int audit_cost_report(const char *dir, enum audit_cost_by by, time_t since,
                       struct audit_cost_row **rows, size_t *n_rows, struct audit_report *rep,
                       char *err, size_t errlen) __attribute__((warn_unused_result));

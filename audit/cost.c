@@ -1,5 +1,6 @@
 /* cost.c -- spend and cost from the response records: budget replay at start-up
- * (audit_spend_scan) and `airlock audit cost` (audit_cost_report). */
+ * (audit_spend_scan) and `airlock audit cost` (audit_cost_report), which also counts
+ * the egress proxy's connect records by decision. */
 #include "audit/audit.h"
 #include "audit/audit_int.h"
 #include "common/grow.h"
@@ -13,15 +14,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* parse_response_meta -- the meta JSON of a response record at or after `since`,
- * or NULL (not a response, too old, or unparseable). Caller frees with cJSON_Delete. */
-static cJSON *response_meta(const struct audit_rec *rec, time_t since)
+/* event_meta -- the meta JSON of a record of `type` at or after `since`, or NULL
+ * (another type, too old, or unparseable). Caller frees with cJSON_Delete. */
+static cJSON *event_meta(const struct audit_rec *rec, enum audit_rec_type type, time_t since)
 {
     struct audit_body b;
     const char *why;
     cJSON *j;
 
-    if (rec->type != AUDIT_REC_RESPONSE)
+    if (rec->type != type)
         return NULL;
     if (since > 0 && rec->time_ns / 1000000000ull < (uint64_t)since)
         return NULL;
@@ -33,6 +34,11 @@ static cJSON *response_meta(const struct audit_rec *rec, time_t since)
         j = NULL;
     }
     return j;
+}
+
+static cJSON *response_meta(const struct audit_rec *rec, time_t since)
+{
+    return event_meta(rec, AUDIT_REC_RESPONSE, since);
 }
 
 static const char *str_field(const cJSON *o, const char *name)
@@ -102,41 +108,76 @@ struct cost {
     int oom;
 };
 
+/* row_for -- the row of group g (made when new), or NULL out of memory */
+static struct audit_cost_row *row_for(struct cost *c, const char *g)
+{
+    size_t i;
+
+    for (i = 0; i < c->n; i++)
+        if (strcmp(c->rows[i].group, g) == 0)
+            return &c->rows[i];
+    struct audit_cost_row *nr = grow_room(c->rows, &c->cap, c->n + 1, sizeof(*nr), 16);
+    if (!nr)
+        return NULL;
+    c->rows = nr;
+    memset(&c->rows[i], 0, sizeof(c->rows[i]));
+    c->rows[i].group = strdup(g);
+    if (!c->rows[i].group)
+        return NULL;
+    c->n++;
+    return &c->rows[i];
+}
+
+/* connect_cb -- a connect record (the egress proxy's CONNECT): counted by decision
+ * under its key or team; no tokens, no cost. */
+static int connect_cb(struct cost *c, const struct audit_rec *rec)
+{
+    cJSON *j;
+    const char *g, *d;
+    struct audit_cost_row *r;
+
+    if (c->by != AUDIT_COST_BY_KEY && c->by != AUDIT_COST_BY_TEAM)
+        return 0;
+    if (!(j = event_meta(rec, AUDIT_REC_CONNECT, c->since)))
+        return 0;
+    g = str_field(j, c->by == AUDIT_COST_BY_KEY ? "key" : "team");
+    if (!(r = row_for(c, g ? g : "-"))) {
+        c->oom = 1;
+        cJSON_Delete(j);
+        return 1;
+    }
+    d = str_field(j, "decision");
+    if (d && strcmp(d, "intercept") == 0)
+        r->intercepts++;
+    else if (d && strcmp(d, "tunnel") == 0)
+        r->tunnels++;
+    else
+        r->refused++;
+    cJSON_Delete(j);
+    return 0;
+}
+
 static int cost_cb(void *ud, const struct audit_rec *rec, const struct audit_walk_ctx *ctx)
 {
     static const char *fields[] = {"key", "team", "provider", "model"};
     struct cost *c = ud;
-    cJSON *j = response_meta(rec, c->since);
     const cJSON *usage;
     const char *g;
-    size_t i;
+    struct audit_cost_row *r;
 
     (void)ctx;
+    if (rec->type == AUDIT_REC_CONNECT)
+        return connect_cb(c, rec);
+    cJSON *j = response_meta(rec, c->since);
     if (!j)
         return 0;
     g = str_field(j, fields[c->by]);
-    if (!g)
-        g = "-";
-    for (i = 0; i < c->n; i++)
-        if (strcmp(c->rows[i].group, g) == 0)
-            break;
-    if (i == c->n) {
-        struct audit_cost_row *nr = grow_room(c->rows, &c->cap, c->n + 1, sizeof(*nr), 16);
-        if (!nr) {
-            c->oom = 1;
-            cJSON_Delete(j);
-            return 1;
-        }
-        c->rows = nr;
-        memset(&c->rows[i], 0, sizeof(c->rows[i]));
-        c->rows[i].group = strdup(g);
-        if (!c->rows[i].group) {
-            c->oom = 1;
-            cJSON_Delete(j);
-            return 1;
-        }
-        c->n++;
+    if (!(r = row_for(c, g ? g : "-"))) {
+        c->oom = 1;
+        cJSON_Delete(j);
+        return 1;
     }
+    size_t i = (size_t)(r - c->rows);
     c->rows[i].requests++;
     usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
     if (cJSON_IsObject(usage)) {

@@ -202,9 +202,17 @@ static int audit_cost_cmd(int argc, char **argv)
         return 2;
     }
     memset(&total, 0, sizeof(total));
-    if (!opts[2].set)
-        printf("%-24s %10s %14s %14s %14s %16s\n", bys[by], "requests", "input_tokens",
+    /* the egress proxy's CONNECT counts get columns only in a log that has them */
+    int connects = 0;
+    for (i = 0; i < n; i++)
+        connects |= rows[i].intercepts || rows[i].tunnels || rows[i].refused;
+    if (!opts[2].set) {
+        printf("%-24s %10s %14s %14s %14s %16s", bys[by], "requests", "input_tokens",
                "output_tokens", "cached_tokens", "usd");
+        if (connects)
+            printf(" %10s %10s %10s", "intercepts", "tunnels", "refused");
+        printf("\n");
+    }
     for (i = 0; i < n; i++) {
         struct audit_cost_row *r = &rows[i];
         if (opts[2].set) {
@@ -215,28 +223,44 @@ static int audit_cost_cmd(int argc, char **argv)
                 cJSON_AddNumberToObject(o, "input_tokens", (double)r->input_tokens) &&
                 cJSON_AddNumberToObject(o, "output_tokens", (double)r->output_tokens) &&
                 cJSON_AddNumberToObject(o, "cached_tokens", (double)r->cached_tokens) &&
-                cJSON_AddNumberToObject(o, "usd", r->usd))
+                cJSON_AddNumberToObject(o, "usd", r->usd) &&
+                (!connects || (cJSON_AddNumberToObject(o, "intercepts", (double)r->intercepts) &&
+                               cJSON_AddNumberToObject(o, "tunnels", (double)r->tunnels) &&
+                               cJSON_AddNumberToObject(o, "refused", (double)r->refused))))
                 line = cJSON_PrintUnformatted(o);
             if (line)
                 printf("%s\n", line);
             free(line);
             cJSON_Delete(o);
-        } else
-            printf("%-24s %10llu %14llu %14llu %14llu %16.8f\n", r->group,
+        } else {
+            printf("%-24s %10llu %14llu %14llu %14llu %16.8f", r->group,
                    (unsigned long long)r->requests, (unsigned long long)r->input_tokens,
                    (unsigned long long)r->output_tokens, (unsigned long long)r->cached_tokens,
                    r->usd);
+            if (connects)
+                printf(" %10llu %10llu %10llu", (unsigned long long)r->intercepts,
+                       (unsigned long long)r->tunnels, (unsigned long long)r->refused);
+            printf("\n");
+        }
         total.requests += r->requests;
         total.input_tokens += r->input_tokens;
         total.output_tokens += r->output_tokens;
         total.cached_tokens += r->cached_tokens;
         total.usd += r->usd;
+        total.intercepts += r->intercepts;
+        total.tunnels += r->tunnels;
+        total.refused += r->refused;
     }
-    if (!opts[2].set)
-        printf("%-24s %10llu %14llu %14llu %14llu %16.8f\n", "TOTAL",
+    if (!opts[2].set) {
+        printf("%-24s %10llu %14llu %14llu %14llu %16.8f", "TOTAL",
                (unsigned long long)total.requests, (unsigned long long)total.input_tokens,
                (unsigned long long)total.output_tokens, (unsigned long long)total.cached_tokens,
                total.usd);
+        if (connects)
+            printf(" %10llu %10llu %10llu", (unsigned long long)total.intercepts,
+                   (unsigned long long)total.tunnels, (unsigned long long)total.refused);
+        printf("\n");
+    }
     audit_cost_rows_free(rows, n);
     fflush(stdout);
     if (rep.verdict == AUDIT_TAMPERED || (rep.verdict == AUDIT_TRUNCATED && !rep.unsigned_tail)) {

@@ -102,7 +102,7 @@ def verify(d, pub):
             if rest < 60:
                 raise Bad("TRUNCATED" if is_last else "BAD", name, off, seq, "short header")
             magic, ver, typ, flags, blen, rseq, _t, rprev = struct.unpack_from("<4sBBHIQQ32s", data, off)
-            if ver != 1 or typ not in (1, 2, 3, 4) or blen > MAX_BODY:
+            if ver != 1 or typ not in (1, 2, 3, 4, 5) or blen > MAX_BODY:
                 raise Bad("BAD", name, off, seq, "header fields")
             total = 60 + blen + 32
             if rest < total:

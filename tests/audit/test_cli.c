@@ -6,6 +6,7 @@
 #include "audit_test_util.h"
 #include "common/log.h"
 #include "harness.h"
+#include "proxy/egress.h"
 
 static char g_bin[1024];
 static char g_out[4096], g_errfile[4096];
@@ -267,6 +268,159 @@ static void test_show_diff_cli(void)
     free(dir);
 }
 
+/* make_connect_log -- make_log(6) (3 priced responses, keys k0 k1 k2) and then four
+ * connect records from the egress proxy: k0 intercept, k0 tunnel, k1 refuse, no key
+ * refuse. */
+static char *make_connect_log(void)
+{
+    char *dir = tmp_dir("cliconn");
+    struct config_audit cfg = audit_cfg(dir, CONFIG_SYNC_NONE);
+    struct audit *a = NULL;
+    char err[256];
+    static const struct {
+        const char *id, *key, *team, *host, *address;
+        enum egress_verdict d;
+        int status;
+    } cs[] = {
+        {"c-1", "k0", "t0", "api.openai.com", NULL, EGRESS_INTERCEPT, 200},
+        {"c-2", "k0", "t0", "api.github.com", "140.82.112.3", EGRESS_TUNNEL, 200},
+        {"c-3", "k1", "t1", "evil.example", NULL, EGRESS_REFUSE, 403},
+        {"c-4", NULL, NULL, "other.example", NULL, EGRESS_REFUSE, 403},
+    };
+
+    if (!dir || audit_open(&cfg, &a, err, sizeof(err)) != 0)
+        return NULL;
+    if (append_n(a, 6, 0, 50) != 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof cs / sizeof *cs; i++) {
+        struct egress_connect_info ci = {.id = cs[i].id,
+                                         .client = "127.0.0.1:40000",
+                                         .key = cs[i].key,
+                                         .team = cs[i].team,
+                                         .host = cs[i].host,
+                                         .port = 443,
+                                         .decision = cs[i].d,
+                                         .reason = "test",
+                                         .address = cs[i].address,
+                                         .bytes_up = 100 * i,
+                                         .bytes_down = 1000 * i,
+                                         .started_ms = 1765000000000ll,
+                                         .ended_ms = 1765000001000ll,
+                                         .status = cs[i].status};
+        size_t len;
+        char *meta = egress_connect_meta(&ci, &len);
+        int r =
+            meta ? audit_append_ex(a, AUDIT_REC_CONNECT, meta, len, NULL, 0, 0, NULL, NULL) : -1;
+        free(meta);
+        if (r < 0)
+            return NULL;
+    }
+    audit_close(a);
+    return dir;
+}
+
+static void test_connect_cli(void)
+{
+    char *dir = make_connect_log();
+    char *out, *err;
+
+    REQUIRE(dir);
+    {
+        const char *argv[] = {"airlock", "audit", "verify", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK(strncmp(out, "ok: 12 records", 14) == 0);
+        free(out);
+        free(err);
+    }
+    long conn_off = -1;
+    {
+        const char *argv[] = {"airlock", "audit", "show", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_INT(count_lines(out), 12);
+        const char *c = strstr(out, "\"type\":\"connect\"");
+        CHECK(c != NULL);
+        const char *o = c ? strstr(c, "\"offset\":") : NULL;
+        if (o)
+            conn_off = strtol(o + 9, NULL, 10);
+        CHECK(strstr(out, "\"host\":\"api.github.com\"") != NULL);
+        CHECK(strstr(out, "\"decision\":\"tunnel\"") != NULL);
+        CHECK(strstr(out, "\"address\":\"140.82.112.3\"") != NULL);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "show", dir, "--id", "c-3", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_INT(count_lines(out), 1);
+        CHECK(strstr(out, "\"type\":\"connect\"") != NULL);
+        CHECK(strstr(out, "\"decision\":\"refuse\"") && strstr(out, "\"status\":403"));
+        CHECK(strstr(out, "\"blobs\"") == NULL || strstr(out, "\"blobs\":[]") != NULL);
+        free(out);
+        free(err);
+    }
+    {
+        /* the cost is the responses' alone; connects counted per key */
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--by", "key", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK(strstr(out, "intercepts") && strstr(out, "tunnels") && strstr(out, "refused"));
+        CHECK(strstr(out, "TOTAL") != NULL && strstr(out, "0.75000000") != NULL);
+        /* header, k0 k1 k2, '-' (the keyless refusal), TOTAL */
+        CHECK_EQ_INT(count_lines(out), 6);
+        free(out);
+        free(err);
+    }
+    {
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--by", "key", "--json", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK(strstr(out, "{\"key\":\"k0\",\"requests\":1,") != NULL);
+        CHECK(strstr(out, "\"intercepts\":1,\"tunnels\":1,\"refused\":0}") != NULL);
+        CHECK(strstr(out, "{\"key\":\"-\",\"requests\":0,\"input_tokens\":0,") != NULL);
+        free(out);
+        free(err);
+    }
+    {
+        /* by provider: connects name none, so no row and no columns for them */
+        const char *argv[] = {"airlock", "audit", "cost", dir, "--by", "provider", NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 0);
+        CHECK_EQ_INT(count_lines(out), 3);
+        CHECK(strstr(out, "tunnels") == NULL);
+        free(out);
+        free(err);
+    }
+    /* the independent verifier (docs/audit.md) takes connect records too */
+    char pub[1024];
+    snprintf(pub, sizeof(pub), "%s/audit.sign.pub", dir);
+    {
+        const char *argv[] = {"python3", "tests/audit/pyverify.py", dir, pub, NULL};
+        CHECK_EQ_INT(run_prog("python3", argv, &out, &err), 0);
+        CHECK(strncmp(out, "ok 12 ", 6) == 0);
+        free(out);
+        free(err);
+    }
+    /* a changed byte in a connect record is tampering, to both */
+    CHECK(conn_off > 0);
+    if (conn_off > 0) {
+        char seg[1024];
+        size_t len;
+        snprintf(seg, sizeof(seg), "%s/00000001.alog", dir);
+        uint8_t *buf = read_file(seg, &len);
+        REQUIRE(buf && (size_t)conn_off + 60 < len);
+        buf[conn_off + 60] ^= 1;
+        REQUIRE(write_file(seg, buf, len) == 0);
+        free(buf);
+        const char *argv[] = {"airlock", "audit", "verify", dir, NULL};
+        CHECK_EQ_INT(run(argv, &out, &err), 1);
+        free(out);
+        free(err);
+        const char *pargv[] = {"python3", "tests/audit/pyverify.py", dir, pub, NULL};
+        CHECK(run_prog("python3", pargv, &out, &err) != 0);
+        free(out);
+        free(err);
+    }
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_keygen_cli(void)
 {
     char *dir = tmp_dir("keygen");
@@ -490,6 +644,7 @@ int main(void)
     } else {
         RUN(test_verify_cli);
         RUN(test_show_cost_cli);
+        RUN(test_connect_cli);
         RUN(test_keygen_cli);
         RUN(test_show_sealed_cli);
         RUN(test_show_diff_cli);
