@@ -118,6 +118,24 @@ void proxy_metrics_render(struct proxy *px, struct evbuffer *b)
     COUNTER("airlock_audit_fsyncs_total",
             "fdatasync calls on the audit log (records per call: the group-commit factor).",
             px->audit ? audit_syncs(px->audit) : 0);
+    evbuffer_add_printf(b, "# HELP airlock_egress_connects_total Forward-listener CONNECTs and "
+                           "absolute-form requests by decision.\n"
+                           "# TYPE airlock_egress_connects_total counter\n");
+    evbuffer_add_printf(b, "airlock_egress_connects_total{decision=\"refuse\"} %llu\n",
+                        (unsigned long long)px->egress.connects[0]);
+    evbuffer_add_printf(b, "airlock_egress_connects_total{decision=\"intercept\"} %llu\n",
+                        (unsigned long long)px->egress.connects[1]);
+    evbuffer_add_printf(b, "airlock_egress_connects_total{decision=\"tunnel\"} %llu\n",
+                        (unsigned long long)px->egress.connects[2]);
+    GAUGE("airlock_egress_tunnels_open", "Tunnels resolving, connecting or open.",
+          (uint64_t)px->egress.open_tunnels);
+    evbuffer_add_printf(b, "# HELP airlock_egress_tunnel_bytes_total Bytes spliced through "
+                           "tunnels, by direction.\n"
+                           "# TYPE airlock_egress_tunnel_bytes_total counter\n");
+    evbuffer_add_printf(b, "airlock_egress_tunnel_bytes_total{direction=\"up\"} %llu\n",
+                        (unsigned long long)px->egress.tunnel_bytes_up);
+    evbuffer_add_printf(b, "airlock_egress_tunnel_bytes_total{direction=\"down\"} %llu\n",
+                        (unsigned long long)px->egress.tunnel_bytes_down);
     COUNTER("airlock_config_reloads_total", "Successful config reloads.", m->reloads_ok);
     COUNTER("airlock_config_reload_failures_total", "Rejected config reloads.", m->reloads_failed);
 }

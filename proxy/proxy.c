@@ -41,6 +41,7 @@ void proxy_snap_unref(struct proxy_snap *s)
     free(s->pools);
     free(s->engines);
     free(s->models);
+    egress_mint_free(s->mint);
     policy_free(s->policy);
     config_unref(s->cfg);
     free(s);
@@ -282,6 +283,14 @@ static struct proxy_snap *snap_new(struct proxy *px, struct config *cfg, char *e
     for (i = 0; i < cfg->n_providers; i++)
         if (proxy_pool_init(&s->pools[i], px, &cfg->providers[i], err, errlen) < 0)
             goto fail;
+    if (cfg->egress.present && cfg->egress.ca_cert && cfg->egress.ca_key) {
+        char merr[512];
+        s->mint = egress_mint_new(cfg->egress.ca_cert, cfg->egress.ca_key, merr, sizeof(merr));
+        if (!s->mint) {
+            snprintf(err, errlen, "egress: %s", merr);
+            goto fail;
+        }
+    }
     for (i = 0; i < cfg->n_providers; i++) {
         const struct config_provider *p = &cfg->providers[i];
         char eerr[512];
@@ -578,8 +587,11 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
         goto fail;
     }
     px->dns = evdns_base_new(px->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!px->dns)
+    if (!px->dns) { /* no usable resolv.conf: names from /etc/hosts only */
         px->dns = evdns_base_new(px->base, 0);
+        if (px->dns)
+            (void)evdns_base_load_hosts(px->dns, NULL);
+    }
     px->mbox = proxy_mailbox_new(px->base);
     if (!px->mbox) {
         config_unref(cfg);
@@ -661,6 +673,7 @@ void proxy_free(struct proxy *px)
         event_free(px->drain_timer);
     free(px->listeners);
     free(px->listen_ssl);
+    free(px->listen_forward);
     if (px->dns)
         evdns_base_free(px->dns, 0);
     if (px->base)

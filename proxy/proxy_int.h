@@ -35,6 +35,7 @@
 #include "policy/policy.h"
 #include "proxy/answer.h"
 #include "proxy/decide.h"
+#include "proxy/egress.h"
 #include "proxy/mailbox.h"
 #include "proxy/metrics.h"
 #include "proxy/proxy.h"
@@ -58,6 +59,8 @@ struct proxy_snap {
     struct engine_server **engines;   /* [cfg->n_providers], of the slots below */
     struct engine_model **models;     /* idem */
     struct proxy_engine_slot **slots; /* [cfg->n_providers] engine references held */
+    struct egress_mint *mint;         /* the org CA of cfg->egress (NULL: no egress section): host
+                                         certificates for interception, minted on the loop */
 };
 
 void proxy_snap_unref(struct proxy_snap *s);
@@ -85,6 +88,14 @@ struct proxy_engine_slot {
 
 struct proxy_conn;
 
+/* The egress proxy's counters (forward.c counts, metrics.c renders). */
+struct proxy_egress_stats {
+    uint64_t connects[3];     /* by enum egress_verdict: refuse, intercept, tunnel */
+    uint64_t tunnel_bytes_up; /* client -> far end, tunnels and absolute-form requests */
+    uint64_t tunnel_bytes_down;
+    int open_tunnels; /* tunnels resolving, connecting or open (egress.max_tunnels) */
+};
+
 struct proxy {
     struct event_base *base;
     struct evdns_base *dns;
@@ -92,6 +103,7 @@ struct proxy {
     char *reload_path;
     struct evconnlistener **listeners;
     SSL_CTX **listen_ssl;
+    unsigned char *listen_forward; /* [n_listeners] 1: a `mode: forward` listener */
     size_t n_listeners;
     struct audit *audit;
     int audit_was_healthy;
@@ -102,6 +114,7 @@ struct proxy {
     struct proxy_conn *conns; /* doubly linked, for draining */
     int n_reqs;               /* requests being handled */
     struct proxy_metrics metrics;
+    struct proxy_egress_stats egress;
     struct proxy_spend *spend;
     int spend_day;                     /* days since epoch the spend is for */
     struct proxy_engine_slot *engines; /* loaded models, by path */

@@ -78,6 +78,8 @@ void proxy_req_handle(struct proxy_req *r)
     int get = c->parser.method == HTTP_GET, post = c->parser.method == HTTP_POST;
 
 #define PATH_IS(p) (plen == strlen(p) && strncmp(url, (p), plen) == 0)
+    if (c->intercept && proxy_forward_screen(r, url, plen))
+        return; /* the gateway's own paths and WebSockets on a provider's host */
     if (PATH_IS("/healthz")) {
         snprintf(r->endpoint, sizeof(r->endpoint), "/healthz");
         proxy_conn_reply(r, 200, "text/plain", "ok\n", 3);
@@ -145,6 +147,12 @@ void proxy_req_handle(struct proxy_req *r)
                             r->endpoint);
             return;
         }
+    } else if (c->intercept) { /* never tunnelled: what airlock cannot read does not leave */
+        proxy_req_error(r, 403, NULL,
+                        "The path '%.*s' is not an API airlock can inspect, so it is not "
+                        "forwarded.",
+                        (int)(plen > 200 ? 200 : plen), url);
+        return;
     } else {
         proxy_req_error(r, 404, "invalid_request_error", "Unknown path '%.*s'.",
                         (int)(plen > 200 ? 200 : plen), url);
@@ -367,6 +375,17 @@ static int authenticate(struct proxy_req *r)
     if (!cfg->auth)
         return 0;
     k = presented_key(r->conn);
+    if ((!k || !*k) && r->conn->intercept) {
+        /* intercepted: the key its CONNECT presented in Proxy-Authorization (forward.c) */
+        r->key = proxy_forward_key(r->conn, cfg);
+        if (r->key)
+            return 0;
+        refuse(r, 407,
+               "No airlock key was presented: send it as the API key ('Authorization: Bearer "
+               "KEY' or 'x-api-key: KEY') or as the proxy password (Proxy-Authorization: "
+               "Basic).");
+        return -1;
+    }
     if (!k || !*k) {
         refuse(r, 401,
                "No API key was presented: send 'Authorization: Bearer KEY' or "

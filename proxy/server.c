@@ -243,10 +243,14 @@ static const char *status_text(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
     case 413:
         return "Payload Too Large";
+    case 426:
+        return "Upgrade Required";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -283,6 +287,8 @@ static void write_head(struct proxy_req *r, int status, const char *content_type
         evbuffer_add_printf(out, "x-airlock-route: %s/%s\r\n", r->d.prov->name, r->d.model->name);
     if (r->d.modified && r->dispatched) /* (a request that never left was not changed) */
         evbuffer_add_printf(out, "x-airlock-modified: %s\r\n", r->d.modified);
+    if (status == 407) /* an intercepted request with no key (forward.c) */
+        evbuffer_add_printf(out, "proxy-authenticate: Basic realm=\"airlock\"\r\n");
     if (!keep)
         evbuffer_add_printf(out, "connection: close\r\n");
     evbuffer_add(out, "\r\n", 2);
@@ -474,6 +480,21 @@ static void conn_close_gracefully(struct proxy_conn *c)
         conn_write_cb(c->bev, c);
 }
 
+void proxy_conn_flush(struct proxy_conn *c)
+{
+    conn_flush(c);
+}
+
+void proxy_conn_close(struct proxy_conn *c)
+{
+    conn_close_gracefully(c);
+}
+
+void proxy_conn_free(struct proxy_conn *c)
+{
+    conn_free(c);
+}
+
 /* A bare error for a request that never became a proxy_req (parse errors,
  * limits before the body): OpenAI's shape, since the API is unknown. */
 static void conn_reply_raw_error(struct proxy_conn *c, int status, const char *type,
@@ -524,6 +545,11 @@ static void conn_dispatch(struct proxy_conn *c)
 {
     struct proxy_req *r;
 
+    if (c->forward && !c->intercept) {
+        c->state = CONN_FORWARD;
+        proxy_forward_dispatch(c);
+        return;
+    }
     if (c->body_too_large) {
         char msg[128];
         snprintf(msg, sizeof(msg), "The request body is larger than the limit of %zu bytes.",
@@ -560,6 +586,13 @@ static void conn_process(struct proxy_conn *c)
         }
         if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
             enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+            if (c->forward && !c->intercept) {
+                char msg[160];
+                snprintf(msg, sizeof(msg), "Malformed proxy request: %s.",
+                         http_errno_description(e));
+                proxy_forward_bad_request(c, e == HPE_HEADER_OVERFLOW ? 431 : 400, msg);
+                return;
+            }
             if (c->header_bytes > c->px->snap->cfg->limits.max_header_bytes ||
                 c->n_hdrs >= PROXY_MAX_HEADERS || e == HPE_HEADER_OVERFLOW)
                 conn_reply_raw_error(c, 431, "invalid_request_error",
@@ -589,6 +622,22 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
                        evbuffer_get_length(bufferevent_get_input(c->bev)));
 }
 
+/* A closing TLS filter's last records wait in the socket's own bufferevent (an
+ * intercepted connection, proxy_conn_start_tls): its callbacks are taken from the filter,
+ * which writes nothing more, and the connection is freed once they are out. */
+static void under_flushed_cb(struct bufferevent *under, void *arg)
+{
+    if (evbuffer_get_length(bufferevent_get_output(under)) == 0)
+        conn_free(arg);
+}
+
+static void under_event_cb(struct bufferevent *under, short what, void *arg)
+{
+    (void)under;
+    (void)what;
+    conn_free(arg);
+}
+
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
     struct proxy_conn *c = arg;
@@ -596,8 +645,15 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     (void)bev;
     if (c->state == CONN_CLOSING) {
         struct timeval tv = {PROXY_LINGER_MS / 1000, (PROXY_LINGER_MS % 1000) * 1000};
+        struct bufferevent *under = c->tls ? bufferevent_get_underlying(c->bev) : NULL;
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0 || c->lingering)
             return;
+        if (under && evbuffer_get_length(bufferevent_get_output(under)) != 0) {
+            bufferevent_setwatermark(under, EV_WRITE, 0, 0);
+            bufferevent_setcb(under, NULL, under_flushed_cb, under_event_cb, c);
+            bufferevent_enable(under, EV_WRITE);
+            return;
+        }
         if (c->tls || c->px->draining || shutdown(bufferevent_getfd(c->bev), SHUT_WR) != 0) {
             conn_free(c);
             return;
@@ -620,7 +676,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     if (what & BEV_EVENT_TIMEOUT) {
-        if ((what & BEV_EVENT_READING) && c->state == CONN_BUSY) {
+        if ((what & BEV_EVENT_READING) && (c->state == CONN_BUSY || c->state == CONN_FORWARD)) {
             /* not reading is fine while we answer: keep watching for EOF */
             bufferevent_enable(c->bev, EV_READ);
             return;
@@ -686,6 +742,8 @@ static void conn_free(struct proxy_conn *c)
         proxy_req_client_gone(r);
         proxy_req_unref(r);
     }
+    if (c->fwd)
+        proxy_forward_conn_free(c); /* its record, its tunnel (before the bufferevent goes) */
     conn_reset_request(c);
     if (c->header_timer)
         event_free(c->header_timer);
@@ -733,6 +791,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     c->px = px;
+    c->forward = li < px->n_listeners && px->listen_forward[li];
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (sa->sa_family == AF_INET) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
@@ -803,6 +862,48 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
 }
 
+int proxy_conn_start_tls(struct proxy_conn *c, SSL *ssl)
+{
+    struct proxy *px = c->px;
+    struct bufferevent *tls;
+    struct timeval ht = {px->snap->cfg->limits.header_timeout_ms / 1000,
+                         (px->snap->cfg->limits.header_timeout_ms % 1000) * 1000};
+    struct timeval idle = {px->snap->cfg->limits.idle_timeout_ms / 1000,
+                           (px->snap->cfg->limits.idle_timeout_ms % 1000) * 1000};
+
+    tls = bufferevent_openssl_filter_new(px->base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (!tls) {
+        SSL_free(ssl);
+        return -1;
+    }
+    /* (the filter owns the socket's bufferevent now: freeing it frees both) */
+    c->bev = tls;
+    c->tls = 1;
+    bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+    bufferevent_setcb(tls, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_set_timeouts(tls, &idle, &idle);
+    bufferevent_setwatermark(tls, EV_WRITE, PROXY_CLIENT_LOW_WATER, 0);
+    bufferevent_setwatermark(tls, EV_READ, 0,
+                             px->snap->cfg->limits.max_body_bytes +
+                                 px->snap->cfg->limits.max_header_bytes + 4096);
+    bufferevent_enable(tls, EV_READ | EV_WRITE);
+    conn_reset_request(c);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->state = CONN_IDLE;
+    c->keep_alive = 1;
+    evtimer_add(c->header_timer, &ht);
+    /* a ClientHello sent with the CONNECT is already in the socket's input: the filter
+     * reads it only when told */
+    {
+        struct bufferevent *under = bufferevent_get_underlying(tls);
+        if (under && evbuffer_get_length(bufferevent_get_input(under)) > 0)
+            bufferevent_trigger(under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+    }
+    return 0;
+}
+
 static void listener_error_cb(struct evconnlistener *l, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
@@ -820,7 +921,8 @@ int proxy_listeners_open(struct proxy *px, char *err, size_t errlen)
 
     px->listeners = calloc(cfg->n_listens ? cfg->n_listens : 1, sizeof(*px->listeners));
     px->listen_ssl = calloc(cfg->n_listens ? cfg->n_listens : 1, sizeof(*px->listen_ssl));
-    if (!px->listeners || !px->listen_ssl) {
+    px->listen_forward = calloc(cfg->n_listens ? cfg->n_listens : 1, 1);
+    if (!px->listeners || !px->listen_ssl || !px->listen_forward) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -830,6 +932,7 @@ int proxy_listeners_open(struct proxy *px, char *err, size_t errlen)
         char port[16];
         int rc;
 
+        px->listen_forward[i] = ln->mode == CONFIG_LISTEN_FORWARD;
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;

@@ -35,9 +35,16 @@ enum proxy_conn_state {
     CONN_READING, /* request started, not complete */
     CONN_BUSY,    /* request complete, being answered */
     CONN_CLOSING, /* flushing the last bytes, then free */
+    CONN_FORWARD, /* forward listener: a CONNECT or absolute-form request is being
+                     resolved, connected or tunnelled (forward.c owns the bufferevent's
+                     callbacks while it tunnels) */
 };
 
 struct proxy_req;
+struct proxy_fwd;
+struct config;
+struct config_key;
+typedef struct ssl_st SSL;
 
 struct proxy_conn {
     struct proxy *px;
@@ -64,6 +71,11 @@ struct proxy_conn {
     struct proxy_req *req; /* the request being answered */
     /* response */
     int chunked; /* the current response uses chunked encoding */
+    /* the egress proxy (forward.c): accepted on a `mode: forward` listener */
+    int forward;
+    int intercept;         /* TLS was terminated for an intercept entry: every request
+                              inside takes the gateway's path (req.c screens it) */
+    struct proxy_fwd *fwd; /* the CONNECT's state (host, decision, tunnel); owned */
 };
 
 /* Response writing; every byte of body also goes to req->client_bytes. */
@@ -85,6 +97,36 @@ const char *proxy_conn_header(const struct proxy_conn *c, const char *lname);
 /* The connection's request is finished (answered and recorded): go on with the next
  * pipelined request, or close. Called by the request when it completes. */
 void proxy_conn_request_done(struct proxy_conn *c);
+
+/* For forward.c: write what is staged in c->out; close once written (gracefully); free
+ * now (the request, if any, is told its client is gone). */
+void proxy_conn_flush(struct proxy_conn *c);
+void proxy_conn_close(struct proxy_conn *c);
+void proxy_conn_free(struct proxy_conn *c);
+/* proxy_conn_start_tls -- layer a TLS server (ssl, consumed) over the connection's
+ * bufferevent and serve gateway requests inside: the parser restarts, the handshake and
+ * the first request head must arrive within header_timeout_ms. Bytes the client already
+ * sent stay and are read as TLS. -1 (ssl freed) when the filter cannot be made. */
+int proxy_conn_start_tls(struct proxy_conn *c, SSL *ssl);
+
+/* ---- the forward listener (forward.c, SPEC §8) ---- */
+
+/* proxy_forward_dispatch -- a complete request on a forward listener's connection that is
+ * not intercepting: CONNECT host:port, an absolute-form http:// request, or a 400. */
+void proxy_forward_dispatch(struct proxy_conn *c);
+/* proxy_forward_bad_request -- the parser refused what the client sent: a one-line
+ * answer (and a `connect` record when it was a CONNECT), then close. */
+void proxy_forward_bad_request(struct proxy_conn *c, int status, const char *msg);
+/* proxy_forward_conn_free -- from conn_free: end the tunnel or interception, write its
+ * `connect` record, free c->fwd. */
+void proxy_forward_conn_free(struct proxy_conn *c);
+/* proxy_forward_screen -- an intercepted connection's request, before its path is routed:
+ * answers (and returns 1) what the gateway must not serve on the provider's host: its own
+ * /healthz and /metrics (403) and a WebSocket upgrade (426). 0: go on. */
+int proxy_forward_screen(struct proxy_req *r, const char *path, size_t plen);
+/* proxy_forward_key -- the key an intercepted connection's CONNECT presented in
+ * Proxy-Authorization, looked up in cfg (the request's snapshot); NULL when none. */
+const struct config_key *proxy_forward_key(const struct proxy_conn *c, const struct config *cfg);
 
 /* listeners and the connections they accept (proxy.c drives them) */
 int proxy_listeners_open(struct proxy *px, char *err, size_t errlen);

@@ -4,7 +4,7 @@
 set -e
 PKGS="gcc make pkg-config libevent-dev libssl-dev libcjson-dev libsodium-dev libyaml-dev libvectorscan-dev libhttp-parser-dev openssl"
 if [ "${1:-build}" = test ]; then
-    PKGS="$PKGS nodejs npm curl python3 clang"
+    PKGS="$PKGS nodejs npm curl python3 clang python3-httpx"
 fi
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,805 @@
+"""egress_test.py -- the egress proxy (SPEC §8, issue 15): a `mode: forward` listener.
+
+Interception: curl -x and Python clients reach the C mock as api.openai.com and
+api.anthropic.com through CONNECT, trusting only the org CA, and every request takes the
+gateway's path (redaction restored, a card kept local, a secret blocked, the provider key
+substituted). Tunnels: byte-exact TLS through a blind splice, a ClientHello sent with the
+CONNECT, backpressure against a slow reader, idle timeout, the tunnel limit, half-close.
+Refusals: a denied host and a name that resolves to loopback get 403 and no connection;
+hostile CONNECT lines are refused cleanly. Identity (407), WebSocket (426), ALPN, the
+gateway's own paths, absolute-form plain HTTP, SIGHUP, /metrics and the `connect` audit
+records."""
+import base64
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itest import (AIRLOCK, ALICE, ANTHROPIC_REAL, OPENAI_REAL, Airlock, Mock, Suite,  # noqa: E402
+                   chat, free_port, gateway_missing, make_ca, messages, request, wait_port)
+
+SHARED = os.environ.get("AIRLOCK_SHARED") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
+MODEL = os.path.join(SHARED, "models", "tiny-llama3-q8_0.gguf")
+EMAIL = "jane.doe@corp-mail.example.com"
+CARD = "4111 1111 1111 1111"
+SECRET = "AKIAIOSFODNN7EXAMPLQ"
+IDLE_MS = 3000
+
+
+def org_ca(d):
+    """The org CA: `airlock ca init` when it exists, else openssl with the same shape
+    (ECDSA P-256, CA:TRUE, keyCertSign, key mode 0600)."""
+    prefix = os.path.join(d, "org-ca")
+    r = subprocess.run([AIRLOCK, "ca", "init", "--out", prefix], capture_output=True, text=True)
+    if r.returncode == 0 and os.path.exists(prefix + ".crt"):
+        return prefix + ".crt", prefix + ".key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", prefix + ".key", "-out", prefix + ".crt", "-days", "30",
+                    "-subj", "/CN=airlock test org CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"], check=True, capture_output=True)
+    os.chmod(prefix + ".key", 0o600)
+    return prefix + ".crt", prefix + ".key"
+
+
+def config(gw, fw, mock_port, test_ca, org, ports, max_tunnels=6, deny_tls=False):
+    tunnels = ['"127.0.0.1:%d"' % ports["tls"], '"127.0.0.1:%d"' % ports["far"],
+               '"127.0.0.1:%d"' % ports["web"], '"localhost:%d"' % ports["lh"]]
+    if deny_tls:
+        tunnels = tunnels[1:]
+    local = ""
+    if os.path.exists(MODEL):
+        local = '  local: {type: builtin, model: "%s", context: 256}\n' % MODEL
+    card_rule = ("  - {name: cards-stay-home, if: {detected: [credit_card]}, then: {action: route, "
+                 "provider: local, model: local-small}}\n" if local else "")
+    return """listen:
+  - {address: "127.0.0.1:%d"}
+  - {address: "127.0.0.1:%d", mode: forward}
+keys:
+  - {name: alice, team: red, key: "%s"}
+providers:
+  openai: {type: openai, base_url: "https://127.0.0.1:%d/v1", api_key: "%s", ca_file: "%s"}
+  anthropic: {type: anthropic, base_url: "https://127.0.0.1:%d", api_key: "%s", ca_file: "%s"}
+%smodels:
+  - {name: gpt-4o-mini, provider: openai, price: {input_per_mtok: 1, output_per_mtok: 1}}
+  - {name: claude-3-5-haiku, provider: anthropic, price: {input_per_mtok: 1, output_per_mtok: 1}}
+%srules:
+  - {name: no-secrets, if: {detected: [secrets]}, then: {action: block}}
+%s  - {name: mask-emails, if: {detected: [email]}, then: {action: redact, detectors: [email]}}
+  - {name: default, then: {action: allow}}
+egress:
+  ca: {cert: "%s", key: "%s"}
+  intercept:
+    - {host: api.openai.com, provider: openai}
+    - {host: api.anthropic.com, provider: anthropic}
+  tunnel: [%s]
+  default: deny
+  max_tunnels: %d
+  tunnel_idle_ms: %d
+audit: {dir: ./audit}
+limits: {header_timeout_ms: 2000, upstream_timeout_ms: 3000}
+""" % (gw, fw, ALICE, mock_port, OPENAI_REAL, test_ca, mock_port, ANTHROPIC_REAL, test_ca, local,
+       "  - {name: local-small, provider: local}\n" if local else "", card_rule, org[0], org[1],
+       ", ".join(tunnels), max_tunnels, IDLE_MS)
+
+
+def basic(key, user="me"):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, key)).encode()).decode()
+
+
+def via_proxy(fw, org_crt, host, method, path, body=None, headers=None, proxy_auth=None, timeout=15):
+    """One request to https://host through the forward listener (http.client's CONNECT
+    tunnel), trusting only the org CA. Returns (status, headers, body)."""
+    ctx = ssl.create_default_context(cafile=org_crt)
+    c = http.client.HTTPSConnection("127.0.0.1", fw, timeout=timeout, context=ctx)
+    c.set_tunnel(host, 443, headers={"Proxy-Authorization": proxy_auth} if proxy_auth else None)
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+    h = {"Content-Type": "application/json"} if body is not None else {}
+    h.update(headers or {})
+    try:
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        c.close()
+
+
+def connect_raw(fw, target, extra=b"", proxy_auth=None, timeout=10):
+    """CONNECT over a raw socket: (socket, status, head bytes, bytes after the head)."""
+    s = socket.create_connection(("127.0.0.1", fw), timeout=timeout)
+    head = b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n"
+    if proxy_auth:
+        head += b"Proxy-Authorization: " + proxy_auth.encode() + b"\r\n"
+    s.sendall(head + b"\r\n" + extra)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        try:
+            d = s.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not d:
+            break
+        got += d
+    h, _, rest = got.partition(b"\r\n\r\n")
+    try:
+        status = int(h.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        status = 0
+    return s, status, h, rest
+
+
+def read_all(s, timeout=5):
+    s.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except (socket.timeout, OSError):
+        pass
+    return out
+
+
+def metrics(gw):
+    r = request(gw, "GET", "/metrics", key=None)
+    out = {}
+    for line in r.body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+class Listener:
+    """A TCP listener that counts the connections it accepts (a host that must see none)."""
+
+    def __init__(self, port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+
+    def accepted(self):
+        n = 0
+        while True:
+            try:
+                c, _ = self.sock.accept()
+                c.close()
+                n += 1
+            except BlockingIOError:
+                return n
+
+
+def serve_thread(fn):
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    return t
+
+
+class TLSEcho:
+    """A TLS server (the test CA's cert): for each connection, reads 8 bytes of length, that
+    many bytes, then answers the sha256 of what it read and `length` bytes of its own."""
+
+    def __init__(self, port, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        serve_thread(self.loop)
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            serve_thread(lambda c=c: self.one(c))
+
+    def one(self, c):
+        try:
+            t = self.ctx.wrap_socket(c, server_side=True)
+            n = b""
+            while len(n) < 8:
+                d = t.recv(8 - len(n))
+                if not d:
+                    return
+                n += d
+            want = int.from_bytes(n, "big")
+            h = hashlib.sha256()
+            got = 0
+            while got < want:
+                d = t.recv(min(65536, want - got))
+                if not d:
+                    return
+                h.update(d)
+                got += len(d)
+            t.sendall(h.digest() + pattern(want))
+            t.close()
+        except (OSError, ssl.SSLError):
+            pass
+
+
+def pattern(n):
+    block = hashlib.sha256(b"airlock").digest() * 2048  # 64 KiB
+    out = bytearray()
+    while len(out) < n:
+        out += block
+    return bytes(out[:n])
+
+
+def test_intercept(s, gw, fw, mock, org_crt):
+    before = mock.stats()["requests"]
+    # curl, trusting only the org CA: the proxy mints api.openai.com's certificate
+    out = subprocess.run(["curl", "-s", "-x", "http://127.0.0.1:%d" % fw, "--cacert", org_crt,
+                          "-H", "Authorization: Bearer " + ALICE, "-H", "Content-Type: application/json",
+                          "-D", "-", "https://api.openai.com/v1/chat/completions",
+                          "-d", json.dumps(chat("MOCK:echo write to %s today" % EMAIL))],
+                         capture_output=True, text=True, timeout=30)
+    head, _, body = out.stdout.replace("\r\n", "\n").rpartition("\n\n")
+    s.check("curl -x --cacert: chat through interception answered 200 (after 200 Connection established)",
+            out.returncode == 0 and "200 Connection established" in head and "HTTP/1.1 200 OK\n" in head,
+            (out.returncode, out.stderr[-300:], head[-400:]))
+    try:
+        j = json.loads(body)
+        text = j["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError):
+        text = ""
+    s.check("intercepted: the redacted e-mail is restored for the client", EMAIL in text, body[:300])
+    up = mock.last_body().decode("utf-8", "replace")
+    s.check("intercepted: the mock saw a placeholder, not the e-mail",
+            EMAIL not in up and "[EMAIL_1" in up, up[:300])
+    s.check("intercepted: x-airlock-* headers as on the gateway",
+            "x-airlock-request-id:" in head.lower() and "x-airlock-route: openai/gpt-4o-mini" in head.lower(),
+            head[-400:])
+    mh = mock.last_head()
+    s.check("intercepted: the provider key is substituted, the airlock key never leaves",
+            OPENAI_REAL in mh and ALICE not in mh, mh[:400])
+    s.check("intercepted: the mock got the request", mock.stats()["requests"] == before + 1)
+
+    # a secret is blocked: 403 in OpenAI's shape, nothing reaches the mock
+    before = mock.stats()["requests"]
+    st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions",
+                         chat("deploy with %s and go" % SECRET), {"Authorization": "Bearer " + ALICE})
+    s.check("intercepted: a secret is blocked with 403 naming the rule",
+            st == 403 and b"no-secrets" in b and SECRET.encode() not in b, (st, b[:300]))
+    s.check("intercepted: the blocked request never reached the mock", mock.stats()["requests"] == before)
+
+    # a card number stays local (the rule routes it to the built-in engine)
+    if os.path.exists(MODEL):
+        before = mock.stats()["requests"]
+        st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions",
+                             chat("my card is %s" % CARD, max_tokens=4), {"Authorization": "Bearer " + ALICE})
+        s.check("intercepted: a card number stays local (routed to the built-in engine)",
+                st == 200 and h.get("x-airlock-route") == "local/local-small", (st, h, b[:200]))
+        s.check("intercepted: the card never reached the provider", mock.stats()["requests"] == before)
+    else:
+        s.skip("intercepted: card stays local", "test model %s missing" % MODEL)
+
+    # Anthropic: x-api-key inside the TLS, the real key substituted
+    st, h, b = via_proxy(fw, org_crt, "api.anthropic.com", "POST", "/v1/messages",
+                         messages("hello from the proxy"),
+                         {"x-api-key": ALICE, "anthropic-version": "2023-06-01"})
+    j = json.loads(b) if b.startswith(b"{") else {}
+    s.check("intercepted api.anthropic.com: Messages answered 200", st == 200 and j.get("type") == "message",
+            (st, b[:300]))
+    mh = mock.last_head()
+    s.check("intercepted api.anthropic.com: the mock saw the real key, not the airlock key",
+            ANTHROPIC_REAL in mh and ALICE not in mh, mh[:300])
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", "http://127.0.0.1:%d" % fw,
+                          "--cacert", org_crt, "-H", "x-api-key: " + ALICE, "-H", "anthropic-version: 2023-06-01",
+                          "-H", "Content-Type: application/json", "https://api.anthropic.com/v1/messages",
+                          "-d", json.dumps(messages("MOCK:echo hi %s" % EMAIL))],
+                         capture_output=True, text=True, timeout=30)
+    s.check("curl -x https://api.anthropic.com/v1/messages: 200", out.stdout == "200", (out.stdout, out.stderr[-200:]))
+    s.check("curl to api.anthropic.com: the mock saw the placeholder",
+            EMAIL not in mock.last_body().decode("utf-8", "replace"))
+
+    # ALPN: curl --http2 is offered http/1.1 only and falls back
+    out = subprocess.run(["curl", "-s", "--http2", "-o", "/dev/null", "-w", "%{http_code} %{http_version}",
+                          "-x", "http://127.0.0.1:%d" % fw, "--cacert", org_crt,
+                          "-H", "Authorization: Bearer " + ALICE, "-H", "Content-Type: application/json",
+                          "https://api.openai.com/v1/chat/completions", "-d", json.dumps(chat("hi"))],
+                         capture_output=True, text=True, timeout=30)
+    s.check("ALPN: curl --http2 through interception falls back to HTTP/1.1 and works",
+            out.stdout == "200 1.1", (out.stdout, out.stderr[-200:]))
+    ctx = ssl.create_default_context(cafile=org_crt)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    sock, st, _, _ = connect_raw(fw, b"api.openai.com:443")
+    t = ctx.wrap_socket(sock, server_hostname="api.openai.com")
+    cert = t.getpeercert()
+    s.check("minted certificate: api.openai.com in subjectAltName, ALPN http/1.1",
+            ("DNS", "api.openai.com") in cert.get("subjectAltName", ()) and t.selected_alpn_protocol() == "http/1.1",
+            (cert.get("subjectAltName"), t.selected_alpn_protocol()))
+    t.close()
+
+    # paths the gateway cannot inspect: 403, never tunnelled; its own paths are not the provider's
+    before = mock.stats()["requests"]
+    st, _, b = via_proxy(fw, org_crt, "api.openai.com", "GET", "/v1/files", headers={"Authorization": "Bearer " + ALICE})
+    s.check("intercepted: a path airlock cannot inspect gets 403 (not 404, not tunnelled)",
+            st == 403 and b"inspect" in b and mock.stats()["requests"] == before, (st, b[:200]))
+    st, _, b = via_proxy(fw, org_crt, "api.openai.com", "GET", "/healthz")
+    s.check("intercepted: the gateway's /healthz is not served on api.openai.com (403)", st == 403, (st, b[:200]))
+    st, _, b = via_proxy(fw, org_crt, "api.openai.com", "GET", "/metrics")
+    s.check("intercepted: /metrics is not served on api.openai.com (403)", st == 403 and b"airlock_" not in b,
+            (st, b[:200]))
+    st, h, b = via_proxy(fw, org_crt, "api.openai.com", "GET", "/v1/realtime",
+                         headers={"Authorization": "Bearer " + ALICE, "Connection": "Upgrade",
+                                  "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    s.check("intercepted: a WebSocket upgrade gets 426", st == 426, (st, b[:200]))
+    st, _, b = via_proxy(fw, org_crt, "api.openai.com", "GET", "/v1/models", headers={"Authorization": "Bearer " + ALICE})
+    s.check("intercepted: GET /v1/models is the gateway's list", st == 200 and b"gpt-4o-mini" in b, (st, b[:200]))
+
+
+def test_identity(s, gw, fw, mock, org_crt, ports):
+    st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions", chat("hi"))
+    s.check("intercepted, no key header and no Proxy-Authorization: 407 with Proxy-Authenticate",
+            st == 407 and "basic" in h.get("proxy-authenticate", "").lower(), (st, h, b[:200]))
+    st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions", chat("hi"),
+                         proxy_auth=basic(ALICE))
+    s.check("intercepted, the key as the Proxy-Authorization password: 200", st == 200, (st, b[:200]))
+    st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions", chat("hi"),
+                         headers={"Authorization": "Bearer sk-not-a-key"})
+    s.check("intercepted, an unknown key in the SDK's header: 401", st == 401, (st, b[:200]))
+    sock, st, h, _ = connect_raw(fw, b"api.openai.com:443", proxy_auth=basic("sk-wrong"))
+    sock.close()
+    s.check("CONNECT with a wrong Proxy-Authorization key: 407", st == 407 and b"proxy-authenticate" in h.lower(), h)
+    sock, st, h, _ = connect_raw(fw, b"api.openai.com:443", proxy_auth="Basic !!!notbase64")
+    sock.close()
+    s.check("CONNECT with a malformed Proxy-Authorization: 407", st == 407, h)
+    sock, st, h, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["tls"])
+    sock.close()
+    s.check("tunnel CONNECT without Proxy-Authorization (keys configured): 407", st == 407, h)
+
+
+def test_tunnel_tls(s, fw, ports, test_ca):
+    auth = basic(ALICE)
+    sock, st, h, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["tls"], proxy_auth=auth)
+    s.check("tunnel CONNECT to a literal entry: 200 once connected", st == 200, h)
+    ctx = ssl.create_default_context(cafile=test_ca)
+    t = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+    data = os.urandom(3 << 20)
+    t.sendall(len(data).to_bytes(8, "big") + data)
+    back = b""
+    t.settimeout(20)
+    try:
+        while len(back) < 32 + len(data):
+            d = t.recv(1 << 20)
+            if not d:
+                break
+            back += d
+    except (socket.timeout, ssl.SSLError, OSError):
+        pass
+    t.close()
+    s.check("tunnel: 3 MiB up arrive byte for byte (sha256 at the far end)",
+            back[:32] == hashlib.sha256(data).digest(), len(back))
+    s.check("tunnel: 3 MiB down arrive byte for byte", back[32:] == pattern(len(data)), len(back))
+
+    # a ClientHello sent with the CONNECT, before its answer, is forwarded, not lost
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg, server_hostname="127.0.0.1")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outg.read()
+    sock, st, h, rest = connect_raw(fw, b"127.0.0.1:%d" % ports["tls"], extra=hello, proxy_auth=auth)
+    ok = st == 200
+    inc.write(rest)
+    sock.settimeout(5)
+    try:
+        for _ in range(50):
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pending = outg.read()
+                if pending:
+                    sock.sendall(pending)
+                d = sock.recv(65536)
+                if not d:
+                    ok = False
+                    break
+                inc.write(d)
+        pending = outg.read()
+        if pending:
+            sock.sendall(pending)
+        obj.write((5).to_bytes(8, "big") + b"hello")
+        sock.sendall(outg.read())
+        got = b""
+        while len(got) < 37:
+            try:
+                got += obj.read(4096)
+            except ssl.SSLWantReadError:
+                d = sock.recv(65536)
+                if not d:
+                    break
+                inc.write(d)
+        ok = ok and got[:32] == hashlib.sha256(b"hello").digest()
+    except (OSError, ssl.SSLError) as e:
+        ok = (ok, repr(e))
+    sock.close()
+    s.check("tunnel: a ClientHello sent with the CONNECT (before the 200) is forwarded", ok is True, ok)
+
+
+def test_refusals(s, gw, fw, ports):
+    auth = basic(ALICE)
+    deny = Listener(ports["deny"])
+    sock, st, h, rest = connect_raw(fw, b"127.0.0.1:%d" % ports["deny"], proxy_auth=auth)
+    body = read_all(sock, 3)
+    sock.close()
+    s.check("denied host: 403 with a one-line reason", st == 403 and (rest + body).count(b"\n") == 1
+            and b"not allowed" in rest + body, (h, rest + body))
+    sock, st, h, _ = connect_raw(fw, b"db.internal.example:5432", proxy_auth=auth)
+    sock.close()
+    s.check("denied name: 403", st == 403, h)
+    # a name in a tunnel entry that resolves to loopback (/etc/hosts) is refused
+    lh = Listener(ports["lh"])
+    sock, st, h, rest = connect_raw(fw, b"localhost:%d" % ports["lh"], proxy_auth=auth)
+    body = read_all(sock, 3)
+    sock.close()
+    s.check("tunnel entry 'localhost:PORT' resolving to loopback: 403 (DNS rebinding closed)",
+            st == 403 and b"loopback" in rest + body, (h, rest + body))
+    # hostile CONNECT lines
+    hostile = [
+        (b"CONNECT example.com HTTP/1.1\r\nHost: x\r\n\r\n", (400,), "missing port"),
+        (b"CONNECT " + b"a" * 300 + b".com:443 HTTP/1.1\r\nHost: x\r\n\r\n", (400,), "300-character host"),
+        (b"CONNECT exa\x00mple.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", (400,), "NUL in host"),
+        (b"CONNECT exa mple.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", (400,), "space in host"),
+        (b"CONNECT [::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n", (400, 403), "[::1]:443 against name entries"),
+        (b"CONNECT user@api.openai.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", (400, 403), "userinfo"),
+        (b"CONNECT api.openai.com:99999 HTTP/1.1\r\nHost: x\r\n\r\n", (400,), "port out of range"),
+        (b"CONNECT 127.0.0.1:%d/x HTTP/1.1\r\nHost: x\r\n\r\n" % ports["deny"], (400, 403), "a path"),
+    ]
+    for raw, want, name in hostile:
+        c = socket.create_connection(("127.0.0.1", fw), timeout=5)
+        c.sendall(raw)
+        got = read_all(c, 3)
+        c.close()
+        try:
+            st = int(got.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            st = 0
+        s.check("hostile CONNECT (%s): refused %s cleanly" % (name, "/".join(map(str, want))), st in want, got[:200])
+    s.check("refused CONNECTs made no connection (the listeners saw nothing)",
+            deny.accepted() == 0 and lh.accepted() == 0)
+    r = request(gw, "GET", "/healthz", key=None)
+    s.check("the gateway serves on after hostile CONNECTs", r.status == 200, r)
+    # origin-form on the forward listener
+    c = socket.create_connection(("127.0.0.1", fw), timeout=5)
+    c.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = read_all(c, 3)
+    c.close()
+    s.check("origin-form request on the forward listener: 400", got.startswith(b"HTTP/1.1 400"), got[:100])
+
+
+def test_backpressure(s, gw, fw, ports, pid):
+    """The far end writes 64 MiB; the client reads nothing for a while: the proxy must
+    stop reading the far end instead of buffering."""
+    total = 64 << 20
+    sent = [0]
+    done = threading.Event()
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", ports["far"]))
+    srv.listen(4)
+
+    def far():
+        c, _ = srv.accept()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        chunk = b"x" * 65536
+        try:
+            while sent[0] < total:
+                sent[0] += c.send(chunk[:min(65536, total - sent[0])])
+        except OSError:
+            pass
+        done.set()
+        c.close()
+    serve_thread(far)
+
+    def rss():
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+    rss0 = rss()
+    cl = socket.socket()
+    cl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    cl.settimeout(10)
+    cl.connect(("127.0.0.1", fw))
+    cl.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\nProxy-Authorization: %s\r\n\r\n"
+               % (ports["far"], basic(ALICE).encode()))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += cl.recv(1)
+    time.sleep(1.5)  # read nothing (under the idle timeout)
+    m = metrics(gw)
+    down = m.get('airlock_egress_tunnel_bytes_total{direction="down"}', 0)
+    grew = rss() - rss0
+    s.check("slow tunnel client: the far end is held back (it could not write 64 MiB)",
+            not done.is_set() and sent[0] < 24 << 20, sent[0])
+    s.check("slow tunnel client: the proxy read < 8 MiB from the far end", down < 8 << 20, down)
+    s.check("slow tunnel client: the proxy's RSS grew < 8 MiB", grew < 8 << 20, grew)
+    got = len(head.partition(b"\r\n\r\n")[2])
+    cl.settimeout(10)
+    try:
+        while got < total:
+            d = cl.recv(1 << 20)
+            if not d:
+                break
+            got += len(d)
+    except (socket.timeout, OSError):
+        pass
+    cl.close()
+    srv.close()
+    s.check("slow tunnel client: once it reads, all 64 MiB arrive", got == total, got)
+
+
+def test_idle_and_limit(s, gw, fw, ports):
+    auth = basic(ALICE).encode()
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", ports["far"]))
+    srv.listen(64)
+    held = []
+
+    def acceptor():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            held.append(c)
+    serve_thread(acceptor)
+    socks = []
+    for _ in range(6):
+        c, st, _, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["far"], proxy_auth=auth.decode())
+        socks.append((c, st))
+    s.check("max_tunnels: 6 tunnels open", all(st == 200 for _, st in socks), [st for _, st in socks])
+    m = metrics(gw)
+    s.check("/metrics: 6 open tunnels", m.get("airlock_egress_tunnels_open") == 6, m.get("airlock_egress_tunnels_open"))
+    c, st, h, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["far"], proxy_auth=auth.decode())
+    c.close()
+    s.check("max_tunnels: the 7th gets 503", st == 503, h)
+    # half-close: the client's EOF reaches the far end, which can still answer
+    c0 = socks[0][0]
+    c0.sendall(b"ping")
+    c0.shutdown(socket.SHUT_WR)
+    time.sleep(0.3)
+    far0 = held[0] if held else None
+    got = b""
+    if far0:
+        far0.settimeout(3)
+        try:
+            while True:
+                d = far0.recv(100)
+                if not d:
+                    break
+                got += d
+        except OSError:
+            pass
+        far0.sendall(b"pong")
+        far0.close()
+    back = read_all(c0, 3)
+    s.check("half-close: the client's EOF reaches the far end after its bytes, the answer still comes back",
+            got == b"ping" and back == b"pong", (got, back))
+    # idle: the others close after tunnel_idle_ms with no byte either way
+    t0 = time.time()
+    closed = 0
+    for c, _ in socks[1:]:
+        c.settimeout(IDLE_MS / 1000 + 3)
+        try:
+            if c.recv(1) == b"":
+                closed += 1
+        except OSError:
+            closed += 1
+        c.close()
+    el = time.time() - t0
+    s.check("idle tunnels are closed after tunnel_idle_ms", closed == 5 and el < IDLE_MS / 1000 + 2.5, (closed, el))
+    time.sleep(0.2)
+    s.check("/metrics: no tunnel left open", metrics(gw).get("airlock_egress_tunnels_open") == 0)
+    srv.close()
+    for c in held:
+        c.close()
+
+
+def test_absolute(s, fw, org_crt, ports):
+    seen = {}
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", ports["web"]))
+    srv.listen(4)
+
+    def web():
+        c, _ = srv.accept()
+        c.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        seen["head"] = data
+        c.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        c.close()
+    serve_thread(web)
+    c = socket.create_connection(("127.0.0.1", fw), timeout=5)
+    c.sendall(b"GET http://127.0.0.1:%d/x/y?z=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nProxy-Authorization: %s\r\n"
+              b"X-Test: yes\r\n\r\n" % (ports["web"], ports["web"], basic(ALICE).encode()))
+    got = read_all(c, 5)
+    c.close()
+    head = seen.get("head", b"")
+    s.check("absolute-form GET to a tunnel host: the answer is relayed", got.startswith(b"HTTP/1.1 201")
+            and got.endswith(b"hello"), got[:200])
+    s.check("absolute-form: the server got origin-form, Connection: close, no Proxy-* headers",
+            head.startswith(b"GET /x/y?z=1 HTTP/1.1\r\n") and b"connection: close" in head.lower()
+            and b"proxy-authorization" not in head.lower() and b"x-test: yes" in head.lower(), head)
+    srv.close()
+    c = socket.create_connection(("127.0.0.1", fw), timeout=5)
+    c.sendall(b"GET http://api.openai.com/v1/models HTTP/1.1\r\nHost: api.openai.com\r\n\r\n")
+    got = read_all(c, 3)
+    c.close()
+    s.check("absolute-form to an intercepted host over plain HTTP: 403 (HTTPS only)",
+            got.startswith(b"HTTP/1.1 403"), got[:200])
+    c = socket.create_connection(("127.0.0.1", fw), timeout=5)
+    c.sendall(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\nProxy-Authorization: %s\r\n\r\n"
+              % basic(ALICE).encode())
+    got = read_all(c, 3)
+    c.close()
+    s.check("absolute-form to a denied host: 403", got.startswith(b"HTTP/1.1 403"), got[:200])
+
+
+HTTPX_CLIENT = r"""
+import json, sys
+import httpx
+fw, ca, key, body = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+try:
+    cl = httpx.Client(proxy="http://127.0.0.1:%d" % fw, verify=ca, timeout=20)
+except TypeError:  # httpx < 0.26 names it proxies
+    cl = httpx.Client(proxies="http://127.0.0.1:%d" % fw, verify=ca, timeout=20)
+r = cl.post("https://api.openai.com/v1/chat/completions", content=body,
+            headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+print(json.dumps({"status": r.status_code, "text": r.text}))
+"""
+
+
+def test_httpx(s, fw, org_crt):
+    """httpx (Debian's python3-httpx) as a client would use it: proxy URL, verify=CA. Run by
+    whichever python has it (a pyenv python does not see Debian's packages)."""
+    py = None
+    for cand in (sys.executable, "/usr/bin/python3"):
+        if cand and os.path.exists(cand) and subprocess.run([cand, "-c", "import httpx"],
+                                                            capture_output=True).returncode == 0:
+            py = cand
+            break
+    if not py:
+        s.skip("httpx through the proxy", "python3-httpx is not installed (scripts/deps.sh test)")
+        return
+    out = subprocess.run([py, "-c", HTTPX_CLIENT, str(fw), org_crt, ALICE,
+                          json.dumps(chat("MOCK:echo to %s" % EMAIL))], capture_output=True, text=True, timeout=60)
+    try:
+        j = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        j = {}
+    s.check("httpx through the proxy (verify=org CA): 200, the e-mail restored",
+            j.get("status") == 200 and EMAIL in j.get("text", ""), (out.stdout[-300:], out.stderr[-300:]))
+
+
+def test_audit(s, gw_obj):
+    audit_dir = os.path.join(gw_obj.dir, "audit")
+    r = subprocess.run([AIRLOCK, "audit", "show", audit_dir], capture_output=True, text=True, timeout=30)
+    recs = []
+    for line in r.stdout.splitlines():
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        if j.get("type") == "connect":
+            recs.append(j["meta"])
+    s.check("audit show lists connect records", len(recs) > 10, (r.returncode, r.stderr[-300:], len(recs)))
+    by = {}
+    for m in recs:
+        by.setdefault(m.get("decision"), []).append(m)
+    s.check("connect records: intercepts of api.openai.com with bytes both ways",
+            any(m["host"] == "api.openai.com" and m["bytes_up"] > 0 and m["bytes_down"] > 0 and m["status"] == 200
+                for m in by.get("intercept", [])), by.get("intercept", [])[:1])
+    s.check("connect records: a tunnel of 3 MiB each way",
+            any(m["bytes_up"] > 3 << 20 and m["bytes_down"] > 3 << 20 and m["address"] == "127.0.0.1"
+                for m in by.get("tunnel", [])), [(m["bytes_up"], m["bytes_down"]) for m in by.get("tunnel", [])][:5])
+    s.check("connect records: refusals with status and reason (403 and 400 and 407)",
+            {403, 400, 407} <= {m["status"] for m in by.get("refuse", [])} and
+            all(m["reason"] for m in by.get("refuse", [])), [(m["status"], m["host"]) for m in by.get("refuse", [])][:8])
+    s.check("connect records: the key name from Proxy-Authorization",
+            any(m.get("key") == "alice" for m in by.get("tunnel", [])))
+    r = subprocess.run([AIRLOCK, "audit", "verify", audit_dir], capture_output=True, text=True, timeout=30)
+    s.check("audit verify: intact with connect records", r.returncode == 0, (r.stdout[-200:], r.stderr[-200:]))
+
+
+def main():
+    s = Suite("egress")
+    why = gateway_missing()
+    if why:
+        s.bail(why)
+    d = os.path.join(s.tmp, "pki")
+    os.makedirs(d)
+    test_ca, cert, key = make_ca(d)
+    org = org_ca(d)
+    mock = Mock(s, tls=(cert, key))
+    gw, fw = free_port(), free_port()
+    ports = {k: free_port() for k in ("tls", "far", "web", "lh", "deny")}
+    TLSEcho(ports["tls"], cert, key)
+    a = Airlock(s, config(gw, fw, mock.port, test_ca, org, ports), gw, name="egress")
+    if not wait_port(fw, 5):
+        s.bail("the forward listener did not open")
+
+    s.run(test_intercept, gw, fw, mock, org[0])
+    s.run(test_identity, gw, fw, mock, org[0], ports)
+    s.run(test_httpx, fw, org[0])
+    s.run(test_tunnel_tls, fw, ports, test_ca)
+    s.run(test_refusals, gw, fw, ports)
+    s.run(test_absolute, fw, org[0], ports)
+    s.run(test_backpressure, gw, fw, ports, a.proc.pid)
+    s.run(test_idle_and_limit, gw, fw, ports)
+
+    m = metrics(gw)
+    s.check("/metrics: connects by decision", m.get('airlock_egress_connects_total{decision="intercept"}', 0) > 5
+            and m.get('airlock_egress_connects_total{decision="tunnel"}', 0) > 3
+            and m.get('airlock_egress_connects_total{decision="refuse"}', 0) > 5, m)
+    s.check("/metrics: tunnel bytes counted", m.get('airlock_egress_tunnel_bytes_total{direction="up"}', 0) > 3 << 20
+            and m.get('airlock_egress_tunnel_bytes_total{direction="down"}', 0) > 64 << 20)
+
+    # SIGHUP: a tunnel that is open keeps going; new CONNECTs get the new policy
+    auth = basic(ALICE)
+    sock, st, _, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["tls"], proxy_auth=auth)
+    with open(a.config, "w") as f:
+        f.write(config(gw, fw, mock.port, test_ca, org, ports, deny_tls=True))
+    a.signal(signal.SIGHUP)
+    time.sleep(1.0)
+    ok = False
+    if st == 200:
+        t = ssl.create_default_context(cafile=test_ca).wrap_socket(sock, server_hostname="127.0.0.1")
+        t.sendall((3).to_bytes(8, "big") + b"abc")
+        t.settimeout(5)
+        back = b""
+        try:
+            while len(back) < 35:
+                dd = t.recv(4096)
+                if not dd:
+                    break
+                back += dd
+        except (OSError, ssl.SSLError):
+            pass
+        ok = back[:32] == hashlib.sha256(b"abc").digest()
+        t.close()
+    s.check("SIGHUP: a tunnel opened before the reload keeps working", ok)
+    sock, st, h, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["tls"], proxy_auth=auth)
+    sock.close()
+    s.check("SIGHUP: a new CONNECT to the host the new policy dropped gets 403", st == 403, h)
+
+    rc = a.stop()
+    s.check("SIGTERM: exit 0", rc == 0, (rc, a.stderr()[-400:]))
+    s.run(test_audit, a)
+    s.done()
+
+
+if __name__ == "__main__":
+    main()
