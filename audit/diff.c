@@ -594,6 +594,15 @@ done:
     return rc;
 }
 
+/* field -- `before` then a metadata value (NULL: "?"), made safe for a terminal */
+static void field(struct tb *t, const char *before, const char *value)
+{
+    tb_put(t, before, strlen(before));
+    if (!value)
+        value = "?";
+    tb_safe(t, value, strlen(value));
+}
+
 static int render(struct tb *t, const cJSON *req, const cJSON *resp)
 {
     const cJSON *rm = req ? cJSON_GetObjectItemCaseSensitive(req, "meta") : NULL;
@@ -604,20 +613,24 @@ static int render(struct tb *t, const cJSON *req, const cJSON *resp)
     int any_sealed;
 
     tm = cJSON_GetObjectItemCaseSensitive(req ? req : resp, "time");
-    tb_printf(t, "=== request %s%s%s\n", id ? id : "?", cJSON_IsString(tm) ? "  " : "",
-              cJSON_IsString(tm) ? tm->valuestring : "");
+    field(t, "=== request ", id);
+    if (cJSON_IsString(tm))
+        field(t, "  ", tm->valuestring);
+    tb_put(t, "\n", 1);
     if (rm) {
         const char *prov = mstr(rm, "provider"), *rmod = mstr(rm, "route_model");
-        tb_printf(t, "%s (%s)  model %s  verdict %s  rule %s",
-                  mstr(rm, "endpoint") ? mstr(rm, "endpoint") : "?",
-                  mstr(rm, "api") ? mstr(rm, "api") : "?",
-                  mstr(rm, "model") ? mstr(rm, "model") : "?",
-                  mstr(rm, "verdict") ? mstr(rm, "verdict") : "?",
-                  mstr(rm, "rule") ? mstr(rm, "rule") : "?");
-        if (prov && rmod)
-            tb_printf(t, "  route %s/%s", prov, rmod);
+        field(t, "", mstr(rm, "endpoint"));
+        field(t, " (", mstr(rm, "api"));
+        field(t, ")  model ", mstr(rm, "model"));
+        field(t, "  verdict ", mstr(rm, "verdict"));
+        field(t, "  rule ", mstr(rm, "rule"));
+        if (prov && rmod) {
+            field(t, "  route ", prov);
+            field(t, "/", rmod);
+        }
         tb_put(t, "\n", 1);
-        tb_printf(t, "modified: %s\n", mstr(rm, "modified") ? mstr(rm, "modified") : "nothing");
+        field(t, "modified: ", mstr(rm, "modified") ? mstr(rm, "modified") : "nothing");
+        tb_put(t, "\n", 1);
         f = cJSON_GetObjectItemCaseSensitive(rm, "findings");
         if (cJSON_GetArraySize(f) > 0) {
             const cJSON *x;
@@ -628,7 +641,11 @@ static int render(struct tb *t, const cJSON *req, const cJSON *resp)
                 const char *det = mstr(x, "detector");
                 double s = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "start"));
                 double e = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "end"));
-                tb_printf(t, "  %-16s %.0f..%.0f (%.0f bytes)", det ? det : "?", s, e, e - s);
+                char span[96];
+                field(t, "  ", det);
+                snprintf(span, sizeof(span), " %.0f..%.0f (%.0f bytes)", s, e, e - s);
+                tb_indent(t, det && strlen(det) < 16 ? 16 - (int)strlen(det) : 0);
+                tb_put(t, span, strlen(span));
                 if (cJSON_IsNumber(msg) && msg->valuedouble >= 0)
                     tb_printf(t, "  message %.0f", msg->valuedouble);
                 else if (cJSON_IsNumber(msg))
@@ -643,9 +660,11 @@ static int render(struct tb *t, const cJSON *req, const cJSON *resp)
         st = cJSON_GetObjectItemCaseSensitive(sm, "status");
         tb_printf(t, "answer: status %.0f", cJSON_IsNumber(st) ? st->valuedouble : 0.0);
         if (mstr(sm, "model"))
-            tb_printf(t, "  model %s", mstr(sm, "model"));
-        if (mstr(sm, "error"))
-            tb_printf(t, "  error \"%s\"", mstr(sm, "error"));
+            field(t, "  model ", mstr(sm, "model"));
+        if (mstr(sm, "error")) {
+            field(t, "  error \"", mstr(sm, "error"));
+            tb_put(t, "\"", 1);
+        }
         tb_put(t, "\n", 1);
     } else {
         tb_printf(t, "answer: no response record\n");

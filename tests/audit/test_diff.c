@@ -257,6 +257,13 @@ static int write_log(struct audit *a)
     snprintf(m, sizeof(m), req_meta, "r3", "block", "", "");
     if (append(a, AUDIT_REC_REQUEST, m, "inbound", plain_2, NULL, NULL) != 0)
         return -1;
+    /* metadata from a client (its model name) holding a terminal's escape sequence */
+    if (append(a, AUDIT_REC_REQUEST,
+               "{\"id\":\"r4\",\"model\":\"x\\u001b[2Jy\",\"verdict\":\"allow\"}", "inbound",
+               plain_2, "outbound", plain_2) != 0 ||
+        append(a, AUDIT_REC_RESPONSE, "{\"id\":\"r4\",\"status\":502,\"error\":\"e\\u0007\"}",
+               "client", "{}", NULL, NULL) != 0)
+        return -1;
     return 0;
 }
 
@@ -287,10 +294,16 @@ static void test_diff_log_plain(void)
     REQUIRE(write_log(a) == 0);
     audit_close(a);
     REQUIRE(audit_diff(dir, NULL, NULL, collect, &t, &rep, err, sizeof(err)) == 0);
-    CHECK_EQ_INT(t.n, 3);
+    CHECK_EQ_INT(t.n, 4);
     /* in the order the responses come; r3 has none and comes last */
     CHECK(strstr(t.all, "=== request r1") < strstr(t.all, "=== request r2"));
-    CHECK(strstr(t.all, "=== request r2") < strstr(t.all, "=== request r3"));
+    CHECK(strstr(t.all, "=== request r2") < strstr(t.all, "=== request r4"));
+    CHECK(strstr(t.all, "=== request r4") < strstr(t.all, "=== request r3"));
+    /* metadata is shown, never obeyed; a missing field is "?" */
+    CHECK(strstr(t.all, "? (?)  model x\\x1b[2Jy  verdict allow  rule ?\n"));
+    CHECK(strstr(t.all, "answer: status 502  error \"e\\x07\"\n"));
+    CHECK(strstr(t.all, "upstream -> client: no provider answered; made here (client 2 bytes)\n"));
+    CHECK(!strchr(t.all, 0x1b) && !strchr(t.all, 0x07));
     CHECK(strstr(t.all, "modified: redacted=email:1\n"));
     CHECK(strstr(t.all, "  email            56..73 (17 bytes)  message 0\n"));
     CHECK(strstr(t.all,
@@ -306,7 +319,7 @@ static void test_diff_log_plain(void)
     CHECK(strstr(t.all, "upstream -> client: unchanged (2 bytes)\n"));
     CHECK(strstr(t.all, "inbound -> outbound: nothing left the network (inbound 27 bytes)\n"));
     CHECK(strstr(t.all, "answer: no response record\n"));
-    if (t.n != 3 || !strstr(t.all, "-      \"content\""))
+    if (t.n != 4 || !strstr(t.all, "-      \"content\""))
         fprintf(stderr, "%s", t.all);
     /* one id */
     memset(&t, 0, sizeof(t));
