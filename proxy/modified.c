@@ -75,6 +75,8 @@ const char *proxy_modified_api_name(enum policy_api api, enum proxy_body kind)
         return "openai-completions";
     if (kind == PROXY_BODY_EMBEDDING)
         return "openai-embeddings";
+    if (kind == PROXY_BODY_RESPONSE || kind == PROXY_BODY_COMPACT)
+        return "openai-responses";
     return api == POLICY_API_ANTHROPIC ? "anthropic-messages" : "openai-chat";
 }
 
@@ -148,8 +150,8 @@ int proxy_modified_summary(const struct proxy_decision *d, char **out)
         item(&b, "options");
         puts_(&b, "stream_options.include_usage");
     }
-    if (builtin ||
-        (d->kind == PROXY_BODY_CHAT && to_anthropic != (d->api == POLICY_API_ANTHROPIC))) {
+    /* (the routes a kind cannot take were refused: proxy_decide_body's routable) */
+    if (builtin || to_anthropic != (d->api == POLICY_API_ANTHROPIC)) {
         item(&b, "translated");
         puts_(&b, proxy_modified_api_name(d->api, d->kind));
         puts_(&b, "->");

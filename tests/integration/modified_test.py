@@ -85,6 +85,11 @@ def headers_tests(s, mock, port, gw):
             == "redacted=email:1; model=claude-3-5-haiku->claude-3-5-haiku-20241022; "
                "translated=openai-chat->anthropic-messages", r)
 
+    r = request(port, "POST", "/v1/responses", {"model": "gpt-renamed", "input": "mail %s" % EMAIL1})
+    s.check("responses: redaction and rename, no value",
+            r.status == 200 and r.headers.get("x-airlock-modified")
+            == "redacted=email:1; model=gpt-renamed->gpt-4o-2024-08-06" and no_value(r, [EMAIL1]), r)
+
     raw, r = post(port, chat("MOCK:reset_before hello", model="gpt-renamed"))
     s.check("an error after the request left (502) still says what was changed",
             r.status == 502 and r.headers.get("x-airlock-modified") == "model=gpt-renamed->gpt-4o-2024-08-06", r)

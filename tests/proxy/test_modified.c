@@ -140,6 +140,32 @@ static void test_builtin_engine(void)
         "translated=openai-completions->builtin");
 }
 
+static void test_responses(void)
+{
+    const char *s = summary(POLICY_API_OPENAI, PROXY_BODY_RESPONSE,
+                            "{\"model\":\"renamed\",\"stream\":true,\"instructions\":\"mail "
+                            "a@example.com\",\"input\":\"or b@example.com\"}");
+
+    /* no stream_options on this API: nothing injected */
+    CHECK_EQ_STR(s, "redacted=email:2; model=renamed->renamed-2024-07-18");
+    CHECK_EQ_STR(
+        summary(POLICY_API_OPENAI, PROXY_BODY_RESPONSE, "{\"model\":\"plain\",\"input\":\"hi\"}"),
+        "");
+    CHECK_EQ_STR(
+        summary(POLICY_API_OPENAI, PROXY_BODY_RESPONSE, "{\"model\":\"claude\",\"input\":\"hi\"}"),
+        "model=claude->claude-x; translated=openai-responses->anthropic-messages");
+    CHECK_EQ_STR(
+        summary(POLICY_API_OPENAI, PROXY_BODY_RESPONSE, "{\"model\":\"here\",\"input\":\"hi\"}"),
+        "translated=openai-responses->builtin");
+    CHECK_EQ_STR(
+        summary(POLICY_API_OPENAI, PROXY_BODY_COMPACT, "{\"model\":\"renamed\",\"input\":\"hi\"}"),
+        "model=renamed->renamed-2024-07-18");
+    /* a compaction cannot be translated: refused, so nothing is said */
+    CHECK_EQ_STR(
+        summary(POLICY_API_OPENAI, PROXY_BODY_COMPACT, "{\"model\":\"claude\",\"input\":\"hi\"}"),
+        "REFUSED");
+}
+
 static void test_refused_has_none(void)
 {
     CHECK_EQ_STR(chat("{\"model\":\"plain\",\"messages\":[{\"role\":\"user\",\"content\":"
@@ -173,6 +199,10 @@ static void test_api_names(void)
                  "anthropic-messages");
     CHECK_EQ_STR(proxy_modified_api_name(POLICY_API_OPENAI, PROXY_BODY_EMBEDDING),
                  "openai-embeddings");
+    CHECK_EQ_STR(proxy_modified_api_name(POLICY_API_OPENAI, PROXY_BODY_COMPLETION),
+                 "openai-completions");
+    CHECK_EQ_STR(proxy_modified_api_name(POLICY_API_OPENAI, PROXY_BODY_RESPONSE),
+                 "openai-responses");
 }
 
 int main(void)
@@ -201,6 +231,7 @@ int main(void)
     RUN(test_all_together_in_order);
     RUN(test_translated);
     RUN(test_builtin_engine);
+    RUN(test_responses);
     RUN(test_refused_has_none);
     RUN(test_names_percent_encoded);
     RUN(test_respelt_model_is_rewritten);
