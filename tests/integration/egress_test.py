@@ -734,6 +734,29 @@ def test_audit(s, gw_obj):
     s.check("audit verify: intact with connect records", r.returncode == 0, (r.stdout[-200:], r.stderr[-200:]))
 
 
+def test_audit_down(s, mock, test_ca, org):
+    """A failed audit with on_failure: refuse (the default) opens no tunnel: 503."""
+    gw, fw = free_port(), free_port()
+    ports = {k: free_port() for k in ("tls", "far", "web", "lh", "deny")}
+    far = Listener(ports["far"])
+    a = Airlock(s, config(gw, fw, mock.port, test_ca, org, ports), gw, name="egress-auditdown",
+                env={"AIRLOCK_AUDIT_FAULT_SYNC": "2+"})
+    auth = basic(ALICE)
+    sock, st, _, _ = connect_raw(fw, b"db.example:5432", proxy_auth=auth)  # a record, then a failed sync
+    sock.close()
+    healthy = 1
+    for _ in range(50):
+        healthy = metrics(gw).get("airlock_audit_healthy", 1)
+        if healthy == 0:
+            break
+        time.sleep(0.1)
+    sock, st, h, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["far"], proxy_auth=auth)
+    sock.close()
+    s.check("audit failed (on_failure: refuse): a tunnel CONNECT gets 503 and no connection",
+            healthy == 0 and st == 503 and far.accepted() == 0, (healthy, h))
+    a.stop()
+
+
 def main():
     s = Suite("egress")
     why = gateway_missing()
@@ -798,6 +821,7 @@ def main():
     rc = a.stop()
     s.check("SIGTERM: exit 0", rc == 0, (rc, a.stderr()[-400:]))
     s.run(test_audit, a)
+    s.run(test_audit_down, mock, test_ca, org)
     s.done()
 
 
