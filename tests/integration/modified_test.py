@@ -182,6 +182,38 @@ def sealed_tests(s, mock):
             and "payloads are sealed" not in out, (rc, out, err))
 
 
+def local_tests(s, mock):
+    """the built-in engine: nothing leaves, but the request is read as a chat prompt"""
+    shared = os.environ.get("AIRLOCK_SHARED") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
+    model = os.path.join(shared, "models", "tiny-llama3-q8_0.gguf")
+    if not os.path.exists(model):
+        s.skip("local: the built-in engine says translated=...->builtin", "%s missing" % model)
+        return
+    port = free_port()
+    cfg = """listen: [{address: "127.0.0.1:%d"}]
+providers:
+  oai: {type: openai, base_url: "http://127.0.0.1:%d/v1", api_key: "${MOCK_OPENAI_KEY}"}
+  local: {type: builtin, model: "%s", context: 256}
+models:
+  - {name: gpt-4o-mini, provider: oai}
+  - {name: local-small, provider: local}
+rules:
+  - {name: cards-stay-home, if: {detected: [credit_card]}, then: {action: route, provider: local, model: local-small}}
+  - {name: default, then: {action: allow}}
+""" % (port, mock.port, model)
+    gw = Airlock(s, cfg, port, name="local")
+    raw, r = post(port, chat("card 4111 1111 1111 1111, say hi", max_tokens=4), key=None)
+    s.check("local: a card routed to the engine: model and translated=openai-chat->builtin, no value",
+            r.status == 200 and r.headers.get("x-airlock-modified")
+            == "model=gpt-4o-mini->local-small; translated=openai-chat->builtin"
+            and no_value(r, ["4111"]), r)
+    raw, r = post(port, chat("hello", max_tokens=4), key=None)
+    s.check("local: the same gateway's plain request to the provider has none",
+            r.status == 200 and "x-airlock-modified" not in r.headers, r)
+    gw.stop()
+
+
 def main():
     s = Suite("modified")
     why = gateway_missing()
@@ -194,6 +226,7 @@ def main():
     policy_tests(s, gw, ids)
     audit_tests(s, gw, ids)
     sealed_tests(s, mock)
+    local_tests(s, mock)
     s.done()
 
 
