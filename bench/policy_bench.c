@@ -63,6 +63,17 @@ static const char *const PROSE[] = {
     "The incident review found no single root cause but several contributing factors. ",
 };
 
+/* prose in other scripts and with accents: every string takes the normaliser's character
+ * path instead of the ASCII copy (the cost of normalisation, issue 13) */
+static const char *const INTL[] = {
+    "Der Dienst liest seine Konfiguration beim Start und hält sie im Speicher. ",
+    "Chaque requête échouée est réessayée avec un délai exponentiel et aléatoire. ",
+    "El panel muestra la latencia, la tasa de errores y la saturación por región. ",
+    "設定は起動時に一度だけ読み込まれ、メモリに保持されます。 ",
+    "हर अनुरोध विफल होने पर क्लाइंट दोबारा कोशिश करता है। ",
+    "La revisione dell’incidente non ha trovato un’unica causa principale. ",
+};
+
 static const char *const MIXED[] = {
     "2025-03-14T09:21:07Z INFO worker: job 8f14e45f-ceea-467f-a8b6-7e6c2a1b9d3e finished in 412ms\n",
     "    for (size_t i = 0; i < n; i++) total += weights[i] * values[i];\n",
@@ -104,8 +115,9 @@ static void buf_add(struct buf *b, const char *s)
 }
 
 /* body_make -- an OpenAI body whose one user message is `target` bytes of text:
- * mixed prose/code/logs with the FINDINGS spread through it when `findings`, else
- * plain prose. Newlines are written as the JSON escape \n. */
+ * mixed prose/code/logs with the FINDINGS spread through it when `findings` is 1, prose in
+ * other scripts (INTL) when it is 2, else plain prose. Newlines are written as the JSON
+ * escape \n. */
 static char *body_make(size_t target, int findings, size_t *len)
 {
     struct buf b = {0};
@@ -118,15 +130,17 @@ static char *body_make(size_t target, int findings, size_t *len)
         seed = seed * 1103515245u + 12345u;
         unsigned r = seed >> 16;
         size_t pos = b.n - start;
-        if (findings && next_finding < 3 && pos >= target * (next_finding + 1) / 4) {
+        if (findings == 1 && next_finding < 3 && pos >= target * (next_finding + 1) / 4) {
             buf_add(&b, FINDINGS[next_finding++]);
             continue;
         }
-        if (findings && r % 3 == 0) {
+        if (findings == 1 && r % 3 == 0) {
             const char *m = MIXED[r / 3 % (sizeof MIXED / sizeof *MIXED)];
             /* JSON-escape the newlines */
             for (const char *p = m; *p; p++)
                 buf_add(&b, *p == '\n' ? "\\n" : (char[]){*p, 0});
+        } else if (findings == 2) {
+            buf_add(&b, INTL[r % (sizeof INTL / sizeof *INTL)]);
         } else {
             buf_add(&b, PROSE[r % (sizeof PROSE / sizeof *PROSE)]);
         }
@@ -377,6 +391,32 @@ int main(int argc, char **argv)
            (double)tlen / best_hs / 1e6);
     policy_decision_deinit(&pd);
     free(plain);
+
+    /* the cost of normalisation: the same stages on prose that is not ASCII, where every
+     * character goes through policy_norm_cp instead of the copy fast path */
+    double i_ext, i_hs, i_scan, i_best;
+    size_t ilen, itlen = 0, iraw = 0;
+    char *intl = body_make(16 * 1024 * 1024, 2, &ilen);
+    if (!intl || time_decide(pol, intl, ilen, 1, pruns, pt, &pd) != 0 ||
+        stages(pol, intl, ilen, pruns, &i_ext, &i_hs, &i_scan, &i_best, &itlen, &iraw) != 0) {
+        fprintf(stderr, "policy_bench: normalisation timing failed\n");
+        free(intl);
+        free(pt);
+        goto out;
+    }
+    printf("\nnormalisation: the same on %zu bytes of prose in other scripts (German, French, "
+           "Spanish, Italian, Japanese, Hindi; every character normalised), median of %d:\n",
+           ilen, pruns);
+    printf("  policy_decide (whole)           %8.1f ms  %7.0f MB/s of body\n",
+           pct(pt, pruns, 0.5) * 1e3, (double)ilen / pct(pt, pruns, 0.5) / 1e6);
+    printf("  extraction (policy_extract)     %8.1f ms  %7.0f MB/s of body  (ASCII prose: %.0f "
+           "MB/s; normalising costs %.1f ns per body byte more)\n",
+           i_ext * 1e3, (double)ilen / i_ext / 1e6, (double)plen / t_ext / 1e6,
+           (i_ext / (double)ilen - t_ext / (double)plen) * 1e9);
+    printf("  scan + validate (policy_scan)   %8.1f ms  %7.0f MB/s of text\n", i_scan * 1e3,
+           (double)itlen / i_scan / 1e6);
+    policy_decision_deinit(&pd);
+    free(intl);
     free(pt);
 
     double best_mbps = (double)tlen / best_hs / 1e6;

@@ -147,15 +147,16 @@ static int hexv(unsigned c)
 
 static size_t unescape_level(struct unit *u, size_t n);
 
-/* the raw string bytes [i, end) as characters: JSON escapes decoded, UTF-8 decoded, and an
- * escape written one level down (a backslash in the text followed by `u` and four hex
- * digits, or by one of "\/bfnrt: JSON inside a JSON string, as tool arguments are) decoded
- * too, since whoever reads that text decodes it. Returns the count; u has room for end-i. */
-static size_t units_of(const unsigned char *b, size_t i, size_t end, struct unit *u)
+/* the raw string bytes from i as characters, those that start before wend (the string ends
+ * at end): JSON escapes decoded, UTF-8 decoded, and an escape written one level down (a
+ * backslash in the text followed by `u` and four hex digits, or by one of "\/bfnrt: JSON
+ * inside a JSON string, as tool arguments are) decoded too, since whoever reads that text
+ * decodes it. Returns the count; u has room for wend-i. */
+static size_t units_of(const unsigned char *b, size_t i, size_t wend, size_t end, struct unit *u)
 {
     size_t n = 0;
 
-    while (i < end) {
+    while (i < wend) {
         unsigned char c = b[i];
         unsigned cp;
         size_t ol;
@@ -272,64 +273,160 @@ static size_t at_spelling(const struct unit *u, size_t k, size_t n)
     return j;
 }
 
+/* kept_run -- where the stretch of raw bytes from i that detection sees unchanged ends:
+ * characters with no escape, no '%' or '&' (an '@' spelt out), and none that the
+ * normaliser maps or drops */
+static size_t kept_run(const unsigned char *b, size_t i, size_t end)
+{
+    while (i < end) {
+        unsigned char c = b[i];
+        size_t ol;
+        unsigned cp;
+
+        if (c < 0x80) {
+            if (c == '\\' || c == '%' || c == '&')
+                break;
+            i++;
+            continue;
+        }
+        ol = utf8_seq_len(b + i, end - i);
+        if (ol == 2)
+            cp = (unsigned)(c & 0x1F) << 6 | (b[i + 1] & 0x3F);
+        else if (ol == 3)
+            cp = (unsigned)(c & 0x0F) << 12 | (unsigned)(b[i + 1] & 0x3F) << 6 | (b[i + 2] & 0x3F);
+        else
+            cp = (unsigned)(c & 0x07) << 18 | (unsigned)(b[i + 1] & 0x3F) << 12 |
+                 (unsigned)(b[i + 2] & 0x3F) << 6 | (b[i + 3] & 0x3F);
+        if (policy_norm_cp(cp) != POLICY_NORM_KEEP)
+            break;
+        i += ol;
+    }
+    return i;
+}
+
 /* normalized -- decode raw string bytes [i, end) into the text as detection sees them
  * (normalize.c), one character to at most one byte; every stretch whose text differs from
  * its raw bytes (an escape at either level, a mapped or dropped character, an '@' spelt
  * out) gets a run, so spans map back to the exact original bytes. Never longer than the
  * raw bytes. */
+/* put -- one character as detection sees it: cp, spelt in the raw bytes [off, off + ol),
+ * mapped or dropped by the normaliser; a run when the text differs from those bytes */
+static int put(struct pextract *x, struct pseg *s, const unsigned char *b, unsigned cp, size_t off,
+               size_t ol)
+{
+    int m = policy_norm_cp(cp);
+    char out[4];
+    size_t dl;
+    struct prun *r;
+
+    if (m == POLICY_NORM_DROP)
+        dl = 0;
+    else if (m >= 0)
+        out[0] = (char)m, dl = 1;
+    else
+        dl = put_cp(cp, out);
+    memcpy(x->text + x->text_len, out, dl);
+    if (dl == ol && memcmp(out, b + off, dl) == 0) {
+        x->text_len += dl;
+        return 0;
+    }
+    if (ol > 255)
+        return -1; /* (cannot be: units_of never merges more) */
+    if (grow((void **)&x->runs, &x->runs_cap, x->n_runs + 1, sizeof(*x->runs)) < 0)
+        return -1;
+    r = &x->runs[x->n_runs++];
+    r->doff = x->text_len;
+    r->ooff = off;
+    r->dlen = (uint8_t)dl;
+    r->olen = (uint8_t)ol;
+    s->n_runs++;
+    x->text_len += dl;
+    return 0;
+}
+
+/* one_char -- the character at raw i when it stands alone: a mapped or dropped character,
+ * or a JSON escape whose character starts nothing longer (not a backslash, '%' or '&');
+ * its length, or 0 when it needs the unit decoder (units_of) */
+static size_t one_char(const unsigned char *b, size_t i, size_t end, unsigned *cp)
+{
+    size_t ol;
+
+    if (b[i] == '%' || b[i] == '&')
+        return 0;
+    if (b[i] == '\\') {
+        ol = escape_cp(b + i, cp);
+        return *cp == '\\' || *cp == '%' || *cp == '&' ? 0 : ol;
+    }
+    ol = utf8_seq_len(b + i, end - i);
+    if (ol == 1)
+        *cp = b[i];
+    else if (ol == 2)
+        *cp = (unsigned)(b[i] & 0x1F) << 6 | (b[i + 1] & 0x3F);
+    else if (ol == 3)
+        *cp = (unsigned)(b[i] & 0x0F) << 12 | (unsigned)(b[i + 1] & 0x3F) << 6 | (b[i + 2] & 0x3F);
+    else
+        *cp = (unsigned)(b[i] & 0x07) << 18 | (unsigned)(b[i + 1] & 0x3F) << 12 |
+              (unsigned)(b[i + 2] & 0x3F) << 6 | (b[i + 3] & 0x3F);
+    return ol;
+}
+
+/* normalized -- decode raw string bytes [i, end) into the text as detection sees them
+ * (normalize.c), one character to at most one byte; every stretch whose text differs from
+ * its raw bytes (an escape at any level, a mapped or dropped character, an '@' spelt out)
+ * gets a run, so spans map back to the exact original bytes. Never longer than the raw
+ * bytes. Three paths, fastest first: stretches detection sees unchanged are copied;
+ * a character that stands alone is put; what may start something longer (a backslash at
+ * a deeper level, an '@' spelt out) goes through the unit decoder, NORM_WINDOW raw bytes
+ * at a time, the units that start in the last NORM_TAIL of a window (an escape spelt over
+ * several levels spans at most 255 bytes) decoded again at the head of the next: the
+ * memory is one window's, however long the string. */
 static int normalized(struct pextract *x, struct pseg *s, const unsigned char *b, size_t i,
                       size_t end)
 {
-    struct unit stack[256], *u = end - i <= 256 ? stack : malloc((end - i) * sizeof(*u));
-    size_t n, k;
-    int rc = -1;
+    enum { NORM_WINDOW = 768, NORM_TAIL = 256 };
+    struct unit u[NORM_WINDOW];
 
-    if (!u)
-        return -1;
-    n = units_of(b, i, end, u);
-    for (k = 0; k < n;) {
-        size_t take = at_spelling(u, k, n), ol, dl, off = u[k].off;
+    while (i < end) {
+        size_t j = kept_run(b, i, end), wend, n, limit, k, ol;
         unsigned cp;
-        char out[4];
-        int m;
 
-        if (take) {
-            cp = '@';
-            ol = u[k + take - 1].off + u[k + take - 1].len - off;
-        } else {
-            cp = u[k].cp;
-            ol = u[k].len;
-            take = 1;
+        if (j > i) {
+            memcpy(x->text + x->text_len, b + i, j - i);
+            x->text_len += j - i;
+            i = j;
+            continue;
         }
-        m = policy_norm_cp(cp);
-        if (m == POLICY_NORM_DROP)
-            dl = 0;
-        else if (m >= 0)
-            out[0] = (char)m, dl = 1;
-        else
-            dl = put_cp(cp, out);
-        memcpy(x->text + x->text_len, out, dl);
-        if (dl != ol || memcmp(out, b + off, dl) != 0) {
-            struct prun *r;
-            if (ol > 255)
-                goto done; /* (cannot be: 12 characters at most) */
-            if (grow((void **)&x->runs, &x->runs_cap, x->n_runs + 1, sizeof(*x->runs)) < 0)
-                goto done;
-            r = &x->runs[x->n_runs++];
-            r->doff = x->text_len;
-            r->ooff = off;
-            r->dlen = (uint8_t)dl;
-            r->olen = (uint8_t)ol;
-            s->n_runs++;
+        if ((ol = one_char(b, i, end, &cp)) != 0) {
+            if (put(x, s, b, cp, i, ol) < 0)
+                return -1;
+            i += ol;
+            continue;
         }
-        x->text_len += dl;
-        k += take;
+        wend = end - i > NORM_WINDOW ? i + NORM_WINDOW : end;
+        n = units_of(b, i, wend, end, u);
+        limit = n;
+        if (wend < end)
+            for (limit = 0; limit < n && u[limit].off < wend - NORM_TAIL;)
+                limit++;
+        if (limit == 0)
+            limit = n; /* (cannot be: a unit spans at most 255 bytes) */
+        for (k = 0; k < limit;) {
+            size_t take = at_spelling(u, k, n);
+
+            if (take) {
+                ol = u[k + take - 1].off + u[k + take - 1].len - u[k].off;
+                if (put(x, s, b, '@', u[k].off, ol) < 0)
+                    return -1;
+                k += take;
+            } else {
+                if (put(x, s, b, u[k].cp, u[k].off, u[k].len) < 0)
+                    return -1;
+                k++;
+            }
+        }
+        i = k < n ? u[k].off : u[n - 1].off + u[n - 1].len;
     }
-    rc = 0;
-done:
-    if (u != stack)
-        free(u);
-    return rc;
+    return 0;
 }
 
 static int add_segment(struct walk *w, uint32_t id, int message, uint32_t key)

@@ -11,7 +11,9 @@
  * subscript digits, mathematical letters and digits, spaces), plus what NFKC leaves alone
  * but an attacker does not: other scripts' decimal digits, invisible format characters,
  * Latin look-alikes in Cyrillic and Greek, dash and space kinds. */
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "policy/policy_int.h"
 
@@ -163,10 +165,8 @@ static const struct {
     {0x051C, 'W'},
 };
 
-int policy_norm_cp(unsigned cp)
+static int norm_slow(unsigned cp)
 {
-    if (cp < 0x80)
-        return (int)cp;
     for (size_t i = 0; i < sizeof(invisible) / sizeof(*invisible); i++)
         if (cp >= invisible[i].lo && cp <= invisible[i].hi)
             return POLICY_NORM_DROP;
@@ -187,4 +187,31 @@ int policy_norm_cp(unsigned cp)
         if (single[i].cp == cp)
             return (unsigned char)single[i].c;
     return POLICY_NORM_KEEP;
+}
+
+/* The Basic Multilingual Plane, looked up once: text in other scripts has every character
+ * normalised, and the tables above cost a hundred comparisons per character. One byte a
+ * code point (64 KiB, built on first use): the ASCII byte, BMP_KEEP or BMP_DROP. */
+enum { BMP_KEEP = 0, BMP_DROP = 0xFF };
+static uint8_t bmp[0x10000];
+static pthread_once_t bmp_once = PTHREAD_ONCE_INIT;
+
+static void bmp_build(void)
+{
+    for (unsigned cp = 0x80; cp < 0x10000; cp++) {
+        int m = norm_slow(cp);
+        bmp[cp] = m == POLICY_NORM_DROP ? BMP_DROP : m == POLICY_NORM_KEEP ? BMP_KEEP : (uint8_t)m;
+    }
+}
+
+int policy_norm_cp(unsigned cp)
+{
+    if (cp < 0x80)
+        return (int)cp;
+    if (cp >= 0x10000)
+        return norm_slow(cp);
+    pthread_once(&bmp_once, bmp_build);
+    return bmp[cp] == BMP_KEEP   ? POLICY_NORM_KEEP
+           : bmp[cp] == BMP_DROP ? POLICY_NORM_DROP
+                                 : bmp[cp];
 }

@@ -1332,12 +1332,14 @@ static enum policy_ctx cluster_label(const char *t, size_t n, size_t cs, int *me
     return (enum policy_ctx) * memo;
 }
 
-/* The number of digit groups in [s, e) when every separator between them is the same
- * single byte ("+1 415 555 0132", "+49-30-1234567"), else 0: the grouping a person gives
- * a number to read it out, which a glued letter does not make less of a phone number. */
-static int uniform_groups(const char *t, size_t s, size_t e)
+/* The number of digit groups in [s, e) when each separator between them is one or two
+ * spaces, dashes or dots ("+1 415 555 0132", "+1 415-555-0132", "+49.30.1234567",
+ * "+1  415  555  0132"), else 0: the
+ * grouping a person gives a number to read it out, which a glued letter does not make less
+ * of a phone number. */
+static int read_out_groups(const char *t, size_t s, size_t e)
 {
-    int groups = 0, sep = 0;
+    int groups = 0;
     for (size_t i = s; i < e;) {
         if (!is_digit(t[i]))
             return 0;
@@ -1346,9 +1348,10 @@ static int uniform_groups(const char *t, size_t s, size_t e)
         groups++;
         if (i == e)
             break;
-        if (i + 1 >= e || (sep && t[i] != sep) || !is_digit(t[i + 1]))
+        for (int k = 0; k < 2 && i < e && (t[i] == ' ' || t[i] == '-' || t[i] == '.'); k++)
+            i++;
+        if (i >= e || !is_digit(t[i]))
             return 0;
-        sep = (unsigned char)t[i++];
     }
     return groups;
 }
@@ -1448,7 +1451,7 @@ static int try_phones(const char *t, size_t n, size_t cs, size_t ce, int *cs_lab
                 /* ... unless it is an international number grouped to be read out,
                  * "q+1 415 555 0132": a glued letter does not make that anything else */
                 if ((glued || is_alpha(a)) &&
-                    !(t[st] == '+' && uniform_groups(t, st + 1, ge) >= 3) &&
+                    !(t[st] == '+' && read_out_groups(t, st + 1, ge) >= 3) &&
                     (st == cs ? cluster_label(t, n, cs, cs_label)
                               : policy_context_label(t, n, st)) != POLICY_CTX_PHONE)
                     continue;

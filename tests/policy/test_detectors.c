@@ -725,6 +725,8 @@ static void test_phone_wide_separators(void)
     CHECK(hit("q+1 415 555 0132", "phone", "+1 415 555 0132"));
     CHECK(hit("+1 415 555 0132q", "phone", "+1 415 555 0132"));
     CHECK(hit("x+49-30-1234567y", "phone", "+49-30-1234567"));
+    CHECK(hit("q+1 415-555-0132", "phone", "+1 415-555-0132"));
+    CHECK(hit("+1  415  555  0132q", "phone", "+1  415  555  0132"));
     /* not phones: no '+', mixed separators, NANP rules, a list of small numbers, too
      * long, a digit glued on */
     CHECK(miss("ratio 1/415/555/0132", "phone"));

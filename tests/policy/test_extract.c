@@ -275,6 +275,56 @@ static void test_nested_escapes(void)
     policy_extract_deinit(&x);
 }
 
+/* a long string is normalised a window at a time: an escaped '@', a surrogate pair and a
+ * three-level escape decode the same at every distance from a window's edge, and their
+ * spans map back to the whole raw spelling */
+static void test_windows(void)
+{
+    static const char *const spell[] = {"\\u0040", "\\\\\\\\u0040", "%40", "&#x40;",
+                                        "\xef\xbc\xa0" /* full-width */};
+    char *b = malloc(8192), want[64];
+    int bad = 0;
+
+    REQUIRE(b);
+    for (size_t sp = 0; sp < sizeof(spell) / sizeof(*spell); sp++) {
+        for (size_t pad = 600; pad < 1800 && !bad; pad++) {
+            struct pextract x;
+            char err[256];
+            size_t os, oe, at, raw_at;
+            int n = snprintf(b, 64, "{\"messages\":[{\"content\":\"");
+            /* pad with one- and three-byte characters and '%' (which sends the normaliser
+             * to its unit decoder, a window at a time, so window edges fall everywhere) */
+            for (size_t k = 0; k < pad; k++)
+                n += k % 7 == 3   ? snprintf(b + n, 8, "%%")
+                     : k % 5 == 1 ? snprintf(b + n, 8, "\xe3\x81\x82")
+                                  : snprintf(b + n, 8, "a");
+            raw_at = (size_t)n;
+            n += snprintf(b + n, 128, " jane%sexample.com \\ud83d\\ude00 tail\"}]}", spell[sp]);
+            if (extract(POLICY_API_OPENAI, b, &x, err) != 0) {
+                bad = 1;
+                break;
+            }
+            const struct pseg *s = &x.segs[0];
+            const char *hit =
+                memmem(x.text + s->dstart, s->dend - s->dstart, "jane@example.com", 16);
+            snprintf(want, sizeof(want), " jane%sexample.com", spell[sp]);
+            at = hit ? (size_t)(hit - x.text) : 0;
+            if (hit)
+                policy_extract_map(&x, s, at, at + 16, &os, &oe);
+            if (!hit || os != raw_at + 1 || oe - os != strlen(want) - 1 ||
+                memcmp(b + os, want + 1, oe - os) != 0 ||
+                !memmem(x.text + s->dstart, s->dend - s->dstart, "\xf0\x9f\x98\x80 tail", 9)) {
+                fprintf(stderr, "  spelling %zu, pad %zu: %s\n", sp, pad,
+                        hit ? "maps to the wrong bytes" : "not decoded");
+                bad = 1;
+            }
+            policy_extract_deinit(&x);
+        }
+    }
+    CHECK(!bad);
+    free(b);
+}
+
 static void test_keys_decoded_and_repeated(void)
 {
     /* "\u0063ontent" is "content", and a name of any length is decoded (the walker once
@@ -526,6 +576,7 @@ int main(void)
     RUN(test_tool_definitions);
     RUN(test_escapes_and_map);
     RUN(test_nested_escapes);
+    RUN(test_windows);
     RUN(test_keys_decoded_and_repeated);
     RUN(test_anthropic_documents);
     RUN(test_unscannable);
