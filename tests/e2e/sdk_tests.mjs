@@ -170,12 +170,100 @@ await test('openai: embeddings.create', async () => {
         e[3] === ']'.charCodeAt(0), e);
 });
 
+await test('openai: embeddings.create, the SDK default encoding', async () => {
+    // without encoding_format the SDK asks for base64 and decodes it itself
+    const r = await openai.embeddings.create({ model: 'gpt-4o-mini', input: 'hello world' });
+    const e = Array.from(r.data[0]?.embedding || []);
+    check('openai: embeddings.create without encoding_format (SDK asks base64): the vector decoded',
+        sameVec(e, 'hello world'), e);
+});
+
 await expectError('openai: embeddings.create with a secret -> PermissionDeniedError',
     () => openai.embeddings.create({ model: 'gpt-4o-mini', input: ['fine', PRIVATE_KEY], encoding_format: 'float' }),
     OpenAI.PermissionDeniedError, (e) => e.status === 403 && /no-secrets/.test(e.message));
 await expectError('openai: embeddings.create with token arrays -> BadRequestError',
     () => openai.embeddings.create({ model: 'gpt-4o-mini', input: [[1, 2, 3]], encoding_format: 'float' }),
     OpenAI.BadRequestError, (e) => e.status === 400);
+
+// the text of a Responses object's message items (a raw stream's response.completed has no
+// output_text: the SDK adds that only to what it builds)
+const outText = (r) => (r?.output || []).filter((o) => o.type === 'message')
+    .flatMap((o) => o.content.filter((c) => c.type === 'output_text').map((c) => c.text)).join('');
+// the body the mock last received, as it arrived (to see what left the gateway)
+const mockLastBody = async () => (mockPort ? (await fetch(`http://127.0.0.1:${mockPort}/mock/last_body`)).text() : null);
+
+await test('openai: responses.create', async () => {
+    const { data: r, response } = await openai.responses.create({ model: 'gpt-4o-mini', input: 'MOCK:words=5' }).withResponse();
+    check('openai: responses.create output_text, status and usage', r.object === 'response' && r.status === 'completed' &&
+        r.output_text === words(5) && r.usage.output_tokens === 5 && r.usage.input_tokens > 0 &&
+        r.usage.total_tokens === r.usage.input_tokens + 5, r);
+    check('openai: responses.create x-airlock-route', response.headers.get('x-airlock-route') === 'oai/gpt-4o-mini',
+        [...response.headers]);
+    const items = await openai.responses.create({
+        model: 'gpt-4o-mini', instructions: 'be brief',
+        input: [{ role: 'user', content: [{ type: 'input_text', text: 'MOCK:words=3' }] }],
+    });
+    check('openai: responses.create with instructions and input items', items.output_text === words(3) &&
+        items.output[0].type === 'message' && items.output[0].content[0].type === 'output_text', items);
+});
+
+await test('openai: responses.create stream', async () => {
+    const stream = await openai.responses.create({ model: 'gpt-4o-mini', input: 'MOCK:words=7', stream: true });
+    const types = [];
+    let text = '', done = null, final = null;
+    for await (const ev of stream) {
+        types.push(ev.type);
+        if (ev.type === 'response.output_text.delta') text += ev.delta;
+        if (ev.type === 'response.output_text.done') done = ev.text;
+        if (ev.type === 'response.completed') final = ev.response;
+    }
+    check('openai: responses stream: deltas, done text, completed with usage, in order', text === words(7) &&
+        done === words(7) && types[0] === 'response.created' && types.at(-1) === 'response.completed' &&
+        final && outText(final) === words(7) && final.usage.output_tokens === 7, { text, done, types, usage: final?.usage });
+});
+
+await test('openai: responses.stream helper', async () => {
+    const runner = openai.responses.stream({ model: 'gpt-4o-mini', input: 'MOCK:slow MOCK:words=4' });
+    let deltas = '';
+    runner.on('response.output_text.delta', (e) => { deltas += e.delta; });
+    const final = await runner.finalResponse();
+    check('openai: responses.stream finalResponse', final.output_text === words(4) && deltas === words(4) &&
+        final.status === 'completed', { deltas, final });
+});
+
+await test('openai: responses redaction round trip', async () => {
+    const want = 'Sent to jane.doe@example.com now.';
+    const r = await openai.responses.create({ model: 'gpt-4o-mini', input: 'mail jane.doe@example.com MOCK:split=Sent to %PH% now.' });
+    const sent = await mockLastBody();
+    check('openai: responses.create: the email restored in output_text', r.output_text === want, r);
+    if (sent !== null)
+        check('openai: responses.create: the mock saw a placeholder, not the email', /\[EMAIL_\d+_[a-z0-9]+\]/.test(sent) &&
+            !sent.includes('jane.doe@example.com'), sent.slice(0, 400));
+
+    const stream = await openai.responses.create({
+        model: 'gpt-4o-mini', stream: true, input: [{ role: 'user', content: 'mail jane.doe@example.com MOCK:split=Sent to %PH% now.' }],
+    });
+    let text = '', done = null, final = null;
+    for await (const ev of stream) {
+        if (ev.type === 'response.output_text.delta') text += ev.delta;
+        if (ev.type === 'response.output_text.done') done = ev.text;
+        if (ev.type === 'response.completed') final = ev.response;
+    }
+    check('openai: responses stream: the placeholder split over one-character deltas comes back restored everywhere',
+        text === want && done === want && outText(final) === want, { text, done, final });
+
+    const fc = await openai.responses.create({
+        model: 'gpt-4o-mini', input: 'mail jane.doe@example.com MOCK:function_call MOCK:split=to=%PH%',
+        tools: [{ type: 'function', name: 'lookup', parameters: { type: 'object', properties: {} } }],
+    });
+    const call = fc.output.find((o) => o.type === 'function_call');
+    check('openai: responses.create: a function call\'s arguments restored', call && call.name === 'lookup' &&
+        call.arguments === 'to=jane.doe@example.com', fc.output);
+});
+
+await expectError('openai: responses.create with a secret -> PermissionDeniedError',
+    () => openai.responses.create({ model: 'gpt-4o-mini', instructions: 'be brief', input: [{ role: 'user', content: PRIVATE_KEY }] }),
+    OpenAI.PermissionDeniedError, (e) => e.status === 403 && /no-secrets/.test(e.message) && !/MIIEow/.test(e.message));
 
 await expectError('openai: 403 -> PermissionDeniedError naming the rule',
     () => openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: PRIVATE_KEY }] }),

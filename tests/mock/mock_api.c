@@ -5,6 +5,7 @@
  * Token counts are deterministic: prompt = received body bytes / 4, completion = the
  * number of whitespace-separated words of the answer, unless MOCK:usage=IN,OUT. */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 
 #include <cJSON.h>
+#include <sodium.h>
 
 #include "tests/mock/mock.h"
 
@@ -1171,7 +1173,7 @@ done:
     return rc;
 }
 
-static void add_embedding(cJSON *data, int index, const char *text)
+static void add_embedding(cJSON *data, int index, const char *text, int b64)
 {
     cJSON *e = cJSON_CreateObject();
     const unsigned char *t = (const unsigned char *)text;
@@ -1182,13 +1184,29 @@ static void add_embedding(cJSON *data, int index, const char *text)
         v[1] += t[k];
     cJSON_AddStringToObject(e, "object", "embedding");
     cJSON_AddNumberToObject(e, "index", index);
-    cJSON_AddItemToObject(e, "embedding", cJSON_CreateDoubleArray(v, 4));
+    if (b64) {
+        /* encoding_format "base64": the float32 values, little-endian, in base64 */
+        unsigned char raw[16];
+        char enc[32];
+        for (int k = 0; k < 4; k++) {
+            float f = (float)v[k];
+            uint32_t u;
+            memcpy(&u, &f, sizeof(u));
+            for (int b = 0; b < 4; b++)
+                raw[4 * k + b] = (unsigned char)(u >> (8 * b));
+        }
+        sodium_bin2base64(enc, sizeof(enc), raw, sizeof(raw), sodium_base64_VARIANT_ORIGINAL);
+        cJSON_AddStringToObject(e, "embedding", enc);
+    } else {
+        cJSON_AddItemToObject(e, "embedding", cJSON_CreateDoubleArray(v, 4));
+    }
     cJSON_AddItemToArray(data, e);
 }
 
 /* POST /v1/embeddings in OpenAI's format: one 4-number vector per input string, made from
  * the string (its length, its bytes' sum, its first and last byte) so that a test can tell
- * which text was embedded; usage prompt_tokens = received body bytes / 4 (or
+ * which text was embedded (as float32 in base64 when encoding_format is "base64", the
+ * official SDKs' default); usage prompt_tokens = received body bytes / 4 (or
  * MOCK:usage=IN,..). Token inputs are refused here: the gateway must not send them. */
 static int embedding_reply(struct mock_plan *plan, const struct mock_request *req,
                            const cJSON *root, const char *model)
@@ -1196,6 +1214,8 @@ static int embedding_reply(struct mock_plan *plan, const struct mock_request *re
     const cJSON *input = cJSON_GetObjectItemCaseSensitive(root, "input"), *s;
     cJSON *o, *data, *u;
     char *all = prompt_text(input), *b;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "encoding_format");
+    int b64 = cJSON_IsString(fmt) && strcmp(fmt->valuestring, "base64") == 0;
     struct controls c;
     long in;
     int i = 0, rc;
@@ -1212,9 +1232,9 @@ static int embedding_reply(struct mock_plan *plan, const struct mock_request *re
     cJSON_AddStringToObject(o, "object", "list");
     data = cJSON_AddArrayToObject(o, "data");
     if (cJSON_IsString(input))
-        add_embedding(data, i++, input->valuestring);
+        add_embedding(data, i++, input->valuestring, b64);
     else
-        cJSON_ArrayForEach(s, input) add_embedding(data, i++, s->valuestring);
+        cJSON_ArrayForEach(s, input) add_embedding(data, i++, s->valuestring, b64);
     cJSON_AddStringToObject(o, "model", model);
     in = c.usage_in >= 0 ? c.usage_in : (long)(req->body_len / 4);
     u = cJSON_AddObjectToObject(o, "usage");
