@@ -48,6 +48,7 @@ int config_egress_ca_load(const char *cert_path, const char *key_path, struct x5
     EVP_PKEY *pk = NULL;
     BIO *b = NULL;
     struct stat st;
+    char eb[128];
     int rc = -1;
 
     if (cert_out)
@@ -56,7 +57,7 @@ int config_egress_ca_load(const char *cert_path, const char *key_path, struct x5
         *key_out = NULL;
     if (!(b = BIO_new_file(cert_path, "r"))) {
         snprintf(why, whylen, "egress ca cert '%.100s' cannot be read: %s", cert_path,
-                 strerror(errno ? errno : EIO));
+                 strerror_r(errno ? errno : EIO, eb, sizeof eb));
         goto out;
     }
     x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL);
@@ -69,6 +70,11 @@ int config_egress_ca_load(const char *cert_path, const char *key_path, struct x5
     /* EXFLAG_CA: basicConstraints CA:TRUE; keyUsage, when present, must allow signing
      * certificates, or every client refuses the leaves */
     uint32_t xf = X509_get_extension_flags(x);
+    if (xf & EXFLAG_INVALID) {
+        snprintf(why, whylen, "egress ca cert '%.100s' has extensions that cannot be parsed",
+                 cert_path);
+        goto out;
+    }
     if (!(xf & EXFLAG_CA)) {
         snprintf(why, whylen,
                  "egress ca cert '%.100s' is not a CA certificate (no basicConstraints CA:TRUE); "
@@ -89,7 +95,7 @@ int config_egress_ca_load(const char *cert_path, const char *key_path, struct x5
     }
     if (stat(key_path, &st) != 0) {
         snprintf(why, whylen, "egress ca key '%.100s' cannot be read: %s", key_path,
-                 strerror(errno));
+                 strerror_r(errno, eb, sizeof eb));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -104,7 +110,7 @@ int config_egress_ca_load(const char *cert_path, const char *key_path, struct x5
     }
     if (!(b = BIO_new_file(key_path, "r"))) {
         snprintf(why, whylen, "egress ca key '%.100s' cannot be read: %s", key_path,
-                 strerror(errno ? errno : EIO));
+                 strerror_r(errno ? errno : EIO, eb, sizeof eb));
         goto out;
     }
     pk = PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL);

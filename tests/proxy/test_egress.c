@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -249,6 +250,70 @@ static int allowed6(const struct config_tunnel *t, const char *a)
     return egress_address_allowed(t, (struct sockaddr *)&s);
 }
 
+/* test_target_random -- 300,000 random targets (from fragments that reach every branch):
+ * a parse either fails with a reason and empty outputs, or gives a lower-case host of
+ * the allowed bytes and a valid port that parse again to the same; a decision on it
+ * always has a one-line reason. */
+static void test_target_random(void)
+{
+    static const char *const frag[] = {
+        "a",     "Z",    "0",       "9",   ".",     "-", ":",       "[",
+        "]",     "@",    "/",       " ",   "*",     "%", "_",       "\x7f",
+        "\xff",  "::",   "1.2.3.4", "443", "65536", "0", "fd00::1", "api.openai.com",
+        "[::1]", ":443", "127.1",   "\t",
+    };
+    uint32_t seed = 0x9e3779b9u;
+    int ok = 0, bad_shape = 0;
+    policy_init();
+    for (int i = 0; i < 300000; i++) {
+        char t[200], host[256], why[160], again[300], host2[256];
+        size_t n = 0;
+        int parts, port = -1, port2;
+        seed = seed * 1664525u + 1013904223u;
+        parts = (int)(seed >> 28) + 1;
+        for (int k = 0; k < parts; k++) {
+            seed = seed * 1664525u + 1013904223u;
+            const char *f = frag[(seed >> 8) % (sizeof frag / sizeof *frag)];
+            size_t fl = strlen(f);
+            if (n + fl >= sizeof t)
+                break;
+            memcpy(t + n, f, fl);
+            n += fl;
+        }
+        if ((seed >> 4) % 2 == 0 && n + 5 < sizeof t) { /* half end in a plausible port */
+            memcpy(t + n, (seed >> 6) % 2 ? ":443" : ":8080", (seed >> 6) % 2 ? 4 : 5);
+            n += (seed >> 6) % 2 ? 4 : 5;
+        }
+        if ((seed & 0xff) == 7 && n > 2)
+            t[n / 2] = '\0'; /* a NUL inside */
+        why[0] = '\0';
+        if (egress_target_parse(t, n, host, sizeof host, &port, why, sizeof why) != 0) {
+            if (host[0] != '\0' || port != 0 || why[0] == '\0')
+                bad_shape++;
+            continue;
+        }
+        ok++;
+        size_t hl = strlen(host);
+        if (hl == 0 || hl > 253 || port < 1 || port > 65535 ||
+            strspn(host, "abcdefghijklmnopqrstuvwxyz0123456789.-:") != hl) {
+            bad_shape++;
+            continue;
+        }
+        snprintf(again, sizeof again, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+        if (egress_target_parse(again, strlen(again), host2, sizeof host2, &port2, why,
+                                sizeof why) != 0 ||
+            strcmp(host, host2) != 0 || port != port2)
+            bad_shape++;
+        struct egress_decision d;
+        egress_decide(&eg, host, port, &d);
+        if (!d.reason[0] || strchr(d.reason, '\n'))
+            bad_shape++;
+    }
+    CHECK_EQ_INT(bad_shape, 0);
+    fprintf(stderr, "  %d of 300000 parsed\n", ok);
+    CHECK(ok > 1000); /* the generator reaches the accepting paths too */
+}
+
 static void test_address(void)
 {
     static const char *const bad4[] = {
@@ -389,6 +454,7 @@ int main(void)
 {
     RUN(test_target_ok);
     RUN(test_target_hostile);
+    RUN(test_target_random);
     RUN(test_decide);
     RUN(test_decide_default);
     RUN(test_address);
