@@ -296,6 +296,15 @@ def main():
                                    include=["reasoning.encrypted_content"], max_output_tokens=100))
     s.check("the API's own vocabulary (input_text, function_call_output, reasoning, include, ...) is not a finding",
             r.status == 200 and r.headers.get("x-airlock-rule") == "default", r)
+    raw, r = post(port, RESP, resp([{"role": "user", "content": [
+        {"type": "input_text", "text": "read this"},
+        {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}]}]))
+    s.check("an input_file with a document's bytes: 400 (cannot be scanned)", r.status == 400 and "input_file" in err_msg(r), r)
+    raw, r = post(port, RESP, resp([{"role": "user", "content": [
+        {"type": "input_text", "text": "what is this"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="}]}]))
+    s.check("an input_image data: URL goes out as an image (not scanned as text)", r.status == 200, r)
+    ids["image"] = (r.headers.get("x-airlock-request-id"), raw, r, mock.last_body(), RESP)
     for name, b in (("input a number", resp(7)), ("item not an object", resp(["x"])),
                     ("part without type", resp([{"role": "user", "content": [{"text": "x"}]}])),
                     ("instructions an object", resp("x", instructions={"a": 1}))):
@@ -476,6 +485,8 @@ def main():
                     req is not None and blob(req, "outbound") is None and rsp is not None
                     and blob(rsp, "client") == r.body, req)
         s.check("audit %s: status recorded" % name, pm.get("status") == r.status, pm)
+    rm = ((by.get(ids["image"][0]) or {}).get("request") or {}).get("meta") or {}
+    s.check("audit: the image is recorded as unscanned content", rm.get("unscanned") == ["image"], rm)
     pm = ((by.get(ids["cost"][0]) or {}).get("response") or {}).get("meta") or {}
     # 20000 uncached * 1.25 + 80000 cached * 0.125 + 10000 output * 10, per million
     s.check("audit: cost from response.completed usage, cached input at the cached price",
