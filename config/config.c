@@ -594,6 +594,42 @@ static int some_key_in_team(const struct config *cfg, const char *team)
     return 0;
 }
 
+/* lint_egress -- an egress section no listener uses, and a tunnel entry an intercept
+ * entry shadows (intercept is decided first, so the tunnel never applies). */
+static size_t lint_egress(const struct config *cfg,
+                          void (*fn)(void *ud, struct config_pos pos, const char *msg), void *ud)
+{
+    const struct config_egress *eg = &cfg->egress;
+    char msg[256];
+    size_t n = 0;
+    int forward = 0;
+
+    if (!eg->present)
+        return 0;
+    for (size_t i = 0; i < cfg->n_listens; i++)
+        forward |= cfg->listens[i].mode == CONFIG_LISTEN_FORWARD;
+    if (!forward) {
+        fn(ud, eg->pos, "the egress section is not used: no listener has mode: forward");
+        n++;
+    }
+    for (size_t i = 0; i < eg->n_tunnel; i++) {
+        const struct config_tunnel *t = &eg->tunnel[i];
+        for (size_t j = 0; j < eg->n_intercept; j++) {
+            const struct config_intercept *ic = &eg->intercept[j];
+            if (t->port != ic->port || !t->glob || !ic->host || strcmp(t->glob, ic->host) != 0)
+                continue;
+            snprintf(msg, sizeof(msg),
+                     "egress tunnel entry '%.80s:%d' never applies: that host is intercepted "
+                     "(line %d), which is decided first",
+                     t->glob, t->port, ic->pos.line);
+            fn(ud, t->pos, msg);
+            n++;
+            break;
+        }
+    }
+    return n;
+}
+
 size_t config_lint(const struct config *cfg,
                    void (*fn)(void *ud, struct config_pos pos, const char *msg), void *ud)
 {
@@ -624,6 +660,7 @@ size_t config_lint(const struct config *cfg,
             n++;
         }
     }
+    n += lint_egress(cfg, fn, ud);
     return n;
 }
 

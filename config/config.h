@@ -271,8 +271,9 @@ size_t config_errors_format(const struct config_errors *errs, char *buf, size_t 
 /* config_lint -- things that are valid but probably not what was meant, one call of
  * fn per warning (pos: where, as in errors): a key whose team is not in `teams` while
  * `teams` is used (that team has no budget: a typo goes unnoticed otherwise), and a
- * rule's `team` condition naming a team no key belongs to (it can never match).
- * Returns the number of warnings. */
+ * rule's `team` condition naming a team no key belongs to (it can never match), an
+ * `egress` section without a forward listener, and a tunnel entry an intercept entry
+ * shadows. Returns the number of warnings. */
 size_t config_lint(const struct config *cfg,
                    void (*fn)(void *ud, struct config_pos pos, const char *msg), void *ud);
 

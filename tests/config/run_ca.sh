@@ -133,6 +133,11 @@ check_bad noegress "3:5: listen address '127.0.0.1:13128' has mode: forward, whi
 check_bad glob "7:12: egress tunnel entry 'git\*.com'"
 if grep -q ":7:24: egress tunnel entry 'a.com:0': invalid port" "$T/out"; then ok check_config_all_problems; else
     no check_config_all_problems; cat "$T/out"; fi
+# warnings: an egress section no listener uses, a tunnel entry an intercept shadows
+printf 'listen: [{address: 127.0.0.1:18080}]\negress:\n  tunnel: [pypi.org]\n' >"$T/unused.yaml"
+"$BIN" check-config -c "$T/unused.yaml" >"$T/out" 2>&1; rc=$?
+if [ $rc -eq 0 ] && grep -q "unused.yaml:3:3: warning: the egress section is not used" "$T/out"; then
+    ok check_config_warns_unused_egress; else no check_config_warns_unused_egress; cat "$T/out"; fi
 # serve refuses the same file before it listens
 timeout 10 "$BIN" serve -c "$T/keymode.yaml" >"$T/out" 2>&1; rc=$?
 if [ $rc -eq 2 ] && grep -q "keymode.yaml:7:7: egress ca key" "$T/out"; then ok serve_refuses_bad_ca; else

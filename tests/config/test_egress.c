@@ -381,6 +381,53 @@ static void test_ca_load(void)
     CHECK(strstr(why, "cannot be read") != NULL);
 }
 
+struct lint_seen {
+    int n, line[8];
+    char msg[8][256];
+};
+
+static void lint_cb(void *ud, struct config_pos pos, const char *msg)
+{
+    struct lint_seen *l = ud;
+    if (l->n < 8) {
+        l->line[l->n] = pos.line;
+        snprintf(l->msg[l->n], sizeof l->msg[0], "%s", msg);
+    }
+    l->n++;
+}
+
+static void test_lint(void)
+{
+    struct config *cfg;
+    struct lint_seen l;
+    /* a tunnel entry shadowed by an intercept entry (same host and port) */
+    EXPECT_OK(HEAD "  ca: {cert: ca.crt, key: ca.key}\n"
+                   "  intercept: [{host: api.openai.com, provider: openai}]\n"
+                   "  tunnel: [\"api.openai.com\", \"api.openai.com:8443\", pypi.org]\n",
+              &cfg);
+    REQUIRE(cfg);
+    memset(&l, 0, sizeof l);
+    CHECK_EQ_INT(config_lint(cfg, lint_cb, &l), 1);
+    CHECK_EQ_INT(l.line[0], 12);
+    CHECK(strstr(l.msg[0], "'api.openai.com:443' never applies") != NULL);
+    CHECK(strstr(l.msg[0], "(line 11)") != NULL);
+    config_unref(cfg);
+    /* an egress section and no forward listener */
+    EXPECT_OK("listen: [{address: 127.0.0.1:8080}]\negress:\n  tunnel: [pypi.org]\n", &cfg);
+    REQUIRE(cfg);
+    memset(&l, 0, sizeof l);
+    CHECK_EQ_INT(config_lint(cfg, lint_cb, &l), 1);
+    CHECK_EQ_INT(l.line[0], 3);
+    CHECK(strstr(l.msg[0], "no listener has mode: forward") != NULL);
+    config_unref(cfg);
+    /* a clean one says nothing */
+    EXPECT_OK(HEAD "  tunnel: [pypi.org]\n", &cfg);
+    REQUIRE(cfg);
+    memset(&l, 0, sizeof l);
+    CHECK_EQ_INT(config_lint(cfg, lint_cb, &l), 0);
+    config_unref(cfg);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/airlock-egress-config-XXXXXX");
@@ -397,6 +444,7 @@ int main(void)
     RUN(test_errors_intercept);
     RUN(test_errors_ca);
     RUN(test_ca_load);
+    RUN(test_lint);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
