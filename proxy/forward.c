@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -40,6 +41,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
@@ -67,6 +69,21 @@ enum fwd_phase {
 };
 
 struct proxy_fwd;
+
+/* One direction of a spliced tunnel (splice(2): socket -> pipe -> socket, the bytes never
+ * enter user space). The pipe is the direction's buffer: while it holds bytes the source
+ * is not read, so a slow reader holds the far end back through TCP. */
+struct fwd_pipe {
+    struct proxy_fwd *f;
+    int src, dst;     /* borrowed from the bufferevents, which own and close them */
+    int p[2];         /* read end, write end */
+    size_t held;      /* bytes in the pipe */
+    int eof, shut;    /* EOF read from src; dst's writing side shut */
+    struct event *rd; /* src readable (persistent while not full) */
+    struct event *wr; /* dst writable (while the pipe holds bytes) */
+    uint64_t *count;  /* f->up or f->down */
+    uint64_t *total;  /* the proxy's counter of the direction */
+};
 
 /* The context of one evdns lookup: freed by its callback, which always comes (with
  * EVUTIL_EAI_CANCEL after a cancel); f is NULL once the fwd is gone. */
@@ -112,6 +129,8 @@ struct proxy_fwd {
     int up_shut, down_shut; /* our writing side towards far end / client is shut */
     int up_paused, down_paused;
     struct evbuffer *req_out; /* absolute-form: the request to send once connected */
+    int spliced;              /* the tunnel runs on splice(2): pipes[] instead of buffers */
+    struct fwd_pipe pipes[2]; /* [0] client -> far end, [1] far end -> client */
 };
 
 static void tunnel_start(struct proxy_fwd *f);
@@ -859,6 +878,172 @@ static void far_event_cb(struct bufferevent *bev, short what, void *arg)
     fwd_end(f);
 }
 
+/* ---- the splice(2) path: a plain client and the far end, both sockets ---- */
+
+#define FWD_PIPE_SIZE (256 << 10)
+
+static void pipe_rd_cb(evutil_socket_t fd, short what, void *arg);
+static void pipe_wr_cb(evutil_socket_t fd, short what, void *arg);
+
+static int pipe_init(struct proxy_fwd *f, struct fwd_pipe *d, int src, int dst, uint64_t *count,
+                     uint64_t *total)
+{
+    d->f = f;
+    d->src = src;
+    d->dst = dst;
+    d->count = count;
+    d->total = total;
+    if (pipe2(d->p, O_NONBLOCK | O_CLOEXEC) != 0) {
+        d->p[0] = d->p[1] = -1;
+        return -1;
+    }
+    (void)fcntl(d->p[1], F_SETPIPE_SZ, FWD_PIPE_SIZE); /* the default 64 KiB if refused */
+    d->rd = event_new(f->px->base, src, EV_READ | EV_PERSIST, pipe_rd_cb, d);
+    d->wr = event_new(f->px->base, dst, EV_WRITE | EV_PERSIST, pipe_wr_cb, d);
+    return d->rd && d->wr ? 0 : -1;
+}
+
+static void pipe_deinit(struct fwd_pipe *d)
+{
+    if (d->rd)
+        event_free(d->rd);
+    if (d->wr)
+        event_free(d->wr);
+    if (d->p[0] >= 0 && d->f)
+        close(d->p[0]);
+    if (d->p[1] >= 0 && d->f)
+        close(d->p[1]);
+    memset(d, 0, sizeof(*d));
+}
+
+static int spliced_finished(const struct proxy_fwd *f)
+{
+    return f->pipes[0].shut && f->pipes[1].shut;
+}
+
+/* drain -- move what the pipe holds to dst; once src said EOF and all is out, shut dst's
+ * writing side. -1: dst failed. */
+static int pipe_drain(struct fwd_pipe *d)
+{
+    while (d->held > 0) {
+        ssize_t n = splice(d->p[0], NULL, d->dst, NULL, d->held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            d->held -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            event_add(d->wr, NULL);
+            return 0;
+        }
+        return -1;
+    }
+    event_del(d->wr);
+    if (d->eof && !d->shut) {
+        d->shut = 1;
+        (void)shutdown(d->dst, SHUT_WR);
+    } else if (!d->eof) {
+        event_add(d->rd, NULL); /* room again: read the source */
+    }
+    return 0;
+}
+
+static void pipe_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct fwd_pipe *d = arg;
+    struct proxy_fwd *f = d->f;
+    ssize_t n;
+
+    (void)fd;
+    (void)what;
+    n = splice(d->src, NULL, d->p[1], NULL, FWD_PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        /* the pipe is full (or nothing yet): wait for the destination */
+        if (d->held > 0) {
+            event_del(d->rd);
+            event_add(d->wr, NULL);
+        }
+        return;
+    }
+    if (n < 0) {
+        fwd_end(f);
+        return;
+    }
+    if (n == 0) {
+        d->eof = 1;
+        event_del(d->rd);
+    } else {
+        d->held += (size_t)n;
+        *d->count += (uint64_t)n;
+        *d->total += (uint64_t)n;
+        touch(f);
+    }
+    if (pipe_drain(d) < 0 || spliced_finished(f)) {
+        fwd_end(f);
+        return;
+    }
+    if (d->held > 0) /* the destination is slow: stop reading until it takes this */
+        event_del(d->rd);
+}
+
+static void pipe_wr_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct fwd_pipe *d = arg;
+    struct proxy_fwd *f = d->f;
+
+    (void)fd;
+    (void)what;
+    if (pipe_drain(d) < 0 || spliced_finished(f))
+        fwd_end(f);
+}
+
+/* splice_start -- run the open tunnel on splice(2) when both sides are plain sockets and
+ * nothing is buffered in user space any more (the 200 is out, the bytes sent with the
+ * CONNECT were written to the far end). 0: spliced; -1: stay on bufferevents. */
+static int splice_start(struct proxy_fwd *f)
+{
+    struct proxy_conn *c = f->c;
+    struct evbuffer *cin = bufferevent_get_input(c->bev);
+    int cfd = bufferevent_getfd(c->bev), ffd = bufferevent_getfd(f->far);
+    size_t n = evbuffer_get_length(cin);
+
+    if (c->tls || f->http || cfd < 0 || ffd < 0 ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
+        evbuffer_get_length(bufferevent_get_output(f->far)) > 0)
+        return -1;
+    if (n > 0) { /* a ClientHello that came with the CONNECT: small, written at once */
+        unsigned char *p = evbuffer_pullup(cin, -1);
+        ssize_t w = p ? send(ffd, p, n, MSG_NOSIGNAL) : -1;
+        if (w < 0 || (size_t)w != n) {
+            if (w > 0) {
+                evbuffer_drain(cin, (size_t)w);
+                f->up += (uint64_t)w;
+                f->px->egress.tunnel_bytes_up += (uint64_t)w;
+            }
+            return -1;
+        }
+        evbuffer_drain(cin, n);
+        f->up += n;
+        f->px->egress.tunnel_bytes_up += n;
+    }
+    if (pipe_init(f, &f->pipes[0], cfd, ffd, &f->up, &f->px->egress.tunnel_bytes_up) < 0 ||
+        pipe_init(f, &f->pipes[1], ffd, cfd, &f->down, &f->px->egress.tunnel_bytes_down) < 0) {
+        pipe_deinit(&f->pipes[0]);
+        pipe_deinit(&f->pipes[1]);
+        return -1;
+    }
+    /* the bufferevents keep only their sockets (closed when they are freed) */
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(f->far, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    bufferevent_setcb(f->far, NULL, NULL, NULL, NULL);
+    f->spliced = 1;
+    event_add(f->pipes[0].rd, NULL);
+    event_add(f->pipes[1].rd, NULL);
+    return 0;
+}
+
 /* tunnel_open -- connected to the checked address: answer 200 (a CONNECT) or send the
  * request (absolute-form), then splice. The bytes the client sent after its CONNECT head
  * (a ClientHello that did not wait) are waiting in its input and go first. */
@@ -878,9 +1063,19 @@ static void tunnel_open(struct proxy_fwd *f)
         proxy_conn_flush(c);
     }
     bufferevent_set_timeouts(c->bev, NULL, NULL); /* the idle check is the tunnel's own */
+    touch(f);
+    set_timer(f, f->idle_ms);
+    if (!f->http && splice_start(f) == 0)
+        return;
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     bufferevent_setwatermark(c->bev, EV_WRITE, FWD_LOW_WATER, 0);
     bufferevent_setwatermark(f->far, EV_WRITE, FWD_LOW_WATER, 0);
+    /* a splice moves big reads: libevent's default of 16 KiB per read and write costs a
+     * system call (and a FIONREAD) every 16 KiB */
+    bufferevent_set_max_single_read(c->bev, FWD_HIGH_WATER);
+    bufferevent_set_max_single_write(c->bev, FWD_HIGH_WATER);
+    bufferevent_set_max_single_read(f->far, FWD_HIGH_WATER);
+    bufferevent_set_max_single_write(f->far, FWD_HIGH_WATER);
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, f);
     bufferevent_setcb(f->far, far_read_cb, far_write_cb, far_event_cb, f);
     bufferevent_enable(f->far, EV_READ | EV_WRITE);
@@ -997,6 +1192,10 @@ void proxy_forward_conn_free(struct proxy_conn *c)
         px->egress.open_tunnels--;
     if (f->req_out)
         wipe_evbuffer_free(f->req_out);
+    if (f->spliced) {
+        pipe_deinit(&f->pipes[0]);
+        pipe_deinit(&f->pipes[1]);
+    }
     c->fwd = NULL;
     free(f);
 }
