@@ -125,6 +125,15 @@ await s.test('claude -p: straight to the gateway', async () => {
         r.stdout.trim() === 'word1 word2 word3 word4', said(r));
 });
 
+await s.test('claude -p: ANTHROPIC_AUTH_TOKEN', async () => {
+    const { ANTHROPIC_API_KEY, ...rest } = env;
+    const r = await claude(['-p', 'MOCK:words=2'], { env: { ...rest, ANTHROPIC_AUTH_TOKEN: CLIENT } });
+    const q = relay.seen.filter((x) => x.method === 'POST').at(-1);
+    s.check('the airlock key as ANTHROPIC_AUTH_TOKEN (Authorization: Bearer) works too', r.code === 0 &&
+        r.stdout.trim() === 'word1 word2' && q?.headers.authorization === `Bearer ${CLIENT}` && !q.headers['x-api-key'],
+    `${said(r)}; headers: ${JSON.stringify(q && q.headers)}`);
+});
+
 await s.test('claude -p --output-format json', async () => {
     const r = await claude(['-p', '--output-format', 'json', 'MOCK:words=7']);
     let j = null;
