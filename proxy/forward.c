@@ -949,6 +949,8 @@ static int pipe_drain(struct fwd_pipe *d)
     return 0;
 }
 
+/* the source is readable: move what it has into the pipe and on to the destination, a
+ * few rounds per wake-up while the destination keeps up */
 static void pipe_rd_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct fwd_pipe *d = arg;
@@ -957,34 +959,40 @@ static void pipe_rd_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    n = splice(d->src, NULL, d->p[1], NULL, FWD_PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        /* the pipe is full (or nothing yet): wait for the destination */
-        if (d->held > 0) {
-            event_del(d->rd);
-            event_add(d->wr, NULL);
+    for (int round = 0; round < 8; round++) {
+        n = splice(d->src, NULL, d->p[1], NULL, FWD_PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            /* nothing more now, or the pipe is full: then wait for the destination */
+            if (d->held > 0) {
+                event_del(d->rd);
+                event_add(d->wr, NULL);
+            }
+            return;
         }
-        return;
+        if (n < 0) {
+            fwd_end(f);
+            return;
+        }
+        if (n == 0) {
+            d->eof = 1;
+            event_del(d->rd);
+        } else {
+            d->held += (size_t)n;
+            *d->count += (uint64_t)n;
+            *d->total += (uint64_t)n;
+            touch(f);
+        }
+        if (pipe_drain(d) < 0 || spliced_finished(f)) {
+            fwd_end(f);
+            return;
+        }
+        if (d->held > 0) { /* the destination is slow: stop reading until it takes this */
+            event_del(d->rd);
+            return;
+        }
+        if (d->eof)
+            return;
     }
-    if (n < 0) {
-        fwd_end(f);
-        return;
-    }
-    if (n == 0) {
-        d->eof = 1;
-        event_del(d->rd);
-    } else {
-        d->held += (size_t)n;
-        *d->count += (uint64_t)n;
-        *d->total += (uint64_t)n;
-        touch(f);
-    }
-    if (pipe_drain(d) < 0 || spliced_finished(f)) {
-        fwd_end(f);
-        return;
-    }
-    if (d->held > 0) /* the destination is slow: stop reading until it takes this */
-        event_del(d->rd);
 }
 
 static void pipe_wr_cb(evutil_socket_t fd, short what, void *arg)
