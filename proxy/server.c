@@ -364,7 +364,8 @@ void proxy_conn_reply(struct proxy_req *r, int status, const char *content_type,
     }
     r->conn->chunked = 0;
     write_head(r, status, content_type, (long)len);
-    evbuffer_add(r->conn->out, body, len);
+    if (r->conn->parser.method != HTTP_HEAD) /* (an answer to HEAD has no body: RFC 9110) */
+        evbuffer_add(r->conn->out, body, len);
     conn_flush(r->conn);
     r->conn->px->metrics.bytes_out += len;
 }
@@ -451,7 +452,10 @@ void proxy_conn_flush_held(struct proxy_req *r)
     if (was == PROXY_HOLD_REPLY) {
         r->conn->chunked = 0;
         write_head(r, r->held_status, r->held_ctype, (long)n);
-        evbuffer_add_buffer(out, r->held);
+        if (r->conn->parser.method == HTTP_HEAD)
+            evbuffer_drain(r->held, n);
+        else
+            evbuffer_add_buffer(out, r->held);
         r->conn->px->metrics.bytes_out += n;
     } else {
         if (n) {

@@ -345,6 +345,22 @@ def test_intercept(s, gw, fw, mock, org_crt):
                                   "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                                   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
     s.check("intercepted: a WebSocket upgrade gets 426", st == 426, (st, b[:200]))
+    # HEAD / (Claude Code probes its base URL): an answer without a body, and the
+    # keep-alive connection reads the next answer cleanly
+    ctx = ssl.create_default_context(cafile=org_crt)
+    c = http.client.HTTPSConnection("127.0.0.1", fw, timeout=10, context=ctx)
+    c.set_tunnel("api.openai.com", 443)
+    c.request("HEAD", "/")
+    r = c.getresponse()
+    head_status = r.status
+    r.read()
+    c.request("POST", "/v1/chat/completions", json.dumps(chat("hi")), {"Authorization": "Bearer " + ALICE,
+                                                                      "Content-Type": "application/json"})
+    r = c.getresponse()
+    after = (r.status, r.read()[:60])
+    c.close()
+    s.check("intercepted: HEAD / answered without a body; the next request on the connection works",
+            head_status == 403 and after[0] == 200, (head_status, after))
     st, _, b = via_proxy(fw, org_crt, "api.openai.com", "GET", "/v1/models", headers={"Authorization": "Bearer " + ALICE})
     s.check("intercepted: GET /v1/models is the gateway's list", st == 200 and b"gpt-4o-mini" in b, (st, b[:200]))
 
