@@ -75,14 +75,16 @@ static void test_block_route_stdin(void)
                  "{\"verdict\":\"block\",\"rule\":\"no-secrets-out\",\"route\":null,\"findings\":"
                  "[{\"detector\":\"aws_access_key\"") == out);
     /* what the gateway would answer instead */
-    CHECK(strstr(out, "\"outbound\":null,\"status\":403,\"error\":\"Refused by policy rule "
-                      "'no-secrets-out'") != NULL);
+    CHECK(strstr(out, "\"outbound\":null,\"modified\":null,\"status\":403,\"error\":\"Refused "
+                      "by policy rule 'no-secrets-out'") != NULL);
     rc = run("-c cfg.yaml --api anthropic card.json", out, sizeof(out));
     CHECK_EQ_INT(rc, 0);
     CHECK(strstr(out,
                  "\"verdict\":\"route\",\"rule\":\"cards-home\",\"route\":\"local/local-small\"") !=
           NULL);
-    CHECK(strstr(out, "\"outbound\":null}") != NULL); /* builtin: nothing leaves */
+    /* builtin: nothing leaves; the engine reads the request as its own prompt */
+    CHECK(strstr(out, "\"outbound\":null,\"modified\":\"model=gpt-4o->local-small; "
+                      "translated=anthropic-messages->builtin\"}") != NULL);
 }
 
 static void test_bad_input(void)
