@@ -629,7 +629,6 @@ static void tunnel_start(struct proxy_fwd *f)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
     snprintf(port, sizeof(port), "%d", f->port);
     /* the callback may run before this returns (/etc/hosts, a cached answer): then req is
      * NULL, and f may be gone */
@@ -676,13 +675,19 @@ static void dns_cb(int result, struct evutil_addrinfo *res, void *arg)
                f->host, ip[0] ? ip : "an address");
         return;
     }
-    if (res->ai_addrlen > sizeof(f->sa)) {
+    /* connect to an IPv4 address when the name has one (a host without IPv6 routes would
+     * fail an AAAA answer), else to the first */
+    for (ai = res; ai && ai->ai_family != AF_INET; ai = ai->ai_next)
+        ;
+    if (!ai)
+        ai = res;
+    if (ai->ai_addrlen > sizeof(f->sa)) {
         evutil_freeaddrinfo(res);
         answer(f, 502, "airlock cannot use the address of %s.", f->host);
         return;
     }
-    memcpy(&f->sa, res->ai_addr, res->ai_addrlen);
-    f->salen = (socklen_t)res->ai_addrlen;
+    memcpy(&f->sa, ai->ai_addr, ai->ai_addrlen);
+    f->salen = (socklen_t)ai->ai_addrlen;
     evutil_freeaddrinfo(res);
     far_connect(f);
 }

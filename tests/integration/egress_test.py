@@ -467,6 +467,12 @@ def test_refusals(s, gw, fw, ports):
     sock, st, h, _ = connect_raw(fw, b"db.internal.example:5432", proxy_auth=auth)
     sock.close()
     s.check("denied name: 403", st == 403, h)
+    # an allowed address where nothing listens: 502, after the connect failed
+    sock, st, h, rest = connect_raw(fw, b"127.0.0.1:%d" % ports["web"], proxy_auth=auth)
+    body = read_all(sock, 3)
+    sock.close()
+    s.check("tunnel to an allowed address that refuses the connection: 502, never 200",
+            st == 502 and b"127.0.0.1" in rest + body, (h, rest + body))
     # a name in a tunnel entry that resolves to loopback (/etc/hosts) is refused
     lh = Listener(ports["lh"])
     sock, st, h, rest = connect_raw(fw, b"localhost:%d" % ports["lh"], proxy_auth=auth)
