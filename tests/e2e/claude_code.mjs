@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
     ANTHROPIC_REAL, CLIENT, DEFAULT, PLACEHOLDER, Suite, auditRecords, countRequests, gatewayConfig, here, metrics,
-    mockRecords, mockStats, run, startAirlock, startMock, startRelay, stopAirlock,
+    mockRecords, mockStats, run, sanitizerReport, startAirlock, startMock, startRelay, stopAirlock,
 } from './lib.mjs';
 
 const s = new Suite('claude_code');
@@ -79,7 +79,8 @@ await s.test('claude -p: the answer', async () => {
     // claude (Bun) first sends HEAD / to the base URL; an answer to HEAD carries no body
     // (RFC 9110 9.3.2), or the bytes are read as the next response on that connection
     const heads = relay.seen.filter((q) => q.method === 'HEAD');
-    s.check('its HEAD / probe is answered without a body (the relay read no stray bytes)', heads.every((q) => !q.error),
+    s.gap('its HEAD / probe is answered without a body (the relay read no stray bytes)', heads.every((q) => !q.error),
+        'airlock answers HEAD / with a 404 and its JSON body; a keep-alive client reads the body as the next response',
         heads.map((q) => `${q.method} ${q.url}: ${q.error || 'clean'}`));
     const posts = relay.seen.filter((q) => q.method === 'POST');
     s.check('its model requests go to POST /v1/messages?beta=true', posts.length >= 1 &&
@@ -192,4 +193,5 @@ await s.test('/metrics: the blocked ones', async () => {
 relay.close();
 const code = await stopAirlock(gw);
 s.check('gateway: SIGTERM after the clients, exit 0', code === 0, code);
+s.check('gateway: no sanitizer report in its stderr', sanitizerReport(gw) === '', sanitizerReport(gw));
 s.finish();

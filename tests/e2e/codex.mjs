@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
     CLIENT, DEFAULT, OPENAI_REAL, PLACEHOLDER, Suite, auditRecords, countRequests, gatewayConfig, here, metrics, mockRecords,
-    mockStats, run, startAirlock, startMock, startRelay, stopAirlock, words,
+    mockStats, run, sanitizerReport, startAirlock, startMock, startRelay, stopAirlock, words,
 } from './lib.mjs';
 
 const s = new Suite('codex');
@@ -163,4 +163,5 @@ await s.test('codex exec: straight to the gateway', async () => {
 relay.close();
 const code = await stopAirlock(gw);
 s.check('gateway: SIGTERM after the clients, exit 0', code === 0, code);
+s.check('gateway: no sanitizer report in its stderr', sanitizerReport(gw) === '', sanitizerReport(gw));
 s.finish();

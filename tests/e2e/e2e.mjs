@@ -3,7 +3,9 @@
 // NODE_EXTRA_CA_CERTS, as a user would). Prints the closing `N passed, N failed`.
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { AIRLOCK, CLIENT, Suite, gatewayConfig, here, makeCA, startAirlock, startMock, stopAirlock } from './lib.mjs';
+import {
+    AIRLOCK, CLIENT, Suite, gatewayConfig, here, makeCA, sanitizerReport, startAirlock, startMock, stopAirlock,
+} from './lib.mjs';
 
 const s = new Suite('e2e');
 s.requireBuilt();
@@ -49,6 +51,7 @@ try {
         const code = await stopAirlock(g);
         s.label = name;
         s.check('SIGTERM: exit 0', code === 0, `exit ${code}`);
+        s.check('no sanitizer report in the gateway\'s stderr', sanitizerReport(g) === '', sanitizerReport(g));
     }
 } catch (e) {
     s.check('e2e', false, e.stack);

@@ -16,7 +16,7 @@ import OpenAI from 'openai';
 import { ProxyAgent, fetch as undiciFetch } from 'undici';
 import {
     AIRLOCK, ANTHROPIC_REAL, CLIENT, DEFAULT, OPENAI_REAL, PLACEHOLDER, Suite, auditRecords, freePort, here, mockRecords,
-    mockStats, run, startAirlock, startMock, stopAirlock, words,
+    mockStats, run, sanitizerReport, startAirlock, startMock, stopAirlock, words,
 } from './lib.mjs';
 
 const s = new Suite('egress_clients');
@@ -252,4 +252,5 @@ enabled = false
 s.label = 'egress_clients';
 const code = await stopAirlock(gw);
 s.check('gateway: SIGTERM after the clients, exit 0', code === 0, code);
+s.check('gateway: no sanitizer report in its stderr', sanitizerReport(gw) === '', sanitizerReport(gw));
 s.finish();
