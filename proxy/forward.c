@@ -214,6 +214,37 @@ static void record(struct proxy_fwd *f)
     free(meta);
 }
 
+static void pipe_deinit(struct fwd_pipe *d);
+
+/* stop_work -- nothing more happens for f: a lookup in flight is cancelled (its callback
+ * only frees its context), the pipes, the far end and the timer go, the tunnel slot is
+ * given back. Safe to call twice. */
+static void stop_work(struct proxy_fwd *f)
+{
+    if (f->dns) {
+        struct fwd_dns *dns = f->dns;
+        f->dns = NULL;
+        dns->f = NULL;
+        if (dns->req)
+            evdns_getaddrinfo_cancel(dns->req); /* may free dns before it returns */
+    }
+    if (f->spliced) { /* (their events before the sockets they watch are closed) */
+        pipe_deinit(&f->pipes[0]);
+        pipe_deinit(&f->pipes[1]);
+        f->spliced = 0;
+    }
+    if (f->far) {
+        bufferevent_free(f->far);
+        f->far = NULL;
+    }
+    if (f->timer)
+        evtimer_del(f->timer);
+    if (f->counted) {
+        f->px->egress.open_tunnels--;
+        f->counted = 0;
+    }
+}
+
 /* answer -- a one-line text answer to the forward request, its record, and close. The
  * connection (and f) may be freed before this returns: callers return at once. */
 static void __attribute__((format(printf, 3, 4)))
@@ -235,6 +266,7 @@ answer(struct proxy_fwd *f, int status, const char *fmt, ...)
         if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
             line[i] = '?';
     line[n++] = '\n';
+    stop_work(f); /* (an answer ends every attempt: a lookup or connect still going) */
     f->status = status;
     /* refused before anything was opened: the line is the reason; a tunnel that failed to
      * open keeps its decision and says why it failed */
@@ -1169,16 +1201,9 @@ const struct config_key *proxy_forward_key(const struct proxy_conn *c, const str
 void proxy_forward_conn_free(struct proxy_conn *c)
 {
     struct proxy_fwd *f = c->fwd;
-    struct proxy *px = c->px;
 
     if (!f)
         return;
-    if (f->dns) { /* its callback frees the context */
-        f->dns->f = NULL;
-        if (f->dns->req)
-            evdns_getaddrinfo_cancel(f->dns->req);
-        f->dns = NULL;
-    }
     if (f->phase == FWD_INTERCEPT && c->bev) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         size_t n = strlen(f->reason);
@@ -1196,19 +1221,12 @@ void proxy_forward_conn_free(struct proxy_conn *c)
         size_t n = strlen(f->reason);
         snprintf(f->reason + n, sizeof(f->reason) - n, "; the client left before it opened");
     }
+    stop_work(f);
     record(f);
-    if (f->far)
-        bufferevent_free(f->far);
     if (f->timer)
         event_free(f->timer);
-    if (f->counted)
-        px->egress.open_tunnels--;
     if (f->req_out)
         wipe_evbuffer_free(f->req_out);
-    if (f->spliced) {
-        pipe_deinit(&f->pipes[0]);
-        pipe_deinit(&f->pipes[1]);
-    }
     c->fwd = NULL;
     free(f);
 }

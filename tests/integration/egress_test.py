@@ -52,7 +52,8 @@ def org_ca(d):
 
 def config(gw, fw, mock_port, test_ca, org, ports, max_tunnels=6, deny_tls=False):
     tunnels = ['"127.0.0.1:%d"' % ports["tls"], '"127.0.0.1:%d"' % ports["far"],
-               '"127.0.0.1:%d"' % ports["web"], '"localhost:%d"' % ports["lh"]]
+               '"127.0.0.1:%d"' % ports["web"], '"localhost:%d"' % ports["lh"],
+               '"192.0.2.1:443"', '"nx.airlock-test.invalid:443"']
     if deny_tls:
         tunnels = tunnels[1:]
     local = ""
@@ -473,6 +474,14 @@ def test_refusals(s, gw, fw, ports):
     sock.close()
     s.check("tunnel to an allowed address that refuses the connection: 502, never 200",
             st == 502 and b"127.0.0.1" in rest + body, (h, rest + body))
+    # an address that does not answer (TEST-NET-1) and a name that does not resolve: 502 or
+    # 504 (after upstream_timeout_ms, 3 s), never a 200, and the proxy serves on
+    for target in (b"192.0.2.1:443", b"nx.airlock-test.invalid:443"):
+        t0 = time.time()
+        sock, st, h, _ = connect_raw(fw, target, proxy_auth=auth, timeout=8)
+        sock.close()
+        s.check("tunnel to %s: 502/504 within the connect deadline" % target.decode(),
+                st in (502, 504) and time.time() - t0 < 4.5, (h, time.time() - t0))
     # a name in a tunnel entry that resolves to loopback (/etc/hosts) is refused
     lh = Listener(ports["lh"])
     sock, st, h, rest = connect_raw(fw, b"localhost:%d" % ports["lh"], proxy_auth=auth)
