@@ -163,6 +163,36 @@ await s.test('claude -p: redaction', async () => {
         req.meta.findings.some((f) => f.detector === 'email'), req && req.meta);
 });
 
+// A tool loop: the mock answers with a tool_use for Claude Code's Read tool, claude reads
+// the file and sends its content back as a tool_result in the next request, which the
+// gateway scans like any prompt (what a tool reads leaves the machine too).
+await s.test('claude -p: a tool_use loop', async () => {
+    const notes = path.join(work, 'notes.txt');
+    fs.writeFileSync(notes, 'Meeting notes. Contact: bob.smith@example.org for the budget.\n');
+    const n0 = mockRecords(mock).length;
+    const r = await claude(['-p', `summarise the notes MOCK:tool_use=Read:{"file_path":"${notes}"}`]);
+    const recs = mockRecords(mock).slice(n0);
+    const second = recs[1]?.body;
+    const results = (second?.messages || []).flatMap((m) => (Array.isArray(m.content) ? m.content : []))
+        .filter((b) => b.type === 'tool_result');
+    const resultText = JSON.stringify(results);
+    s.check('claude ran the Read tool the mock asked for and sent its result back (two model requests)', r.code === 0 &&
+        recs.length === 2 && results.length === 1 && resultText.includes('Meeting notes') &&
+        (second.messages || []).some((m) => m.role === 'assistant' && JSON.stringify(m.content).includes('toolu_mock')),
+    `${said(r)}; requests: ${recs.length}; results: ${resultText.slice(0, 300)}`);
+    s.check('the address in the file it read left as a placeholder', !recs.some((x) => x.text.includes('bob.smith@example.org')) &&
+        PLACEHOLDER.test(resultText), resultText.slice(0, 300));
+    s.check('claude printed the final answer', r.stdout.trim().endsWith(DEFAULT), said(r));
+
+    fs.writeFileSync(notes, 'deploy credentials: AKIAIOSFODNN7EXAMPLE\n');
+    const before = (await mockStats(mock)).requests;
+    const r2 = await claude(['-p', `summarise the notes MOCK:tool_use=Read:{"file_path":"${notes}"}`]);
+    const recs2 = mockRecords(mock).slice(n0 + 2);
+    s.check('a secret in the file it read: the tool_result request is refused (403), the key never leaves', r2.code !== 0 &&
+        /403/.test(r2.stdout + r2.stderr) && (await mockStats(mock)).requests === before + 1 &&
+        !recs2.some((x) => x.text.includes('AKIAIOSFODNN7EXAMPLE')), `${said(r2)}; requests: ${recs2.length}`);
+});
+
 for (const [what, args, input] of [
     ['an AWS key id in the prompt', ['-p', 'deploy with AKIAIOSFODNN7EXAMPLE please'], undefined],
     ['a PEM private key piped on stdin', ['-p'], `use this key:\n${PEM}\n`],

@@ -45,6 +45,8 @@ struct controls {
     int think;                /* Responses: MOCK:think adds a reasoning item with the summary */
     enum fault fault;
     char *split; /* owned; MOCK:split=<rest of the message> */
+    /* Anthropic: MOCK:tool_use=NAME:JSON (no spaces) adds a tool_use block after the text */
+    char tool[1024];
 };
 
 struct deltas {
@@ -415,6 +417,16 @@ static void parse_controls(const char *text, struct controls *c)
             c->split = strdup(p + 6);
             break;
         }
+        if (strncmp(p, "tool_use=", 9) == 0) {
+            p += 9;
+            while (p[n] && !isspace((unsigned char)p[n]) && n < sizeof(c->tool) - 1) {
+                c->tool[n] = p[n];
+                n++;
+            }
+            c->tool[n] = '\0';
+            p += n;
+            continue;
+        }
         while (p[n] && !isspace((unsigned char)p[n]) && n < sizeof(word) - 1) {
             word[n] = p[n];
             n++;
@@ -588,6 +600,74 @@ static const char GARBAGE[] =
     "\x01\x02 this is not SSE \xff\xfe {{{ garbage\r\n<html>oops</html>\n";
 
 /* The streamed answer. n_before_fault: deltas sent before a *_mid fault. */
+/* tool_split -- MOCK:tool_use=NAME:JSON as its name and its input (parsed; NULL when the
+ * spec is not NAME:JSON-object) */
+static cJSON *tool_split(const char *spec, char *name, size_t cap)
+{
+    const char *colon = strchr(spec, ':');
+    cJSON *input;
+
+    if (!colon || (size_t)(colon - spec) >= cap)
+        return NULL;
+    snprintf(name, cap, "%.*s", (int)(colon - spec), spec);
+    input = cJSON_Parse(colon + 1);
+    if (!cJSON_IsObject(input)) {
+        cJSON_Delete(input);
+        return NULL;
+    }
+    return input;
+}
+
+/* The events of a tool_use block at index 1: start (empty input), the input JSON in two
+ * input_json_delta pieces, stop. */
+static int add_tool_events(struct mock_plan *plan, unsigned long seq, const char *spec)
+{
+    char name[128], id[64], *json;
+    cJSON *input = tool_split(spec, name, sizeof(name)), *ev, *blk, *delta;
+    size_t half;
+    int rc = 0;
+
+    if (!input)
+        return 0;
+    json = cJSON_PrintUnformatted(input);
+    cJSON_Delete(input);
+    if (!json)
+        return -1;
+    snprintf(id, sizeof(id), "toolu_mock%06lu", seq);
+    ev = cJSON_CreateObject();
+    blk = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "content_block_start");
+    cJSON_AddNumberToObject(ev, "index", 1);
+    cJSON_AddStringToObject(blk, "type", "tool_use");
+    cJSON_AddStringToObject(blk, "id", id);
+    cJSON_AddStringToObject(blk, "name", name);
+    cJSON_AddItemToObject(blk, "input", cJSON_CreateObject());
+    cJSON_AddItemToObject(ev, "content_block", blk);
+    rc = add_event(plan, "content_block_start", ev);
+    half = strlen(json) / 2;
+    for (int k = 0; rc == 0 && k < 2; k++) {
+        char piece[1024];
+        snprintf(piece, sizeof(piece), "%.*s", (int)(k ? strlen(json) - half : half),
+                 json + (k ? half : 0));
+        ev = cJSON_CreateObject();
+        delta = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "type", "content_block_delta");
+        cJSON_AddNumberToObject(ev, "index", 1);
+        cJSON_AddStringToObject(delta, "type", "input_json_delta");
+        cJSON_AddStringToObject(delta, "partial_json", piece);
+        cJSON_AddItemToObject(ev, "delta", delta);
+        rc = add_event(plan, "content_block_delta", ev);
+    }
+    if (rc == 0) {
+        ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "type", "content_block_stop");
+        cJSON_AddNumberToObject(ev, "index", 1);
+        rc = add_event(plan, "content_block_stop", ev);
+    }
+    free(json);
+    return rc;
+}
+
 static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_request *req,
                         const struct controls *c, const char *model, struct deltas *d,
                         const char *finish, long in, long out, int include_usage)
@@ -728,6 +808,8 @@ static int stream_reply(struct mock_plan *plan, enum api api, const struct mock_
         cJSON_AddNumberToObject(ev, "index", 0);
         if (add_event(plan, "content_block_stop", ev) < 0)
             return -1;
+        if (c->tool[0] && add_tool_events(plan, req->seq, c->tool) < 0)
+            return -1;
         ev = cJSON_CreateObject();
         cJSON_AddStringToObject(ev, "type", "message_delta");
         cJSON_AddStringToObject(delta, "stop_reason", finish);
@@ -787,6 +869,19 @@ static int whole_reply(struct mock_plan *plan, enum api api, const struct mock_r
         cJSON_AddStringToObject(blk, "type", "text");
         cJSON_AddStringToObject(blk, "text", text);
         cJSON_AddItemToArray(content, blk);
+        if (c->tool[0]) {
+            char name[128], tid[64];
+            cJSON *input = tool_split(c->tool, name, sizeof(name));
+            if (input) {
+                blk = cJSON_CreateObject();
+                snprintf(tid, sizeof(tid), "toolu_mock%06lu", req->seq);
+                cJSON_AddStringToObject(blk, "type", "tool_use");
+                cJSON_AddStringToObject(blk, "id", tid);
+                cJSON_AddStringToObject(blk, "name", name);
+                cJSON_AddItemToObject(blk, "input", input);
+                cJSON_AddItemToArray(content, blk);
+            }
+        }
         cJSON_AddItemToObject(root, "content", content);
         cJSON_AddStringToObject(root, "stop_reason", finish);
         cJSON_AddNullToObject(root, "stop_sequence");
@@ -1782,7 +1877,7 @@ int mock_api_reply(const struct mock_settings *set, const struct mock_request *r
     } else if (build_answer(&c, req, user, &d, &exact) < 0)
         goto done;
     keep = d.n;
-    finish = api == API_OPENAI ? "stop" : "end_turn";
+    finish = api == API_OPENAI ? "stop" : c.tool[0] ? "tool_use" : "end_turn";
     if (!exact && max_tokens >= 0 && (size_t)max_tokens < d.n) {
         keep = (size_t)max_tokens;
         finish = api == API_OPENAI ? "length" : "max_tokens";
