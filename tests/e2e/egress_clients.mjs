@@ -15,8 +15,8 @@ import path from 'node:path';
 import OpenAI from 'openai';
 import { ProxyAgent, fetch as undiciFetch } from 'undici';
 import {
-    AIRLOCK, ANTHROPIC_REAL, CLIENT, DEFAULT, OPENAI_REAL, PLACEHOLDER, Suite, auditRecords, freePort, here, mockRecords,
-    mockStats, run, sanitizerReport, startAirlock, startMock, stopAirlock, words,
+    AIRLOCK, ANTHROPIC_REAL, CLIENT, DEFAULT, OPENAI_REAL, PLACEHOLDER, Suite, auditRecords, countRequests, freePort, here, metrics,
+    mockRecords, mockStats, run, sanitizerReport, startAirlock, startMock, stopAirlock, words,
 } from './lib.mjs';
 
 const s = new Suite('egress_clients');
@@ -236,6 +236,14 @@ enabled = false
             m.host === 'api.openai.com' && m.decision === 'intercept') && c.every((m) => m.decision !== 'tunnel') &&
             c.filter((m) => !llm(m)).every((m) => m.decision === 'refuse' && m.status === 403),
         c.map((m) => `${m.host}:${m.port} ${m.decision} ${m.status}`));
+    });
+    await s.test('codex via the egress proxy: its WebSocket attempt', async () => {
+        // the built-in provider tries the Responses API over a WebSocket first; airlock answers
+        // the upgrade with 426 and codex falls back to HTTP (the answer above came that way)
+        const m = await metrics(`http://127.0.0.1:${gw.port}`);
+        s.check('its WebSocket upgrade was answered 426 (and it fell back to POST /v1/responses)',
+            countRequests(m, (l) => l.status === '426') >= 1 &&
+            countRequests(m, (l) => l.endpoint === '/v1/responses' && l.status === '200') >= 1, m);
     });
     await s.test('codex via the egress proxy: redaction', async () => {
         const n0 = mockRecords(mock).length;
