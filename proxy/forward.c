@@ -1046,6 +1046,21 @@ static void pipe_wr_cb(evutil_socket_t fd, short what, void *arg)
 /* splice_start -- run the open tunnel on splice(2) when both sides are plain sockets and
  * nothing is buffered in user space any more (the 200 is out, the bytes sent with the
  * CONNECT were written to the far end). 0: spliced; -1: stay on bufferevents. */
+/* AIRLOCK_FORWARD_NO_SPLICE=1 (tests): tunnels stay on bufferevents, so that path is
+ * tested too (read once). */
+static int no_splice(void)
+{
+    static int v = -1;
+
+    if (v < 0) {
+        const char *e = getenv("AIRLOCK_FORWARD_NO_SPLICE");
+        v = e && *e == '1';
+        if (v)
+            log_warn("AIRLOCK_FORWARD_NO_SPLICE=1: tunnels are not spliced (test hook)");
+    }
+    return v;
+}
+
 static int splice_start(struct proxy_fwd *f)
 {
     struct proxy_conn *c = f->c;
@@ -1053,7 +1068,7 @@ static int splice_start(struct proxy_fwd *f)
     int cfd = bufferevent_getfd(c->bev), ffd = bufferevent_getfd(f->far);
     size_t n = evbuffer_get_length(cin);
 
-    if (c->tls || f->http || cfd < 0 || ffd < 0 ||
+    if (no_splice() || c->tls || f->http || cfd < 0 || ffd < 0 ||
         evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
         evbuffer_get_length(bufferevent_get_output(f->far)) > 0)
         return -1;

@@ -753,6 +753,9 @@ def test_audit(s, gw_obj):
     s.check("connect records: intercepts of api.openai.com with bytes both ways",
             any(m["host"] == "api.openai.com" and m["bytes_up"] > 0 and m["bytes_down"] > 0 and m["status"] == 200
                 for m in by.get("intercept", [])), by.get("intercept", [])[:1])
+    s.check("connect records: an intercept whose client never finished the handshake says so",
+            any(m["host"] == "api.anthropic.com" and "did not complete the TLS handshake" in m["reason"]
+                for m in by.get("intercept", [])), [m["reason"] for m in by.get("intercept", [])][-3:])
     s.check("connect records: a tunnel of 3 MiB each way",
             any(m["bytes_up"] > 3 << 20 and m["bytes_down"] > 3 << 20 and m["address"] == "127.0.0.1"
                 for m in by.get("tunnel", [])), [(m["bytes_up"], m["bytes_down"]) for m in by.get("tunnel", [])][:5])
@@ -763,6 +766,39 @@ def test_audit(s, gw_obj):
             any(m.get("key") == "alice" for m in by.get("tunnel", [])))
     r = subprocess.run([AIRLOCK, "audit", "verify", audit_dir], capture_output=True, text=True, timeout=30)
     s.check("audit verify: intact with connect records", r.returncode == 0, (r.stdout[-200:], r.stderr[-200:]))
+
+
+def test_handshake_timeout(s, fw):
+    """A client that gets its 200 for an intercepted host and never starts TLS (or a pinned
+    one that gives up) is closed by header_timeout_ms (2 s here)."""
+    sock, st, _, _ = connect_raw(fw, b"api.anthropic.com:443")
+    t0 = time.time()
+    sock.settimeout(6)
+    try:
+        closed = sock.recv(1) == b""
+    except socket.timeout:
+        closed = False
+    except OSError:
+        closed = True
+    sock.close()
+    s.check("intercepted: no TLS handshake after the 200 -> closed by the header timeout",
+            st == 200 and closed and time.time() - t0 < 4, (st, closed, time.time() - t0))
+
+
+def test_no_splice(s, mock, test_ca, org, cert, key):
+    """The same tunnels on bufferevents (AIRLOCK_FORWARD_NO_SPLICE=1, the path a TLS forward
+    listener takes): bytes exact, backpressure, half-close."""
+    gw, fw = free_port(), free_port()
+    ports = {k: free_port() for k in ("tls", "far", "web", "lh", "deny")}
+    TLSEcho(ports["tls"], cert, key)
+    a = Airlock(s, config(gw, fw, mock.port, test_ca, org, ports), gw, name="egress-nosplice",
+                env={"AIRLOCK_FORWARD_NO_SPLICE": "1"})
+    wait_port(fw, 5)
+    print("-- tunnels on bufferevents (AIRLOCK_FORWARD_NO_SPLICE=1)", flush=True)
+    s.run(test_tunnel_tls, fw, ports, test_ca)
+    s.run(test_backpressure, gw, fw, ports, a.proc.pid)
+    s.run(test_idle_and_limit, gw, fw, ports)
+    a.stop()
 
 
 def test_audit_down(s, mock, test_ca, org):
@@ -813,6 +849,7 @@ def main():
     s.run(test_absolute, fw, org[0], ports)
     s.run(test_backpressure, gw, fw, ports, a.proc.pid)
     s.run(test_idle_and_limit, gw, fw, ports)
+    s.run(test_handshake_timeout, fw)
 
     m = metrics(gw)
     s.check("/metrics: connects by decision", m.get('airlock_egress_connects_total{decision="intercept"}', 0) > 5
@@ -853,6 +890,7 @@ def main():
     s.check("SIGTERM: exit 0", rc == 0, (rc, a.stderr()[-400:]))
     s.run(test_audit, a)
     s.run(test_audit_down, mock, test_ca, org)
+    s.run(test_no_splice, mock, test_ca, org, cert, key)
     s.done()
 
 
