@@ -152,7 +152,12 @@ void proxy_answer_upstream_body(struct proxy_req *r, const char *data, size_t le
     }
     r->px->metrics.upstream_bytes_in += len;
     if (streaming_relay(r) && r->stream_state != PROXY_STREAM_FAILED) {
-        if (proxy_sse_feed(&r->sse, data, len, on_sse_event, r) < 0) {
+        int rc;
+        /* the events of this read leave in one write */
+        proxy_conn_stream_cork(r, 1);
+        rc = proxy_sse_feed(&r->sse, data, len, on_sse_event, r);
+        proxy_conn_stream_cork(r, 0);
+        if (rc < 0) {
             proxy_upstream_abort(r);
             proxy_answer_upstream_failed(r, 0, "the upstream sent a malformed event stream");
         } else if (r->copy_lost) {

@@ -429,6 +429,46 @@ static void relay_write(struct proxy_req *r, const char *name, cJSON *j, int las
 
 #define EV(lit) (elen == sizeof(lit) - 1 && memcmp(event, lit, elen) == 0)
 
+static void copy_str(const struct json_doc *doc, uint32_t v, char *out, size_t cap)
+{
+    char *s = json_type(doc, v) == JSON_STR ? json_str_dup(doc, v, NULL) : NULL;
+
+    if (s)
+        snprintf(out, cap, "%s", s);
+    free(s);
+}
+
+/* response_fields -- an event with a response object that needs nothing changed: the
+ * provider's response id and model, its sequence number, and for the last event its usage,
+ * read with the strict parse (no tree of allocations; only `usage` becomes a cJSON) */
+static void response_fields(struct proxy_req *r, const char *data, size_t dlen, int last)
+{
+    struct json_doc doc = {0};
+    char err[64];
+    uint32_t resp, v;
+    double seq;
+
+    r->wire_seq++;
+    if (json_parse(&doc, data, dlen, err, sizeof(err)) < 0 || json_type(&doc, doc.root) != JSON_OBJ)
+        goto done;
+    if (json_number(&doc, json_get(&doc, doc.root, "sequence_number"), &seq) == 0 && seq >= 0 &&
+        seq < (double)PROXY_MAX_COUNT)
+        r->wire_seq = (long)seq + 1;
+    resp = json_get(&doc, doc.root, "response");
+    if (json_type(&doc, resp) != JSON_OBJ)
+        goto done;
+    copy_str(&doc, json_get(&doc, resp, "id"), r->tr_id, sizeof(r->tr_id));
+    copy_str(&doc, json_get(&doc, resp, "model"), r->tr_model, sizeof(r->tr_model));
+    v = json_get(&doc, resp, "usage");
+    if (last && json_type(&doc, v) == JSON_OBJ) {
+        cJSON *u = json_to_cjson(&doc, v);
+        read_usage(&r->usage, u);
+        cJSON_Delete(u);
+    }
+done:
+    json_doc_deinit(&doc);
+}
+
 /* One event of an OpenAI provider's Responses stream, for a Responses client: usage read
  * from the response object of the last event, the provider's response id and model kept
  * (for a failure event of the gateway's own), placeholders restored and sequence numbers
@@ -443,10 +483,19 @@ static int relay_event(struct proxy_req *r, const char *raw, size_t raw_len, con
     const cJSON *resp;
     int last;
 
-    if (!proxy_wire_restoring(r) && r->wire_shift == 0 && elen && !EV("response.created") &&
-        !EV("response.completed") && !EV("response.incomplete") && !EV("response.failed")) {
-        r->wire_seq++; /* (the provider numbers its events from 0, one by one) */
-        proxy_conn_stream_write(r, raw, raw_len);
+    if (!proxy_wire_restoring(r) && r->wire_shift == 0 && elen) {
+        last = EV("response.completed") || EV("response.incomplete") || EV("response.failed");
+        if (last || EV("response.created")) {
+            response_fields(r, data, dlen, last);
+        } else {
+            r->wire_seq++; /* (the provider numbers its events from 0, one by one) */
+        }
+        if (last) {
+            proxy_conn_stream_write_final(r, raw, raw_len);
+            r->stream_state = PROXY_STREAM_CLOSED;
+        } else {
+            proxy_conn_stream_write(r, raw, raw_len);
+        }
         return 0;
     }
     j = cJSON_ParseWithLength(data, dlen);

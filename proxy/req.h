@@ -138,6 +138,7 @@ struct proxy_req {
     int held_status; /* HOLD_REPLY: the reply's status and content type */
     char held_ctype[64];
     enum proxy_stream_state stream_state; /* the stream written for the client */
+    int corked; /* stream writes staged until proxy_conn_stream_cork(r, 0) (server.h) */
     char tr_id[96];
     char tr_model[128];
     enum proxy_stop tr_stop; /* why the answer stopped (the client's format words it) */

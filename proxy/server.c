@@ -395,11 +395,26 @@ void proxy_conn_stream_write(struct proxy_req *r, const char *data, size_t len)
     evbuffer_add_printf(out, "%zx\r\n", len);
     evbuffer_add(out, data, len);
     evbuffer_add(out, "\r\n", 2);
+    r->conn->px->metrics.bytes_out += len;
+    if (r->corked)
+        return; /* proxy_conn_stream_cork(r, 0) writes it */
     conn_flush(r->conn);
     out = bufferevent_get_output(r->conn->bev); /* what the kernel did not take */
-    r->conn->px->metrics.bytes_out += len;
     /* backpressure: a client that reads slower than the provider writes stops
      * the provider (TCP does the rest) instead of growing our memory */
+    if (evbuffer_get_length(out) > PROXY_CLIENT_HIGH_WATER && r->up)
+        proxy_upstream_pause(r, 1);
+}
+
+void proxy_conn_stream_cork(struct proxy_req *r, int on)
+{
+    struct evbuffer *out;
+
+    r->corked = on;
+    if (on || !r->conn)
+        return;
+    conn_flush(r->conn);
+    out = bufferevent_get_output(r->conn->bev);
     if (evbuffer_get_length(out) > PROXY_CLIENT_HIGH_WATER && r->up)
         proxy_upstream_pause(r, 1);
 }

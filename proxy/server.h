@@ -83,6 +83,10 @@ void proxy_conn_reply(struct proxy_req *req, int status, const char *content_typ
                       size_t len);
 void proxy_conn_stream_start(struct proxy_req *req, int status, const char *content_type);
 void proxy_conn_stream_write(struct proxy_req *req, const char *data, size_t len);
+/* proxy_conn_stream_cork -- on: stream writes are staged, not flushed; off: what was staged
+ * goes out in one write. Around the events of one upstream read, so that a stream costs
+ * a write per read instead of one per event (and no event waits for a later read). */
+void proxy_conn_stream_cork(struct proxy_req *req, int on);
 void proxy_conn_stream_end(struct proxy_req *req);
 /* a string literal as stream bytes */
 #define PROXY_WRITE_LIT(r, lit) proxy_conn_stream_write((r), (lit), sizeof(lit) - 1)

@@ -16,11 +16,25 @@ void proxy_sse_deinit(struct proxy_sse *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* end of the event that starts at buf[0]: index just past its blank line, or 0 */
+/* end of the event that starts at buf[0]: index just past its blank line, or 0. Lines that
+ * end in "\n" alone (every provider's) are searched a line at a time (memchr): the first
+ * "\n\n" is the end unless a '\r' comes before it, which takes the byte-by-byte reading
+ * of the three terminators. */
 static size_t event_end(const char *b, size_t len, size_t from)
 {
+    const char *p = b + from, *end = b + len, *nl;
     size_t i;
 
+    while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        if (nl + 1 < end && nl[1] == '\n') {
+            if (!memchr(b + from, '\r', (size_t)(nl - (b + from))))
+                return (size_t)(nl - b) + 2;
+            break;
+        }
+        p = nl + 1;
+    }
+    if (!memchr(b + from, '\r', len - from))
+        return 0;
     for (i = from; i < len; i++) {
         if (b[i] == '\n') {
             if (i + 1 < len && b[i + 1] == '\n')
@@ -38,6 +52,7 @@ static size_t event_end(const char *b, size_t len, size_t from)
 static int dispatch(const char *raw, size_t n, proxy_sse_event_fn fn, void *ud)
 {
     const char *ev = NULL, *p = raw, *end = raw + n;
+    int crlf = memchr(raw, '\r', n) != NULL;
     size_t ev_len = 0, data_len = 0;
     char *data = NULL;
     int rc;
@@ -47,8 +62,14 @@ static int dispatch(const char *raw, size_t n, proxy_sse_event_fn fn, void *ud)
         const char *colon, *val;
         size_t flen, vlen;
 
-        while (eol < end && *eol != '\n' && *eol != '\r')
-            eol++;
+        if (crlf) {
+            while (eol < end && *eol != '\n' && *eol != '\r')
+                eol++;
+        } else {
+            eol = memchr(p, '\n', (size_t)(end - p));
+            if (!eol)
+                eol = end;
+        }
         colon = memchr(p, ':', (size_t)(eol - p));
         flen = colon ? (size_t)(colon - p) : (size_t)(eol - p);
         val = colon ? colon + 1 : eol;

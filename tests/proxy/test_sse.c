@@ -72,6 +72,32 @@ static void test_byte_by_byte_crlf(void)
     proxy_sse_deinit(&s);
 }
 
+/* line ends mixed in one read: LF events (the memchr path) beside CRLF and CR-only ones,
+ * a "\n\n" after a '\r' of the same event not taken for its end, split at every byte */
+static void test_mixed_line_ends(void)
+{
+    const char *in = "data: a\n\nevent: e\r\ndata: b\r\n\r\ndata: c\rdata: d\r\r"
+                     "data: e\n\r\ndata: f\n\n";
+    size_t len = strlen(in), cut;
+
+    for (cut = 0; cut <= len; cut++) {
+        struct proxy_sse s = {0};
+        struct got g;
+        memset(&g, 0, sizeof(g));
+        CHECK(proxy_sse_feed(&s, in, cut, collect, &g) == 0);
+        CHECK(proxy_sse_feed(&s, in + cut, len - cut, collect, &g) == 0);
+        CHECK_EQ_INT(g.n, 5);
+        CHECK_EQ_STR(g.datas[0], "a");
+        CHECK_EQ_STR(g.events[1], "e");
+        CHECK_EQ_STR(g.datas[1], "b");
+        CHECK_EQ_STR(g.datas[2], "c\nd");
+        CHECK_EQ_STR(g.datas[3], "e");
+        CHECK_EQ_STR(g.datas[4], "f");
+        CHECK(g.raw_len == len && memcmp(g.raw, in, len) == 0);
+        proxy_sse_deinit(&s);
+    }
+}
+
 static void test_incomplete_event_is_held(void)
 {
     struct proxy_sse s = {0};
@@ -108,6 +134,7 @@ int main(void)
 {
     RUN(test_split_everywhere);
     RUN(test_byte_by_byte_crlf);
+    RUN(test_mixed_line_ends);
     RUN(test_incomplete_event_is_held);
     RUN(test_oversized_event_fails);
     return harness_done();
