@@ -35,10 +35,10 @@ for (const d of [home, codexHome, work]) fs.mkdirSync(d);
 
 // What a user writes to point Codex at airlock (docs/clients.md shows the same), plus no
 // retries (a refusal is final) and no update checks or analytics.
-function writeConfig(baseUrl) {
+function writeConfig(baseUrl, compactLimit) {
     fs.writeFileSync(path.join(codexHome, 'config.toml'), `model = "${MODEL}"
 model_provider = "airlock"
-check_for_update_on_startup = false
+${compactLimit ? `model_auto_compact_token_limit = ${compactLimit}\n` : ''}check_for_update_on_startup = false
 
 [analytics]
 enabled = false
@@ -62,8 +62,8 @@ const env = { PATH: process.env.PATH, HOME: home, CODEX_HOME: codexHome, LANG: '
 let nlast = 0;
 async function codex(prompt, extra = [], opts = {}) {
     const last = path.join(s.tmp, `last-message-${++nlast}.txt`);
-    const r = await run(s, process.execPath, [CODEX, 'exec', '--skip-git-repo-check', '--ephemeral', '--strict-config',
-        '--color', 'never', '-o', last, ...extra, prompt], { env, cwd: work, timeoutMs: 90000, ...opts });
+    const r = await run(s, process.execPath, [CODEX, 'exec', '--skip-git-repo-check', ...(opts.persist ? [] : ['--ephemeral']),
+        '--strict-config', '--color', 'never', '-o', last, ...extra, prompt], { env, cwd: work, timeoutMs: 90000, ...opts });
     r.last = fs.existsSync(last) ? fs.readFileSync(last, 'utf8') : null;
     return r;
 }
@@ -153,6 +153,24 @@ for (const [what, prompt, input] of [
             req.meta.endpoint === '/v1/responses', req && req.meta);
     });
 }
+
+await s.test('codex exec resume: compaction', async () => {
+    // a low auto-compaction limit: the second turn starts by compacting the first (the mock
+    // counts ~10k input tokens a request), which this provider does with a summarising
+    // /v1/responses request carrying the whole conversation
+    writeConfig(`http://127.0.0.1:${relay.port}`, 3000);
+    const n0 = mockRecords(mock).length;
+    const r1 = await codex('remember bob.smith@example.org MOCK:words=2', [], { persist: true });
+    const r2 = await codex('MOCK:words=3', ['resume', '--last'], { persist: true });
+    const recs = mockRecords(mock).slice(n0);
+    s.check('a resumed session compacts its context through the gateway and answers', r1.code === 0 && r2.code === 0 &&
+        /context compacted/.test(r2.stdout + r2.stderr) && recs.length >= 3 && r2.last?.trim() === words(3),
+    `${said(r2)}; requests: ${recs.length}`);
+    s.check('the address from turn 1 is a placeholder in every request that carries it again, the compaction included',
+        recs.every((x) => !x.text.includes('bob.smith@example.org')) && recs.length >= 3 &&
+        recs.slice(1).every((x) => PLACEHOLDER.test(x.text)), recs.map((x) => x.text.length));
+    writeConfig(`http://127.0.0.1:${relay.port}`);
+});
 
 await s.test('codex exec: straight to the gateway', async () => {
     writeConfig(gwBase);

@@ -201,7 +201,9 @@ if (fs.existsSync(CODEX)) {
     const codexHome = path.join(s.tmp, 'codex-home');
     fs.mkdirSync(codexHome);
     // no model_provider and no base_url: the built-in "openai" provider, https://api.openai.com/v1
+    // model_auto_compact_token_limit: low, so that a resumed session compacts first (below)
     fs.writeFileSync(path.join(codexHome, 'config.toml'), `model = "gpt-4o-mini"
+model_auto_compact_token_limit = 3000
 check_for_update_on_startup = false
 
 [analytics]
@@ -214,10 +216,10 @@ enabled = false
         PATH: process.env.PATH, HOME: home, CODEX_HOME: codexHome, LANG: 'C.UTF-8', TERM: 'dumb', NO_COLOR: '1',
         HTTPS_PROXY: PROXY, SSL_CERT_FILE: BUNDLE, CODEX_API_KEY: CLIENT,
     };
-    const codex = async (prompt) => {
+    const codex = async (prompt, extra = [], persist = false) => {
         const last = path.join(s.tmp, `codex-last-${Date.now()}.txt`);
-        const r = await run(s, process.execPath, [CODEX, 'exec', '--skip-git-repo-check', '--ephemeral', '--strict-config',
-            '--color', 'never', '-o', last, prompt], { env, cwd: work, timeoutMs: 120000 });
+        const r = await run(s, process.execPath, [CODEX, 'exec', '--skip-git-repo-check', ...(persist ? [] : ['--ephemeral']),
+            '--strict-config', '--color', 'never', '-o', last, ...extra, prompt], { env, cwd: work, timeoutMs: 120000 });
         r.last = fs.existsSync(last) ? fs.readFileSync(last, 'utf8') : null;
         return r;
     };
@@ -244,6 +246,26 @@ enabled = false
         s.check('its WebSocket upgrade was answered 426 (and it fell back to POST /v1/responses)',
             countRequests(m, (l) => l.status === '426') >= 1 &&
             countRequests(m, (l) => l.endpoint === '/v1/responses' && l.status === '200') >= 1, m);
+    });
+    await s.test('codex via the egress proxy: remote compaction', async () => {
+        // with the OpenAI provider a resumed session over the limit compacts remotely: a
+        // /v1/responses request ending in a compaction_trigger item, answered with one opaque
+        // compaction item, which the next request carries back as input
+        const n0 = mockRecords(mock).length;
+        const r1 = await codex(`remember ${EMAIL} MOCK:words=2`, [], true);
+        const r2 = await codex('MOCK:words=3', ['resume', '--last'], true);
+        const recs = newRecords(n0).filter((x) => x.line.startsWith('POST /v1/responses '));
+        const lastItem = (x) => (Array.isArray(x.body?.input) ? x.body.input.at(-1) : null);
+        const trig = recs.findIndex((x) => lastItem(x)?.type === 'compaction_trigger');
+        const after = trig >= 0 ? recs.slice(trig + 1) : [];
+        s.check('codex compacted through interception (a compaction_trigger request) and answered the next turn',
+            r1.code === 0 && r2.code === 0 && trig >= 1 && r2.last?.trim() === words(3),
+        `${said(r2)}; last items: ${JSON.stringify(recs.map((x) => lastItem(x)?.type || lastItem(x)?.role))}`);
+        s.check('the compaction item came back as input on the next request, opaque, passed through', after.some((x) =>
+            x.body.input.some((i) => i.type === 'compaction' && typeof i.encrypted_content === 'string' && i.encrypted_content.length > 0)),
+        after.map((x) => x.body?.input?.map((i) => i.type)));
+        s.check('the address is a placeholder in every request that carried it, the compaction included',
+            recs.every((x) => !x.text.includes(EMAIL)) && trig >= 0 && PLACEHOLDER.test(recs[trig].text), recs.length);
     });
     await s.test('codex via the egress proxy: redaction', async () => {
         const n0 = mockRecords(mock).length;

@@ -1427,8 +1427,19 @@ static cJSON *responses_item(int kind, unsigned long seq, const char *text)
     cJSON *it = cJSON_CreateObject(), *a, *p;
     char id[64];
 
-    snprintf(id, sizeof(id), "%s_mock%06lu", kind == 'r' ? "rs" : kind == 'f' ? "fc" : "msg", seq);
+    snprintf(id, sizeof(id), "%s_mock%06lu",
+             kind == 'r'   ? "rs"
+             : kind == 'f' ? "fc"
+             : kind == 'c' ? "cmp"
+                           : "msg",
+             seq);
     cJSON_AddStringToObject(it, "id", id);
+    if (kind == 'c') {
+        /* a compaction item: the provider's own opaque summary of the conversation */
+        cJSON_AddStringToObject(it, "type", "compaction");
+        cJSON_AddStringToObject(it, "encrypted_content", text ? text : "");
+        return it;
+    }
     if (kind == 'r') {
         cJSON_AddStringToObject(it, "type", "reasoning");
         a = cJSON_AddArrayToObject(it, "summary");
@@ -1509,6 +1520,8 @@ static int responses_stream_item(struct mock_plan *plan, long *seq, int kind, in
     cJSON_AddItemToObject(m, "item", cJSON_Duplicate(item, 1));
     if (responses_event(plan, seq, "response.output_item.added", m) < 0)
         goto done;
+    if (kind == 'c')
+        goto item_done; /* a compaction item comes whole: added, then done */
     if (kind != 'f') {
         cJSON *p = cJSON_CreateObject();
         m = at_item(item, oi, sub, 0);
@@ -1560,6 +1573,7 @@ static int responses_stream_item(struct mock_plan *plan, long *seq, int kind, in
                             m) < 0)
             goto done;
     }
+item_done:
     m = cJSON_CreateObject();
     cJSON_AddNumberToObject(m, "output_index", oi);
     cJSON_AddItemToObject(m, "item", responses_item(kind, rseq, text));
@@ -1567,6 +1581,18 @@ static int responses_stream_item(struct mock_plan *plan, long *seq, int kind, in
 done:
     cJSON_Delete(item);
     return rc;
+}
+
+/* whether the last input item is {"type": "compaction_trigger"} (the Codex CLI's remote
+ * compaction: it expects exactly one compaction item back) */
+static int compaction_triggered(const cJSON *root)
+{
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(root, "input");
+    const cJSON *type;
+    int n = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : 0;
+
+    type = n ? cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(in, n - 1), "type") : NULL;
+    return cJSON_IsString(type) && strcmp(type->valuestring, "compaction_trigger") == 0;
 }
 
 /* POST /v1/responses (and /v1/responses/compact) in OpenAI's format. The answer is chosen
@@ -1577,7 +1603,9 @@ done:
  * `event:` lines, response.created ... response.completed (usage there);
  * MOCK:error_mid ends one after two deltas with an `error` event and response.failed,
  * MOCK:reset_mid resets it there. A compaction is answered whole: {"output": [a user
- * message holding the text]} with usage. `stream_options` is refused, as upstream. */
+ * message holding the text]} with usage. `stream_options` is refused, as upstream. A
+ * request whose last input item is a `compaction_trigger` (Codex's remote compaction) is
+ * answered with one `compaction` item whose encrypted_content is the answer's text. */
 static int responses_reply(struct mock_plan *plan, const struct mock_request *req,
                            const cJSON *root, const char *model, int compact)
 {
@@ -1615,7 +1643,7 @@ static int responses_reply(struct mock_plan *plan, const struct mock_request *re
         goto done;
     in = c.usage_in >= 0 ? c.usage_in : (long)(req->body_len / 4);
     out = c.usage_out >= 0 ? c.usage_out : count_words(text, strlen(text)) + c.reasoning;
-    kind = c.fcall ? 'f' : 'm';
+    kind = compaction_triggered(root) ? 'c' : c.fcall ? 'f' : 'm';
     snprintf(id, sizeof(id), "resp_mock%06lu", req->seq);
     if (c.delay_ms >= 0)
         plan->delay_ms = c.delay_ms;
