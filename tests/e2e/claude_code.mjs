@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
     ANTHROPIC_REAL, CLIENT, DEFAULT, PLACEHOLDER, Suite, auditRecords, countRequests, gatewayConfig, here, metrics,
-    mockRecords, mockStats, run, sanitizerReport, startAirlock, startMock, startRelay, stopAirlock,
+    mockRecords, mockStats, run, sanitizerReport, startAirlock, startMock, startRelay, stopAirlock, words,
 } from './lib.mjs';
 
 const s = new Suite('claude_code');
@@ -191,6 +191,23 @@ await s.test('claude -p: a tool_use loop', async () => {
     s.check('a secret in the file it read: the tool_result request is refused (403), the key never leaves', r2.code !== 0 &&
         /403/.test(r2.stdout + r2.stderr) && (await mockStats(mock)).requests === before + 1 &&
         !recs2.some((x) => x.text.includes('AKIAIOSFODNN7EXAMPLE')), `${said(r2)}; requests: ${recs2.length}`);
+});
+
+// a provider failing once the answer has started. Claude Code then asks again without
+// streaming (CLAUDE_CODE_MAX_RETRIES=0 stops its other retries): after an error event
+// (529 overloaded, relayed) the mock answers that one whole, so claude prints the full
+// answer; after a reset the mock resets the whole answer too, the gateway says 502, and
+// claude reports it and exits non-zero.
+await s.test('claude -p: a stream that breaks', async () => {
+    const n0 = mockRecords(mock).length;
+    const r = await claude(['-p', 'MOCK:error_mid MOCK:words=20'], { env: { ...env, CLAUDE_CODE_MAX_RETRIES: '0' } });
+    const recs = mockRecords(mock).slice(n0);
+    s.check('an error event mid-stream: claude asks again without streaming and prints that whole answer', r.code === 0 &&
+        r.stdout.trim() === words(20) && recs.length === 2 && recs[0].body?.stream === true && recs[1].body?.stream !== true,
+    `${said(r)}; streams: ${JSON.stringify(recs.map((x) => x.body?.stream))}`);
+    const r2 = await claude(['-p', 'MOCK:reset_mid MOCK:words=20'], { env: { ...env, CLAUDE_CODE_MAX_RETRIES: '0' } });
+    s.check('a reset mid-stream, and again mid-answer: claude reports the gateway\'s 502 and exits non-zero', r2.code !== 0 &&
+        r2.signal === null && /API Error: 502/.test(r2.stdout + r2.stderr) && /Connection reset/.test(r2.stdout + r2.stderr), said(r2));
 });
 
 for (const [what, args, input] of [

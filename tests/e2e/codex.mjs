@@ -154,6 +154,20 @@ for (const [what, prompt, input] of [
     });
 }
 
+// a provider failing once the answer has started: the gateway ends the stream with
+// response.failed, which is what codex reads; it must report the failure, not hang or
+// print half an answer as if it were whole
+for (const [what, fault, msg] of [
+    ['an error event mid-stream', 'MOCK:error_mid', /stream disconnected before completion: The server had an error/],
+    ['a connection reset mid-stream', 'MOCK:reset_mid', /stream disconnected before completion: The provider's stream broke off/],
+]) {
+    await s.test(`codex exec: ${what}`, async () => {
+        const r = await codex(`${fault} MOCK:words=20`);
+        s.check(`${what}: codex reports the failed turn with the reason and exits non-zero`, r.code !== 0 && r.signal === null &&
+            msg.test(r.stderr) && !r.last?.includes('word1'), said(r));
+    });
+}
+
 await s.test('codex exec resume: compaction', async () => {
     // a low auto-compaction limit: the second turn starts by compacting the first (the mock
     // counts ~10k input tokens a request), which this provider does with a summarising
