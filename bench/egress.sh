@@ -8,7 +8,9 @@
 #                rate (BENCH_RATE/s for BENCH_SECONDS): on the gateway listener, and
 #                intercepted (CONNECT api.openai.com:443, TLS with the minted certificate,
 #                the same request inside). p50/p99 of each, and the per-round delta
-#                intercepted - gateway (target: p99 within +0.5 ms)
+#                intercepted - gateway (target: p99 within +0.5 ms); and the CPU airlock's
+#                event loop spends per request on each (/proc/PID/schedstat), which the
+#                machine's load moves less than latency
 #   handshakes   new connections per second, each a CONNECT + a full TLS handshake with
 #                the cached certificate (two client processes, BENCH_SECONDS)
 #   first mint   a host's first CONNECT + handshake minus its second (the certificate is
@@ -140,6 +142,13 @@ def rss():
     return 0
 
 
+def cpu_s():
+    """CPU seconds airlock's event loop (its main thread) has run so far, from
+    /proc/PID/schedstat (nanoseconds; /proc/PID/stat counts in 10 ms ticks)"""
+    with open("/proc/%d/schedstat" % PID) as f:
+        return int(f.read().split()[0]) / 1e9
+
+
 def conn(kind):
     if kind == "gateway":
         return http.client.HTTPConnection("127.0.0.1", GW, timeout=10)
@@ -155,6 +164,7 @@ def latency_run(kind):
         r = c.getresponse(); r.read()
         assert r.status == 200, (kind, r.status)
     lat = []
+    cpu0 = cpu_s()
     gap = 1.0 / RATE
     nxt = time.perf_counter()
     end = nxt + SECS
@@ -167,9 +177,10 @@ def latency_run(kind):
         r = c.getresponse(); r.read()
         lat.append(time.perf_counter() - t0)
         nxt += gap
+    cpu = (cpu_s() - cpu0) / len(lat) * 1e6
     c.close()
     lat.sort()
-    return lat[len(lat) // 2] * 1e3, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3
+    return lat[len(lat) // 2] * 1e3, lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3, cpu
 
 
 def connect_tls(host, ctx):
@@ -278,7 +289,7 @@ sp.start()
 ready.wait(10)
 
 lat = {"gateway": [], "intercept": []}
-delta50, delta99, hs, mint, tput, ratio, loads = [], [], [], [], [], [], []
+delta50, delta99, cpud, hs, mint, tput, ratio, loads = [], [], [], [], [], [], [], []
 connect_tls("m%d.bench.example" % (MINTS * REPEAT + 1), ssl.create_default_context(cafile=CA))  # CA loaded
 for rnd in range(REPEAT):
     loads.append(load1())
@@ -288,16 +299,17 @@ for rnd in range(REPEAT):
         lat[k].append(got[k])
     delta50.append(got["intercept"][0] - got["gateway"][0])
     delta99.append(got["intercept"][1] - got["gateway"][1])
+    cpud.append(got["intercept"][2] - got["gateway"][2])
     hs.append(handshakes_run())
     mint.append(mint_run(1 + rnd * MINTS))
     order = ["direct", "tunnel"] if rnd % 2 == 0 else ["tunnel", "direct"]
     t = {k: transfer(k, results) for k in order}
     tput.append(t)
     ratio.append(t["tunnel"] / t["direct"])
-    print("round %d (load %.2f): gateway p50/p99 %.3f/%.3f ms, intercepted %.3f/%.3f ms; %.0f handshakes/s; "
-          "mint %.2f ms; direct %.0f MiB/s, tunnel %.0f MiB/s" % (
-              rnd + 1, loads[-1], got["gateway"][0], got["gateway"][1], got["intercept"][0], got["intercept"][1],
-              hs[-1], mint[-1], t["direct"], t["tunnel"]), flush=True)
+    print("round %d (load %.2f): gateway p50/p99 %.3f/%.3f ms %.0f us CPU, intercepted %.3f/%.3f ms %.0f us CPU; "
+          "%.0f handshakes/s; mint %.2f ms; direct %.0f MiB/s, tunnel %.0f MiB/s" % (
+              rnd + 1, loads[-1], got["gateway"][0], got["gateway"][1], got["gateway"][2], got["intercept"][0],
+              got["intercept"][1], got["intercept"][2], hs[-1], mint[-1], t["direct"], t["tunnel"]), flush=True)
 
 # 1,000 idle tunnels
 acc = socket.socket()
@@ -340,6 +352,8 @@ print("gateway listener p50 / p99 (ms)                 %.3f / %.3f" % (med([x[0]
 print("intercepted p50 / p99 (ms)                      %.3f / %.3f" % (med([x[0] for x in lat["intercept"]]),
                                                                        med([x[1] for x in lat["intercept"]])))
 print("added by interception p50 / p99 (ms)            %+.3f / %+.3f   (target p99 <= +0.5)" % (med(delta50), med(delta99)))
+print("airlock CPU per request, gateway / intercepted  %.1f / %.1f us   (added %+.1f us)" % (
+    med([x[2] for x in lat["gateway"]]), med([x[2] for x in lat["intercept"]]), med(cpud)))
 print("CONNECT + TLS handshakes/s (cached cert)        %.0f" % med(hs))
 print("first mint of a host certificate (ms)           %.2f" % med(mint))
 print("direct / tunnel throughput (MiB/s)              %.0f / %.0f" % (med([t["direct"] for t in tput]),
