@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-    ANTHROPIC_REAL, CLIENT, DEFAULT, PLACEHOLDER, Suite, auditRecords, countRequests, gatewayConfig, here, metrics,
+    ANTHROPIC_REAL, CLIENT, DEFAULT, PLACEHOLDER, Suite, auditRecords, countRequests, gatewayConfig, here, makeCA, metrics,
     mockRecords, mockStats, run, sanitizerReport, startAirlock, startMock, startRelay, stopAirlock, words,
 } from './lib.mjs';
 
@@ -124,6 +124,25 @@ await s.test('claude -p: straight to the gateway', async () => {
     const r = await claude(['-p', 'MOCK:words=4'], { env: { ...env, ANTHROPIC_BASE_URL: gwBase } });
     s.check('claude -p with ANTHROPIC_BASE_URL at the gateway itself (no relay)', r.code === 0 &&
         r.stdout.trim() === 'word1 word2 word3 word4', said(r));
+});
+
+await s.test('claude -p: a TLS gateway', async () => {
+    // the gateway on TLS with a private CA: claude (Bun) trusts it through NODE_EXTRA_CA_CERTS
+    const pki = makeCA(s.tmp);
+    const tls = await startAirlock(s, 'tls', (port) => gatewayConfig({
+        port, mockPort: mock.port, tls: pki, models: [`{name: ${SONNET}, provider: ant}`, `{name: ${HAIKU}, provider: ant}`],
+    }));
+    const r = await claude(['-p', 'MOCK:words=5'], {
+        env: { ...env, ANTHROPIC_BASE_URL: `https://localhost:${tls.port}`, NODE_EXTRA_CA_CERTS: pki.ca },
+    });
+    s.check('claude -p against https://localhost with the CA in NODE_EXTRA_CA_CERTS', r.code === 0 &&
+        r.stdout.trim() === words(5), said(r));
+    const bare = await claude(['-p', 'MOCK:words=5'], {
+        env: { ...env, ANTHROPIC_BASE_URL: `https://localhost:${tls.port}`, CLAUDE_CODE_MAX_RETRIES: '0' },
+    });
+    s.check('without the CA it refuses the gateway\'s certificate (non-zero exit, no answer)', bare.code !== 0 &&
+        !bare.stdout.includes('word1'), said(bare));
+    s.check('the TLS gateway: SIGTERM, exit 0', (await stopAirlock(tls)) === 0);
 });
 
 await s.test('claude -p: ANTHROPIC_AUTH_TOKEN', async () => {

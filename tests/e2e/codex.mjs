@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-    CLIENT, DEFAULT, OPENAI_REAL, PLACEHOLDER, Suite, auditRecords, countRequests, gatewayConfig, here, metrics, mockRecords,
+    CLIENT, DEFAULT, OPENAI_REAL, PLACEHOLDER, Suite, auditRecords, countRequests, gatewayConfig, here, makeCA, metrics, mockRecords,
     mockStats, run, sanitizerReport, startAirlock, startMock, startRelay, stopAirlock, words,
 } from './lib.mjs';
 
@@ -184,6 +184,16 @@ await s.test('codex exec resume: compaction', async () => {
         recs.every((x) => !x.text.includes('bob.smith@example.org')) && recs.length >= 3 &&
         recs.slice(1).every((x) => PLACEHOLDER.test(x.text)), recs.map((x) => x.text.length));
     writeConfig(`http://127.0.0.1:${relay.port}`);
+});
+
+await s.test('codex exec: a TLS gateway', async () => {
+    // the gateway on TLS with a private CA; codex trusts it through SSL_CERT_FILE
+    const pki = makeCA(s.tmp);
+    const tls = await startAirlock(s, 'tls', (port) => gatewayConfig({ port, mockPort: mock.port, tls: pki }));
+    writeConfig(`https://localhost:${tls.port}`);
+    const r = await codex('MOCK:words=4', [], { env: { ...env, SSL_CERT_FILE: pki.ca } });
+    s.check('codex exec against https://localhost with the CA in SSL_CERT_FILE', r.code === 0 && r.last?.trim() === words(4), said(r));
+    s.check('the TLS gateway: SIGTERM, exit 0', (await stopAirlock(tls)) === 0);
 });
 
 await s.test('codex exec: straight to the gateway', async () => {
