@@ -262,14 +262,15 @@ export function makeCA(dir) {
 export async function startRelay(targetPort) {
     const seen = [];
     const server = http.createServer((req, res) => {
-        seen.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+        const entry = { method: req.method, url: req.url, headers: { ...req.headers } };
+        seen.push(entry);
         const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
             (ur) => {
                 res.writeHead(ur.statusCode, ur.statusMessage, ur.rawHeaders);
                 ur.pipe(res);
             });
         up.on('error', (e) => {
-            seen.at(-1).error = e.message;
+            entry.error = e.message;
             if (!res.headersSent) {
                 res.writeHead(502, { 'content-type': 'text/plain' });
                 res.end(`relay: ${e.message}`);
