@@ -394,6 +394,10 @@ static int authenticate(struct proxy_req *r)
     }
     crypto_hash_sha256(sha, (const unsigned char *)k, strlen(k));
     r->key = config_key_find_sha256(cfg, sha);
+    /* intercepted: an SDK that must send some key (a provider's, a placeholder) while the
+     * proxy password names the caller; the header's value is never forwarded */
+    if (!r->key && r->conn->intercept)
+        r->key = proxy_forward_key(r->conn, cfg);
     if (!r->key) {
         refuse(r, 401, "The API key is not known to this gateway.");
         return -1;

@@ -376,6 +376,12 @@ def test_identity(s, gw, fw, mock, org_crt, ports):
     st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions", chat("hi"),
                          headers={"Authorization": "Bearer sk-not-a-key"})
     s.check("intercepted, an unknown key in the SDK's header: 401", st == 401, (st, b[:200]))
+    st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions", chat("hi"),
+                         headers={"Authorization": "Bearer sk-placeholder-the-sdk-wants"}, proxy_auth=basic(ALICE))
+    mh = mock.last_head()
+    s.check("intercepted, a placeholder key in the SDK's header and the key as the proxy password: 200, "
+            "the placeholder never leaves", st == 200 and "sk-placeholder" not in mh and OPENAI_REAL in mh,
+            (st, b[:200], mh[:300]))
     sock, st, h, _ = connect_raw(fw, b"api.openai.com:443", proxy_auth=basic("sk-wrong"))
     sock.close()
     s.check("CONNECT with a wrong Proxy-Authorization key: 407", st == 407 and b"proxy-authenticate" in h.lower(), h)
