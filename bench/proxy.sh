@@ -1,6 +1,7 @@
 #!/bin/sh
-# proxy.sh -- how much airlock costs on the wire. A 1 KB chat request (wrk, keep-alive,
-# -c32 -t2) against:
+# proxy.sh -- how much airlock costs on the wire. A 1 KB request (wrk, keep-alive, -c32 -t2)
+# of each kind in BENCH_KINDS -- chat (POST /v1/chat/completions), chat-stream (the same,
+# stream: true), responses (POST /v1/responses), responses-stream -- against:
 #   nginx              the upstream alone: nginx answering `return 200` with a canned
 #                      chat-completions body (UPSTREAM=nginx, the default), so the reference
 #                      is about as fast as an HTTP server gets on this machine
@@ -22,13 +23,18 @@
 # as a share of all cores (other people's compiles). Then an open-loop run at a fixed rate (BENCH_RATE req/s; 0
 # skips it), alternated the same way, for p50/p99 latency added over the upstream alone.
 #
+# Each (target, kind) pair is one job; a round runs every job once. After the table, each
+# Responses kind's latency added over the upstream is set beside its Chat Completions
+# counterpart's (responses vs chat, responses-stream vs chat-stream), same run, same rounds.
+#
 #   sh bench/proxy.sh
+#   BENCH_KINDS="chat responses" sh bench/proxy.sh
 #   AIRLOCK_BEFORE=/tmp/airlock-before/build/airlock sh bench/proxy.sh
 #   UPSTREAM=mock BENCH_NOSYNC=1 sh bench/proxy.sh
 # env: AIRLOCK_BUILD (dir with airlock [and mock_provider]; default ./build),
 #      AIRLOCK_BEFORE (a second airlock binary), UPSTREAM=nginx|mock, BENCH_SECONDS=5,
 #      BENCH_REPEAT=3, BENCH_CONNS=32, BENCH_THREADS=2, BENCH_NOSYNC=0, BENCH_RATE=1000,
-#      BENCH_RATE_SECONDS=5, TMPDIR (where the audit logs go: its file system sets the
+#      BENCH_RATE_SECONDS=5, BENCH_KINDS="chat chat-stream responses responses-stream", TMPDIR (where the audit logs go: its file system sets the
 #      fsync cost). Everything listens on 127.0.0.1 only; nginx is a throw-away instance
 #      with its own prefix and config in the temporary folder, never the system service.
 # Needs wrk and nginx (installed with apt-get when missing, bench/lib.sh), python3, curl.
@@ -44,6 +50,7 @@ THREADS=${BENCH_THREADS:-2}
 NOSYNC=${BENCH_NOSYNC:-0}
 RATE=${BENCH_RATE:-1000}
 RATE_SECS=${BENCH_RATE_SECONDS:-5}
+KINDS=${BENCH_KINDS:-chat chat-stream responses responses-stream}
 REAL_KEY=sk-bench-real-0123456789
 CLIENT_KEY=sk-bench-client-0123456789
 
@@ -55,6 +62,10 @@ bench_need_nginx || exit 1
 [ "$UPSTREAM" = nginx ] || [ -x "$BUILD/mock_provider" ] ||
     { echo "bench: $BUILD/mock_provider not built (make first)" >&2; exit 1; }
 [ -z "$BEFORE" ] || [ -x "$BEFORE" ] || { echo "bench: AIRLOCK_BEFORE=$BEFORE is not an executable" >&2; exit 1; }
+for k in $KINDS; do
+    case $k in chat | chat-stream | responses | responses-stream) ;;
+    *) echo "bench: BENCH_KINDS: unknown kind '$k'" >&2; exit 2 ;; esac
+done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/airlock-bench.XXXXXX")
 PIDS=""
@@ -88,17 +99,38 @@ describe_bin() {
     echo "$1 (commit $c$dirty; built $(date -u -r "$1" '+%Y-%m-%d %H:%M UTC'))"
 }
 
-# ---- the 1 KB request body (exactly 1024 bytes), no PII or secrets in it; the canned
-# answer (the mock's own, byte for byte but for the date)
-python3 - "$TMP/body.json" "$TMP/answer.json" <<'EOF'
+# ---- the 1 KB request bodies (exactly 1024 bytes each), no PII or secrets in them; the
+# canned answers (the mock's own, byte for byte but for dates and ids): a chat.completion,
+# its SSE chunks (usage chunk and [DONE] included, as asked by the gateway), a response
+# object, and its Responses event stream
+python3 - "$TMP" <<'EOF'
 import json, sys
 filler = ("The quick brown fox jumps over the lazy dog while the committee reviews "
           "the quarterly roadmap and drafts a summary for the weekly meeting. ") * 20
-b = {"model": "gpt-4o-mini", "max_tokens": 64,
-     "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": ""}]}
-base = len(json.dumps(b, separators=(",", ":")))
-b["messages"][1]["content"] = filler[:1024 - base]
-open(sys.argv[1], "w").write(json.dumps(b, separators=(",", ":")))
+tmp = sys.argv[1]
+def dump(o):
+    return json.dumps(o, separators=(",", ":"))
+def sized(b, setter):
+    setter(b, "")
+    setter(b, filler[:1024 - len(dump(b))])
+    assert len(dump(b)) == 1024
+    return dump(b)
+def chat_body(stream):
+    b = {"model": "gpt-4o-mini", "max_tokens": 64,
+         "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": ""}]}
+    if stream:
+        b["stream"] = True
+    return sized(b, lambda b, t: b["messages"][1].__setitem__("content", t))
+def resp_body(stream):
+    b = {"model": "gpt-4o-mini", "max_output_tokens": 64, "instructions": "You are terse.",
+         "input": [{"role": "user", "content": [{"type": "input_text", "text": ""}]}]}
+    if stream:
+        b["stream"] = True
+    return sized(b, lambda b, t: b["input"][0]["content"][0].__setitem__("text", t))
+open(tmp + "/body-chat.json", "w").write(chat_body(False))
+open(tmp + "/body-chat-stream.json", "w").write(chat_body(True))
+open(tmp + "/body-responses.json", "w").write(resp_body(False))
+open(tmp + "/body-responses-stream.json", "w").write(resp_body(True))
 a = {"id": "chatcmpl-mock000001", "object": "chat.completion", "created": 1796578781,
      "model": "gpt-4o-mini",
      "choices": [{"index": 0, "message": {"role": "assistant",
@@ -110,17 +142,71 @@ a = {"id": "chatcmpl-mock000001", "object": "chat.completion", "created": 179657
                                              "accepted_prediction_tokens": 0,
                                              "rejected_prediction_tokens": 0}},
      "service_tier": "default", "system_fingerprint": "fp_mock0001"}
-open(sys.argv[2], "w").write(json.dumps(a, separators=(",", ":")))
+open(tmp + "/answer-chat.json", "w").write(dump(a))
+words = ["Hello", " from", " the", " mock", " provider,", " a", " deterministic", " answer."]
+text = "".join(words)
+ev = []
+def chunk(delta, finish=None, usage=None):
+    c = {"id": "chatcmpl-mock000001", "object": "chat.completion.chunk", "created": 1796578781,
+         "model": "gpt-4o-mini", "service_tier": "default", "system_fingerprint": "fp_mock0001",
+         "choices": [] if usage else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    if usage:
+        c["usage"] = usage
+    return "data: " + dump(c) + "\n\n"
+ev.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+ev += [chunk({"content": w}) for w in words]
+ev.append(chunk({}, "stop"))
+ev.append(chunk(None, usage=a["usage"]))
+ev.append("data: [DONE]\n\n")
+open(tmp + "/answer-chat-stream.sse", "w").write("".join(ev))
+usage = {"input_tokens": 256, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 8,
+         "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 264}
+def resp(status, output, u):
+    return {"id": "resp_mock000001", "object": "response", "created_at": 1796578781, "status": status,
+            "background": False, "error": None, "incomplete_details": None, "instructions": None,
+            "max_output_tokens": 64, "model": "gpt-4o-mini", "output": output, "parallel_tool_calls": True,
+            "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
+            "service_tier": "default", "store": False, "temperature": 1, "text": {"format": {"type": "text"}},
+            "tool_choice": "auto", "tools": [], "top_p": 1, "truncation": "disabled", "usage": u, "metadata": {}}
+def part(t):
+    return {"type": "output_text", "annotations": [], "logprobs": [], "text": t}
+def item(t):
+    if t is None:
+        return {"id": "msg_mock000001", "type": "message", "status": "in_progress", "content": [], "role": "assistant"}
+    return {"id": "msg_mock000001", "type": "message", "status": "completed", "content": [part(t)], "role": "assistant"}
+open(tmp + "/answer-responses.json", "w").write(dump(resp("completed", [item(text)], usage)))
+seq = [0]
+def rev(t, **m):
+    e = {"type": t, "sequence_number": seq[0]}
+    e.update(m)
+    seq[0] += 1
+    return "event: %s\ndata: %s\n\n" % (t, dump(e))
+at = {"item_id": "msg_mock000001", "output_index": 0, "content_index": 0}
+ev = [rev("response.created", response=resp("in_progress", [], None)),
+      rev("response.in_progress", response=resp("in_progress", [], None)),
+      rev("response.output_item.added", output_index=0, item=item(None)),
+      rev("response.content_part.added", part=part(""), **at)]
+ev += [rev("response.output_text.delta", delta=w, logprobs=[], **at) for w in words]
+ev += [rev("response.output_text.done", text=text, logprobs=[], **at),
+       rev("response.content_part.done", part=part(text), **at),
+       rev("response.output_item.done", output_index=0, item=item(text)),
+       rev("response.completed", response=resp("completed", [item(text)], usage))]
+open(tmp + "/answer-responses-stream.sse", "w").write("".join(ev))
 EOF
-cat >"$TMP/req.lua" <<EOF
-local f = io.open("$TMP/body.json", "rb")
+# the path of a kind, and how its right answer is recognised
+kind_path() { case $1 in chat*) echo /v1/chat/completions ;; *) echo /v1/responses ;; esac; }
+kind_check() { case $1 in *-stream) echo 'deterministic' ;; *) echo 'a deterministic answer' ;; esac; }
+for k in $KINDS; do
+    cat >"$TMP/req-$k.lua" <<EOF
+local f = io.open("$TMP/body-$k.json", "rb")
 wrk.method = "POST"
-wrk.path = "/v1/chat/completions"
+wrk.path = "$(kind_path "$k")"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_KEY")
 EOF
+done
 
 # ---- upstream and nginx: one nginx worker (airlock serves from one event loop)
 if [ "$UPSTREAM" = mock ]; then
@@ -137,7 +223,23 @@ NGINX_PORT=$(free_port)
 mkdir -p "$TMP/nginx/logs" "$TMP/nginx/tmp"
 if [ "$UPSTREAM" = nginx ]; then
     UP_PORT=$NGINX_PORT
-    SERVE="location = /v1/chat/completions { default_type application/json; return 200 '$(cat "$TMP/answer.json")'; }
+    # a stream is told by the Accept the gateway sends for one (text/event-stream); the
+    # streams are static files (longer than a `return` may be), which nginx's worker
+    # (nobody, when started as root) may read: the folder can be crossed, not listed; a
+    # POST for a static file is answered 405, turned back into the file by error_page
+    mkdir -p "$TMP/nginx/sse"
+    cp "$TMP/answer-chat-stream.sse" "$TMP/answer-responses-stream.sse" "$TMP/nginx/sse/"
+    chmod 711 "$TMP" "$TMP/nginx"
+    chmod 755 "$TMP/nginx/sse"
+    chmod 644 "$TMP/nginx/sse/"*.sse
+    SERVE="location = /v1/chat/completions { default_type application/json;
+            if (\$http_accept = text/event-stream) { rewrite ^ /sse/chat last; }
+            return 200 '$(cat "$TMP/answer-chat.json")'; }
+        location = /v1/responses { default_type application/json;
+            if (\$http_accept = text/event-stream) { rewrite ^ /sse/responses last; }
+            return 200 '$(cat "$TMP/answer-responses.json")'; }
+        location = /sse/chat { default_type text/event-stream; error_page 405 =200 \$uri; alias $TMP/nginx/sse/answer-chat-stream.sse; }
+        location = /sse/responses { default_type text/event-stream; error_page 405 =200 \$uri; alias $TMP/nginx/sse/answer-responses-stream.sse; }
         location / { return 404; }"
     UPBLOCK=""
 else
@@ -210,14 +312,29 @@ if [ -n "$BEFORE" ]; then
 fi
 NT=$(wc -l <"$TMP/targets")
 
-# sanity: every target answers 200 with the canned answer before measuring
-while IFS=: read -r name port key; do
+# the jobs: every target with every kind ("target/kind:port:key:kind"); a stream asked of
+# the upstream directly says so in Accept, as the gateway does
+: >"$TMP/jobs"
+for k in $KINDS; do
+    while IFS=: read -r name port key; do
+        echo "$name/$k:$port:$key:$k" >>"$TMP/jobs"
+    done <"$TMP/targets"
+done
+NJ=$(wc -l <"$TMP/jobs")
+for k in $KINDS; do
+    case $k in *-stream) echo 'wrk.headers["Accept"] = "text/event-stream"' >>"$TMP/req-$k.lua" ;; esac
+done
+
+# sanity: every job answers 200 with the canned answer before measuring
+while IFS=: read -r name port key kind; do
+    accept="application/json"
+    case $kind in *-stream) accept="text/event-stream" ;; esac
     code=$(curl -s -o "$TMP/sanity.out" -w '%{http_code}' -H "Authorization: Bearer $key" \
-        -H 'Content-Type: application/json' --data-binary @"$TMP/body.json" \
-        "http://127.0.0.1:$port/v1/chat/completions")
-    [ "$code" = 200 ] && grep -q 'a deterministic answer' "$TMP/sanity.out" ||
+        -H 'Content-Type: application/json' -H "Accept: $accept" --data-binary @"$TMP/body-$kind.json" \
+        "http://127.0.0.1:$port$(kind_path "$kind")")
+    [ "$code" = 200 ] && grep -q "$(kind_check "$kind")" "$TMP/sanity.out" ||
         { echo "bench: $name (port $port) answered $code: $(head -c 300 "$TMP/sanity.out")" >&2; exit 1; }
-done <"$TMP/targets"
+done <"$TMP/jobs"
 
 # our own processes (their CPU is not "foreign"): nginx's master and worker, the mock, airlocks
 OUR_PIDS="$PIDS $(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null)"
@@ -265,16 +382,16 @@ print("%s %.3f %.3f %s %s %.0f" % (rps.group(1), ms(p50.group(1)), ms(p99.group(
       load, foreign_pct))
 EOF
 
-# rounds: every target once per round, the first one rotating
-rotated() { # round -> the targets, starting at (round-1) mod NT
-    off=$(( ($1 - 1) % NT ))
-    awk -v s="$off" 'NR > s' "$TMP/targets"; awk -v s="$off" 'NR <= s' "$TMP/targets"
+# rounds: every job once per round, the first one rotating
+rotated() { # round -> the jobs, starting at (round-1) mod NJ
+    off=$(( ($1 - 1) % NJ ))
+    awk -v s="$off" 'NR > s' "$TMP/jobs"; awk -v s="$off" 'NR <= s' "$TMP/jobs"
 }
 
 echo "airlock proxy benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, start: $(uptime | sed 's/^ *//')"
-echo "  request: POST /v1/chat/completions, 1024-byte JSON body; wrk -t$THREADS -c$CONNS -d${SECS}s --latency, keep-alive"
+echo "  requests: 1024-byte JSON bodies, kinds: $KINDS; wrk -t$THREADS -c$CONNS -d${SECS}s --latency, keep-alive"
 if [ "$UPSTREAM" = nginx ]; then
-    echo "  upstream: $("$NGINX" -v 2>&1 | sed 's/.*: //'), 1 worker, 'return 200' with a canned $(wc -c <"$TMP/answer.json")-byte chat.completion"
+    echo "  upstream: $("$NGINX" -v 2>&1 | sed 's/.*: //'), 1 worker, canned answers: chat.completion $(wc -c <"$TMP/answer-chat.json") B and response $(wc -c <"$TMP/answer-responses.json") B ('return 200'), chat SSE $(wc -c <"$TMP/answer-chat-stream.sse") B and Responses SSE $(wc -c <"$TMP/answer-responses-stream.sse") B (static files)"
 else
     echo "  upstream: mock_provider (tests/mock); nginx = $("$NGINX" -v 2>&1 | sed 's/.*: //'), 1 worker, keep-alive reverse proxy to it"
 fi
@@ -288,17 +405,17 @@ echo "  average at the run's start; foreign = CPU used by others during the run,
 r=1
 while [ $r -le "$REPEAT" ]; do
     rotated $r >"$TMP/order"
-    while IFS=: read -r name port key; do
-        res=$(python3 "$TMP/run_wrk.py" "$port" "$key" "$SECS" "$CONNS" "$THREADS" "$TMP/req.lua" $OUR_PIDS </dev/null)
+    while IFS=: read -r name port key kind; do
+        res=$(python3 "$TMP/run_wrk.py" "$port" "$key" "$SECS" "$CONNS" "$THREADS" "$TMP/req-$kind.lua" $OUR_PIDS </dev/null)
         echo "$r $name $res" >>"$TMP/runs"
         set -- $res
-        printf '  round %d %-14s %9s req/s  p50 %6s ms  p99 %6s ms  errors %s  load %s  foreign %s%%\n' \
+        printf '  round %d %-30s %9s req/s  p50 %6s ms  p99 %6s ms  errors %s  load %s  foreign %s%%\n' \
             "$r" "$name" "$1" "$2" "$3" "$4" "$5" "$6"
     done <"$TMP/order"
     r=$((r + 1))
 done
 
-python3 - "$TMP/runs" "$TMP/targets" <<'EOF'
+python3 - "$TMP/runs" "$TMP/jobs" <<'EOF'
 import sys, statistics as st
 runs = [l.split() for l in open(sys.argv[1]) if l.strip()]
 names = [l.split(":")[0] for l in open(sys.argv[2]) if l.strip()]
@@ -310,22 +427,45 @@ def med(xs): return st.median(xs) if xs else float("nan")
 def ratio(n, ref, i):
     return med([by[(r, n)][i] / by[(r, ref)][i] for r in rounds
                 if (r, n) in by and (r, ref) in by and by[(r, ref)][i] > 0])
+def added(n, ref, i):  # median over rounds of (n - ref), each pair from the same round
+    return med([by[(r, n)][i] - by[(r, ref)][i] for r in rounds if (r, n) in by and (r, ref) in by])
+def tgt(n): return n.split("/")[0]
+def kind(n): return n.split("/")[1]
 print()
-print("%-14s %10s %8s %9s %8s %9s %8s %6s %8s  %s" % ("target", "req/s", "x nginx", "p50 ms", "x nginx",
+print("%-30s %10s %8s %9s %8s %9s %8s %6s %8s  %s" % ("target/kind", "req/s", "x nginx", "p50 ms", "x nginx",
       "p99 ms", "x nginx", "load", "foreign", "errors per run"))
 for n in names:
     v = [by[(r, n)] for r in rounds if (r, n) in by]
-    print("%-14s %10.0f %8.3f %9.3f %8.2f %9.3f %8.2f %6.2f %7.0f%%  %s" % (
-        n, med([x[0] for x in v]), ratio(n, "nginx", 0), med([x[1] for x in v]), ratio(n, "nginx", 1),
-        med([x[2] for x in v]), ratio(n, "nginx", 2), med([x[4] for x in v]), med([x[5] for x in v]),
+    ref = "nginx/" + kind(n)
+    print("%-30s %10.0f %8.3f %9.3f %8.2f %9.3f %8.2f %6.2f %7.0f%%  %s" % (
+        n, med([x[0] for x in v]), ratio(n, ref, 0), med([x[1] for x in v]), ratio(n, ref, 1),
+        med([x[2] for x in v]), ratio(n, ref, 2), med([x[4] for x in v]), med([x[5] for x in v]),
         " ".join(x[3] for x in v)))
-for a in ("off", "batch", "none"):
-    if "airlock-" + a in names and "before-" + a in names:
-        print("after/before, audit %-5s: req/s %.3fx, p50 %.2fx, p99 %.2fx (medians of per-round ratios)" % (
-            a, ratio("airlock-" + a, "before-" + a, 0), ratio("airlock-" + a, "before-" + a, 1),
-            ratio("airlock-" + a, "before-" + a, 2)))
-if "airlock-off" in names and "airlock-batch" in names:
-    print("audit sync batch / audit off: req/s %.3fx" % ratio("airlock-batch", "airlock-off", 0))
+kinds = []
+for n in names:
+    if kind(n) not in kinds:
+        kinds.append(kind(n))
+for k in kinds:
+    for a in ("off", "batch", "none"):
+        an, bn = "airlock-%s/%s" % (a, k), "before-%s/%s" % (a, k)
+        if an in names and bn in names:
+            print("%s after/before, audit %-5s: req/s %.3fx, p50 %.2fx, p99 %.2fx (medians of per-round ratios)" % (
+                k, a, ratio(an, bn, 0), ratio(an, bn, 1), ratio(an, bn, 2)))
+    if "airlock-off/" + k in names and "airlock-batch/" + k in names:
+        print("%s audit sync batch / audit off: req/s %.3fx" % (k, ratio("airlock-batch/" + k, "airlock-off/" + k, 0)))
+# Responses beside Chat Completions: what airlock adds over the upstream alone, per kind
+up = "mock" if any(tgt(n) == "mock" for n in names) else "nginx"
+print()
+print("Responses beside Chat Completions (closed loop): p50 airlock adds over %s alone (median over" % up)
+print("rounds of target - %s in the same round), and requests/s as a share of %s's:" % (up, up))
+for r_k, c_k in (("responses", "chat"), ("responses-stream", "chat-stream")):
+    for a in ("off", "batch", "none"):
+        rn, cn = "airlock-%s/%s" % (a, r_k), "airlock-%s/%s" % (a, c_k)
+        if rn in names and cn in names:
+            ar, ac = added(rn, "%s/%s" % (up, r_k), 1), added(cn, "%s/%s" % (up, c_k), 1)
+            print("  audit %-5s %-16s +p50 %.3f ms vs %-11s +p50 %.3f ms: %.2fx;  req/s x %s %.3f vs %.3f" % (
+                a, r_k, ar, c_k, ac, ar / ac if ac > 0 else float("nan"), up,
+                ratio(rn, "%s/%s" % (up, r_k), 0), ratio(cn, "%s/%s" % (up, c_k), 0)))
 EOF
 while read -r name pid; do
     echo "$name memory: $(grep -E 'VmRSS|VmHWM' /proc/"$pid"/status 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')"
@@ -339,7 +479,9 @@ cat >"$TMP/fixed_rate.py" <<'EOF'
 import selectors, socket, sys, time
 port, key, rate, secs, conns = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 body = open(sys.argv[6], "rb").read()
-req = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+path, accept = sys.argv[7].encode(), sys.argv[8].encode()
+req = (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+       b"Accept: " + accept + b"\r\n"
        b"Authorization: Bearer " + key.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 sel = selectors.DefaultSelector()
 idle, lat = [], []
@@ -405,15 +547,17 @@ echo "scheduled send), alternated the same way, medians of $REPEAT; added = targ
 r=1
 while [ $r -le "$REPEAT" ]; do
     rotated $r >"$TMP/order"
-    while IFS=: read -r name port key; do
-        [ "$UPSTREAM" = mock ] && [ "$name" = nginx ] && continue
-        echo "$r $name $(python3 "$TMP/fixed_rate.py" "$port" "$key" "$RATE" "$RATE_SECS" "$CONNS" "$TMP/body.json" </dev/null) $(cut -d' ' -f1 /proc/loadavg)" >>"$TMP/fr"
+    while IFS=: read -r name port key kind; do
+        [ "$UPSTREAM" = mock ] && [ "${name%%/*}" = nginx ] && continue
+        accept="application/json"
+        case $kind in *-stream) accept="text/event-stream" ;; esac
+        echo "$r $name $(python3 "$TMP/fixed_rate.py" "$port" "$key" "$RATE" "$RATE_SECS" "$CONNS" "$TMP/body-$kind.json" "$(kind_path "$kind")" "$accept" </dev/null) $(cut -d' ' -f1 /proc/loadavg)" >>"$TMP/fr"
     done <"$TMP/order"
     r=$((r + 1))
 done
-python3 - "$TMP/fr" "$TMP/targets" "$UPSTREAM" <<'EOF'
+python3 - "$TMP/fr" "$TMP/jobs" "$UPSTREAM" <<'EOF'
 import sys, statistics as st
-ref = sys.argv[3]
+up = sys.argv[3]
 names = [l.split(":")[0] for l in open(sys.argv[2]) if l.strip()]
 by = {}
 for l in open(sys.argv[1]):
@@ -422,13 +566,24 @@ for l in open(sys.argv[1]):
         by[(f[0], f[1])] = [float(x) for x in f[2:]]
 rounds = sorted({k[0] for k in by}, key=int)
 med = lambda xs: st.median(xs) if xs else float("nan")
-print("%-14s %9s %9s %9s %9s %9s %6s %6s %6s" % ("target", "p50 ms", "p99 ms", "p99.9 ms", "+p50 ms",
+print("%-30s %9s %9s %9s %9s %9s %6s %6s %6s" % ("target/kind", "p50 ms", "p99 ms", "p99.9 ms", "+p50 ms",
       "+p99 ms", "ok", "errors", "load"))
+adds = {}
 for n in names:
     v = [by[(r, n)] for r in rounds if (r, n) in by]
     if not v: continue
+    ref = up + "/" + n.split("/")[1]
     add = lambda i: med([by[(r, n)][i] - by[(r, ref)][i] for r in rounds if (r, n) in by and (r, ref) in by])
-    print("%-14s %9.3f %9.3f %9.3f %+9.3f %+9.3f %6.0f %6.0f %6.2f" % (
+    adds[n] = (add(0), add(1))
+    print("%-30s %9.3f %9.3f %9.3f %+9.3f %+9.3f %6.0f %6.0f %6.2f" % (
         n, med([x[0] for x in v]), med([x[1] for x in v]), med([x[2] for x in v]), add(0), add(1),
         med([x[3] for x in v]), med([x[4] for x in v]), med([x[6] for x in v])))
+print("Responses beside Chat Completions (open loop): latency added over %s alone" % up)
+for r_k, c_k in (("responses", "chat"), ("responses-stream", "chat-stream")):
+    for a in ("off", "batch", "none"):
+        rn, cn = "airlock-%s/%s" % (a, r_k), "airlock-%s/%s" % (a, c_k)
+        if rn in adds and cn in adds:
+            print("  audit %-5s %-16s +p50 %.3f ms vs %-11s +p50 %.3f ms: %.2fx;  +p99 %.3f vs %.3f ms" % (
+                a, r_k, adds[rn][0], c_k, adds[cn][0], adds[rn][0] / adds[cn][0] if adds[cn][0] > 0 else float("nan"),
+                adds[rn][1], adds[cn][1]))
 EOF
