@@ -659,6 +659,7 @@ static const char *const enum_vocab[] = {
     "code_interpreter",
     "code_interpreter_call",
     "compaction",
+    "compaction_trigger",
     "completed",
     "computer_call",
     "computer_call_output",

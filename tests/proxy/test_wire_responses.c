@@ -28,8 +28,11 @@ static const char *yaml =
     "  - {name: gpt, provider: oai, upstream_model: gpt-5-2025}\n"
     "  - {name: claude, provider: ant}\n"
     "  - {name: small, provider: local}\n"
+    "detectors:\n"
+    "  - {name: grammar_words, keywords: [summary_text, previous_response_id, in_progress]}\n"
     "rules:\n"
     "  - {name: no-secrets, if: {detected: [secrets]}, then: {action: block}}\n"
+    "  - {name: words, if: {detected: [grammar_words]}, then: {action: block}}\n"
     "  - {name: mask-email, if: {detected: [email]}, then: {action: redact, detectors: [email]}}\n"
     "  - {name: default, then: {action: allow}}\n";
 
@@ -686,6 +689,24 @@ static void test_decisions(void)
                   "{\"model\":\"gpt\",\"input\":[{\"type\":\"reasoning\",\"summary\":[{"
                   "\"type\":\"summary_text\",\"text\":\"AKIAIOSFODNN7EXAMPLQ\"}]}]}",
                   403, NULL));
+    /* the API's own names and enum values are grammar, not text; the same words as a
+     * client's values are scanned (a keyword detector of those words here) */
+    REQUIRE(decide(R,
+                   "{\"model\":\"gpt\",\"previous_response_id\":null,\"input\":[{\"type\":"
+                   "\"reasoning\",\"status\":\"in_progress\",\"summary\":[{\"type\":"
+                   "\"summary_text\",\"text\":\"x\"}]},{\"type\":\"compaction_trigger\"}]}",
+                   &d) == 0);
+    CHECK(d.policy.n_findings == 0);
+    proxy_decision_deinit(&d);
+    CHECK(refused(R, "{\"model\":\"gpt\",\"input\":\"summary_text\"}", 403, "words"));
+    CHECK(refused(R,
+                  "{\"model\":\"gpt\",\"input\":\"x\",\"metadata\":{\"note\":"
+                  "\"previous_response_id\"}}",
+                  403, "words"));
+    CHECK(refused(R,
+                  "{\"model\":\"gpt\",\"input\":[{\"role\":\"user\",\"content\":"
+                  "\"x\",\"in_progress\":1}]}",
+                  403, "words"));
     /* a document's bytes cannot be scanned; an image is not text (recorded as unscanned) */
     CHECK(refused(R,
                   "{\"model\":\"gpt\",\"input\":[{\"role\":\"user\",\"content\":[{\"type\":"
