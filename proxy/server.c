@@ -913,8 +913,9 @@ int proxy_conn_start_tls(struct proxy_conn *c, SSL *ssl)
     c->state = CONN_IDLE;
     c->keep_alive = 1;
     evtimer_add(c->header_timer, &ht);
-    /* a ClientHello sent with the CONNECT is already in the socket's input: the filter
-     * reads it only when told */
+    /* a ClientHello sent with the CONNECT is already in the socket's input: libevent
+     * 2.1's filter reads it when its handshake starts (egress_test checks that it is
+     * answered); the trigger makes sure of it should a version wait for new bytes */
     {
         struct bufferevent *under = bufferevent_get_underlying(tls);
         if (under && evbuffer_get_length(bufferevent_get_input(under)) > 0)

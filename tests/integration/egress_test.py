@@ -331,6 +331,13 @@ def test_intercept(s, gw, fw, mock, org_crt):
             (cert.get("subjectAltName"), t.selected_alpn_protocol()))
     t.close()
 
+    # interception with the ClientHello sent before the 200: the filter reads it too
+    got = pipelined_tls(fw, b"api.openai.com:443", ssl.create_default_context(cafile=org_crt), "api.openai.com",
+                        b"GET /v1/models HTTP/1.1\r\nHost: api.openai.com\r\nAuthorization: Bearer " + ALICE.encode() +
+                        b"\r\nConnection: close\r\n\r\n", 1 << 20)
+    s.check("intercepted: a ClientHello sent with the CONNECT (before the 200) is read, the request answered",
+            isinstance(got, bytes) and got.startswith(b"HTTP/1.1 200") and b"gpt-4o-mini" in got, got[:200] if
+            isinstance(got, bytes) else got)
     # paths the gateway cannot inspect: 403, never tunnelled; its own paths are not the provider's
     before = mock.stats()["requests"]
     st, _, b = via_proxy(fw, org_crt, "api.openai.com", "GET", "/v1/files", headers={"Authorization": "Bearer " + ALICE})
@@ -417,17 +424,29 @@ def test_tunnel_tls(s, fw, ports, test_ca):
     s.check("tunnel: 3 MiB down arrive byte for byte", back[32:] == pattern(len(data)), len(back))
 
     # a ClientHello sent with the CONNECT, before its answer, is forwarded, not lost
+    got = pipelined_tls(fw, b"127.0.0.1:%d" % ports["tls"], ctx, "127.0.0.1",
+                        (5).to_bytes(8, "big") + b"hello", 37, proxy_auth=auth)
+    s.check("tunnel: a ClientHello sent with the CONNECT (before the 200) is forwarded",
+            isinstance(got, bytes) and got[:32] == hashlib.sha256(b"hello").digest(), got)
+
+
+def pipelined_tls(fw, target, ctx, server_hostname, payload, want, proxy_auth=None):
+    """CONNECT target with the TLS ClientHello in the same write, before the 200 (memory
+    BIOs), then the handshake, `payload` inside, and up to `want` bytes (or until close)
+    read back. The bytes, or (status, error) when it failed."""
     inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, outg, server_hostname="127.0.0.1")
+    obj = ctx.wrap_bio(inc, outg, server_hostname=server_hostname)
     try:
         obj.do_handshake()
     except ssl.SSLWantReadError:
         pass
-    hello = outg.read()
-    sock, st, h, rest = connect_raw(fw, b"127.0.0.1:%d" % ports["tls"], extra=hello, proxy_auth=auth)
-    ok = st == 200
+    sock, st, h, rest = connect_raw(fw, target, extra=outg.read(), proxy_auth=proxy_auth)
+    if st != 200:
+        sock.close()
+        return (st, h)
     inc.write(rest)
     sock.settimeout(5)
+    got = b""
     try:
         for _ in range(50):
             try:
@@ -439,28 +458,28 @@ def test_tunnel_tls(s, fw, ports, test_ca):
                     sock.sendall(pending)
                 d = sock.recv(65536)
                 if not d:
-                    ok = False
-                    break
+                    return (st, "closed during the handshake")
                 inc.write(d)
         pending = outg.read()
         if pending:
             sock.sendall(pending)
-        obj.write((5).to_bytes(8, "big") + b"hello")
+        obj.write(payload)
         sock.sendall(outg.read())
-        got = b""
-        while len(got) < 37:
+        while len(got) < want:
             try:
-                got += obj.read(4096)
+                got += obj.read(65536)
             except ssl.SSLWantReadError:
                 d = sock.recv(65536)
                 if not d:
                     break
                 inc.write(d)
-        ok = ok and got[:32] == hashlib.sha256(b"hello").digest()
+            except ssl.SSLZeroReturnError:
+                break
     except (OSError, ssl.SSLError) as e:
-        ok = (ok, repr(e))
-    sock.close()
-    s.check("tunnel: a ClientHello sent with the CONNECT (before the 200) is forwarded", ok is True, ok)
+        return (st, repr(e), got)
+    finally:
+        sock.close()
+    return got
 
 
 def test_refusals(s, gw, fw, ports):
