@@ -108,19 +108,22 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
 {
     const cJSON *v, *item;
     char *text;
+    int i = 0;
 
     if ((v = cJSON_GetObjectItemCaseSensitive(in, "previous_response_id")) != NULL &&
         !cJSON_IsNull(v)) {
         snprintf(err, errlen,
-                 "'previous_response_id' names a conversation held by a provider, which this "
-                 "route cannot read.");
+                 "'previous_response_id' names a conversation held by a provider, which cannot "
+                 "be carried to another.");
         return -1;
     }
     v = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in, "text"), "format"),
         "type");
     if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "text") == 0)) {
-        snprintf(err, errlen, "A structured output format ('text.format') cannot be carried.");
+        snprintf(err, errlen,
+                 "A structured output format ('text.format') cannot be carried out of the "
+                 "Responses format.");
         return -1;
     }
     v = cJSON_GetObjectItemCaseSensitive(in, "instructions");
@@ -141,14 +144,26 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
 
             if ((type && (!cJSON_IsString(type) || strcmp(type->valuestring, "message") != 0)) ||
                 !cr || content_text(cJSON_GetObjectItemCaseSensitive(item, "content"), &text) < 0) {
-                snprintf(err, errlen,
-                         "Only text messages can be carried out of the Responses format; this "
-                         "request has function calls, reasoning items or non-text content.");
+                if (cJSON_IsString(type) && strcmp(type->valuestring, "message") != 0)
+                    snprintf(err, errlen,
+                             "Only text messages can be carried out of the Responses format, and "
+                             "input[%d] is a '%.40s' item.",
+                             i, type->valuestring);
+                else
+                    snprintf(err, errlen,
+                             "Only text messages can be carried out of the Responses format, and "
+                             "input[%d] has content other than text (or no role of a chat).",
+                             i);
                 return -1;
             }
             if (proxy_chat_add(c, cr, text) < 0)
                 goto oom;
+            i++;
         }
+    }
+    if (c->n == 0) {
+        snprintf(err, errlen, "There is nothing to answer: no instructions and no 'input'.");
+        return -1;
     }
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "max_output_tokens")))
         c->max_tokens = v->valuedouble;

@@ -608,6 +608,9 @@ static int engine_prompt(struct proxy_req *r, struct proxy_chat *chat, struct en
         if (r->wire == &proxy_wire_openai_completions) /* (its own sentence) */
             proxy_req_error(r, 400, NULL, "The local model '%s' cannot take this request: %s",
                             r->d.model->name, eerr);
+        else if (r->wire == &proxy_wire_openai_responses) /* (its own sentences) */
+            proxy_req_error(r, 400, NULL, "The local model '%s' cannot take this request. %s",
+                            r->d.model->name, eerr);
         else
             proxy_req_error(r, 400, NULL,
                             "The local model '%s' reads text only; this request has tool calls, "

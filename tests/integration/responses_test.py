@@ -448,7 +448,10 @@ def main():
                                        tools=[{"type": "function", "name": "f", "parameters": {"type": "object"}}]))
         s.check("builtin: function tools are ignored as on chat (answered)", r.status == 200, r)
         raw, r = post(port, RESP, resp([{"type": "function_call_output", "call_id": "c", "output": "x"}], model="local-small"))
-        s.check("builtin: a function_call_output item is a 400 (text only)", r.status == 400, r)
+        s.check("builtin: a function_call_output item is a 400 naming it (text only)",
+                r.status == 400 and "input[0] is a 'function_call_output' item" in err_msg(r), r)
+        raw, r = post(port, RESP, resp([], model="local-small"))
+        s.check("builtin: nothing to answer is a 400 saying so", r.status == 400 and "nothing to answer" in err_msg(r), r)
         s.check("builtin: nothing reached the provider", mock.stats()["requests"] == before)
 
     # -- /metrics by endpoint

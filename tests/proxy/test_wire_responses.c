@@ -97,7 +97,13 @@ static void test_read_request(void)
     CHECK(read_req("{\"input\":[{\"type\":\"function_call_output\",\"call_id\":\"c\","
                    "\"output\":\"x\"}]}",
                    &c, err, sizeof(err)) == -1);
-    CHECK(strstr(err, "text messages") != NULL);
+    CHECK(strstr(err, "text messages") != NULL &&
+          strstr(err, "input[0] is a 'function_call_output'"));
+    proxy_chat_deinit(&c);
+    CHECK(read_req("{\"input\":[]}", &c, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "nothing to answer") != NULL);
+    proxy_chat_deinit(&c);
+    CHECK(read_req("{\"instructions\":\"only this\"}", &c, err, sizeof(err)) == 0 && c.n == 1);
     proxy_chat_deinit(&c);
     CHECK(read_req("{\"input\":[{\"type\":\"reasoning\",\"summary\":[]}]}", &c, err, sizeof(err)) ==
           -1);
