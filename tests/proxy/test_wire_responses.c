@@ -646,6 +646,173 @@ static void test_relay_plain(void)
     req_free(r);
 }
 
+/* ---- property: any split of any text, in any text-carrying event kind ---- */
+
+static unsigned long long prop_state = 0x9e3779b97f4a7c15ULL;
+
+static unsigned prop_rand(unsigned n) /* xorshift64*: the same draws on every run */
+{
+    prop_state ^= prop_state >> 12;
+    prop_state ^= prop_state << 25;
+    prop_state ^= prop_state >> 27;
+    return (unsigned)((prop_state * 0x2545f4914f6cdd1dULL) >> 33) % n;
+}
+
+/* one provider event from a cJSON object (consumed): type and the next sequence number
+ * set, framed as SSE and relayed */
+static void feed_obj(struct proxy_req *r, long *seq, const char *type, cJSON *e)
+{
+    char *data, *raw;
+    size_t dn, rn;
+
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNumberToObject(e, "sequence_number", (double)(*seq)++);
+    data = cJSON_PrintUnformatted(e);
+    REQUIRE(data);
+    dn = strlen(data);
+    raw = malloc(dn + strlen(type) + 32);
+    REQUIRE(raw);
+    rn = (size_t)sprintf(raw, "event: %s\ndata: %s\n\n", type, data);
+    CHECK(rsp->relay_event(r, raw, rn, type, strlen(type), data, dn) == 0);
+    free(raw);
+    free(data);
+    cJSON_Delete(e);
+}
+
+/* the placeholders of a decision's outbound body, in order (at most 2) */
+static int placeholders(const char *out, char ph[2][64])
+{
+    int n = 0;
+
+    for (const char *p = out; n < 2 && (p = strstr(p, "[EMAIL_")) != NULL; p++) {
+        const char *q = strchr(p, ']');
+        if (!q || (size_t)(q - p + 1) >= 64)
+            break;
+        snprintf(ph[n], 64, "%.*s", (int)(q - p + 1), p);
+        n++;
+    }
+    return n;
+}
+
+static void test_relay_property(void)
+{
+    static const char *const emails[2] = {"ann.lee@example.com", "bo@example.org"};
+    static const char *const kinds[3][4] = {
+        /* delta event, done event, its text member, index member */
+        {"response.output_text.delta", "response.output_text.done", "text", "content_index"},
+        {"response.function_call_arguments.delta", "response.function_call_arguments.done",
+         "arguments", NULL},
+        {"response.reasoning_summary_text.delta", "response.reasoning_summary_text.done", "text",
+         "summary_index"},
+    };
+    int trials = 300, bad = 0;
+
+    for (int t = 0; t < trials; t++) {
+        struct proxy_req *r = req_new();
+        char body[512], ph[2][64], said[1024] = "", want[1024] = "";
+        size_t k = prop_rand(3), len, at = 0, n;
+        long seq = 0;
+        struct ev *e = calloc(600, sizeof(*e));
+        cJSON *o;
+
+        REQUIRE(r && e);
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"gpt\",\"input\":\"to %s and %s\",\"stream\":true}", emails[0],
+                 emails[1]);
+        REQUIRE(proxy_decide_body(cfg, pol, POLICY_API_OPENAI, PROXY_BODY_RESPONSE, body,
+                                  strlen(body), "k", "t", &r->d) == 0);
+        REQUIRE(placeholders(r->d.outbound, ph) == 2);
+        r->up_wire = rsp;
+        /* the model's text: words, both placeholders, and prefixes of placeholders that
+         * are not one (cut short, or a '[' alone), in any order */
+        for (int piece = 0, np = 1 + (int)prop_rand(8); piece < np; piece++) {
+            const char *s, *w;
+            char cut[64];
+            switch (prop_rand(5)) {
+            case 0:
+            case 1:
+                s = ph[prop_rand(2)];
+                w = strcmp(s, ph[0]) == 0 ? emails[0] : emails[1];
+                break;
+            case 2:
+                snprintf(cut, sizeof(cut), "%.*s", 1 + (int)prop_rand((unsigned)strlen(ph[0]) - 1),
+                         ph[prop_rand(2)]);
+                s = w = cut;
+                break;
+            case 3:
+                s = w = " [x] ";
+                break;
+            default:
+                s = w = prop_rand(2) ? " word" : ", and";
+                break;
+            }
+            strncat(said, s, sizeof(said) - strlen(said) - 1);
+            strncat(want, w, sizeof(want) - strlen(want) - 1);
+        }
+        /* a text ending in a placeholder's prefix is what it says (nothing to restore) */
+        o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "response",
+                              cJSON_Parse("{\"id\":\"resp_p\",\"object\":"
+                                          "\"response\",\"output\":[]}"));
+        feed_obj(r, &seq, "response.created", o);
+        len = strlen(said);
+        while (at < len) {
+            size_t step = 1 + prop_rand(6);
+            char piece[16];
+            if (step > len - at)
+                step = len - at;
+            snprintf(piece, sizeof(piece), "%.*s", (int)step, said + at);
+            o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "item_id", "it_1");
+            cJSON_AddNumberToObject(o, "output_index", 0);
+            if (kinds[k][3])
+                cJSON_AddNumberToObject(o, kinds[k][3], 0);
+            cJSON_AddStringToObject(o, "delta", piece);
+            feed_obj(r, &seq, kinds[k][0], o);
+            at += step;
+        }
+        o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "item_id", "it_1");
+        cJSON_AddNumberToObject(o, "output_index", 0);
+        if (kinds[k][3])
+            cJSON_AddNumberToObject(o, kinds[k][3], 0);
+        cJSON_AddStringToObject(o, kinds[k][2], said);
+        feed_obj(r, &seq, kinds[k][1], o);
+        o = cJSON_CreateObject();
+        {
+            cJSON *resp = cJSON_AddObjectToObject(o, "response"), *out, *it;
+            cJSON_AddStringToObject(resp, "id", "resp_p");
+            cJSON_AddStringToObject(resp, "object", "response");
+            out = cJSON_AddArrayToObject(resp, "output");
+            it = cJSON_CreateObject();
+            cJSON_AddStringToObject(it, "type", "function_call");
+            cJSON_AddStringToObject(it, "arguments", said);
+            cJSON_AddItemToArray(out, it);
+        }
+        feed_obj(r, &seq, "response.completed", o);
+
+        n = client_events(r, e, 600);
+        {
+            char *got = joined(e, n, kinds[k][0], 0);
+            const cJSON *done = first(e, n, kinds[k][1]);
+            const cJSON *fin = cJSON_GetArrayItem(
+                cJSON_GetObjectItem(cJSON_GetObjectItem(e[n ? n - 1 : 0].j, "response"), "output"),
+                0);
+            int ok = n > 0 && well_numbered(e, n) && got && strcmp(got, want) == 0 &&
+                     strcmp(str_at(done, kinds[k][2]), want) == 0 &&
+                     strcmp(str_at(fin, "arguments"), want) == 0;
+            if (!ok && bad++ < 3)
+                fprintf(stderr, "  trial %d (%s): said \"%s\", want \"%s\", deltas \"%s\"\n", t,
+                        kinds[k][0], said, want, got ? got : "?");
+            free(got);
+        }
+        events_free(e, n);
+        free(e);
+        req_free(r);
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 /* ---- decisions ---- */
 
 static int decide(enum proxy_body kind, const char *body, struct proxy_decision *d)
@@ -797,6 +964,7 @@ int main(void)
     RUN(test_write_answer);
     RUN(test_relay_restores_everywhere);
     RUN(test_relay_plain);
+    RUN(test_relay_property);
     RUN(test_decisions);
     policy_free(pol);
     config_unref(cfg);
