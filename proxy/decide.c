@@ -214,15 +214,18 @@ static int local(struct proxy_decision *d)
 {
     const struct json_doc *doc = &d->doc;
     uint32_t root = doc->root, v;
+    static const char *const held[] = {"previous_response_id", "conversation", "prompt", NULL};
     int i = 0;
 
-    v = json_get(doc, root, "previous_response_id");
-    if (v != JSON_NONE && json_type(doc, v) != JSON_NULL)
-        return refuse(d, 400,
-                      "This request is routed to the local model '%s', which cannot continue a "
-                      "conversation stored by a provider ('previous_response_id'); send the "
-                      "whole conversation in 'input'.",
-                      d->model->name);
+    for (size_t k = 0; held[k]; k++) {
+        v = json_get(doc, root, held[k]);
+        if (v != JSON_NONE && json_type(doc, v) != JSON_NULL)
+            return refuse(d, 400,
+                          "This request is routed to the local model '%s', which cannot use "
+                          "what a provider stores ('%s'); send the whole conversation in "
+                          "'input'.",
+                          d->model->name, held[k]);
+    }
     if (json_type(doc, json_get(doc, root, "background")) == JSON_TRUE)
         return refuse(d, 400,
                       "This request is routed to the local model '%s', which answers in the "

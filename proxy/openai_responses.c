@@ -108,14 +108,19 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
 {
     const cJSON *v, *item;
     char *text;
+    static const char *const held[] = {"previous_response_id", "conversation", "prompt", NULL};
     int i = 0;
 
-    if ((v = cJSON_GetObjectItemCaseSensitive(in, "previous_response_id")) != NULL &&
-        !cJSON_IsNull(v)) {
-        snprintf(err, errlen,
-                 "'previous_response_id' names a conversation held by a provider, which cannot "
-                 "be carried to another.");
-        return -1;
+    /* state a provider keeps: the earlier turns, a stored conversation, a stored prompt */
+    for (size_t k = 0; held[k]; k++) {
+        v = cJSON_GetObjectItemCaseSensitive(in, held[k]);
+        if (v && !cJSON_IsNull(v)) {
+            snprintf(err, errlen,
+                     "'%s' names what a provider stores (a conversation or a prompt), which "
+                     "cannot be carried to another.",
+                     held[k]);
+            return -1;
+        }
     }
     v = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(in, "text"), "format"),

@@ -895,6 +895,10 @@ static void test_decisions(void)
     /* local routes: what only a provider can honour */
     CHECK(refused(R, "{\"model\":\"small\",\"input\":\"x\",\"previous_response_id\":\"resp_1\"}",
                   400, "previous_response_id"));
+    CHECK(refused(R, "{\"model\":\"small\",\"input\":\"x\",\"conversation\":\"conv_1\"}", 400,
+                  "'conversation'"));
+    CHECK(refused(R, "{\"model\":\"claude\",\"input\":\"x\",\"prompt\":{\"id\":\"pmpt_1\"}}", 400,
+                  "'prompt'"));
     CHECK(
         refused(R, "{\"model\":\"small\",\"input\":\"x\",\"background\":true}", 400, "background"));
     CHECK(refused(R,
