@@ -41,8 +41,8 @@ const CA = `${caPrefix}.crt`;
 const BUNDLE = path.join(s.tmp, 'ca-bundle.pem');
 
 const mock = await startMock(s, { record: path.join(s.tmp, 'mock-record') });
-const fwPort = await freePort();
-const gw = await startAirlock(s, 'gateway', (port) => `listen:
+let fwPort = 0;
+const gw = await startAirlock(s, 'gateway', async (port) => (fwPort = await freePort()) && `listen:
   - {address: "127.0.0.1:${port}"}
   - {address: "127.0.0.1:${fwPort}", mode: forward}
 keys:

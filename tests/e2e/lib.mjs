@@ -189,7 +189,7 @@ export async function startAirlock(suite, name, configFor) {
     for (let attempt = 0; attempt < 3; attempt++) {
         const port = await freePort();
         const cfg = path.join(dir, 'airlock.yaml');
-        fs.writeFileSync(cfg, configFor(port));
+        fs.writeFileSync(cfg, await configFor(port)); // may be async (to take more ports)
         const err = fs.openSync(path.join(dir, 'stderr.log'), 'w');
         const c = spawn(AIRLOCK, ['serve', '-c', cfg], { cwd: dir, stdio: ['ignore', 'ignore', err] });
         suite.children.push(c);
