@@ -27,7 +27,8 @@ console.log(`Claude Code ${version}`);
 const mock = await startMock(s, { record: path.join(s.tmp, 'mock-record') });
 const gw = await startAirlock(s, 'gateway', (port) => gatewayConfig({
     port, mockPort: mock.port,
-    models: [`{name: ${SONNET}, provider: ant}`, `{name: ${HAIKU}, provider: ant}`],
+    // claude-opus-4-8: what this version selects when ANTHROPIC_MODEL is not set
+    models: [`{name: ${SONNET}, provider: ant}`, `{name: ${HAIKU}, provider: ant}`, '{name: claude-opus-4-8, provider: ant}'],
 }));
 if (!gw) s.finish('FAIL claude_code: the gateway did not start', true);
 const relay = await startRelay(gw.port);
@@ -137,6 +138,18 @@ await s.test('claude -p: a TLS gateway', async () => {
     s.check('without the CA it refuses the gateway\'s certificate (non-zero exit, no answer)', bare.code !== 0 &&
         !bare.stdout.includes('word1'), said(bare));
     s.check('the TLS gateway: SIGTERM, exit 0', (await stopAirlock(tls)) === 0);
+});
+
+await s.test('claude -p: its default model', async () => {
+    // no model variables: Claude Code 2.1.197 selects claude-opus-4-8[1m], sent as the model
+    // claude-opus-4-8 with the context-1m beta; airlock's models list must hold that name
+    const { ANTHROPIC_MODEL, ANTHROPIC_DEFAULT_OPUS_MODEL, ...rest } = env;
+    const n0 = mockRecords(mock).length;
+    const r = await claude(['-p', 'MOCK:words=2'], { env: rest });
+    const sent = mockRecords(mock).slice(n0).at(-1);
+    s.check('without ANTHROPIC_MODEL it asks for claude-opus-4-8 with the context-1m beta, and gets the answer', r.code === 0 &&
+        r.stdout.trim() === 'word1 word2' && sent?.body?.model === 'claude-opus-4-8' && /context-1m-/.test(sent.head),
+    `${said(r)}; model: ${sent?.body?.model}`);
 });
 
 await s.test('claude -p: ANTHROPIC_AUTH_TOKEN', async () => {
