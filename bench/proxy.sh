@@ -5,6 +5,9 @@
 #   nginx              the upstream alone: nginx answering `return 200` with a canned
 #                      chat-completions body (UPSTREAM=nginx, the default), so the reference
 #                      is about as fast as an HTTP server gets on this machine
+#   nginx-proxy        a second nginx (one worker) as a keep-alive reverse proxy in front of
+#                      that upstream: what a proxy that only proxies costs here
+#                      (BENCH_NGINX_PROXY=0 leaves it out)
 #   airlock-off        airlock, audit off, in front of that upstream
 #   airlock-batch      airlock, audit `sync: batch`, in front of it
 #   airlock-none       airlock, audit `sync: none` (only with BENCH_NOSYNC=1)
@@ -274,6 +277,42 @@ NGINX_PID=$!
 PIDS="$PIDS $NGINX_PID"
 wait_port "$NGINX_PORT" || { echo "bench: nginx did not start: $(cat "$TMP/nginx/stderr")" >&2; exit 1; }
 
+# ---- nginx as a reverse proxy in front of the same upstream (UPSTREAM=nginx,
+# BENCH_NGINX_PROXY=1, the default): a proxy that does nothing but proxy, one worker, keep-
+# alive both ways, unbuffered -- the reference for what any proxy in this path costs on
+# this machine, beside the upstream alone
+NPX_PID=""
+if [ "$UPSTREAM" = nginx ] && [ "${BENCH_NGINX_PROXY:-1}" = 1 ]; then
+    NPX_PORT=$(free_port)
+    mkdir -p "$TMP/nginx-proxy/logs" "$TMP/nginx-proxy/tmp"
+    cat >"$TMP/nginx-proxy/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $TMP/nginx-proxy/nginx.pid;
+error_log $TMP/nginx-proxy/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $TMP/nginx-proxy/tmp/body;
+    proxy_temp_path $TMP/nginx-proxy/tmp/proxy;
+    fastcgi_temp_path $TMP/nginx-proxy/tmp/fcgi;
+    uwsgi_temp_path $TMP/nginx-proxy/tmp/uwsgi;
+    scgi_temp_path $TMP/nginx-proxy/tmp/scgi;
+    upstream up { server 127.0.0.1:$NGINX_PORT; keepalive 64; keepalive_requests 1000000; }
+    server {
+        listen 127.0.0.1:$NPX_PORT;
+        location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+    }
+}
+EOF
+    "$NGINX" -p "$TMP/nginx-proxy" -c "$TMP/nginx-proxy/nginx.conf" 2>"$TMP/nginx-proxy/stderr" &
+    NPX_PID=$!
+    PIDS="$PIDS $NPX_PID"
+    wait_port "$NPX_PORT" || { echo "bench: nginx (proxy) did not start: $(cat "$TMP/nginx-proxy/stderr")" >&2; exit 1; }
+fi
+
 # ---- airlock instances, all in front of the upstream, started once for the whole run
 start_airlock() { # name binary audit-yaml -> AL_PORT, AL_PID
     d="$TMP/$1"; mkdir -p "$d"
@@ -302,6 +341,7 @@ if [ "$UPSTREAM" = mock ]; then
     echo "mock:$MOCK_PORT:$REAL_KEY" >>"$TMP/targets"
 fi
 echo "nginx:$NGINX_PORT:$REAL_KEY" >>"$TMP/targets"
+[ -n "$NPX_PID" ] && echo "nginx-proxy:$NPX_PORT:$REAL_KEY" >>"$TMP/targets"
 start_airlock airlock-off "$BUILD/airlock" ""
 start_airlock airlock-batch "$BUILD/airlock" "audit: {dir: ./audit, sync: batch}"
 [ "$NOSYNC" = 1 ] && start_airlock airlock-none "$BUILD/airlock" "audit: {dir: ./audit, sync: none}"
@@ -338,6 +378,7 @@ done <"$TMP/jobs"
 
 # our own processes (their CPU is not "foreign"): nginx's master and worker, the mock, airlocks
 OUR_PIDS="$PIDS $(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null)"
+[ -n "$NPX_PID" ] && OUR_PIDS="$OUR_PIDS $(cat "/proc/$NPX_PID/task/$NPX_PID/children" 2>/dev/null)"
 
 # one wrk run -> "rps p50_ms p99_ms errors load1 foreign_cpu_pct"
 cat >"$TMP/run_wrk.py" <<'EOF'
@@ -451,6 +492,12 @@ for k in kinds:
         if an in names and bn in names:
             print("%s after/before, audit %-5s: req/s %.3fx, p50 %.2fx, p99 %.2fx (medians of per-round ratios)" % (
                 k, a, ratio(an, bn, 0), ratio(an, bn, 1), ratio(an, bn, 2)))
+    if "nginx-proxy/" + k in names:
+        for a in ("off", "batch", "none"):
+            an = "airlock-%s/%s" % (a, k)
+            if an in names:
+                print("%s airlock audit %-5s / nginx as a proxy: req/s %.3fx, p50 %.2fx, p99 %.2fx (medians of per-round ratios)" % (
+                    k, a, ratio(an, "nginx-proxy/" + k, 0), ratio(an, "nginx-proxy/" + k, 1), ratio(an, "nginx-proxy/" + k, 2)))
     if "airlock-off/" + k in names and "airlock-batch/" + k in names:
         print("%s audit sync batch / audit off: req/s %.3fx" % (k, ratio("airlock-batch/" + k, "airlock-off/" + k, 0)))
 # Responses beside Chat Completions: what airlock adds over the upstream alone, per kind
