@@ -880,9 +880,11 @@ static int walk(struct walk *w, uint32_t id, int message, uint32_t parent, uint3
         JSON_FOR_ITEMS(p, id, v)
         {
             size_t old = path_push(w, "[%d]", i);
-            /* the items of the top-level messages array are the messages */
-            int rc = walk(w, v, parent == w->top_obj && key_is(p, key, "messages") ? i : message,
-                          id, JSON_NONE);
+            /* the items of the top-level messages array are the messages (and those of
+             * `input`: a Responses conversation's items, or the texts an embedding gets) */
+            int top =
+                parent == w->top_obj && (key_is(p, key, "messages") || key_is(p, key, "input"));
+            int rc = walk(w, v, top ? i : message, id, JSON_NONE);
             path_pop(w, old);
             if (rc < 0)
                 return -1;

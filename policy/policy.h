@@ -38,7 +38,7 @@ enum policy_verdict {
 
 struct policy_input {
     enum policy_api api;
-    const char *body;           /* the request body exactly as received */
+    const char *body; /* the request body exactly as received */
     size_t len;
     const struct json_doc *doc; /* the body's parse (common/json.h), or NULL: parsed here,
                                    by the same parser */
@@ -52,9 +52,10 @@ struct policy_input {
 };
 
 struct policy_finding {
-    const char *detector;       /* borrowed from the policy (stable name) */
-    int message;                /* index in messages[]; -1 for a top-level system prompt */
-    size_t start, end;          /* byte span in the original body, [start, end) */
+    const char *detector; /* borrowed from the policy (stable name) */
+    int message;          /* index in messages[] (input[] for Responses and Embeddings);
+                             -1 for a top-level system prompt or anything else */
+    size_t start, end;    /* byte span in the original body, [start, end) */
 };
 
 /* One replacement of the original body's bytes [start, end) by text (redaction). */
@@ -68,22 +69,22 @@ struct policy_edit {
 
 struct policy_decision {
     enum policy_verdict verdict;
-    const char *rule;           /* borrowed: rule name, or "default-deny" */
-    const char *provider;       /* borrowed: target provider name; NULL for block */
-    const char *model;          /* borrowed: target model name (a `models` entry); NULL for block */
+    const char *rule;     /* borrowed: rule name, or "default-deny" */
+    const char *provider; /* borrowed: target provider name; NULL for block */
+    const char *model;    /* borrowed: target model name (a `models` entry); NULL for block */
     struct policy_finding *findings; /* owned, sorted by start */
     size_t n_findings;
-    char *body;                 /* owned: the redacted body for redact; NULL otherwise
-                                   (the body as received is what goes on) */
+    char *body; /* owned: the redacted body for redact; NULL otherwise
+                   (the body as received is what goes on) */
     size_t body_len;
-    struct policy_edit *edits;  /* owned: for redact, the splices that make `body` from the
-                                   original, in body order (the gateway applies them to its
-                                   one parse together with its own rewrites) */
+    struct policy_edit *edits; /* owned: for redact, the splices that make `body` from the
+                                  original, in body order (the gateway applies them to its
+                                  one parse together with its own rewrites) */
     size_t n_edits;
     struct policy_restorer *restorer; /* owned: non-NULL for redact */
-    unsigned unscanned;         /* POLICY_UNSCANNED_*: content the request carries that the
-                                   detectors could not read (rules: `unscanned`) */
-    char error[256];            /* when policy_decide returns -1 */
+    unsigned unscanned;               /* POLICY_UNSCANNED_*: content the request carries that the
+                                         detectors could not read (rules: `unscanned`) */
+    char error[256];                  /* when policy_decide returns -1 */
 };
 
 /* policy_new -- compile the detectors and rules of cfg. The policy borrows cfg,
@@ -112,8 +113,8 @@ int policy_detector_known(const struct config *cfg, const char *name);
  * policy_restore_feed appends the restored text for `in` to *out (realloc'd;
  * *out_len updated); policy_restore_flush appends what is held back for `slot`.
  * Both return 0 or -1 on allocation failure. */
-int policy_restore_feed(struct policy_restorer *r, int slot, const char *in, size_t len,
-                        char **out, size_t *out_len);
+int policy_restore_feed(struct policy_restorer *r, int slot, const char *in, size_t len, char **out,
+                        size_t *out_len);
 int policy_restore_flush(struct policy_restorer *r, int slot, char **out, size_t *out_len);
 
 #endif

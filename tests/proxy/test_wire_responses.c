@@ -892,6 +892,15 @@ static void test_decisions(void)
                    &d) == 0);
     CHECK(d.policy.unscanned != 0);
     proxy_decision_deinit(&d);
+    /* a finding in an input item names the item, as one in messages[] names the message */
+    REQUIRE(decide(R,
+                   "{\"model\":\"gpt\",\"instructions\":\"mail a.b@example.com\",\"input\":[{"
+                   "\"role\":\"user\",\"content\":\"hi\"},{\"type\":\"function_call_output\","
+                   "\"call_id\":\"c\",\"output\":\"c.d@example.com\"}]}",
+                   &d) == 0);
+    CHECK(d.policy.n_findings == 2 && d.policy.findings[0].message == -1 &&
+          d.policy.findings[1].message == 1);
+    proxy_decision_deinit(&d);
     /* local routes: what only a provider can honour */
     CHECK(refused(R, "{\"model\":\"small\",\"input\":\"x\",\"previous_response_id\":\"resp_1\"}",
                   400, "previous_response_id"));
