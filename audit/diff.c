@@ -86,8 +86,10 @@ static void tb_printf(struct tb *b, const char *fmt, ...)
     free(big);
 }
 
-/* tb_safe -- s with control bytes (but tab) and DEL as \xNN: a log line, an upstream's
- * answer, can hold escape sequences a terminal would obey */
+/* tb_safe -- s with control bytes (but tab) and DEL as \xNN, and the C1 controls
+ * U+0080..U+009F (UTF-8 C2 80..C2 9F, which a JSON string may hold raw) as \u00NN: a log
+ * line, an upstream's answer, can hold escape sequences a terminal would obey (U+009B is
+ * CSI to terminals that read C1 controls in UTF-8) */
 static void tb_safe(struct tb *b, const char *s, size_t n)
 {
     size_t from = 0;
@@ -98,6 +100,12 @@ static void tb_safe(struct tb *b, const char *s, size_t n)
             tb_put(b, s + from, i - from);
             tb_printf(b, "\\x%02x", c);
             from = i + 1;
+        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+                   (unsigned char)s[i + 1] <= 0x9f) {
+            tb_put(b, s + from, i - from);
+            tb_printf(b, "\\u00%02x", (unsigned char)s[i + 1]);
+            from = i + 2;
+            i++;
         }
     }
     tb_put(b, s + from, n - from);

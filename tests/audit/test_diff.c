@@ -100,6 +100,14 @@ static void test_unified_hunks(void)
     d = difft("ok\n", "o\x1b[2Jk\n");
     CHECK(d && strstr(d, "+o\\x1b[2Jk\n") && !strchr(d, 0x1b));
     free(d);
+    /* so is a C1 control as UTF-8 (U+009B is CSI to terminals that read C1 controls in
+     * UTF-8: VTE, xterm): JSON lets a string hold it raw (red team) */
+    d = difft("ok\n", "o\xc2\x9b"
+                      "2J\xc2\x9d"
+                      "0;t\x07k \xc2\xa0\xc3\xa9\n");
+    CHECK(d && strstr(d, "+o\\u009b2J\\u009d0;t\\x07k \xc2\xa0\xc3\xa9\n") &&
+          !strstr(d, "\xc2\x9b") && !strstr(d, "\xc2\x9d"));
+    free(d);
 }
 
 /* lcs -- the length of a longest common subsequence of a and b (the table) */
