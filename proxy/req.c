@@ -278,6 +278,58 @@ static int token_list(const char *s, size_t max, int values)
     return tok > 0;
 }
 
+/* header_scanned -- a forwarded header's value (its grammar already checked: letters,
+ * digits, "-_.=, ") goes through the policy's detectors as text the model could read
+ * would: a token grammar still spells an access key or a hex secret, and the header leaves
+ * with the request (red team: `anthropic-beta: AKIA...` reached the provider). A header
+ * cannot be redacted, so a finding the rules do not simply allow refuses the request: 403
+ * when the rule blocks, 400 otherwise. 0 or -1 (answered). */
+static int header_scanned(struct proxy_req *r, const char *name, const char *value)
+{
+    struct policy_decision pd;
+    struct jbuf b;
+    size_t len = 0;
+    char *body;
+    int rc = 0;
+
+    jbuf_init(&b);
+    jbuf_open(&b, '{');
+    jbuf_key(&b, "messages");
+    jbuf_open(&b, '[');
+    jbuf_open(&b, '{');
+    jbuf_key(&b, "role");
+    jbuf_str(&b, "user");
+    jbuf_key(&b, "content");
+    jbuf_str(&b, value);
+    jbuf_close(&b, '}');
+    jbuf_close(&b, ']');
+    jbuf_close(&b, '}');
+    body = jbuf_finish(&b, &len);
+    if (!body) {
+        refuse(r, 500, "Out of memory while scanning the %s header.", name);
+        return -1;
+    }
+    struct policy_input in = {.api = POLICY_API_OPENAI,
+                              .body = body,
+                              .len = len,
+                              .model = r->d.model_name ? r->d.model_name : "",
+                              .key_name = r->key ? r->key->name : NULL,
+                              .team = r->key ? r->key->team : NULL};
+    if (policy_decide(r->snap->policy, &in, &pd) < 0) {
+        refuse(r, 400, "The %s header could not be scanned, so the request was refused.", name);
+        rc = -1;
+    } else if (pd.n_findings > 0 && pd.verdict != POLICY_ALLOW) {
+        refuse(r, pd.verdict == POLICY_BLOCK ? 403 : 400,
+               "The %s header holds what the detector '%s' finds; a header cannot be redacted, "
+               "so the request was refused.",
+               name, pd.findings[0].detector ? pd.findings[0].detector : "?");
+        rc = -1;
+    }
+    policy_decision_deinit(&pd);
+    free(body);
+    return rc;
+}
+
 static int forwarded_headers(struct proxy_req *r)
 {
     const char *v, *b;
@@ -292,6 +344,8 @@ static int forwarded_headers(struct proxy_req *r)
                    sizeof(r->openai_beta) - 1);
             return -1;
         }
+        if (b && header_scanned(r, "openai-beta", b) < 0)
+            return -1;
         if (b)
             snprintf(r->openai_beta, sizeof(r->openai_beta), "%s", b);
         return 0;
@@ -315,6 +369,8 @@ static int forwarded_headers(struct proxy_req *r)
                sizeof(r->anthropic_beta) - 1);
         return -1;
     }
+    if (b && header_scanned(r, "anthropic-beta", b) < 0)
+        return -1;
     snprintf(r->anthropic_version, sizeof(r->anthropic_version), "%s", v && *v ? v : "2023-06-01");
     if (b)
         snprintf(r->anthropic_beta, sizeof(r->anthropic_beta), "%s", b);
