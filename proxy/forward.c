@@ -461,7 +461,7 @@ static void absolute_request(struct proxy_fwd *f)
     const char *url = c->url;
     char target[300], why[160] = "";
     size_t hlen, blen;
-    int i, has_host = 0;
+    int i;
 
     http_parser_url_init(&u);
     if (http_parser_parse_url(url, c->url_len, 0, &u) != 0 || !(u.field_set & (1 << UF_SCHEMA)) ||
@@ -520,16 +520,19 @@ static void absolute_request(struct proxy_fwd *f)
     evbuffer_add(f->req_out, " HTTP/1.1\r\n", 11);
     for (i = 0; i < c->n_hdrs; i++) {
         const char *n = c->hdrs[i].name, *v = c->hdrs[i].value ? c->hdrs[i].value : "";
+        /* the client's Host is never passed on: the server gets the host the policy
+         * decided on (RFC 9112 3.2.2: a proxy replaces Host with the target's authority),
+         * so a shared front end cannot route the request to another name it serves */
         if (!n || strncmp(n, "proxy-", 6) == 0 || strcmp(n, "connection") == 0 ||
             strcmp(n, "keep-alive") == 0 || strcmp(n, "transfer-encoding") == 0 ||
             strcmp(n, "content-length") == 0 || strcmp(n, "te") == 0 || strcmp(n, "trailer") == 0 ||
-            strcmp(n, "upgrade") == 0 || strcmp(n, "expect") == 0)
+            strcmp(n, "upgrade") == 0 || strcmp(n, "expect") == 0 || strcmp(n, "host") == 0)
             continue;
-        if (strcmp(n, "host") == 0)
-            has_host = 1;
         evbuffer_add_printf(f->req_out, "%s: %s\r\n", n, v);
     }
-    if (!has_host)
+    if (f->port == 80)
+        evbuffer_add_printf(f->req_out, "host: %s\r\n", strchr(f->host, ':') ? target : f->host);
+    else
         evbuffer_add_printf(f->req_out, "host: %s\r\n", target);
     blen = evbuffer_get_length(c->body);
     if (blen || c->parser.method == HTTP_POST || c->parser.method == HTTP_PUT ||
