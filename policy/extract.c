@@ -4,9 +4,11 @@
  * byte spans kept, names compared decoded, repeated names and NULs already refused), and
  * decodes each string it finds into one text buffer, keeping the escape runs that map any
  * decoded span back to the original body bytes for redaction. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sodium.h>
 
@@ -843,21 +845,51 @@ static int odd_shape(struct walk *w, uint32_t obj)
     return -1;
 }
 
-/* Image data the scanner cannot read (base64 in a data: URL or an Anthropic image
- * source): not text, so not scanned; the decision records that the request carries it
- * (PEXTRACT_UNSCANNED_IMAGE) for rules to match. */
+/* b64_image_url -- s[0..n), a string's raw bytes, is `data:image/TYPE;base64,PAYLOAD` with the
+ * payload in the base64 alphabet ("\/" is '/': some encoders escape it). Anything else
+ * under a `url` -- `data:,text`, `data:text/plain,...`, an image type whose payload holds
+ * other bytes -- is text, and is scanned (red team: `"metadata": {"url": "data:,SECRET"}`
+ * left unscanned). */
+static int b64_image_url(const char *s, size_t n)
+{
+    size_t i = 11;
+
+    if (n < 11 || strncasecmp(s, "data:image/", 11) != 0)
+        return 0;
+    for (; i < n && s[i] != ','; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.' ||
+              s[i] == ';' || s[i] == '=' || (s[i] == '\\' && i + 1 < n && s[++i] == '/')))
+            return 0;
+    if (i >= n || i < 19 || strncasecmp(s + i - 7, ";base64", 7) != 0)
+        return 0;
+    for (i++; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '/' || s[i] == '=' ||
+              (s[i] == '\\' && i + 1 < n && s[++i] == '/')))
+            return 0;
+    return 1;
+}
+
+/* Image data the scanner cannot read (base64 in a data:image/ URL or an Anthropic image
+ * source whose media_type is image/...): not text, so not scanned; the decision records
+ * that the request carries it (PEXTRACT_UNSCANNED_IMAGE) for rules to match. */
 static int image_data(const struct json_doc *p, uint32_t parent, uint32_t key, uint32_t v)
 {
     const struct json_node *n = &p->nodes[v];
 
     if (key == JSON_NONE || parent == JSON_NONE)
         return 0;
-    if ((key_is(p, key, "url") || key_is(p, key, "image_url")) && n->end - n->start > 5 &&
-        memcmp(p->body + n->start, "data:", 5) == 0)
+    if ((key_is(p, key, "url") || key_is(p, key, "image_url")) &&
+        b64_image_url(p->body + n->start, n->end - n->start))
         return 1; /* (Responses' input_image has the URL as image_url's string) */
-    if (key_is(p, key, "data") && json_str_eq(p, json_get(p, parent, "type"), "base64") &&
-        !json_str_eq(p, json_get(p, parent, "media_type"), "text/plain"))
-        return 1; /* (a base64 document was refused before: unscannable) */
+    if (key_is(p, key, "data") && json_str_eq(p, json_get(p, parent, "type"), "base64")) {
+        /* (a base64 document was refused before: unscannable) */
+        uint32_t mt = json_get(p, parent, "media_type");
+        size_t ml = 0;
+        char *m = json_type(p, mt) == JSON_STR ? json_str_dup(p, mt, &ml) : NULL;
+        int image = m && ml > 6 && strncasecmp(m, "image/", 6) == 0;
+        free(m);
+        return image;
+    }
     return 0;
 }
 
