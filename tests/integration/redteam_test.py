@@ -1,0 +1,312 @@
+"""redteam_test.py -- attacks on what landed with issues 13-15, each a check that failed
+before its fix or that pins a refusal the red team found holding (docs/security.md has the
+findings table).
+
+Gateway listener: forwarded provider headers (openai-beta, anthropic-beta) carrying a
+secret are refused and never reach the provider; a `data:` URL that is not base64 image
+data is text and is scanned wherever it sits (metadata, an input_image, an Anthropic
+base64 source that is not an image), while real image data still passes as an unscanned
+image; query strings never reach the provider; request-smuggling shapes (two
+Content-Lengths, Content-Length with Transfer-Encoding, a TE list, obs-fold, bare LF) are
+400 with nothing upstream. Forward listener: every path an intercepted host serves that
+airlock cannot read is 403 for every method, with nothing upstream; absolute-form plain
+HTTP sends the URL's host, never the client's Host header; CONNECT targets in alternative
+spellings of loopback (decimal, hex, octal, short forms, v4-mapped and NAT64 IPv6,
+trailing dot) are refused and connect nowhere."""
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from itest import (ALICE, Airlock, Mock, Suite, base_config, chat, free_port,  # noqa: E402
+                   gateway_missing, make_ca, messages, request, wait_port)
+from egress_test import (Listener, basic, config, connect_raw, org_ca, read_all,  # noqa: E402
+                         via_proxy)
+
+SECRET = "AKIAIOSFODNN7EXAMPLQ"
+# a 1x1 PNG: real image data, which the detectors cannot read (an unscanned image)
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def sent(mock, before):
+    """whether a request reached the mock since `before` and the secret was in it"""
+    return mock.stats()["requests"] > before and (SECRET.encode() in mock.last_body()
+                                                  or SECRET in mock.last_head())
+
+
+def test_headers(s, gw, mock):
+    """issue 13: the values of every forwarded header are scanned (finding F1)"""
+    cases = [
+        ("anthropic-beta", "/v1/messages", messages("hi"), {"anthropic-beta": "tools-2024-04-04," + SECRET}),
+        ("anthropic-beta on count_tokens", "/v1/messages/count_tokens", messages("hi"),
+         {"anthropic-beta": SECRET}),
+        ("openai-beta name=value", "/v1/chat/completions", chat("hi"), {"openai-beta": "x=" + SECRET}),
+        ("openai-beta on /v1/responses", "/v1/responses", {"model": "gpt-4o-mini", "input": "hi"},
+         {"openai-beta": "responses=experimental, " + SECRET}),
+        ("openai-beta on /v1/responses/compact", "/v1/responses/compact",
+         {"model": "gpt-4o-mini", "input": "hi"}, {"openai-beta": SECRET}),
+        ("openai-beta on /v1/embeddings", "/v1/embeddings", {"model": "gpt-4o-mini", "input": "hi"},
+         {"openai-beta": SECRET}),
+    ]
+    for name, path, body, hd in cases:
+        before = mock.stats()["requests"]
+        key = {"x-api-key": ALICE} if path.startswith("/v1/messages") else {}
+        hd = dict(hd, **key)
+        r = request(gw, "POST", path, body, headers=hd, key=None if key else ALICE)
+        s.check("%s holding a secret: 403 naming the detector, nothing leaves" % name,
+                r.status == 403 and b"aws_access_key" in r.body and SECRET.encode() not in r.body
+                and not sent(mock, before), (r, sent(mock, before)))
+    # clean values still go, unchanged
+    r = request(gw, "POST", "/v1/messages", messages("hi"), key=None,
+                headers={"x-api-key": ALICE, "anthropic-beta": "prompt-caching-2024-07-31,context-1m-2025-08-07"})
+    s.check("a clean anthropic-beta is forwarded unchanged",
+            r.status == 200 and "anthropic-beta: prompt-caching-2024-07-31,context-1m-2025-08-07" in mock.last_head(),
+            (r, mock.last_head()[:400]))
+    r = request(gw, "POST", "/v1/responses", {"model": "gpt-4o-mini", "input": "hi"},
+                headers={"openai-beta": "responses=experimental"})
+    s.check("a clean openai-beta is forwarded unchanged",
+            r.status == 200 and "openai-beta: responses=experimental" in mock.last_head(), (r, mock.last_head()[:400]))
+
+
+def test_data_urls(s, gw, mock):
+    """a data: URL is image data only when it is base64 image data (finding F2)"""
+    cases = [
+        ("/v1/responses metadata.url data:,SECRET", "/v1/responses",
+         {"model": "gpt-4o-mini", "input": "hi", "metadata": {"url": "data:," + SECRET}}),
+        ("/v1/responses input_image data:text/plain", "/v1/responses",
+         {"model": "gpt-4o-mini", "input": [{"role": "user", "content": [
+             {"type": "input_image", "image_url": "data:text/plain," + SECRET}]}]}),
+        ("/v1/chat/completions metadata.image_url data:x", "/v1/chat/completions",
+         dict(chat("hi"), metadata={"image_url": "data:x," + SECRET})),
+        ("chat image_url part with a non-base64 image payload", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+             {"type": "image_url", "image_url": {"url": "data:image/png;base64,#" + SECRET}}]}]}),
+        ("chat image_url part without ;base64", "/v1/chat/completions",
+         {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+             {"type": "image_url", "image_url": {"url": "data:image/svg+xml," + SECRET}}]}]}),
+        ("a base64 'source' in metadata that is no image", "/v1/responses",
+         {"model": "gpt-4o-mini", "input": "hi", "metadata": {"type": "base64", "data": SECRET}}),
+    ]
+    for name, path, body in cases:
+        before = mock.stats()["requests"]
+        r = request(gw, "POST", path, body)
+        s.check("%s: scanned as text (403), nothing leaves" % name,
+                r.status == 403 and not sent(mock, before), (r, sent(mock, before)))
+    before = mock.stats()["requests"]
+    r = request(gw, "POST", "/v1/messages", {"model": "claude-3-5-haiku", "max_tokens": 16, "messages": [
+        {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "text/x-secret",
+                                                                   "data": SECRET}}, {"type": "text", "text": "hi"}]}]},
+                key=None, headers={"x-api-key": ALICE})
+    s.check("Anthropic base64 source whose media_type is not image/*: scanned (403), nothing leaves",
+            r.status == 403 and not sent(mock, before), (r, sent(mock, before)))
+    # real image data is still an (unscanned) image, in every place an image goes
+    for name, path, body, hd in [
+        ("chat image_url", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG}}]}]}, None),
+        ("Responses input_image", "/v1/responses", {"model": "gpt-4o-mini", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "what is this"},
+            {"type": "input_image", "image_url": "data:image/png;base64," + PNG}]}]}, None),
+        ("Anthropic image block", "/v1/messages", {"model": "claude-3-5-haiku", "max_tokens": 16, "messages": [
+            {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                                      "data": PNG}},
+                                         {"type": "text", "text": "what is this"}]}]}, {"x-api-key": ALICE}),
+    ]:
+        r = request(gw, "POST", path, body, headers=hd, key=None if hd else ALICE)
+        s.check("real base64 image data in a %s still passes (200)" % name, r.status == 200, r)
+    # PHP's json_encode writes "\/": still image data
+    raw = ('{"model":"gpt-4o-mini","messages":[{"role":"user","content":[{"type":"image_url","image_url":'
+           '{"url":"data:image/png;base64,%s"}}]}]}' % PNG.replace("/", "\\/"))
+    r = request(gw, "POST", "/v1/chat/completions", raw)
+    s.check("image data with JSON-escaped slashes still passes (200)", r.status == 200, r)
+
+
+def test_query_and_smuggling(s, gw, mock):
+    before = mock.stats()["requests"]
+    r = request(gw, "POST", "/v1/chat/completions?leak=" + SECRET, chat("hi"))
+    s.check("a query string never reaches the provider", r.status == 200 and SECRET not in mock.last_head()
+            and mock.stats()["requests"] == before + 1, (r, mock.last_head()[:200]))
+    auth = b"Authorization: Bearer " + ALICE.encode() + b"\r\n"
+    body = json.dumps(chat("hi")).encode()
+    shapes = [
+        ("two Content-Lengths", b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n" % (len(body), len(body) + 1)
+         + body),
+        ("Content-Length and Transfer-Encoding", b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n"
+         % len(body) + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"),
+        ("Transfer-Encoding: chunked, identity", b"Transfer-Encoding: chunked, identity\r\n\r\n" +
+         b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"),
+    ]
+    for name, tail in shapes:
+        before = mock.stats()["requests"]
+        c = socket.create_connection(("127.0.0.1", gw), timeout=5)
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + auth + tail)
+        got = read_all(c, 3)
+        c.close()
+        s.check("smuggling shape (%s): 400, nothing upstream" % name,
+                got.startswith(b"HTTP/1.1 400") and mock.stats()["requests"] == before, got[:120])
+    # obs-fold and bare LF are read as RFC 9112 allows (a fold is one space, LF ends a
+    # line); the gateway is the only parser of the client's bytes (it frames what it sends
+    # itself), so a trailing request hidden behind them is answered as a second request of
+    # its own, never smuggled into the first
+    for name, head in [("obs-fold", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n" + auth +
+                        b"Content-Length: %d\r\n\r\n" % len(body)),
+                       ("bare LF", b"POST /v1/chat/completions HTTP/1.1\nHost: x\n" + auth.replace(b"\r\n", b"\n") +
+                        b"Content-Length: %d\n\n" % len(body))]:
+        before = mock.stats()["requests"]
+        c = socket.create_connection(("127.0.0.1", gw), timeout=5)
+        c.sendall(head + body + b"GET /v1/files HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = read_all(c, 3)
+        c.close()
+        s.check("%s request head: the request is answered, exactly one request upstream, the trailing "
+                "GET /v1/files answered by the gateway (404), not forwarded" % name,
+                got.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 404" in got and
+                mock.stats()["requests"] == before + 1, got[:120])
+
+UNREAD = ["/v1/files", "/v1/files/file-1/content", "/v1/uploads", "/v1/batches", "/v1/audio/speech",
+          "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/images/generations", "/v1/images/edits",
+          "/v1/realtime", "/v1/realtime/sessions", "/v1/assistants", "/v1/threads", "/v1/threads/runs",
+          "/v1/vector_stores", "/v1/fine_tuning/jobs", "/v1/moderations", "/v1/messages/batches",
+          "/v1/conversations", "/v1/containers", "/v1/evals", "/v1/responses/resp_1",
+          "/v1/responses/resp_1/input_items", "/v1/responses/resp_1/cancel", "/v1/responses/input_tokens",
+          "/v1/chat/completions/chatcmpl-1", "/v1/models/gpt-4o-mini", "/v1//responses",
+          "/v1/responses/../files", "/v1%2Fresponses", "/v1/responses/", "/v1/chat/completions;x",
+          "/V1/RESPONSES", "/v1/responses/compact/", "/./v1/responses", "/v1/messages/count_tokens/",
+          "/organization/usage", "/v1/organization/admin_api_keys"]
+
+
+def test_intercept_paths(s, fw, mock, org_crt):
+    """issue 15: a path airlock cannot read on an intercepted host is refused (403) for
+    every method, never tunnelled, never forwarded"""
+    a = {"Authorization": "Bearer " + ALICE}
+    bad = []
+    for host in ("api.openai.com", "api.anthropic.com"):
+        for p in UNREAD:
+            for m in ("GET", "POST", "DELETE"):
+                before = mock.stats()["requests"]
+                try:
+                    st, _, b = via_proxy(fw, org_crt, host, m, p,
+                                         body=b'{"model":"gpt-4o-mini","input":"x"}' if m == "POST" else None,
+                                         headers=dict(a, **{"x-api-key": ALICE}))
+                except OSError as e:
+                    st, b = repr(e), b""
+                if st != 403 or mock.stats()["requests"] != before:
+                    bad.append((host, m, p, st, b[:80]))
+    s.check("intercepted: %d unreadable paths x 3 methods x 2 hosts are all 403, none forwarded" % len(UNREAD),
+            not bad, bad[:6])
+    bad = []
+    for p in ("/v1/chat/completions", "/v1/responses", "/v1/responses/compact", "/v1/messages",
+              "/v1/embeddings", "/v1/completions", "/v1/messages/count_tokens"):
+        for m in ("GET", "PUT", "DELETE", "PATCH", "OPTIONS"):
+            before = mock.stats()["requests"]
+            st, _, b = via_proxy(fw, org_crt, "api.openai.com", m, p, headers=a)
+            if st != 405 or mock.stats()["requests"] != before:
+                bad.append((m, p, st, b[:80]))
+    s.check("intercepted: API paths with a method other than POST are 405, none forwarded", not bad, bad[:6])
+
+
+def test_absolute_host(s, fw, ports):
+    """absolute-form: the server gets the URL's host, not the client's Host (finding F3)"""
+    seen = {}
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", ports["web"]))
+    srv.listen(4)
+
+    def web():
+        c, _ = srv.accept()
+        c.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = c.recv(4096)
+            if not d:
+                break
+            data += d
+        seen["head"] = data
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        c.close()
+    t = threading.Thread(target=web, daemon=True)
+    t.start()
+    c = socket.create_connection(("127.0.0.1", fw), timeout=5)
+    c.sendall(b"GET http://127.0.0.1:%d/x HTTP/1.1\r\nHost: internal.corp.example\r\nX-A: a\r\n Injected: yes\r\n"
+              b"X-B: b\nX-C: c\r\nProxy-Authorization: %s\r\n\r\n" % (ports["web"], basic(ALICE).encode()))
+    got = read_all(c, 5)
+    c.close()
+    t.join(5)
+    srv.close()
+    head = seen.get("head", b"").lower()
+    s.check("absolute-form: the answer is relayed", got.startswith(b"HTTP/1.1 200"), got[:100])
+    s.check("absolute-form: an obs-fold reaches the server as one line, a bare LF as CRLF (no header injected)",
+            b"\r\nx-a: a injected: yes\r\n" in head and b"\r\ninjected:" not in head
+            and b"\r\nx-b: b\r\nx-c: c\r\n" in head, head)
+    s.check("absolute-form: the server's Host is the URL's authority, not the client's Host header",
+            b"host: 127.0.0.1:%d\r\n" % ports["web"] in head and b"internal.corp" not in head
+            and head.count(b"\r\nhost:") == 1, head)
+
+
+def test_connect_spellings(s, fw, ports):
+    """loopback in every spelling a resolver or a kernel accepts is refused, and nothing
+    connects (the policy reads one canonical form)"""
+    lst = Listener(ports["deny"])
+    p = ports["deny"]
+    targets = [b"2130706433", b"0x7f000001", b"0x7f.1", b"0177.0.0.1", b"127.1", b"127.0.1", b"127.000.000.001",
+               b"localhost", b"LOCALHOST", b"localhost.", b"[::1]", b"[::ffff:127.0.0.1]", b"[::ffff:7f00:1]",
+               b"[64:ff9b::7f00:1]", b"[::127.0.0.1]", b"[0:0:0:0:0:0:0:1]", b"[::1%25lo]", b"[fe80::1%lo]",
+               b"0", b"0.0.0.0", b"[::]", b"127.0.0.1.", b"%31%32%37.0.0.1", b"xn--localhost",
+               b"api.openai.com.", b"API.OPENAI.COM:443@127.0.0.1"]
+    bad = []
+    for t in targets:
+        target = t if b":" in t.split(b"]")[-1] else t + b":%d" % p
+        sock, st, h, _ = connect_raw(fw, target, proxy_auth=basic(ALICE), timeout=8)
+        sock.close()
+        if st not in (400, 403):
+            bad.append((target, st, h[:80]))
+    s.check("CONNECT to loopback in %d spellings: all 400/403" % len(targets), not bad, bad)
+    time.sleep(0.2)
+    s.check("... and none of them connected anywhere", lst.accepted() == 0)
+    # an absolute-form URL with the same spellings
+    bad = []
+    for t in (b"2130706433", b"0x7f000001", b"127.1", b"[::ffff:127.0.0.1]", b"localhost"):
+        c = socket.create_connection(("127.0.0.1", fw), timeout=5)
+        c.sendall(b"GET http://%s:%d/ HTTP/1.1\r\nHost: x\r\nProxy-Authorization: %s\r\n\r\n"
+                  % (t, p, basic(ALICE).encode()))
+        got = read_all(c, 3)
+        c.close()
+        if not (got.startswith(b"HTTP/1.1 400") or got.startswith(b"HTTP/1.1 403")):
+            bad.append((t, got[:80]))
+    s.check("absolute-form to loopback spellings: all 400/403, nothing connected",
+            not bad and lst.accepted() == 0, bad)
+
+
+def main():
+    s = Suite("redteam")
+    why = gateway_missing()
+    if why:
+        s.bail(why)
+    mock = Mock(s)
+    gw = free_port()
+    Airlock(s, base_config(gw, mock.port), gw, name="redteam")
+    s.run(test_headers, gw, mock)
+    s.run(test_data_urls, gw, mock)
+    s.run(test_query_and_smuggling, gw, mock)
+
+    d = os.path.join(s.tmp, "pki")
+    os.makedirs(d)
+    test_ca, cert, key = make_ca(d)
+    org = org_ca(d)
+    tmock = Mock(s, tls=(cert, key))
+    egw, fw = free_port(), free_port()
+    ports = {k: free_port() for k in ("tls", "far", "web", "lh", "deny")}
+    Airlock(s, config(egw, fw, tmock.port, test_ca, org, ports), egw, name="redteam-egress")
+    if not wait_port(fw, 5):
+        s.bail("the forward listener did not open")
+    s.run(test_intercept_paths, fw, tmock, org[0])
+    s.run(test_absolute_host, fw, ports)
+    s.run(test_connect_spellings, fw, ports)
+    s.done()
+
+
+if __name__ == "__main__":
+    main()
