@@ -40,6 +40,10 @@ struct proxy_upconn {
     size_t hname_len;
     int in_value;
     int hdr_is_ctype;
+    int hdr_is_coding; /* the value being read is Content-Encoding's */
+    int coded;         /* the answer has a Content-Encoding other than identity */
+    char coding[16];   /* that value, cut (longer than "identity" is not identity) */
+    size_t coding_len;
     char ctype[128];
     size_t ctype_len;
     struct evbuffer *out; /* a request staged for writing (up_send) */
@@ -120,11 +124,21 @@ static int up_on_status(http_parser *hp, const char *at, size_t n)
     return 0;
 }
 
+/* coding_done -- a Content-Encoding value is complete: anything but identity (or empty)
+ * marks the answer compressed */
+static void coding_done(struct proxy_upconn *u)
+{
+    if (u->hdr_is_coding && u->coding_len > 0 && strcasecmp(u->coding, "identity") != 0)
+        u->coded = 1;
+    u->hdr_is_coding = 0;
+}
+
 static int up_on_header_field(http_parser *hp, const char *at, size_t n)
 {
     struct proxy_upconn *u = hp->data;
 
     if (u->in_value) {
+        coding_done(u);
         u->hname_len = 0;
         u->in_value = 0;
     }
@@ -143,9 +157,23 @@ static int up_on_header_value(http_parser *hp, const char *at, size_t n)
     if (!u->in_value) {
         u->in_value = 1;
         u->hdr_is_ctype = strcasecmp(u->hname, "content-type") == 0;
+        u->hdr_is_coding = strcasecmp(u->hname, "content-encoding") == 0;
         if (u->hdr_is_ctype)
             u->ctype_len = 0;
+        u->coding_len = 0;
     }
+    /* a compressed answer cannot be restored, masked (the provider's key) or priced: it is
+     * refused at the end of the head (up_on_headers_complete), whatever the accept-encoding:
+     * identity this gateway sent said */
+    for (size_t i = 0; u->hdr_is_coding && i < n; i++)
+        if (at[i] != ' ' && at[i] != '\t') {
+            if (u->coding_len + 1 >= sizeof(u->coding)) {
+                u->coded = 1;
+                break;
+            }
+            u->coding[u->coding_len++] = at[i];
+            u->coding[u->coding_len] = '\0';
+        }
     if (u->hdr_is_ctype && u->ctype_len + n < sizeof(u->ctype)) {
         memcpy(u->ctype + u->ctype_len, at, n);
         u->ctype_len += n;
@@ -159,7 +187,8 @@ static int up_on_headers_complete(http_parser *hp)
     struct proxy_upconn *u = hp->data;
     struct proxy_req *r = u->req;
 
-    if (u->dead || !r)
+    coding_done(u);
+    if (u->dead || !r || u->coded)
         return -1;
     r->t_first_byte = proxy_req_elapsed(r);
     proxy_metrics_upstream_latency(&r->px->metrics, r->t_first_byte - r->t_upstream_start);
@@ -305,7 +334,10 @@ static void up_parse(struct proxy_upconn *u, const char *data, size_t len)
         return;
     }
     if (HTTP_PARSER_ERRNO(&u->parser) != HPE_OK) {
-        up_fail(u, 0, "the provider sent a malformed HTTP answer");
+        up_fail(u, 0,
+                u->coded ? "the provider sent a compressed answer (Content-Encoding), which the "
+                           "gateway cannot restore, mask or price"
+                         : "the provider sent a malformed HTTP answer");
         return;
     }
 }
@@ -485,6 +517,7 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
     u->hname_len = 0;
     u->ctype_len = 0;
     u->ctype[0] = '\0';
+    u->coded = u->hdr_is_coding = 0;
     bufferevent_setcb(u->bev, up_read_cb, NULL, up_event_cb, u);
     bufferevent_set_timeouts(u->bev, &tv, &tv);
     if (prov->type == CONFIG_PROVIDER_ANTHROPIC)
@@ -500,7 +533,7 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
         evbuffer_add_printf(out, "host: %s:%d\r\n", prov->host, prov->port);
     evbuffer_add_printf(out,
                         "user-agent: airlock/0.1\r\ncontent-type: application/json\r\n"
-                        "accept: %s\r\ncontent-length: %zu\r\n",
+                        "accept: %s\r\naccept-encoding: identity\r\ncontent-length: %zu\r\n",
                         r->d.stream ? "text/event-stream" : "application/json", r->d.outbound_len);
     if (prov->type == CONFIG_PROVIDER_ANTHROPIC) {
         if (prov->api_key)
