@@ -13,16 +13,19 @@ airlock cannot read is 403 for every method, with nothing upstream; absolute-for
 HTTP sends the URL's host, never the client's Host header; CONNECT targets in alternative
 spellings of loopback (decimal, hex, octal, short forms, v4-mapped and NAT64 IPv6,
 trailing dot) are refused and connect nowhere."""
+import gzip
 import json
 import os
 import socket
+import ssl
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from itest import (ALICE, Airlock, Mock, Suite, base_config, chat, free_port,  # noqa: E402
-                   gateway_missing, make_ca, messages, request, wait_port)
+from itest import (AIRLOCK, ALICE, BOB, OPENAI_REAL, Airlock, Mock, Suite, base_config,  # noqa: E402
+                   chat, free_port, gateway_missing, make_ca, messages, request, wait_port)
 from egress_test import (Listener, basic, config, connect_raw, org_ca, read_all,  # noqa: E402
                          via_proxy)
 
@@ -207,6 +210,82 @@ def test_intercept_paths(s, fw, mock, org_crt):
     s.check("intercepted: API paths with a method other than POST are 405, none forwarded", not bad, bad[:6])
 
 
+def inside(fw, org_crt, payload, wait=4):
+    """raw bytes inside an intercepted TLS connection to api.openai.com; what comes back"""
+    sock, st, _, _ = connect_raw(fw, b"api.openai.com:443", proxy_auth=basic(ALICE))
+    t = ssl.create_default_context(cafile=org_crt).wrap_socket(sock, server_hostname="api.openai.com")
+    t.sendall(payload)
+    t.settimeout(wait)
+    out = b""
+    try:
+        while True:
+            d = t.recv(65536)
+            if not d:
+                break
+            out += d
+    except (OSError, ssl.SSLError):
+        pass
+    t.close()
+    return out
+
+
+def test_inside_intercept(s, fw, mock, org_crt, ports):
+    """what a client sends inside an intercepted connection is a gateway request, never a
+    proxy request: no CONNECT, no absolute-form, each pipelined request decided alone"""
+    far = Listener(ports["far"])
+    a = b"Authorization: Bearer " + ALICE.encode() + b"\r\n"
+    before = mock.stats()["requests"]
+    out = inside(fw, org_crt, b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (ports["far"], a))
+    s.check("CONNECT inside an intercepted connection: 403, nothing connected",
+            out.startswith(b"HTTP/1.1 403") and far.accepted() == 0, out[:120])
+    out = inside(fw, org_crt, b"GET http://127.0.0.1:%d/ HTTP/1.1\r\nHost: x\r\n%s\r\n" % (ports["far"], a))
+    s.check("absolute-form inside an intercepted connection: 403, nothing connected",
+            out.startswith(b"HTTP/1.1 403") and far.accepted() == 0, out[:120])
+    b1, b2 = json.dumps(chat("hello")).encode(), json.dumps(chat("deploy with %s now" % SECRET)).encode()
+    out = inside(fw, org_crt, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: evil.example\r\n%sContent-Length: %d\r\n"
+                 b"Connection: close\r\n\r\n%s" % (a, len(b1), b1, a, len(b2), b2))
+    s.check("two pipelined requests inside TLS: the clean one 200, the one with a secret 403; one upstream",
+            out.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 403" in out and mock.stats()["requests"] == before + 1
+            and SECRET.encode() not in mock.last_body(), out[:80])
+    st, h, b = via_proxy(fw, org_crt, "api.openai.com", "POST", "/v1/chat/completions", chat("hi"),
+                         headers={"Authorization": "Bearer " + ALICE, "Host": "evil.example"})
+    s.check("a Host header naming another host inside the TLS: the request still goes to the provider's base_url",
+            st == 200 and "evil.example" not in mock.last_head(), (st, mock.last_head()[:200]))
+
+
+def test_budget(s, mock):
+    """costs cannot be talked down: negative usage is not a credit, and a stream the client
+    drops before its usage arrives is still priced"""
+    gw = free_port()
+    cfg = base_config(gw, mock.port).replace('{name: bob, team: blue, key: "%s"}' % BOB,
+                                             '{name: bob, team: blue, key: "%s", budget_usd_per_day: 0.5}' % BOB)
+    a = Airlock(s, cfg, gw, name="redteam-budget")
+    for path, body in [("/v1/responses", {"model": "gpt-4o-mini", "input": "MOCK:usage=-100000000,-5 hi"}),
+                       ("/v1/chat/completions", chat("MOCK:usage=-100000000,-5 hi", stream=True))]:
+        request(gw, "POST", path, body, key=BOB)
+    # 4M input tokens at $0.15/Mtok = $0.60 > $0.50, in a stream the client drops early
+    c = socket.create_connection(("127.0.0.1", gw), timeout=10)
+    b = json.dumps({"model": "gpt-4o-mini", "input": "MOCK:slow MOCK:usage=4000000,1 MOCK:words=30",
+                    "stream": True}).encode()
+    c.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json"
+              b"\r\nContent-Length: %d\r\n\r\n" % (BOB.encode(), len(b)) + b)
+    got = b""
+    while b"output_text.delta" not in got:
+        d = c.recv(4096)
+        if not d:
+            break
+        got += d
+    c.close()
+    time.sleep(1.0)
+    r = request(gw, "POST", "/v1/chat/completions", chat("hi"), key=BOB)
+    s.check("negative usage is no credit, and a Responses stream dropped before response.completed is "
+            "still priced: the next request is 429", r.status == 429, r)
+    out = subprocess.run([AIRLOCK, "audit", "cost", os.path.join(a.dir, "audit")], capture_output=True, text=True)
+    s.check("audit cost: no negative token counts", "-" not in "".join(
+        ln.split()[2] + ln.split()[3] for ln in out.stdout.splitlines()[1:] if len(ln.split()) > 3), out.stdout)
+
+
 def test_absolute_host(s, fw, ports):
     """absolute-form: the server gets the URL's host, not the client's Host (finding F3)"""
     seen = {}
@@ -280,6 +359,78 @@ def test_connect_spellings(s, fw, ports):
             not bad and lst.accepted() == 0, bad)
 
 
+class GzipProvider:
+    """An OpenAI-shaped provider that compresses its answers whatever it was asked (and
+    echoes its key in them, and bills a million tokens): what the gateway cannot read it
+    must not relay (finding F5)"""
+
+    def __init__(self):
+        self.heads = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        c.settimeout(5)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                d = c.recv(65536)
+                if not d:
+                    return
+                data += d
+            head, _, body = data.partition(b"\r\n\r\n")
+            n = int([x.split(b":")[1] for x in head.lower().split(b"\r\n") if x.startswith(b"content-length:")][0])
+            while len(body) < n:
+                body += c.recv(65536)
+            self.heads.append(head.decode("latin-1"))
+            text = "key %s" % OPENAI_REAL
+            usage = {"prompt_tokens": 1000000, "completion_tokens": 1000000, "total_tokens": 2000000}
+            if b'"stream": true' in body:
+                ctype = b"text/event-stream"
+                raw = ("data: %s\n\ndata: %s\n\ndata: [DONE]\n\n" % (
+                    json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}),
+                    json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                                "choices": [], "usage": usage}))).encode()
+            else:
+                ctype = b"application/json"
+                raw = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                               "finish_reason": "stop"}], "usage": usage}).encode()
+            z = gzip.compress(raw)
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\nContent-Encoding:  GZIP \r\ncontent-length: %d\r\n\r\n"
+                      % (ctype, len(z)) + z)
+        except (OSError, IndexError, ValueError):
+            pass
+        finally:
+            c.close()
+
+
+def test_compressed(s):
+    up = GzipProvider()
+    gw = free_port()
+    Airlock(s, base_config(gw, up.port), gw, name="redteam-gzip")
+    for stream in (False, True):
+        r = request(gw, "POST", "/v1/chat/completions", chat("hi", stream=stream))
+        s.check("a compressed answer (Content-Encoding: gzip, stream=%s) is refused 502, never relayed" % stream,
+                r.status == 502 and b"compressed" in r.body and OPENAI_REAL.encode() not in r.body, r)
+    s.check("the gateway asks providers for accept-encoding: identity",
+            up.heads and all("\r\naccept-encoding: identity\r\n" in h.lower() + "\r\n" for h in up.heads),
+            up.heads[:1])
+
+
 def main():
     s = Suite("redteam")
     why = gateway_missing()
@@ -291,6 +442,8 @@ def main():
     s.run(test_headers, gw, mock)
     s.run(test_data_urls, gw, mock)
     s.run(test_query_and_smuggling, gw, mock)
+    s.run(test_compressed)
+    s.run(test_budget, mock)
 
     d = os.path.join(s.tmp, "pki")
     os.makedirs(d)
@@ -303,6 +456,7 @@ def main():
     if not wait_port(fw, 5):
         s.bail("the forward listener did not open")
     s.run(test_intercept_paths, fw, tmock, org[0])
+    s.run(test_inside_intercept, fw, tmock, org[0], ports)
     s.run(test_absolute_host, fw, ports)
     s.run(test_connect_spellings, fw, ports)
     s.done()
