@@ -7,9 +7,11 @@
 #include "engine/engine.h"
 
 /* engine_submit_ex -- engine_submit, plus: when prompt is not NULL it is used as is
- * (msgs ignored; tokenized with the model's BOS rule and special tokens parsed, like
- * llama-completion), and on failure err receives one sentence (ETEMPLATE: what
- * template was found; ECONTEXT: prompt and context sizes; EINVAL: what was wrong). */
+ * (copied; msgs ignored; tokenized on the prep thread with the model's BOS rule and
+ * special tokens parsed, like llama-completion), and when submit fails err receives one
+ * sentence (EINVAL: what was wrong; EBUSY: how full the queue is). The prompt's own
+ * errors come through on_done (engine_submit), with the same sentences in the result's
+ * error: ETEMPLATE what template was found, ECONTEXT prompt and context sizes. */
 int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,
                      const char *prompt, const struct engine_params *params,
                      const struct engine_callbacks *cb, void *ud, struct engine_job **job,
@@ -18,18 +20,33 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
 /* engine_count_prompt_tokens -- how many tokens msgs are as the model's prompt: rendered with
  * its chat template (with the assistant's opening, as engine_submit does) and tokenized the
  * same way, so *count equals the prompt_tokens a job for msgs would report. Nothing is
- * queued or run; safe from any thread (the model is immutable). The context length is not
- * checked: a count is an answer even for a prompt too long to be run. Returns 0,
- * ENGINE_ETEMPLATE (no usable chat template), ENGINE_EINVAL (bad arguments, or roles the
- * template cannot place) or ENGINE_ENOMEM, with one sentence in err. */
+ * queued or run; it runs on the caller's thread (safe from any thread: the model is
+ * immutable), so it is for the CLI and tests; an event loop uses engine_count_submit. The
+ * context length is not checked: a count is an answer even for a prompt too long to be run.
+ * Returns 0, ENGINE_ETEMPLATE (no usable chat template), ENGINE_EINVAL (bad arguments, or
+ * roles the template cannot place) or ENGINE_ENOMEM, with one sentence in err. */
 int engine_count_prompt_tokens(const struct engine_model *m, const struct engine_msg *msgs,
                                size_t n_msgs, int *count, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
+/* engine_count_submit -- engine_count_prompt_tokens on the server's prep thread: msgs are
+ * copied (owned by the job, wiped once tokenized) and queued; submit returns at once. The
+ * job shares the server's queue and its limit with the jobs that generate, never reaches
+ * the decode worker, and never calls on_text. on_done (on the prep thread) carries the
+ * count in prompt_tokens with status ENGINE_OK, or ENGINE_ETEMPLATE / ENGINE_EINVAL /
+ * ENGINE_ENOMEM / ENGINE_ECANCELED with the sentence engine_count_prompt_tokens would
+ * give. *job and its reference as engine_submit's; engine_job_cancel works as for any job.
+ * Synchronous errors: ENGINE_EINVAL (bad arguments, no messages), ENGINE_ENOMEM,
+ * ENGINE_EBUSY (the queue is full, or the server is stopping), err filled, no callback. */
+int engine_count_submit(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,
+                        const struct engine_callbacks *cb, void *ud, struct engine_job **job,
+                        char *err, size_t errlen) __attribute__((warn_unused_result));
+
 struct engine_job_stats {
     int prompt_tokens;
     int completion_tokens;
-    double queue_ms;   /* submit to start of prefill */
+    double queue_ms;   /* submit to start of prefill (includes prep_ms) */
+    double prep_ms;    /* formatting and tokenizing the prompt (prep thread); 0: never */
     double prefill_ms; /* prompt processing (wall time, shared with other jobs' steps) */
     double decode_ms;  /* first to last generated token */
 };

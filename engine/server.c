@@ -1,8 +1,15 @@
-/* server.c -- the serving layer: one worker thread per server with a bounded queue,
- * continuous batching (new jobs are prefilled in chunks between decode steps, then
- * decoded together with the others in one pass over the weights), per-job KV caches,
+/* server.c -- the serving layer: two threads per server. The prep thread formats each job's
+ * prompt (chat template) and tokenizes it, so that the submitting thread (the gateway's event
+ * loop) never does: a 4 MB prompt takes a few hundred milliseconds to tokenize. The decode
+ * worker runs continuous batching (new jobs are prefilled in chunks between decode steps, then
+ * decoded together with the others in one pass over the weights), with per-job KV caches,
  * cancellation and reference-counted jobs. Logits are checked before each sample: a job whose
- * logits hold a NaN or an infinity (corrupt weights) ends with an error, not with garbage. */
+ * logits hold a NaN or an infinity (corrupt weights) ends with an error, not with garbage.
+ *
+ * A job's life: submit (copies the prompt, queues for prep) -> prep queue -> prep thread
+ * (tokens; a refused prompt or a count ends here) -> decode queue -> active -> done. One lock
+ * (server->mu) guards both queues and the counters; the admission limit counts jobs in every
+ * stage. */
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -13,6 +20,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/wipe.h"
 #include "engine/engine_ext.h"
 #include "engine/engine_int.h"
 #include "engine/sampler.h"
@@ -21,17 +29,31 @@
 #define PREFILL_CHUNK 64 /* prompt tokens per prefill call, between decode steps */
 #define MAX_BATCH 64     /* >= MAX_ACTIVE and >= PREFILL_CHUNK */
 
-enum job_state { JOB_QUEUED, JOB_PREFILL, JOB_DECODE, JOB_DONE };
+enum job_state {
+    JOB_PREP,   /* waiting for the prep thread, or being prepped (prep thread's) */
+    JOB_QUEUED, /* tokenized, waiting for the decode worker */
+    JOB_PREFILL,
+    JOB_DECODE,
+    JOB_DONE
+};
 
 struct engine_job {
     atomic_int refs;
     atomic_int cancel;
-    atomic_int finished; /* on_done has run: stats are final */
+    atomic_int finished;     /* on_done has run: stats are final */
     struct engine_job *next; /* queue link, guarded by server->mu */
 
-    /* immutable after submit */
-    int32_t *prompt;
+    /* the prompt as submitted: owned copies, wiped and freed once tokenized (prep thread) */
+    struct engine_msg *msgs; /* role and content strdup'd */
+    size_t n_msgs;
+    char *raw;      /* a raw prompt (msgs unused), or NULL */
+    int count_only; /* engine_count_submit: ends after tokenizing, with prompt_tokens */
+
+    /* set by the prep thread, then read by the worker (the queue's lock orders them) */
+    int32_t *prompt; /* owned, wiped on free */
     int n_prompt;
+
+    /* immutable after submit */
     struct engine_params params;
     char **stop; /* owned copies */
     struct engine_callbacks cb;
@@ -52,12 +74,15 @@ struct engine_job {
 
 struct engine_server {
     struct engine_model *m; /* borrowed */
-    pthread_t worker;
-    int worker_started;
+    pthread_t worker, prep;
+    int worker_started, prep_started;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;  /* the worker waits on it */
+    pthread_cond_t pcv; /* the prep thread waits on it */
     /* guarded by mu: */
-    struct engine_job *qhead, *qtail;
+    struct engine_job *phead, *ptail; /* waiting for prep */
+    int n_prep;                       /* waiting for prep or being prepped */
+    struct engine_job *qhead, *qtail; /* tokenized, waiting for the worker */
     int qlen;
     int n_running; /* admitted and not yet finished */
     int stopping;
@@ -79,14 +104,32 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* drop_prompt_text -- wipe and free the submitted prompt's copies (they are the client's
+ * words; the tokens replace them) */
+static void drop_prompt_text(struct engine_job *j)
+{
+    if (j->msgs) {
+        for (size_t i = 0; i < j->n_msgs; i++) {
+            free((char *)j->msgs[i].role);
+            wipe_str_free((char *)j->msgs[i].content);
+        }
+        free(j->msgs);
+        j->msgs = NULL;
+    }
+    j->n_msgs = 0;
+    wipe_str_free(j->raw);
+    j->raw = NULL;
+}
+
 static void job_free(struct engine_job *j)
 {
+    drop_prompt_text(j);
     if (j->stop) {
         for (size_t i = 0; i < j->params.n_stop; i++)
             free(j->stop[i]);
         free(j->stop);
     }
-    free(j->prompt);
+    wipe_free(j->prompt, j->prompt ? (size_t)j->n_prompt * sizeof(*j->prompt) : 0);
     free(j);
 }
 
@@ -128,7 +171,9 @@ static void finish(struct engine_server *s, struct engine_job *j, int status, co
                    const char *fmt, ...)
 {
     double t = now_ms();
-    if (status == ENGINE_OK && j->state != JOB_QUEUED)
+    int started = j->state == JOB_PREFILL || j->state == JOB_DECODE;
+    int in_prep = j->state == JOB_PREP;
+    if (status == ENGINE_OK && started)
         textstream_finish(&j->ts);
     j->res.status = status;
     j->res.prompt_tokens = j->n_prompt;
@@ -147,7 +192,7 @@ static void finish(struct engine_server *s, struct engine_job *j, int status, co
         j->st.queue_ms = t - j->t_submit;
     if (j->t_first > 0)
         j->st.decode_ms = t - j->t_first;
-    if (j->state != JOB_QUEUED) {
+    if (started) {
         textstream_deinit(&j->ts);
         sampler_deinit(&j->smp);
     }
@@ -157,7 +202,10 @@ static void finish(struct engine_server *s, struct engine_job *j, int status, co
     atomic_store(&j->finished, 1);
     j->cb.on_done(j->ud, &j->res);
     pthread_mutex_lock(&s->mu);
-    s->n_running--;
+    if (in_prep)
+        s->n_prep--;
+    else
+        s->n_running--;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -378,6 +426,117 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* ---- prep thread ---- */
+
+static int prompt_ids(const struct engine_model *m, const struct engine_msg *msgs, size_t n_msgs,
+                      const char *prompt, int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+
+/* prep_one -- j's tokens, on the prep thread (which holds the engine's reference to j): a
+ * count or a refused prompt (ETEMPLATE, EINVAL, ECONTEXT, ENOMEM) ends here with on_done; a
+ * prompt that can run goes to the decode queue, the reference with it. */
+static void prep_one(struct engine_server *s, struct engine_job *j)
+{
+    char err[256] = "";
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    int rc;
+
+    if (atomic_load(&j->cancel)) {
+        finish(s, j, ENGINE_ECANCELED, "cancelled", "the request was cancelled");
+        engine_job_release(j);
+        return;
+    }
+    j->st.prep_ms = now_ms();
+    rc = prompt_ids(s->m, j->msgs, j->n_msgs, j->raw, &ids, &n_ids, err, sizeof(err));
+    j->st.prep_ms = now_ms() - j->st.prep_ms;
+    drop_prompt_text(j);
+    if (rc == 0 && n_ids > (size_t)INT_MAX) {
+        rc = ENGINE_EINVAL;
+        engine_set_err(err, sizeof(err), "the prompt has more tokens than can be counted");
+    }
+    if (rc == 0) {
+        j->n_prompt = (int)n_ids;
+        if (j->count_only) {
+            rc = 1; /* done: a count is an answer even for a prompt too long to run */
+        } else if (n_ids == 0) {
+            rc = ENGINE_EINVAL;
+            engine_set_err(err, sizeof(err), "the prompt is empty");
+        } else if (n_ids >= (size_t)s->m->n_ctx) {
+            rc = ENGINE_ECONTEXT;
+            engine_set_err(err, sizeof(err),
+                           "the prompt is %zu tokens but the context holds %d (including the "
+                           "answer)",
+                           n_ids, s->m->n_ctx);
+        }
+    }
+    if (rc != 0) {
+        wipe_free(ids, n_ids * sizeof(*ids));
+        if (rc == 1) {
+            finish(s, j, ENGINE_OK, NULL, NULL);
+        } else {
+            if (rc != ENGINE_ENOMEM)
+                j->res.prompt_refused = 1;
+            finish(s, j, rc, "error", "%s", err);
+        }
+        engine_job_release(j);
+        return;
+    }
+    j->prompt = ids;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        /* the worker may already have drained its queue: end it here */
+        pthread_mutex_unlock(&s->mu);
+        finish(s, j, ENGINE_ECANCELED, "cancelled", "the engine is shutting down");
+        engine_job_release(j);
+        return;
+    }
+    /* from n_prep to qlen in one step: the admission count stays the same */
+    j->state = JOB_QUEUED;
+    s->n_prep--;
+    if (s->qtail)
+        s->qtail->next = j;
+    else
+        s->qhead = j;
+    s->qtail = j;
+    s->qlen++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *prep_main(void *arg)
+{
+    struct engine_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stopping && !s->phead)
+            pthread_cond_wait(&s->pcv, &s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        struct engine_job *j = s->phead;
+        s->phead = j->next;
+        if (!s->phead)
+            s->ptail = NULL;
+        j->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+        prep_one(s, j);
+    }
+    /* shutting down: every job still waiting for prep is cancelled */
+    pthread_mutex_lock(&s->mu);
+    struct engine_job *q = s->phead;
+    s->phead = s->ptail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (q) {
+        struct engine_job *next = q->next;
+        q->next = NULL;
+        finish(s, q, ENGINE_ECANCELED, "cancelled", "the engine is shutting down");
+        engine_job_release(q);
+        q = next;
+    }
+    return NULL;
+}
+
 int engine_server_new(struct engine_model *m, int queue_max, struct engine_server **out)
 {
     char why[256] = "";
@@ -391,6 +550,7 @@ int engine_server_new(struct engine_model *m, int queue_max, struct engine_serve
     s->queue_max = queue_max;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->pcv, NULL);
     s->logits = malloc(sizeof(float) * (size_t)MAX_ACTIVE * (size_t)m->w->hp.n_vocab);
     s->piece_cap = 256;
     s->piece = malloc(s->piece_cap);
@@ -403,6 +563,9 @@ int engine_server_new(struct engine_model *m, int queue_max, struct engine_serve
     if (pthread_create(&s->worker, NULL, worker_main, s) != 0)
         goto oom;
     s->worker_started = 1;
+    if (pthread_create(&s->prep, NULL, prep_main, s) != 0)
+        goto oom;
+    s->prep_started = 1;
     *out = s;
     return 0;
 oom:
@@ -414,19 +577,23 @@ void engine_server_free(struct engine_server *s)
 {
     if (!s)
         return;
-    if (s->worker_started) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_cond_broadcast(&s->pcv);
+    pthread_mutex_unlock(&s->mu);
+    /* the prep thread ends its job in hand and those waiting; the worker those it holds */
+    if (s->prep_started)
+        pthread_join(s->prep, NULL);
+    if (s->worker_started)
         pthread_join(s->worker, NULL);
-    }
     if (s->ctx)
         engine_ctx_free(s->ctx);
     free(s->logits);
     free(s->piece);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->pcv);
     free(s);
 }
 
@@ -453,7 +620,7 @@ static int prompt_ids(const struct engine_model *m, const struct engine_msg *msg
         prompt = text;
     }
     rc = tokenizer_encode(m->tok, prompt, strlen(prompt), 1, 1, ids, n_ids);
-    free(text);
+    wipe_str_free(text);
     if (rc)
         engine_set_err(err, errlen, "out of memory while tokenizing the prompt");
     return rc;
@@ -488,53 +655,90 @@ int engine_count_prompt_tokens(const struct engine_model *m, const struct engine
     return 0;
 }
 
+/* copy_prompt -- j's owned copies of msgs, or of the raw prompt. -1: out of memory. */
+static int copy_prompt(struct engine_job *j, const struct engine_msg *msgs, size_t n_msgs,
+                       const char *prompt)
+{
+    if (prompt) {
+        j->raw = strdup(prompt);
+        return j->raw ? 0 : -1;
+    }
+    j->msgs = calloc(n_msgs, sizeof(*j->msgs));
+    if (!j->msgs)
+        return -1;
+    j->n_msgs = n_msgs;
+    for (size_t i = 0; i < n_msgs; i++) {
+        j->msgs[i].role = strdup(msgs[i].role ? msgs[i].role : "");
+        j->msgs[i].content = strdup(msgs[i].content ? msgs[i].content : "");
+        if (!j->msgs[i].role || !j->msgs[i].content)
+            return -1;
+    }
+    return 0;
+}
+
+/* enqueue -- admit j to the prep queue, or refuse it (EBUSY: full or shutting down; j is
+ * freed then). On success the job holds two references: the caller's and the engine's. */
+static int enqueue(struct engine_server *s, struct engine_job *j, struct engine_job **job,
+                   char *err, size_t errlen)
+{
+    j->state = JOB_PREP;
+    j->t_submit = now_ms();
+    atomic_init(&j->refs, 2); /* the caller's and the engine's (prep, then worker) */
+    atomic_init(&j->cancel, 0);
+    atomic_init(&j->finished, 0);
+
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        job_free(j);
+        engine_set_err(err, errlen, "the engine is shutting down");
+        return ENGINE_EBUSY;
+    }
+    if (s->n_running + s->qlen + s->n_prep >= MAX_ACTIVE + s->queue_max) {
+        int waiting = s->qlen + s->n_prep;
+        pthread_mutex_unlock(&s->mu);
+        job_free(j);
+        engine_set_err(err, errlen, "the engine is busy (%d requests running, %d waiting)",
+                       MAX_ACTIVE, waiting);
+        return ENGINE_EBUSY;
+    }
+    if (s->ptail)
+        s->ptail->next = j;
+    else
+        s->phead = j;
+    s->ptail = j;
+    s->n_prep++;
+    pthread_cond_signal(&s->pcv);
+    pthread_mutex_unlock(&s->mu);
+    *job = j;
+    return 0;
+}
+
 int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,
                      const char *prompt, const struct engine_params *params,
                      const struct engine_callbacks *cb, void *ud, struct engine_job **job,
                      char *err, size_t errlen)
 {
-    int32_t *ids = NULL;
-    size_t n_ids = 0;
     struct engine_job *j = NULL;
-    int rc;
     if (job)
         *job = NULL;
     if (!s || !cb || !cb->on_done || !job || (!prompt && (!msgs || !n_msgs))) {
         engine_set_err(err, errlen, "bad arguments to engine_submit");
         return ENGINE_EINVAL;
     }
-    struct engine_model *m = s->m;
-    rc = prompt_ids(m, msgs, n_msgs, prompt, &ids, &n_ids, err, errlen);
-    if (rc)
-        return rc;
-    if (n_ids == 0) {
-        free(ids);
-        engine_set_err(err, errlen, "the prompt is empty");
+    if (params && params->stop && params->n_stop > 64) {
+        engine_set_err(err, errlen, "at most 64 stop sequences");
         return ENGINE_EINVAL;
-    }
-    if (n_ids >= (size_t)m->n_ctx) {
-        free(ids);
-        engine_set_err(err, errlen, "the prompt is %zu tokens but the context holds %d (including the "
-                "answer)", n_ids, m->n_ctx);
-        return ENGINE_ECONTEXT;
     }
     j = calloc(1, sizeof(*j));
     if (!j)
         goto oom;
-    j->prompt = ids;
-    ids = NULL;
-    j->n_prompt = (int)n_ids;
     if (params)
         j->params = *params;
     else
         j->params.top_p = 1.0f;
     j->params.stop = NULL;
     if (params && params->stop && params->n_stop) {
-        if (params->n_stop > 64) {
-            job_free(j);
-            engine_set_err(err, errlen, "at most 64 stop sequences");
-            return ENGINE_EINVAL;
-        }
         j->stop = calloc(params->n_stop, sizeof(char *));
         if (!j->stop)
             goto oom;
@@ -547,45 +751,46 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
     } else {
         j->params.n_stop = 0;
     }
+    if (copy_prompt(j, msgs, n_msgs, prompt) < 0)
+        goto oom;
     j->cb = *cb;
     j->ud = ud;
-    j->state = JOB_QUEUED;
-    j->t_submit = now_ms();
-    atomic_init(&j->refs, 2); /* the caller's and the worker's */
-    atomic_init(&j->cancel, 0);
-    atomic_init(&j->finished, 0);
-
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        job_free(j);
-        engine_set_err(err, errlen, "the engine is shutting down");
-        return ENGINE_EBUSY;
-    }
-    if (s->n_running + s->qlen >= MAX_ACTIVE + s->queue_max) {
-        int waiting = s->qlen;
-        pthread_mutex_unlock(&s->mu);
-        job_free(j);
-        engine_set_err(err, errlen, "the engine is busy (%d requests running, %d waiting)", MAX_ACTIVE,
-                waiting);
-        return ENGINE_EBUSY;
-    }
-    if (s->qtail)
-        s->qtail->next = j;
-    else
-        s->qhead = j;
-    s->qtail = j;
-    s->qlen++;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    *job = j;
-    return 0;
+    return enqueue(s, j, job, err, errlen);
 oom:
-    free(ids);
     if (j)
         job_free(j);
     engine_set_err(err, errlen, "out of memory");
     return ENGINE_ENOMEM;
+}
+
+int engine_count_submit(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,
+                        const struct engine_callbacks *cb, void *ud, struct engine_job **job,
+                        char *err, size_t errlen)
+{
+    struct engine_job *j = NULL;
+    if (job)
+        *job = NULL;
+    if (!s || !cb || !cb->on_done || !job || (n_msgs && !msgs)) {
+        engine_set_err(err, errlen, "bad arguments to engine_count_submit");
+        return ENGINE_EINVAL;
+    }
+    if (!n_msgs) {
+        engine_set_err(err, errlen, "there are no messages to count");
+        return ENGINE_EINVAL;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j || copy_prompt(j, msgs, n_msgs, NULL) < 0) {
+        if (j)
+            job_free(j);
+        engine_set_err(err, errlen, "out of memory");
+        return ENGINE_ENOMEM;
+    }
+    j->count_only = 1;
+    j->params.top_p = 1.0f;
+    j->cb = *cb;
+    j->cb.on_text = NULL; /* a count generates nothing */
+    j->ud = ud;
+    return enqueue(s, j, job, err, errlen);
 }
 
 int engine_submit(struct engine_server *s, const struct engine_msg *msgs, size_t n_msgs,

@@ -320,12 +320,23 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
 
 /* ---- built-in engine ---- */
 
+/* The job is queued; its prompt is formatted and tokenized on the engine's prep thread,
+ * which may still refuse it (too long for the context, no chat template). So a stream's head
+ * (200 text/event-stream and the format's opening events) waits for the first piece of text
+ * or for the end (engine_stream_head): a refusal is answered with its own status and the
+ * API's error body, as for a whole answer, never as a 200 stream carrying an error event. */
 void proxy_answer_engine_start(struct proxy_req *r)
 {
-    if (!r->d.stream)
-        return;
     snprintf(r->tr_id, sizeof(r->tr_id), "%s%s", r->wire->id_prefix, r->id);
     snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->d.model->name);
+}
+
+/* engine_stream_head -- write a stream's head once (before its first piece, or at a normal
+ * end that had none) */
+static void engine_stream_head(struct proxy_req *r)
+{
+    if (!r->d.stream || r->state >= REQ_ANSWERING)
+        return;
     proxy_conn_stream_start(r, 200, "text/event-stream");
     r->wire->stream_open(r);
 }
@@ -334,6 +345,7 @@ int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
 {
     if (r->state >= REQ_LOGGED)
         return 0;
+    engine_stream_head(r);
     if (!r->d.stream) {
         char *p = realloc(r->engine_text, r->engine_text_len + len + 1);
         if (!p)
@@ -360,25 +372,35 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
 
     if (r->state >= REQ_LOGGED)
         return;
-    r->usage.seen = 1;
-    r->usage.input = res->prompt_tokens;
-    r->usage.output = res->completion_tokens;
+    if (!res->prompt_refused) { /* (nothing ran for a refused prompt) */
+        r->usage.seen = 1;
+        r->usage.input = res->prompt_tokens;
+        r->usage.output = res->completion_tokens;
+    }
     if (res->status != ENGINE_OK) {
         if (res->status == ENGINE_ECANCELED && !r->conn) {
             proxy_req_abandoned(r);
             proxy_req_finish(r);
             return;
         }
+        /* before a stream's head (a refused prompt always is) these are plain answers */
         if (res->status == ENGINE_ECONTEXT)
             proxy_req_error(r, 400, NULL, "%s",
                             res->error[0] ? res->error
                                           : "The prompt is longer than the local model's context.");
+        else if (res->prompt_refused && res->status == ENGINE_ETEMPLATE)
+            proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
+                            res->error[0] ? res->error : "no chat template this gateway knows");
+        else if (res->prompt_refused && res->status == ENGINE_EINVAL)
+            proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
+                            res->error[0] ? res->error : "invalid request");
         else
             proxy_req_error(r, 500, NULL, "The local model failed: %s",
                             res->error[0] ? res->error : "unknown error");
         return;
     }
     if (r->d.stream) {
+        engine_stream_head(r); /* an answer with no text at all */
         r->tr_stop = strcmp(fin, "length") == 0 ? PROXY_STOP_LENGTH : PROXY_STOP_END;
         proxy_stream_close(r);
         proxy_conn_stream_end(r);

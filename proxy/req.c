@@ -710,7 +710,10 @@ static void dispatch_engine(struct proxy_req *r)
     p.stop = chat.n_stop ? chat.stop : NULL;
     p.n_stop = chat.n_stop;
     proxy_req_ref(r);
-    /* a completion's prompt is raw text: the model continues it, no chat template */
+    /* a completion's prompt is raw text: the model continues it, no chat template. The
+     * engine copies the prompt and returns: formatting and tokenizing it (a 4 MB prompt takes
+     * hundreds of milliseconds) happen on its prep thread, and what they refuse (context,
+     * template) comes back through on_engine_done (proxy_answer_engine_done answers it) */
     rc = engine_submit_ex(srv, msgs, chat.n,
                           r->wire == &proxy_wire_openai_completions ? chat.msgs[0].text : NULL, &p,
                           &cb, r, &r->job, eerr, sizeof(eerr));
@@ -719,13 +722,6 @@ static void dispatch_engine(struct proxy_req *r)
         r->job = NULL;
         if (rc == ENGINE_EBUSY)
             proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
-        else if (rc == ENGINE_ECONTEXT)
-            proxy_req_error(r, 400, NULL, "%s",
-                            eerr[0] ? eerr
-                                    : "The prompt is longer than the local model's context.");
-        else if (rc == ENGINE_ETEMPLATE)
-            proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
-                            eerr[0] ? eerr : "no chat template this gateway knows");
         else if (rc == ENGINE_EINVAL)
             proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
                             eerr[0] ? eerr : "invalid request");
@@ -739,36 +735,65 @@ done:
     proxy_chat_deinit(&chat);
 }
 
+/* count_answer -- the answer to a count once the engine has counted (res), on the loop */
+static void count_answer(struct proxy_req *r, const struct engine_result *res)
+{
+    char body[64];
+    int n;
+
+    if (r->state >= REQ_LOGGED)
+        return;
+    if (res->status == ENGINE_ECANCELED && !r->conn) {
+        proxy_req_abandoned(r);
+        proxy_req_finish(r);
+        return;
+    }
+    if (res->status == ENGINE_ETEMPLATE)
+        proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
+                        res->error[0] ? res->error : "no chat template this gateway knows");
+    else if (res->status == ENGINE_EINVAL)
+        proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
+                        res->error[0] ? res->error : "invalid request");
+    else if (res->status != ENGINE_OK)
+        proxy_req_error(r, 500, NULL, "The local model could not count the request: %s",
+                        res->error[0] ? res->error : "unknown error");
+    if (res->status != ENGINE_OK)
+        return;
+    n = snprintf(body, sizeof(body), "{\"input_tokens\":%d}", res->prompt_tokens);
+    proxy_conn_reply(r, 200, "application/json", body, (size_t)n);
+    proxy_req_finish(r);
+}
+
 /* A count kept local: the tokens of the prompt the engine would run for this request (its
- * chat template applied, engine_count_prompt_tokens), without running it. The template
- * and tokenizer run here on the loop, as engine_submit_ex's do for every local request.
- * Nothing is generated, so no usage is recorded and nothing is charged. */
+ * chat template applied), without running it. The template and tokenizer run on the
+ * engine's prep thread (engine_count_submit), never here on the loop; the request is
+ * referenced until the count comes back through on_engine_done (count_answer). Nothing is
+ * generated, so no usage is recorded and nothing is charged. */
 static void count_engine(struct proxy_req *r)
 {
-    const struct engine_model *m = r->snap->models ? r->snap->models[r->d.prov_index] : NULL;
+    struct engine_server *srv = r->snap->engines ? r->snap->engines[r->d.prov_index] : NULL;
+    struct engine_callbacks cb = {NULL, on_engine_done};
     struct engine_msg *msgs = NULL;
     struct proxy_chat chat;
-    char eerr[256] = "", body[64];
-    int rc, count = 0, n;
+    char eerr[256] = "";
+    int rc;
 
     proxy_chat_init(&chat);
     if (engine_prompt(r, &chat, &msgs) < 0)
         goto done;
-    rc =
-        m ? engine_count_prompt_tokens(m, msgs, chat.n, &count, eerr, sizeof(eerr)) : ENGINE_EINVAL;
-    if (rc == ENGINE_ETEMPLATE)
-        proxy_req_error(r, 500, NULL, "The local model cannot format a chat: %s",
-                        eerr[0] ? eerr : "no chat template this gateway knows");
-    else if (rc == ENGINE_EINVAL)
-        proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
-                        eerr[0] ? eerr : "invalid request");
-    else if (rc != ENGINE_OK)
-        proxy_req_error(r, 500, NULL, "The local model could not count the request (%d).", rc);
-    if (rc != ENGINE_OK)
-        goto done;
-    n = snprintf(body, sizeof(body), "{\"input_tokens\":%d}", count);
-    proxy_conn_reply(r, 200, "application/json", body, (size_t)n);
-    proxy_req_finish(r);
+    proxy_req_ref(r);
+    rc = engine_count_submit(srv, msgs, chat.n, &cb, r, &r->job, eerr, sizeof(eerr));
+    if (rc != ENGINE_OK) {
+        proxy_req_unref(r);
+        r->job = NULL;
+        if (rc == ENGINE_EBUSY)
+            proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
+        else if (rc == ENGINE_EINVAL)
+            proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
+                            eerr[0] ? eerr : "invalid request");
+        else
+            proxy_req_error(r, 500, NULL, "The local model could not count the request (%d).", rc);
+    }
 done:
     free(msgs);
     proxy_chat_deinit(&chat);
@@ -842,7 +867,10 @@ static void engine_done_loop(void *arg, int status, const char *data, size_t len
     (void)status;
     (void)data;
     (void)len;
-    proxy_answer_engine_done(r, &r->engine_res);
+    if (r->count_tokens)
+        count_answer(r, &r->engine_res);
+    else
+        proxy_answer_engine_done(r, &r->engine_res);
     proxy_req_unref(r); /* the engine's reference */
 }
 

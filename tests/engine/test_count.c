@@ -1,7 +1,9 @@
 /* test_count.c -- engine_count_prompt_tokens on the tiny models: the count of a chat equals
  * llama.cpp's token count of the templated prompt (the goldens' `chat` case), equals the
  * prompt_tokens a job for the same messages reports, needs no context room, and refuses
- * what engine_submit refuses (no chat template, roles the template cannot place). */
+ * what engine_submit refuses (no chat template, roles the template cannot place).
+ * engine_count_submit (the same count on the server's prep thread) gives the same numbers
+ * and the same refusals through on_done. */
 #include <cJSON.h>
 #include <pthread.h>
 
@@ -178,8 +180,23 @@ static void test_count_beyond_context(void)
     struct engine_msg msg = {"user", text};
     CHECK_EQ_INT(engine_count_prompt_tokens(m, &msg, 1, &count, err, sizeof(err)), 0);
     CHECK(count > 64);
-    CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, NULL, &cbs, NULL, &job, err, sizeof(err)),
-                 ENGINE_ECONTEXT);
+    {
+        struct done d = {.n = 0};
+        pthread_mutex_init(&d.mu, NULL);
+        pthread_cond_init(&d.cv, NULL);
+        /* the job is taken; the prep thread finds it too long and says so through on_done */
+        CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, NULL, &cbs, &d, &job, err, sizeof(err)), 0);
+        pthread_mutex_lock(&d.mu);
+        while (job && !d.n)
+            pthread_cond_wait(&d.cv, &d.mu);
+        pthread_mutex_unlock(&d.mu);
+        CHECK_EQ_INT(d.res.status, ENGINE_ECONTEXT);
+        CHECK_EQ_INT(d.res.prompt_tokens, count);
+        CHECK(strstr(d.res.error, "context holds 64") != NULL);
+        engine_job_release(job);
+        pthread_mutex_destroy(&d.mu);
+        pthread_cond_destroy(&d.cv);
+    }
     engine_server_free(s);
     engine_model_close(m);
 }
@@ -212,11 +229,103 @@ static void test_count_errors(void)
     engine_model_close(m);
 }
 
+/* engine_count_submit, waited for: *count and the result, or -1 when submit failed */
+static int count_async(struct engine_server *s, const struct engine_msg *msgs, size_t n,
+                       struct engine_result *res, char *err, size_t errlen)
+{
+    struct done d = {.n = 0};
+    struct engine_job *job = NULL;
+    int rc;
+
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.cv, NULL);
+    rc = engine_count_submit(s, msgs, n, &cbs, &d, &job, err, errlen);
+    if (rc == 0) {
+        pthread_mutex_lock(&d.mu);
+        while (!d.n)
+            pthread_cond_wait(&d.cv, &d.mu);
+        pthread_mutex_unlock(&d.mu);
+        *res = d.res;
+        CHECK_EQ_INT(d.n, 1);
+        engine_job_release(job);
+    } else {
+        CHECK(job == NULL);
+    }
+    pthread_mutex_destroy(&d.mu);
+    pthread_cond_destroy(&d.cv);
+    return rc;
+}
+
+/* the prep thread's count equals the caller's, beyond the context too; its refusals are the
+ * same sentences, through on_done */
+static void test_count_submit(void)
+{
+    static const struct engine_msg sys[] = {{"system", "be brief"}, {"user", "hello there"}};
+    static const struct engine_msg two[] = {{"user", "a"}, {"user", "b"}};
+    struct engine_result res;
+    char text[4096], err[256] = "", err2[256] = "";
+    size_t o = 0;
+    int count = -1;
+
+    for (size_t mi = 0; mi < sizeof(chat_models) / sizeof(chat_models[0]); mi++) {
+        struct engine_model *m = open_model(chat_models[mi], 64);
+        struct engine_server *s = NULL;
+        REQUIRE(m);
+        REQUIRE(engine_server_new(m, 2, &s) == 0);
+        memset(&res, 0, sizeof(res));
+        CHECK_EQ_INT(engine_count_prompt_tokens(m, sys, 2, &count, err, sizeof(err)), 0);
+        CHECK_EQ_INT(count_async(s, sys, 2, &res, err, sizeof(err)), 0);
+        CHECK_EQ_INT(res.status, ENGINE_OK);
+        CHECK_EQ_INT(res.prompt_tokens, count);
+        CHECK_EQ_INT(res.completion_tokens, 0);
+        engine_server_free(s);
+        engine_model_close(m);
+    }
+
+    struct engine_model *m = open_model("tiny-llama2-tied-f32", 64);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    for (int i = 0; i < 200 && o + 16 < sizeof(text); i++)
+        o += (size_t)snprintf(text + o, sizeof(text) - o, "word%d ", i);
+    struct engine_msg big = {"user", text};
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, &big, 1, &count, err, sizeof(err)), 0);
+    CHECK(count > 64);
+    CHECK_EQ_INT(count_async(s, &big, 1, &res, err, sizeof(err)), 0);
+    CHECK_EQ_INT(res.status, ENGINE_OK);
+    CHECK_EQ_INT(res.prompt_tokens, count);
+    /* roles the template cannot place: EINVAL through on_done, the same sentence */
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, two, 2, &count, err, sizeof(err)), ENGINE_EINVAL);
+    CHECK_EQ_INT(count_async(s, two, 2, &res, err2, sizeof(err2)), 0);
+    CHECK_EQ_INT(res.status, ENGINE_EINVAL);
+    CHECK_EQ_INT(res.prompt_refused, 1);
+    CHECK_EQ_STR(res.error, err);
+    /* bad arguments: refused by submit, no callback */
+    CHECK_EQ_INT(count_async(s, NULL, 0, &res, err2, sizeof(err2)), ENGINE_EINVAL);
+    CHECK(strstr(err2, "no messages") != NULL);
+    CHECK_EQ_INT(engine_count_submit(NULL, two, 2, &cbs, NULL, NULL, err2, sizeof(err2)),
+                 ENGINE_EINVAL);
+    engine_server_free(s);
+    engine_model_close(m);
+
+    /* no chat template */
+    m = open_model("stories260K", 0);
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    CHECK_EQ_INT(engine_count_prompt_tokens(m, two, 1, &count, err, sizeof(err)), ENGINE_ETEMPLATE);
+    CHECK_EQ_INT(count_async(s, two, 1, &res, err2, sizeof(err2)), 0);
+    CHECK_EQ_INT(res.status, ENGINE_ETEMPLATE);
+    CHECK_EQ_STR(res.error, err);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
 int main(void)
 {
     RUN(test_golden_chat_count);
     RUN(test_count_equals_job);
     RUN(test_count_beyond_context);
     RUN(test_count_errors);
+    RUN(test_count_submit);
     return harness_done();
 }

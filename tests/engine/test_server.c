@@ -1,8 +1,11 @@
 /* test_server.c -- the serving layer on the tiny models: greedy output equals llama.cpp's
  * golden greedy text, batching changes nothing, cancel / queue-full / context errors,
- * shutdown with jobs in flight. */
+ * shutdown with jobs in flight; submit never formats or tokenizes (the prep thread does,
+ * and what it refuses comes through on_done), cancel and free at every stage of a job. */
 #include <cJSON.h>
+#include <errno.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "engine/engine.h"
 #include "engine/engine_ext.h"
@@ -53,6 +56,8 @@ struct coll {
     /* cancel this job from its own n-th on_text */
     struct engine_job *self;
     int cancel_at;
+    /* done_gate: on_done waits until opened (holds the thread that calls it) */
+    int done_gate, done_gate_reached;
 };
 
 static void coll_init(struct coll *c)
@@ -100,7 +105,56 @@ static void on_done(void *ud, const struct engine_result *r)
     c->res = *r;
     c->n_done++;
     pthread_cond_broadcast(&c->cv);
+    if (c->done_gate) {
+        c->done_gate_reached = 1;
+        while (c->done_gate)
+            pthread_cond_wait(&c->cv, &c->mu);
+    }
     pthread_mutex_unlock(&c->mu);
+}
+
+static const struct engine_callbacks cbs = {on_text, on_done};
+
+static void wait_gate(struct coll *c, int done)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!(done ? c->done_gate_reached : c->gate_reached))
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void open_gates(struct coll *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->gate = 0;
+    c->done_gate = 0;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int n_done_of(struct coll *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int n = c->n_done;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+/* hold_prep -- a count on a model without a chat template: the prep thread refuses it
+ * (ETEMPLATE) and calls on_done, where it then waits until c's gates are opened. While it
+ * waits, nothing else is prepped: jobs submitted meanwhile are waiting for prep. */
+static struct engine_job *hold_prep(struct engine_server *s, struct coll *c)
+{
+    static const struct engine_msg msg = {"user", "hold the prep thread"};
+    struct engine_job *job = NULL;
+    char err[256] = "";
+    c->done_gate = 1;
+    if (engine_count_submit(s, &msg, 1, &cbs, c, &job, err, sizeof(err)) != 0) {
+        fprintf(stderr, "  hold_prep: %s\n", err);
+        return NULL;
+    }
+    wait_gate(c, 1);
+    return job;
 }
 
 static void wait_done(struct coll *c)
@@ -111,15 +165,13 @@ static void wait_done(struct coll *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-static const struct engine_callbacks cbs = {on_text, on_done};
-
 /* expected stream for golden ids: pieces through a text stream, stopping at the first
  * end-of-generation token or before the first near tie (where either id is right) */
 struct exp {
     char text[OUT_MAX];
     size_t len;
-    int n_tokens;   /* tokens the expectation covers */
-    int exact;      /* no near tie and no EOG: the whole 32-token output is fixed */
+    int n_tokens; /* tokens the expectation covers */
+    int exact;    /* no near tie and no EOG: the whole 32-token output is fixed */
 };
 
 static void exp_emit(void *ud, const char *t, size_t n)
@@ -202,7 +254,8 @@ static int check_output(const char *model, const cJSON *c, const struct coll *go
     else
         ok = ok && got->len >= e->len && memcmp(got->text, e->text, e->len) == 0;
     if (!ok) {
-        fprintf(stderr, "  %s/%s: status %d done %d exact %d (%d tokens)\n   got  \"%s\"\n   want \"%s\"\n",
+        fprintf(stderr,
+                "  %s/%s: status %d done %d exact %d (%d tokens)\n   got  \"%s\"\n   want \"%s\"\n",
                 model, name, got->res.status, got->n_done, e->exact, e->n_tokens, got->text,
                 e->text);
     }
@@ -318,14 +371,13 @@ static void test_admitted_between_steps(void)
     struct engine_job *ja = NULL, *jb = NULL;
     char err[256];
     a->gate = 1;
-    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &pa, &cbs, a, &ja, err,
-                             sizeof(err)) == 0);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &pa, &cbs, a, &ja, err, sizeof(err)) ==
+            0);
     pthread_mutex_lock(&a->mu);
     while (!a->gate_reached)
         pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);
-    REQUIRE(engine_submit_ex(s, NULL, 0, "Lily and Tom", &pb, &cbs, b, &jb, err, sizeof(err)) ==
-            0);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Lily and Tom", &pb, &cbs, b, &jb, err, sizeof(err)) == 0);
     pthread_mutex_lock(&a->mu);
     a->gate = 0;
     pthread_cond_broadcast(&a->cv);
@@ -334,7 +386,7 @@ static void test_admitted_between_steps(void)
     pthread_mutex_lock(&a->mu);
     int a_done = a->n_done, a_texts = a->n_text;
     pthread_mutex_unlock(&a->mu);
-    CHECK_EQ_INT(a_done, 0);       /* b finished while a was still generating */
+    CHECK_EQ_INT(a_done, 0); /* b finished while a was still generating */
     CHECK(a_texts < 100);
     CHECK_EQ_INT(b->res.completion_tokens, 5);
     engine_job_cancel(ja);
@@ -362,8 +414,8 @@ static void test_cancel(void)
     char err[256];
     /* hold the job at its first text so the cancel lands mid-generation */
     c->gate = 1;
-    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err,
-                             sizeof(err)) == 0);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err, sizeof(err)) ==
+            0);
     pthread_mutex_lock(&c->mu);
     while (!c->gate_reached)
         pthread_cond_wait(&c->cv, &c->mu);
@@ -386,8 +438,8 @@ static void test_cancel(void)
     coll_init(c2);
     c->gate = 1;
     struct engine_job *j1 = NULL, *j2 = NULL;
-    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &j1, err,
-                             sizeof(err)) == 0);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &j1, err, sizeof(err)) ==
+            0);
     pthread_mutex_lock(&c->mu);
     while (!c->gate_reached)
         pthread_cond_wait(&c->cv, &c->mu);
@@ -439,11 +491,20 @@ static void test_queue_full(void)
         CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[i], &jobs[i],
                                       err, sizeof(err)),
                      0);
-    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[total],
-                                  &jobs[total], err, sizeof(err)),
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[total], &jobs[total],
+                                  err, sizeof(err)),
                  ENGINE_EBUSY);
     CHECK(jobs[total] == NULL);
     CHECK(strstr(err, "busy") != NULL);
+    {
+        /* a count shares the queue and its limit */
+        struct engine_msg cm = {"user", "count me"};
+        err[0] = '\0';
+        CHECK_EQ_INT(
+            engine_count_submit(s, &cm, 1, &cbs, &c[total], &jobs[total], err, sizeof(err)),
+            ENGINE_EBUSY);
+        CHECK(jobs[total] == NULL && strstr(err, "busy") != NULL);
+    }
     pthread_mutex_lock(&c[0].mu);
     c[0].gate = 0;
     pthread_cond_broadcast(&c[0].cv);
@@ -461,9 +522,8 @@ static void test_queue_full(void)
     /* room again once they are done */
     struct engine_job *again = NULL;
     coll_init(&c[total]);
-    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once", &p, &cbs, &c[total], &again, err,
-                                  sizeof(err)),
-                 0);
+    CHECK_EQ_INT(
+        engine_submit_ex(s, NULL, 0, "Once", &p, &cbs, &c[total], &again, err, sizeof(err)), 0);
     if (again) {
         wait_done(&c[total]);
         engine_job_release(again);
@@ -490,11 +550,20 @@ static void test_context_limits(void)
     coll_init(c);
     const char *longp = "Lily and Tom were best friends. One day, they went to the park and saw a "
                         "big red ball.";
-    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, longp, &p, &cbs, c, &job, err, sizeof(err)),
-                 ENGINE_ECONTEXT);
-    CHECK(job == NULL);
-    CHECK(strstr(err, "context holds 16") != NULL);
-    CHECK_EQ_INT(c->n_done, 0);
+    /* too long for the context: found on the prep thread, reported through on_done */
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, longp, &p, &cbs, c, &job, err, sizeof(err)), 0);
+    REQUIRE(job != NULL);
+    wait_done(c);
+    CHECK_EQ_INT(c->res.status, ENGINE_ECONTEXT);
+    CHECK_EQ_INT(c->res.prompt_refused, 1);
+    CHECK(strstr(c->res.error, "context holds 16") != NULL);
+    CHECK(c->res.prompt_tokens > 16);
+    CHECK_EQ_INT(c->n_text, 0);
+    CHECK_EQ_INT(c->n_done, 1);
+    engine_job_release(job);
+    job = NULL;
+    coll_deinit(c);
+    coll_init(c);
     /* more stop sequences than the engine takes, and missing arguments: refused, no job */
     {
         static const char *const many[65] = {"x"};
@@ -511,9 +580,8 @@ static void test_context_limits(void)
         CHECK_EQ_INT(c->n_done, 0);
     }
     /* a prompt that fits: generation stops at the end of the context */
-    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err,
-                                  sizeof(err)),
-                 0);
+    CHECK_EQ_INT(
+        engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err, sizeof(err)), 0);
     if (job) {
         wait_done(c);
         CHECK_EQ_INT(c->res.status, ENGINE_OK);
@@ -537,17 +605,18 @@ static void test_stop_sequence(void)
     REQUIRE(engine_server_new(m, 2, &s) == 0);
     /* golden: ", there was a little girl named Lily. She loved to play outside..." */
     const char *stops[] = {"zzz", "Lily."};
-    struct engine_params p = {.max_tokens = 32, .temperature = 0.0f, .top_p = 1.0f, .stop = stops,
-                              .n_stop = 2};
+    struct engine_params p = {
+        .max_tokens = 32, .temperature = 0.0f, .top_p = 1.0f, .stop = stops, .n_stop = 2};
     struct coll *c = malloc(sizeof(*c));
     coll_init(c);
     struct engine_job *job = NULL;
     char err[256];
-    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err,
-                             sizeof(err)) == 0);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, c, &job, err, sizeof(err)) ==
+            0);
     wait_done(c);
-    const char *golden = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(g, "cases"), 0),
-                                             "greedy_text")->valuestring;
+    const char *golden =
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(g, "cases"), 0), "greedy_text")
+            ->valuestring;
     const char *cut = strstr(golden, "Lily.");
     REQUIRE(cut);
     CHECK_EQ_STR(c->res.finish_reason, "stop");
@@ -574,12 +643,24 @@ static void test_no_template(void)
     coll_init(&c);
     char err[256] = "";
     CHECK(!engine_model_chat_ok(m, err, sizeof(err)));
-    CHECK_EQ_INT(engine_submit(s, &msg, 1, NULL, &cbs, &c, &job), ENGINE_ETEMPLATE);
-    CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, NULL, &cbs, &c, &job, err, sizeof(err)),
-                 ENGINE_ETEMPLATE);
-    CHECK(strstr(err, "chat template") != NULL);
-    CHECK(job == NULL);
-    CHECK_EQ_INT(c.n_done, 0);
+    /* the template is looked for on the prep thread: submit takes the job, on_done refuses */
+    CHECK_EQ_INT(engine_submit(s, &msg, 1, NULL, &cbs, &c, &job), 0);
+    REQUIRE(job != NULL);
+    wait_done(&c);
+    CHECK_EQ_INT(c.res.status, ENGINE_ETEMPLATE);
+    CHECK_EQ_INT(c.res.prompt_refused, 1);
+    CHECK(strstr(c.res.error, "chat template") != NULL);
+    CHECK_EQ_INT(c.n_text, 0);
+    engine_job_release(job);
+    job = NULL;
+    coll_deinit(&c);
+    coll_init(&c);
+    CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, NULL, &cbs, &c, &job, err, sizeof(err)), 0);
+    REQUIRE(job != NULL);
+    wait_done(&c);
+    CHECK_EQ_INT(c.res.status, ENGINE_ETEMPLATE);
+    CHECK_EQ_STR(c.res.error, err); /* the same sentence engine_model_chat_ok gives */
+    engine_job_release(job);
     coll_deinit(&c);
     engine_server_free(s);
     engine_model_close(m);
@@ -601,9 +682,8 @@ static void test_free_in_flight(void)
     for (int i = 0; i < N; i++) {
         coll_init(&c[i]);
         p.seed = (uint64_t)i;
-        CHECK_EQ_INT(engine_submit_ex(s, &msg, 1, NULL, &p, &cbs, &c[i], &jobs[i], err,
-                                      sizeof(err)),
-                     0);
+        CHECK_EQ_INT(
+            engine_submit_ex(s, &msg, 1, NULL, &p, &cbs, &c[i], &jobs[i], err, sizeof(err)), 0);
         if (i % 3 == 0)
             engine_job_release(jobs[i]); /* the caller may drop its reference early */
     }
@@ -615,6 +695,199 @@ static void test_free_in_flight(void)
             engine_job_release(jobs[i]);
         coll_deinit(&c[i]);
     }
+    free(c);
+    engine_model_close(m);
+}
+
+/* submit returns before the prompt is formatted or tokenized: while the prep thread is held,
+ * a prompt too long for the context is taken (0), not finished, and its ECONTEXT comes later
+ * through on_done; a job cancelled while waiting for prep ends without being tokenized. */
+static void test_submit_before_prep(void)
+{
+    struct engine_model *m = open_model("stories260K", 16);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 8, &s) == 0);
+    struct coll *h = malloc(sizeof(*h)), *c = calloc(3, sizeof(*c));
+    struct engine_job *hj, *j[3] = {0};
+    struct engine_job_stats st;
+    struct engine_params p = {.max_tokens = 4, .temperature = 0.0f, .top_p = 1.0f};
+    char err[256] = "";
+    REQUIRE(h && c);
+    coll_init(h);
+    for (int i = 0; i < 3; i++)
+        coll_init(&c[i]);
+    hj = hold_prep(s, h);
+    REQUIRE(hj);
+    CHECK_EQ_INT(h->res.status, ENGINE_ETEMPLATE); /* a count's refusal, on the prep thread */
+    CHECK_EQ_INT(h->res.prompt_refused, 1);
+    CHECK(strstr(h->res.error, "chat template") != NULL);
+    /* 0: too long for 16 tokens; 1: cancelled while waiting for prep; 2: runs */
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0,
+                                  "Lily and Tom were best friends. One day, they went to the park "
+                                  "and saw a big red ball.",
+                                  &p, &cbs, &c[0], &j[0], err, sizeof(err)),
+                 0);
+    CHECK_EQ_INT(
+        engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[1], &j[1], err, sizeof(err)),
+        0);
+    CHECK_EQ_INT(engine_submit_ex(s, NULL, 0, "Once", &p, &cbs, &c[2], &j[2], err, sizeof(err)), 0);
+    REQUIRE(j[0] && j[1] && j[2]);
+    engine_job_cancel(j[1]);
+    /* nothing of them has happened yet: the prep thread is still in the count's on_done */
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(n_done_of(&c[i]), 0);
+        CHECK_EQ_INT(engine_job_stats(j[i], &st), -1);
+    }
+    open_gates(h);
+    for (int i = 0; i < 3; i++)
+        wait_done(&c[i]);
+    CHECK_EQ_INT(c[0].res.status, ENGINE_ECONTEXT);
+    CHECK_EQ_INT(c[0].res.prompt_refused, 1);
+    CHECK(strstr(c[0].res.error, "context holds 16") != NULL);
+    CHECK_EQ_INT(c[0].n_text, 0);
+    CHECK_EQ_INT(c[1].res.status, ENGINE_ECANCELED);
+    CHECK_EQ_INT(c[1].res.prompt_refused, 0);
+    CHECK_EQ_INT(c[1].n_text, 0);
+    CHECK_EQ_INT(engine_job_stats(j[1], &st), 0);
+    CHECK_EQ_INT(st.prompt_tokens, 0); /* never tokenized */
+    CHECK(st.prep_ms == 0);
+    CHECK_EQ_INT(c[2].res.status, ENGINE_OK);
+    CHECK_EQ_INT(c[2].res.completion_tokens, 4);
+    CHECK(c[2].n_text > 0);
+    CHECK_EQ_INT(engine_job_stats(j[2], &st), 0);
+    CHECK(st.prompt_tokens > 0 && st.prep_ms > 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(c[i].n_done, 1);
+        engine_job_release(j[i]);
+        coll_deinit(&c[i]);
+    }
+    engine_job_release(hj);
+    coll_deinit(h);
+    free(h);
+    free(c);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
+struct freer {
+    struct engine_server *s;
+};
+
+static void *free_thread(void *arg)
+{
+    engine_server_free(((struct freer *)arg)->s);
+    return NULL;
+}
+
+/* engine_server_free with a job in every stage: one decoding (held in its first on_text),
+ * one tokenized and queued for decode, one in the prep thread's hands (held in its on_done),
+ * two waiting for prep (one of them cancelled). Every job hears on_done exactly once; those
+ * that had not finished are cancelled, and none that was queued produced text. */
+static void test_free_every_stage(void)
+{
+    struct engine_model *m = open_model("stories260K", 0);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 128, &s) == 0);
+    enum { A, B, G, D, E, N = 100 };
+    struct coll *c = calloc(N, sizeof(*c));
+    struct engine_job *j[N] = {0};
+    struct engine_params p = {.max_tokens = 0, .temperature = 0.0f, .top_p = 1.0f};
+    char err[256] = "";
+    int n = E + 1, stopped = 0;
+    REQUIRE(c);
+    for (int i = 0; i < N; i++)
+        coll_init(&c[i]);
+    c[A].gate = 1;
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &p, &cbs, &c[A], &j[A], err,
+                             sizeof(err)) == 0);
+    wait_gate(&c[A], 0); /* the worker is inside a step */
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Lily", &p, &cbs, &c[B], &j[B], err, sizeof(err)) == 0);
+    j[G] = hold_prep(s, &c[G]); /* prep is FIFO: B is tokenized and queued for decode by now */
+    REQUIRE(j[G]);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Tom", &p, &cbs, &c[D], &j[D], err, sizeof(err)) == 0);
+    REQUIRE(engine_submit_ex(s, NULL, 0, "Sue", &p, &cbs, &c[E], &j[E], err, sizeof(err)) == 0);
+    engine_job_cancel(j[E]);
+
+    struct freer fr = {s};
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, free_thread, &fr) == 0);
+    /* free is under way once submit says the engine is shutting down (until then each probe
+     * is one more job waiting for prep) */
+    for (int tries = 0; tries < 5000 && !stopped && n < N; tries++) {
+        int rc = engine_submit_ex(s, NULL, 0, "probe", &p, &cbs, &c[n], &j[n], err, sizeof(err));
+        if (rc == 0) {
+            n++;
+        } else {
+            CHECK_EQ_INT(rc, ENGINE_EBUSY);
+            stopped = strstr(err, "shutting down") != NULL;
+        }
+        if (!stopped) {
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    CHECK(stopped);
+    open_gates(&c[A]);
+    open_gates(&c[G]);
+    pthread_join(t, NULL);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ_INT(c[i].n_done, 1);
+        CHECK(!c[i].text_after_done);
+        if (i == G)
+            CHECK_EQ_INT(c[i].res.status, ENGINE_ETEMPLATE);
+        else
+            CHECK_EQ_INT(c[i].res.status, ENGINE_ECANCELED);
+        if (i != A)
+            CHECK_EQ_INT(c[i].n_text, 0);
+    }
+    CHECK(strstr(c[B].res.error, "shutting down") != NULL);
+    CHECK(strstr(c[D].res.error, "shutting down") != NULL);
+    for (int i = 0; i < n; i++)
+        engine_job_release(j[i]);
+    for (int i = 0; i < N; i++)
+        coll_deinit(&c[i]);
+    free(c);
+    engine_model_close(m);
+}
+
+/* free while a large prompt is (most likely) being tokenized, and a count of the same text
+ * queued behind it: each ends once, cancelled or refused, never decoded */
+static void test_free_while_tokenizing(void)
+{
+    struct engine_model *m = open_model("tiny-llama3-f32", 64);
+    struct engine_server *s = NULL;
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 4, &s) == 0);
+    size_t len = 1u << 20;
+    char *big = malloc(len + 1);
+    struct coll *c = calloc(2, sizeof(*c));
+    struct engine_job *j[2] = {0};
+    struct engine_params p = {.max_tokens = 4, .temperature = 0.0f, .top_p = 1.0f};
+    char err[256] = "";
+    REQUIRE(big && c);
+    for (size_t i = 0; i < len; i++)
+        big[i] = "the quick brown fox jumps over a lazy dog. "[i % 43];
+    big[len] = '\0';
+    struct engine_msg msg = {"user", big};
+    coll_init(&c[0]);
+    coll_init(&c[1]);
+    REQUIRE(engine_submit_ex(s, &msg, 1, NULL, &p, &cbs, &c[0], &j[0], err, sizeof(err)) == 0);
+    REQUIRE(engine_count_submit(s, &msg, 1, &cbs, &c[1], &j[1], err, sizeof(err)) == 0);
+    memset(big, 'x', len); /* the jobs own copies */
+    free(big);
+    engine_server_free(s);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(c[i].n_done, 1);
+        CHECK_EQ_INT(c[i].n_text, 0);
+        engine_job_release(j[i]);
+        coll_deinit(&c[i]);
+    }
+    CHECK(c[0].res.status == ENGINE_ECANCELED || c[0].res.status == ENGINE_ECONTEXT);
+    /* the count is behind it: cancelled, or (if prep was that quick) counted */
+    CHECK(c[1].res.status == ENGINE_ECANCELED ||
+          (c[1].res.status == ENGINE_OK && c[1].res.prompt_tokens > 100000));
     free(c);
     engine_model_close(m);
 }
@@ -653,5 +926,8 @@ int main(void)
     RUN(test_stop_sequence);
     RUN(test_no_template);
     RUN(test_free_in_flight);
+    RUN(test_submit_before_prep);
+    RUN(test_free_every_stage);
+    RUN(test_free_while_tokenizing);
     return harness_done();
 }
