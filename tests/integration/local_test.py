@@ -1,12 +1,16 @@
 """local_test.py -- provider type builtin through the gateway.
 
 Uses the tiny random-weight Llama-3-style test model from ../shared/models (its
-answers are gibberish, but tokens, usage, framing and routing are real).
+answers are gibberish, but tokens, usage, framing and routing are real). Also: the
+event loop is not blocked while the engine tokenizes a multi-megabyte prompt (a /healthz
+sent meanwhile on another connection is answered first), and a prompt too long for the
+context on a streaming request is a plain 400 in the API's error shape, not a 200 stream.
 """
 import json
 import os
 import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +20,9 @@ from itest import (ALICE, ANTHROPIC_HEADERS, Airlock, Mock, Suite, anthropic_str
 SHARED = os.environ.get("AIRLOCK_SHARED") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
 MODEL = os.path.join(SHARED, "models", "tiny-llama3-q8_0.gguf")
+# the slowest tokenizer of the test models (byte-level BPE, Qwen2 pre-tokenizer): a 4 MB
+# prompt takes a few hundred milliseconds to tokenize
+SLOW_MODEL = os.path.join(SHARED, "models", "tiny-qwen2-f32.gguf")
 
 
 def config(port, mock_port):
@@ -123,8 +130,121 @@ def main():
     time.sleep(0.3)
     r = request(port, "POST", "/v1/chat/completions", body)
     s.check("after a disconnect mid-generation: still serving", r.status == 200, r)
+    t_stream_refused(s, port, long)
     t_queue_full(s, mock)
+    t_loop_not_blocked(s)
     s.done()
+
+
+def t_stream_refused(s, port, long):
+    """The engine finds a prompt too long on its prep thread, after the request was handed
+    to it; a streaming request still gets the refusal as a plain answer (400, the API's JSON
+    error), since the stream's head waits for the first piece of text."""
+    cases = [
+        ("chat", "/v1/chat/completions", {"model": "local-small", "max_tokens": 8, "stream": True,
+                                          "messages": [{"role": "user", "content": long}]}, False),
+        ("messages", "/v1/messages", {"model": "local-small", "max_tokens": 8, "stream": True,
+                                      "messages": [{"role": "user", "content": long}]}, True),
+        ("completions", "/v1/completions", {"model": "local-small", "max_tokens": 8, "stream": True,
+                                            "prompt": long}, False),
+        ("responses", "/v1/responses", {"model": "local-small", "max_output_tokens": 8, "stream": True,
+                                        "input": long}, False),
+    ]
+    for name, path, body, anthropic in cases:
+        r = request(port, "POST", path, body, headers=ANTHROPIC_HEADERS if anthropic else None,
+                    auth="x-api-key" if anthropic else "bearer")
+        j = r.json() or {}
+        err = j.get("error") if isinstance(j.get("error"), dict) else {}
+        shape = (j.get("type") == "error" and err.get("type") == "invalid_request_error") if anthropic \
+            else (err.get("type") == "invalid_request_error" and "message" in err)
+        s.check("%s, streamed, prompt over the context: plain 400 (not a 200 stream)" % name,
+                r.status == 400 and r.headers.get("content-type", "").startswith("application/json")
+                and b"event:" not in r.body and b"data:" not in r.body, r)
+        s.check("%s, streamed, prompt over the context: the API's error shape, says context" % name,
+                shape and "context holds 256" in err.get("message", ""), j)
+        # a prompt that fits still streams (the head comes with the first piece)
+        ok = dict(body)
+        if "messages" in ok:
+            ok["messages"] = [{"role": "user", "content": "hello"}]
+        elif "prompt" in ok:
+            ok["prompt"] = "Once upon a time"
+        else:
+            ok["input"] = "hello"
+        r = request(port, "POST", path, ok, headers=ANTHROPIC_HEADERS if anthropic else None,
+                    auth="x-api-key" if anthropic else "bearer")
+        s.check("%s, streamed, a prompt that fits: 200 event stream" % name,
+                r.status == 200 and r.headers.get("content-type", "").startswith("text/event-stream")
+                and len(sse_events(r.body)) >= 3, r)
+
+
+def t_loop_not_blocked(s):
+    """While the engine tokenizes a 4 MB prompt routed local (a count, then a chat too long
+    for the context), a GET /healthz sent on another connection is answered before it: the
+    tokenizing happens on the engine's prep thread, not on the event loop. Only the order of
+    the two answers is asserted."""
+    if not os.path.exists(SLOW_MODEL):
+        s.check("loop not blocked: model %s present" % SLOW_MODEL, False)
+        return
+    port = free_port()
+    cfg = """listen: [{address: "127.0.0.1:%d"}]
+keys: [{name: alice, team: red, key: "%s"}]
+providers:
+  local: {type: builtin, model: "%s", context: 256}
+models:
+  - {name: local-small, provider: local}
+rules:
+  - {name: default, then: {action: allow}}
+audit: {dir: ./audit}
+limits: {max_body_bytes: 16777216}
+""" % (port, ALICE, SLOW_MODEL)
+    Airlock(s, cfg, port, name="loop")
+    text = " ".join("word%d" % (i % 5000) for i in range(520000))[:4000000]
+
+    def raw(path, payload):
+        return (b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                b"anthropic-version: 2023-06-01\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n"
+                % (path, ALICE.encode(), len(payload)) + payload)
+
+    def read_all(c):
+        data = b""
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                return data
+            data += d
+
+    for name, path, payload, want in (
+            ("count_tokens", b"/v1/messages/count_tokens",
+             {"model": "local-small", "messages": [{"role": "user", "content": text}]}, 200),
+            ("chat", b"/v1/chat/completions",
+             {"model": "local-small", "max_tokens": 4, "messages": [{"role": "user", "content": text}]}, 400)):
+        order, firsts, statuses = [], 0, []
+        for _ in range(3):
+            big = socket.create_connection(("127.0.0.1", port))
+            big.settimeout(60)
+            got = {}
+            sent = threading.Event()
+
+            def send_big(c=big, g=got, ev=sent, req=raw(path, json.dumps(payload).encode())):
+                c.sendall(req)
+                ev.set()
+                g["data"] = read_all(c)
+                order.append("big")
+            t = threading.Thread(target=send_big)
+            t.start()
+            sent.wait(60)
+            time.sleep(0.05)  # the body is parsed and scanned; the engine has it
+            h = request(port, "GET", "/healthz", key=None, timeout=60)
+            order.append("healthz")
+            t.join(60)
+            big.close()
+            statuses.append((h.status, got.get("data", b"")[:12]))
+            firsts += order[-2:] == ["healthz", "big"]
+        s.check("loop not blocked (%s of a 4 MB prompt): /healthz answered first, 3 of 3" % name,
+                firsts == 3, order)
+        s.check("loop not blocked (%s): both answered (healthz 200, %s %d)" % (name, name, want),
+                all(hs == 200 and bs.startswith(b"HTTP/1.1 %d" % want) for hs, bs in statuses), statuses)
 
 
 def t_queue_full(s, mock):
