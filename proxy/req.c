@@ -292,6 +292,8 @@ static int header_scanned(struct proxy_req *r, const char *name, const char *val
     char *body;
     int rc = 0;
 
+    if (r->d.prov && r->d.prov->type == CONFIG_PROVIDER_BUILTIN)
+        return 0; /* kept local: no header leaves */
     jbuf_init(&b);
     jbuf_open(&b, '{');
     jbuf_key(&b, "messages");
