@@ -254,6 +254,53 @@ def test_inside_intercept(s, fw, mock, org_crt, ports):
             st == 200 and "evil.example" not in mock.last_head(), (st, mock.last_head()[:200]))
 
 
+def test_header_route(s, fw, mock, org_crt):
+    """a card number in anthropic-beta, where the rule for cards routes to the built-in
+    engine: with a clean body the request goes to the provider, so the header cannot go
+    (400, nothing upstream); with the card in the body too, the request stays local and
+    no header leaves (200)"""
+    from egress_test import MODEL
+    if not os.path.exists(MODEL):
+        s.skip("a header finding on a local route", "test model %s missing" % MODEL)
+        return
+    hd = {"x-api-key": ALICE, "anthropic-version": "2023-06-01", "anthropic-beta": "x-4111111111111111"}
+    before = mock.stats()["requests"]
+    st, h, b = via_proxy(fw, org_crt, "api.anthropic.com", "POST", "/v1/messages", messages("hi"), headers=hd)
+    s.check("a card in anthropic-beta with a clean body (the rule routes cards local): 400, nothing upstream",
+            st == 400 and b"credit_card" in b and mock.stats()["requests"] == before, (st, b[:200]))
+    st, h, b = via_proxy(fw, org_crt, "api.anthropic.com", "POST", "/v1/messages",
+                         messages("my card is 4111 1111 1111 1111", max_tokens=4), headers=hd)
+    s.check("the same header with the card in the body: kept local (200), nothing upstream",
+            st == 200 and h.get("x-airlock-route", "").startswith("local/") and mock.stats()["requests"] == before,
+            (st, h, b[:200]))
+
+
+def test_slow_inside(s, fw, org_crt):
+    """a request head dripped a byte at a time inside an intercepted connection is cut by
+    header_timeout_ms (2 s in this config), whatever the drip rate"""
+    sock, st, _, _ = connect_raw(fw, b"api.openai.com:443", proxy_auth=basic(ALICE))
+    t = ssl.create_default_context(cafile=org_crt).wrap_socket(sock, server_hostname="api.openai.com")
+    t.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    t0 = time.time()
+    cut = None
+    t.settimeout(0.25)
+    for _ in range(40):  # up to 10 s
+        try:
+            t.sendall(b"a")
+            d = t.recv(4096)
+            if not d or d.startswith(b"HTTP/1.1 408") or d.startswith(b"HTTP/1.1 4"):
+                cut = time.time() - t0
+                break
+        except socket.timeout:
+            continue
+        except (OSError, ssl.SSLError):
+            cut = time.time() - t0
+            break
+    t.close()
+    s.check("slowloris head inside an intercepted connection: cut by header_timeout_ms",
+            cut is not None and cut < 4.5, cut)
+
+
 def test_budget(s, mock):
     """costs cannot be talked down: negative usage is not a credit, and a stream the client
     drops before its usage arrives is still priced"""
@@ -457,6 +504,8 @@ def main():
         s.bail("the forward listener did not open")
     s.run(test_intercept_paths, fw, tmock, org[0])
     s.run(test_inside_intercept, fw, tmock, org[0], ports)
+    s.run(test_slow_inside, fw, org[0])
+    s.run(test_header_route, fw, tmock, org[0])
     s.run(test_absolute_host, fw, ports)
     s.run(test_connect_spellings, fw, ports)
     s.done()
