@@ -356,12 +356,129 @@ static int sort_by_body(struct policy_finding *f, struct pcand *c, size_t n)
     return 0;
 }
 
+/* ---- values split across text parts ---- */
+
+#define SPLIT_WINDOW 256 /* bytes either side of a junction: longer than any one value */
+
+/* text_part -- whether segment s is the value of a member named "text" (a chat content
+ * part, a Responses input_text, an Anthropic text block), however the name is escaped */
+static int text_part(const struct pextract *x, const struct pseg *s)
+{
+    size_t n = 0;
+    char *k;
+    int yes;
+
+    if (s->key_len == 4)
+        return memcmp(x->body + s->key_off, "text", 4) == 0;
+    if (s->key_len < 4 || !memchr(x->body + s->key_off, '\\', s->key_len))
+        return 0;
+    k = policy_extract_original(x->body, s->key_off, s->key_off + s->key_len, &n);
+    yes = k && n == 4 && memcmp(k, "text", 4) == 0;
+    free(k);
+    return yes;
+}
+
+/* member_name -- whether segment s is a member name (scanned too, but not text the model
+ * reads between two parts): its closing quote is followed by ':'. The body parsed as an
+ * object, so a structural character always follows. */
+static int member_name(const struct pextract *x, const struct pseg *s)
+{
+    size_t i = s->oend + 1;
+
+    while (x->body[i] == ' ' || x->body[i] == '\t' || x->body[i] == '\n' || x->body[i] == '\r')
+        i++;
+    return x->body[i] == ':';
+}
+
+/* split_scan -- a value split between two consecutive text parts of one message, which
+ * the model reads as one text ("key AKIAIOSF" + "ODNN7EXAMPLQ", a card number cut by a
+ * document chunker): the detectors run over each junction's neighbourhood on its own, and a
+ * match that crosses the junction marks its detector in present[] and split[] and is
+ * appended to *cv as the part in the first segment (for the findings). Such a value has no
+ * one span in the body, so the caller refuses to redact it. 0, or -1 (err set). */
+static int split_scan(const struct policy *p, const struct pextract *x, unsigned char *present,
+                      unsigned char *split, struct pcand **cv, size_t *nc, char *err, size_t errlen)
+{
+    size_t found = *nc; /* the whole-segment findings: a match that overlaps one of its own
+                           detector only extends a value already found ("a@b.com" + "then") */
+
+    for (size_t i = 0; i + 1 < x->n_segs; i++) {
+        const struct pseg *a = &x->segs[i], *b;
+        size_t na, nb, junction, bi = i + 1;
+
+        /* the next part's text, past member names ("t\u0065xt" is scanned as a name too) */
+        while (bi + 1 < x->n_segs && x->segs[bi].message == a->message &&
+               member_name(x, &x->segs[bi]))
+            bi++;
+        b = &x->segs[bi];
+        struct pseg one = {0};
+        struct pextract w = {0};
+        struct pcand *wc = NULL;
+        size_t nw = 0;
+
+        if (a->message != b->message || a->dend == a->dstart || b->dend == b->dstart ||
+            !text_part(x, a) || !text_part(x, b))
+            continue;
+        na = a->dend - a->dstart < SPLIT_WINDOW ? a->dend - a->dstart : SPLIT_WINDOW;
+        nb = b->dend - b->dstart < SPLIT_WINDOW ? b->dend - b->dstart : SPLIT_WINDOW;
+        junction = na;
+        w.body = x->body;
+        w.text = malloc(na + nb + 1);
+        if (!w.text) {
+            snprintf(err, errlen, "out of memory while deciding the request.");
+            return -1;
+        }
+        memcpy(w.text, x->text + a->dend - na, na);
+        memcpy(w.text + na, x->text + b->dstart, nb);
+        w.text[na + nb] = '\0';
+        w.text_len = w.text_cap = na + nb;
+        one.message = a->message;
+        one.dend = na + nb;
+        w.segs = &one;
+        w.n_segs = w.segs_cap = 1;
+        int rc = policy_scan_ex(p, &w, &wc, &nw, NULL, err, errlen);
+        free(w.text);
+        if (rc < 0) {
+            free(wc);
+            return -1;
+        }
+        for (size_t k = 0; k < nw; k++) {
+            struct pcand *grown;
+            size_t as = a->dend - (junction - wc[k].s), be = b->dstart + (wc[k].e - junction), j;
+            if (!(wc[k].s < junction && wc[k].e > junction))
+                continue;
+            for (j = 0; j < found; j++)
+                if ((*cv)[j].det == wc[k].det && (((*cv)[j].seg == i && (*cv)[j].e > as) ||
+                                                  ((*cv)[j].seg == bi && (*cv)[j].s < be)))
+                    break;
+            if (j < found)
+                continue;
+            grown = realloc(*cv, (*nc + 1) * sizeof(**cv));
+            if (!grown) {
+                free(wc);
+                snprintf(err, errlen, "out of memory while deciding the request.");
+                return -1;
+            }
+            *cv = grown;
+            (*cv)[*nc].det = wc[k].det;
+            (*cv)[*nc].seg = (unsigned)i;
+            (*cv)[*nc].s = a->dend - (junction - wc[k].s);
+            (*cv)[*nc].e = a->dend;
+            (*nc)++;
+            present[wc[k].det] = 1;
+            split[wc[k].det] = 1;
+        }
+        free(wc);
+    }
+    return 0;
+}
+
 int policy_decide(const struct policy *p, const struct policy_input *in, struct policy_decision *d)
 {
     struct pextract x = {0};
     struct pcand *cv = NULL;
     size_t nc = 0;
-    unsigned char *present = NULL;
+    unsigned char *present = NULL, *split = NULL;
     int rc = -1;
     memset(d, 0, sizeof(*d));
     d->verdict = POLICY_BLOCK;
@@ -377,9 +494,12 @@ int policy_decide(const struct policy *p, const struct policy_input *in, struct 
     if (x.unscanned & PEXTRACT_UNSCANNED_IMAGE)
         d->unscanned |= POLICY_UNSCANNED_IMAGE;
     present = calloc(p->n_dets, 1);
-    if (!present)
+    split = calloc(p->n_dets, 1);
+    if (!present || !split)
         goto oom;
     if (policy_scan_ex(p, &x, &cv, &nc, present, d->error, sizeof(d->error)) < 0)
+        goto done;
+    if (split_scan(p, &x, present, split, &cv, &nc, d->error, sizeof(d->error)) < 0)
         goto done;
     if (nc) {
         d->findings = calloc(nc, sizeof(*d->findings));
@@ -417,8 +537,18 @@ int policy_decide(const struct policy *p, const struct policy_input *in, struct 
         if (r->model && !tm)
             d->model = r->model;
     }
-    if (r->action == CONFIG_ACTION_REDACT && redact(p, in, &x, cv, nc, p->rules[ri].redact, d) < 0)
-        goto oom;
+    if (r->action == CONFIG_ACTION_REDACT) {
+        for (size_t k = 0; k < p->n_dets; k++)
+            if (split[k] && p->rules[ri].redact[k]) {
+                snprintf(d->error, sizeof(d->error),
+                         "what the detector '%s' finds is split across two text parts of one "
+                         "message, so it cannot be redacted in place.",
+                         p->dets[k].name);
+                goto done;
+            }
+        if (redact(p, in, &x, cv, nc, p->rules[ri].redact, d) < 0)
+            goto oom;
+    }
     rc = 0;
     goto done;
 oom:
@@ -429,6 +559,7 @@ done:
         d->provider = d->model = NULL;
     }
     free(present);
+    free(split);
     free(cv);
     policy_extract_deinit(&x);
     return rc;

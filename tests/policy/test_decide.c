@@ -363,6 +363,53 @@ static void test_secret_json_key(void)
     policy_decision_deinit(&d);
 }
 
+/* a value split between two text parts of one message, which the model reads as one text:
+ * found at the junction (its finding is the part in the first segment), blocked by a
+ * blocking rule, refused (-1) by a redacting one; parts of two messages are not joined */
+static void test_split_parts(void)
+{
+    const char *b = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                    "\"text\",\"text\":\"key AKIAIOSF\"},{\"type\":\"text\",\"t\\u0065xt\":"
+                    "\"ODNN7EXAMPLQ ok\"}]}]}";
+    struct policy_input in = {
+        .api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
+    struct policy_decision d;
+    CHECK(policy_decide(pol, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_BLOCK && strcmp(d.rule, "no-secrets-out") == 0);
+    CHECK(d.n_findings == 1 && strcmp(d.findings[0].detector, "aws_access_key") == 0);
+    CHECK(d.n_findings == 1 && d.findings[0].end - d.findings[0].start == 8 &&
+          memcmp(b + d.findings[0].start, "AKIAIOSF", 8) == 0);
+    policy_decision_deinit(&d);
+
+    /* an e-mail (pii: mask-pii redacts) split: cannot be redacted in place */
+    b = "{\"model\":\"claude-x\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":["
+        "{\"type\":\"text\",\"text\":\"mail jane.doe@exa\"},{\"type\":\"text\",\"text\":"
+        "\"mple.com now\"}]}]}";
+    in = (struct policy_input){
+        .api = POLICY_API_ANTHROPIC, .body = b, .len = strlen(b), .model = "claude-x"};
+    CHECK(policy_decide(pol, &in, &d) == -1 && strstr(d.error, "split across two text parts"));
+    policy_decision_deinit(&d);
+
+    /* a whole e-mail in the first part, glued to the next part's word: the whole-part
+     * finding is redacted as before, no split finding */
+    b = "{\"model\":\"claude-x\",\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":["
+        "{\"type\":\"text\",\"text\":\"mail jane.doe@example.com\"},{\"type\":\"text\",\"text\":"
+        "\"then\"}]}]}";
+    in.body = b;
+    in.len = strlen(b);
+    CHECK(policy_decide(pol, &in, &d) == 0 && d.verdict == POLICY_REDACT && d.n_findings == 1);
+    policy_decision_deinit(&d);
+
+    /* two messages are two texts */
+    b = "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+        "\"text\",\"text\":\"key AKIAIOSF\"}]},{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+        "\"text\":\"ODNN7EXAMPLQ ok\"}]}]}";
+    in = (struct policy_input){
+        .api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "gpt-4o"};
+    CHECK(policy_decide(pol, &in, &d) == 0 && d.verdict == POLICY_ALLOW && d.n_findings == 0);
+    policy_decision_deinit(&d);
+}
+
 static void test_walk_order_not_body_order(void)
 {
     /* "text" is read before "content" in a block, but appears after it in the body */
@@ -567,6 +614,7 @@ int main(void)
     RUN(test_bad_custom_regex);
     RUN(test_custom_overlapping_builtin_fires);
     RUN(test_unscanned_condition);
+    RUN(test_split_parts);
     policy_free(pol);
     config_unref(cfg);
     return harness_done();
