@@ -127,6 +127,50 @@ def test_data_urls(s, gw, mock):
     s.check("image data with JSON-escaped slashes still passes (200)", r.status == 200, r)
 
 
+def parts(api, texts):
+    if api == "chat":
+        return "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": t} for t in texts]}]}, None
+    if api == "responses":
+        return "/v1/responses", {"model": "gpt-4o-mini", "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": t} for t in texts]}]}, None
+    return "/v1/messages", {"model": "claude-3-5-haiku", "max_tokens": 16, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": t} for t in texts]}]}, {"x-api-key": ALICE}
+
+
+def test_split_parts(s, mock):
+    """a value split between two text parts of one message, which the model reads as one
+    text (finding F9): blocked when its rule blocks, refused when its rule would redact
+    (it has no one span to replace), and parts that only meet harmlessly still pass"""
+    gw = free_port()
+    rules = """
+  - {name: no-secrets, if: {detected: [secrets]}, then: {action: block}}
+  - {name: mask-emails, if: {detected: [email]}, then: {action: redact, detectors: [email]}}
+  - {name: default, then: {action: allow}}"""
+    Airlock(s, base_config(gw, mock.port, rules=rules), gw, name="redteam-split")
+    for api in ("chat", "responses", "anthropic"):
+        before = mock.stats()["requests"]
+        path, body, hd = parts(api, ["deploy with AKIAIOSF", "ODNN7EXAMPLQ today"])
+        r = request(gw, "POST", path, body, headers=hd, key=None if hd else ALICE)
+        s.check("%s: an access key split across two text parts is blocked (403 naming it), nothing leaves" % api,
+                r.status == 403 and b"aws_access_key" in r.body and mock.stats()["requests"] == before, r)
+        path, body, hd = parts(api, ["write to jane.doe@corp-mail", ".example.com please"])
+        r = request(gw, "POST", path, body, headers=hd, key=None if hd else ALICE)
+        s.check("%s: an e-mail split across two text parts cannot be redacted in place: 400, nothing leaves" % api,
+                r.status == 400 and b"split" in r.body and mock.stats()["requests"] == before, r)
+        path, body, hd = parts(api, ["write to jane.doe@corp-mail.example.com", "then AKIA is a word", "ok"])
+        r = request(gw, "POST", path, body, headers=hd, key=None if hd else ALICE)
+        up = mock.last_body()
+        s.check("%s: a whole e-mail in one part is still redacted; harmless junctions pass" % api,
+                r.status == 200 and b"jane.doe" not in up and b"[EMAIL_1" in up, (r, up[:300]))
+    # the model does not read a message's parts and the next message as one text
+    before = mock.stats()["requests"]
+    r = request(gw, "POST", "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "AKIAIOSF"}]},
+        {"role": "assistant", "content": "ODNN7EXAMPLQ"}]})
+    s.check("two messages are not joined: 200", r.status == 200 and mock.stats()["requests"] == before + 1, r)
+
+
 def test_query_and_smuggling(s, gw, mock):
     before = mock.stats()["requests"]
     r = request(gw, "POST", "/v1/chat/completions?leak=" + SECRET, chat("hi"))
@@ -490,6 +534,7 @@ def main():
     s.run(test_data_urls, gw, mock)
     s.run(test_query_and_smuggling, gw, mock)
     s.run(test_compressed)
+    s.run(test_split_parts, mock)
     s.run(test_budget, mock)
 
     d = os.path.join(s.tmp, "pki")
