@@ -146,7 +146,7 @@ static int engine_run(int argc, char **argv)
         return 1;
     }
     struct run_state st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    struct engine_callbacks cb = {on_text, on_done};
+    struct engine_callbacks cb = {on_text, on_done, NULL};
     struct engine_msg msgs[2];
     size_t nm = 0;
     if (system)

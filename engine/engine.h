@@ -75,6 +75,11 @@ struct engine_callbacks {
     void (*on_text)(void *ud, const char *text, size_t len);
     /* exactly once per job, last */
     void (*on_done)(void *ud, const struct engine_result *r);
+    /* optional (may be NULL): the prompt was tokenized and fits the context, and the job now
+     * waits for the decode worker. Called on the prep thread at most once, before any
+     * on_text; never for a count or a prompt that was refused. A job may still end with an
+     * error or a cancel after it. */
+    void (*on_ready)(void *ud, int prompt_tokens);
 };
 
 /* engine_server_new -- start the workers for model m (borrowed; must outlive the

@@ -482,6 +482,13 @@ static void prep_one(struct engine_server *s, struct engine_job *j)
         return;
     }
     j->prompt = ids;
+    if (atomic_load(&j->cancel)) { /* cancelled while it was tokenized */
+        finish(s, j, ENGINE_ECANCELED, "cancelled", "the request was cancelled");
+        engine_job_release(j);
+        return;
+    }
+    if (j->cb.on_ready)
+        j->cb.on_ready(j->ud, j->n_prompt);
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         /* the worker may already have drained its queue: end it here */
@@ -789,6 +796,7 @@ int engine_count_submit(struct engine_server *s, const struct engine_msg *msgs, 
     j->params.top_p = 1.0f;
     j->cb = *cb;
     j->cb.on_text = NULL; /* a count generates nothing */
+    j->cb.on_ready = NULL;
     j->ud = ud;
     return enqueue(s, j, job, err, errlen);
 }

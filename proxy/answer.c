@@ -320,23 +320,18 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
 
 /* ---- built-in engine ---- */
 
-/* The job is queued; its prompt is formatted and tokenized on the engine's prep thread,
- * which may still refuse it (too long for the context, no chat template). So a stream's head
- * (200 text/event-stream and the format's opening events) waits for the first piece of text
- * or for the end (engine_stream_head): a refusal is answered with its own status and the
- * API's error body, as for a whole answer, never as a 200 stream carrying an error event. */
+/* proxy_answer_engine_start -- a stream's head (200 text/event-stream and the format's
+ * opening events), once. The job's prompt is formatted and tokenized on the engine's prep
+ * thread, which may still refuse it (too long for the context, no chat template), so the
+ * head waits until the engine has accepted the prompt (on_ready), or for the first piece
+ * of text or the end, whichever comes first: a refusal is answered with its own status and
+ * the API's error body, as for a whole answer, never as a 200 stream with an error event. */
 void proxy_answer_engine_start(struct proxy_req *r)
-{
-    snprintf(r->tr_id, sizeof(r->tr_id), "%s%s", r->wire->id_prefix, r->id);
-    snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->d.model->name);
-}
-
-/* engine_stream_head -- write a stream's head once (before its first piece, or at a normal
- * end that had none) */
-static void engine_stream_head(struct proxy_req *r)
 {
     if (!r->d.stream || r->state >= REQ_ANSWERING)
         return;
+    snprintf(r->tr_id, sizeof(r->tr_id), "%s%s", r->wire->id_prefix, r->id);
+    snprintf(r->tr_model, sizeof(r->tr_model), "%s", r->d.model->name);
     proxy_conn_stream_start(r, 200, "text/event-stream");
     r->wire->stream_open(r);
 }
@@ -345,7 +340,7 @@ int proxy_answer_engine_text(struct proxy_req *r, const char *text, size_t len)
 {
     if (r->state >= REQ_LOGGED)
         return 0;
-    engine_stream_head(r);
+    proxy_answer_engine_start(r);
     if (!r->d.stream) {
         char *p = realloc(r->engine_text, r->engine_text_len + len + 1);
         if (!p)
@@ -400,7 +395,7 @@ void proxy_answer_engine_done(struct proxy_req *r, const struct engine_result *r
         return;
     }
     if (r->d.stream) {
-        engine_stream_head(r); /* an answer with no text at all */
+        proxy_answer_engine_start(r); /* an answer with no text at all */
         r->tr_stop = strcmp(fin, "length") == 0 ? PROXY_STOP_LENGTH : PROXY_STOP_END;
         proxy_stream_close(r);
         proxy_conn_stream_end(r);

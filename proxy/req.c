@@ -55,6 +55,8 @@ static void on_engine_text(void *ud, const char *text, size_t len);
 static void engine_text_loop(void *arg, int status, const char *data, size_t len);
 static void engine_lost_loop(void *arg, int status, const char *data, size_t len);
 static void on_engine_done(void *ud, const struct engine_result *res);
+static void on_engine_ready(void *ud, int prompt_tokens);
+static void engine_ready_loop(void *arg, int status, const char *data, size_t len);
 static void engine_done_loop(void *arg, int status, const char *data, size_t len);
 /* (proxy_req_finish) */
 static void meta_common(struct jbuf *m, const struct proxy_req *r);
@@ -693,7 +695,7 @@ static int engine_prompt(struct proxy_req *r, struct proxy_chat *chat, struct en
 static void dispatch_engine(struct proxy_req *r)
 {
     struct engine_server *srv = r->snap->engines ? r->snap->engines[r->d.prov_index] : NULL;
-    struct engine_callbacks cb = {on_engine_text, on_engine_done};
+    struct engine_callbacks cb = {on_engine_text, on_engine_done, on_engine_ready};
     struct engine_msg *msgs = NULL;
     struct engine_params p;
     struct proxy_chat chat;
@@ -731,7 +733,6 @@ static void dispatch_engine(struct proxy_req *r)
             proxy_req_error(r, 500, NULL, "The local model could not take the request (%d).", rc);
         goto done;
     }
-    proxy_answer_engine_start(r);
 done:
     free(msgs);
     proxy_chat_deinit(&chat);
@@ -774,7 +775,7 @@ static void count_answer(struct proxy_req *r, const struct engine_result *res)
 static void count_engine(struct proxy_req *r)
 {
     struct engine_server *srv = r->snap->engines ? r->snap->engines[r->d.prov_index] : NULL;
-    struct engine_callbacks cb = {NULL, on_engine_done};
+    struct engine_callbacks cb = {NULL, on_engine_done, NULL};
     struct engine_msg *msgs = NULL;
     struct proxy_chat chat;
     char eerr[256] = "";
@@ -799,6 +800,31 @@ static void count_engine(struct proxy_req *r)
 done:
     free(msgs);
     proxy_chat_deinit(&chat);
+}
+
+/* on the engine's prep thread: the prompt is accepted, so a stream's head can go out now
+ * rather than with the first piece (which waits for the queue and the prefill). Best effort:
+ * if the message cannot be posted the head goes out with the first piece or the end. The
+ * mailbox keeps order, so this runs before any piece or the end. */
+static void on_engine_ready(void *ud, int prompt_tokens)
+{
+    struct proxy_req *r = ud;
+
+    (void)prompt_tokens;
+    if (r->d.stream && proxy_mailbox_post(r->px->mbox, engine_ready_loop, r, 0, NULL, 0) < 0)
+        return; /* the head goes out with the first piece, or the end */
+}
+
+static void engine_ready_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)status;
+    (void)data;
+    (void)len;
+    if (atomic_load(&r->engine_lost) || r->state >= REQ_LOGGED)
+        return;
+    proxy_answer_engine_start(r);
 }
 
 /* on a worker thread: the first piece that cannot be posted stops the relaying of

@@ -56,7 +56,7 @@ static void on_done(void *ud, const struct engine_result *r)
     pthread_mutex_unlock(&d->mu);
 }
 
-static const struct engine_callbacks cbs = {on_text, on_done};
+static const struct engine_callbacks cbs = {on_text, on_done, NULL};
 
 /* the prompt_tokens a one-token job for msgs reports, or -1 */
 static int job_prompt_tokens(struct engine_server *s, const struct engine_msg *msgs, size_t n)

@@ -142,7 +142,7 @@ static void on_done(void *ud, const struct engine_result *r)
     pthread_mutex_unlock(&c->mu);
 }
 
-static const struct engine_callbacks cbs = {on_text, on_done};
+static const struct engine_callbacks cbs = {on_text, on_done, NULL};
 
 static void wait_done(struct coll *c)
 {

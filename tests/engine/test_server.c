@@ -56,6 +56,11 @@ struct coll {
     /* cancel this job from its own n-th on_text */
     struct engine_job *self;
     int cancel_at;
+    /* peer: another job's coll whose state on_done notes (both run on the worker) */
+    struct coll *peer;
+    int peer_done, peer_texts;
+    /* on_ready: calls, the tokens it said, text seen before it */
+    int n_ready, ready_tokens, text_before_ready;
     /* done_gate: on_done waits until opened (holds the thread that calls it) */
     int done_gate, done_gate_reached;
 };
@@ -79,6 +84,8 @@ static void on_text(void *ud, const char *t, size_t n)
     pthread_mutex_lock(&c->mu);
     if (c->n_done)
         c->text_after_done = 1;
+    if (!c->n_ready)
+        c->text_before_ready = 1;
     if (c->len + n < OUT_MAX) {
         memcpy(c->text + c->len, t, n);
         c->len += n;
@@ -102,6 +109,12 @@ static void on_done(void *ud, const struct engine_result *r)
 {
     struct coll *c = ud;
     pthread_mutex_lock(&c->mu);
+    if (c->peer) {
+        pthread_mutex_lock(&c->peer->mu);
+        c->peer_done = c->peer->n_done;
+        c->peer_texts = c->peer->n_text;
+        pthread_mutex_unlock(&c->peer->mu);
+    }
     c->res = *r;
     c->n_done++;
     pthread_cond_broadcast(&c->cv);
@@ -113,7 +126,16 @@ static void on_done(void *ud, const struct engine_result *r)
     pthread_mutex_unlock(&c->mu);
 }
 
-static const struct engine_callbacks cbs = {on_text, on_done};
+static void on_ready(void *ud, int prompt_tokens)
+{
+    struct coll *c = ud;
+    pthread_mutex_lock(&c->mu);
+    c->n_ready++;
+    c->ready_tokens = prompt_tokens;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static const struct engine_callbacks cbs = {on_text, on_done, on_ready};
 
 static void wait_gate(struct coll *c, int done)
 {
@@ -140,6 +162,33 @@ static int n_done_of(struct coll *c)
     return n;
 }
 
+static void wait_done(struct coll *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->n_done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* prep_barrier -- return once every job submitted to s before the call has been through the
+ * prep thread (prep is first in, first out: a count submitted now ends after them) */
+static void prep_barrier(struct engine_server *s)
+{
+    static const struct engine_msg msg = {"user", "barrier"};
+    struct engine_job *job = NULL;
+    struct coll *c = malloc(sizeof(*c));
+    char err[256] = "";
+    if (!c)
+        return;
+    coll_init(c);
+    if (engine_count_submit(s, &msg, 1, &cbs, c, &job, err, sizeof(err)) == 0) {
+        wait_done(c);
+        engine_job_release(job);
+    }
+    coll_deinit(c);
+    free(c);
+}
+
 /* hold_prep -- a count on a model without a chat template: the prep thread refuses it
  * (ETEMPLATE) and calls on_done, where it then waits until c's gates are opened. While it
  * waits, nothing else is prepped: jobs submitted meanwhile are waiting for prep. */
@@ -155,14 +204,6 @@ static struct engine_job *hold_prep(struct engine_server *s, struct coll *c)
     }
     wait_gate(c, 1);
     return job;
-}
-
-static void wait_done(struct coll *c)
-{
-    pthread_mutex_lock(&c->mu);
-    while (!c->n_done)
-        pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
 }
 
 /* expected stream for golden ids: pieces through a text stream, stopping at the first
@@ -371,6 +412,8 @@ static void test_admitted_between_steps(void)
     struct engine_job *ja = NULL, *jb = NULL;
     char err[256];
     a->gate = 1;
+    b->peer = a; /* a's progress when b ends, seen from the worker (a thread switch of the test's
+                    own, as under valgrind, cannot inflate it) */
     REQUIRE(engine_submit_ex(s, NULL, 0, "Once upon a time", &pa, &cbs, a, &ja, err, sizeof(err)) ==
             0);
     pthread_mutex_lock(&a->mu);
@@ -378,16 +421,14 @@ static void test_admitted_between_steps(void)
         pthread_cond_wait(&a->cv, &a->mu);
     pthread_mutex_unlock(&a->mu);
     REQUIRE(engine_submit_ex(s, NULL, 0, "Lily and Tom", &pb, &cbs, b, &jb, err, sizeof(err)) == 0);
+    prep_barrier(s); /* b is tokenized and waits for the worker */
     pthread_mutex_lock(&a->mu);
     a->gate = 0;
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
     wait_done(b);
-    pthread_mutex_lock(&a->mu);
-    int a_done = a->n_done, a_texts = a->n_text;
-    pthread_mutex_unlock(&a->mu);
-    CHECK_EQ_INT(a_done, 0); /* b finished while a was still generating */
-    CHECK(a_texts < 100);
+    CHECK_EQ_INT(b->peer_done, 0); /* b finished while a was still generating */
+    CHECK(b->peer_texts < 100);
     CHECK_EQ_INT(b->res.completion_tokens, 5);
     engine_job_cancel(ja);
     wait_done(a);
@@ -746,6 +787,13 @@ static void test_submit_before_prep(void)
     CHECK_EQ_INT(c[0].res.prompt_refused, 1);
     CHECK(strstr(c[0].res.error, "context holds 16") != NULL);
     CHECK_EQ_INT(c[0].n_text, 0);
+    CHECK_EQ_INT(c[0].n_ready, 0); /* refused: never ready */
+    CHECK_EQ_INT(c[1].n_ready, 0);
+    CHECK_EQ_INT(h->n_ready, 0); /* a count: never ready */
+    /* accepted: ready once, before any text, with the prompt's length */
+    CHECK_EQ_INT(c[2].n_ready, 1);
+    CHECK_EQ_INT(c[2].text_before_ready, 0);
+    CHECK_EQ_INT(c[2].ready_tokens, c[2].res.prompt_tokens);
     CHECK_EQ_INT(c[1].res.status, ENGINE_ECANCELED);
     CHECK_EQ_INT(c[1].res.prompt_refused, 0);
     CHECK_EQ_INT(c[1].n_text, 0);
