@@ -323,9 +323,10 @@ void proxy_answer_upstream_failed(struct proxy_req *r, int timeout, const char *
 /* proxy_answer_engine_start -- a stream's head (200 text/event-stream and the format's
  * opening events), once. The job's prompt is formatted and tokenized on the engine's prep
  * thread, which may still refuse it (too long for the context, no chat template), so the
- * head waits until the engine has accepted the prompt (on_ready), or for the first piece
- * of text or the end, whichever comes first: a refusal is answered with its own status and
- * the API's error body, as for a whole answer, never as a 200 stream with an error event. */
+ * head waits until the engine has accepted the prompt (on_ready), or (not called then) for
+ * the first piece of text or the end, whichever comes first: a refusal is answered with its own
+ * status and the API's error body, as for a whole answer, never as a 200 stream with an error
+ * event. */
 void proxy_answer_engine_start(struct proxy_req *r)
 {
     if (!r->d.stream || r->state >= REQ_ANSWERING)

@@ -802,17 +802,17 @@ done:
     proxy_chat_deinit(&chat);
 }
 
-/* on the engine's prep thread: the prompt is accepted, so a stream's head can go out now
- * rather than with the first piece (which waits for the queue and the prefill). Best effort:
- * if the message cannot be posted the head goes out with the first piece or the end. The
- * mailbox keeps order, so this runs before any piece or the end. */
+/* on the engine's prep thread: the prompt is accepted, so a stream's head goes out now
+ * rather than with the first piece (which waits for the queue and the prefill). Through a
+ * node of the request's own (on_ready comes at most once per job), so it cannot be lost;
+ * the mailbox keeps order, so it runs before any piece or the end. */
 static void on_engine_ready(void *ud, int prompt_tokens)
 {
     struct proxy_req *r = ud;
 
     (void)prompt_tokens;
-    if (r->d.stream && proxy_mailbox_post(r->px->mbox, engine_ready_loop, r, 0, NULL, 0) < 0)
-        return; /* the head goes out with the first piece, or the end */
+    if (r->d.stream)
+        proxy_mailbox_send(r->px->mbox, &r->mail_engine_ready, engine_ready_loop, r, 0);
 }
 
 static void engine_ready_loop(void *arg, int status, const char *data, size_t len)
@@ -822,8 +822,10 @@ static void engine_ready_loop(void *arg, int status, const char *data, size_t le
     (void)status;
     (void)data;
     (void)len;
-    if (atomic_load(&r->engine_lost) || r->state >= REQ_LOGGED)
+    if (r->state >= REQ_LOGGED)
         return;
+    /* (even when the worker has already lost a piece: the head was due before it, and the
+     * loss, which follows in the mailbox, ends the stream with its error event) */
     proxy_answer_engine_start(r);
 }
 

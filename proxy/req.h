@@ -126,6 +126,7 @@ struct proxy_req {
     struct proxy_mail mail_response_rec; /* the response record is written */
     struct proxy_mail mail_engine_done;  /* the engine job ended: engine_res */
     struct proxy_mail mail_engine_lost;  /* a piece of the engine's text was not posted */
+    struct proxy_mail mail_engine_ready; /* the engine accepted the prompt: a stream's head */
     struct engine_result engine_res;     /* written by the worker before mail_engine_done */
     atomic_int engine_lost; /* set by the worker at the first text piece it cannot post */
     /* write-behind of the answer's end: the final bytes reach the client only once
