@@ -399,8 +399,9 @@ static int member_name(const struct pextract *x, const struct pseg *s)
 static int split_scan(const struct policy *p, const struct pextract *x, unsigned char *present,
                       unsigned char *split, struct pcand **cv, size_t *nc, char *err, size_t errlen)
 {
-    size_t found = *nc; /* the whole-segment findings: a match that overlaps one of its own
-                           detector only extends a value already found ("a@b.com" + "then") */
+    size_t found = *nc; /* the whole-segment findings: a match that overlaps one only
+                           extends what was found already ("a@b.com" + "then"), and the
+                           findings stay disjoint */
 
     for (size_t i = 0; i + 1 < x->n_segs; i++) {
         const struct pseg *a = &x->segs[i], *b;
@@ -448,8 +449,8 @@ static int split_scan(const struct policy *p, const struct pextract *x, unsigned
             if (!(wc[k].s < junction && wc[k].e > junction))
                 continue;
             for (j = 0; j < found; j++)
-                if ((*cv)[j].det == wc[k].det && (((*cv)[j].seg == i && (*cv)[j].e > as) ||
-                                                  ((*cv)[j].seg == bi && (*cv)[j].s < be)))
+                if (((*cv)[j].seg == i && (*cv)[j].e > as) ||
+                    ((*cv)[j].seg == bi && (*cv)[j].s < be))
                     break;
             if (j < found)
                 continue;
