@@ -913,6 +913,18 @@ void proxy_req_finish(struct proxy_req *r)
     if (r->state >= REQ_LOGGED)
         return;
     proxy_req_advance(r, REQ_LOGGED);
+    /* A provider that answered 2xx bills what it read and what it wrote even when its usage
+     * never came (the client left before the last event, the stream broke): the budget is
+     * charged an estimate, a token for every 4 bytes of the body that left and of the answer
+     * the client got, marked "estimated" (red team: a client that dropped each stream before
+     * its usage event spent nothing). */
+    if (r->d.model && !r->usage.seen && !r->count_tokens && r->up_status >= 200 &&
+        r->up_status < 300 && r->d.outbound_len > 0) {
+        size_t out = r->client_bytes ? evbuffer_get_length(r->client_bytes) : 0;
+        r->usage.input = (long)((r->d.outbound_len + 3) / 4);
+        r->usage.output = (long)((out + 3) / 4);
+        r->usage.seen = r->usage.estimated = 1;
+    }
     if (r->d.model && r->usage.seen && r->cost == 0)
         r->cost = proxy_cost(r->d.model, &r->usage);
     if (r->key && r->cost > 0)
@@ -1021,6 +1033,10 @@ static char *response_meta(struct proxy_req *r, size_t *len)
     if (r->usage.cache_write) {
         jbuf_key(&m, "cache_creation_input_tokens");
         jbuf_i64(&m, (int64_t)r->usage.cache_write);
+    }
+    if (r->usage.estimated) {
+        jbuf_key(&m, "estimated");
+        jbuf_bool(&m, 1);
     }
     jbuf_close(&m, '}');
     jbuf_key(&m, "cost_usd");

@@ -38,6 +38,7 @@ struct config_key;
 struct proxy_usage {
     long input, output, cached, cache_write;
     int seen;
+    int estimated; /* no usage came from a provider that answered 2xx: bytes / 4 (req.c) */
 };
 
 /* A request's lifecycle. It only moves forward; proxy_req_advance asserts so.
