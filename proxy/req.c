@@ -913,13 +913,14 @@ void proxy_req_finish(struct proxy_req *r)
     if (r->state >= REQ_LOGGED)
         return;
     proxy_req_advance(r, REQ_LOGGED);
-    /* A provider that answered 2xx bills what it read and what it wrote even when its usage
-     * never came (the client left before the last event, the stream broke): the budget is
-     * charged an estimate, a token for every 4 bytes of the body that left and of the answer
-     * the client got, marked "estimated" (red team: a client that dropped each stream before
-     * its usage event spent nothing). */
-    if (r->d.model && !r->usage.seen && !r->count_tokens && r->up_status >= 200 &&
-        r->up_status < 300 && r->d.outbound_len > 0) {
+    /* A provider that answered 2xx, or got the whole request and has not answered yet, bills
+     * what it read and what it wrote even when its usage never comes (the client left before
+     * the last event or before the head, the stream broke, the answer timed out): the budget
+     * is charged an estimate, a token for every 4 bytes of the body that left and of the
+     * answer the client got, marked "estimated" (red team: a client that dropped each stream
+     * before its usage event, or each request before its answer, spent nothing). */
+    if (r->d.model && !r->usage.seen && !r->count_tokens && r->d.outbound_len > 0 &&
+        ((r->up_status >= 200 && r->up_status < 300) || (r->up_status == 0 && r->up_written))) {
         size_t out = r->client_bytes ? evbuffer_get_length(r->client_bytes) : 0;
         r->usage.input = (long)((r->d.outbound_len + 3) / 4);
         r->usage.output = (long)((out + 3) / 4);

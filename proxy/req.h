@@ -106,8 +106,9 @@ struct proxy_req {
     char anthropic_beta[1024];
     /* answer */
     enum proxy_req_state state; /* moves forward only: proxy_req_advance */
-    int status;    /* the status the client is answered with: proxy_req_answer_status only */
-    int up_status; /* the provider's status, once its head arrived */
+    int status;     /* the status the client is answered with: proxy_req_answer_status only */
+    int up_status;  /* the provider's status, once its head arrived */
+    int up_written; /* the request went out whole to the provider (upstream.c): billable */
     char error[512];
     struct evbuffer *up_bytes;     /* upstream answer as received (de-chunked body) */
     struct evbuffer *client_bytes; /* answer body as sent to the client */

@@ -342,6 +342,16 @@ static void up_parse(struct proxy_upconn *u, const char *data, size_t len)
     }
 }
 
+/* up_write_cb -- the request is out whole: from here on the provider may bill for it, so
+ * an answer without usage is charged an estimate (proxy_req_finish) */
+static void up_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_upconn *u = arg;
+
+    if (u->req && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        u->req->up_written = 1;
+}
+
 static void up_read_cb(struct bufferevent *bev, void *arg)
 {
     struct proxy_upconn *u = arg;
@@ -518,7 +528,7 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
     u->ctype_len = 0;
     u->ctype[0] = '\0';
     u->coded = u->hdr_is_coding = 0;
-    bufferevent_setcb(u->bev, up_read_cb, NULL, up_event_cb, u);
+    bufferevent_setcb(u->bev, up_read_cb, up_write_cb, up_event_cb, u);
     bufferevent_set_timeouts(u->bev, &tv, &tv);
     if (prov->type == CONFIG_PROVIDER_ANTHROPIC)
         evbuffer_add_printf(out, "POST %s/v1/messages%s HTTP/1.1\r\n", prov->path_prefix,
@@ -561,6 +571,8 @@ static void up_send(struct proxy_req *r, struct proxy_upconn *u)
         (void)evbuffer_write(out, bufferevent_getfd(u->bev)); /* an error: libevent's */
     if (evbuffer_get_length(out) > 0)
         evbuffer_add_buffer(bout, out);
+    else
+        r->up_written = 1; /* (written directly: no write callback comes) */
     if ((bufferevent_get_enabled(u->bev) & (EV_READ | EV_WRITE)) != (EV_READ | EV_WRITE))
         bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
