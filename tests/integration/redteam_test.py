@@ -379,6 +379,15 @@ def test_budget(s, mock):
             break
         got += d
     c.close()
+    # a whole request the provider got and has not answered: the client leaves; it times out
+    c = socket.create_connection(("127.0.0.1", gw), timeout=10)
+    b = json.dumps(chat("MOCK:stall_before " + pad)).encode()
+    c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+              b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (ALICE.encode(), len(b)) + b)
+    time.sleep(0.5)
+    c.close()
+    r = request(gw, "POST", "/v1/chat/completions", chat("MOCK:stall_before " + pad))
+    s.check("a provider that never answers: 504", r.status == 504, r)
     time.sleep(0.5)
     a.stop()
     out = subprocess.run([AIRLOCK, "audit", "show", os.path.join(a.dir, "audit")], capture_output=True, text=True)
@@ -393,9 +402,10 @@ def test_budget(s, mock):
             reqs[m.get("id")] = m.get("endpoint")
         elif j.get("type") == "response" and m.get("key") == "alice":
             ends.append((reqs.get(m.get("id")), m))
-    s.check("4 streams without a usage event (3 broken mid-way on responses, chat, completions; 1 left by "
-            "the client): each charged an estimate (usage marked estimated, input > 200 tokens, cost > 0)",
-            len(ends) == 4 and {e for e, _ in ends} == {"/v1/responses", "/v1/chat/completions", "/v1/completions"}
+    s.check("6 answers without usage (3 streams broken mid-way on responses, chat, completions; a stream "
+            "and a whole request left by the client; a 504): each charged an estimate (usage marked "
+            "estimated, input > 200 tokens, cost > 0)",
+            len(ends) == 6 and {e for e, _ in ends} == {"/v1/responses", "/v1/chat/completions", "/v1/completions"}
             and all(m["usage"].get("estimated") is True and m["usage"]["input_tokens"] > 200 and m["cost_usd"] > 0
                     for _, m in ends), [(e, m.get("usage"), m.get("cost_usd"), m.get("error")) for e, m in ends])
 
