@@ -58,18 +58,17 @@
  * a letter glued to this GitHub token makes another token (a glued one must carry its
  * CRC-32, which this made-up one does not).
  *
- * Known product gaps, found by this harness (each has a leak-* input in
- * fuzz/corpus/egress/; regress-* inputs are gaps it found that have been fixed since). The
+ * Known product gaps, found by this harness (a leak-* input in fuzz/corpus/egress/ would
+ * reproduce one; regress-* inputs are gaps it found that have been fixed since). The
  * harness does not abort on them unless EGRESS_ALL=1, so that it keeps finding new ones;
  * gap_known() recognises exactly these and nothing else (the families it found first --
  * enum-shaped values and "model" at any depth skipping the detectors, escapes inside tool
  * arguments, '@' spelt with escapes or leading zeros, rarer look-alike letters -- are fixed
  * and abort again if they come back):
- *   glued-letter         an e-mail address followed by a one-letter label
- *                        ("jane.doe@example.com.x": ".x" could be a top-level domain).
- * (Phone numbers glued to a letter, phone groups split by '/', ',', a tab or a line break,
- * and an '@' escaped a third level deep in tool arguments were gaps here too, closed since:
- * they abort again if they come back.)
+ * None is left: phone numbers glued to a letter, phone groups split by '/', ',', a tab or
+ * a line break, an '@' escaped a third level deep in tool arguments and an e-mail address
+ * followed by a one-letter label ("jane.doe@example.com.x") were gaps here, closed since:
+ * they abort again if they come back.
  *
  * Environment: EGRESS_STATS=1 prints, at exit, outcomes per secret and encoding and per
  * client/provider API, the known gaps by family, and the first reports of each; EGRESS_ALL=1
@@ -1566,11 +1565,7 @@ static int fits_closed(const struct gen *g)
 /* gap_known -- which known product gap explains a leak, or GAP_NONE (see the header) */
 static int gap_known(const struct gen *g)
 {
-    const struct plant *pl = g->pl;
-    int s = pl->secret;
-
-    if (s == S_EMAIL && pl->glued_after && strcmp(pl->glued_after, ".x") == 0)
-        return GAP_GLUE;
+    (void)g; /* (none is left; see the header) */
     return GAP_NONE;
 }
 

@@ -201,6 +201,21 @@ static int v_email(const char *t, size_t n, size_t s, size_t e, size_t *os, size
             k++;
         de = k;
     }
+    /* a one-letter last label is no TLD: "jane@example.com.x" is the address with a label
+     * glued on after it (a list's ".x", a file name's extension), which ends before it */
+    if (de - last < 2 && last > atp + 2) {
+        size_t l2 = last - 1, k;
+        while (l2 > atp + 1 && t[l2 - 1] != '.')
+            l2--;
+        if (l2 > atp + 1) {
+            for (k = l2; k < last - 1 && is_alpha(t[k]);)
+                k++;
+            if (k == last - 1) {
+                de = last - 1;
+                last = l2;
+            }
+        }
+    }
     /* labels */
     size_t lab = atp + 1, nlab = 0;
     for (size_t i = atp + 1; i <= de; i++) {

@@ -773,6 +773,11 @@ static void test_glued_email(void)
     CHECK(miss("npm left-pad@1.3.0-1 and icon@2x.png2", "email"));
     CHECK(miss("ssh admin@localhost-1; a..b@c", "email"));
     CHECK(miss("x@y.z1", "email"));
+    /* a one-letter label glued on after the address is not its TLD */
+    CHECK(hit("jane.doe@example.com.x", "email", "jane.doe@example.com"));
+    CHECK(hit("mail bob@mail.example.org.q now", "email", "bob@mail.example.org"));
+    CHECK(miss("a@b.c", "email"));
+    CHECK(miss("x@y.z.w", "email"));
 }
 
 static void test_context_tables(void)
