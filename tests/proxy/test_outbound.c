@@ -234,7 +234,7 @@ static void test_tools_refused_across_formats(void)
 static void test_cost(void)
 {
     struct config_model m;
-    struct proxy_usage u = {1000000, 500000, 200000, 0, 1};
+    struct proxy_usage u = {.input = 1000000, .output = 500000, .cached = 200000, .seen = 1};
 
     memset(&m, 0, sizeof(m));
     m.input_per_mtok = 2.0;
