@@ -8,7 +8,7 @@
  *
  * Only ever relayed to an OpenAI-type provider or answered by the built-in engine, never
  * translated: read_request gives the engine its prompt (one raw text, the model continues
- * it), build_request refuses. Errors are OpenAI's (openai_chat.c's). */
+ * it), and it has no build_request. Errors are OpenAI's (openai_chat.c's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,17 +78,6 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
     }
     c->stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "stream"));
     return 0;
-}
-
-static int build_request(const struct proxy_chat *c, const struct config_model *m, cJSON *o,
-                         int *flags, char *err, size_t errlen)
-{
-    (void)c;
-    (void)m;
-    (void)o;
-    (void)flags;
-    snprintf(err, errlen, "A request cannot be translated into the legacy Completions API.");
-    return -1;
 }
 
 /* ---- errors: OpenAI's (proxy_openai_error_*) ---- */
@@ -285,7 +274,7 @@ const struct proxy_wire proxy_wire_openai_completions = {
     .up_path = "/completions",
     .id_prefix = "cmpl-",
     .read_request = read_request,
-    .build_request = build_request,
+    .build_request = NULL, /* nothing is translated into it */
     .error_type = proxy_openai_error_type,
     .error_body = proxy_openai_error_body,
     .error_event = proxy_openai_error_event,

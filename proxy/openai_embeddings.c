@@ -20,17 +20,6 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
     return -1;
 }
 
-static int build_request(const struct proxy_chat *c, const struct config_model *m, cJSON *o,
-                         int *flags, char *err, size_t errlen)
-{
-    (void)c;
-    (void)m;
-    (void)o;
-    (void)flags;
-    snprintf(err, errlen, "A request cannot be translated into the Embeddings API.");
-    return -1;
-}
-
 /* usage.prompt_tokens is the input; there is no output */
 static void read_usage(struct proxy_usage *u, const cJSON *o)
 {
@@ -95,7 +84,7 @@ const struct proxy_wire proxy_wire_openai_embeddings = {
     .up_path = "/embeddings",
     .id_prefix = "",
     .read_request = read_request,
-    .build_request = build_request,
+    .build_request = NULL, /* nothing is translated into it */
     .error_type = proxy_openai_error_type,
     .error_body = proxy_openai_error_body,
     .error_event = proxy_openai_error_event,

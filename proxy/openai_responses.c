@@ -183,19 +183,6 @@ oom:
     return -1;
 }
 
-/* nothing is translated into Responses: a Responses client is routed to an OpenAI provider
- * in its own format, or answered by the gateway */
-static int build_request(const struct proxy_chat *c, const struct config_model *m, cJSON *o,
-                         int *flags, char *err, size_t errlen)
-{
-    (void)c;
-    (void)m;
-    (void)o;
-    (void)flags;
-    snprintf(err, errlen, "A request cannot be translated into the Responses API.");
-    return -1;
-}
-
 /* ---- answers from an OpenAI provider ---- */
 
 /* input_tokens counts cached tokens too (input_tokens_details.cached_tokens), as Chat's
@@ -870,7 +857,7 @@ const struct proxy_wire proxy_wire_openai_responses = {
     .up_path = "/responses",
     .id_prefix = "resp_",
     .read_request = read_request,
-    .build_request = build_request,
+    .build_request = NULL, /* nothing is translated into it */
     .error_type = proxy_openai_error_type,
     .error_body = proxy_openai_error_body,
     .error_event = error_event,
@@ -891,7 +878,7 @@ const struct proxy_wire proxy_wire_openai_responses_compact = {
     .up_path = "/responses/compact",
     .id_prefix = "resp_",
     .read_request = read_request,
-    .build_request = build_request,
+    .build_request = NULL, /* nothing is translated into it */
     .error_type = proxy_openai_error_type,
     .error_body = proxy_openai_error_body,
     .error_event = error_event,

@@ -137,6 +137,10 @@ int proxy_wire_translate_request(const struct proxy_wire *from, const struct pro
     }
     if (from->read_request(in, &c, err, errlen) < 0)
         goto done;
+    if (!to->build_request) {
+        snprintf(err, errlen, "A request cannot be translated into the %s API.", to->name);
+        goto done;
+    }
     o = cJSON_CreateObject();
     if (!o || to->build_request(&c, m, o, flags, err, errlen) < 0)
         goto done;

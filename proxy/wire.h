@@ -11,8 +11,9 @@
  *
  * and the next surfaces are added as files, not as branches in the request path.
  * Completions and Embeddings are never translated: they go only to a provider of their own
- * API (or, for Completions, the built-in engine), so their build_request and read_event are
- * never called and their formats have no canonical-chat reading beyond the engine's prompt.
+ * API (or, for Completions, the built-in engine), so they have no build_request, their
+ * read_event is never called, and they have no canonical-chat reading beyond the engine's
+ * prompt.
  * Responses are not translated into either: a Responses client's request goes to an OpenAI
  * provider as it is, or is read into the canonical chat (the engine, an Anthropic provider).
  * A format owns, for its API:
@@ -95,7 +96,8 @@ struct proxy_wire {
      * chat cannot carry. The chat borrows strings from `in` (stop) and owns its texts. */
     int (*read_request)(const cJSON *in, struct proxy_chat *c, char *err, size_t errlen);
     /* build_request -- this API's request for model m from chat c, into object o; flags get
-     * PROXY_OUTBOUND_* bits (a usage option the client did not ask for) */
+     * PROXY_OUTBOUND_* bits (a usage option the client did not ask for). NULL for an API
+     * no request is translated into (Completions, Embeddings, Responses). */
     int (*build_request)(const struct proxy_chat *c, const struct config_model *m, cJSON *o,
                          int *flags, char *err, size_t errlen);
 

@@ -104,7 +104,18 @@ static void test_completions_read_request(void)
                    &c, err, sizeof(err)) == 0);
     proxy_chat_deinit(&c);
     /* no translation into either format */
-    CHECK(cmp->build_request(&c, NULL, NULL, NULL, err, sizeof(err)) == -1);
+    CHECK(cmp->build_request == NULL && emb->build_request == NULL);
+    {
+        cJSON *in =
+            cJSON_Parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+        char *out = NULL;
+        size_t out_len = 0;
+        int flags = 0;
+        CHECK(proxy_wire_translate_request(&proxy_wire_openai_chat, cmp, NULL, in, &out, &out_len,
+                                           &flags, err, sizeof(err)) == -1);
+        CHECK(out == NULL && strstr(err, "cannot be translated into the") != NULL);
+        cJSON_Delete(in);
+    }
     CHECK(emb->read_request(NULL, &c, err, sizeof(err)) == -1);
 }
 
