@@ -405,6 +405,24 @@ static void test_nan_at_decode_one_of_a_batch(void)
     CHECK_EQ_INT(submit(ps, prompts[a], &pa, ja, &job_a), 0);
     wait_gate(ja);
     CHECK_EQ_INT(submit(ps, prompts[b], &greedy, jb, &job_b), 0);
+    /* B is tokenized on the prep thread, which takes jobs in order: once a count submitted
+     * after it has ended (here with an error: this model has no chat template), B is in the
+     * decode queue, so the step after A's gate takes it */
+    {
+        struct coll *jc = malloc(sizeof(*jc));
+        struct engine_job *job_c = NULL;
+        struct engine_msg msg = {"user", "x"};
+        char err[256];
+        REQUIRE(jc);
+        coll_init(jc);
+        CHECK_EQ_INT(engine_count_submit(ps, &msg, 1, &cbs, jc, &job_c, err, sizeof(err)), 0);
+        if (job_c) {
+            wait_done(jc);
+            engine_job_release(job_c);
+        }
+        coll_deinit(jc);
+        free(jc);
+    }
     open_gate(ja);
     if (job_a) {
         wait_done(ja);
