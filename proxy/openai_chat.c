@@ -157,48 +157,11 @@ static void read_usage(struct proxy_usage *u, const cJSON *o)
                                "cached_tokens");
 }
 
-static enum proxy_stop stop_from(const char *fr)
-{
-    if (!fr)
-        return PROXY_STOP_END;
-    if (strcmp(fr, "length") == 0)
-        return PROXY_STOP_LENGTH;
-    if (strcmp(fr, "tool_calls") == 0 || strcmp(fr, "function_call") == 0)
-        return PROXY_STOP_TOOL;
-    if (strcmp(fr, "content_filter") == 0)
-        return PROXY_STOP_FILTER;
-    return PROXY_STOP_END;
-}
-
-static const char *stop_to(enum proxy_stop s)
-{
-    switch (s) {
-    case PROXY_STOP_LENGTH:
-        return "length";
-    case PROXY_STOP_TOOL:
-        return "tool_calls";
-    case PROXY_STOP_FILTER:
-        return "content_filter";
-    default:
-        return "stop";
-    }
-}
-
+/* a whole answer: the first choice's message.content */
 static int read_answer(const cJSON *j, struct proxy_answer *a, struct proxy_usage *u)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(j, "model");
-    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
-    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(c0, "message");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(msg, "content");
-    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
-
     read_usage(u, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    a->text = strdup(cJSON_IsString(t) ? t->valuestring : "");
-    a->stop = stop_from(cJSON_IsString(fr) ? fr->valuestring : NULL);
-    snprintf(a->id, sizeof(a->id), "%s", cJSON_IsString(id) ? id->valuestring : "");
-    snprintf(a->model, sizeof(a->model), "%s", cJSON_IsString(mo) ? mo->valuestring : "");
-    return a->text ? 0 : -1;
+    return proxy_openai_read_answer(j, "message", "content", a);
 }
 
 static void read_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
@@ -238,7 +201,7 @@ static void read_event(struct proxy_req *r, const char *event, size_t elen, cons
             p->text = t->valuestring;
         if (cJSON_IsString(fr)) {
             p->has_stop = 1;
-            p->stop = stop_from(fr->valuestring);
+            p->stop = proxy_openai_stop_from(fr->valuestring);
         }
     }
 }
@@ -395,7 +358,7 @@ static void stream_close(struct proxy_req *r)
     if (rest && *rest)
         chunk(r, NULL, rest, NULL, 0);
     wipe_str_free(rest);
-    chunk(r, NULL, NULL, stop_to(r->tr_stop), 0);
+    chunk(r, NULL, NULL, proxy_openai_stop_to(r->tr_stop), 0);
     if (r->d.include_usage_asked)
         chunk(r, NULL, NULL, NULL, 1);
     PROXY_WRITE_FINAL(r, "data: [DONE]\n\n");
@@ -416,7 +379,7 @@ static char *write_answer(struct proxy_req *r, const struct proxy_answer *a)
     m = cJSON_AddObjectToObject(c, "message");
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON_AddStringToObject(m, "content", a->text ? a->text : "");
-    cJSON_AddStringToObject(c, "finish_reason", stop_to(a->stop));
+    cJSON_AddStringToObject(c, "finish_reason", proxy_openai_stop_to(a->stop));
     cJSON_AddItemToArray(chs, c);
     u = cJSON_AddObjectToObject(o, "usage");
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)r->usage.input);

@@ -89,41 +89,11 @@ static void read_usage(struct proxy_usage *u, const cJSON *o)
     proxy_wire_openai_chat.read_usage(u, o);
 }
 
-static enum proxy_stop stop_from(const char *fr)
-{
-    if (fr && strcmp(fr, "length") == 0)
-        return PROXY_STOP_LENGTH;
-    if (fr && strcmp(fr, "content_filter") == 0)
-        return PROXY_STOP_FILTER;
-    return PROXY_STOP_END;
-}
-
-static const char *stop_to(enum proxy_stop s)
-{
-    switch (s) {
-    case PROXY_STOP_LENGTH:
-        return "length";
-    case PROXY_STOP_FILTER:
-        return "content_filter";
-    default:
-        return "stop";
-    }
-}
-
+/* a whole answer: the first choice's text */
 static int read_answer(const cJSON *j, struct proxy_answer *a, struct proxy_usage *u)
 {
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(j, "model");
-    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c0, "text");
-    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
-
     read_usage(u, cJSON_GetObjectItemCaseSensitive(j, "usage"));
-    a->text = strdup(cJSON_IsString(t) ? t->valuestring : "");
-    a->stop = stop_from(cJSON_IsString(fr) ? fr->valuestring : NULL);
-    snprintf(a->id, sizeof(a->id), "%s", cJSON_IsString(id) ? id->valuestring : "");
-    snprintf(a->model, sizeof(a->model), "%s", cJSON_IsString(mo) ? mo->valuestring : "");
-    return a->text ? 0 : -1;
+    return proxy_openai_read_answer(j, NULL, "text", a);
 }
 
 static void read_event(struct proxy_req *r, const char *event, size_t elen, const char *data,
@@ -155,7 +125,7 @@ static void read_event(struct proxy_req *r, const char *event, size_t elen, cons
             p->text = t->valuestring;
         if (cJSON_IsString(fr)) {
             p->has_stop = 1;
-            p->stop = stop_from(fr->valuestring);
+            p->stop = proxy_openai_stop_from(fr->valuestring);
         }
     }
 }
@@ -250,7 +220,7 @@ static void stream_close(struct proxy_req *r)
     stream_open(r);
     r->stream_state = PROXY_STREAM_CLOSED;
     rest = proxy_wire_restore(r, 0, NULL, 1);
-    chunk(r, rest ? rest : "", stop_to(r->tr_stop), 0);
+    chunk(r, rest ? rest : "", proxy_openai_stop_to(r->tr_stop), 0);
     wipe_str_free(rest);
     if (r->d.include_usage_asked)
         chunk(r, NULL, NULL, 1);
@@ -260,7 +230,7 @@ static void stream_close(struct proxy_req *r)
 static char *write_answer(struct proxy_req *r, const struct proxy_answer *a)
 {
     cJSON *o = completion(r, a->id[0] ? a->id : r->id, a->model[0] ? a->model : r->d.model->name,
-                          a->text, stop_to(a->stop), 0);
+                          a->text, proxy_openai_stop_to(a->stop), 0);
     char *s;
 
     add_usage(r, o);

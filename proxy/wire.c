@@ -246,6 +246,50 @@ int proxy_wire_restoring(const struct proxy_req *r)
     return r->d.has_policy && r->d.policy.restorer;
 }
 
+enum proxy_stop proxy_openai_stop_from(const char *fr)
+{
+    if (!fr)
+        return PROXY_STOP_END;
+    if (strcmp(fr, "length") == 0)
+        return PROXY_STOP_LENGTH;
+    if (strcmp(fr, "tool_calls") == 0 || strcmp(fr, "function_call") == 0)
+        return PROXY_STOP_TOOL;
+    if (strcmp(fr, "content_filter") == 0)
+        return PROXY_STOP_FILTER;
+    return PROXY_STOP_END;
+}
+
+const char *proxy_openai_stop_to(enum proxy_stop s)
+{
+    switch (s) {
+    case PROXY_STOP_LENGTH:
+        return "length";
+    case PROXY_STOP_TOOL:
+        return "tool_calls";
+    case PROXY_STOP_FILTER:
+        return "content_filter";
+    default:
+        return "stop";
+    }
+}
+
+int proxy_openai_read_answer(const cJSON *j, const char *holder, const char *field,
+                             struct proxy_answer *a)
+{
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(j, "model");
+    const cJSON *c0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "choices"), 0);
+    const cJSON *h = holder ? cJSON_GetObjectItemCaseSensitive(c0, holder) : c0;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(h, field);
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(c0, "finish_reason");
+
+    a->text = strdup(cJSON_IsString(t) ? t->valuestring : "");
+    a->stop = proxy_openai_stop_from(cJSON_IsString(fr) ? fr->valuestring : NULL);
+    snprintf(a->id, sizeof(a->id), "%s", cJSON_IsString(id) ? id->valuestring : "");
+    snprintf(a->model, sizeof(a->model), "%s", cJSON_IsString(mo) ? mo->valuestring : "");
+    return a->text ? 0 : -1;
+}
+
 long proxy_wire_num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);

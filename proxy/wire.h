@@ -185,6 +185,14 @@ int proxy_wire_restoring(const struct proxy_req *r);
  * nothing changes. -1: out of memory */
 int proxy_openai_relay(struct proxy_req *r, const char *raw, size_t raw_len, const char *data,
                        size_t dlen, const char *holder, const char *field);
+/* OpenAI's finish_reason to and from the canonical stop reason (Chat and Completions) */
+enum proxy_stop proxy_openai_stop_from(const char *finish_reason); /* NULL: END */
+const char *proxy_openai_stop_to(enum proxy_stop s);
+/* proxy_openai_read_answer -- a whole Chat or Completions answer's text (the first choice's
+ * `field`, inside its `holder` object or on the choice itself when holder is NULL), stop
+ * reason, id and model; -1 out of memory. Usage is the format's own to read. */
+int proxy_openai_read_answer(const cJSON *j, const char *holder, const char *field,
+                             struct proxy_answer *a);
 /* OpenAI's error shape and error event, shared by its three wire formats */
 const char *proxy_openai_error_type(int status);
 char *proxy_openai_error_body(int status, const char *type, const char *message, size_t *len);
