@@ -46,7 +46,10 @@ MOCK_BIN := $(BUILD)/mock_provider
 FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
 
 .PHONY: all deps test-deps test run model fuzz bench clean format
-all: deps $(BIN)
+# deps first, then a second make: the flags above come from pkg-config, which knows the
+# libraries only once deps has installed them (and -j must not compile while it does)
+all: deps
+	@$(MAKE) --no-print-directory $(BIN)
 
 deps:
 	@sh scripts/deps.sh build
@@ -77,7 +80,8 @@ test: test-deps
 	@$(MAKE) --no-print-directory $(BIN) $(MOCK_BIN) $(TEST_BIN)
 	@sh tests/run.sh $(BUILD)
 
-run: deps $(BIN)
+run: deps
+	@$(MAKE) --no-print-directory $(BIN)
 	@sh scripts/run.sh $(BIN)
 
 model:
