@@ -86,6 +86,7 @@ struct config_provider {
     char *model_path;
     int threads;                /* 0: default */
     int context;                /* 0: model's own (capped) */
+    int max_tokens;             /* most tokens a local answer may have; 0: the context's rest */
     struct config_pos pos;
 };
 

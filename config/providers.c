@@ -101,11 +101,12 @@ static void finish_builtin(struct config_loader *l, yaml_node_t *m, struct confi
         p->model_path = config_read_path(l, x, "model");
     opt_int(l, m, "threads", 0, 1024, &p->threads);
     opt_int(l, m, "context", 0, 1 << 20, &p->context);
+    opt_int(l, m, "max_tokens", 0, 1 << 20, &p->max_tokens);
 }
 
 static void finish_upstream(struct config_loader *l, yaml_node_t *m, struct config_provider *p)
 {
-    static const char *const builtin_only[] = {"model", "threads", "context", NULL};
+    static const char *const builtin_only[] = {"model", "threads", "context", "max_tokens", NULL};
     const char *pname = p->name;
     yaml_node_t *x;
 
@@ -170,6 +171,7 @@ static const struct config_field provider_fields[] = {
     {.key = "model", .type = FIELD_NODE},
     {.key = "threads", .type = FIELD_NODE},
     {.key = "context", .type = FIELD_NODE},
+    {.key = "max_tokens", .type = FIELD_NODE},
     {.key = NULL},
 };
 

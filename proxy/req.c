@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -690,6 +691,26 @@ static int engine_prompt(struct proxy_req *r, struct proxy_chat *chat, struct en
     return 0;
 }
 
+/* local_max_tokens -- how long a local answer may be: what the client asked for (asked < 0:
+ * nothing), lowered to the provider's max_tokens when it sets one. Nothing at all runs to
+ * the end of the model or of its context (engine: 0), as the providers' APIs do when a
+ * request names no limit. -1: asked is not a whole number of at least 1 (the engine's 0
+ * would mean no limit). */
+static int local_max_tokens(const struct config_provider *prov, double asked)
+{
+    int cap = prov->max_tokens;
+
+    if (asked < 0 && asked != -1)
+        return -1;
+    if (asked == -1)
+        return cap;
+    if (asked >= (double)INT_MAX) /* (a huge number: the cap or the context ends it) */
+        return cap > 0 ? cap : INT_MAX;
+    if (asked < 1 || asked != (double)(int)asked)
+        return -1;
+    return cap > 0 && (int)asked > cap ? cap : (int)asked;
+}
+
 /* The built-in engine answers the canonical chat of the request (engine_prompt), with the
  * client's sampling options. */
 static void dispatch_engine(struct proxy_req *r)
@@ -706,7 +727,11 @@ static void dispatch_engine(struct proxy_req *r)
     if (engine_prompt(r, &chat, &msgs) < 0)
         goto done;
     memset(&p, 0, sizeof(p));
-    p.max_tokens = chat.max_tokens >= 0 ? (int)chat.max_tokens : 256;
+    p.max_tokens = local_max_tokens(&r->snap->cfg->providers[r->d.prov_index], chat.max_tokens);
+    if (p.max_tokens < 0) {
+        proxy_req_error(r, 400, NULL, "max_tokens must be a whole number of at least 1.");
+        goto done;
+    }
     p.temperature = chat.temperature >= 0 ? (float)chat.temperature : 0.0f;
     p.top_p = chat.top_p >= 0 ? (float)chat.top_p : 1.0f;
     p.top_k = chat.top_k >= 0 ? (int)chat.top_k : 0;

@@ -442,6 +442,10 @@ static void test_errors_providers(void)
                "base_url is not used by a builtin");
     EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', threads: 2}\n", 2, 53,
                "threads is only used by a builtin");
+    EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h', max_tokens: 64}\n", 2, 56,
+               "max_tokens is only used by a builtin");
+    EXPECT_ERR("providers:\n  p: {type: builtin, model: m.gguf, max_tokens: -1}\n", 2, 49,
+               "max_tokens must be between");
     EXPECT_ERR("providers:\n  p: {type: openai, base_url: 'https://h'}\n  p: {type: openai, "
                "base_url: 'https://h'}\n",
                3, 3, "duplicate key 'p' in providers");

@@ -131,9 +131,66 @@ def main():
     r = request(port, "POST", "/v1/chat/completions", body)
     s.check("after a disconnect mid-generation: still serving", r.status == 200, r)
     t_stream_refused(s, port, long)
+    t_max_tokens(s, mock)
     t_queue_full(s, mock)
     t_loop_not_blocked(s)
     s.done()
+
+
+def t_max_tokens(s, mock):
+    """A request that names no limit runs to the end of the model or of its context, as
+    the providers' APIs do (no hidden cap: a Responses answer cut short is 'incomplete',
+    which agents such as Codex treat as a failure); a builtin provider's max_tokens lowers
+    what any request gets; a limit below 1 or not whole is a 400, not the engine's 'none'."""
+    port = free_port()
+    Airlock(s, """listen: [{address: "127.0.0.1:%d"}]
+keys: [{name: alice, team: red, key: "%s"}]
+providers:
+  local: {type: builtin, model: "%s", context: 256}
+  capped: {type: builtin, model: "%s", context: 256, max_tokens: 7}
+models:
+  - {name: local-small, provider: local}
+  - {name: local-capped, provider: capped}
+rules:
+  - {name: default, then: {action: allow}}
+audit: {dir: ./audit-max}
+""" % (port, ALICE, MODEL, MODEL), port)
+
+    def ask(model, path="/v1/chat/completions", **extra):
+        if path == "/v1/responses":
+            body = dict({"model": model, "input": "tell me a long story"}, **extra)
+        else:
+            body = dict({"model": model, "messages": [{"role": "user", "content": "tell me a long story"}]}, **extra)
+        r = request(port, "POST", path, body, timeout=120)
+        return r, r.json() or {}
+
+    r, j = ask("local-small")
+    u = j.get("usage", {})
+    # (the last token is sampled from the last position's logits and never needs one of
+    # its own: a 256-token context holds prompt + answer - 1)
+    s.check("no max_tokens: the answer runs to the end of the context (256 positions), not a hidden cap",
+            r.status == 200 and u.get("total_tokens") == 257 and u.get("completion_tokens", 0) > 200
+            and j.get("choices", [{}])[0].get("finish_reason") == "length", (r.status, u))
+    r, j = ask("local-small", "/v1/responses")
+    u = j.get("usage", {})
+    s.check("responses, no max_output_tokens: runs to the context's end too",
+            r.status == 200 and u.get("total_tokens") == 257 and u.get("output_tokens", 0) > 200
+            and j.get("status") == "incomplete", (r.status, u, j.get("status")))
+    r, j = ask("local-capped", max_tokens=100)
+    s.check("provider max_tokens 7: a request for 100 gets 7, finish_reason length",
+            r.status == 200 and j.get("usage", {}).get("completion_tokens") == 7
+            and j.get("choices", [{}])[0].get("finish_reason") == "length", (r.status, j.get("usage")))
+    r, j = ask("local-capped")
+    s.check("provider max_tokens 7: a request naming none gets 7",
+            r.status == 200 and j.get("usage", {}).get("completion_tokens") == 7, (r.status, j.get("usage")))
+    r, j = ask("local-capped", max_tokens=3)
+    s.check("provider max_tokens 7: a request for 3 gets 3",
+            r.status == 200 and j.get("usage", {}).get("completion_tokens") == 3, (r.status, j.get("usage")))
+    for bad in (0, 2.5, -4):
+        r, j = ask("local-small", max_tokens=bad)
+        msg = (j.get("error") or {}).get("message", "")
+        s.check("max_tokens %r: 400 that says what is wrong" % bad,
+                r.status == 400 and "max_tokens" in msg, (r.status, j))
 
 
 def t_stream_refused(s, port, long):
