@@ -28,6 +28,12 @@
 #define MAX_ACTIVE 8     /* sequences decoded together */
 #define PREFILL_CHUNK 64 /* prompt tokens per prefill call, between decode steps */
 #define MAX_BATCH 64     /* >= MAX_ACTIVE and >= PREFILL_CHUNK */
+/* The prep queue serves small prompts first: a prompt under PREP_SMALL bytes goes ahead of
+ * the big ones waiting (a 4 MB prompt takes a few hundred milliseconds to tokenize; a short
+ * one queued behind it would wait that long), but one big prompt is passed by at most
+ * PREP_MAX_PASSED small ones, so a stream of small prompts cannot starve it. */
+#define PREP_SMALL (64u << 10)
+#define PREP_MAX_PASSED 32
 
 enum job_state {
     JOB_PREP,   /* waiting for the prep thread, or being prepped (prep thread's) */
@@ -47,6 +53,8 @@ struct engine_job {
     struct engine_msg *msgs; /* role and content strdup'd */
     size_t n_msgs;
     char *raw;      /* a raw prompt (msgs unused), or NULL */
+    size_t bytes;   /* of the prompt's text (contents or raw) */
+    int passed;     /* small prompts queued ahead of this big one (guarded by server->mu) */
     int count_only; /* engine_count_submit: ends after tokenizing, with prompt_tokens */
 
     /* set by the prep thread, then read by the worker (the queue's lock orders them) */
@@ -87,6 +95,7 @@ struct engine_server {
     int n_running; /* admitted and not yet finished */
     int stopping;
     int queue_max;
+    size_t tok_max_bytes; /* tokenizer_max_bytes of the model's vocabulary */
     /* worker-only: */
     struct engine_ctx *ctx;
     struct engine_job *active[MAX_ACTIVE];
@@ -447,7 +456,17 @@ static void prep_one(struct engine_server *s, struct engine_job *j)
         return;
     }
     j->st.prep_ms = now_ms();
-    rc = prompt_ids(s->m, j->msgs, j->n_msgs, j->raw, &ids, &n_ids, err, sizeof(err));
+    if (!j->count_only && j->bytes / s->tok_max_bytes >= (size_t)s->m->n_ctx) {
+        /* too long to run whatever its tokens: refused without tokenizing it (a count
+         * still tokenizes, its answer is the number). The template only adds. */
+        rc = ENGINE_ECONTEXT;
+        engine_set_err(err, sizeof(err),
+                       "the prompt is at least %zu tokens (%zu bytes; no token of this model "
+                       "is longer than %zu) but the context holds %d (including the answer)",
+                       j->bytes / s->tok_max_bytes, j->bytes, s->tok_max_bytes, s->m->n_ctx);
+    } else {
+        rc = prompt_ids(s->m, j->msgs, j->n_msgs, j->raw, &ids, &n_ids, err, sizeof(err));
+    }
     j->st.prep_ms = now_ms() - j->st.prep_ms;
     drop_prompt_text(j);
     if (rc == 0 && n_ids > (size_t)INT_MAX) {
@@ -555,6 +574,7 @@ int engine_server_new(struct engine_model *m, int queue_max, struct engine_serve
         return ENGINE_ENOMEM;
     s->m = m;
     s->queue_max = queue_max;
+    s->tok_max_bytes = tokenizer_max_bytes(m->tok);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->pcv, NULL);
@@ -667,6 +687,7 @@ static int copy_prompt(struct engine_job *j, const struct engine_msg *msgs, size
                        const char *prompt)
 {
     if (prompt) {
+        j->bytes = strlen(prompt);
         j->raw = strdup(prompt);
         return j->raw ? 0 : -1;
     }
@@ -679,8 +700,28 @@ static int copy_prompt(struct engine_job *j, const struct engine_msg *msgs, size
         j->msgs[i].content = strdup(msgs[i].content ? msgs[i].content : "");
         if (!j->msgs[i].role || !j->msgs[i].content)
             return -1;
+        j->bytes += strlen(j->msgs[i].role) + strlen(j->msgs[i].content);
     }
     return 0;
+}
+
+/* prep_queue_add -- j into the prep queue (s->mu held): a small prompt before the first big
+ * one that may still be passed (those behind it are passed too), anything else at the end.
+ * Small prompts keep their order among themselves: one is queued behind a big prompt only
+ * once that prompt may not be passed any more, and it never may again. */
+static void prep_queue_add(struct engine_server *s, struct engine_job *j)
+{
+    struct engine_job **at = &s->phead;
+
+    while (*at && (j->bytes >= PREP_SMALL || (*at)->bytes < PREP_SMALL ||
+                   (*at)->passed >= PREP_MAX_PASSED))
+        at = &(*at)->next;
+    for (struct engine_job *b = *at; b; b = b->next)
+        b->passed += b->bytes >= PREP_SMALL;
+    j->next = *at;
+    *at = j;
+    if (!j->next)
+        s->ptail = j;
 }
 
 /* enqueue -- admit j to the prep queue, or refuse it (EBUSY: full or shutting down; j is
@@ -709,11 +750,7 @@ static int enqueue(struct engine_server *s, struct engine_job *j, struct engine_
                        MAX_ACTIVE, waiting);
         return ENGINE_EBUSY;
     }
-    if (s->ptail)
-        s->ptail->next = j;
-    else
-        s->phead = j;
-    s->ptail = j;
+    prep_queue_add(s, j);
     s->n_prep++;
     pthread_cond_signal(&s->pcv);
     pthread_mutex_unlock(&s->mu);

@@ -492,6 +492,16 @@ int tokenizer_n_vocab(const struct tokenizer *t)
 {
     return t->n_vocab;
 }
+
+size_t tokenizer_max_bytes(const struct tokenizer *t)
+{
+    size_t m = 1;
+
+    for (int i = 0; i < t->n_vocab; i++)
+        if (t->len[i] > m)
+            m = t->len[i];
+    return m;
+}
 enum tokenizer_kind tokenizer_kind(const struct tokenizer *t)
 {
     return t->kind;

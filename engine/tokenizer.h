@@ -35,6 +35,11 @@ int tokenizer_new_gguf(const struct gguf_file *g, struct tokenizer **out, char *
 void tokenizer_free(struct tokenizer *t);
 
 int tokenizer_n_vocab(const struct tokenizer *t);
+/* the longest token text in bytes (special tokens included; at least 1). No token covers
+ * more bytes of its input than its text has (byte-level BPE writes each byte as one or two,
+ * SentencePiece a space as three, a fallback byte as six), so a text of n bytes is at least
+ * n / tokenizer_max_bytes tokens: a prompt can be known too long without tokenizing it. */
+size_t tokenizer_max_bytes(const struct tokenizer *t);
 enum tokenizer_kind tokenizer_kind(const struct tokenizer *t);
 int tokenizer_bos(const struct tokenizer *t); /* -1 when none */
 int tokenizer_eos(const struct tokenizer *t); /* -1 when none */

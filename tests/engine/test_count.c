@@ -9,6 +9,8 @@
 
 #include "engine/engine.h"
 #include "engine/engine_ext.h"
+#include "engine/engine_int.h"
+#include "engine/tokenizer.h"
 #include "harness.h"
 
 static cJSON *load_golden(const char *model)
@@ -320,6 +322,158 @@ static void test_count_submit(void)
     engine_model_close(m);
 }
 
+/* ---- the prep queue: small prompts first, a prompt too long refused untokenized ---- */
+
+struct ordered {
+    pthread_mutex_t *mu;
+    pthread_cond_t *cv;
+    int *seq;  /* the next end's number, shared */
+    int ended; /* this job's number + 1, once on_done ran */
+    int gate;  /* on_ready waits while set (holds the prep thread) */
+    int at_gate;
+    struct engine_result res;
+};
+
+static void ord_done(void *ud, const struct engine_result *r)
+{
+    struct ordered *o = ud;
+    pthread_mutex_lock(o->mu);
+    o->res = *r;
+    o->ended = ++*o->seq;
+    pthread_cond_broadcast(o->cv);
+    pthread_mutex_unlock(o->mu);
+}
+
+static void ord_ready(void *ud, int prompt_tokens)
+{
+    struct ordered *o = ud;
+    (void)prompt_tokens;
+    pthread_mutex_lock(o->mu);
+    o->at_gate = 1;
+    pthread_cond_broadcast(o->cv);
+    while (o->gate)
+        pthread_cond_wait(o->cv, o->mu);
+    pthread_mutex_unlock(o->mu);
+}
+
+static const struct engine_callbacks ord_cbs = {on_text, ord_done, ord_ready};
+
+static char *repeat_words(size_t bytes)
+{
+    char *t = malloc(bytes + 1);
+    if (!t)
+        return NULL;
+    for (size_t i = 0; i < bytes; i++)
+        t[i] = "lorem ipsum dolor sit amet "[i % 27];
+    t[bytes] = 0;
+    return t;
+}
+
+/* While the prep thread is held (A's on_ready waits), a 1 MB count B and then a short count
+ * C are queued: C is counted before B (FIFO would end B first). Then a prompt too long for
+ * the context by its bytes alone is refused with ECONTEXT without being tokenized (the
+ * message gives the lower bound), while a count of it still tokenizes and gives at least
+ * that bound; and one small prompt passes at most PREP_MAX_PASSED (32) big ones: 40 small
+ * counts queued behind a held prep thread and one big count end the big one 33rd. */
+static void test_prep_order(void)
+{
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    int seq = 0;
+    struct ordered a = {&mu, &cv, &seq, 0, 1, 0, {0}}, b = {&mu, &cv, &seq, 0, 0, 0, {0}},
+                   c = {&mu, &cv, &seq, 0, 0, 0, {0}};
+    struct engine_job *ja = NULL, *jb = NULL, *jc = NULL;
+    struct engine_params p = {.max_tokens = 1, .temperature = 0.0f, .top_p = 1.0f};
+    char err[256] = "";
+    char *big = repeat_words(1 << 20);
+    struct engine_msg ma = {"user", "hello"}, mb = {"user", big}, mc = {"user", "hi there"};
+    struct engine_model *m = open_model("tiny-llama3-f32", 64);
+    struct engine_server *s = NULL;
+
+    REQUIRE(big && m);
+    REQUIRE(engine_server_new(m, 64, &s) == 0);
+    REQUIRE(engine_submit_ex(s, &ma, 1, NULL, &p, &ord_cbs, &a, &ja, err, sizeof(err)) == 0);
+    pthread_mutex_lock(&mu);
+    while (!a.at_gate)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    REQUIRE(engine_count_submit(s, &mb, 1, &ord_cbs, &b, &jb, err, sizeof(err)) == 0);
+    REQUIRE(engine_count_submit(s, &mc, 1, &ord_cbs, &c, &jc, err, sizeof(err)) == 0);
+    pthread_mutex_lock(&mu);
+    a.gate = 0;
+    pthread_cond_broadcast(&cv);
+    while (!a.ended || !b.ended || !c.ended)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ_INT(b.res.status, ENGINE_OK);
+    CHECK_EQ_INT(c.res.status, ENGINE_OK);
+    CHECK(c.ended < b.ended);
+    CHECK(b.res.prompt_tokens > 64);
+    size_t maxb = tokenizer_max_bytes(m->tok);
+    CHECK((size_t)b.res.prompt_tokens >= ((size_t)1 << 20) / maxb);
+    engine_job_release(ja);
+    engine_job_release(jb);
+    engine_job_release(jc);
+
+    /* too long by its bytes: refused before tokenizing, the bound in the message */
+    struct ordered d = {&mu, &cv, &seq, 0, 0, 0, {0}};
+    struct engine_job *jd = NULL;
+    REQUIRE(engine_submit_ex(s, &mb, 1, NULL, &p, &ord_cbs, &d, &jd, err, sizeof(err)) == 0);
+    pthread_mutex_lock(&mu);
+    while (!d.ended)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    CHECK_EQ_INT(d.res.status, ENGINE_ECONTEXT);
+    CHECK(d.res.prompt_refused);
+    CHECK(strstr(d.res.error, "at least") != NULL);
+    engine_job_release(jd);
+
+    /* bounded passing: 40 small counts behind a held prep thread and one big count */
+    struct ordered g = {&mu, &cv, &seq, 0, 1, 0, {0}}, bigc = {&mu, &cv, &seq, 0, 0, 0, {0}};
+    struct ordered small[40];
+    struct engine_job *jg = NULL, *jbig = NULL, *js[40] = {0};
+    REQUIRE(engine_submit_ex(s, &ma, 1, NULL, &p, &ord_cbs, &g, &jg, err, sizeof(err)) == 0);
+    pthread_mutex_lock(&mu);
+    while (!g.at_gate)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    REQUIRE(engine_count_submit(s, &mb, 1, &ord_cbs, &bigc, &jbig, err, sizeof(err)) == 0);
+    for (int i = 0; i < 40; i++) {
+        small[i] = (struct ordered){&mu, &cv, &seq, 0, 0, 0, {0}};
+        REQUIRE(engine_count_submit(s, &mc, 1, &ord_cbs, &small[i], &js[i], err, sizeof(err)) == 0);
+    }
+    pthread_mutex_lock(&mu);
+    int first = seq;
+    g.gate = 0;
+    pthread_cond_broadcast(&cv);
+    for (;;) {
+        int all = g.ended && bigc.ended;
+        for (int i = 0; i < 40; i++)
+            all = all && small[i].ended;
+        if (all)
+            break;
+        pthread_cond_wait(&cv, &mu);
+    }
+    pthread_mutex_unlock(&mu);
+    /* ends after the gate: g (its one token, any time after), 32 small, the big, 8 small;
+     * counted among the counts only */
+    int before = 0;
+    for (int i = 0; i < 40; i++) {
+        before += small[i].ended < bigc.ended;
+        if (i > 0)
+            CHECK(small[i].ended > small[i - 1].ended); /* small ones keep their order */
+    }
+    CHECK_EQ_INT(before, 32);
+    CHECK(bigc.ended > first);
+    engine_job_release(jg);
+    engine_job_release(jbig);
+    for (int i = 0; i < 40; i++)
+        engine_job_release(js[i]);
+    engine_server_free(s);
+    engine_model_close(m);
+    free(big);
+}
+
 int main(void)
 {
     RUN(test_golden_chat_count);
@@ -327,5 +481,6 @@ int main(void)
     RUN(test_count_beyond_context);
     RUN(test_count_errors);
     RUN(test_count_submit);
+    RUN(test_prep_order);
     return harness_done();
 }

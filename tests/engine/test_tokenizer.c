@@ -334,10 +334,65 @@ static void test_pre_tokenizers(void)
     CHECK_EQ_STR(w, "caf\xc3\xa9| |\xd9\xa3|\xd9\xa4");
 }
 
+/* tokenizer_max_bytes is a bound the server refuses by (a prompt of n bytes is at least
+ * n / max_bytes tokens): on every vocabulary, texts built to need few tokens per byte (runs
+ * a merge swallows, the longest token's own text, spaces, digits, emoji, bytes that are not
+ * UTF-8) never encode to fewer */
+static void test_max_bytes_bound(void)
+{
+    static const char *const toks[] = {"vocab/ggml-vocab-llama-spm.gguf",
+                                       "vocab/ggml-vocab-llama-bpe.gguf",
+                                       "vocab/ggml-vocab-qwen2.gguf",
+                                       "stories260K.gguf",
+                                       "tiny-llama2-tied-f32.gguf",
+                                       "tiny-llama3-f32.gguf",
+                                       "tiny-qwen2-f32.gguf"};
+    static const char *const units[] = {
+        "=",  " ",  "\n",           "0", "aa", "the ", "\xf0\x9f\x98\x80", "\xe4\xb8\xad", "\xff",
+        "--", "\t", "<|im_start|>", "ab"};
+    size_t texts = 0;
+
+    for (size_t ti = 0; ti < sizeof(toks) / sizeof(toks[0]); ti++) {
+        struct tokenizer *t = load_tok(toks[ti], NULL);
+        REQUIRE(t);
+        size_t maxb = tokenizer_max_bytes(t), longest_id = 0;
+        CHECK(maxb >= 1 && maxb < 4096);
+        for (int i = 0; i < t->n_vocab; i++)
+            if (t->len[i] == maxb)
+                longest_id = (size_t)i;
+        for (size_t ui = 0; ui <= sizeof(units) / sizeof(units[0]); ui++) {
+            const char *u = ui < sizeof(units) / sizeof(units[0])
+                                ? units[ui]
+                                : t->blob + t->off[longest_id]; /* the longest token's text */
+            size_t ul = strlen(u), n = 0;
+            for (size_t reps = 1; reps <= 4096; reps *= 8) {
+                char *text = malloc(ul * reps + 1);
+                int32_t *ids = NULL;
+                REQUIRE(text);
+                for (size_t r = 0; r < reps; r++)
+                    memcpy(text + r * ul, u, ul);
+                text[ul * reps] = 0;
+                if (tokenizer_encode(t, text, ul * reps, 0, 1, &ids, &n) == 0) {
+                    texts++;
+                    if (n * maxb < ul * reps)
+                        fprintf(stderr, "  %s: %zu bytes of '%s' are %zu tokens, max %zu\n",
+                                toks[ti], ul * reps, ui < 13 ? u : "(longest)", n, maxb);
+                    CHECK(n * maxb >= ul * reps);
+                }
+                free(ids);
+                free(text);
+            }
+        }
+        tokenizer_free(t);
+    }
+    CHECK(texts >= 7 * 14 * 4);
+}
+
 int main(void)
 {
     RUN(test_unicode_tables);
     RUN(test_pre_tokenizers);
+    RUN(test_max_bytes_bound);
     RUN(test_vocab_llama_spm);
     RUN(test_vocab_llama_bpe);
     RUN(test_vocab_qwen2);
