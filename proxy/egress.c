@@ -342,6 +342,69 @@ void egress_decide(const struct config_egress *eg, const char *host, int port,
     reason(d, "%s is not allowed by the egress policy (default: deny)", hp);
 }
 
+void egress_check_hello(const struct config_egress *eg, const char *host, int port,
+                        const struct config_tunnel *entry, const struct sni_hello *h,
+                        struct egress_decision *d)
+{
+    struct egress_decision sd;
+    struct addr16 a;
+    const char *ech = h && h->ech ? " (ECH offered: the inner name is encrypted)" : "";
+
+    memset(d, 0, sizeof *d);
+    d->verdict = EGRESS_REFUSE;
+    if (!h || !host) {
+        reason(d, "nothing to check");
+        return;
+    }
+    switch (h->kind) {
+    case SNI_NOT_TLS:
+        d->verdict = EGRESS_TUNNEL;
+        reason(d, "the client's first bytes are not TLS");
+        return;
+    case SNI_MORE:
+        reason(d, "the client's TLS ClientHello was cut off");
+        return;
+    case SNI_BAD:
+        reason(d,
+               "the client's first bytes are TLS but no ClientHello airlock accepts: %s (byte %zu)",
+               h->why, h->at);
+        return;
+    case SNI_HELLO:
+        break;
+    }
+    if (h->has_name && !h->ip) {
+        for (size_t i = 0; eg && i < eg->n_intercept; i++) {
+            const struct config_intercept *ic = &eg->intercept[i];
+            if (ic->host && strcmp(ic->host, h->name) == 0) {
+                reason(d,
+                       "the TLS server name '%.80s' is an intercepted host (provider '%.40s'): "
+                       "CONNECT to it by name to reach it",
+                       h->name, ic->provider ? ic->provider : "?");
+                return;
+            }
+        }
+        egress_decide(eg, h->name, port, &sd);
+        if (sd.verdict != EGRESS_TUNNEL) {
+            reason(d, "the TLS server name '%.80s' may not be tunnelled: %.100s", h->name,
+                   sd.reason);
+            return;
+        }
+        d->verdict = EGRESS_TUNNEL;
+        d->tunnel = sd.tunnel;
+        reason(d, "TLS server name '%.80s'%s", h->name, ech);
+        return;
+    }
+    if (literal_parse(host, &a) && !(entry && entry->literal)) {
+        reason(d,
+               "a TLS ClientHello without a server name%s to an IP address is tunnelled only "
+               "when an egress.tunnel entry names that address",
+               h->ip ? " (an IP literal as the name)" : "");
+        return;
+    }
+    d->verdict = EGRESS_TUNNEL;
+    reason(d, "TLS without a server name%s", ech);
+}
+
 /* v4_public -- a.b.c.d may be reached by name: none of the special-purpose ranges a DNS
  * answer could point inside the organisation (or at airlock itself) with. */
 static int v4_public(const unsigned char a[4])

@@ -3,7 +3,9 @@
  *
  *   egress.c   pure host policy: which CONNECT target (or absolute-form URL host) is
  *              intercepted, tunnelled or refused, and whether a resolved address may be
- *              connected to. No I/O; unit-tested in tests/proxy/test_egress.c.
+ *              connected to, and what a tunnel's first bytes may name
+ *              (egress_check_hello). No I/O; unit-tested in tests/proxy/test_egress.c.
+ *   sni.c      (sni.h) a tunnel client's TLS ClientHello read for its server name.
  *   mint.c     the org CA (loaded once per config), and per-host leaf certificates minted
  *              on first use: ECDSA P-256, the host in subjectAltName, valid no longer than
  *              the CA, cached per process. An SSL_CTX per host (ALPN http/1.1 only).
@@ -22,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "config/config.h"
+#include "proxy/sni.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -61,6 +64,27 @@ void egress_decide(const struct config_egress *eg, const char *host, int port,
  * unspecified, multicast, and v4-mapped forms of those are refused (DNS rebinding). An
  * entry that names an IP literal (t->literal) allows exactly that address. 1 allowed. */
 int egress_address_allowed(const struct config_tunnel *t, const struct sockaddr *sa);
+
+/* egress_check_hello -- may a tunnel that the policy allowed to host:port (by entry, or by
+ * the default when entry is NULL) carry a client whose first bytes sni_parse read as h?
+ * d->verdict is EGRESS_TUNNEL (go on) or EGRESS_REFUSE (close before any client byte
+ * reaches the far end), d->reason one line saying why either way. The rules
+ * (docs/egress.md "What a tunnel checks"):
+ *   - not TLS: go on (plain protocols in tunnels are legitimate);
+ *   - TLS-shaped but not a ClientHello sni_parse accepts, or one cut off: refuse;
+ *   - a server name that any intercept entry names (whatever its port): refuse, the API
+ *     is reached through interception only;
+ *   - a server name that egress_decide would not tunnel at this port: refuse (the name the
+ *     far server will serve must itself be allowed, so a CONNECT to an allowed name or
+ *     address cannot front for another);
+ *   - no server name (or an IP literal as one) to an IP-literal host: only when an entry
+ *     names that address (entry->literal), not by the default;
+ *   - no server name to a host name: go on (the name was checked; the far server picks
+ *     its default host for the address that name resolved to).
+ * The outer name of an ECH hello is what is checked; the reason says ECH was offered. */
+void egress_check_hello(const struct config_egress *eg, const char *host, int port,
+                        const struct config_tunnel *entry, const struct sni_hello *h,
+                        struct egress_decision *d);
 
 /* ---- the `connect` audit record (egress.c) ---- */
 

@@ -14,7 +14,10 @@
  *   tunnel       the name resolved once with evdns (never a blocking lookup), every
  *                address checked (egress_address_allowed: DNS rebinding), a connection to
  *                the checked address, "200" only once it is up, then a blind splice with
- *                backpressure, half-close and an idle timeout.
+ *                backpressure, half-close and an idle timeout. The client's first bytes
+ *                wait until hello_check has read them: a TLS ClientHello whose server
+ *                name the policy would intercept or deny closes the tunnel before any of
+ *                them reaches the far end (the far end's bytes flow meanwhile).
  *   absolute     `GET http://host/path`: the same host policy; a tunnel-allowed host gets
  *                the request (origin-form, Connection: close, Proxy-* headers removed)
  *                and the answer is relayed until the server closes. Intercepted hosts
@@ -52,6 +55,7 @@
 #include "common/rand.h"
 #include "common/wipe.h"
 #include "proxy/proxy_int.h"
+#include "proxy/sni.h"
 
 /* a tunnel stops reading one side while the other side's unsent bytes are above
  * FWD_HIGH_WATER, and reads again once they are below FWD_LOW_WATER: with the kernel's
@@ -131,10 +135,22 @@ struct proxy_fwd {
     struct evbuffer *req_out; /* absolute-form: the request to send once connected */
     int spliced;              /* the tunnel runs on splice(2): pipes[] instead of buffers */
     struct fwd_pipe pipes[2]; /* [0] client -> far end, [1] far end -> client */
+    /* a CONNECT tunnel holds the client's first bytes (in its input buffer, or hello_in
+     * when spliced) until hello_check has read them (a TLS ClientHello's server name
+     * against the policy); the far end's bytes flow meanwhile */
+    int hello_wait;
+    size_t hello_need;         /* the input length at which sni_parse can go further */
+    struct event *hello_ev;    /* spliced: the client's socket is readable (while waiting) */
+    struct evbuffer *hello_in; /* spliced: the held bytes (a bufferevent's own input
+                                  buffer cannot be read into from outside) */
 };
+
+enum { HELLO_WAIT, HELLO_PASS, HELLO_CLOSED }; /* hello_check's answers */
 
 static void tunnel_start(struct proxy_fwd *f);
 static void far_connect(struct proxy_fwd *f);
+static int hello_check(struct proxy_fwd *f, struct evbuffer *in, int eof);
+static void hello_rd_cb(evutil_socket_t fd, short what, void *arg);
 static void tunnel_open(struct proxy_fwd *f);
 static void fwd_end(struct proxy_fwd *f);
 
@@ -227,6 +243,14 @@ static void stop_work(struct proxy_fwd *f)
         dns->f = NULL;
         if (dns->req)
             evdns_getaddrinfo_cancel(dns->req); /* may free dns before it returns */
+    }
+    if (f->hello_ev) {
+        event_free(f->hello_ev);
+        f->hello_ev = NULL;
+    }
+    if (f->hello_in) {
+        evbuffer_free(f->hello_in);
+        f->hello_in = NULL;
     }
     if (f->spliced) { /* (their events before the sockets they watch are closed) */
         pipe_deinit(&f->pipes[0]);
@@ -798,6 +822,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     }
     if (n == 0)
         return;
+    if (f->hello_wait && hello_check(f, in, 0) != HELLO_PASS)
+        return;
     out = bufferevent_get_output(f->far);
     evbuffer_add_buffer(out, in);
     f->up += n;
@@ -876,6 +902,8 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct proxy_fwd *f = arg;
 
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && !f->http) {
+        if (f->hello_wait && hello_check(f, bufferevent_get_input(bev), 1) != HELLO_PASS)
+            return;
         client_read_cb(bev, f); /* what came with the EOF */
         f->up_eof = 1;
         bufferevent_disable(bev, EV_READ);
@@ -1048,7 +1076,10 @@ static void pipe_wr_cb(evutil_socket_t fd, short what, void *arg)
 
 /* splice_start -- run the open tunnel on splice(2) when both sides are plain sockets and
  * nothing is buffered in user space any more (the 200 is out, the bytes sent with the
- * CONNECT were written to the far end). 0: spliced; -1: stay on bufferevents. */
+ * CONNECT were written to the far end). While f->hello_wait, the far end's direction is
+ * spliced at once and the client's socket is read by hello_rd_cb until its first bytes
+ * are checked (the bytes sent with the CONNECT wait for that too). 0: spliced; -1: stay
+ * on bufferevents. */
 /* AIRLOCK_FORWARD_NO_SPLICE=1 (tests): tunnels stay on bufferevents, so that path is
  * tested too (read once). */
 static int no_splice(void)
@@ -1075,7 +1106,7 @@ static int splice_start(struct proxy_fwd *f)
         evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
         evbuffer_get_length(bufferevent_get_output(f->far)) > 0)
         return -1;
-    if (n > 0) { /* a ClientHello that came with the CONNECT: small, written at once */
+    if (n > 0 && !f->hello_wait) { /* a ClientHello that came with the CONNECT: small */
         unsigned char *p = evbuffer_pullup(cin, -1);
         ssize_t w = p ? send(ffd, p, n, MSG_NOSIGNAL) : -1;
         if (w < 0 || (size_t)w != n) {
@@ -1091,9 +1122,17 @@ static int splice_start(struct proxy_fwd *f)
         f->px->egress.tunnel_bytes_up += n;
     }
     if (pipe_init(f, &f->pipes[0], cfd, ffd, &f->up, &f->px->egress.tunnel_bytes_up) < 0 ||
-        pipe_init(f, &f->pipes[1], ffd, cfd, &f->down, &f->px->egress.tunnel_bytes_down) < 0) {
+        pipe_init(f, &f->pipes[1], ffd, cfd, &f->down, &f->px->egress.tunnel_bytes_down) < 0 ||
+        (f->hello_wait &&
+         (!(f->hello_in = evbuffer_new()) || evbuffer_add_buffer(f->hello_in, cin) < 0 ||
+          !(f->hello_ev = event_new(f->px->base, cfd, EV_READ | EV_PERSIST, hello_rd_cb, f))))) {
         pipe_deinit(&f->pipes[0]);
         pipe_deinit(&f->pipes[1]);
+        if (f->hello_in) { /* what moved goes back (its end is frozen: to the front) */
+            evbuffer_prepend_buffer(cin, f->hello_in);
+            evbuffer_free(f->hello_in);
+            f->hello_in = NULL;
+        }
         return -1;
     }
     /* the bufferevents keep only their sockets (closed when they are freed) */
@@ -1102,9 +1141,113 @@ static int splice_start(struct proxy_fwd *f)
     bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
     bufferevent_setcb(f->far, NULL, NULL, NULL, NULL);
     f->spliced = 1;
-    event_add(f->pipes[0].rd, NULL);
+    if (f->hello_ev) {
+        event_add(f->hello_ev, NULL);
+        if (n > 0) /* what came with the CONNECT is checked on the next turn of the loop */
+            event_active(f->hello_ev, EV_READ, 0);
+    } else {
+        event_add(f->pipes[0].rd, NULL);
+    }
     event_add(f->pipes[1].rd, NULL);
     return 0;
+}
+
+/* ---- a tunnel's first client bytes (sni.h, egress_check_hello) ---- */
+
+/* hello_check -- the first bytes the client sent into its tunnel, held in `in` (never
+ * more than SNI_BUF_MAX of them are read), against the host policy: a TLS ClientHello's
+ * server name must be one the policy tunnels, and not an intercepted host. eof: the
+ * client sends nothing more. HELLO_WAIT: not enough bytes yet (never with eof, nor once
+ * SNI_BUF_MAX are there); HELLO_PASS: f->hello_wait is cleared and the bytes may go on;
+ * HELLO_CLOSED: refused, recorded as such, and f is gone. */
+static int hello_check(struct proxy_fwd *f, struct evbuffer *in, int eof)
+{
+    static const unsigned char alert[7] = {21, 3, 3, 0, 2, 2, 49}; /* fatal access_denied */
+    size_t n = evbuffer_get_length(in), m = n < SNI_BUF_MAX ? n : SNI_BUF_MAX;
+    const unsigned char *p = NULL;
+    struct sni_hello h;
+    struct egress_decision d;
+    size_t r = strlen(f->reason);
+
+    if (!eof && (n == 0 || n < f->hello_need))
+        return HELLO_WAIT;
+    if (m > 0 && !(p = evbuffer_pullup(in, (ev_ssize_t)m))) {
+        snprintf(f->reason + r, sizeof(f->reason) - r, "; out of memory");
+        fwd_end(f);
+        return HELLO_CLOSED;
+    }
+    (void)sni_parse(p, m, &h);
+    if (h.kind == SNI_MORE && !eof && m < SNI_BUF_MAX) {
+        f->hello_need = h.need;
+        return HELLO_WAIT;
+    }
+    if (n == 0) { /* the client closed without a byte: nothing to pass on but its EOF */
+        f->hello_wait = 0;
+        return HELLO_PASS;
+    }
+    egress_check_hello(&f->px->snap->cfg->egress, f->host, f->port, f->has_entry ? &f->entry : NULL,
+                       &h, &d);
+    if (d.verdict == EGRESS_TUNNEL) {
+        snprintf(f->reason + r, sizeof(f->reason) - r, "; %s", d.reason);
+        f->hello_wait = 0;
+        return HELLO_PASS;
+    }
+    f->verdict = EGRESS_REFUSE;
+    snprintf(f->reason + r, sizeof(f->reason) - r,
+             "; closed before any client byte reached the far end: %s", d.reason);
+    /* a TLS client learns why from an alert (best effort: only while nothing of the far
+     * end's is on its way to the client, and only on a plain socket) */
+    if (h.kind != SNI_NOT_TLS && !h.sslv2 && !f->c->tls && f->down == 0 &&
+        evbuffer_get_length(bufferevent_get_output(f->c->bev)) == 0)
+        (void)send(bufferevent_getfd(f->c->bev), alert, sizeof(alert), MSG_NOSIGNAL | MSG_DONTWAIT);
+    fwd_end(f);
+    return HELLO_CLOSED;
+}
+
+/* the held bytes go into the client's empty pipe in one write */
+_Static_assert(FWD_PIPE_SIZE >= 2 * SNI_BUF_MAX, "a pipe holds a whole ClientHello");
+
+/* hello_rd_cb -- spliced, waiting for the first bytes: read them into f->hello_in; once
+ * hello_check passes them, they go into the client's pipe ahead of everything the splice
+ * moves after them. */
+static void hello_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_fwd *f = arg;
+    struct evbuffer *in = f->hello_in;
+    struct fwd_pipe *d = &f->pipes[0];
+    size_t n = evbuffer_get_length(in);
+    int eof = 0;
+
+    (void)what;
+    if (n < SNI_BUF_MAX) {
+        int got = evbuffer_read(in, fd, (int)(SNI_BUF_MAX - n));
+        if (got == 0) {
+            eof = 1;
+        } else if (got > 0) {
+            touch(f);
+        } else if (errno != EAGAIN && errno != EINTR) {
+            fwd_end(f);
+            return;
+        }
+    }
+    if (hello_check(f, in, eof) != HELLO_PASS)
+        return;
+    event_free(f->hello_ev);
+    f->hello_ev = NULL;
+    n = evbuffer_get_length(in);
+    while (evbuffer_get_length(in) > 0) /* into an empty pipe of >= 64 KiB: at once */
+        if (evbuffer_write(in, d->p[1]) <= 0) {
+            fwd_end(f);
+            return;
+        }
+    evbuffer_free(f->hello_in);
+    f->hello_in = NULL;
+    d->held += n;
+    *d->count += n;
+    *d->total += n;
+    d->eof = eof;
+    if (pipe_drain(d) < 0 || spliced_finished(f))
+        fwd_end(f);
 }
 
 /* tunnel_open -- connected to the checked address: answer 200 (a CONNECT) or send the
@@ -1128,6 +1271,7 @@ static void tunnel_open(struct proxy_fwd *f)
     bufferevent_set_timeouts(c->bev, NULL, NULL); /* the idle check is the tunnel's own */
     touch(f);
     set_timer(f, f->idle_ms);
+    f->hello_wait = !f->http;
     if (!f->http && splice_start(f) == 0)
         return;
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
@@ -1167,7 +1311,13 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         (long)(now.tv_sec - f->last.tv_sec) * 1000 + (long)(now.tv_usec - f->last.tv_usec) / 1000;
     if (idle >= f->idle_ms) {
         snprintf(f->reason + strlen(f->reason), sizeof(f->reason) - strlen(f->reason),
-                 "; closed idle after %d ms", f->idle_ms);
+                 "; closed idle after %d ms%s", f->idle_ms,
+                 f->hello_wait &&
+                         evbuffer_get_length(f->hello_in ? f->hello_in
+                                                         : bufferevent_get_input(f->c->bev)) > 0
+                     ? " with its first bytes unchecked (an unfinished TLS ClientHello): none "
+                       "reached the far end"
+                     : "");
         fwd_end(f);
         return;
     }

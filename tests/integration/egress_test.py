@@ -8,12 +8,16 @@ CONNECT, backpressure against a slow reader, idle timeout, the tunnel limit, hal
 Refusals: a denied host and a name that resolves to loopback get 403 and no connection;
 hostile CONNECT lines are refused cleanly. Identity (407), WebSocket (426), ALPN, the
 gateway's own paths, absolute-form plain HTTP, SIGHUP, /metrics and the `connect` audit
-records."""
+records. What a tunnel's TLS ClientHello may name (security.md F7): under `default:
+tunnel`, a tunnel to an allowed address whose ClientHello names an intercepted API is
+closed before the far server sees a byte; a harmless name, no name to a listed address,
+plain protocols, curl and openssl s_client still work."""
 import base64
 import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -50,7 +54,7 @@ def org_ca(d):
     return prefix + ".crt", prefix + ".key"
 
 
-def config(gw, fw, mock_port, test_ca, org, ports, max_tunnels=6, deny_tls=False):
+def config(gw, fw, mock_port, test_ca, org, ports, max_tunnels=6, deny_tls=False, dflt="deny"):
     tunnels = ['"127.0.0.1:%d"' % ports["tls"], '"127.0.0.1:%d"' % ports["far"],
                '"127.0.0.1:%d"' % ports["web"], '"localhost:%d"' % ports["lh"],
                '"192.0.2.1:443"', '"nx.airlock-test.invalid:443"']
@@ -82,14 +86,14 @@ egress:
     - {host: api.openai.com, provider: openai}
     - {host: api.anthropic.com, provider: anthropic}
   tunnel: [%s]
-  default: deny
+  default: %s
   max_tunnels: %d
   tunnel_idle_ms: %d
 audit: {dir: ./audit}
 limits: {header_timeout_ms: 2000, upstream_timeout_ms: 3000}
 """ % (gw, fw, ALICE, mock_port, OPENAI_REAL, test_ca, mock_port, ANTHROPIC_REAL, test_ca, local,
        "  - {name: local-small, provider: local}\n" if local else "", card_rule, org[0], org[1],
-       ", ".join(tunnels), max_tunnels, IDLE_MS)
+       ", ".join(tunnels), dflt, max_tunnels, IDLE_MS)
 
 
 def basic(key, user="me"):
@@ -223,6 +227,96 @@ class TLSEcho:
                 if not d:
                     return
                 n += d
+            want = int.from_bytes(n, "big")
+            h = hashlib.sha256()
+            got = 0
+            while got < want:
+                d = t.recv(min(65536, want - got))
+                if not d:
+                    return
+                h.update(d)
+                got += len(d)
+            t.sendall(h.digest() + pattern(want))
+            t.close()
+        except (OSError, ssl.SSLError):
+            pass
+
+
+class SNIServer:
+    """A TLS server (the test CA's cert) that notes, per connection, whether any byte came
+    before the client left (peeked, so a refused tunnel shows as a connection with none)
+    and the server name the handshake gave. Inside: 'GET ' gets a small HTTP answer (curl),
+    anything else the TLSEcho protocol (8-byte length, bytes; sha256 and pattern back)."""
+
+    def __init__(self, port, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.ctx.sni_callback = lambda so, name, ctx: self.names.append(name)
+        self.names, self.conns = [], []
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(16)
+        serve_thread(self.loop)
+
+    def loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            serve_thread(lambda c=c: self.one(c))
+
+    def mark(self):
+        """(connections so far, names so far): take before, compare after"""
+        with self.lock:
+            return len(self.conns), len(self.names)
+
+    def since(self, m, settle=3.0):
+        """the connections (True: bytes came) and names after mark m, once there is one
+        and every connection since has been judged (or settle seconds passed)"""
+        t0 = time.time()
+        while time.time() - t0 < settle:
+            with self.lock:
+                new = self.conns[m[0]:]
+                if new and all(v is not None for v in new):
+                    break
+            time.sleep(0.05)
+        with self.lock:
+            return list(self.conns[m[0]:]), list(self.names[m[1]:])
+
+    def one(self, c):
+        with self.lock:
+            i = len(self.conns)
+            self.conns.append(None)
+        c.settimeout(IDLE_MS / 1000 + 3)
+        try:
+            got = c.recv(1, socket.MSG_PEEK)
+        except OSError:
+            got = b""
+        with self.lock:
+            self.conns[i] = bool(got)
+        if not got:
+            c.close()
+            return
+        try:
+            t = self.ctx.wrap_socket(c, server_side=True)
+            n = b""
+            while len(n) < 8:
+                d = t.recv(8 - len(n))
+                if not d:
+                    return
+                n += d
+            if n.startswith(b"GET "):
+                while b"\r\n\r\n" not in n:
+                    d = t.recv(4096)
+                    if not d:
+                        return
+                    n += d
+                t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nsni-hello")
+                t.close()
+                return
             want = int.from_bytes(n, "big")
             h = hashlib.sha256()
             got = 0
@@ -826,6 +920,242 @@ def test_no_splice(s, mock, test_ca, org, cert, key):
     a.stop()
 
 
+def no_verify():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_echo(sock, name, data, drip=0):
+    """TLS with server name `name` (None: no server_name) over sock, the echo protocol
+    inside: (sha256 ok, pattern ok) or the error's text. drip: send the ClientHello that
+    many bytes per write, 5 ms apart (a hello split over many TCP segments)."""
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = no_verify().wrap_bio(inc, outg, server_hostname=name)
+    sock.settimeout(10)
+    first = True
+    try:
+        for _ in range(50):
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pending = outg.read()
+                if pending and first and drip:
+                    for i in range(0, len(pending), drip):
+                        sock.sendall(pending[i:i + drip])
+                        time.sleep(0.005)
+                elif pending:
+                    sock.sendall(pending)
+                first = False
+                d = sock.recv(65536)
+                if not d:
+                    return "closed during the handshake"
+                inc.write(d)
+        obj.write(len(data).to_bytes(8, "big") + data)
+        sock.sendall(outg.read())
+        got = b""
+        while len(got) < 32 + len(data):
+            try:
+                got += obj.read(1 << 20)
+            except ssl.SSLWantReadError:
+                d = sock.recv(1 << 20)
+                if not d:
+                    break
+                inc.write(d)
+            except ssl.SSLZeroReturnError:
+                break
+        return got[:32] == hashlib.sha256(data).digest(), got[32:] == pattern(len(data))
+    except (OSError, ssl.SSLError) as e:
+        return repr(e)
+    finally:
+        sock.close()
+
+
+def audit_connects(a):
+    r = subprocess.run([AIRLOCK, "audit", "show", os.path.join(a.dir, "audit")], capture_output=True,
+                       text=True, timeout=30)
+    recs = []
+    for line in r.stdout.splitlines():
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        if j.get("type") == "connect":
+            recs.append(j["meta"])
+    return recs
+
+
+def test_sni(s, mock, test_ca, org, cert, key, env=None):
+    """F7: under `default: tunnel`, the TLS ClientHello's server name is checked before a
+    tunnel carries the client's bytes. The far server is a local TLS server that the
+    policy tunnels by its literal address (127.0.0.1:PORT)."""
+    gw, fw = free_port(), free_port()
+    ports = {k: free_port() for k in ("tls", "far", "web", "lh", "deny")}
+    srv = SNIServer(ports["tls"], cert, key)
+    a = Airlock(s, config(gw, fw, mock.port, test_ca, org, ports, dflt="tunnel"), gw,
+                name="egress-sni" + ("-nosplice" if env else ""), env=env)
+    wait_port(fw, 5)
+    print("-- the ClientHello's server name (default: tunnel%s)" % (", no splice" if env else ""),
+          flush=True)
+    auth = basic(ALICE)
+    target = b"127.0.0.1:%d" % ports["tls"]
+    data = os.urandom(1 << 20)
+
+    for name in ("api.openai.com", "API.OpenAI.com.", "api.anthropic.com"):
+        m = srv.mark()
+        sock, st, h, _ = connect_raw(fw, target, proxy_auth=auth)
+        got = tls_echo(sock, name, b"secret prompt") if st == 200 else None
+        conns, _ = srv.since(m)
+        s.check("tunnel to an allowed address, ClientHello naming %s: closed, the alert says "
+                "access denied" % name, st == 200 and isinstance(got, str) and "ACCESS_DENIED" in got,
+                (st, got))
+        s.check("... and the far server saw the connection but no byte of it (%s)" % name,
+                conns == [False], conns)
+
+    m = srv.mark()
+    sock, st, h, _ = connect_raw(fw, target, proxy_auth=auth)
+    got = tls_echo(sock, "harmless.example", data)
+    conns, names = srv.since(m)
+    s.check("a harmless server name through the same tunnel: 1 MiB each way byte for byte",
+            got == (True, True), got)
+    s.check("... and the far server got that name", names == ["harmless.example"] and conns == [True],
+            (names, conns))
+
+    sock, st, h, _ = connect_raw(fw, target, proxy_auth=auth)
+    got = tls_echo(sock, "harmless.example", b"drip", drip=7)
+    s.check("a ClientHello dripped 7 bytes per write still passes", got == (True, True), got)
+
+    sock, st, h, _ = connect_raw(fw, target, proxy_auth=auth)
+    got = tls_echo(sock, None, b"no name")
+    s.check("no server name to an address a tunnel entry names: passes", got == (True, True), got)
+
+    # sent with the CONNECT, before the 200: checked the same
+    ctx = no_verify()
+    m = srv.mark()
+    got = pipelined_tls(fw, target, ctx, "api.openai.com", (5).to_bytes(8, "big") + b"hello", 37,
+                        proxy_auth=auth)
+    conns, _ = srv.since(m)
+    s.check("a ClientHello naming the API sent with the CONNECT: refused, the far server saw nothing",
+            not isinstance(got, bytes) and conns == [False], (got, conns))
+    got = pipelined_tls(fw, target, ctx, "harmless.example", (5).to_bytes(8, "big") + b"hello", 37,
+                        proxy_auth=auth)
+    s.check("a harmless ClientHello sent with the CONNECT: forwarded",
+            isinstance(got, bytes) and got[:32] == hashlib.sha256(b"hello").digest(), got)
+
+    # a partial hello that stalls: the idle timeout ends it, nothing reached the far end
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg, server_hostname="api.openai.com")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    m = srv.mark()
+    sock, st, h, _ = connect_raw(fw, target, proxy_auth=auth)
+    sock.sendall(outg.read()[:40])
+    t0 = time.time()
+    sock.settimeout(IDLE_MS / 1000 + 4)
+    try:
+        closed = sock.recv(1) == b""
+    except socket.timeout:
+        closed = False
+    except OSError:
+        closed = True
+    el = time.time() - t0
+    sock.close()
+    conns, _ = srv.since(m)
+    s.check("a partial ClientHello that stalls: closed by tunnel_idle_ms, the far server saw no byte",
+            closed and el < IDLE_MS / 1000 + 2.5 and conns == [False], (closed, el, conns))
+
+    # plain protocols pass, and a server that speaks first is heard before the client says anything
+    far = socket.socket()
+    far.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    far.bind(("127.0.0.1", ports["far"]))
+    far.listen(4)
+
+    def banner():
+        c, _ = far.accept()
+        c.settimeout(5)
+        c.sendall(b"220 far end ready\r\n")
+        try:
+            line = c.recv(100)
+            c.sendall(b"250 " + line)
+        except OSError:
+            pass
+        c.close()
+    serve_thread(banner)
+    sock, st, h, rest = connect_raw(fw, b"127.0.0.1:%d" % ports["far"], proxy_auth=auth)
+    sock.settimeout(5)
+    first = rest
+    try:
+        while b"\r\n" not in first:
+            d = sock.recv(100)
+            if not d:
+                break
+            first += d
+        sock.sendall(b"EHLO x\r\n")
+        back = read_all(sock, 3)
+    except OSError:
+        back = b""
+    sock.close()
+    far.close()
+    s.check("not TLS: a server-speaks-first protocol works (banner before any client byte)",
+            first == b"220 far end ready\r\n" and back == b"250 EHLO x\r\n", (first, back))
+
+    # curl and openssl s_client through the proxy, pointing a name at the allowed address
+    if shutil.which("curl"):
+        for name, ok in (("harmless.example", True), ("api.openai.com", False)):
+            m = srv.mark()
+            r = subprocess.run(["curl", "-sk", "--max-time", "10", "-x", "http://127.0.0.1:%d" % fw,
+                                "-U", "me:" + ALICE, "--connect-to",
+                                "%s:443:127.0.0.1:%d" % (name, ports["tls"]), "https://%s/" % name],
+                               capture_output=True, text=True, timeout=20)
+            conns, names = srv.since(m)
+            if ok:
+                s.check("curl --connect-to harmless.example:443:127.0.0.1:PORT through the proxy: the answer",
+                        r.returncode == 0 and r.stdout == "sni-hello" and names == [name],
+                        (r.returncode, r.stdout, r.stderr[-200:], names))
+            else:
+                s.check("curl --connect-to api.openai.com:443:127.0.0.1:PORT through the proxy: refused, "
+                        "the far server saw no byte", r.returncode != 0 and conns == [False],
+                        (r.returncode, r.stdout, r.stderr[-200:], conns))
+    else:
+        s.skip("curl through the tunnel", "curl is not installed")
+    for name, ok in (("harmless.example", True), ("api.openai.com", False)):
+        m = srv.mark()
+        r = subprocess.run(["openssl", "s_client", "-proxy", "127.0.0.1:%d" % fw, "-proxy_user", "me",
+                            "-proxy_pass", "pass:" + ALICE, "-connect", target.decode(),
+                            "-servername", name, "-ign_eof"],
+                           input=b"GET / HTTP/1.0\r\n\r\n", capture_output=True, timeout=20)
+        conns, names = srv.since(m)
+        if ok:
+            s.check("openssl s_client -proxy ... -servername harmless.example: the answer comes back",
+                    b"sni-hello" in r.stdout and names == [name],
+                    (r.returncode, r.stdout[-200:], r.stderr[-300:]))
+        else:
+            s.check("openssl s_client -proxy ... -servername api.openai.com: access denied, no byte "
+                    "reached the server", b"access denied" in r.stderr and conns == [False],
+                    (r.returncode, r.stderr[-300:], conns))
+
+    rc = a.stop()
+    s.check("SIGTERM: exit 0", rc == 0, (rc, a.stderr()[-400:]))
+    recs = audit_connects(a)
+    closed = [m for m in recs if m["decision"] == "refuse" and m["status"] == 200]
+    s.check("audit: the closed tunnels are refusals with status 200, no byte up, and say why",
+            len(closed) >= 5 and all(m["bytes_up"] == 0 for m in closed)
+            and any("'api.openai.com' is an intercepted host" in m["reason"] for m in closed),
+            [(m["reason"], m["bytes_up"]) for m in closed][:3])
+    s.check("audit: a passed tunnel names its TLS server name",
+            any(m["decision"] == "tunnel" and "TLS server name 'harmless.example'" in m["reason"]
+                for m in recs), [m["reason"] for m in recs if m["decision"] == "tunnel"][:3])
+    s.check("audit: the stalled hello says its first bytes were never checked",
+            any("unchecked" in m["reason"] for m in recs), [m["reason"] for m in recs][-3:])
+    r = subprocess.run([AIRLOCK, "audit", "verify", os.path.join(a.dir, "audit")], capture_output=True,
+                       text=True, timeout=30)
+    s.check("audit verify: intact", r.returncode == 0, (r.stdout[-200:], r.stderr[-200:]))
+
+
 def test_audit_down(s, mock, test_ca, org):
     """A failed audit with on_failure: refuse (the default) opens no tunnel: 503."""
     gw, fw = free_port(), free_port()
@@ -916,6 +1246,8 @@ def main():
     s.run(test_audit, a)
     s.run(test_audit_down, mock, test_ca, org)
     s.run(test_no_splice, mock, test_ca, org, cert, key)
+    s.run(test_sni, mock, test_ca, org, cert, key)
+    s.run(test_sni, mock, test_ca, org, cert, key, {"AIRLOCK_FORWARD_NO_SPLICE": "1"})
     s.done()
 
 

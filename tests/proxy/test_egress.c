@@ -1,6 +1,7 @@
 /* test_egress.c -- the egress proxy's host policy (proxy/egress.c): CONNECT targets
- * parsed or refused (hostile ones included), the intercept/tunnel/default decision, the
- * addresses a tunnel may reach, and the connect record's meta JSON. */
+ * parsed or refused (hostile ones included), the intercept/tunnel/default decision, what
+ * a tunnel's TLS ClientHello may name, the addresses a tunnel may reach, and the connect
+ * record's meta JSON. */
 #include "proxy/egress.h"
 
 #include <arpa/inet.h>
@@ -234,6 +235,112 @@ static void test_decide_default(void)
     CHECK(strlen(d.reason) < sizeof d.reason);
 }
 
+/* hello_of -- what sni_parse would give for a whole ClientHello naming name (NULL: none) */
+static struct sni_hello hello_of(const char *name)
+{
+    struct sni_hello h;
+    memset(&h, 0, sizeof h);
+    h.kind = SNI_HELLO;
+    if (name) {
+        h.has_name = 1;
+        snprintf(h.name, sizeof h.name, "%s", name);
+        h.ip = strspn(name, "0123456789.") == strlen(name);
+    }
+    return h;
+}
+
+static enum egress_verdict check(const char *host, int port, const struct config_tunnel *entry,
+                                 const struct sni_hello *h, struct egress_decision *d)
+{
+    egress_check_hello(&eg, host, port, entry, h, d);
+    CHECK(d->reason[0] && strchr(d->reason, '\n') == NULL);
+    return d->verdict;
+}
+
+/* test_check_hello -- F7: what a tunnel's ClientHello may name (egress_check_hello) */
+static void test_check_hello(void)
+{
+    struct egress_decision d;
+    struct sni_hello h;
+    struct config_tunnel lit = {.glob = "127.0.0.1", .port = 8443, .literal = 1};
+
+    policy_init();
+    eg.dflt = CONFIG_EGRESS_TUNNEL;
+    /* an IP target under default: tunnel, naming an intercepted API: refused, whatever
+     * the port (the API is reached only through interception) */
+    h = hello_of("api.openai.com");
+    CHECK(check("104.18.7.192", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    CHECK(strstr(d.reason, "'api.openai.com' is an intercepted host") != NULL);
+    CHECK(check("127.0.0.1", 8443, &lit, &h, &d) == EGRESS_REFUSE);
+    CHECK(check("example.org", 8443, NULL, &h, &d) == EGRESS_REFUSE);
+    h = hello_of("api.anthropic.com");
+    CHECK(check("github.com", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    CHECK(strstr(d.reason, "anthropic") != NULL);
+    /* another name: allowed when the policy itself tunnels it */
+    h = hello_of("harmless.example");
+    CHECK(check("127.0.0.1", 8443, &lit, &h, &d) == EGRESS_TUNNEL);
+    CHECK(strstr(d.reason, "'harmless.example'") != NULL);
+    h = hello_of("api.github.com");
+    CHECK(check("example.org", 443, NULL, &h, &d) == EGRESS_TUNNEL);
+    CHECK(d.tunnel == &tun[0]);
+    /* ECH: the outer name is checked, and the reason says so */
+    h = hello_of("public.example");
+    h.ech = 1;
+    CHECK(check("example.org", 443, NULL, &h, &d) == EGRESS_TUNNEL);
+    CHECK(strstr(d.reason, "ECH") != NULL);
+    /* no name to an address: only when an entry names the address */
+    h = hello_of(NULL);
+    CHECK(check("104.18.7.192", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    CHECK(strstr(d.reason, "without a server name") != NULL);
+    CHECK(check("127.0.0.1", 8443, &lit, &h, &d) == EGRESS_TUNNEL);
+    CHECK(check("fd00::9", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    h.sslv2 = 1;
+    CHECK(check("104.18.7.192", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    /* an IP literal as the name counts as none */
+    h = hello_of("104.18.7.192");
+    CHECK(h.ip);
+    CHECK(check("104.18.7.192", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    CHECK(check("example.org", 443, NULL, &h, &d) == EGRESS_TUNNEL);
+    /* no name to a host name: the name was checked */
+    h = hello_of(NULL);
+    CHECK(check("example.org", 443, NULL, &h, &d) == EGRESS_TUNNEL);
+    /* not TLS: passes; TLS that is not a hello we accept, or cut off: refused */
+    memset(&h, 0, sizeof h);
+    h.kind = SNI_NOT_TLS;
+    CHECK(check("104.18.7.192", 443, NULL, &h, &d) == EGRESS_TUNNEL);
+    CHECK(strstr(d.reason, "not TLS") != NULL);
+    h.kind = SNI_BAD;
+    snprintf(h.why, sizeof h.why, "two server_name extensions");
+    h.at = 77;
+    CHECK(check("example.org", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    CHECK(strstr(d.reason, "two server_name extensions (byte 77)") != NULL);
+    h.kind = SNI_MORE;
+    CHECK(check("example.org", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    CHECK(strstr(d.reason, "cut off") != NULL);
+
+    /* default: deny: the name must be tunnelled by an entry, at the CONNECT's port */
+    eg.dflt = CONFIG_EGRESS_DENY;
+    h = hello_of("pypi.org");
+    CHECK(check("api.github.com", 443, &tun[0], &h, &d) == EGRESS_TUNNEL);
+    CHECK(d.tunnel == &tun[1]);
+    h = hello_of("evil.example");
+    CHECK(check("api.github.com", 443, &tun[0], &h, &d) == EGRESS_REFUSE);
+    CHECK(strstr(d.reason, "may not be tunnelled") && strstr(d.reason, "deny"));
+    h = hello_of("pypi.org");
+    CHECK(check("10.0.0.5", 22, &tun[2], &h, &d) == EGRESS_REFUSE); /* pypi.org:22: no entry */
+    h = hello_of(NULL);
+    CHECK(check("10.0.0.5", 22, &tun[2], &h, &d) == EGRESS_TUNNEL);
+    /* nothing to check with */
+    CHECK(check("example.org", 443, NULL, NULL, &d) == EGRESS_REFUSE);
+    /* a long name still gives a reason that fits */
+    char big[254];
+    memset(big, 'a', 253);
+    big[253] = '\0';
+    h = hello_of(big);
+    CHECK(check("example.org", 443, NULL, &h, &d) == EGRESS_REFUSE);
+    CHECK(strlen(d.reason) < sizeof d.reason);
+}
+
 static int allowed4(const struct config_tunnel *t, const char *a)
 {
     struct sockaddr_in s = {.sin_family = AF_INET};
@@ -457,6 +564,7 @@ int main(void)
     RUN(test_target_random);
     RUN(test_decide);
     RUN(test_decide_default);
+    RUN(test_check_hello);
     RUN(test_address);
     RUN(test_connect_meta);
     return harness_done();

@@ -1,0 +1,97 @@
+/* fuzz_sni.c -- libFuzzer driver for the tunnel's ClientHello reader (proxy/sni.c) and what
+ * the host policy makes of it (egress_check_hello): the bytes are a tunnel client's first
+ * bytes, as they arrived.
+ *
+ * Invariants (abort on violation):
+ *  - SNI_MORE asks for more than it was given, never more than SNI_BUF_MAX;
+ *  - SNI_HELLO: used is within the input; a name is 1..253 bytes of [a-z0-9-_.], no empty
+ *    label, no trailing dot; ip only with a name; every prefix shorter than used is
+ *    SNI_MORE (what a slower client would have sent first), and the first used bytes
+ *    alone give the same name;
+ *  - SNI_BAD has a one-line reason; SNI_BAD and SNI_MORE have no name;
+ *  - the check's reason is one line; a hello naming an intercepted host never passes, nor
+ *    does a hello without a name to an address no entry names. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/egress.h"
+#include "proxy/sni.h"
+
+static struct config_intercept icp[] = {
+    {.host = "api.openai.com", .port = 443, .provider = "openai"},
+};
+static struct config_tunnel tun[] = {
+    {.glob = "*.github.com", .port = 443},
+    {.glob = "10.0.0.5", .port = 443, .literal = 1},
+};
+static struct config_egress eg = {.present = 1,
+                                  .intercept = icp,
+                                  .n_intercept = 1,
+                                  .tunnel = tun,
+                                  .n_tunnel = 2,
+                                  .dflt = CONFIG_EGRESS_TUNNEL};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void name_ok(const struct sni_hello *h)
+{
+    size_t l = strlen(h->name);
+
+    if (l < 1 || l > 253 || strspn(h->name, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != l ||
+        h->name[0] == '.' || h->name[l - 1] == '.' || strstr(h->name, ".."))
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct sni_hello h, p;
+    struct egress_decision d;
+
+    if (size > 2 * SNI_BUF_MAX)
+        return 0;
+    if (sni_parse(data, size, &h) != 0)
+        abort();
+    switch (h.kind) {
+    case SNI_MORE:
+        if (h.need <= size || h.need > SNI_BUF_MAX || h.has_name || h.name[0])
+            abort();
+        break;
+    case SNI_NOT_TLS:
+        break;
+    case SNI_BAD:
+        if (!h.why[0] || strchr(h.why, '\n') || h.has_name || h.name[0])
+            abort();
+        break;
+    case SNI_HELLO:
+        if (h.used > size || h.used == 0 || (h.ip && !h.has_name))
+            abort();
+        if (h.has_name)
+            name_ok(&h);
+        else if (h.name[0])
+            abort();
+        if (sni_parse(data, h.used, &p) != 0 || p.kind != SNI_HELLO ||
+            strcmp(p.name, h.name) != 0 || p.used != h.used)
+            abort();
+        for (size_t k = h.used > 64 ? h.used - 64 : 0; k < h.used; k++)
+            if (sni_parse(data, k, &p) != 0 || p.kind != SNI_MORE || p.need > h.used)
+                abort();
+        break;
+    default:
+        abort();
+    }
+
+    egress_check_hello(&eg, "104.18.7.192", 443, NULL, &h, &d);
+    if (!d.reason[0] || strchr(d.reason, '\n') || !memchr(d.reason, '\0', sizeof d.reason))
+        abort();
+    if (d.verdict == EGRESS_TUNNEL && h.kind == SNI_HELLO &&
+        (!h.has_name || h.ip || strcmp(h.name, "api.openai.com") == 0))
+        abort();
+    if (d.verdict == EGRESS_TUNNEL && (h.kind == SNI_BAD || h.kind == SNI_MORE))
+        abort();
+    egress_check_hello(&eg, "10.0.0.5", 443, &tun[1], &h, &d);
+    if (d.verdict == EGRESS_TUNNEL && h.has_name && strcmp(h.name, "api.openai.com") == 0)
+        abort();
+    return 0;
+}

@@ -1,0 +1,351 @@
+/* sni.c -- a strict, bounded reader of a TLS ClientHello's server name (sni.h).
+ *
+ * Formats: RFC 8446 4.1.2 (ClientHello) and 5.1 (records), RFC 6066 3 (server_name),
+ * draft-ietf-tls-esni (encrypted_client_hello, 0xfe0d). Everything is read from bytes a
+ * client chose: every length is checked against what is there before it is used, and the
+ * hello is copied into a fixed buffer (never more than SNI_BUF_MAX bytes are looked at). */
+#include "proxy/sni.h"
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define REC_HDR 5
+#define REC_MAX 16384 /* a TLSPlaintext fragment's limit */
+#define HS_HDR 4
+#define HS_CLIENT_HELLO 1
+#define CT_HANDSHAKE 22
+#define EXT_SERVER_NAME 0x0000
+#define EXT_ECH 0xfe0d
+#define NAME_HOST 0
+
+static void bad(struct sni_hello *h, size_t at, const char *why)
+{
+    h->kind = SNI_BAD;
+    h->at = at;
+    snprintf(h->why, sizeof h->why, "%s", why);
+}
+
+static void more(struct sni_hello *h, size_t need)
+{
+    h->kind = SNI_MORE;
+    h->need = need;
+}
+
+static unsigned u16(const unsigned char *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+/* host_name -- s[0..n) as an RFC 6066 HostName into h->name: lower-cased, one trailing dot
+ * dropped, labels of [a-z0-9-_] 1..63 bytes, 1..253 in all; an all-digit last label must
+ * make a dotted quad (h->ip). -1 with h->why set otherwise. */
+static int host_name(struct sni_hello *h, const unsigned char *s, size_t n, size_t at)
+{
+    size_t lab = 0, last = 0;
+    int digits = 1;
+
+    if (n > 0 && s[n - 1] == '.')
+        n--;
+    if (n == 0 || n > SNI_NAME_MAX) {
+        bad(h, at,
+            n == 0 ? "the server name is empty" : "the server name is longer than 253 bytes");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '.') {
+            if (lab == 0) {
+                bad(h, at + i, "the server name has an empty label");
+                return -1;
+            }
+            lab = 0;
+            last = i + 1;
+            digits = 1;
+            h->name[i] = '.';
+            continue;
+        }
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c - 'A' + 'a');
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+            bad(h, at + i,
+                c >= 0x80 ? "the server name holds a non-ASCII byte (IDNs are sent as xn-- "
+                            "A-labels)"
+                          : "the server name holds a byte other than a letter, digit, '-', "
+                            "'_' or '.'");
+            return -1;
+        }
+        if (++lab > 63) {
+            bad(h, at + i, "the server name has a label longer than 63 bytes");
+            return -1;
+        }
+        if (c < '0' || c > '9')
+            digits = 0;
+        h->name[i] = (char)c;
+    }
+    if (lab == 0) {
+        bad(h, at + n, "the server name has an empty label");
+        return -1;
+    }
+    h->name[n] = '\0';
+    if (digits) { /* the resolver would read it as an IPv4 literal: it must be one */
+        struct in_addr a4;
+        if (inet_pton(AF_INET, h->name, &a4) != 1) {
+            bad(h, at + last, "the server name ends in an all-digit label but is no dotted quad");
+            h->name[0] = '\0';
+            return -1;
+        }
+        h->ip = 1;
+    }
+    h->has_name = 1;
+    return 0;
+}
+
+/* server_name -- the extension's body e[0..n): a ServerNameList of exactly one host_name.
+ * OpenSSL and BoringSSL accept no more (RFC 6066 left other types unparseable), so a list
+ * this reader would have to skip over is refused rather than guessed at. */
+static int server_name(struct sni_hello *h, const unsigned char *e, size_t n, size_t at)
+{
+    size_t list, nlen;
+
+    if (n < 2 || (list = u16(e)) != n - 2) {
+        bad(h, at, "the server_name list's length does not match its extension");
+        return -1;
+    }
+    if (list < 3) {
+        bad(h, at, "the server_name list is empty");
+        return -1;
+    }
+    if (e[2] != NAME_HOST) {
+        bad(h, at + 2, "a server_name entry of a type other than host_name");
+        return -1;
+    }
+    nlen = u16(e + 3);
+    if (3 + nlen > list) {
+        bad(h, at + 3, "the host_name's length overruns its list");
+        return -1;
+    }
+    if (3 + nlen < list) {
+        bad(h, at + 5 + nlen, "the server_name list holds more than one name");
+        return -1;
+    }
+    return host_name(h, e + 5, nlen, at + 5);
+}
+
+/* hello_body -- the ClientHello message m[0..n) (its 4-byte header included): the fixed
+ * fields, then the extensions. Offsets in errors are into m. */
+static int hello_body(struct sni_hello *h, const unsigned char *m, size_t n)
+{
+    static const char *trunc = "the ClientHello ends inside a field";
+    unsigned char seen[65536 / 8];
+    size_t pos = HS_HDR, len, end;
+
+    if (n < pos + 2 + 32 + 1) {
+        bad(h, n, trunc);
+        return -1;
+    }
+    if (m[pos] != 3) {
+        bad(h, pos, "the ClientHello's version is not 3.x");
+        return -1;
+    }
+    pos += 2 + 32; /* legacy_version, random */
+    len = m[pos++];
+    if (len > 32 || pos + len > n) {
+        bad(h, pos - 1, len > 32 ? "a session id longer than 32 bytes" : trunc);
+        return -1;
+    }
+    pos += len;
+    if (pos + 2 > n) {
+        bad(h, n, trunc);
+        return -1;
+    }
+    len = u16(m + pos);
+    if (len < 2 || len % 2 || pos + 2 + len > n) {
+        bad(h, pos, len < 2 || len % 2 ? "the cipher suites' length is not even and >= 2" : trunc);
+        return -1;
+    }
+    pos += 2 + len;
+    if (pos + 1 > n) {
+        bad(h, n, trunc);
+        return -1;
+    }
+    len = m[pos];
+    if (len < 1 || pos + 1 + len > n) {
+        bad(h, pos, len < 1 ? "no compression method" : trunc);
+        return -1;
+    }
+    pos += 1 + len;
+    if (pos == n) /* no extensions at all (TLS 1.2 allows it): no name */
+        return 0;
+    if (pos + 2 > n || pos + 2 + u16(m + pos) != n) {
+        bad(h, pos, "the extensions' length does not fill the rest of the ClientHello");
+        return -1;
+    }
+    end = n;
+    pos += 2;
+    memset(seen, 0, sizeof seen);
+    while (pos < end) {
+        unsigned type, elen;
+        if (pos + 4 > end) {
+            bad(h, pos, "an extension header is cut off");
+            return -1;
+        }
+        type = u16(m + pos);
+        elen = u16(m + pos + 2);
+        if (pos + 4 + elen > end) {
+            bad(h, pos + 2, "an extension's length overruns the ClientHello");
+            return -1;
+        }
+        if (seen[type >> 3] & (1u << (type & 7))) {
+            bad(h, pos,
+                type == EXT_SERVER_NAME ? "two server_name extensions"
+                                        : "an extension type appears twice");
+            return -1;
+        }
+        seen[type >> 3] |= (unsigned char)(1u << (type & 7));
+        if (type == EXT_SERVER_NAME && server_name(h, m + pos + 4, elen, pos + 4) < 0)
+            return -1;
+        if (type == EXT_ECH)
+            h->ech = 1;
+        pos += 4 + elen;
+    }
+    return 0;
+}
+
+/* sslv2 -- p[0] has its top bit set: an SSLv2-format ClientHello offering SSL 3 / TLS (2-byte
+ * record header, msg_type 1, version 3.x) is a hello without extensions, once its whole
+ * record is there; anything else with that first byte is another protocol. */
+static void sslv2(struct sni_hello *h, const unsigned char *p, size_t len)
+{
+    size_t rl;
+
+    if (len < 5) {
+        more(h, 5);
+        return;
+    }
+    if (p[2] != HS_CLIENT_HELLO || p[3] != 3) {
+        h->kind = SNI_NOT_TLS;
+        return;
+    }
+    rl = (size_t)(p[0] & 0x7f) << 8 | p[1];
+    if (rl < 9) { /* msg_type, version, three lengths */
+        bad(h, 0, "an SSLv2-format ClientHello shorter than its fixed fields");
+        return;
+    }
+    if (2 + rl > SNI_BUF_MAX) {
+        bad(h, 0, "an SSLv2-format ClientHello longer than 16 KiB");
+        return;
+    }
+    if (len < 2 + rl) { /* the whole record, as for TLS: what is judged is all there */
+        more(h, 2 + rl);
+        return;
+    }
+    h->kind = SNI_HELLO;
+    h->sslv2 = 1;
+    h->used = 2 + rl;
+}
+
+int sni_parse(const unsigned char *p, size_t len, struct sni_hello *h)
+{
+    unsigned char msg[REC_MAX]; /* the handshake message, gathered from its records */
+    size_t off = 0, have = 0, total = 0;
+
+    if (!h)
+        return -1;
+    memset(h, 0, sizeof *h);
+    if (!p && len > 0)
+        return -1;
+    if (len > SNI_BUF_MAX)
+        len = SNI_BUF_MAX;
+    if (len == 0) {
+        more(h, 1);
+        return 0;
+    }
+    if (p[0] & 0x80) {
+        sslv2(h, p, len);
+        return 0;
+    }
+    if (p[0] < 20 || p[0] > 24) { /* change_cipher_spec .. heartbeat */
+        h->kind = SNI_NOT_TLS;
+        return 0;
+    }
+    if (len < 2) {
+        more(h, 2);
+        return 0;
+    }
+    if (p[1] != 3) {
+        h->kind = SNI_NOT_TLS;
+        return 0;
+    }
+    for (;;) {
+        size_t rl;
+        if (off + REC_HDR > len) {
+            if (off + REC_HDR > SNI_BUF_MAX)
+                bad(h, off, "the ClientHello's records are longer than 16 KiB");
+            else
+                more(h, off + REC_HDR);
+            return 0;
+        }
+        if (p[off] != CT_HANDSHAKE) {
+            bad(h, off,
+                off == 0 ? "the first TLS record is not a handshake record"
+                         : "a TLS record other than handshake inside the ClientHello");
+            return 0;
+        }
+        if (p[off + 1] != 3 || p[off + 2] > 4) {
+            bad(h, off + 1, "a TLS record whose version is not 3.0 .. 3.4");
+            return 0;
+        }
+        rl = u16(p + off + 3);
+        if (rl == 0 || rl > REC_MAX) {
+            bad(h, off + 3, rl ? "a TLS record longer than 16 KiB" : "an empty handshake record");
+            return 0;
+        }
+        if (off + REC_HDR + rl > SNI_BUF_MAX) {
+            bad(h, off + 3, "the ClientHello's records are longer than 16 KiB");
+            return 0;
+        }
+        if (off + REC_HDR + rl > len) {
+            more(h, off + REC_HDR + rl);
+            return 0;
+        }
+        /* the whole record is here: its bytes join the message (the total is known once
+         * the 4-byte handshake header is, and no record may carry bytes beyond it) */
+        if (have + rl > sizeof msg || (total && have + rl > total)) {
+            bad(h, off + REC_HDR,
+                total ? "the ClientHello's records carry bytes after it"
+                      : "the ClientHello is longer than 16 KiB");
+            return 0;
+        }
+        memcpy(msg + have, p + off + REC_HDR, rl);
+        have += rl;
+        off += REC_HDR + rl;
+        if (!total && have >= HS_HDR) {
+            size_t body = (size_t)msg[1] << 16 | (size_t)msg[2] << 8 | msg[3];
+            if (msg[0] != HS_CLIENT_HELLO) {
+                bad(h, 0, "the first handshake message is not a ClientHello");
+                return 0;
+            }
+            if (body > sizeof msg - HS_HDR) {
+                bad(h, 1, "the ClientHello is longer than 16 KiB");
+                return 0;
+            }
+            total = HS_HDR + body;
+            if (have > total) {
+                bad(h, total, "the ClientHello's records carry bytes after it");
+                return 0;
+            }
+        }
+        if (total && have == total)
+            break;
+    }
+    h->used = off;
+    if (hello_body(h, msg, total) < 0) {
+        h->has_name = h->ip = 0;
+        h->name[0] = '\0';
+        return 0;
+    }
+    h->kind = SNI_HELLO;
+    return 0;
+}
