@@ -347,7 +347,7 @@ static void test_sections(void)
          "t.yaml:1:30: team must be a list of strings"},
         {"providers: {p: {type: openai, base_url: 'http://h', timeout: 1}}\n",
          "t.yaml:1:53: unknown key 'timeout' in provider (allowed: type, zone, base_url, api_key, "
-         "ca_file, timeout_ms, model, threads, context)"},
+         "ca_file, timeout_ms, model, threads, context, max_tokens)"},
         {"providers: {p: {zone: internal}}\n",
          "t.yaml:1:16: provider 'p': missing required field 'type'"},
         {"audit: {dir: d, sync: [always]}\n", "t.yaml:1:23: sync must be a string"},
