@@ -20,7 +20,7 @@ PKGS="libevent libevent_openssl libevent_pthreads openssl libcjson libsodium yam
 # shellcheck disable=SC2046
 cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -pthread $(pkg-config --cflags $PKGS) \
     -o "$BUILD/policy_bench" bench/policy_bench.c "$BUILD/libairlock.a" \
-    $(pkg-config --libs $PKGS) -pthread -lm || { echo "policy.sh: cannot build policy_bench"; exit 1; }
+    $(pkg-config --libs $PKGS) -lhttp_parser -pthread -lm || { echo "policy.sh: cannot build policy_bench"; exit 1; }
 
 echo "== policy_decide (in process, $(nproc) cores on this machine, 1 used)"
 if [ "$QUICK" = 1 ]; then "$BUILD/policy_bench" --quick; else "$BUILD/policy_bench"; fi || exit 1

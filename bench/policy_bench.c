@@ -1,7 +1,11 @@
 /* policy_bench.c -- how long policy_decide takes and how fast the built-in detectors scan.
  *
  *   policy_bench [--quick]
- *   policy_bench --body FILE     p50/p99 of policy_decide on one OpenAI body, then exit
+ *   policy_bench --body FILE [RUNS]
+ *                                p50/p99 of policy_decide on one OpenAI chat body over RUNS runs
+ *                                (default 5000, after a tenth as many warm-up runs), and of the
+ *                                gateway's whole decision (proxy_decide: UTF-8, the parse, the
+ *                                shapes, the policy, the outbound body), then exit
  *
  * Measures, single-threaded, with the built-in detectors and a realistic rule set
  * (block secrets, redact e-mail and phone, default allow):
@@ -22,7 +26,9 @@
 #include <hs.h>
 
 #include "config/config.h"
+#include "common/json.h"
 #include "policy/policy.h"
+#include "proxy/decide.h"
 /* Private header, on purpose: the stage timings below (extraction, Vectorscan pass,
  * validation) reach inside the policy; the rest of the bench uses policy.h only. */
 #include "policy/policy_int.h"
@@ -40,6 +46,9 @@ static const char CONFIG_YAML[] =
     "  - name: gpt-4o\n"
     "    provider: openai\n"
     "    price: {input_per_mtok: 2.5, output_per_mtok: 10}\n"
+    /* no cap on values here: --body measures what deciding any body costs (one_body says
+     * when the default limits.max_body_values would refuse it first) */
+    "limits: {max_body_values: 10000000}\n"
     "rules:\n"
     "  - name: no-secrets-out\n"
     "    if: {detected: [secrets]}\n"
@@ -257,8 +266,32 @@ static double pct(const double *t, int n, double p)
     return t[i < n ? i : n - 1];
 }
 
-/* one_body -- p50/p99 of policy_decide on the OpenAI body in `path`. */
-static int one_body(const struct policy *pol, const char *path)
+/* time_gateway -- the same as time_decide for proxy_decide (the gateway's whole decision);
+ * *status gets the last call's: 0 when it went on, else the HTTP status of the refusal. */
+static int time_gateway(const struct config *cfg, const struct policy *pol, const char *body,
+                        size_t len, int warm, int runs, double *t, int *status)
+{
+    for (int i = 0; i < warm + runs; i++) {
+        struct proxy_decision d;
+        double t0 = now_s();
+        int rc = proxy_decide(cfg, pol, POLICY_API_OPENAI, body, len, NULL, NULL, &d);
+        double t1 = now_s();
+        if (i >= warm)
+            t[i - warm] = t1 - t0;
+        if (i == warm + runs - 1) {
+            *status = rc == 0 ? 0 : d.status;
+            if (rc != 0)
+                printf("proxy_decide refused it: %d %s\n", d.status, d.error);
+        }
+        proxy_decision_deinit(&d);
+    }
+    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    return 0;
+}
+
+/* one_body -- p50/p99 of policy_decide and of proxy_decide on the OpenAI body in `path`,
+ * over `runs` runs each. */
+static int one_body(const struct config *cfg, const struct policy *pol, const char *path, int runs)
 {
     FILE *f = fopen(path, "rb");
     struct buf b = {0};
@@ -274,18 +307,35 @@ static int one_body(const struct policy *pol, const char *path)
         buf_add(&b, chunk);
     }
     fclose(f);
-    enum { RUNS = 5000 };
-    static double t[RUNS];
+    double *t = malloc(sizeof(double) * (size_t)runs);
     struct policy_decision d;
-    if (time_decide(pol, b.p, b.n, 500, RUNS, t, &d) != 0) {
+    int status = 0;
+    if (!t || time_decide(pol, b.p, b.n, runs / 10, runs, t, &d) != 0) {
+        if (t && time_gateway(cfg, pol, b.p, b.n, runs / 10, runs, t, &status) == 0)
+            printf("%zu-byte body: proxy_decide p50 %.1f us, p99 %.1f us (%d runs)\n", b.n,
+                   pct(t, runs, 0.5) * 1e6, pct(t, runs, 0.99) * 1e6, runs);
+        free(t);
         free(b.p);
         return -1;
     }
     printf("%zu-byte body: verdict %s, %zu findings, policy_decide p50 %.1f us, p99 %.1f us "
            "(%d runs)\n",
            b.n, (unsigned)d.verdict < 4 ? VERDICT[d.verdict] : "?", d.n_findings,
-           pct(t, RUNS, 0.5) * 1e6, pct(t, RUNS, 0.99) * 1e6, RUNS);
+           pct(t, runs, 0.5) * 1e6, pct(t, runs, 0.99) * 1e6, runs);
     policy_decision_deinit(&d);
+    time_gateway(cfg, pol, b.p, b.n, runs / 10, runs, t, &status);
+    struct json_doc doc = {0};
+    char err[256];
+    if (json_parse(&doc, b.p, b.n, err, sizeof err) == 0)
+        printf("%zu-byte body: %zu JSON values%s\n", b.n, doc.n,
+               doc.n > 100000 ? " (over the default limits.max_body_values, 100000: the "
+                                "gateway answers 413 before deciding)"
+                              : "");
+    json_doc_deinit(&doc);
+    printf("%zu-byte body: proxy_decide (UTF-8, parse, shapes, policy, outbound) p50 %.1f us, "
+           "p99 %.1f us (%d runs)%s\n",
+           b.n, pct(t, runs, 0.5) * 1e6, pct(t, runs, 0.99) * 1e6, runs, status ? ", refused" : "");
+    free(t);
     free(b.p);
     return 0;
 }
@@ -294,6 +344,7 @@ int main(int argc, char **argv)
 {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const char *body_path = argc > 2 && strcmp(argv[1], "--body") == 0 ? argv[2] : NULL;
+    int body_runs = body_path && argc > 3 ? atoi(argv[3]) : 5000;
     struct config *cfg = NULL;
     struct policy *pol = NULL;
     struct config_errors errs;
@@ -307,7 +358,11 @@ int main(int argc, char **argv)
         goto out;
     }
     if (body_path) {
-        rc = one_body(pol, body_path) == 0 ? 0 : 1;
+        if (body_runs < 1 || body_runs > 1000000) {
+            fprintf(stderr, "policy_bench: RUNS must be 1..1000000\n");
+            goto out;
+        }
+        rc = one_body(cfg, pol, body_path, body_runs) == 0 ? 0 : 1;
         goto out;
     }
 

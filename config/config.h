@@ -172,6 +172,8 @@ struct config_audit {
 
 struct config_limits {
     size_t max_body_bytes;      /* default 4 MiB */
+    int max_body_values;        /* JSON values in one body (every string, member name,
+                                   number, literal, object, array); default 100000 */
     size_t max_header_bytes;    /* default 32 KiB */
     int max_connections;        /* default 4096 */
     int header_timeout_ms;      /* default 10000 */

@@ -11,14 +11,18 @@ static const struct config_field limits_fields[] = {
      .max = 1000000, .dflt = 4096},
     {"header_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, header_timeout_ms),
      .min = 1, .max = 86400000, .dflt = 10000},
-    {"body_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, body_timeout_ms),
-     .min = 1, .max = 86400000, .dflt = 30000},
+    {"body_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, body_timeout_ms), .min = 1,
+     .max = 86400000, .dflt = 30000},
     {"idle_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, idle_timeout_ms), .min = 1,
      .max = 86400000, .dflt = 60000},
     {"upstream_timeout_ms", FIELD_INT, .off = offsetof(struct config_limits, upstream_timeout_ms),
      .min = 1, .max = 86400000, .dflt = 120000},
     {"engine_queue", FIELD_INT, .off = offsetof(struct config_limits, engine_queue), .min = 1,
      .max = 100000, .dflt = 64}, /* builtin requests waiting */
+    /* what deciding a body costs grows with its values, whatever their size: the cap keeps
+     * the event loop's time for one request to milliseconds (docs/security.md) */
+    {"max_body_values", FIELD_INT, .off = offsetof(struct config_limits, max_body_values), .min = 1,
+     .max = 10000000, .dflt = 100000},
     {.key = NULL},
 };
 

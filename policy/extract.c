@@ -5,6 +5,7 @@
  * decodes each string it finds into one text buffer, keeping the escape runs that map any
  * decoded span back to the original body bytes for redaction. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,35 +39,63 @@ static int grow(void **ptr, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+/* Where the walk is: one frame per open container below the root, the member name (an
+ * object's) or the item index (an array's). The path an error names is made from these
+ * only when there is an error: formatting it on the way down cost more than the rest of
+ * the walk for a body of many small parts. */
+struct walk_frame {
+    uint32_t key; /* JSON_NONE: an array item */
+    int index;
+};
+
 struct walk {
     const struct json_doc *p;
     struct pextract *x;
     char *err;
     size_t errlen;
-    char path[192]; /* where the walk is, for errors: "messages[2].content[1]" */
+    struct walk_frame frames[JSON_MAX_DEPTH + 2]; /* the parse nests at most JSON_MAX_DEPTH */
+    int depth;
+    char path[192]; /* filled by walk_path: "messages[2].content[1]" */
     size_t path_len;
     uint32_t top_obj; /* the body's root object */
 };
 
-/* path_push -- append to the walk's path; returns the length to restore */
-static size_t path_push(struct walk *w, const char *fmt, int i)
+/* path_add -- append to the path; past its room it ends in "..." */
+static void path_add(struct walk *w, const char *s, size_t n)
 {
-    size_t old = w->path_len;
-    int n = snprintf(w->path + old, sizeof(w->path) - old, fmt, i);
-    if (n > 0 && old + (size_t)n < sizeof(w->path)) {
-        w->path_len = old + (size_t)n;
-    } else if (n > 0) {
-        /* too deep to name whole: the path ends in "..." */
+    size_t room = sizeof(w->path) - 1 - w->path_len;
+
+    if (n > room) {
+        memcpy(w->path + w->path_len, s, room);
         w->path_len = sizeof(w->path) - 1;
         memcpy(w->path + w->path_len - 3, "...", 3);
+    } else {
+        memcpy(w->path + w->path_len, s, n);
+        w->path_len += n;
     }
-    return old;
+    w->path[w->path_len] = '\0';
 }
 
-static void path_pop(struct walk *w, size_t old)
+/* walk_path -- w->path for the walk's frames: member names as written in the body, items
+ * as [i] */
+static void walk_path(struct walk *w)
 {
-    w->path_len = old;
-    w->path[old] = '\0';
+    w->path_len = 0;
+    w->path[0] = '\0';
+    for (int d = 0; d < w->depth; d++) {
+        const struct walk_frame *f = &w->frames[d];
+        char num[24];
+
+        if (f->key == JSON_NONE) {
+            int n = snprintf(num, sizeof(num), "[%d]", f->index);
+            path_add(w, num, n > 0 ? (size_t)n : 0);
+            continue;
+        }
+        if (w->path_len)
+            path_add(w, ".", 1);
+        path_add(w, w->p->body + w->p->nodes[f->key].start,
+                 w->p->nodes[f->key].end - w->p->nodes[f->key].start);
+    }
 }
 
 /* plain -- n bytes of ASCII without '%' or '&': text the normaliser leaves as it is (the
@@ -476,39 +505,49 @@ static int key_is(const struct json_doc *p, uint32_t id, const char *name)
     return json_name_is(p, id, name, strlen(name));
 }
 
-/* The value of the member of object `obj` named `name`, if any (names are unique: the
- * parse refused repeats), as a one-pass loop so the walk reads as before. */
-#define FOR_MEMBER(p, obj, name, v)                                                                \
-    for (uint32_t v = json_get(p, obj, name), once_##v = 1; once_##v && v != JSON_NONE;            \
-         once_##v = 0)
+/* The members of one object that the walk's checks read (the object's `type`, `text`, ...),
+ * found in one pass over its names: JSON_NONE where absent. Names are unique (the parse
+ * refused repeats), so each slot has at most one. */
+enum slot {
+    SLOT_TYPE,
+    SLOT_TOOL_CALLS,
+    SLOT_ARGUMENTS,
+    SLOT_TEXT,
+    SLOT_CONTENT,
+    SLOT_INPUT,
+    SLOT_SOURCE,
+    SLOT_FILE_DATA,
+    SLOT_MEDIA_TYPE,
+    SLOT_NONE
+};
+
+struct shape {
+    uint32_t v[SLOT_NONE];
+};
 
 /* A part whose content the model reads but the gateway cannot: a file (PDF, ...), audio,
  * a base64 document. Its text would leave unscanned, so the request is refused (fail
  * closed), at any depth. Images are let through (docs/policy.md says so). */
-static int unscannable(struct walk *w, uint32_t id)
+static int unscannable(struct walk *w, const struct shape *sh)
 {
     const struct json_doc *p = w->p;
     const char *what = NULL;
+    uint32_t t = sh->v[SLOT_TYPE], src = sh->v[SLOT_SOURCE];
 
-    FOR_MEMBER(p, id, "type", t)
-    if (p->nodes[t].type == JSON_STR) {
+    if (json_type(p, t) == JSON_STR) {
         if (key_is(p, t, "file"))
             what = "file";
         else if (key_is(p, t, "input_audio"))
             what = "input_audio";
-        else if (key_is(p, t, "input_file") && json_get(p, id, "file_data") != JSON_NONE)
+        else if (key_is(p, t, "input_file") && sh->v[SLOT_FILE_DATA] != JSON_NONE)
             what = "input_file"; /* (Responses: a document's bytes, base64) */
-        else if (key_is(p, t, "document")) {
-            FOR_MEMBER(p, id, "source", src)
-            if (p->nodes[src].type == JSON_OBJ) {
-                FOR_MEMBER(p, src, "type", st)
-                if (p->nodes[st].type == JSON_STR && key_is(p, st, "base64"))
-                    what = "document";
-            }
-        }
+        else if (key_is(p, t, "document") && json_type(p, src) == JSON_OBJ &&
+                 json_str_eq(p, json_get(p, src, "type"), "base64"))
+            what = "document";
     }
     if (!what)
         return 0;
+    walk_path(w);
     snprintf(w->err, w->errlen,
              "%s is a '%s' part, which the gateway cannot scan (send the text itself instead).",
              w->path, what);
@@ -517,131 +556,224 @@ static int unscannable(struct walk *w, uint32_t id)
 
 /* ---- what may skip the detectors ---- */
 
-/* The APIs' own member names: a name in this list is the grammar's, not the client's
- * words, so it is not scanned as text. Any other name is (tool schemas, tool inputs,
- * metadata: a name can carry a value as well as a string can). Sorted for bsearch. */
-static const char *const api_names[] = {
-    "action",
-    "additionalProperties",
-    "annotations",
-    "anyOf",
-    "arguments",
-    "assistant",
-    "audio",
-    "background",
-    "cache_control",
-    "call_id",
-    "citations",
-    "content",
-    "conversation",
-    "data",
-    "default",
-    "description",
-    "detail",
-    "developer",
-    "effort",
-    "encrypted_content",
-    "enum",
-    "file",
-    "file_data",
-    "file_id",
-    "file_url",
-    "filename",
-    "format",
-    "frequency_penalty",
-    "function",
-    "function_call",
-    "functions",
-    "id",
-    "image",
-    "image_url",
-    "include",
-    "include_usage",
-    "index",
-    "input",
-    "input_audio",
-    "instructions",
-    "items",
-    "logit_bias",
-    "logprobs",
-    "max_completion_tokens",
-    "max_output_tokens",
-    "max_tokens",
-    "max_tool_calls",
-    "media_type",
-    "messages",
-    "metadata",
-    "modalities",
-    "model",
-    "n",
-    "name",
-    "output",
-    "parallel_tool_calls",
-    "parameters",
-    "prediction",
-    "presence_penalty",
-    "previous_response_id",
-    "prompt_cache_key",
-    "properties",
-    "reasoning",
-    "reasoning_effort",
-    "refusal",
-    "required",
-    "response_format",
-    "role",
-    "safety_identifier",
-    "schema",
-    "seed",
-    "service_tier",
-    "source",
-    "status",
-    "stop",
-    "stop_sequences",
-    "store",
-    "stream",
-    "stream_options",
-    "strict",
-    "summary",
-    "system",
-    "temperature",
-    "text",
-    "thinking",
-    "title",
-    "tool_call_id",
-    "tool_calls",
-    "tool_choice",
-    "tool_result",
-    "tool_use",
-    "tool_use_id",
-    "tools",
-    "top_k",
-    "top_logprobs",
-    "top_p",
-    "truncation",
-    "type",
-    "url",
-    "user",
-    "user_id",
-    "verbosity",
+/* What a member name is to the walk, in one table (sorted for bsearch):
+ *  NAME_API: the APIs' own member names. A name with this flag is the grammar's, not the
+ *    client's words, so it is not scanned as text. Any other name is (tool schemas, tool
+ *    inputs, metadata: a name can carry a value as well as a string can).
+ *  NAME_ENUM: an enum member (`role`, `type`, `tool_choice`, `detail`, `media_type`, ...),
+ *    whose value may be the APIs' vocabulary (closed_value).
+ *  NAME_MODEL, NAME_URL, NAME_DATA: where a model name or image data may be.
+ *  NAME_MESSAGES: at the top level, an array whose items are the messages.
+ * and the shape slot the member fills. */
+#define NAME_API 1u
+#define NAME_ENUM 2u
+#define NAME_MODEL 4u
+#define NAME_URL 8u
+#define NAME_DATA 16u
+#define NAME_MESSAGES 32u
+
+static const struct name_info {
+    const char *name;
+    unsigned char flags;
+    unsigned char slot; /* enum slot */
+} names[] = {
+    {"action", NAME_API, SLOT_NONE},
+    {"additionalProperties", NAME_API, SLOT_NONE},
+    {"annotations", NAME_API, SLOT_NONE},
+    {"anyOf", NAME_API, SLOT_NONE},
+    {"arguments", NAME_API, SLOT_ARGUMENTS},
+    {"assistant", NAME_API, SLOT_NONE},
+    {"audio", NAME_API, SLOT_NONE},
+    {"background", NAME_API, SLOT_NONE},
+    {"cache_control", NAME_API, SLOT_NONE},
+    {"call_id", NAME_API, SLOT_NONE},
+    {"citations", NAME_API, SLOT_NONE},
+    {"content", NAME_API, SLOT_CONTENT},
+    {"conversation", NAME_API, SLOT_NONE},
+    {"data", NAME_API | NAME_DATA, SLOT_NONE},
+    {"default", NAME_API, SLOT_NONE},
+    {"description", NAME_API, SLOT_NONE},
+    {"detail", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"developer", NAME_API, SLOT_NONE},
+    {"effort", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"encrypted_content", NAME_API, SLOT_NONE},
+    {"enum", NAME_API, SLOT_NONE},
+    {"file", NAME_API, SLOT_NONE},
+    {"file_data", NAME_API, SLOT_FILE_DATA},
+    {"file_id", NAME_API, SLOT_NONE},
+    {"file_url", NAME_API, SLOT_NONE},
+    {"filename", NAME_API, SLOT_NONE},
+    {"finish_reason", NAME_ENUM, SLOT_NONE},
+    {"format", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"frequency_penalty", NAME_API, SLOT_NONE},
+    {"function", NAME_API, SLOT_NONE},
+    {"function_call", NAME_API, SLOT_NONE},
+    {"functions", NAME_API, SLOT_NONE},
+    {"id", NAME_API, SLOT_NONE},
+    {"image", NAME_API, SLOT_NONE},
+    {"image_url", NAME_API | NAME_URL, SLOT_NONE},
+    {"include", NAME_API, SLOT_NONE},
+    {"include_usage", NAME_API, SLOT_NONE},
+    {"index", NAME_API, SLOT_NONE},
+    {"input", NAME_API | NAME_MESSAGES, SLOT_INPUT},
+    {"input_audio", NAME_API, SLOT_NONE},
+    {"instructions", NAME_API, SLOT_NONE},
+    {"items", NAME_API, SLOT_NONE},
+    {"logit_bias", NAME_API, SLOT_NONE},
+    {"logprobs", NAME_API, SLOT_NONE},
+    {"max_completion_tokens", NAME_API, SLOT_NONE},
+    {"max_output_tokens", NAME_API, SLOT_NONE},
+    {"max_tokens", NAME_API, SLOT_NONE},
+    {"max_tool_calls", NAME_API, SLOT_NONE},
+    {"media_type", NAME_API | NAME_ENUM, SLOT_MEDIA_TYPE},
+    {"messages", NAME_API | NAME_MESSAGES, SLOT_NONE},
+    {"metadata", NAME_API, SLOT_NONE},
+    {"modalities", NAME_API, SLOT_NONE},
+    {"model", NAME_API | NAME_MODEL, SLOT_NONE},
+    {"n", NAME_API, SLOT_NONE},
+    {"name", NAME_API, SLOT_NONE},
+    {"object", NAME_ENUM, SLOT_NONE},
+    {"output", NAME_API, SLOT_NONE},
+    {"parallel_tool_calls", NAME_API, SLOT_NONE},
+    {"parameters", NAME_API, SLOT_NONE},
+    {"prediction", NAME_API, SLOT_NONE},
+    {"presence_penalty", NAME_API, SLOT_NONE},
+    {"previous_response_id", NAME_API, SLOT_NONE},
+    {"prompt_cache_key", NAME_API, SLOT_NONE},
+    {"properties", NAME_API, SLOT_NONE},
+    {"reasoning", NAME_API, SLOT_NONE},
+    {"reasoning_effort", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"refusal", NAME_API, SLOT_NONE},
+    {"required", NAME_API, SLOT_NONE},
+    {"response_format", NAME_API, SLOT_NONE},
+    {"role", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"safety_identifier", NAME_API, SLOT_NONE},
+    {"schema", NAME_API, SLOT_NONE},
+    {"seed", NAME_API, SLOT_NONE},
+    {"service_tier", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"source", NAME_API, SLOT_SOURCE},
+    {"status", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"stop", NAME_API, SLOT_NONE},
+    {"stop_reason", NAME_ENUM, SLOT_NONE},
+    {"stop_sequences", NAME_API, SLOT_NONE},
+    {"store", NAME_API, SLOT_NONE},
+    {"stream", NAME_API, SLOT_NONE},
+    {"stream_options", NAME_API, SLOT_NONE},
+    {"strict", NAME_API, SLOT_NONE},
+    {"summary", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"system", NAME_API, SLOT_NONE},
+    {"temperature", NAME_API, SLOT_NONE},
+    {"text", NAME_API, SLOT_TEXT},
+    {"thinking", NAME_API, SLOT_NONE},
+    {"title", NAME_API, SLOT_NONE},
+    {"tool_call_id", NAME_API, SLOT_NONE},
+    {"tool_calls", NAME_API, SLOT_TOOL_CALLS},
+    {"tool_choice", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"tool_result", NAME_API, SLOT_NONE},
+    {"tool_use", NAME_API, SLOT_NONE},
+    {"tool_use_id", NAME_API, SLOT_NONE},
+    {"tools", NAME_API, SLOT_NONE},
+    {"top_k", NAME_API, SLOT_NONE},
+    {"top_logprobs", NAME_API, SLOT_NONE},
+    {"top_p", NAME_API, SLOT_NONE},
+    {"truncation", NAME_API | NAME_ENUM, SLOT_NONE},
+    {"type", NAME_API | NAME_ENUM, SLOT_TYPE},
+    {"url", NAME_API | NAME_URL, SLOT_NONE},
+    {"user", NAME_API, SLOT_NONE},
+    {"user_id", NAME_API, SLOT_NONE},
+    {"verbosity", NAME_API | NAME_ENUM, SLOT_NONE},
 };
 
-static int name_cmp(const void *k, const void *e)
+/* name_order -- s[0..n) against the NUL-terminated t, in strcmp's order (enum_vocab is
+ * sorted so); byte by byte, since a call per comparison cost more than the search */
+static int name_order(const char *s, size_t n, const char *t)
 {
-    return strcmp((const char *)k, *(const char *const *)e);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)t[i], k = (unsigned char)s[i];
+        if (k != c)
+            return c == 0 || k > c ? 1 : -1;
+    }
+    return t[n] ? -1 : 0;
 }
 
-static int api_name(const struct json_doc *p, uint32_t key)
-{
-    const struct json_node *n = &p->nodes[key];
-    char buf[32];
-    size_t len = n->end - n->start;
+/* names[] by hash, built once: every member name of a body is looked up (twice), so the
+ * lookup is one hash and usually one comparison rather than a binary search */
+#define NAME_SLOTS 256                      /* a power of two, over twice the names */
+static unsigned char name_slot[NAME_SLOTS]; /* index + 1 into names[]; 0: empty */
+static uint32_t name_lens[256]; /* by first byte: bit n set when a name of n bytes starts so */
+static pthread_once_t name_once = PTHREAD_ONCE_INIT;
 
-    if (n->esc || len == 0 || len >= sizeof(buf))
-        return 0; /* (an escaped spelling is scanned: rare, and never the grammar's own) */
-    memcpy(buf, p->body + n->start, len);
-    buf[len] = '\0';
-    return bsearch(buf, api_names, sizeof(api_names) / sizeof(*api_names), sizeof(*api_names),
-                   name_cmp) != NULL;
+static size_t name_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h & (NAME_SLOTS - 1);
+}
+
+static void name_build(void)
+{
+    for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+        size_t n = strlen(names[i].name), h = name_hash(names[i].name, n);
+        name_lens[(unsigned char)names[i].name[0]] |= (uint32_t)1 << n; /* (n < 32) */
+        while (name_slot[h])
+            h = (h + 1) & (NAME_SLOTS - 1);
+        name_slot[h] = (unsigned char)(i + 1);
+    }
+}
+
+/* find_name -- the entry of names[] spelt s[0..n), or NULL */
+static const struct name_info *find_name(const char *s, size_t n)
+{
+    pthread_once(&name_once, name_build);
+    if (n == 0 || n >= 32 || !(name_lens[(unsigned char)s[0]] >> n & 1))
+        return NULL; /* most of a client's names: metadata keys, schema properties */
+    for (size_t h = name_hash(s, n); name_slot[h]; h = (h + 1) & (NAME_SLOTS - 1)) {
+        const struct name_info *e = &names[name_slot[h] - 1];
+        if (name_order(s, n, e->name) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* name_of -- what member name `k` is (decoded, as json_get compares names), or NULL for a
+ * name the walk has no use for. An escaped spelling of an API name is the same member to
+ * every reader, but is scanned like a client's name: rare, and never the grammar's own. */
+static const struct name_info *name_of(const struct json_doc *p, uint32_t k, unsigned *flags)
+{
+    const struct json_node *n = &p->nodes[k];
+    const unsigned char *b = (const unsigned char *)p->body;
+    char buf[40];
+    const char *key = p->body + n->start;
+    size_t len = n->end - n->start;
+    const struct name_info *hit;
+
+    *flags = 0;
+    if (len == 0 || len > 256)
+        return NULL;
+    if (n->esc) {
+        size_t o = 0, dl;
+
+        for (size_t i = n->start; i < n->end && o < 32;) {
+            if (b[i] == '\\') {
+                i += json_decode_escape(b + i, buf + o, &dl);
+                o += dl;
+            } else {
+                buf[o++] = (char)b[i++];
+            }
+        }
+        if (o >= 32)
+            return NULL;
+        key = buf;
+        len = o;
+    } else if (len >= 32) {
+        return NULL;
+    }
+    hit = find_name(key, len);
+    if (hit)
+        *flags = n->esc ? hit->flags & ~NAME_API : hit->flags;
+    return hit;
 }
 
 /* The values of API enums, in the APIs' own vocabulary: a value of an enum member (`role`,
@@ -754,25 +886,18 @@ static const char *const enum_vocab[] = {
     "web_search_preview",
 };
 
-static const char *const enum_keys[] = {
-    "role",       "type",    "finish_reason", "stop_reason",      "tool_choice", "detail",
-    "media_type", "format",  "service_tier",  "reasoning_effort", "object",      "status",
-    "effort",     "summary", "verbosity",     "truncation",       NULL};
-
 /* What may skip the detectors: the top-level "model" when it is a model-name token (the
  * gateway routes only configured names, 404 otherwise, and what leaves is the configured
  * name; a "model" member deeper down is the client's text like any other), and an enum
  * member's value from the vocabulary above. */
-static int closed_value(const struct json_doc *p, uint32_t parent, uint32_t key, uint32_t v)
+static int closed_value(const struct json_doc *p, uint32_t parent, unsigned kflags, uint32_t v)
 {
     const struct json_node *n = &p->nodes[v];
     size_t len = n->end - n->start;
-    char buf[32];
-    int is_enum = 0;
 
-    if (key == JSON_NONE || n->esc || len == 0 || len > 128)
+    if (!(kflags & (NAME_MODEL | NAME_ENUM)) || n->esc || len == 0 || len > 128)
         return 0;
-    if (key_is(p, key, "model")) {
+    if (kflags & NAME_MODEL) {
         if (parent != p->root)
             return 0;
         for (size_t i = n->start; i < n->end; i++) {
@@ -783,16 +908,19 @@ static int closed_value(const struct json_doc *p, uint32_t parent, uint32_t key,
         }
         return 1;
     }
-    if (len >= sizeof(buf))
+    if (len >= 32)
         return 0;
-    for (size_t i = 0; enum_keys[i] && !is_enum; i++)
-        is_enum = key_is(p, key, enum_keys[i]);
-    if (!is_enum)
-        return 0;
-    memcpy(buf, p->body + n->start, len);
-    buf[len] = '\0';
-    return bsearch(buf, enum_vocab, sizeof(enum_vocab) / sizeof(*enum_vocab), sizeof(*enum_vocab),
-                   name_cmp) != NULL;
+    for (size_t lo = 0, hi = sizeof(enum_vocab) / sizeof(*enum_vocab); lo < hi;) {
+        size_t mid = (lo + hi) / 2;
+        int c = name_order(p->body + n->start, len, enum_vocab[mid]);
+        if (c == 0)
+            return 1;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return 0;
 }
 
 /* ---- the walk: every string and member name, odd shapes refused ---- */
@@ -817,29 +945,30 @@ static const char *type_name(int t)
 
 /* A member where the model reads text must hold text: a value of another type is one the
  * gateway would read one way and a provider another, so it is refused, not skipped. */
-static int odd_shape(struct walk *w, uint32_t obj)
+static int odd_shape(struct walk *w, const struct shape *sh)
 {
     const struct json_doc *p = w->p;
-    uint32_t t = json_get(p, obj, "type"), v;
+    uint32_t t = sh->v[SLOT_TYPE], v;
     const char *want = NULL, *member = NULL;
     int got = 0;
 
-    if ((v = json_get(p, obj, "tool_calls")) != JSON_NONE && json_type(p, v) != JSON_ARR &&
+    if ((v = sh->v[SLOT_TOOL_CALLS]) != JSON_NONE && json_type(p, v) != JSON_ARR &&
         json_type(p, v) != JSON_NULL)
         member = "tool_calls", want = "an array", got = json_type(p, v);
-    else if ((v = json_get(p, obj, "arguments")) != JSON_NONE && json_type(p, v) != JSON_STR)
+    else if ((v = sh->v[SLOT_ARGUMENTS]) != JSON_NONE && json_type(p, v) != JSON_STR)
         member = "arguments", want = "a string", got = json_type(p, v);
-    else if (json_str_eq(p, t, "text") && (v = json_get(p, obj, "text")) != JSON_NONE &&
+    else if (json_str_eq(p, t, "text") && (v = sh->v[SLOT_TEXT]) != JSON_NONE &&
              json_type(p, v) != JSON_STR)
         member = "text", want = "a string", got = json_type(p, v);
-    else if (json_str_eq(p, t, "tool_result") && (v = json_get(p, obj, "content")) != JSON_NONE &&
+    else if (json_str_eq(p, t, "tool_result") && (v = sh->v[SLOT_CONTENT]) != JSON_NONE &&
              json_type(p, v) != JSON_STR && json_type(p, v) != JSON_ARR)
         member = "content", want = "a string or an array of blocks", got = json_type(p, v);
-    else if (json_str_eq(p, t, "tool_use") && (v = json_get(p, obj, "input")) != JSON_NONE &&
+    else if (json_str_eq(p, t, "tool_use") && (v = sh->v[SLOT_INPUT]) != JSON_NONE &&
              json_type(p, v) != JSON_OBJ)
         member = "input", want = "an object", got = json_type(p, v);
     if (!member)
         return 0;
+    walk_path(w);
     snprintf(w->err, w->errlen, "%s%s%s must be %s; it is %s, which the gateway will not guess at.",
              w->path, w->path_len ? "." : "", member, want, got < 0 ? "missing" : type_name(got));
     return -1;
@@ -871,19 +1000,20 @@ static int b64_image_url(const char *s, size_t n)
 
 /* Image data the scanner cannot read (base64 in a data:image/ URL or an Anthropic image
  * source whose media_type is image/...): not text, so not scanned; the decision records
- * that the request carries it (PEXTRACT_UNSCANNED_IMAGE) for rules to match. */
-static int image_data(const struct json_doc *p, uint32_t parent, uint32_t key, uint32_t v)
+ * that the request carries it (PEXTRACT_UNSCANNED_IMAGE) for rules to match. `psh`: the
+ * shape of the object v is a member of (NULL for an array item or the root). */
+static int image_data(const struct json_doc *p, const struct shape *psh, unsigned kflags,
+                      uint32_t v)
 {
     const struct json_node *n = &p->nodes[v];
 
-    if (key == JSON_NONE || parent == JSON_NONE)
+    if (!psh)
         return 0;
-    if ((key_is(p, key, "url") || key_is(p, key, "image_url")) &&
-        b64_image_url(p->body + n->start, n->end - n->start))
+    if ((kflags & NAME_URL) && b64_image_url(p->body + n->start, n->end - n->start))
         return 1; /* (Responses' input_image has the URL as image_url's string) */
-    if (key_is(p, key, "data") && json_str_eq(p, json_get(p, parent, "type"), "base64")) {
+    if ((kflags & NAME_DATA) && json_str_eq(p, psh->v[SLOT_TYPE], "base64")) {
         /* (a base64 document was refused before: unscannable) */
-        uint32_t mt = json_get(p, parent, "media_type");
+        uint32_t mt = psh->v[SLOT_MEDIA_TYPE];
         size_t ml = 0;
         char *m = json_type(p, mt) == JSON_STR ? json_str_dup(p, mt, &ml) : NULL;
         int image = m && ml > 6 && strncasecmp(m, "image/", 6) == 0;
@@ -893,61 +1023,95 @@ static int image_data(const struct json_doc *p, uint32_t parent, uint32_t key, u
     return 0;
 }
 
-static int walk(struct walk *w, uint32_t id, int message, uint32_t parent, uint32_t key)
+/* walk -- node `id`, reached as the member `key` (flags kflags: name_of) of an object whose
+ * shape is psh, or as an item of an array (key JSON_NONE, psh NULL) of `parent` */
+static int walk(struct walk *w, uint32_t id, int message, uint32_t parent, uint32_t key,
+                unsigned kflags, const struct shape *psh)
 {
     const struct json_doc *p = w->p;
     const struct json_node *n = &p->nodes[id];
+    struct walk_frame *f;
     int i = 0;
 
     switch (n->type) {
     case JSON_STR:
-        if (closed_value(p, parent, key, id))
+        if (closed_value(p, parent, kflags, id))
             return 0;
-        if (image_data(p, parent, key, id)) {
+        if (image_data(p, psh, kflags, id)) {
             w->x->unscanned |= PEXTRACT_UNSCANNED_IMAGE;
             return 0;
         }
         return add_segment(w, id, message, key);
-    case JSON_ARR:
+    case JSON_ARR: {
+        /* the items of the top-level messages array are the messages (and those of
+         * `input`: a Responses conversation's items, or the texts an embedding gets) */
+        int top = parent == w->top_obj && (kflags & NAME_MESSAGES);
+
+        if (w->depth >= (int)(sizeof(w->frames) / sizeof(*w->frames)))
+            return -1; /* (cannot be: the parse nests at most JSON_MAX_DEPTH) */
+        f = &w->frames[w->depth++];
+        f->key = JSON_NONE;
         JSON_FOR_ITEMS(p, id, v)
         {
-            size_t old = path_push(w, "[%d]", i);
-            /* the items of the top-level messages array are the messages (and those of
-             * `input`: a Responses conversation's items, or the texts an embedding gets) */
-            int top =
-                parent == w->top_obj && (key_is(p, key, "messages") || key_is(p, key, "input"));
-            int rc = walk(w, v, top ? i : message, id, JSON_NONE);
-            path_pop(w, old);
-            if (rc < 0)
+            f->index = i;
+            if (walk(w, v, top ? i : message, id, JSON_NONE, 0, NULL) < 0)
                 return -1;
             i++;
         }
+        w->depth--;
         return 0;
-    case JSON_OBJ:
-        if (unscannable(w, id) < 0 || odd_shape(w, id) < 0)
-            return -1;
+    }
+    case JSON_OBJ: {
+        struct shape sh;
+        const struct name_info *ni;
+        unsigned fl;
+        unsigned char seen[16], *many = NULL; /* the members' flags, for the second pass */
+        size_t m = 0, n_members = 0;
+        int rc = -1;
+
+        for (size_t s = 0; s < SLOT_NONE; s++)
+            sh.v[s] = JSON_NONE;
+        JSON_FOR_MEMBERS(p, id, k, v)
+        n_members++;
+        if (n_members > sizeof(seen))
+            many = malloc(n_members); /* (NULL: the names are looked up again) */
         JSON_FOR_MEMBERS(p, id, k, v)
         {
-            size_t old;
-            int rc;
-            if (!api_name(p, k) && add_segment(w, k, message, JSON_NONE) < 0)
-                return -1;
-            old = w->path_len;
-            if (w->path_len && w->path_len + 1 < sizeof(w->path))
-                w->path[w->path_len++] = '.';
-            {
-                const struct json_node *kn = &p->nodes[k];
-                size_t kl = kn->end - kn->start, room = sizeof(w->path) - 1 - w->path_len;
-                memcpy(w->path + w->path_len, p->body + kn->start, kl < room ? kl : room);
-                w->path_len += kl < room ? kl : room;
-                w->path[w->path_len] = '\0';
-            }
-            rc = walk(w, v, message, id, k);
-            path_pop(w, old);
-            if (rc < 0)
-                return -1;
+            if ((ni = name_of(p, k, &fl)) != NULL && ni->slot != SLOT_NONE)
+                sh.v[ni->slot] = v;
+            if (many)
+                many[m] = (unsigned char)fl;
+            else if (m < sizeof(seen))
+                seen[m] = (unsigned char)fl;
+            m++;
         }
-        return 0;
+        if (unscannable(w, &sh) < 0 || odd_shape(w, &sh) < 0)
+            goto obj_done;
+        if (w->depth >= (int)(sizeof(w->frames) / sizeof(*w->frames)))
+            goto obj_done; /* (cannot be, as above) */
+        f = &w->frames[w->depth++];
+        m = 0;
+        JSON_FOR_MEMBERS(p, id, k, v)
+        {
+            if (many)
+                fl = many[m];
+            else if (m < sizeof(seen))
+                fl = seen[m];
+            else
+                name_of(p, k, &fl);
+            m++;
+            if (!(fl & NAME_API) && add_segment(w, k, message, JSON_NONE) < 0)
+                goto obj_done;
+            f->key = k;
+            if (walk(w, v, message, id, k, fl, &sh) < 0)
+                goto obj_done;
+        }
+        w->depth--;
+        rc = 0;
+    obj_done:
+        free(many);
+        return rc;
+    }
     default:
         return 0; /* numbers, true, false, null: closed grammar */
     }
@@ -983,7 +1147,7 @@ int policy_extract_doc(enum policy_api api, const struct json_doc *doc, struct p
     }
     x->text_cap = len + 1;
     w.top_obj = doc->root;
-    return walk(&w, doc->root, -1, JSON_NONE, JSON_NONE);
+    return walk(&w, doc->root, -1, JSON_NONE, JSON_NONE, 0, NULL);
 }
 
 int policy_extract(enum policy_api api, const char *body, size_t len, struct pextract *x, char *err,

@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "common/json.h"
 #include "policy/policy_int.h"
 
 int policy_detector_known(const struct config *cfg, const char *name)
@@ -390,93 +391,151 @@ static int member_name(const struct pextract *x, const struct pseg *s)
     return x->body[i] == ':';
 }
 
+/* One junction between two text parts: segment a's tail and segment b's head, each at
+ * most SPLIT_WINDOW bytes, side by side in the junctions' own text from `at`. */
+struct junction {
+    size_t a, b; /* segment indices */
+    size_t at, na;
+};
+
+/* first_ending_after -- the first of the sorted, disjoint findings cv[0..n) that ends after
+ * pos (n when none) */
+static size_t first_ending_after(const struct pcand *cv, size_t n, size_t pos)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cv[mid].e > pos)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
 /* split_scan -- a value split between two consecutive text parts of one message, which
  * the model reads as one text ("key AKIAIOSF" + "ODNN7EXAMPLQ", a card number cut by a
  * document chunker): the detectors run over each junction's neighbourhood on its own, and a
  * match that crosses the junction marks its detector in present[] and split[] and is
  * appended to *cv as the part in the first segment (for the findings). Such a value has no
- * one span in the body, so the caller refuses to redact it. 0, or -1 (err set). */
+ * one span in the body, so the caller refuses to redact it. 0, or -1 (err set).
+ *
+ * The neighbourhoods are put one after another into one text, each its own segment, and
+ * scanned in one pass, as the request's text is: a scan per junction cost a scratch, an
+ * allocation and the scanner's set-up each, which for a body of thousands of tiny parts was
+ * most of the decision. */
 static int split_scan(const struct policy *p, const struct pextract *x, unsigned char *present,
                       unsigned char *split, struct pcand **cv, size_t *nc, char *err, size_t errlen)
 {
-    size_t found = *nc; /* the whole-segment findings: a match that overlaps one only
-                           extends what was found already ("a@b.com" + "then"), and the
-                           findings stay disjoint */
+    size_t found = *nc; /* the whole-segment findings (sorted by start, disjoint): a match
+                           that overlaps one only extends what was found already
+                           ("a@b.com" + "then"), and the findings stay disjoint */
+    struct junction *jv = NULL;
+    struct pextract w = {0};
+    struct pcand *wc = NULL;
+    size_t nj = 0, nw = 0, text_len = 0;
+    int rc = -1;
 
+    /* the junctions, and the room their text takes */
     for (size_t i = 0; i + 1 < x->n_segs; i++) {
         const struct pseg *a = &x->segs[i], *b;
-        size_t na, nb, junction, bi = i + 1;
+        size_t bi = i + 1;
 
         /* the next part's text, past member names ("t\u0065xt" is scanned as a name too) */
         while (bi + 1 < x->n_segs && x->segs[bi].message == a->message &&
                member_name(x, &x->segs[bi]))
             bi++;
         b = &x->segs[bi];
-        struct pseg one = {0};
-        struct pextract w = {0};
-        struct pcand *wc = NULL;
-        size_t nw = 0;
-
         if (a->message != b->message || a->dend == a->dstart || b->dend == b->dstart ||
             !text_part(x, a) || !text_part(x, b))
             continue;
-        na = a->dend - a->dstart < SPLIT_WINDOW ? a->dend - a->dstart : SPLIT_WINDOW;
-        nb = b->dend - b->dstart < SPLIT_WINDOW ? b->dend - b->dstart : SPLIT_WINDOW;
-        junction = na;
-        w.body = x->body;
-        w.text = malloc(na + nb + 1);
-        if (!w.text) {
-            snprintf(err, errlen, "out of memory while deciding the request.");
-            return -1;
+        if (!jv) {
+            jv = malloc((x->n_segs - i) * sizeof(*jv));
+            if (!jv)
+                goto oom;
         }
-        memcpy(w.text, x->text + a->dend - na, na);
-        memcpy(w.text + na, x->text + b->dstart, nb);
-        w.text[na + nb] = '\0';
-        w.text_len = w.text_cap = na + nb;
-        one.message = a->message;
-        one.dend = na + nb;
-        w.segs = &one;
-        w.n_segs = w.segs_cap = 1;
-        int rc = policy_scan_ex(p, &w, &wc, &nw, NULL, err, errlen);
-        free(w.text);
-        if (rc < 0) {
-            free(wc);
-            return -1;
-        }
-        for (size_t k = 0; k < nw; k++) {
-            struct pcand *grown;
-            size_t as = a->dend - (junction - wc[k].s), be = b->dstart + (wc[k].e - junction), j;
-            if (!(wc[k].s < junction && wc[k].e > junction))
-                continue;
-            for (j = 0; j < found; j++)
-                if (((*cv)[j].seg == i && (*cv)[j].e > as) ||
-                    ((*cv)[j].seg == bi && (*cv)[j].s < be))
-                    break;
-            if (j < found)
-                continue;
-            grown = realloc(*cv, (*nc + 1) * sizeof(**cv));
-            if (!grown) {
-                free(wc);
-                snprintf(err, errlen, "out of memory while deciding the request.");
-                return -1;
-            }
-            *cv = grown;
-            (*cv)[*nc].det = wc[k].det;
-            (*cv)[*nc].seg = (unsigned)i;
-            (*cv)[*nc].s = a->dend - (junction - wc[k].s);
-            (*cv)[*nc].e = a->dend;
-            (*nc)++;
-            present[wc[k].det] = 1;
-            split[wc[k].det] = 1;
-        }
-        free(wc);
+        jv[nj].a = i;
+        jv[nj].b = bi;
+        jv[nj].na = a->dend - a->dstart < SPLIT_WINDOW ? a->dend - a->dstart : SPLIT_WINDOW;
+        jv[nj].at = text_len;
+        text_len += jv[nj].na +
+                    (b->dend - b->dstart < SPLIT_WINDOW ? b->dend - b->dstart : SPLIT_WINDOW) + 1;
+        nj++;
     }
-    return 0;
+    if (nj == 0)
+        return 0;
+    w.body = x->body;
+    w.text = malloc(text_len + 1);
+    w.segs = calloc(nj, sizeof(*w.segs));
+    if (!w.text || !w.segs)
+        goto oom;
+    for (size_t j = 0; j < nj; j++) {
+        const struct pseg *a = &x->segs[jv[j].a], *b = &x->segs[jv[j].b];
+        size_t na = jv[j].na,
+               nb = b->dend - b->dstart < SPLIT_WINDOW ? b->dend - b->dstart : SPLIT_WINDOW;
+        struct pseg *sg = &w.segs[j];
+
+        memcpy(w.text + jv[j].at, x->text + a->dend - na, na);
+        memcpy(w.text + jv[j].at + na, x->text + b->dstart, nb);
+        w.text[jv[j].at + na + nb] = '\n';
+        sg->message = a->message;
+        sg->dstart = jv[j].at;
+        sg->dend = jv[j].at + na + nb;
+    }
+    w.text[text_len] = '\0';
+    w.text_len = w.text_cap = text_len;
+    w.n_segs = w.segs_cap = nj;
+    if (policy_scan_ex(p, &w, &wc, &nw, NULL, err, errlen) < 0)
+        goto done;
+    for (size_t k = 0; k < nw; k++) {
+        const struct junction *jn = &jv[wc[k].seg];
+        const struct pseg *a = &x->segs[jn->a];
+        size_t junction = jn->at + jn->na, as, be, f;
+        struct pcand *grown;
+
+        if (!(wc[k].s < junction && wc[k].e > junction))
+            continue;
+        as = a->dend - (junction - wc[k].s);
+        be = x->segs[jn->b].dstart + (wc[k].e - junction);
+        /* a whole-segment finding in a that ends after as, or in b that starts before be:
+         * those lie between as and be in the text, and the findings are sorted */
+        for (f = first_ending_after(*cv, found, as); f < found && (*cv)[f].s < be; f++)
+            if ((*cv)[f].seg == jn->a || (*cv)[f].seg == jn->b)
+                break;
+        if (f < found && (*cv)[f].s < be)
+            continue;
+        grown = realloc(*cv, (*nc + 1) * sizeof(**cv));
+        if (!grown)
+            goto oom;
+        *cv = grown;
+        (*cv)[*nc].det = wc[k].det;
+        (*cv)[*nc].seg = (unsigned)jn->a;
+        (*cv)[*nc].s = as;
+        (*cv)[*nc].e = a->dend;
+        (*nc)++;
+        present[wc[k].det] = 1;
+        split[wc[k].det] = 1;
+    }
+    rc = 0;
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory while deciding the request.");
+done:
+    free(wc);
+    free(jv);
+    free(w.segs);
+    if (w.text)
+        sodium_memzero(w.text, text_len);
+    free(w.text);
+    return rc;
 }
 
 int policy_decide(const struct policy *p, const struct policy_input *in, struct policy_decision *d)
 {
     struct pextract x = {0};
+    struct json_doc own = {0};
+    const struct json_doc *doc = in->doc;
     struct pcand *cv = NULL;
     size_t nc = 0;
     unsigned char *present = NULL, *split = NULL;
@@ -488,9 +547,21 @@ int policy_decide(const struct policy *p, const struct policy_input *in, struct 
         snprintf(d->error, sizeof(d->error), "the request has no body.");
         goto done;
     }
-    if (in->doc ? policy_extract_doc(in->api, in->doc, &x, d->error, sizeof(d->error))
-                : policy_extract(in->api, in->body ? in->body : "", in->len, &x, d->error,
-                                 sizeof(d->error)))
+    if (!in->doc) {
+        if (json_parse(&own, in->body ? in->body : "", in->len, d->error, sizeof(d->error)) < 0)
+            goto done;
+        doc = &own;
+    }
+    /* (0: a config built by hand, without the loader's default) */
+    if (p->cfg->limits.max_body_values > 0 && doc->n > (size_t)p->cfg->limits.max_body_values) {
+        snprintf(d->error, sizeof(d->error),
+                 "the request body has more than the limit of %d JSON values "
+                 "(limits.max_body_values).",
+                 p->cfg->limits.max_body_values);
+        d->too_large = 1;
+        goto done;
+    }
+    if (policy_extract_doc(in->api, doc, &x, d->error, sizeof(d->error)))
         goto done;
     if (x.unscanned & PEXTRACT_UNSCANNED_IMAGE)
         d->unscanned |= POLICY_UNSCANNED_IMAGE;
@@ -563,6 +634,7 @@ done:
     free(split);
     free(cv);
     policy_extract_deinit(&x);
+    json_doc_deinit(&own);
     return rc;
 }
 

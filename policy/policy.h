@@ -12,6 +12,10 @@
  * evaluates the rules in order (first match wins; none matching is a block by the
  * implicit rule "default-deny") and, for redact, builds the rewritten body.
  *
+ * Its cost grows with the body's bytes and with its JSON values (every string, member
+ * name, number, literal, object and array), so a body of more values than the config's
+ * limits.max_body_values is refused before it is walked.
+ *
  * policy knows nothing of HTTP or sockets.
  * Errors: 0 / -1. A -1 from policy_decide means the request could not be scanned
  * (malformed body, a limit, a scanner error): the caller must refuse it (fail
@@ -84,7 +88,9 @@ struct policy_decision {
     struct policy_restorer *restorer; /* owned: non-NULL for redact */
     unsigned unscanned;               /* POLICY_UNSCANNED_*: content the request carries that the
                                          detectors could not read (rules: `unscanned`) */
-    char error[256];                  /* when policy_decide returns -1 */
+    int too_large;   /* with a -1: the body holds more JSON values than the config's
+                        limits.max_body_values (the caller answers 413, not 400) */
+    char error[256]; /* when policy_decide returns -1 */
 };
 
 /* policy_new -- compile the detectors and rules of cfg. The policy borrows cfg,

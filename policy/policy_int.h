@@ -18,7 +18,8 @@
 #include "policy/policy.h"
 
 #define POLICY_MAX_DEPTH 64
-#define POLICY_MAX_SEGMENTS 100000
+#define POLICY_MAX_SEGMENTS                                                                        \
+    10000000 /* a guard: limits.max_body_values (at most this) bites first */
 #define POLICY_MAX_CANDIDATES 200000
 #define POLICY_MAX_BODY ((size_t)1 << 31)
 

@@ -306,6 +306,15 @@ int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum p
         err[0] = (char)(err[0] >= 'a' && err[0] <= 'z' ? err[0] - 'a' + 'A' : err[0]);
         return refuse(d, 400, "%s", err);
     }
+    /* deciding costs time on the event loop for every value, however small (a body of
+     * 100,000 one-letter parts): a body of more than the limit is refused before any of
+     * it is read, as one of more than max_body_bytes is (docs/security.md) */
+    if (cfg->limits.max_body_values > 0 && d->doc.n > (size_t)cfg->limits.max_body_values)
+        return refuse(d, 413,
+                      "The request body has more than the limit of %d JSON values "
+                      "(limits.max_body_values: each string, member name, number, literal, "
+                      "object and array counts one).",
+                      cfg->limits.max_body_values);
     if (shapes(d) < 0)
         return -1;
 
@@ -328,7 +337,8 @@ int proxy_decide_body(const struct config *cfg, const struct policy *pol, enum p
     d->has_policy = 1;
     if (policy_decide(pol, &in, &d->policy) < 0)
         /* fail closed: what could not be scanned does not leave */
-        return refuse(d, 400, "The request could not be scanned, so it was refused: %s",
+        return refuse(d, d->policy.too_large ? 413 : 400,
+                      "The request could not be scanned, so it was refused: %s",
                       d->policy.error[0] ? d->policy.error : "scanner error");
     if (d->policy.verdict == POLICY_BLOCK)
         return refuse_block(d);

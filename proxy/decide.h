@@ -13,7 +13,8 @@
  *
  * Pure: no I/O, no globals. Returns 0 when the request may go on, -1 when it is refused:
  * d->status is the HTTP status (400 malformed or unscannable, 403 refused by policy, 404
- * unknown model, 500 out of memory) and d->error one sentence for the client. `d` is
+ * unknown model, 413 more JSON values than limits.max_body_values, 500 out of memory) and
+ * d->error one sentence for the client. `d` is
  * initialised by the call and must be released with proxy_decision_deinit whatever the
  * return; it borrows `body`, which must outlive it. */
 #ifndef AIRLOCK_PROXY_DECIDE_H

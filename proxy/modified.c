@@ -80,12 +80,20 @@ const char *proxy_modified_api_name(enum policy_api api, enum proxy_body kind)
     return api == POLICY_API_ANTHROPIC ? "anthropic-messages" : "openai-chat";
 }
 
-/* the detector of an edit: the finding with its span (redact replaces findings' spans) */
-static const char *edit_detector(const struct policy_decision *p, const struct policy_edit *e)
+/* the detector of an edit: the finding with its span (redact replaces findings' spans).
+ * Both lists are in body order and the edits are some of the findings, so one walk from
+ * *from (the finding after the previous edit's) finds it: searching all the findings for
+ * each edit was quadratic, seconds on the event loop for a body of 100,000 e-mails. */
+static const char *edit_detector(const struct policy_decision *p, const struct policy_edit *e,
+                                 size_t *from)
 {
-    for (size_t i = 0; i < p->n_findings; i++)
-        if (p->findings[i].start == e->start && p->findings[i].end == e->end)
+    for (size_t k = 0; k < p->n_findings; k++) {
+        size_t i = (*from + k) % p->n_findings; /* (the rest only if the order was not so) */
+        if (p->findings[i].start == e->start && p->findings[i].end == e->end) {
+            *from = i + 1;
             return p->findings[i].detector;
+        }
+    }
     return "unknown";
 }
 
@@ -98,7 +106,7 @@ static int str_cmp(const void *a, const void *b)
 static void redacted(struct sbuf *b, const struct policy_decision *p)
 {
     const char **dets;
-    size_t n = p->n_edits;
+    size_t n = p->n_edits, from = 0;
 
     if (!n)
         return;
@@ -108,7 +116,7 @@ static void redacted(struct sbuf *b, const struct policy_decision *p)
         return;
     }
     for (size_t i = 0; i < n; i++)
-        dets[i] = edit_detector(p, &p->edits[i]);
+        dets[i] = edit_detector(p, &p->edits[i], &from);
     qsort(dets, n, sizeof(*dets), str_cmp);
     item(b, "redacted");
     for (size_t i = 0, j; i < n; i = j) {
