@@ -25,8 +25,8 @@
 
 #include <hs.h>
 
-#include "config/config.h"
 #include "common/json.h"
+#include "config/config.h"
 #include "policy/policy.h"
 #include "proxy/decide.h"
 /* Private header, on purpose: the stage timings below (extraction, Vectorscan pass,
@@ -84,7 +84,8 @@ static const char *const INTL[] = {
 };
 
 static const char *const MIXED[] = {
-    "2025-03-14T09:21:07Z INFO worker: job 8f14e45f-ceea-467f-a8b6-7e6c2a1b9d3e finished in 412ms\n",
+    "2025-03-14T09:21:07Z INFO worker: job 8f14e45f-ceea-467f-a8b6-7e6c2a1b9d3e finished in "
+    "412ms\n",
     "    for (size_t i = 0; i < n; i++) total += weights[i] * values[i];\n",
     "Order #48213907 shipped on 2025-03-12; invoice INV-2025-00417, total 1,284.50 EUR.\n",
     "git checkout 3f2a9c1e7b4d5a6f8e9d0c1b2a3f4e5d6c7b8a9f && make -j4 test\n",
@@ -172,8 +173,8 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int count_match(unsigned id, unsigned long long from, unsigned long long to,
-                       unsigned flags, void *ctx)
+static int count_match(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+                       void *ctx)
 {
     (void)id, (void)from, (void)to, (void)flags;
     (*(size_t *)ctx)++;
@@ -237,8 +238,8 @@ static const char *VERDICT[] = {"block", "route", "redact", "allow"};
 static int time_decide(const struct policy *pol, const char *body, size_t len, int warm, int runs,
                        double *t, struct policy_decision *last)
 {
-    struct policy_input in = {.api = POLICY_API_OPENAI, .body = body, .len = len,
-                              .model = "gpt-4o"};
+    struct policy_input in = {
+        .api = POLICY_API_OPENAI, .body = body, .len = len, .model = "gpt-4o"};
     for (int i = 0; i < warm + runs; i++) {
         struct policy_decision d;
         double t0 = now_s();
@@ -291,7 +292,8 @@ static int time_gateway(const struct config *cfg, const struct policy *pol, cons
 
 /* one_body -- p50/p99 of policy_decide and of proxy_decide on the OpenAI body in `path`,
  * over `runs` runs each. */
-static int one_body(const struct config *cfg, const struct policy *pol, const char *path, int runs)
+static int one_body(const struct config *cfg, const struct policy *pol, const char *path, int runs,
+                    const struct config *deflt, const struct policy *dpol)
 {
     FILE *f = fopen(path, "rb");
     struct buf b = {0};
@@ -335,6 +337,14 @@ static int one_body(const struct config *cfg, const struct policy *pol, const ch
     printf("%zu-byte body: proxy_decide (UTF-8, parse, shapes, policy, outbound) p50 %.1f us, "
            "p99 %.1f us (%d runs)%s\n",
            b.n, pct(t, runs, 0.5) * 1e6, pct(t, runs, 0.99) * 1e6, runs, status ? ", refused" : "");
+    if (deflt) {
+        /* the same with the default limit, which may refuse it (count_values, the parse) */
+        int st = 0;
+        time_gateway(deflt, dpol, b.p, b.n, runs / 10, runs, t, &st);
+        printf("%zu-byte body: proxy_decide with the default limits p50 %.1f us, p99 %.1f us "
+               "(%d runs)%s\n",
+               b.n, pct(t, runs, 0.5) * 1e6, pct(t, runs, 0.99) * 1e6, runs, st ? ", refused" : "");
+    }
     free(t);
     free(b.p);
     return 0;
@@ -345,11 +355,26 @@ int main(int argc, char **argv)
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const char *body_path = argc > 2 && strcmp(argv[1], "--body") == 0 ? argv[2] : NULL;
     int body_runs = body_path && argc > 3 ? atoi(argv[3]) : 5000;
-    struct config *cfg = NULL;
-    struct policy *pol = NULL;
+    struct config *cfg = NULL, *dcfg = NULL;
+    struct policy *pol = NULL, *dpol = NULL;
     struct config_errors errs;
     int rc = 1;
     memset(&errs, 0, sizeof errs);
+    if (body_path) {
+        /* the bench's config as loaded with the default limits (without its limits line) */
+        char yaml[sizeof CONFIG_YAML];
+        const char *lim = strstr(CONFIG_YAML, "limits:"), *eol = lim ? strchr(lim, '\n') : NULL;
+        if (lim && eol) {
+            size_t a = (size_t)(lim - CONFIG_YAML);
+            memcpy(yaml, CONFIG_YAML, a);
+            strcpy(yaml + a, eol + 1);
+            if (config_load_text("bench-default", yaml, strlen(yaml), NULL, &dcfg, &errs) != 0 ||
+                policy_new(dcfg, &dpol, &errs) != 0) {
+                fprintf(stderr, "policy_bench: cannot build the default-limits policy\n");
+                goto out;
+            }
+        }
+    }
     if (config_load_text("bench", CONFIG_YAML, sizeof CONFIG_YAML - 1, NULL, &cfg, &errs) != 0 ||
         policy_new(cfg, &pol, &errs) != 0) {
         char msg[2048];
@@ -362,7 +387,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "policy_bench: RUNS must be 1..1000000\n");
             goto out;
         }
-        rc = one_body(cfg, pol, body_path, body_runs) == 0 ? 0 : 1;
+        rc = one_body(cfg, pol, body_path, body_runs, dcfg, dpol) == 0 ? 0 : 1;
         goto out;
     }
 
@@ -377,7 +402,8 @@ int main(int argc, char **argv)
         const char *name;
         size_t size;
         int runs, warm;
-    } sizes[] = {{"1 KiB", 1024, 20000, 2000}, {"64 KiB", 64 * 1024, 2000, 100},
+    } sizes[] = {{"1 KiB", 1024, 20000, 2000},
+                 {"64 KiB", 64 * 1024, 2000, 100},
                  {"4 MiB", 4 * 1024 * 1024, 40, 3}};
     double p99_1k = -1;
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
@@ -483,7 +509,10 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     policy_free(pol);
+    policy_free(dpol);
     if (cfg)
         config_unref(cfg);
+    if (dcfg)
+        config_unref(dcfg);
     return rc;
 }

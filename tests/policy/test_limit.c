@@ -232,6 +232,59 @@ static void test_gateway_every_endpoint(void)
     free(b);
 }
 
+/* the gateway counts values before it parses: every kind of token, strings with escaped
+ * quotes and backslashes, whitespace anywhere; exact, so a body at the limit goes on and one
+ * more value is refused */
+static void test_gateway_count_is_exact(void)
+{
+    static const char *const items[] = {
+        "\"a\\\"b\"", /* "a\"b": an escaped quote */
+        "\"\\\\\"",   /* "\\": a backslash, then the closing quote */
+        " -1.5e+10 ",
+        "true",
+        "null",
+        "false",
+        "[ ]",
+        "{}",
+        "{\"k\\\"\" : [1, 2 ,3]}", /* a name with an escaped quote */
+        "\"x,y:[{\"",              /* structure inside a string */
+        "\"\\u0022\"",             /* an escaped quote as \u0022 */
+        "[[0],[\"\\\\\\\"\"]]",    /* "\\\"": backslash, quote */
+    };
+    struct buf *b = malloc(sizeof(*b));
+    REQUIRE(b);
+    for (size_t it = 0; it < sizeof(items) / sizeof(*items); it++) {
+        int ok_at = 1, over = 0;
+        for (int k = 1;; k++) {
+            b->n = 0;
+            b->s[0] = '\0';
+            put(b, "{ \"model\" : \"m\",\n \"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                   "\"metadata\": [");
+            for (int i = 0; i < k; i++) {
+                if (i)
+                    put(b, " ,\t");
+                put(b, items[it]);
+            }
+            put(b, "] }");
+            size_t n = values(b->s);
+            REQUIRE(n > 0);
+            int st = gateway(POLICY_API_OPENAI, PROXY_BODY_CHAT, b->s);
+            if (n <= LIMIT) {
+                if (st != 0) {
+                    fprintf(stderr, "  item %zu: %zu values refused %d\n", it, n, st);
+                    ok_at = 0;
+                }
+            } else {
+                over = st == 413;
+                break;
+            }
+        }
+        CHECK(ok_at);
+        CHECK(over);
+    }
+    free(b);
+}
+
 /* many parts, a finding inside each and an AWS key split across each junction: the split
  * keys are found at every junction, none where a whole-part finding already covers the
  * span (the junctions are scanned in one pass and checked by binary search) */
@@ -299,6 +352,7 @@ int main(void)
     RUN(test_policy_at_and_over_the_limit);
     RUN(test_numbers_and_empty_containers_count);
     RUN(test_gateway_every_endpoint);
+    RUN(test_gateway_count_is_exact);
     RUN(test_many_split_values);
     policy_free(pol);
     config_unref(cfg);
