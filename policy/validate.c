@@ -83,13 +83,22 @@ int policy_luhn(const char *d, size_t n)
 
 double policy_entropy(const char *s, size_t n)
 {
-    unsigned cnt[256] = {0};
-    for (size_t i = 0; i < n; i++)
-        cnt[(unsigned char)s[i]]++;
+    size_t cnt[256];
+    uint64_t seen[4] = {0}; /* the bytes present: only their counts are read or summed */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(seen[c >> 6] >> (c & 63) & 1)) {
+            seen[c >> 6] |= (uint64_t)1 << (c & 63);
+            cnt[c] = 0;
+        }
+        cnt[c]++;
+    }
     double h = 0;
-    for (int i = 0; i < 256; i++)
-        if (cnt[i]) {
-            double p = (double)cnt[i] / (double)n;
+    /* in byte order, as a loop over all 256 would add them (the same sum to the last bit) */
+    for (int w = 0; w < 4; w++)
+        for (uint64_t m = seen[w]; m; m &= m - 1) {
+            int c = w * 64 + __builtin_ctzll(m);
+            double p = (double)cnt[c] / (double)n;
             h -= p * log2(p);
         }
     return h;
