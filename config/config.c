@@ -567,6 +567,7 @@ const char *config_embedded_default(const char *model_path, char **buf)
                      "  local:\n"
                      "    type: builtin\n"
                      "    model: %s\n"
+                     "    max_tokens: 1024  # the most one answer may have\n"
                      "models:\n"
                      "  - name: local\n"
                      "    provider: local\n"

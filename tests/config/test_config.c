@@ -750,6 +750,7 @@ static void test_embedded_default(void)
     REQUIRE(p);
     CHECK_EQ_INT(p->type, CONFIG_PROVIDER_BUILTIN);
     CHECK_EQ_STR(p->model_path, mp);
+    CHECK_EQ_INT(p->max_tokens, 1024); /* a demo's answer is bounded */
     REQUIRE(c->n_rules == 2);
     CHECK_EQ_STR(c->rules[0].name, "no-secrets");
     CHECK_EQ_INT(c->rules[1].action, CONFIG_ACTION_ROUTE);
