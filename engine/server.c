@@ -458,7 +458,8 @@ static void prep_one(struct engine_server *s, struct engine_job *j)
     j->st.prep_ms = now_ms();
     if (!j->count_only && j->bytes / s->tok_max_bytes >= (size_t)s->m->n_ctx) {
         /* too long to run whatever its tokens: refused without tokenizing it (a count
-         * still tokenizes, its answer is the number). The template only adds. */
+         * still tokenizes, its answer is the number). j->bytes counts only what every
+         * template keeps as it is (kept_bytes); the rest of the template only adds. */
         rc = ENGINE_ECONTEXT;
         engine_set_err(err, sizeof(err),
                        "the prompt is at least %zu tokens (%zu bytes; no token of this model "
@@ -682,9 +683,31 @@ int engine_count_prompt_tokens(const struct engine_model *m, const struct engine
     return 0;
 }
 
+/* kept_bytes -- the bytes of a message's content that the model's chat template copies into
+ * the prompt as they are: the Llama 2 and 3 templates drop its leading and trailing ASCII
+ * whitespace (chat.c sb_trimmed), Zephyr drops a message whose role is not system, user or
+ * assistant. The role's own name is not counted (Llama 2 writes none). A lower bound of what
+ * the message adds to the rendered prompt, so j->bytes / tokenizer_max_bytes stays a lower
+ * bound of its tokens: counting what a template drops refused prompts that fit. */
+static size_t kept_bytes(const struct engine_model *m, const char *role, const char *content)
+{
+    size_t a = 0, n = strlen(content);
+
+    if (m->tmpl.family == CHAT_ZEPHYR && strcmp(role, "user") != 0 && strcmp(role, "system") != 0 &&
+        strcmp(role, "assistant") != 0)
+        return 0;
+    if (m->tmpl.family != CHAT_LLAMA3 && m->tmpl.family != CHAT_LLAMA2)
+        return n;
+    while (a < n && strchr(" \t\n\r\f\v", content[a]))
+        a++;
+    while (n > a && strchr(" \t\n\r\f\v", content[n - 1]))
+        n--;
+    return n - a;
+}
+
 /* copy_prompt -- j's owned copies of msgs, or of the raw prompt. -1: out of memory. */
-static int copy_prompt(struct engine_job *j, const struct engine_msg *msgs, size_t n_msgs,
-                       const char *prompt)
+static int copy_prompt(const struct engine_model *m, struct engine_job *j,
+                       const struct engine_msg *msgs, size_t n_msgs, const char *prompt)
 {
     if (prompt) {
         j->bytes = strlen(prompt);
@@ -700,7 +723,7 @@ static int copy_prompt(struct engine_job *j, const struct engine_msg *msgs, size
         j->msgs[i].content = strdup(msgs[i].content ? msgs[i].content : "");
         if (!j->msgs[i].role || !j->msgs[i].content)
             return -1;
-        j->bytes += strlen(j->msgs[i].role) + strlen(j->msgs[i].content);
+        j->bytes += kept_bytes(m, j->msgs[i].role, j->msgs[i].content);
     }
     return 0;
 }
@@ -795,7 +818,7 @@ int engine_submit_ex(struct engine_server *s, const struct engine_msg *msgs, siz
     } else {
         j->params.n_stop = 0;
     }
-    if (copy_prompt(j, msgs, n_msgs, prompt) < 0)
+    if (copy_prompt(s->m, j, msgs, n_msgs, prompt) < 0)
         goto oom;
     j->cb = *cb;
     j->ud = ud;
@@ -823,7 +846,7 @@ int engine_count_submit(struct engine_server *s, const struct engine_msg *msgs, 
         return ENGINE_EINVAL;
     }
     j = calloc(1, sizeof(*j));
-    if (!j || copy_prompt(j, msgs, n_msgs, NULL) < 0) {
+    if (!j || copy_prompt(s->m, j, msgs, n_msgs, NULL) < 0) {
         if (j)
             job_free(j);
         engine_set_err(err, errlen, "out of memory");

@@ -474,6 +474,55 @@ static void test_prep_order(void)
     free(big);
 }
 
+/* the byte bound counts only what the template keeps: Llama 3 trims each message, so a short
+ * question padded with whitespace far beyond context * tokenizer_max_bytes runs (a false
+ * ECONTEXT "at least" when the padding was counted), and so does a raw prompt's count */
+static void test_bound_trimmed(void)
+{
+    struct engine_model *m = open_model("tiny-llama3-f32", 64);
+    struct engine_server *s = NULL;
+    size_t maxb, n;
+    char *text;
+
+    REQUIRE(m);
+    REQUIRE(engine_server_new(m, 2, &s) == 0);
+    maxb = tokenizer_max_bytes(m->tok);
+    n = 64 * maxb * 2 + 16;
+    text = malloc(n + 1);
+    REQUIRE(text);
+    memset(text, ' ', n);
+    memcpy(text + n / 2, "hi", 2);
+    for (size_t i = 0; i < n / 4; i++)
+        text[i] = i % 2 ? '\n' : '\t';
+    text[n] = '\0';
+    struct engine_msg msgs[2] = {{"system", text}, {"user", text}};
+    int got = job_prompt_tokens(s, msgs, 2);
+    CHECK(got > 0 && got < 64);
+    /* what the template keeps still counts: the same words without the padding, past it */
+    char *words = repeat_words(64 * maxb + 64);
+    REQUIRE(words);
+    struct engine_msg w = {"user", words};
+    struct done d = {.n = 0};
+    struct engine_job *job = NULL;
+    char err[256] = "";
+    pthread_mutex_init(&d.mu, NULL);
+    pthread_cond_init(&d.cv, NULL);
+    CHECK_EQ_INT(engine_submit_ex(s, &w, 1, NULL, NULL, &cbs, &d, &job, err, sizeof(err)), 0);
+    pthread_mutex_lock(&d.mu);
+    while (job && !d.n)
+        pthread_cond_wait(&d.cv, &d.mu);
+    pthread_mutex_unlock(&d.mu);
+    CHECK_EQ_INT(d.res.status, ENGINE_ECONTEXT);
+    CHECK(strstr(d.res.error, "at least") != NULL);
+    engine_job_release(job);
+    pthread_mutex_destroy(&d.mu);
+    pthread_cond_destroy(&d.cv);
+    free(words);
+    free(text);
+    engine_server_free(s);
+    engine_model_close(m);
+}
+
 int main(void)
 {
     RUN(test_golden_chat_count);
@@ -482,5 +531,6 @@ int main(void)
     RUN(test_count_errors);
     RUN(test_count_submit);
     RUN(test_prep_order);
+    RUN(test_bound_trimmed);
     return harness_done();
 }
