@@ -10,7 +10,13 @@
  *    alone give the same name;
  *  - SNI_BAD has a one-line reason; SNI_BAD and SNI_MORE have no name;
  *  - the check's reason is one line; a hello naming an intercepted host never passes, nor
- *    does a hello without a name to an address no entry names. */
+ *    does a hello without a name to an address no entry names;
+ *  - sni_http_parse (the same bytes as a plain HTTP request): SNI_MORE asks for more than
+ *    it was given; names are valid and at most two; a head naming the intercepted host
+ *    never passes egress_check_http, nor does a cut-off or refused one;
+ *  - sni_server_hrr (the same bytes as a server's first ones): SNI_SRV_MORE only under
+ *    SNI_SRV_HRR_LEN bytes, and a longer input says the same as its first
+ *    SNI_SRV_HRR_LEN bytes. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +98,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     egress_check_hello(&eg, "10.0.0.5", 443, &tun[1], &h, &d);
     if (d.verdict == EGRESS_TUNNEL && h.has_name && strcmp(h.name, "api.openai.com") == 0)
+        abort();
+
+    struct sni_http r;
+    if (sni_http_parse(data, size, &r) != 0)
+        abort();
+    if (r.kind == SNI_MORE && (r.need <= size || r.need > SNI_BUF_MAX))
+        abort();
+    if (r.n < 0 || r.n > 2 || (r.kind != SNI_HELLO && r.kind != SNI_BAD && r.n))
+        abort();
+    for (int i = 0; r.kind == SNI_HELLO && i < r.n; i++)
+        if (!r.names[i].ip) {
+            struct sni_hello t;
+            memcpy(t.name, r.names[i].name, sizeof t.name);
+            name_ok(&t);
+        }
+    egress_check_http(&eg, 443, &r, &d);
+    if (!d.reason[0] || strchr(d.reason, '\n') || !memchr(d.reason, '\0', sizeof d.reason))
+        abort();
+    if (d.verdict == EGRESS_TUNNEL && (r.kind == SNI_MORE || r.kind == SNI_BAD))
+        abort();
+    for (int i = 0; d.verdict == EGRESS_TUNNEL && r.kind == SNI_HELLO && i < r.n; i++)
+        if (strcmp(r.names[i].name, "api.openai.com") == 0)
+            abort();
+
+    enum sni_server v = sni_server_hrr(data, size);
+    if (v == SNI_SRV_MORE && size >= SNI_SRV_HRR_LEN)
+        abort();
+    if (size > SNI_SRV_HRR_LEN && v != sni_server_hrr(data, SNI_SRV_HRR_LEN))
         abort();
     return 0;
 }

@@ -405,6 +405,64 @@ void egress_check_hello(const struct config_egress *eg, const char *host, int po
     reason(d, "TLS without a server name%s", ech);
 }
 
+void egress_check_http(const struct config_egress *eg, int port, const struct sni_http *r,
+                       struct egress_decision *d)
+{
+    struct egress_decision sd;
+
+    memset(d, 0, sizeof *d);
+    d->verdict = EGRESS_REFUSE;
+    if (!r) {
+        reason(d, "nothing to check");
+        return;
+    }
+    switch (r->kind) {
+    case SNI_NOT_TLS:
+        d->verdict = EGRESS_TUNNEL;
+        reason(d, "the client's first bytes are not TLS or an HTTP request");
+        return;
+    case SNI_MORE:
+        reason(d, "the client's HTTP request head was cut off");
+        return;
+    case SNI_BAD:
+        reason(d,
+               "the client's first bytes are an HTTP request but no head airlock accepts: %s "
+               "(byte %zu)",
+               r->why, r->at);
+        return;
+    case SNI_HELLO:
+        break;
+    }
+    for (int i = 0; i < r->n && i < 2; i++) {
+        const struct sni_http_name *nm = &r->names[i];
+        const char *what = nm->target ? "request target" : "Host";
+        int np = nm->port ? nm->port : port;
+        if (nm->ip || !nm->name[0])
+            continue;
+        for (size_t k = 0; eg && k < eg->n_intercept; k++) {
+            const struct config_intercept *ic = &eg->intercept[k];
+            if (ic->host && strcmp(ic->host, nm->name) == 0) {
+                reason(d,
+                       "the plain HTTP %s '%.80s' is an intercepted host (provider '%.40s'): "
+                       "CONNECT to it by name to reach it",
+                       what, nm->name, ic->provider ? ic->provider : "?");
+                return;
+            }
+        }
+        egress_decide(eg, nm->name, np, &sd);
+        if (sd.verdict != EGRESS_TUNNEL) {
+            reason(d, "the plain HTTP %s '%.80s' may not be tunnelled: %.90s", what, nm->name,
+                   sd.reason);
+            return;
+        }
+    }
+    d->verdict = EGRESS_TUNNEL;
+    if (r->n > 0 && r->names[r->n - 1].name[0])
+        reason(d, "plain HTTP to '%.80s'", r->names[r->n - 1].name);
+    else
+        reason(d, "plain HTTP without a host name");
+}
+
 /* v4_public -- a.b.c.d may be reached by name: none of the special-purpose ranges a DNS
  * answer could point inside the organisation (or at airlock itself) with. */
 static int v4_public(const unsigned char a[4])

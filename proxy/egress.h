@@ -86,6 +86,17 @@ void egress_check_hello(const struct config_egress *eg, const char *host, int po
                         const struct config_tunnel *entry, const struct sni_hello *h,
                         struct egress_decision *d);
 
+/* egress_check_http -- the same for a tunnel whose first bytes sni_http_parse read as r
+ * (they were not TLS): a plain HTTP request's Host header (at the tunnel's port) and an
+ * absolute-form or CONNECT target's host (at its own port: a proxy at the far end would
+ * connect there) must each be a name no intercept entry names and egress_decide tunnels.
+ *   - not an HTTP/1.x request: go on (another protocol);
+ *   - an HTTP/1.x request line whose head is cut off or not accepted: refuse;
+ *   - no name, or an IP literal: go on (as before this check; the far server picks).
+ * Only the first request is read: later ones on the same connection are not. */
+void egress_check_http(const struct config_egress *eg, int port, const struct sni_http *r,
+                       struct egress_decision *d);
+
 /* ---- the `connect` audit record (egress.c) ---- */
 
 /* What the forward listener knows of one CONNECT (or absolute-form request's host) when

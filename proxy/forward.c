@@ -143,14 +143,27 @@ struct proxy_fwd {
     struct event *hello_ev;    /* spliced: the client's socket is readable (while waiting) */
     struct evbuffer *hello_in; /* spliced: the held bytes (a bufferevent's own input
                                   buffer cannot be read into from outside) */
+    /* a ClientHello that offers TLS 1.3 may be answered with a HelloRetryRequest, and the
+     * client's second ClientHello names the host the server then serves: so after the
+     * first one passes, the client's later bytes are held until the server's first bytes
+     * say whether it retries (HELLO_SERVER); if it does, the second hello is checked like
+     * the first (HELLO_SECOND) */
+    int hello_stage;
+    size_t hello_go; /* hello_check passed: the bytes at the front of the held ones that go */
+    unsigned char srv_head[SNI_SRV_HRR_LEN]; /* the server's first bytes, while HELLO_SERVER */
+    size_t srv_n;
+    struct event *srv_ev; /* spliced, HELLO_SERVER: the far end's socket is readable */
 };
 
-enum { HELLO_WAIT, HELLO_PASS, HELLO_CLOSED }; /* hello_check's answers */
+enum { HELLO_WAIT, HELLO_PASS, HELLO_CLOSED };                /* hello_check's answers */
+enum { HELLO_FIRST, HELLO_SERVER, HELLO_SECOND, HELLO_DONE }; /* f->hello_stage */
 
 static void tunnel_start(struct proxy_fwd *f);
 static void far_connect(struct proxy_fwd *f);
 static int hello_check(struct proxy_fwd *f, struct evbuffer *in, int eof);
 static void hello_rd_cb(evutil_socket_t fd, short what, void *arg);
+static void srv_rd_cb(evutil_socket_t fd, short what, void *arg);
+static void server_said(struct proxy_fwd *f, int hrr);
 static void tunnel_open(struct proxy_fwd *f);
 static void fwd_end(struct proxy_fwd *f);
 
@@ -251,6 +264,10 @@ static void stop_work(struct proxy_fwd *f)
     if (f->hello_in) {
         evbuffer_free(f->hello_in);
         f->hello_in = NULL;
+    }
+    if (f->srv_ev) {
+        event_free(f->srv_ev);
+        f->srv_ev = NULL;
     }
     if (f->spliced) { /* (their events before the sockets they watch are closed) */
         pipe_deinit(&f->pipes[0]);
@@ -822,10 +839,13 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     }
     if (n == 0)
         return;
-    if (f->hello_wait && hello_check(f, in, 0) != HELLO_PASS)
-        return;
+    if (f->hello_wait) {
+        if (hello_check(f, in, 0) != HELLO_PASS)
+            return;
+        n = f->hello_go; /* the rest waits for the server's first bytes */
+    }
     out = bufferevent_get_output(f->far);
-    evbuffer_add_buffer(out, in);
+    evbuffer_remove_buffer(in, out, n);
     f->up += n;
     f->px->egress.tunnel_bytes_up += n;
     touch(f);
@@ -849,6 +869,15 @@ static void far_read_cb(struct bufferevent *bev, void *arg)
             head[12] = '\0';
             f->status = atoi(head + 9);
         }
+    }
+    if (f->hello_stage == HELLO_SERVER) { /* a HelloRetryRequest? (the bytes go on at once) */
+        size_t k = n < sizeof(f->srv_head) - f->srv_n ? n : sizeof(f->srv_head) - f->srv_n;
+        enum sni_server v;
+        evbuffer_copyout(in, f->srv_head + f->srv_n, k);
+        f->srv_n += k;
+        v = sni_server_hrr(f->srv_head, f->srv_n);
+        if (v != SNI_SRV_MORE)
+            server_said(f, v == SNI_SRV_HRR);
     }
     out = bufferevent_get_output(f->c->bev);
     evbuffer_add_buffer(out, in);
@@ -935,6 +964,8 @@ static void far_event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         far_read_cb(bev, f);
+        if (f->hello_stage == HELLO_SERVER) /* it ended without a HelloRetryRequest */
+            server_said(f, 0);
         f->down_eof = 1;
         bufferevent_disable(bev, EV_READ);
         bufferevent_setwatermark(f->c->bev, EV_WRITE, 0, 0);
@@ -1011,8 +1042,9 @@ static int pipe_drain(struct fwd_pipe *d)
     if (d->eof && !d->shut) {
         d->shut = 1;
         (void)shutdown(d->dst, SHUT_WR);
-    } else if (!d->eof) {
-        event_add(d->rd, NULL); /* room again: read the source */
+    } else if (!d->eof && !(d == &d->f->pipes[0] && d->f->hello_wait) &&
+               !(d == &d->f->pipes[1] && d->f->srv_ev)) {
+        event_add(d->rd, NULL); /* room again: read the source (unless a hello check reads it) */
     }
     return 0;
 }
@@ -1154,21 +1186,81 @@ static int splice_start(struct proxy_fwd *f)
 
 /* ---- a tunnel's first client bytes (sni.h, egress_check_hello) ---- */
 
+/* hrr_watch_start -- the first ClientHello passed and offers TLS 1.3: the server's first
+ * bytes are read for a HelloRetryRequest (spliced: by srv_rd_cb instead of the splice, which
+ * takes over once they are judged; on bufferevents far_read_cb looks at them on their way).
+ * -1: out of memory. */
+static int hrr_watch_start(struct proxy_fwd *f)
+{
+    f->srv_n = 0;
+    f->hello_stage = HELLO_SERVER;
+    if (!f->spliced)
+        return 0;
+    f->srv_ev = event_new(f->px->base, f->pipes[1].src, EV_READ | EV_PERSIST, srv_rd_cb, f);
+    if (!f->srv_ev)
+        return -1;
+    event_del(f->pipes[1].rd);
+    event_add(f->srv_ev, NULL);
+    return 0;
+}
+
+/* server_said -- the server's first bytes are judged: a HelloRetryRequest (the client's next
+ * handshake, a second ClientHello, is checked like the first) or not (the held bytes go
+ * on). The held bytes are looked at again on the next turn of the loop. */
+static void server_said(struct proxy_fwd *f, int hrr)
+{
+    struct evbuffer *held = f->hello_in ? f->hello_in : bufferevent_get_input(f->c->bev);
+    size_t r = strlen(f->reason);
+
+    f->hello_stage = hrr ? HELLO_SECOND : HELLO_DONE;
+    f->hello_need = 0;
+    if (hrr)
+        snprintf(f->reason + r, sizeof(f->reason) - r, "; the server sent a HelloRetryRequest");
+    if (f->hello_ev) {
+        event_active(f->hello_ev, EV_READ, 0);
+    } else if (!hrr && evbuffer_get_length(held) == 0) {
+        f->hello_wait = 0;
+    } else {
+        bufferevent_trigger(f->c->bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    }
+}
+
 /* hello_check -- the first bytes the client sent into its tunnel, held in `in` (never
  * more than SNI_BUF_MAX of them are read), against the host policy: a TLS ClientHello's
  * server name must be one the policy tunnels, and not an intercepted host. eof: the
  * client sends nothing more. HELLO_WAIT: not enough bytes yet (never with eof, nor once
- * SNI_BUF_MAX are there); HELLO_PASS: f->hello_wait is cleared and the bytes may go on;
- * HELLO_CLOSED: refused, recorded as such, and f is gone. */
+ * SNI_BUF_MAX are there); HELLO_PASS: the first f->hello_go bytes of `in` may go on, and
+ * f->hello_wait is cleared unless the rest must wait: after a first ClientHello that
+ * offers TLS 1.3, the bytes that follow it are held until the server's first bytes say
+ * whether it asks for a second one (HELLO_SERVER), and a second one is checked like the
+ * first (HELLO_SECOND: after the ChangeCipherSpec and rejected early-data records the
+ * server skips); HELLO_CLOSED: refused, recorded as such, and f is gone. */
 static int hello_check(struct proxy_fwd *f, struct evbuffer *in, int eof)
 {
     static const unsigned char alert[7] = {21, 3, 3, 0, 2, 2, 49}; /* fatal access_denied */
-    size_t n = evbuffer_get_length(in), m = n < SNI_BUF_MAX ? n : SNI_BUF_MAX;
+    size_t n = evbuffer_get_length(in), m = n < SNI_BUF_MAX ? n : SNI_BUF_MAX, off = 0;
     const unsigned char *p = NULL;
     struct sni_hello h;
     struct egress_decision d;
     size_t r = strlen(f->reason);
+    int second = f->hello_stage == HELLO_SECOND, http = 0;
 
+    f->hello_go = n;
+    if (f->hello_stage == HELLO_DONE || (f->hello_stage == HELLO_SERVER && eof)) {
+        f->hello_stage = HELLO_DONE; /* no (further) hello can come */
+        f->hello_wait = 0;
+        return HELLO_PASS;
+    }
+    if (f->hello_stage == HELLO_SERVER) {
+        if (n < SNI_BUF_MAX)
+            return HELLO_WAIT;
+        memset(&h, 0, sizeof h);
+        h.kind = SNI_BAD;
+        snprintf(d.reason, sizeof d.reason,
+                 "more than 16 KiB after the ClientHello before the server answered it");
+        goto refuse;
+    }
     if (!eof && (n == 0 || n < f->hello_need))
         return HELLO_WAIT;
     if (m > 0 && !(p = evbuffer_pullup(in, (ev_ssize_t)m))) {
@@ -1176,36 +1268,93 @@ static int hello_check(struct proxy_fwd *f, struct evbuffer *in, int eof)
         fwd_end(f);
         return HELLO_CLOSED;
     }
-    (void)sni_parse(p, m, &h);
+    /* before a second hello, the records a server skips: ChangeCipherSpec, early data */
+    while (second && off + 5 <= m && (p[off] == 20 || p[off] == 23) && p[off + 1] == 3) {
+        size_t rl = (size_t)p[off + 3] << 8 | p[off + 4];
+        if (off + 5 + rl > m) {
+            if (!eof && m < SNI_BUF_MAX) {
+                f->hello_need = off + 5 + rl;
+                return HELLO_WAIT;
+            }
+            break;
+        }
+        off += 5 + rl;
+    }
+    (void)sni_parse(p + off, m - off, &h);
     if (h.kind == SNI_MORE && !eof && m < SNI_BUF_MAX) {
-        f->hello_need = h.need;
+        f->hello_need = off + h.need;
         return HELLO_WAIT;
     }
     if (n == 0) { /* the client closed without a byte: nothing to pass on but its EOF */
+        f->hello_stage = HELLO_DONE;
         f->hello_wait = 0;
         return HELLO_PASS;
     }
-    egress_check_hello(&f->px->snap->cfg->egress, f->host, f->port, f->has_entry ? &f->entry : NULL,
-                       &h, &d);
+    if (!second && h.kind == SNI_NOT_TLS) { /* plain HTTP: its Host (and target) too */
+        struct sni_http hr;
+        (void)sni_http_parse(p, m, &hr);
+        if (hr.kind == SNI_MORE && !eof && m < SNI_BUF_MAX) {
+            f->hello_need = hr.need;
+            return HELLO_WAIT;
+        }
+        egress_check_http(&f->px->snap->cfg->egress, f->port, &hr, &d);
+        http = hr.kind != SNI_NOT_TLS;
+    } else {
+        egress_check_hello(&f->px->snap->cfg->egress, f->host, f->port,
+                           f->has_entry ? &f->entry : NULL, &h, &d);
+    }
+    if (second && h.kind == SNI_NOT_TLS) { /* the server waits for a ClientHello */
+        d.verdict = EGRESS_REFUSE;
+        snprintf(d.reason, sizeof d.reason,
+                 "after a HelloRetryRequest, the client's next bytes are no ClientHello");
+    }
     if (d.verdict == EGRESS_TUNNEL) {
-        snprintf(f->reason + r, sizeof(f->reason) - r, "; %s", d.reason);
+        snprintf(f->reason + r, sizeof(f->reason) - r, "; %s%s",
+                 second ? "second ClientHello: " : "", d.reason);
+        if (!second && h.kind == SNI_HELLO && h.tls13 && !eof && f->down == 0) {
+            if (hrr_watch_start(f) < 0) {
+                snprintf(f->reason + strlen(f->reason), sizeof(f->reason) - strlen(f->reason),
+                         "; out of memory");
+                fwd_end(f);
+                return HELLO_CLOSED;
+            }
+            f->hello_go = h.used; /* what follows the hello waits for the server */
+            f->hello_need = 0;
+            return HELLO_PASS;
+        }
+        f->hello_stage = HELLO_DONE;
         f->hello_wait = 0;
         return HELLO_PASS;
     }
+refuse:
     f->verdict = EGRESS_REFUSE;
-    snprintf(f->reason + r, sizeof(f->reason) - r,
-             "; closed before any client byte reached the far end: %s", d.reason);
+    snprintf(f->reason + r, sizeof(f->reason) - r, "; closed before %s reached the far end: %s%s",
+             f->up ? "the rest of the client's bytes" : "any client byte",
+             second ? "second ClientHello: " : "", d.reason);
     /* a TLS client learns why from an alert (best effort: only while nothing of the far
      * end's is on its way to the client, and only on a plain socket) */
     if (h.kind != SNI_NOT_TLS && !h.sslv2 && !f->c->tls && f->down == 0 &&
         evbuffer_get_length(bufferevent_get_output(f->c->bev)) == 0)
         (void)send(bufferevent_getfd(f->c->bev), alert, sizeof(alert), MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* ... and an HTTP client from a 403 (the same terms) */
+    if (http && !f->c->tls && f->down == 0 &&
+        evbuffer_get_length(bufferevent_get_output(f->c->bev)) == 0) {
+        char msg[400];
+        int k =
+            snprintf(msg, sizeof msg,
+                     "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                     "content-length: %zu\r\nconnection: close\r\n\r\nRefused by airlock: %s.\n",
+                     strlen(d.reason) + 22, d.reason);
+        if (k > 0 && (size_t)k < sizeof msg)
+            (void)send(bufferevent_getfd(f->c->bev), msg, (size_t)k, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     fwd_end(f);
     return HELLO_CLOSED;
 }
 
-/* the held bytes go into the client's empty pipe in one write */
-_Static_assert(FWD_PIPE_SIZE >= 2 * SNI_BUF_MAX, "a pipe holds a whole ClientHello");
+/* the held bytes go into the client's pipe in one write each time: a first hello, then
+ * at most SNI_BUF_MAX more (the bytes held after it, a second hello) */
+_Static_assert(FWD_PIPE_SIZE >= 2 * SNI_BUF_MAX, "a pipe holds two whole ClientHellos");
 
 /* hello_rd_cb -- spliced, waiting for the first bytes: read them into f->hello_in; once
  * hello_check passes them, they go into the client's pipe ahead of everything the splice
@@ -1232,20 +1381,65 @@ static void hello_rd_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (hello_check(f, in, eof) != HELLO_PASS)
         return;
-    event_free(f->hello_ev);
-    f->hello_ev = NULL;
-    n = evbuffer_get_length(in);
-    while (evbuffer_get_length(in) > 0) /* into an empty pipe of >= 64 KiB: at once */
-        if (evbuffer_write(in, d->p[1]) <= 0) {
+    n = f->hello_go;
+    for (size_t left = n; left > 0;) { /* into a pipe with room for it: at once */
+        int w = evbuffer_write_atmost(in, d->p[1], (ev_ssize_t)left);
+        if (w <= 0) {
             fwd_end(f);
             return;
         }
-    evbuffer_free(f->hello_in);
-    f->hello_in = NULL;
+        left -= (size_t)w;
+    }
     d->held += n;
     *d->count += n;
     *d->total += n;
+    if (f->hello_wait) { /* the rest waits for the server's first bytes */
+        if (pipe_drain(d) < 0)
+            fwd_end(f);
+        return;
+    }
+    event_free(f->hello_ev);
+    f->hello_ev = NULL;
+    evbuffer_free(f->hello_in);
+    f->hello_in = NULL;
     d->eof = eof;
+    if (pipe_drain(d) < 0 || spliced_finished(f))
+        fwd_end(f);
+}
+
+/* srv_rd_cb -- spliced, HELLO_SERVER: the far end's first bytes, read until they say whether
+ * they are a HelloRetryRequest; then they go into the far end's (empty) pipe and the splice
+ * takes over (it reads an EOF or error again). */
+static void srv_rd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_fwd *f = arg;
+    struct fwd_pipe *d = &f->pipes[1];
+    ssize_t got = recv(fd, f->srv_head + f->srv_n, sizeof(f->srv_head) - f->srv_n, 0);
+    enum sni_server v = SNI_SRV_OTHER;
+
+    (void)what;
+    if (got < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (got > 0) {
+        f->srv_n += (size_t)got;
+        touch(f);
+        v = sni_server_hrr(f->srv_head, f->srv_n);
+        if (v == SNI_SRV_MORE)
+            return;
+    }
+    event_free(f->srv_ev);
+    f->srv_ev = NULL;
+    if (f->srv_n > 0) {
+        if (write(d->p[1], f->srv_head, f->srv_n) != (ssize_t)f->srv_n) {
+            fwd_end(f);
+            return;
+        }
+        d->held += f->srv_n;
+        *d->count += f->srv_n;
+        *d->total += f->srv_n;
+    }
+    event_add(d->rd, NULL);
+    server_said(f, v == SNI_SRV_HRR);
     if (pipe_drain(d) < 0 || spliced_finished(f))
         fwd_end(f);
 }

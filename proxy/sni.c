@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #define REC_HDR 5
 #define REC_MAX 16384 /* a TLSPlaintext fragment's limit */
@@ -18,6 +19,8 @@
 #define CT_HANDSHAKE 22
 #define EXT_SERVER_NAME 0x0000
 #define EXT_ECH 0xfe0d
+#define EXT_SUPPORTED_VERSIONS 43
+#define HS_SERVER_HELLO 2
 #define NAME_HOST 0
 
 static void bad(struct sni_hello *h, size_t at, const char *why)
@@ -133,6 +136,22 @@ static int server_name(struct sni_hello *h, const unsigned char *e, size_t n, si
     return host_name(h, e + 5, nlen, at + 5);
 }
 
+/* supported_versions -- the extension's body e[0..n): a list of 2-byte versions. Any above
+ * TLS 1.2 (3.4, a draft, GREASE) may lead the server into TLS 1.3 and so a
+ * HelloRetryRequest: h->tls13. A list that does not fill its extension is refused, as a
+ * server refuses it. */
+static int supported_versions(struct sni_hello *h, const unsigned char *e, size_t n, size_t at)
+{
+    if (n < 3 || e[0] != n - 1 || e[0] % 2) {
+        bad(h, at, "the supported_versions list's length does not match its extension");
+        return -1;
+    }
+    for (size_t i = 1; i + 1 < n; i += 2)
+        if (u16(e + i) > 0x0303 || u16(e + i) < 0x0300)
+            h->tls13 = 1;
+    return 0;
+}
+
 /* hello_body -- the ClientHello message m[0..n) (its 4-byte header included): the fixed
  * fields, then the extensions. Offsets in errors are into m. */
 static int hello_body(struct sni_hello *h, const unsigned char *m, size_t n)
@@ -208,6 +227,8 @@ static int hello_body(struct sni_hello *h, const unsigned char *m, size_t n)
             return -1;
         if (type == EXT_ECH)
             h->ech = 1;
+        if (type == EXT_SUPPORTED_VERSIONS && supported_versions(h, m + pos + 4, elen, pos + 4) < 0)
+            return -1;
         pos += 4 + elen;
     }
     return 0;
@@ -347,5 +368,271 @@ int sni_parse(const unsigned char *p, size_t len, struct sni_hello *h)
         return 0;
     }
     h->kind = SNI_HELLO;
+    return 0;
+}
+
+enum sni_server sni_server_hrr(const unsigned char *p, size_t len)
+{
+    static const unsigned char hrr[32] = {0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11,
+                                          0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+                                          0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e,
+                                          0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c};
+
+    if (len >= 1 && p[0] != CT_HANDSHAKE)
+        return SNI_SRV_OTHER;
+    if (len >= 2 && p[1] != 3)
+        return SNI_SRV_OTHER;
+    if (len >= REC_HDR && u16(p + 3) < SNI_SRV_HRR_LEN - REC_HDR)
+        return SNI_SRV_OTHER;
+    if (len >= REC_HDR + 1 && p[REC_HDR] != HS_SERVER_HELLO)
+        return SNI_SRV_OTHER;
+    if (len < SNI_SRV_HRR_LEN)
+        return SNI_SRV_MORE;
+    return memcmp(p + REC_HDR + HS_HDR + 2, hrr, sizeof hrr) == 0 ? SNI_SRV_HRR : SNI_SRV_OTHER;
+}
+
+/* ---- plain HTTP ---- */
+
+static void http_bad(struct sni_http *r, size_t at, const char *why)
+{
+    r->kind = SNI_BAD;
+    r->at = at;
+    snprintf(r->why, sizeof r->why, "%s", why);
+}
+
+/* http_host -- s[0..n) as host[:port] or [v6][:port] into the next name of r. -1: refused */
+static int http_host(struct sni_http *r, const unsigned char *s, size_t n, int target, size_t at)
+{
+    struct sni_http_name *nm = &r->names[r->n];
+    struct sni_hello tmp;
+    size_t hl = n;
+
+    memset(nm, 0, sizeof *nm);
+    nm->target = target;
+    if (n > 0 && s[0] == '[') { /* an IPv6 literal: nothing to check by name */
+        const unsigned char *rb = memchr(s, ']', n);
+        if (!rb) {
+            http_bad(r, at, "an IPv6 host without its ']'");
+            return -1;
+        }
+        nm->ip = 1;
+        hl = (size_t)(rb + 1 - s);
+    } else {
+        for (size_t i = n; i > 0; i--)
+            if (s[i - 1] == ':') {
+                hl = i - 1;
+                break;
+            }
+    }
+    if (hl < n) { /* a port */
+        size_t i = hl;
+        long v = 0;
+        if (s[i] != ':' || i + 1 == n || n - i - 1 > 5) {
+            http_bad(r, at + i, "a host's port is not 1-65535 in digits");
+            return -1;
+        }
+        for (i++; i < n; i++) {
+            if (s[i] < '0' || s[i] > '9') {
+                http_bad(r, at + i, "a host's port is not 1-65535 in digits");
+                return -1;
+            }
+            v = v * 10 + (s[i] - '0');
+        }
+        if (v < 1 || v > 65535) {
+            http_bad(r, at + hl, "a host's port is not 1-65535 in digits");
+            return -1;
+        }
+        if (target)
+            nm->port = (int)v;
+    }
+    if (!nm->ip) {
+        memset(&tmp, 0, sizeof tmp);
+        if (host_name(&tmp, s, hl, at) < 0) {
+            http_bad(r, tmp.at, tmp.why);
+            return -1;
+        }
+        nm->ip = tmp.ip;
+        if (!tmp.ip)
+            memcpy(nm->name, tmp.name, sizeof nm->name);
+    }
+    r->n++;
+    return 0;
+}
+
+/* request_line -- p[0..len): the request line's method, target and version so far, read as
+ * leniently as the most lenient servers (nginx skips runs of spaces and tabs between the
+ * parts and after the version, and takes any HTTP/d.d): a reader stricter than the far
+ * server would call its request "not HTTP" and pass its Host unread. Returns its length with
+ * the line end when whole (*t, *tn the target, *connect for CONNECT), 0 when more bytes may
+ * still make one, -1 when it is not one (r->kind set). */
+static size_t request_line(struct sni_http *r, const unsigned char *p, size_t len,
+                           const unsigned char **t, size_t *tn, int *connect)
+{
+    static const char ver[] = "HTTP/";
+    size_t i = 0, j, d;
+
+#define WS(c) ((c) == ' ' || (c) == '\t')
+#define NOT_HTTP()                                                                                 \
+    do {                                                                                           \
+        r->kind = SNI_NOT_TLS;                                                                     \
+        return (size_t)-1;                                                                         \
+    } while (0)
+    while (i < len && p[i] >= 'A' && p[i] <= 'Z' && i < 24)
+        i++;
+    if (i == len)
+        return 0;
+    if (i == 0 || !WS(p[i]))
+        NOT_HTTP();
+    *connect = i == 7 && memcmp(p, "CONNECT", 7) == 0;
+    while (i < len && WS(p[i]))
+        i++;
+    j = i;
+    while (i < len && p[i] > 0x20 && p[i] < 0x7f)
+        i++;
+    if (i == len)
+        return 0;
+    if (i == j || !WS(p[i]))
+        NOT_HTTP();
+    *t = p + j;
+    *tn = i - j;
+    while (i < len && WS(p[i]))
+        i++;
+    for (size_t k = 0; k < sizeof ver - 1; k++, i++) {
+        if (i == len)
+            return 0;
+        if (p[i] != (unsigned char)ver[k])
+            NOT_HTTP();
+    }
+    for (d = i; i < len && p[i] >= '0' && p[i] <= '9' && i - d < 3; i++)
+        ;
+    if (i == len)
+        return 0;
+    if (i == d || p[i] != '.')
+        NOT_HTTP();
+    for (d = ++i; i < len && p[i] >= '0' && p[i] <= '9' && i - d < 3; i++)
+        ;
+    if (i == len)
+        return 0;
+    if (i == d)
+        NOT_HTTP();
+    while (i < len && WS(p[i]))
+        i++;
+    if (i < len && p[i] == '\r')
+        i++;
+    if (i == len)
+        return 0;
+    if (p[i] != '\n')
+        NOT_HTTP();
+    return i + 1;
+#undef NOT_HTTP
+#undef WS
+}
+
+int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r)
+{
+    const unsigned char *t = NULL;
+    size_t tn = 0, pos, line, lead = 0;
+    int connect = 0, host_seen = 0;
+
+    if (!r)
+        return -1;
+    memset(r, 0, sizeof *r);
+    if (!p && len > 0)
+        return -1;
+    if (len > SNI_BUF_MAX)
+        len = SNI_BUF_MAX;
+    while (lead < len && (p[lead] == '\r' || p[lead] == '\n')) /* servers skip empty lines */
+        lead++;
+    if (lead == len) {
+        if (len >= SNI_BUF_MAX)
+            r->kind = SNI_NOT_TLS;
+        else {
+            r->kind = SNI_MORE;
+            r->need = len + 1;
+        }
+        return 0;
+    }
+    line = request_line(r, p + lead, len - lead, &t, &tn, &connect);
+    if (line == (size_t)-1)
+        return 0;
+    line += lead;
+    if (line == lead) {
+        if (len >= SNI_BUF_MAX)
+            http_bad(r, 0, "an HTTP request line longer than 16 KiB");
+        else {
+            r->kind = SNI_MORE;
+            r->need = len + 1;
+        }
+        return 0;
+    }
+    /* the target's host: CONNECT's authority, or an absolute-form URL's */
+    if (connect) {
+        if (http_host(r, t, tn, 1, (size_t)(t - p)) < 0)
+            return 0;
+        if (r->names[0].port == 0) {
+            http_bad(r, (size_t)(t - p), "a CONNECT target without a port");
+            return 0;
+        }
+    } else if (tn > 7 && (strncasecmp((const char *)t, "http://", 7) == 0 ||
+                          (tn > 8 && strncasecmp((const char *)t, "https://", 8) == 0))) {
+        size_t s = t[4] == ':' ? 7 : 8, e = s, a;
+        while (e < tn && t[e] != '/' && t[e] != '?' && t[e] != '#')
+            e++;
+        for (a = e; a > s; a--) /* user info: the host is after its last '@' */
+            if (t[a - 1] == '@')
+                break;
+        if (a > s)
+            s = a;
+        if (http_host(r, t + s, e - s, 1, (size_t)(t - p) + s) < 0)
+            return 0;
+        if (r->names[0].port == 0)
+            r->names[0].port = t[4] == ':' ? 80 : 443;
+    }
+    for (pos = line;;) {
+        const unsigned char *nl = memchr(p + pos, '\n', len - pos), *c;
+        size_t e, ne, vs, ve;
+        if (!nl) {
+            if (len >= SNI_BUF_MAX)
+                http_bad(r, pos, "an HTTP request head longer than 16 KiB");
+            else {
+                r->kind = SNI_MORE;
+                r->need = len + 1;
+            }
+            return 0;
+        }
+        e = (size_t)(nl - p);
+        ne = e > pos && p[e - 1] == '\r' ? e - 1 : e;
+        if (ne == pos) /* the empty line: the head is whole */
+            break;
+        if (p[pos] == ' ' || p[pos] == '\t') {
+            http_bad(r, pos, "a folded HTTP header line");
+            return 0;
+        }
+        c = memchr(p + pos, ':', ne - pos);
+        if (!c) {
+            http_bad(r, pos, "an HTTP header line without a colon");
+            return 0;
+        }
+        vs = (size_t)(c - p);
+        while (vs > pos && (p[vs - 1] == ' ' || p[vs - 1] == '\t'))
+            vs--;
+        if (vs - pos == 4 && strncasecmp((const char *)p + pos, "host", 4) == 0) {
+            if (host_seen) {
+                http_bad(r, pos, "two Host headers");
+                return 0;
+            }
+            host_seen = 1;
+            vs = (size_t)(c - p) + 1;
+            ve = ne;
+            while (vs < ve && (p[vs] == ' ' || p[vs] == '\t'))
+                vs++;
+            while (ve > vs && (p[ve - 1] == ' ' || p[ve - 1] == '\t'))
+                ve--;
+            if (ve > vs && http_host(r, p + vs, ve - vs, 0, vs) < 0)
+                return 0;
+        }
+        pos = e + 1;
+    }
+    r->kind = SNI_HELLO;
     return 0;
 }

@@ -41,6 +41,9 @@ struct sni_hello {
     int ech;      /* the encrypted_client_hello extension is present: name is the outer
                      (public) name; the inner one is encrypted */
     int sslv2;    /* an SSLv2-format ClientHello (no extensions, so no name) */
+    int tls13;    /* supported_versions offers a version above TLS 1.2: the server may
+                     answer with a HelloRetryRequest, and the client then sends a second
+                     ClientHello, which must be read too (sni_server_hrr) */
     char name[SNI_NAME_MAX + 1]; /* lower-case, without a trailing dot; "" when none */
     char why[120];               /* SNI_BAD: one line */
     size_t at; /* SNI_BAD: the offending byte: in the input (records), in the handshake
@@ -58,5 +61,53 @@ struct sni_hello {
  * name once its whole record is there. len beyond SNI_BUF_MAX is not read. Returns 0;
  * -1 only for h == NULL, or p == NULL with len > 0. */
 int sni_parse(const unsigned char *p, size_t len, struct sni_hello *h);
+
+/* ---- a plain HTTP/1.x request as a tunnel's first bytes ---- */
+
+/* The names a plain HTTP request head gives the far end: its Host header (checked at the
+ * tunnel's port), and for an absolute-form or CONNECT request (to a proxy at the far end)
+ * the target's host at the target's port. */
+struct sni_http_name {
+    char name[SNI_NAME_MAX + 1]; /* lower-case, without a trailing dot; "" for an IP literal */
+    int port;                    /* the target's (0: the Host header's: the tunnel's port) */
+    int ip;                      /* an IP literal: no name to check */
+    int target;                  /* from the request target, not the Host header */
+};
+
+struct sni_http {
+    enum sni_kind kind; /* SNI_MORE (need), SNI_NOT_TLS: not an HTTP/1.x request line (another
+                           protocol), SNI_HELLO: a whole head (n names), SNI_BAD: an HTTP/1.x
+                           request line whose head this reader does not accept (why, at) */
+    size_t need;
+    int n;
+    struct sni_http_name names[2];
+    char why[120];
+    size_t at;
+};
+
+/* sni_http_parse -- p[0..len) as the start of an HTTP/1.x request: a request line of an
+ * upper-case method, a target of visible ASCII and HTTP/1.0 or 1.1 (anything else is
+ * SNI_NOT_TLS as soon as a byte says so), then header lines to the empty one. The head must
+ * be whole within SNI_BUF_MAX bytes; a folded line (leading space or tab), a line without a
+ * colon, two Host headers, or a host that is not a name of [A-Za-z0-9-_.] labels or an IP
+ * literal is SNI_BAD. Returns 0; -1 for r == NULL, or p == NULL with len > 0. */
+int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r);
+
+enum sni_server {
+    SNI_SRV_MORE,  /* not enough of the server's first bytes yet */
+    SNI_SRV_HRR,   /* a TLS 1.3 HelloRetryRequest: the client's next handshake is a second
+                      ClientHello, whose server name the server takes as the one it serves */
+    SNI_SRV_OTHER, /* anything else: a ServerHello, an alert, not TLS */
+};
+
+/* SNI_SRV_HRR_LEN -- the server's first bytes that say whether it sent a HelloRetryRequest:
+ * a record header, a handshake header, legacy_version and the 32-byte random */
+#define SNI_SRV_HRR_LEN (5 + 4 + 2 + 32)
+
+/* sni_server_hrr -- the far server's first bytes p[0..len) after a ClientHello: is it a
+ * HelloRetryRequest (RFC 8446 4.1.3: a ServerHello whose random is SHA-256 of
+ * "HelloRetryRequest")? A ServerHello whose first record is too short to hold its random
+ * is SNI_SRV_OTHER (servers send it whole). Pure. */
+enum sni_server sni_server_hrr(const unsigned char *p, size_t len);
 
 #endif

@@ -987,6 +987,46 @@ def audit_connects(a):
     return recs
 
 
+HRR_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
+
+
+def record(payload, ctype=22):
+    return bytes([ctype, 3, 3]) + len(payload).to_bytes(2, "big") + payload
+
+
+def hrr_hello(name, share=None):
+    """A TLS 1.3 ClientHello naming `name` offering x25519; without `share` its key_share is
+    empty (a server answers with a HelloRetryRequest), else it holds that 32-byte share."""
+    def ext(t, body):
+        return t.to_bytes(2, "big") + len(body).to_bytes(2, "big") + body
+    n = name.encode()
+    ks = b"" if share is None else b"\x00\x1d\x00\x20" + share
+    exts = (ext(0, (len(n) + 3).to_bytes(2, "big") + b"\x00" + len(n).to_bytes(2, "big") + n)
+            + ext(10, b"\x00\x02\x00\x1d") + ext(13, b"\x00\x04\x04\x03\x08\x04")
+            + ext(43, b"\x02\x03\x04") + ext(51, len(ks).to_bytes(2, "big") + ks)
+            + ext(45, b"\x01\x01"))
+    body = (b"\x03\x03" + b"\x11" * 32 + b"\x20" + b"\x22" * 32 + b"\x00\x02\x13\x01\x01\x00"
+            + len(exts).to_bytes(2, "big") + exts)
+    return b"\x01" + len(body).to_bytes(3, "big") + body
+
+
+def read_records(sock, timeout=3.0):
+    """what the far side sends until it pauses or closes: (bytes, closed)"""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                return got, True
+            got += d
+            sock.settimeout(0.5)
+    except socket.timeout:
+        return got, False
+    except OSError:
+        return got, True
+
+
 def test_sni(s, mock, test_ca, org, cert, key, env=None):
     """F7: under `default: tunnel`, the TLS ClientHello's server name is checked before a
     tunnel carries the client's bytes. The far server is a local TLS server that the
@@ -1043,6 +1083,27 @@ def test_sni(s, mock, test_ca, org, cert, key, env=None):
                         proxy_auth=auth)
     s.check("a harmless ClientHello sent with the CONNECT: forwarded",
             isinstance(got, bytes) and got[:32] == hashlib.sha256(b"hello").digest(), got)
+
+    # TLS 1.3: a first hello without a key share gets a HelloRetryRequest, and the server takes
+    # the second hello's name as the one it serves (OpenSSL does): the second is checked too
+    for second, ok in (("api.openai.com", False), ("harmless.example", True)):
+        m = srv.mark()
+        sock, st, h, _ = connect_raw(fw, target, proxy_auth=auth)
+        sock.sendall(record(hrr_hello("harmless.example")))
+        first, _ = read_records(sock)
+        sock.sendall(record(b"\x01", 20) + record(hrr_hello(second, os.urandom(32))))
+        after, closed = read_records(sock)
+        sock.close()
+        conns, names = srv.since(m)
+        hrr = first[11:43] == HRR_RANDOM
+        if ok:
+            s.check("TLS 1.3 HelloRetryRequest, a second hello naming the same harmless host: the "
+                    "server answers it", hrr and after[:1] == b"\x16" and names == [second] * 2,
+                    (first[:12], after[:12], names))
+        else:
+            s.check("TLS 1.3 HelloRetryRequest, then a second hello naming %s: closed before it "
+                    "reached the server" % second, hrr and closed and after == b""
+                    and names == ["harmless.example"], (first[:12], after[:12], closed, names))
 
     # a partial hello that stalls: the idle timeout ends it, nothing reached the far end
     inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -1103,6 +1164,61 @@ def test_sni(s, mock, test_ca, org, cert, key, env=None):
     s.check("not TLS: a server-speaks-first protocol works (banner before any client byte)",
             first == b"220 far end ready\r\n" and back == b"250 EHLO x\r\n", (first, back))
 
+    # plain HTTP: the first request's Host, and a far proxy's target, are checked like a TLS
+    # server name; the client gets a 403 and the far server not one byte
+    web = socket.socket()
+    web.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    web.bind(("127.0.0.1", ports["web"]))
+    web.listen(16)
+    seen = []
+
+    def web_loop():
+        while True:
+            try:
+                c, _ = web.accept()
+            except OSError:
+                return
+            c.settimeout(IDLE_MS / 1000 + 2)
+            got = b""
+            try:
+                while b"\r\n\r\n" not in got:
+                    d = c.recv(4096)
+                    if not d:
+                        break
+                    got += d
+                if got:
+                    c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            except OSError:
+                pass
+            seen.append(got)
+            c.close()
+    serve_thread(web_loop)
+    for req, ok in ((b"GET /v1/models HTTP/1.1\r\nHost: api.openai.com\r\n\r\n", False),
+                    (b"\r\nPOST  /v1/chat/completions HTTP/1.1\r\nHOST : API.OpenAI.com.\r\n"
+                     b"content-length: 2\r\n\r\nhi", False),
+                    (b"CONNECT api.anthropic.com:443 HTTP/1.1\r\nHost: api.anthropic.com:443\r\n\r\n", False),
+                    (b"GET http://api.openai.com/v1/models HTTP/1.1\r\nHost: harmless.example\r\n\r\n",
+                     False),
+                    (b"GET / HTTP/1.1\r\nHost: harmless.example\r\n\r\n", True)):
+        n = len(seen)
+        sock, st, h, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["web"], proxy_auth=auth)
+        sock.sendall(req)
+        back = read_all(sock, 5)
+        sock.close()
+        t0 = time.time()
+        while len(seen) <= n and time.time() - t0 < 5:
+            time.sleep(0.05)
+        far_got = seen[n] if len(seen) > n else None
+        first = req.strip().split(b"\r\n")[0].decode()
+        if ok:
+            s.check("plain HTTP with a harmless Host through a tunnel: answered", st == 200
+                    and back.endswith(b"ok") and far_got and far_got.startswith(b"GET"), (back, far_got))
+        else:
+            s.check("plain HTTP '%s' naming an intercepted host: 403, the far server saw no byte" % first,
+                    st == 200 and back.startswith(b"HTTP/1.1 403") and b"intercepted host" in back
+                    and far_got == b"", (back[:200], far_got))
+    web.close()
+
     # curl and openssl s_client through the proxy, pointing a name at the allowed address
     if shutil.which("curl"):
         for name, ok in (("harmless.example", True), ("api.openai.com", False)):
@@ -1142,6 +1258,13 @@ def test_sni(s, mock, test_ca, org, cert, key, env=None):
     s.check("SIGTERM: exit 0", rc == 0, (rc, a.stderr()[-400:]))
     recs = audit_connects(a)
     closed = [m for m in recs if m["decision"] == "refuse" and m["status"] == 200]
+    second = [m for m in closed if "second ClientHello" in m["reason"]]
+    s.check("audit: the tunnel closed at its second ClientHello is a refusal that says so, its first "
+            "hello's bytes up", len(second) == 1 and second[0]["bytes_up"] > 0
+            and "HelloRetryRequest" in second[0]["reason"]
+            and "'api.openai.com' is an intercepted host" in second[0]["reason"],
+            [(m["reason"], m["bytes_up"]) for m in second])
+    closed = [m for m in closed if m not in second]
     s.check("audit: the closed tunnels are refusals with status 200, no byte up, and say why",
             len(closed) >= 5 and all(m["bytes_up"] == 0 for m in closed)
             and any("'api.openai.com' is an intercepted host" in m["reason"] for m in closed),

@@ -610,6 +610,219 @@ static void test_mutations(void)
     CHECK(names > 0);
 }
 
+/* ---- TLS 1.3 and the HelloRetryRequest ---- */
+
+/* hrr_hello -- a TLS 1.3 hello naming name whose key_share holds no share (so a server
+ * answers it with a HelloRetryRequest for x25519), in one record */
+static void hrr_hello(struct buf *o, const char *name)
+{
+    static const unsigned char groups[] = {0, 2, 0, 0x1d}, sigs[] = {0, 4, 4, 3, 8, 4},
+                               sv[] = {2, 3, 4}, ks[] = {0, 0};
+    struct buf e = {.n = 0}, s = {.n = 0}, m;
+
+    sni_body(&s, 0, name, strlen(name));
+    ext(&e, 0, s.b, s.n);
+    ext(&e, 10, groups, sizeof groups);
+    ext(&e, 13, sigs, sizeof sigs);
+    ext(&e, 43, sv, sizeof sv);
+    ext(&e, 51, ks, sizeof ks);
+    msg(&m, &e);
+    o->n = 0;
+    frame(o, &m, 16384);
+}
+
+/* server_first -- what an OpenSSL server (a fresh P-256 self-signed certificate) sends first
+ * in answer to the client bytes c[0..cn): its length in out, 0 on failure */
+static size_t server_first(const unsigned char *c, size_t cn, unsigned char *out, size_t cap)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL *ssl = NULL;
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    int n = 0;
+
+    if (!k || !x || !ctx || !rb || !wb || !X509_set_version(x, 2) ||
+        !X509_gmtime_adj(X509_getm_notBefore(x), 0) ||
+        !X509_gmtime_adj(X509_getm_notAfter(x), 3600) || !X509_set_pubkey(x, k) ||
+        !X509_sign(x, k, EVP_sha256()) || SSL_CTX_use_certificate(ctx, x) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx, k) != 1 || !(ssl = SSL_new(ctx))) {
+        BIO_free(rb);
+        BIO_free(wb);
+        goto done;
+    }
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_accept_state(ssl);
+    BIO_write(rb, c, (int)cn);
+    (void)SSL_do_handshake(ssl);
+    n = BIO_read(wb, out, (int)cap);
+done:
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* tls13: set by a supported_versions list offering more than TLS 1.2 (OpenSSL's own
+ * hellos too); sni_server_hrr tells OpenSSL's HelloRetryRequest from its ServerHello, at
+ * every length it may be read in, and nothing else is one */
+static void test_hrr(void)
+{
+    static struct buf o, e;
+    static unsigned char srv[16384];
+    struct sni_hello h;
+    size_t n;
+
+    o.n = ossl_hello(o.b, sizeof o.b, "example.org", TLS1_2_VERSION);
+    CHECK(kind(&o, &h) == SNI_HELLO && !h.tls13);
+    o.n = ossl_hello(o.b, sizeof o.b, "example.org", TLS1_3_VERSION);
+    CHECK(kind(&o, &h) == SNI_HELLO && h.tls13);
+    {
+        static const unsigned char only12[] = {4, 3, 3, 3, 2}, grease[] = {4, 0x3a, 0x3a, 3, 3},
+                                   odd[] = {3, 3, 4, 3}, empty[] = {0};
+        e.n = 0;
+        ext(&e, 43, only12, sizeof only12);
+        msg(&o, &e);
+        e = o;
+        o.n = 0;
+        frame(&o, &e, 16384);
+        CHECK(kind(&o, &h) == SNI_HELLO && !h.tls13);
+        e.n = 0;
+        ext(&e, 43, grease, sizeof grease);
+        msg(&o, &e);
+        e = o;
+        o.n = 0;
+        frame(&o, &e, 16384);
+        CHECK(kind(&o, &h) == SNI_HELLO && h.tls13);
+        e.n = 0;
+        ext(&e, 43, odd, sizeof odd);
+        CHECK(bad_with(&e, "supported_versions"));
+        e.n = 0;
+        ext(&e, 43, empty, sizeof empty);
+        CHECK(bad_with(&e, "supported_versions"));
+    }
+
+    /* OpenSSL answers a hello without a key share with a HelloRetryRequest */
+    hrr_hello(&o, "harmless.example");
+    CHECK(kind(&o, &h) == SNI_HELLO && h.tls13);
+    n = server_first(o.b, o.n, srv, sizeof srv);
+    REQUIRE(n >= SNI_SRV_HRR_LEN);
+    CHECK_EQ_INT(sni_server_hrr(srv, n), SNI_SRV_HRR);
+    for (size_t k = 0; k < SNI_SRV_HRR_LEN; k++)
+        CHECK_EQ_INT(sni_server_hrr(srv, k), SNI_SRV_MORE);
+    /* ... and an OpenSSL client's own hello with a ServerHello */
+    o.n = ossl_hello(o.b, sizeof o.b, "example.org", TLS1_3_VERSION);
+    n = server_first(o.b, o.n, srv, sizeof srv);
+    REQUIRE(n >= SNI_SRV_HRR_LEN);
+    CHECK_EQ_INT(sni_server_hrr(srv, n), SNI_SRV_OTHER);
+    CHECK_EQ_INT(sni_server_hrr(srv, SNI_SRV_HRR_LEN), SNI_SRV_OTHER);
+    o.n = ossl_hello(o.b, sizeof o.b, "example.org", TLS1_2_VERSION);
+    n = server_first(o.b, o.n, srv, sizeof srv);
+    REQUIRE(n >= SNI_SRV_HRR_LEN);
+    CHECK_EQ_INT(sni_server_hrr(srv, n), SNI_SRV_OTHER);
+    /* an alert, plain text, a ServerHello record too short to hold its random */
+    CHECK_EQ_INT(sni_server_hrr((const unsigned char *)"\x15\x03\x03\x00\x02\x02\x28", 7),
+                 SNI_SRV_OTHER);
+    CHECK_EQ_INT(sni_server_hrr((const unsigned char *)"SSH-2.0-OpenSSH", 15), SNI_SRV_OTHER);
+    CHECK_EQ_INT(sni_server_hrr((const unsigned char *)"\x16\x03\x03\x00\x20\x02", 6),
+                 SNI_SRV_OTHER);
+}
+
+/* ---- plain HTTP ---- */
+
+static enum sni_kind http_kind(const char *t, struct sni_http *r)
+{
+    CHECK(sni_http_parse((const unsigned char *)t, strlen(t), r) == 0);
+    return r->kind;
+}
+
+/* the Host and the target's host of requests spelled as lenient servers still read them;
+ * other protocols are not HTTP; heads this reader does not accept are refused; every
+ * prefix of a head asks for more */
+static void test_http(void)
+{
+    static const struct {
+        const char *req, *name;
+        int port, target;
+    } ok[] = {
+        {"GET / HTTP/1.1\r\nHost: API.OpenAI.com.\r\n\r\n", "api.openai.com", 0, 0},
+        {"GET / HTTP/1.1\nhost:api.openai.com:8080\n\n", "api.openai.com", 0, 0},
+        {"\r\n\r\nPOST  \t/v1/chat   HTTP/1.1 \r\nX: y\r\nHOST : api.openai.com \r\n\r\nbody",
+         "api.openai.com", 0, 0},
+        {"GET / HTTP/9.99\r\nHost: a.example\r\n\r\n", "a.example", 0, 0},
+        {"CONNECT api.openai.com:443 HTTP/1.1\r\n\r\n", "api.openai.com", 443, 1},
+        {"GET http://u:p@api.openai.com/v1 HTTP/1.1\r\n\r\n", "api.openai.com", 80, 1},
+        {"GET HTTPS://api.openai.com:8443?x HTTP/1.0\r\n\r\n", "api.openai.com", 8443, 1},
+    };
+    static const char *const not_http[] = {"EHLO x\r\n",
+                                           "SSH-2.0-OpenSSH_9.6\r\n",
+                                           "get / HTTP/1.1\r\n\r\n",
+                                           "GET /\r\n",
+                                           "GET / HTTPS/1.1\r\n",
+                                           "GET / HTTP/1.x\r\n",
+                                           "\x01GET",
+                                           "PING\r\n"};
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\nHost: a.example\r\nHost: api.openai.com\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\r\n Host: api.openai.com\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost api.openai.com\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: api.openai.com\x01x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: api.openai.com:99999\r\n\r\n",
+        "CONNECT api.openai.com HTTP/1.1\r\n\r\n",
+        "GET http:///x HTTP/1.1\r\n\r\n"};
+    struct sni_http r;
+    static unsigned char big[SNI_BUF_MAX + 10];
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        CHECK(http_kind(ok[i].req, &r) == SNI_HELLO);
+        CHECK_EQ_INT(r.n, 1);
+        CHECK_EQ_STR(r.names[0].name, ok[i].name);
+        CHECK_EQ_INT(r.names[0].port, ok[i].port);
+        CHECK_EQ_INT(r.names[0].target, ok[i].target);
+        /* every prefix that ends before the empty line asks for more */
+        const char *end = strstr(ok[i].req, "\r\n\r\n");
+        size_t whole = end ? (size_t)(end - ok[i].req) + 4
+                           : (size_t)(strstr(ok[i].req, "\n\n") - ok[i].req) + 2;
+        for (size_t k = 0; k + 1 < whole; k++) {
+            sni_http_parse((const unsigned char *)ok[i].req, k, &r);
+            if (r.kind != SNI_MORE)
+                fprintf(stderr, "  %zu: prefix %zu kind %d\n", i, k, r.kind);
+            CHECK(r.kind == SNI_MORE);
+        }
+    }
+    CHECK(http_kind("GET http://a.example/ HTTP/1.1\r\nHost: api.openai.com\r\n\r\n", &r) ==
+          SNI_HELLO);
+    CHECK(r.n == 2 && strcmp(r.names[0].name, "a.example") == 0 &&
+          strcmp(r.names[1].name, "api.openai.com") == 0);
+    CHECK(http_kind("GET / HTTP/1.0\r\n\r\n", &r) == SNI_HELLO && r.n == 0);
+    CHECK(http_kind("GET / HTTP/1.1\r\nHost: 10.0.0.5:80\r\n\r\n", &r) == SNI_HELLO && r.n == 1 &&
+          r.names[0].ip);
+    CHECK(http_kind("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", &r) == SNI_HELLO && r.n == 1 &&
+          r.names[0].ip);
+    CHECK(http_kind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &r) == SNI_HELLO && r.n == 0);
+    for (size_t i = 0; i < sizeof not_http / sizeof not_http[0]; i++)
+        CHECK(http_kind(not_http[i], &r) == SNI_NOT_TLS);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (http_kind(bad[i], &r) != SNI_BAD)
+            fprintf(stderr, "  bad %zu: kind %d\n", i, r.kind);
+        CHECK(r.kind == SNI_BAD);
+    }
+    {
+        static const char nul[] = "GET / HTTP/1.1\r\nHost: api.openai.com\0x\r\n\r\n";
+        CHECK(sni_http_parse((const unsigned char *)nul, sizeof nul - 1, &r) == 0 &&
+              r.kind == SNI_BAD);
+    }
+    /* a head that is not whole within 16 KiB */
+    memset(big, 'a', sizeof big);
+    memcpy(big, "GET /", 5);
+    CHECK(sni_http_parse(big, sizeof big, &r) == 0 && r.kind == SNI_BAD);
+    memcpy(big, "GET / HTTP/1.1\r\nX: ", 20);
+    CHECK(sni_http_parse(big, sizeof big, &r) == 0 && r.kind == SNI_BAD);
+    CHECK(sni_http_parse(big, 100, &r) == 0 && r.kind == SNI_MORE);
+}
+
 int main(void)
 {
     RUN(test_by_hand);
@@ -620,5 +833,7 @@ int main(void)
     RUN(test_not_tls);
     RUN(test_openssl);
     RUN(test_mutations);
+    RUN(test_hrr);
+    RUN(test_http);
     return harness_done();
 }
