@@ -31,6 +31,12 @@ struct policy_restorer {
     size_t max_ph;
     struct rslot *slots;
     size_t n_slots, slots_cap;
+    /* the entries by placeholder (then by insertion), built at the first feed when every
+     * placeholder is '[' ... ']' with no other ']' (the policy's are): a '[' in the answer
+     * is then looked up, not compared with every entry -- 100,000 redactions and an answer
+     * of 10,000 brackets took 3.3 s on the event loop. NULL: compared one by one. */
+    size_t *by_ph;
+    int indexed; /* by_ph was tried */
 };
 
 struct policy_restorer *policy_restorer_new(void)
@@ -38,8 +44,8 @@ struct policy_restorer *policy_restorer_new(void)
     return calloc(1, sizeof(struct policy_restorer));
 }
 
-int policy_restorer_add(struct policy_restorer *r, const char *ph, size_t ph_len,
-                        const char *val, size_t val_len)
+int policy_restorer_add(struct policy_restorer *r, const char *ph, size_t ph_len, const char *val,
+                        size_t val_len)
 {
     if (r->n_slots)
         return -1; /* the mapping is fixed before streaming starts */
@@ -81,11 +87,16 @@ void policy_restorer_free(struct policy_restorer *r)
     }
     free(r->e);
     free(r->slots);
+    free(r->by_ph);
     free(r);
 }
 
+static void index_build(struct policy_restorer *r);
+
 static struct rslot *slot_get(struct policy_restorer *r, int id)
 {
+    if (!r->indexed)
+        index_build(r); /* (the mapping is fixed from the first feed on) */
     for (size_t i = 0; i < r->n_slots; i++)
         if (r->slots[i].id == id)
             return &r->slots[i];
@@ -117,11 +128,81 @@ static int append(char **out, size_t *out_len, const char *s, size_t n)
     return 0;
 }
 
-/* At buf[j] == '[': 1 and *e for a whole placeholder, 2 for a proper prefix of one, 0. */
+/* cmp_bytes -- a[0..an) against b[0..bn), bytes then length */
+static int cmp_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : an < bn ? -1 : an > bn;
+}
+
+static int by_ph_cmp(const void *x, const void *y, void *arg)
+{
+    const struct rentry *e = arg, *a = &e[*(const size_t *)x], *b = &e[*(const size_t *)y];
+    int c = cmp_bytes(a->ph, a->ph_len, b->ph, b->ph_len);
+    return c ? c : *(const size_t *)x < *(const size_t *)y ? -1 : 1;
+}
+
+/* index_build -- r->by_ph, when every placeholder is '[' ... ']' with no other ']' (so the text
+ * from a '[' to the first ']' after it is the only placeholder that can start there);
+ * left NULL otherwise, or when memory runs out (the lookup is then one by one) */
+static void index_build(struct policy_restorer *r)
+{
+    r->indexed = 1;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct rentry *x = &r->e[i];
+        if (x->ph_len < 2 || x->ph[0] != '[' || x->ph[x->ph_len - 1] != ']' ||
+            memchr(x->ph, ']', x->ph_len - 1))
+            return;
+    }
+    r->by_ph = malloc((r->n ? r->n : 1) * sizeof(*r->by_ph));
+    if (!r->by_ph)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        r->by_ph[i] = i;
+    qsort_r(r->by_ph, r->n, sizeof(*r->by_ph), by_ph_cmp, r->e);
+}
+
+/* ph_lower_bound -- the first position in by_ph whose placeholder is not below b[0..n) */
+static size_t ph_lower_bound(const struct policy_restorer *r, const char *b, size_t n)
+{
+    size_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const struct rentry *x = &r->e[r->by_ph[mid]];
+        if (cmp_bytes(x->ph, x->ph_len, b, n) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* At buf[j] == '[': 1 and *e for a whole placeholder, 2 for a proper prefix of one, 0.
+ * (The first entry added wins when two have the same placeholder.) */
 static int match_at(const struct policy_restorer *r, const char *b, size_t rem,
                     const struct rentry **e)
 {
     int prefix = 0;
+    if (r->by_ph) {
+        size_t look = rem < r->max_ph ? rem : r->max_ph, k;
+        const char *q = look > 1 ? memchr(b + 1, ']', look - 1) : NULL;
+        if (q) { /* only b[0..q] can be whole; nothing is longer than it with this head */
+            size_t n = (size_t)(q - b) + 1;
+            k = ph_lower_bound(r, b, n);
+            if (k < r->n && cmp_bytes(r->e[r->by_ph[k]].ph, r->e[r->by_ph[k]].ph_len, b, n) == 0) {
+                *e = &r->e[r->by_ph[k]];
+                return 1;
+            }
+            return 0;
+        }
+        if (rem >= r->max_ph)
+            return 0;                  /* no ']' where any placeholder would end */
+        k = ph_lower_bound(r, b, rem); /* the first placeholder from b[0..rem) up */
+        return k < r->n && r->e[r->by_ph[k]].ph_len > rem &&
+                       memcmp(r->e[r->by_ph[k]].ph, b, rem) == 0
+                   ? 2
+                   : 0;
+    }
     for (size_t i = 0; i < r->n; i++) {
         const struct rentry *x = &r->e[i];
         if (x->ph_len <= rem) {
@@ -136,8 +217,8 @@ static int match_at(const struct policy_restorer *r, const char *b, size_t rem,
     return prefix ? 2 : 0;
 }
 
-static int process(struct policy_restorer *r, struct rslot *s, const char *b, size_t n,
-                   char **out, size_t *out_len)
+static int process(struct policy_restorer *r, struct rslot *s, const char *b, size_t n, char **out,
+                   size_t *out_len)
 {
     size_t i = 0, from = 0;
     while (i < n) {
@@ -166,8 +247,8 @@ static int process(struct policy_restorer *r, struct rslot *s, const char *b, si
     return append(out, out_len, b + from, n - from);
 }
 
-int policy_restore_feed(struct policy_restorer *r, int slot, const char *in, size_t len,
-                        char **out, size_t *out_len)
+int policy_restore_feed(struct policy_restorer *r, int slot, const char *in, size_t len, char **out,
+                        size_t *out_len)
 {
     if (r->n == 0)
         return append(out, out_len, in, len);
