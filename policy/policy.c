@@ -236,9 +236,16 @@ static int redact(const struct policy *p, const struct policy_input *in, const s
     counter = calloc(p->n_dets, sizeof(*counter));
     if (!rv || !counter)
         goto fail;
-    for (size_t i = 0; i < nc; i++)
-        if (which[cv[i].det])
+    int any_custom = 0; /* the rule redacts a custom detector */
+    for (size_t k = DET_N_BUILTIN; k < p->n_dets; k++)
+        any_custom |= which[k] != 0;
+    for (size_t i = 0; i < nc; i++) {
+        int take = which[cv[i].det] || (cv[i].n_also > PCAND_ALSO && any_custom);
+        for (unsigned k = 0; k < cv[i].n_also && k < PCAND_ALSO && !take; k++)
+            take = which[cv[i].also[k]];
+        if (take)
             rv[m++].f = i;
+    }
     /* same detector and value -> one placeholder, numbered by first appearance */
     if (m > 1) {
         struct red_sort rs = {x, cv};
@@ -600,6 +607,10 @@ int policy_decide(const struct policy *p, const struct policy_input *in, struct 
     }
     const struct config_rule *r = &cfg->rules[ri];
     d->rule = r->name;
+    for (size_t k = 0, o = 0; r->n_detected && k < p->n_dets; k++)
+        if (present[k] && p->rules[ri].detected[k] && o < sizeof(d->because))
+            o += (size_t)snprintf(d->because + o, sizeof(d->because) - o, "%s%s", o ? ", " : "",
+                                  p->dets[k].name);
     d->verdict = (enum policy_verdict)r->action;
     if (r->action != CONFIG_ACTION_BLOCK) {
         const struct config_model *req = model_find(cfg, in->model);

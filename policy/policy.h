@@ -88,6 +88,10 @@ struct policy_decision {
     struct policy_restorer *restorer; /* owned: non-NULL for redact */
     unsigned unscanned;               /* POLICY_UNSCANNED_*: content the request carries that the
                                          detectors could not read (rules: `unscanned`) */
+    char because[128]; /* the detectors that made the rule's `detected` condition true, in
+                          detector order, ", "-separated ("" without such a condition):
+                          a custom detector is named even when a built-in one's finding
+                          took its span (findings then name only the built-in) */
     int too_large;   /* with a -1: the body holds more JSON values than the config's
                         limits.max_body_values (the caller answers 413, not 400) */
     char error[256]; /* when policy_decide returns -1 */

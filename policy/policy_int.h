@@ -138,10 +138,17 @@ struct prule {
 };
 
 /* A finding in decoded coordinates (index into text) before mapping. */
+#define PCAND_ALSO 3
 struct pcand {
     unsigned det;
     unsigned seg;
     size_t s, e; /* decoded offsets within the whole text */
+    /* custom detectors whose overlapping findings this one took the place of (the sweep
+     * in policy_scan_ex): a rule that redacts one of them redacts this span, which then
+     * also covers theirs. n_also > PCAND_ALSO: more than fit (redacted by any rule that
+     * redacts a custom detector). */
+    unsigned also[PCAND_ALSO];
+    unsigned n_also;
 };
 
 int policy_scan_compile(struct policy *p, struct config_errors *errs);

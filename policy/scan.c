@@ -357,6 +357,38 @@ static void scratch_put(const struct policy *cp, hs_scratch_t *s)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* take_over -- w, the winner of an overlap, takes the lost custom finding l's place: its
+ * span grows to cover both (same segment: a span never crosses one) and l's detector, and
+ * those l had taken over, go into w->also */
+static void take_over(struct pcand *w, const struct pcand *l)
+{
+    unsigned dets[PCAND_ALSO + 1];
+    size_t nd = 0;
+
+    if (l->seg == w->seg) {
+        if (l->s < w->s)
+            w->s = l->s;
+        if (l->e > w->e)
+            w->e = l->e;
+    }
+    dets[nd++] = l->det;
+    for (unsigned k = 0; k < l->n_also && k < PCAND_ALSO; k++)
+        dets[nd++] = l->also[k];
+    if (l->n_also > PCAND_ALSO)
+        w->n_also = PCAND_ALSO + 1;
+    for (size_t k = 0; k < nd; k++) {
+        int have = dets[k] == w->det;
+        for (unsigned j = 0; j < w->n_also && j < PCAND_ALSO && !have; j++)
+            have = w->also[j] == dets[k];
+        if (have)
+            continue;
+        if (w->n_also < PCAND_ALSO)
+            w->also[w->n_also++] = dets[k];
+        else
+            w->n_also = PCAND_ALSO + 1;
+    }
+}
+
 static int push_cand(struct pcand **v, size_t *n, size_t *cap, struct pcand c)
 {
     struct pcand *nv = grow_room(*v, cap, *n + 1, sizeof(*nv), 16);
@@ -491,18 +523,26 @@ int policy_scan_ex(const struct policy *p, const struct pextract *x, struct pcan
     if (nc > 1)
         qsort(cv, nc, sizeof(*cv), cand_cmp);
     /* sweep: of two overlapping, the higher-priority detector survives (a token inside
-     * a URL's user@host is a token, not an email); same detector: the longer */
+     * a URL's user@host is a token, not an email); same detector: the longer. A custom
+     * detector's finding that loses still fires for the rules (`fired`), and the winner
+     * takes its span too and remembers it (`also`), so a rule redacting the custom
+     * detector redacts the value, not nothing (red team: `redact: [staff_email]` let
+     * jane.doe@acme.example out because the span was the built-in email's). */
     size_t w = 0;
     for (size_t i = 0; i < nc; i++) {
         if (w > 0 && cv[i].s < cv[w - 1].e) {
-            struct pcand *cur = &cv[w - 1];
+            struct pcand *cur = &cv[w - 1], lost;
             size_t lc = cur->e - cur->s, li = cv[i].e - cv[i].s;
             if (cv[i].det < cur->det || (cv[i].det == cur->det && li > lc)) {
-                if (fired && cur->det >= DET_N_BUILTIN)
-                    fired[cur->det] = 1;
+                lost = *cur;
                 *cur = cv[i];
-            } else if (fired && cv[i].det >= DET_N_BUILTIN) {
-                fired[cv[i].det] = 1;
+            } else {
+                lost = cv[i];
+            }
+            if (lost.det >= DET_N_BUILTIN && lost.det != cur->det) {
+                if (fired)
+                    fired[lost.det] = 1;
+                take_over(cur, &lost);
             }
             continue;
         }

@@ -185,13 +185,17 @@ static int shapes(struct proxy_decision *d)
     return 0;
 }
 
-/* the 403's sentence: the rule, and each detector that fired once */
+/* the 403's sentence: the rule, and the detectors that made it match (each finding's
+ * detector once for a rule without a `detected` condition) */
 static int refuse_block(struct proxy_decision *d)
 {
     const struct policy_decision *p = &d->policy;
     char dets[256] = "";
     size_t n = 0;
 
+    if (p->because[0])
+        return refuse(d, 403, "Refused by policy rule '%s': the prompt contains %s.", p->rule,
+                      p->because);
     for (size_t k = 0; k < p->n_findings && n < sizeof(dets); k++) {
         int dup = 0;
         for (size_t j = 0; j < k && !dup; j++)

@@ -191,6 +191,9 @@ static void test_custom_overlapping_builtin_fires(void)
     CHECK(policy_decide(p, &in, &d) == 0);
     CHECK(d.verdict == POLICY_BLOCK);
     CHECK_EQ_STR(d.rule, "no-staff");
+    /* the finding is the built-in's, the reason the rule's detector */
+    CHECK(d.n_findings == 1 && strcmp(d.findings[0].detector, "email") == 0);
+    CHECK_EQ_STR(d.because, "staff_email");
     policy_decision_deinit(&d);
     /* another domain is only an e-mail: redacted, not blocked */
     const char *b2 = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask "
@@ -200,6 +203,61 @@ static void test_custom_overlapping_builtin_fires(void)
     CHECK(policy_decide(p, &in, &d) == 0);
     CHECK(d.verdict == POLICY_REDACT);
     CHECK_EQ_STR(d.rule, "mask");
+    CHECK_EQ_STR(d.because, "email");
+    policy_decision_deinit(&d);
+    /* a rule without a `detected` condition has no reason of that kind */
+    const char *b3 = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}";
+    in.body = b3;
+    in.len = strlen(b3);
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK_EQ_STR(d.rule, "any");
+    CHECK_EQ_STR(d.because, "");
+    policy_decision_deinit(&d);
+    policy_free(p);
+    config_unref(c);
+}
+
+/* a rule that redacts a custom detector redacts its values even where a built-in finding
+ * took the span (red team: the rule fired, redacted nothing, and the staff address left),
+ * and the redaction covers all the custom finding held when it reaches past the built-in
+ * one's */
+static void test_custom_overlapping_builtin_redacted(void)
+{
+    const char *y = "providers:\n  p: {type: openai, base_url: \"https://a.example/v1\"}\n"
+                    "models:\n  - {name: m, provider: p}\n"
+                    "detectors:\n  - {name: staff_email, regex: '[a-z.]+@acme\\.example'}\n"
+                    "  - {name: tail, regex: '@beta\\.example today'}\n"
+                    "rules:\n  - {name: mask-staff, if: {detected: [staff_email, tail]}, then: "
+                    "{action: redact, detectors: [staff_email, tail]}}\n"
+                    "  - {name: any, then: {action: allow}}\n";
+    struct config *c = NULL;
+    struct policy *p = NULL;
+    struct config_errors errs = {0};
+    REQUIRE(config_load_text("s.yaml", y, strlen(y), NULL, &c, &errs) == 0);
+    REQUIRE(policy_new(c, &p, &errs) == 0);
+    const char *b = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask "
+                    "jane.doe@acme.example now\"}]}";
+    struct policy_input in = {.api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "m"};
+    struct policy_decision d;
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_REDACT);
+    CHECK_EQ_STR(d.because, "staff_email");
+    REQUIRE(d.body);
+    CHECK(strstr(d.body, "jane.doe") == NULL && strstr(d.body, "acme") == NULL);
+    CHECK(strstr(d.body, "ask [EMAIL_1] now") != NULL);
+    policy_decision_deinit(&d);
+    /* the custom finding reaches past the e-mail: the union goes */
+    const char *b2 = "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"ask "
+                     "joe@beta.example today please\"}]}";
+    in.body = b2;
+    in.len = strlen(b2);
+    CHECK(policy_decide(p, &in, &d) == 0);
+    CHECK(d.verdict == POLICY_REDACT);
+    CHECK_EQ_STR(d.because, "tail");
+    REQUIRE(d.body);
+    CHECK(strstr(d.body, "ask [EMAIL_1] please") != NULL);
+    CHECK(d.n_findings == 1 &&
+          d.findings[0].end - d.findings[0].start == strlen("joe@beta.example today"));
     policy_decision_deinit(&d);
     policy_free(p);
     config_unref(c);
@@ -613,6 +671,7 @@ int main(void)
     RUN(test_hostile_repetition);
     RUN(test_bad_custom_regex);
     RUN(test_custom_overlapping_builtin_fires);
+    RUN(test_custom_overlapping_builtin_redacted);
     RUN(test_unscanned_condition);
     RUN(test_split_parts);
     policy_free(pol);

@@ -18,8 +18,10 @@ static const char *yaml =
     "  - {name: gpt-4o, provider: oai, upstream_model: gpt-4o-2024-08-06}\n"
     "  - {name: gpt-4.5-preview, provider: oai}\n"
     "  - {name: claude, provider: ant, upstream_model: claude-x}\n"
+    "detectors:\n  - {name: staff_email, regex: '[a-z.]+@acme\\.example'}\n"
     "rules:\n"
     "  - {name: no-secrets, if: {detected: [secrets]}, then: {action: block}}\n"
+    "  - {name: no-staff, if: {detected: [staff_email]}, then: {action: block}}\n"
     "  - {name: no-gpt45, if: {model: [\"gpt-4.5*\"]}, then: {action: block}}\n"
     "  - {name: iban-to-claude, if: {detected: [iban]}, then: {action: route, model: claude}}\n"
     "  - {name: mask-email, if: {detected: [email]}, then: {action: redact, detectors: [email]}}\n"
@@ -177,6 +179,23 @@ static void test_secret_blocked_names_rule_and_detector(void)
     CHECK(d.outbound == NULL && d.outbound_len == 0);
     CHECK(d.has_policy);
     CHECK_EQ_STR(proxy_decision_verdict(&d), "block");
+    proxy_decision_deinit(&d);
+}
+
+/* the 403 names the detector the rule was written for, even when a built-in one's finding
+ * took the span (a staff address is an e-mail too): "contains email" would send the reader
+ * to the wrong rule */
+static void test_block_names_the_rules_detector(void)
+{
+    struct proxy_decision d;
+
+    CHECK(decide(POLICY_API_OPENAI,
+                 "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":"
+                 "\"ask jane.doe@acme.example today\"}]}",
+                 &d) == -1);
+    CHECK_EQ_INT(d.status, 403);
+    CHECK_EQ_STR(d.error, "Refused by policy rule 'no-staff': the prompt contains staff_email.");
+    CHECK(d.policy.n_findings == 1 && strcmp(d.policy.findings[0].detector, "email") == 0);
     proxy_decision_deinit(&d);
 }
 
@@ -418,6 +437,7 @@ int main(void)
     RUN(test_openai_null_content_allowed);
     RUN(test_secret_blocked_names_rule_and_detector);
     RUN(test_model_rule_blocks_without_detector);
+    RUN(test_block_names_the_rules_detector);
     RUN(test_unknown_model_404);
     RUN(test_allow_renames_model_only);
     RUN(test_redact_email);
