@@ -597,6 +597,7 @@ int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r)
             else {
                 r->kind = SNI_MORE;
                 r->need = len + 1;
+                r->n = 0; /* names only with the whole head */
             }
             return 0;
         }
