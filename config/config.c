@@ -127,9 +127,9 @@ static int check_graph(struct config_loader *l)
  * before it), then what needs several sections. */
 static void load_root(struct config_loader *l, yaml_node_t *root)
 {
-    static const char *const sections[] = {"listen", "keys",      "teams", "providers",
-                                           "models", "detectors", "rules", "audit",
-                                           "limits", "egress",    NULL};
+    static const char *const sections[] = {"listen",    "keys",   "teams", "providers",
+                                           "models",    "detectors", "exempt", "rules",
+                                           "audit",     "limits", "egress", NULL};
     struct config *cfg = l->cfg;
     if (!config_is_map(root)) {
         config_err(l, root, "the configuration must be a mapping of sections (listen, rules, ...)");
@@ -142,6 +142,7 @@ static void load_root(struct config_loader *l, yaml_node_t *root)
     config_providers_load(l, config_read_map_get(l, root, "providers"));
     config_models_load(l, config_read_map_get(l, root, "models"));
     config_detectors_load(l, config_read_map_get(l, root, "detectors"));
+    config_exempt_load(l, config_read_map_get(l, root, "exempt"));
     config_rules_load(l, config_read_map_get(l, root, "rules"));
     config_audit_load(l, config_read_map_get(l, root, "audit"));
     config_limits_load(l, config_read_map_get(l, root, "limits"));
@@ -229,6 +230,11 @@ static void free_cfg(struct config *cfg)
         free(d->keywords_file);
     }
     free(cfg->detectors);
+    for (size_t i = 0; i < cfg->n_exempt; i++) {
+        free(cfg->exempt[i].detector);
+        config_read_strv_free(cfg->exempt[i].values, cfg->exempt[i].n_values);
+    }
+    free(cfg->exempt);
     for (size_t i = 0; i < cfg->n_rules; i++) {
         struct config_rule *r = &cfg->rules[i];
         free(r->name);

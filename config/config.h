@@ -110,6 +110,14 @@ struct config_detector {
     struct config_pos pos;
 };
 
+/* An `exempt` entry: values of one detector that are no findings (config/exempt.c). */
+struct config_exempt {
+    char *detector;             /* a built-in or custom detector's name */
+    char **values;              /* globs, matched case-insensitively against a whole value */
+    size_t n_values;
+    struct config_pos pos;
+};
+
 /* The built-in detectors, in the policy's tie-break priority order: of two overlapping
  * findings, the one whose detector comes first is kept (secrets first, then the PII
  * whose shapes contain others: an IBAN holds a card-like run of digits). This one table
@@ -233,6 +241,7 @@ struct config {
     struct config_provider *providers; size_t n_providers;
     struct config_model *models;       size_t n_models;
     struct config_detector *detectors; size_t n_detectors;
+    struct config_exempt *exempt;      size_t n_exempt;
     struct config_rule *rules;         size_t n_rules;
     struct config_audit audit;
     struct config_limits limits;

@@ -206,6 +206,7 @@ void config_teams_load(struct config_loader *l, yaml_node_t *sec);
 void config_providers_load(struct config_loader *l, yaml_node_t *sec);
 void config_models_load(struct config_loader *l, yaml_node_t *sec);
 void config_detectors_load(struct config_loader *l, yaml_node_t *sec);
+void config_exempt_load(struct config_loader *l, yaml_node_t *sec);
 void config_rules_load(struct config_loader *l, yaml_node_t *sec);
 void config_audit_load(struct config_loader *l, yaml_node_t *sec);
 void config_limits_load(struct config_loader *l, yaml_node_t *sec);

@@ -110,6 +110,7 @@ struct pdetector {
     policy_validator validate; /* NULL: custom, or found by the digit pass (phone, card,
                                   IBAN, SSN) */
     int custom_regex;    /* leftmost-longest, non-overlapping */
+    int exempt;          /* an `exempt` entry names it: its values are checked */
 };
 
 struct scratch_node {
@@ -130,6 +131,7 @@ struct policy {
     struct scratch_node *free_scratch;
     /* per rule: bitmask-free lists of detector indices for `detected` and redact */
     struct prule *rules;
+    unsigned *exempt_det; /* [cfg->n_exempt]: the detector each exempt entry names */
 };
 
 struct prule {

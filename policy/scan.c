@@ -17,6 +17,7 @@
  * iban, credit_card, us_ssn, email, phone, ipv4, then custom detectors in config order);
  * for the same detector the longer, then the earlier. The result is sorted by start and
  * deterministic. */
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,17 @@ int policy_scan_compile(struct policy *p, struct config_errors *errs)
     for (size_t i = 0; i < p->n_dets; i++)
         if (!(p->dets[i].placeholder = placeholder_name(p->dets[i].name)))
             goto oom;
+    p->exempt_det = calloc(cfg->n_exempt ? cfg->n_exempt : 1, sizeof(*p->exempt_det));
+    if (!p->exempt_det)
+        goto oom;
+    for (size_t i = 0; i < cfg->n_exempt; i++) {
+        p->exempt_det[i] = (unsigned)p->n_dets; /* (the loader checked every name) */
+        for (size_t k = 0; k < p->n_dets; k++)
+            if (strcmp(p->dets[k].name, cfg->exempt[i].detector) == 0) {
+                p->exempt_det[i] = (unsigned)k;
+                p->dets[k].exempt = 1;
+            }
+    }
 
     exprs = calloc(n_pats, sizeof(*exprs));
     flags = calloc(n_pats, sizeof(*flags));
@@ -241,6 +253,7 @@ void policy_scan_free(struct policy *p)
         for (size_t i = 0; i < p->n_dets; i++)
             free(p->dets[i].placeholder);
     free(p->dets);
+    free(p->exempt_det);
     free(p->pat_det);
     free(p->pat_som);
     p->pat_som = NULL;
@@ -389,6 +402,30 @@ static void take_over(struct pcand *w, const struct pcand *l)
     }
 }
 
+/* exempt -- whether the value of candidate c is one the config exempts for its detector:
+ * the whole value (as found, after normalisation) against each glob, case-insensitive */
+static int exempt(const struct policy *p, const struct pextract *x, const struct pcand *c)
+{
+    const struct config *cfg = p->cfg;
+    char v[256];
+    size_t n = c->e - c->s;
+
+    if (n >= sizeof(v))
+        return 0; /* longer than any exempt value may be */
+    memcpy(v, x->text + c->s, n);
+    v[n] = '\0';
+    if (memchr(v, '\0', n))
+        return 0;
+    for (size_t i = 0; i < cfg->n_exempt; i++) {
+        if (p->exempt_det[i] != c->det)
+            continue;
+        for (size_t k = 0; k < cfg->exempt[i].n_values; k++)
+            if (fnmatch(cfg->exempt[i].values[k], v, FNM_CASEFOLD) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 static int push_cand(struct pcand **v, size_t *n, size_t *cap, struct pcand c)
 {
     struct pcand *nv = grow_room(*v, cap, *n + 1, sizeof(*nv), 16);
@@ -519,6 +556,14 @@ int policy_scan_ex(const struct policy *p, const struct pextract *x, struct pcan
         struct pcand cd = {.det = DET_GENERIC_SECRET, .seg = (unsigned)i, .s = a, .e = b};
         if (push_cand(&cv, &nc, &capc, cd) < 0)
             goto oom;
+    }
+    /* exempt values are no findings: they neither fire nor take a span from another */
+    if (p->cfg->n_exempt) {
+        size_t kept = 0;
+        for (size_t i = 0; i < nc; i++)
+            if (!p->dets[cv[i].det].exempt || !exempt(p, x, &cv[i]))
+                cv[kept++] = cv[i];
+        nc = kept;
     }
     if (nc > 1)
         qsort(cv, nc, sizeof(*cv), cand_cmp);

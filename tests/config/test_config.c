@@ -551,6 +551,17 @@ static void test_errors_detectors_audit_limits(void)
     EXPECT_ERR("detectors:\n  - {name: d, regex: x, keywords: [y]}\n", 2, 5, "exactly one of");
     EXPECT_ERR("detectors:\n  - {name: d, keywords_file: missing.txt}\n", 2, 30, "keywords_file");
     EXPECT_ERR("detectors:\n  - {name: 'a b', regex: x}\n", 2, 12, "may only contain");
+    EXPECT_ERR("exempt:\n  - {detector: mail, values: [x@example.com]}\n", 2, 16,
+               "exempt: unknown detector 'mail'");
+    EXPECT_ERR("exempt:\n  - {detector: pii, values: [x@example.com]}\n", 2, 16,
+               "unknown detector 'pii'");
+    EXPECT_ERR("exempt:\n  - {detector: email, values: ['*@*']}\n", 2, 31, "matches too much");
+    EXPECT_ERR("exempt:\n  - {detector: email, values: ['*.[a-z]?[!x]*']}\n", 2, 31,
+               "matches too much");
+    EXPECT_ERR("exempt:\n  - {detector: email}\n", 2, 5, "values");
+    EXPECT_ERR("exempt:\n  - {detector: email, values: [a@b.c], value: x}\n", 2, 40,
+               "unknown key 'value'");
+    EXPECT_ERR("exempt: {detector: email}\n", 1, 9, "exempt must be a list");
     write_file("empty_kw.txt", "# nothing\n\n", 11);
     EXPECT_ERR("detectors:\n  - {name: d, keywords_file: empty_kw.txt}\n", 2, 30,
                "has no keywords");

@@ -115,6 +115,37 @@ await s.test('claude -p: the answer', async () => {
         resp.meta.usage.input_tokens === Math.floor(last.bytes / 4), { req: req && req.meta, resp: resp && resp.meta });
 });
 
+// Claude Code's system prompt carries its commit co-author address, so under an e-mail
+// redaction rule each of its requests is rewritten; an `exempt` entry for that one value
+// lets them through unchanged while any other address is still redacted.
+await s.test('claude -p: its own no-reply address exempt', async () => {
+    const before = auditRecords(gw.audit).filter((a) => a.type === 'request').at(-1);
+    s.check('without an exemption: the plain request is redacted for noreply@anthropic.com',
+        before && before.meta.verdict === 'redact' && before.meta.findings.some((f) => f.detector === 'email'),
+        before && before.meta);
+    const ex = await startAirlock(s, 'exempt', (port) => gatewayConfig({
+        port, mockPort: mock.port,
+        models: [`{name: ${SONNET}, provider: ant}`, `{name: ${HAIKU}, provider: ant}`, '{name: claude-opus-4-8, provider: ant}'],
+        extra: 'exempt:\n  - {detector: email, values: ["noreply@anthropic.com"]}\n',
+    }));
+    if (!ex) return s.check('the exempting gateway starts', false);
+    const exEnv = { ...env, ANTHROPIC_BASE_URL: `http://127.0.0.1:${ex.port}` };
+    const n0 = mockRecords(mock).length;
+    const r = await claude(['-p', 'say hello'], { env: exEnv });
+    const recs = mockRecords(mock).slice(n0);
+    const reqs = auditRecords(ex.audit).filter((a) => a.type === 'request');
+    s.check('exempt: answered, every request allowed with no e-mail finding', r.code === 0 && reqs.length >= 1 &&
+        reqs.every((q) => q.meta.verdict === 'allow' && !q.meta.findings.some((f) => f.detector === 'email')),
+    reqs.map((q) => q.meta));
+    s.check('exempt: the address reached the provider as written', recs.length >= 1 &&
+        recs.at(-1).text.includes('noreply@anthropic.com'), recs.length);
+    const r2 = await claude(['-p', 'write to jane.doe@example.com'], { env: exEnv });
+    const last = mockRecords(mock).at(-1);
+    s.check('exempt: another address is still redacted', r2.code === 0 && last && !last.text.includes('jane.doe@example.com') &&
+        last.text.includes('noreply@anthropic.com'), said(r2));
+    await stopAirlock(ex);
+});
+
 await s.test('claude -p: straight to the gateway', async () => {
     const r = await claude(['-p', 'MOCK:words=4'], { env: { ...env, ANTHROPIC_BASE_URL: gwBase } });
     s.check('claude -p with ANTHROPIC_BASE_URL at the gateway itself (no relay)', r.code === 0 &&

@@ -263,6 +263,65 @@ static void test_custom_overlapping_builtin_redacted(void)
     config_unref(c);
 }
 
+/* exempt values are no findings: they fire no rule and are not redacted, matched whole and
+ * case-insensitively; every other value of the detector still is one, and what another
+ * detector finds inside an exempt value still counts */
+static void test_exempt(void)
+{
+    const char *y = "providers:\n  p: {type: openai, base_url: \"https://a.example/v1\"}\n"
+                    "models:\n  - {name: m, provider: p}\n"
+                    "detectors:\n  - {name: ticket, regex: 'TCK-[0-9]{6}'}\n"
+                    "exempt:\n  - {detector: email, values: [noreply@anthropic.com, "
+                    "'*@users.noreply.github.com']}\n"
+                    "  - {detector: ticket, values: [TCK-000000]}\n"
+                    "rules:\n  - {name: no-cards, if: {detected: [credit_card]}, then: {action: "
+                    "block}}\n"
+                    "  - {name: no-tickets, if: {detected: [ticket]}, then: {action: block}}\n"
+                    "  - {name: mask, if: {detected: [email]}, then: {action: redact, detectors: "
+                    "[email]}}\n"
+                    "  - {name: any, then: {action: allow}}\n";
+    static const struct {
+        const char *text;
+        int verdict;
+        size_t findings;
+    } cases[] = {
+        {"Co-Authored-By: Claude <noreply@anthropic.com>", POLICY_ALLOW, 0},
+        {"Co-Authored-By: Claude <NoReply@Anthropic.COM>", POLICY_ALLOW, 0},
+        {"by 4242+octo@users.noreply.github.com", POLICY_ALLOW, 0},
+        {"xnoreply@anthropic.com", POLICY_REDACT, 1}, /* whole values only */
+        {"noreply@anthropic.com.evil.example", POLICY_REDACT, 1},
+        {"noreply@anthropic.com and jane@corp.example", POLICY_REDACT, 1},
+        {"4111111111111111@users.noreply.github.com", POLICY_BLOCK, 1}, /* the card counts */
+        {"see TCK-000000", POLICY_ALLOW, 0},
+        {"see TCK-000001", POLICY_BLOCK, 1},
+    };
+    struct config *c = NULL;
+    struct policy *p = NULL;
+    struct config_errors errs = {0};
+    REQUIRE(config_load_text("s.yaml", y, strlen(y), NULL, &c, &errs) == 0);
+    REQUIRE(policy_new(c, &p, &errs) == 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char b[512];
+        snprintf(b, sizeof(b),
+                 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+                 cases[i].text);
+        struct policy_input in = {
+            .api = POLICY_API_OPENAI, .body = b, .len = strlen(b), .model = "m"};
+        struct policy_decision d;
+        CHECK(policy_decide(p, &in, &d) == 0);
+        if ((int)d.verdict != cases[i].verdict || d.n_findings != cases[i].findings)
+            fprintf(stderr, "  case %zu '%s': verdict %d, %zu findings\n", i, cases[i].text,
+                    (int)d.verdict, d.n_findings);
+        CHECK_EQ_INT((int)d.verdict, cases[i].verdict);
+        CHECK(d.n_findings == cases[i].findings);
+        if (cases[i].verdict == POLICY_REDACT)
+            CHECK(d.body && strstr(d.body, "jane@") == NULL);
+        policy_decision_deinit(&d);
+    }
+    policy_free(p);
+    config_unref(c);
+}
+
 static void test_fail_closed(void)
 {
     struct policy_decision d;
@@ -672,6 +731,7 @@ int main(void)
     RUN(test_bad_custom_regex);
     RUN(test_custom_overlapping_builtin_fires);
     RUN(test_custom_overlapping_builtin_redacted);
+    RUN(test_exempt);
     RUN(test_unscanned_condition);
     RUN(test_split_parts);
     policy_free(pol);
