@@ -127,9 +127,9 @@ static int check_graph(struct config_loader *l)
  * before it), then what needs several sections. */
 static void load_root(struct config_loader *l, yaml_node_t *root)
 {
-    static const char *const sections[] = {"listen",    "keys",   "teams", "providers",
-                                           "models",    "detectors", "exempt", "rules",
-                                           "audit",     "limits", "egress", NULL};
+    static const char *const sections[] = {"listen", "keys",      "teams",  "providers",
+                                           "models", "detectors", "exempt", "rules",
+                                           "audit",  "limits",    "egress", NULL};
     struct config *cfg = l->cfg;
     if (!config_is_map(root)) {
         config_err(l, root, "the configuration must be a mapping of sections (listen, rules, ...)");

@@ -112,8 +112,8 @@ struct config_detector {
 
 /* An `exempt` entry: values of one detector that are no findings (config/exempt.c). */
 struct config_exempt {
-    char *detector;             /* a built-in or custom detector's name */
-    char **values;              /* globs, matched case-insensitively against a whole value */
+    char *detector; /* a built-in or custom detector's name */
+    char **values;  /* globs, matched case-insensitively against a whole value */
     size_t n_values;
     struct config_pos pos;
 };
@@ -241,7 +241,8 @@ struct config {
     struct config_provider *providers; size_t n_providers;
     struct config_model *models;       size_t n_models;
     struct config_detector *detectors; size_t n_detectors;
-    struct config_exempt *exempt;      size_t n_exempt;
+    struct config_exempt *exempt;
+    size_t n_exempt;
     struct config_rule *rules;         size_t n_rules;
     struct config_audit audit;
     struct config_limits limits;

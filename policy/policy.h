@@ -92,9 +92,9 @@ struct policy_decision {
                           detector order, ", "-separated ("" without such a condition):
                           a custom detector is named even when a built-in one's finding
                           took its span (findings then name only the built-in) */
-    int too_large;   /* with a -1: the body holds more JSON values than the config's
-                        limits.max_body_values (the caller answers 413, not 400) */
-    char error[256]; /* when policy_decide returns -1 */
+    int too_large;     /* with a -1: the body holds more JSON values than the config's
+                          limits.max_body_values (the caller answers 413, not 400) */
+    char error[256];   /* when policy_decide returns -1 */
 };
 
 /* policy_new -- compile the detectors and rules of cfg. The policy borrows cfg,
