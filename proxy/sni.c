@@ -631,6 +631,8 @@ int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r)
                 ve--;
             if (ve > vs && http_host(r, p + vs, ve - vs, 0, vs) < 0)
                 return 0;
+            if (ve > vs && connect) /* a proxy reads only the target: at its port */
+                r->names[r->n - 1].port = r->names[0].port;
         }
         pos = e + 1;
     }

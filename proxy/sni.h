@@ -65,11 +65,11 @@ int sni_parse(const unsigned char *p, size_t len, struct sni_hello *h);
 /* ---- a plain HTTP/1.x request as a tunnel's first bytes ---- */
 
 /* The names a plain HTTP request head gives the far end: its Host header (checked at the
- * tunnel's port), and for an absolute-form or CONNECT request (to a proxy at the far end)
- * the target's host at the target's port. */
+ * tunnel's port; a CONNECT's at its target's), and for an absolute-form or CONNECT request
+ * (to a proxy at the far end) the target's host at the target's port. */
 struct sni_http_name {
     char name[SNI_NAME_MAX + 1]; /* lower-case, without a trailing dot; "" for an IP literal */
-    int port;                    /* the target's (0: the Host header's: the tunnel's port) */
+    int port;                    /* where it is checked (0: at the tunnel's port) */
     int ip;                      /* an IP literal: no name to check */
     int target;                  /* from the request target, not the Host header */
 };

@@ -421,6 +421,66 @@ static void test_target_random(void)
     CHECK(ok > 1000); /* the generator reaches the accepting paths too */
 }
 
+/* http_check -- a plain HTTP head through a tunnel at port (egress_check_http) */
+static enum egress_verdict http_check(const char *head, int port, struct egress_decision *d)
+{
+    struct sni_http r;
+
+    CHECK(sni_http_parse((const unsigned char *)head, strlen(head), &r) == 0);
+    egress_check_http(&eg, port, &r, d);
+    CHECK(d->reason[0] && strchr(d->reason, '\n') == NULL);
+    return d->verdict;
+}
+
+/* test_check_http -- F13: what a tunnel's first plain HTTP request may name */
+static void test_check_http(void)
+{
+    struct egress_decision d;
+
+    policy_init();
+    /* an intercepted Host or proxy target: refused at any port, under either default */
+    for (int dflt = 0; dflt < 2; dflt++) {
+        eg.dflt = dflt ? CONFIG_EGRESS_TUNNEL : CONFIG_EGRESS_DENY;
+        CHECK(http_check("GET / HTTP/1.1\r\nHost: api.openai.com\r\n\r\n", 80, &d) ==
+              EGRESS_REFUSE);
+        CHECK(strstr(d.reason, "Host 'api.openai.com' is an intercepted host") != NULL);
+        CHECK(http_check("CONNECT api.anthropic.com:8443 HTTP/1.1\r\n\r\n", 3128, &d) ==
+              EGRESS_REFUSE);
+        CHECK(strstr(d.reason, "request target 'api.anthropic.com'") != NULL);
+        CHECK(http_check("GET http://API.OPENAI.COM./ HTTP/1.1\r\nHost: pypi.org\r\n\r\n", 443,
+                         &d) == EGRESS_REFUSE);
+        /* no name, an IP literal, not HTTP: as before */
+        CHECK(http_check("GET / HTTP/1.0\r\n\r\n", 80, &d) == EGRESS_TUNNEL);
+        CHECK(http_check("GET / HTTP/1.1\r\nHost: 104.18.7.192\r\n\r\n", 80, &d) == EGRESS_TUNNEL);
+        CHECK(http_check("SSH-2.0-x\r\n", 22, &d) == EGRESS_TUNNEL);
+        CHECK(strstr(d.reason, "not TLS or an HTTP request") != NULL);
+        /* cut off, or a head not accepted: refused */
+        CHECK(http_check("GET / HTTP/1.1\r\nHost: a", 80, &d) == EGRESS_REFUSE);
+        CHECK(strstr(d.reason, "cut off") != NULL);
+        CHECK(http_check("GET / HTTP/1.1\r\nHost: pypi.org\r\nHost: x.example\r\n\r\n", 443, &d) ==
+              EGRESS_REFUSE);
+        CHECK(strstr(d.reason, "two Host headers") != NULL);
+    }
+    /* default: deny: the Host must be tunnelled at the tunnel's port, a proxy's target at its
+     * own */
+    eg.dflt = CONFIG_EGRESS_DENY;
+    CHECK(http_check("GET / HTTP/1.1\r\nHost: pypi.org\r\n\r\n", 443, &d) == EGRESS_TUNNEL);
+    CHECK(strstr(d.reason, "plain HTTP to 'pypi.org'") != NULL);
+    CHECK(http_check("GET / HTTP/1.1\r\nHost: pypi.org:443\r\n\r\n", 80, &d) == EGRESS_REFUSE);
+    CHECK(strstr(d.reason, "may not be tunnelled") != NULL);
+    CHECK(http_check("GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n", 443, &d) == EGRESS_REFUSE);
+    CHECK(http_check("CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n",
+                     3128, &d) == EGRESS_TUNNEL); /* a CONNECT's Host at its target's port */
+    CHECK(http_check("CONNECT api.github.com:443 HTTP/1.1\r\nHost: evil.example\r\n\r\n", 3128,
+                     &d) == EGRESS_REFUSE);
+    CHECK(http_check("CONNECT api.github.com:443 HTTP/1.1\r\n\r\n", 3128, &d) == EGRESS_TUNNEL);
+    CHECK(http_check("CONNECT evil.example:443 HTTP/1.1\r\n\r\n", 3128, &d) == EGRESS_REFUSE);
+    eg.dflt = CONFIG_EGRESS_TUNNEL;
+    CHECK(http_check("GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n", 443, &d) == EGRESS_TUNNEL);
+    egress_check_http(&eg, 80, NULL, &d);
+    CHECK(d.verdict == EGRESS_REFUSE);
+}
+
 static void test_address(void)
 {
     static const char *const bad4[] = {
@@ -565,6 +625,7 @@ int main(void)
     RUN(test_decide);
     RUN(test_decide_default);
     RUN(test_check_hello);
+    RUN(test_check_http);
     RUN(test_address);
     RUN(test_connect_meta);
     return harness_done();
