@@ -46,10 +46,9 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
         }
     }
     v = cJSON_GetObjectItemCaseSensitive(in, "max_completion_tokens");
-    if (!cJSON_IsNumber(v))
+    if (!v || cJSON_IsNull(v))
         v = cJSON_GetObjectItemCaseSensitive(in, "max_tokens");
-    if (cJSON_IsNumber(v))
-        c->max_tokens = v->valuedouble;
+    c->max_tokens = proxy_wire_limit(v);
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "temperature")))
         c->temperature = v->valuedouble;
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "top_p")))

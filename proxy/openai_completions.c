@@ -57,8 +57,7 @@ static int read_request(const cJSON *in, struct proxy_chat *c, char *err, size_t
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "max_tokens")))
-        c->max_tokens = v->valuedouble;
+    c->max_tokens = proxy_wire_limit(cJSON_GetObjectItemCaseSensitive(in, "max_tokens"));
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "temperature")))
         c->temperature = v->valuedouble;
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(in, "top_p")))

@@ -290,6 +290,15 @@ int proxy_openai_read_answer(const cJSON *j, const char *holder, const char *fie
     return a->text ? 0 : -1;
 }
 
+double proxy_wire_limit(const cJSON *v)
+{
+    if (!v || cJSON_IsNull(v))
+        return -1;
+    if (cJSON_IsNumber(v) && v->valuedouble >= 1)
+        return v->valuedouble;
+    return 0;
+}
+
 long proxy_wire_num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);

@@ -186,7 +186,7 @@ audit: {dir: ./audit-max}
     r, j = ask("local-capped", max_tokens=3)
     s.check("provider max_tokens 7: a request for 3 gets 3",
             r.status == 200 and j.get("usage", {}).get("completion_tokens") == 3, (r.status, j.get("usage")))
-    for bad in (0, 2.5, -4):
+    for bad in (0, 2.5, -4, -1, "5", True, [], {}):
         r, j = ask("local-small", max_tokens=bad)
         msg = (j.get("error") or {}).get("message", "")
         s.check("max_tokens %r: 400 that says what is wrong" % bad,
