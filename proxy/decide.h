@@ -11,11 +11,12 @@
  * Not here, because they are the gateway's state and not the body's: authentication,
  * budgets, the audit.
  *
- * Pure: no I/O, no globals. Returns 0 when the request may go on, -1 when it is refused:
- * d->status is the HTTP status (400 malformed or unscannable, 403 refused by policy, 404
- * unknown model, 413 more JSON values than limits.max_body_values, 500 out of memory) and
- * d->error one sentence for the client. `d` is
- * initialised by the call and must be released with proxy_decision_deinit whatever the
+ * Pure: no I/O, no globals, so any thread may call it (the gateway decides bodies of
+ * PROXY_DECIDE_OFFLOOP_BYTES or more on its decider thread, decider.h). Returns 0 when the
+ * request may go on, -1 when it is refused: d->status is the HTTP status (400 malformed or
+ * unscannable, 403 refused by policy, 404 unknown model, 413 more JSON values than
+ * limits.max_body_values, 500 out of memory) and d->error one sentence for the client. `d`
+ * is initialised by the call and must be released with proxy_decision_deinit whatever the
  * return; it borrows `body`, which must outlive it. */
 #ifndef AIRLOCK_PROXY_DECIDE_H
 #define AIRLOCK_PROXY_DECIDE_H

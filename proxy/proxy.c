@@ -598,6 +598,10 @@ int proxy_new(struct config *cfg, const char *reload_path, struct proxy **out, c
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* (without it, every body is decided on the loop, as before there was one) */
+    px->decider = proxy_decider_new(px->mbox);
+    if (!px->decider)
+        log_warn("cannot start the decider thread; big bodies are decided on the event loop");
     if (reload_path)
         px->reload_path = strdup(reload_path);
     px->snap = snap_new(px, cfg, err, errlen);
@@ -651,6 +655,10 @@ void proxy_free(struct proxy *px)
     proxy_listeners_close(px);
     if (px->base)
         proxy_conns_close_all(px);
+    /* a decision in progress finishes; its request, and those queued, report through the
+     * mailbox, freed below */
+    proxy_decider_free(px->decider);
+    px->decider = NULL;
     /* engines first: cancelled jobs report through the mailbox (the models stay until
      * the snapshots holding them are released below) */
     for (e = px->engines; e; e = e->next) {

@@ -4,12 +4,13 @@
  *
  * Ownership in one picture:
  *
- *   proxy ──owns── listeners, audit, engine cache, mailbox, current snap (ref)
+ *   proxy ──owns── listeners, audit, engine cache, mailbox, decider, current snap (ref)
  *   conn  ──owns── bufferevent, parser, request-in-progress bytes;
  *                  holds one ref on its active req
  *   req   ──refs── snap (config + policy + pools it started on);
- *                  is also held by: a pending audit append, an upstream
- *                  connection, an engine job. Freed when the last ref goes.
+ *                  is also held by: a decision on the decider thread, a pending
+ *                  audit append, an upstream connection, an engine job. Freed when
+ *                  the last ref goes.
  *   upconn ─ belongs to a pool (idle) or to one req (busy).
  */
 #ifndef AIRLOCK_PROXY_INT_H
@@ -35,6 +36,7 @@
 #include "policy/policy.h"
 #include "proxy/answer.h"
 #include "proxy/decide.h"
+#include "proxy/decider.h"
 #include "proxy/egress.h"
 #include "proxy/mailbox.h"
 #include "proxy/metrics.h"
@@ -108,6 +110,9 @@ struct proxy {
     struct audit *audit;
     int audit_was_healthy;
     struct proxy_mailbox *mbox;
+    /* big bodies are decided on this thread (decider.h); NULL: it could not be started,
+     * or proxy_free stopped it, and every body is decided on the loop */
+    struct proxy_decider *decider;
     struct event *sig_hup, *sig_term, *sig_int, *drain_timer;
     int draining;
     int n_conns;

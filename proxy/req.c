@@ -8,9 +8,21 @@
  * and the request object's own functions come last.
  *
  * A request is reference-counted: the connection holds one while it answers, and
- * every piece of asynchronous work (audit append, upstream, engine job) holds
- * one until it reports back, so a client that disappears never leaves a callback
- * pointing at freed memory. */
+ * every piece of asynchronous work (a decision off the loop, audit append, upstream,
+ * engine job) holds one until it reports back, so a client that disappears never leaves
+ * a callback pointing at freed memory.
+ *
+ * Deciding off the loop (DESIGN): a body of PROXY_DECIDE_OFFLOOP_BYTES or more is decided
+ * on the decider thread (decider.h), because deciding costs time per finding that no
+ * limit short of max_body_bytes bounds (docs/security.md, Costs and observations). Only
+ * the decision moves: authentication before it and everything after it (count_tokens,
+ * forwarded headers, the route's wire, budgets, REQ_DECIDED, the request record) run on
+ * the loop, in the same order, in `decided`. While the decider has the request it holds a
+ * reference, r->deciding is set and the loop leaves r->d alone; the connection stays busy,
+ * so pipelined requests behind it are answered after it, in order. A client that leaves
+ * meanwhile is settled once, when the decision is back (decided_loop): its request record
+ * and a 499 response record. A reload meanwhile changes nothing for it: it decides and
+ * goes on under the snapshot it started on (r->snap). */
 #include <assert.h>
 #include <ctype.h>
 #include <fnmatch.h>
@@ -36,6 +48,11 @@
 /* The steps of a request, in the order they happen (each is defined below in this order;
  * the answer itself is answer.c's). */
 static void handle_api(struct proxy_req *r);
+static int decide(struct proxy_req *r);
+static void decide_work(void *arg);
+static void decided_loop(void *arg, int status, const char *data, size_t len);
+static void decided(struct proxy_req *r, int rc);
+static void record_unsent(struct proxy_req *r);
 static void refuse(struct proxy_req *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void refused_recorded(void *ud, int status);
@@ -169,25 +186,90 @@ void proxy_req_handle(struct proxy_req *r)
     handle_api(r);
 }
 
+static enum proxy_body body_kind(const struct proxy_req *r)
+{
+    return r->wire == &proxy_wire_openai_completions         ? PROXY_BODY_COMPLETION
+           : r->wire == &proxy_wire_openai_embeddings        ? PROXY_BODY_EMBEDDING
+           : r->wire == &proxy_wire_openai_responses         ? PROXY_BODY_RESPONSE
+           : r->wire == &proxy_wire_openai_responses_compact ? PROXY_BODY_COMPACT
+                                                             : PROXY_BODY_CHAT;
+}
+
 /* An API request: authenticate, decide (the same proxy_decide as `airlock policy test`),
  * budgets, then the request record and dispatch. A count_tokens body is decided as the
- * same body on /v1/messages would be: it is the same prompt leaving the same way. */
+ * same body on /v1/messages would be: it is the same prompt leaving the same way.
+ *
+ * A body of PROXY_DECIDE_OFFLOOP_BYTES or more is decided on the decider thread
+ * (decider.h): its findings cost up to 1 us each, 200 ms for 4 MiB of e-mails under a
+ * redact rule, which every other connection would wait for on the loop. The request holds
+ * a reference for the decider and goes on in decided_loop; meanwhile the loop leaves r->d
+ * alone (r->deciding), and a client that leaves is settled there, once. Smaller bodies
+ * decide in microseconds, less than the hand-off's two wake-ups, and stay here. */
 static void handle_api(struct proxy_req *r)
 {
-    enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
-    enum proxy_body kind = r->wire == &proxy_wire_openai_completions         ? PROXY_BODY_COMPLETION
-                           : r->wire == &proxy_wire_openai_embeddings        ? PROXY_BODY_EMBEDDING
-                           : r->wire == &proxy_wire_openai_responses         ? PROXY_BODY_RESPONSE
-                           : r->wire == &proxy_wire_openai_responses_compact ? PROXY_BODY_COMPACT
-                                                                             : PROXY_BODY_CHAT;
-
     if (authenticate(r) < 0)
         return;
+    if (r->body_len >= PROXY_DECIDE_OFFLOOP_BYTES && r->px->decider) {
+        r->decide_job.work = decide_work;
+        r->decide_job.done = decided_loop;
+        r->decide_job.arg = r;
+        r->deciding = 1;
+        proxy_req_ref(r); /* the decider's */
+        proxy_decider_submit(r->px->decider, &r->decide_job);
+        return;
+    }
+    decided(r, decide(r));
+}
+
+/* decide -- the request's one decision into r->d; on the loop or the decider thread. It
+ * reads only what nothing changes while it runs (the body, the key, the API, the snapshot
+ * r holds a reference on: its config and policy, whose scanner scratch is a locked pool)
+ * and writes only r->d. */
+static int decide(struct proxy_req *r)
+{
+    enum policy_api api = r->api == PROXY_API_ANTHROPIC ? POLICY_API_ANTHROPIC : POLICY_API_OPENAI;
+
+    return proxy_decide_body(r->snap->cfg, r->snap->policy, api, body_kind(r), r->body, r->body_len,
+                             r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d);
+}
+
+static void decide_work(void *arg) /* on the decider thread */
+{
+    struct proxy_req *r = arg;
+
+    r->decide_rc = decide(r);
+}
+
+/* The decision of a big body is back (status 0), or was never made because the gateway
+ * is stopping (-1). A client that left meanwhile is answered nothing: its request is
+ * recorded as one that never left, then its response record says 499. */
+static void decided_loop(void *arg, int status, const char *data, size_t len)
+{
+    struct proxy_req *r = arg;
+
+    (void)data;
+    (void)len;
+    r->deciding = 0;
+    if (!r->conn) {
+        record_unsent(r);
+        proxy_req_abandoned(r);
+        proxy_req_finish(r);
+    } else if (status < 0) {
+        proxy_req_error(r, 503, NULL, "The gateway is shutting down; the request was not sent.");
+    } else {
+        decided(r, r->decide_rc);
+    }
+    proxy_req_unref(r); /* the decider's */
+}
+
+/* the rest of handle_api, once r->d holds the decision (rc: proxy_decide_body's) */
+static void decided(struct proxy_req *r, int rc)
+{
+    enum proxy_body kind = body_kind(r);
+
     /* (a count routed to an OpenAI-type provider is refused for that, whatever its
      * translation would have said) */
-    if (proxy_decide_body(r->snap->cfg, r->snap->policy, api, kind, r->body, r->body_len,
-                          r->key ? r->key->name : NULL, r->key ? r->key->team : NULL, &r->d) < 0 &&
-        !(r->count_tokens && counted_by_openai(r))) {
+    if (rc < 0 && !(r->count_tokens && counted_by_openai(r))) {
         refuse(r, r->d.status, "%s", r->d.error);
         return;
     }
@@ -216,15 +298,26 @@ static void handle_api(struct proxy_req *r)
  * record; then the error answer and its response record. */
 static void refuse(struct proxy_req *r, int status, const char *fmt, ...)
 {
-    struct audit_blob blob = {"inbound", r->body, r->body_len};
-    char msg[512], *meta;
-    size_t meta_len = 0;
+    char msg[512];
     va_list ap;
-    int rc;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    record_unsent(r);
+    proxy_req_error(r, status, NULL, "%s", msg);
+}
+
+/* record_unsent -- the request record of a request nothing of which leaves (refused, or
+ * its client gone before it was sent): the inbound bytes and whatever was decided. Its
+ * response record follows from proxy_req_finish. */
+static void record_unsent(struct proxy_req *r)
+{
+    struct audit_blob blob = {"inbound", r->body, r->body_len};
+    char *meta;
+    size_t meta_len = 0;
+    int rc;
+
     if (r->px->audit && r->api != PROXY_API_NONE) { /* (an API request: its response too) */
         meta = request_meta(r, &meta_len);
         proxy_req_ref(r);
@@ -235,9 +328,8 @@ static void refuse(struct proxy_req *r, int status, const char *fmt, ...)
         if (rc != 0)
             proxy_req_unref(r); /* no callback will come */
         if (rc < 0)
-            log_error("request %s: the refused request's record could not be written", r->id);
+            log_error("request %s: the record of a request not sent could not be written", r->id);
     }
-    proxy_req_error(r, status, NULL, "%s", msg);
 }
 
 static void refused_recorded(void *ud, int status)
@@ -935,6 +1027,7 @@ void proxy_req_finish(struct proxy_req *r)
     char route[256];
     int appended = 0, rc;
 
+    assert(!r->deciding && "r->d is the decider's until decided_loop");
     if (r->state >= REQ_LOGGED)
         return;
     proxy_req_advance(r, REQ_LOGGED);
@@ -1132,7 +1225,7 @@ void proxy_req_client_gone(struct proxy_req *r)
         snprintf(r->error, sizeof(r->error), "the client closed the connection");
     /* the response record is written when the abandoned work reports back, or now
      * if nothing is pending */
-    if (!r->up && !r->job && r->refs <= 1 && r->state < REQ_LOGGED) {
+    if (!r->up && !r->job && !r->deciding && r->refs <= 1 && r->state < REQ_LOGGED) {
         proxy_req_abandoned(r);
         proxy_req_finish(r);
     }

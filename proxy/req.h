@@ -6,10 +6,16 @@
  * engine → the answer (answer.h) → the response record → complete. Its lifecycle is
  * enum proxy_req_state below.
  *
+ * A body of PROXY_DECIDE_OFFLOOP_BYTES or more is decided on the decider thread
+ * (decider.h) instead of the loop: the request waits in REQ_NEW, holding its connection
+ * (pipelined requests behind it wait, as behind any answer), and goes on on the loop
+ * where it left off once the decision comes back.
+ *
  * Reference-counted: the connection holds one while it answers, and every piece of
- * asynchronous work (an audit append, an upstream connection, an engine job) holds one
- * until it reports back, so a client that leaves never leaves a callback pointing at
- * freed memory. Everything in it that held prompt or answer text is wiped when freed. */
+ * asynchronous work (a decision off the loop, an audit append, an upstream connection,
+ * an engine job) holds one until it reports back, so a client that leaves never leaves a
+ * callback pointing at freed memory. Everything in it that held prompt or answer text is
+ * wiped when freed. */
 #ifndef AIRLOCK_PROXY_REQ_H
 #define AIRLOCK_PROXY_REQ_H
 
@@ -21,6 +27,7 @@
 
 #include "engine/engine.h"
 #include "proxy/decide.h"
+#include "proxy/decider.h"
 #include "proxy/mailbox.h"
 #include "proxy/sse.h"
 #include "proxy/wire.h"
@@ -99,9 +106,14 @@ struct proxy_req {
     char peer[64];
     char *body; /* owned: the body as received (wiped when freed) */
     size_t body_len;
-    struct proxy_decision d; /* the one decision about body (decide.h): its parse, the
-                                policy's verdict, the route, the outbound body */
-    cJSON *json;             /* the built-in engine's view of d.doc (json_to_cjson) */
+    /* the one decision about body (decide.h): its parse, the policy's verdict, the route,
+     * the outbound body. While `deciding`, the decider thread's and not the loop's: the
+     * job that carries it there and back is embedded, so the hand-off cannot fail */
+    struct proxy_decision d;
+    int deciding;
+    int decide_rc; /* proxy_decide_body's return, set on the decider thread */
+    struct proxy_decider_job decide_job;
+    cJSON *json; /* the built-in engine's view of d.doc (json_to_cjson) */
     char anthropic_version[64];
     char anthropic_beta[1024];
     /* answer */
