@@ -320,6 +320,7 @@ static int redact(const struct policy *p, const struct policy_input *in, const s
     olen += in->len - from;
     d->body[olen] = 0;
     d->body_len = olen;
+    policy_restorer_seal(d->restorer);
     rc = 0;
 fail:
     free(rv);

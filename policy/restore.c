@@ -47,8 +47,8 @@ struct policy_restorer *policy_restorer_new(void)
 int policy_restorer_add(struct policy_restorer *r, const char *ph, size_t ph_len, const char *val,
                         size_t val_len)
 {
-    if (r->n_slots)
-        return -1; /* the mapping is fixed before streaming starts */
+    if (r->n_slots || r->indexed)
+        return -1; /* the mapping is fixed before streaming starts (or sealed) */
     struct rentry *ne = grow_room(r->e, &r->cap, r->n + 1, sizeof(*ne), 8);
     if (!ne)
         return -1;
@@ -92,6 +92,12 @@ void policy_restorer_free(struct policy_restorer *r)
 }
 
 static void index_build(struct policy_restorer *r);
+
+void policy_restorer_seal(struct policy_restorer *r)
+{
+    if (r && !r->indexed)
+        index_build(r);
+}
 
 static struct rslot *slot_get(struct policy_restorer *r, int id)
 {

@@ -258,6 +258,25 @@ static void test_odd_placeholders(void)
     policy_restorer_free(r);
 }
 
+/* a sealed restorer (policy_decide seals it on the deciding thread) restores the same and
+ * takes no more placeholders */
+static void test_sealed(void)
+{
+    struct policy_restorer *r = mk();
+    char *out = NULL;
+    size_t ol = 0;
+
+    REQUIRE(r);
+    policy_restorer_seal(r);
+    policy_restorer_seal(r); /* twice: nothing more happens */
+    CHECK(policy_restorer_add(r, "[EMAIL_3]", 9, "c@z.org", 7) < 0);
+    CHECK(policy_restore_feed(r, 0, IN, strlen(IN), &out, &ol) == 0);
+    CHECK(policy_restore_flush(r, 0, &out, &ol) == 0);
+    CHECK(out && ol == strlen(OUT) && memcmp(out, OUT, ol) == 0);
+    free(out);
+    policy_restorer_free(r);
+}
+
 int main(void)
 {
     RUN(test_whole);
@@ -269,5 +288,6 @@ int main(void)
     RUN(test_empty_mapping);
     RUN(test_many_placeholders);
     RUN(test_odd_placeholders);
+    RUN(test_sealed);
     return harness_done();
 }
