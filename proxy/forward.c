@@ -1297,6 +1297,16 @@ static int hello_check(struct proxy_fwd *f, struct evbuffer *in, int eof)
             f->hello_need = hr.need;
             return HELLO_WAIT;
         }
+        /* the client ended inside what could only have been a request line ("ping" and an
+         * EOF): no header follows, so nothing names a host (another protocol's bytes); a
+         * head cut off after its request line is still refused */
+        if (hr.kind == SNI_MORE && eof) {
+            size_t lead = 0;
+            while (lead < m && (p[lead] == '\r' || p[lead] == '\n'))
+                lead++;
+            if (!memchr(p + lead, '\n', m - lead))
+                hr.kind = SNI_NOT_TLS;
+        }
         egress_check_http(&f->px->snap->cfg->egress, f->port, &hr, &d);
         http = hr.kind != SNI_NOT_TLS;
     } else {

@@ -459,9 +459,18 @@ static int http_host(struct sni_http *r, const unsigned char *s, size_t n, int t
     return 0;
 }
 
+/* tchar -- RFC 9110's token characters: what a method may be made of (Go takes any token
+ * of any length, nginx upper case with '-' and '_', llhttp M-SEARCH) */
+static int tchar(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
 /* request_line -- p[0..len): the request line's method, target and version so far, read as
  * leniently as the most lenient servers (nginx skips runs of spaces and tabs between the
- * parts and after the version, and takes any HTTP/d.d): a reader stricter than the far
+ * parts and after the version, and takes any HTTP/d.d; Go any token as the method; nginx and
+ * llhttp bytes above 0x7f in the target): a reader stricter than the far
  * server would call its request "not HTTP" and pass its Host unread. Returns its length with
  * the line end when whole (*t, *tn the target, *connect for CONNECT), 0 when more bytes may
  * still make one, -1 when it is not one (r->kind set). */
@@ -477,7 +486,7 @@ static size_t request_line(struct sni_http *r, const unsigned char *p, size_t le
         r->kind = SNI_NOT_TLS;                                                                     \
         return (size_t)-1;                                                                         \
     } while (0)
-    while (i < len && p[i] >= 'A' && p[i] <= 'Z' && i < 24)
+    while (i < len && tchar(p[i]))
         i++;
     if (i == len)
         return 0;
@@ -487,7 +496,7 @@ static size_t request_line(struct sni_http *r, const unsigned char *p, size_t le
     while (i < len && WS(p[i]))
         i++;
     j = i;
-    while (i < len && p[i] > 0x20 && p[i] < 0x7f)
+    while (i < len && p[i] > 0x20 && p[i] != 0x7f)
         i++;
     if (i == len)
         return 0;
@@ -543,9 +552,9 @@ int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r)
         len = SNI_BUF_MAX;
     while (lead < len && (p[lead] == '\r' || p[lead] == '\n')) /* servers skip empty lines */
         lead++;
-    if (lead == len) {
+    if (lead == len) { /* (servers skip any number: a request may still follow) */
         if (len >= SNI_BUF_MAX)
-            r->kind = SNI_NOT_TLS;
+            http_bad(r, 0, "16 KiB of empty lines before an HTTP request line");
         else {
             r->kind = SNI_MORE;
             r->need = len + 1;

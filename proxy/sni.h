@@ -85,12 +85,14 @@ struct sni_http {
     size_t at;
 };
 
-/* sni_http_parse -- p[0..len) as the start of an HTTP/1.x request: a request line of an
- * upper-case method, a target of visible ASCII and HTTP/1.0 or 1.1 (anything else is
- * SNI_NOT_TLS as soon as a byte says so), then header lines to the empty one. The head must
- * be whole within SNI_BUF_MAX bytes; a folded line (leading space or tab), a line without a
- * colon, two Host headers, or a host that is not a name of [A-Za-z0-9-_.] labels or an IP
- * literal is SNI_BAD. Returns 0; -1 for r == NULL, or p == NULL with len > 0. */
+/* sni_http_parse -- p[0..len) as the start of an HTTP/1.x request: a request line of a
+ * method of token characters (RFC 9110 tchar, any case and length), a target of bytes
+ * above 0x20 but DEL and HTTP/d.d (anything else is SNI_NOT_TLS as soon as a byte says
+ * so), after any number of empty lines, then header lines to the empty one. The head must
+ * be whole within SNI_BUF_MAX bytes (empty lines included); a folded line (leading space
+ * or tab), a line without a colon, two Host headers, or a host that is not a name of
+ * [A-Za-z0-9-_.] labels or an IP literal is SNI_BAD. Returns 0; -1 for r == NULL, or
+ * p == NULL with len > 0. */
 int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r);
 
 enum sni_server {

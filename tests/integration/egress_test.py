@@ -767,6 +767,25 @@ def test_idle_and_limit(s, gw, fw, ports):
     s.check("idle tunnels are closed after tunnel_idle_ms", closed == 5 and el < IDLE_MS / 1000 + 2.5, (closed, el))
     time.sleep(0.2)
     s.check("/metrics: no tunnel left open", metrics(gw).get("airlock_egress_tunnels_open") == 0)
+    # an EOF inside the request line ("ping" above) passes, but one after it still does not:
+    # the head named a host before it was cut off
+    n_held = len(held)
+    c, st, _, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["far"], proxy_auth=auth.decode())
+    c.sendall(b"GET / HTTP/1.1\r\nHost: api.openai.com\r\n")
+    c.shutdown(socket.SHUT_WR)
+    back = read_all(c, 3)
+    c.close()
+    time.sleep(0.2)
+    got = b""
+    for far in held[n_held:]:
+        far.settimeout(1)
+        try:
+            got += far.recv(100)
+        except OSError:
+            pass
+    s.check("a head cut off by an EOF after its request line: 403, the far end gets no byte",
+            st == 200 and back.startswith(b"HTTP/1.1 403") and b"cut off" in back and got == b"",
+            (st, back[:120], got))
     srv.close()
     for c in held:
         c.close()
