@@ -147,6 +147,12 @@ struct proxy_mailbox *proxy_mailbox_new(struct event_base *base)
     return mb;
 }
 
+void proxy_mailbox_drain(struct proxy_mailbox *mb)
+{
+    if (mb)
+        mailbox_cb(-1, 0, mb);
+}
+
 void proxy_mailbox_free(struct proxy_mailbox *mb)
 {
     struct mail *m;

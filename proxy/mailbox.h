@@ -34,6 +34,10 @@ struct proxy_mailbox *proxy_mailbox_new(struct event_base *base);
 /* proxy_mailbox_free -- runs the messages still queued, then frees. No thread may
  * post or send any more. */
 void proxy_mailbox_free(struct proxy_mailbox *mb);
+/* proxy_mailbox_drain -- on the loop's thread: run the messages queued now, as the loop's
+ * next turn would (proxy_free: what the stopped decider reported, while the audit log it
+ * records into is still open). */
+void proxy_mailbox_drain(struct proxy_mailbox *mb);
 /* proxy_mailbox_send -- from any thread; cannot fail: fn(arg, status, NULL, 0) runs on
  * the loop. `node` must stay valid until fn starts and must not be queued already. */
 void proxy_mailbox_send(struct proxy_mailbox *mb, struct proxy_mail *node, proxy_mail_fn fn,

@@ -656,9 +656,11 @@ void proxy_free(struct proxy *px)
     if (px->base)
         proxy_conns_close_all(px);
     /* a decision in progress finishes; its request, and those queued, report through the
-     * mailbox, freed below */
+     * mailbox, run now: their clients are gone (closed above), so each is recorded as a
+     * request not sent and a 499, which needs the audit log, closed below */
     proxy_decider_free(px->decider);
     px->decider = NULL;
+    proxy_mailbox_drain(px->mbox);
     /* engines first: cancelled jobs report through the mailbox (the models stay until
      * the snapshots holding them are released below) */
     for (e = px->engines; e; e = e->next) {

@@ -302,6 +302,25 @@ def main():
     s.check("quit: the client's connection was closed without an answer",
             order == ["big"] and (results.get("big") is None or isinstance(results.get("big"), OSError)),
             results.get("big"))
+    # ... and the request is still in the audit: a request record (nothing sent) and a 499,
+    # written before the audit log is closed, as for a request in flight to a provider
+    out = subprocess.run([AIRLOCK, "audit", "show", os.path.join(g2.gw.dir, "audit")],
+                         capture_output=True, timeout=120).stdout.decode("utf-8", "replace")
+    recs = []
+    for line in out.splitlines():
+        try:
+            recs.append(json.loads(line))
+        except ValueError:
+            pass
+    reqs = [x for x in recs if x.get("type") == "request" and inbound_starts(x, "quit write to")]
+    ids = [(x.get("meta") or {}).get("id") for x in reqs]
+    resps = [x for x in recs if x.get("type") == "response" and (x.get("meta") or {}).get("id") in ids]
+    s.check("quit: the request in the decider at exit is recorded once, nothing sent",
+            len(reqs) == 1 and not any(b.get("name") == "outbound" for b in reqs[0].get("blobs", [])),
+            len(reqs))
+    s.check("quit: with one response record, status 499",
+            len(resps) == 1 and (resps[0].get("meta") or {}).get("status") == 499,
+            [(x.get("meta") or {}).get("status") for x in resps])
     s.done()
 
 
