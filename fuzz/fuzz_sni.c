@@ -11,6 +11,7 @@
  *  - SNI_BAD has a one-line reason; SNI_BAD and SNI_MORE have no name;
  *  - the check's reason is one line; a hello naming an intercepted host never passes, nor
  *    does a hello without a name to an address no entry names;
+ *  - sni_http_next, fed prefixes of the bytes, ends with sni_http_parse's answer
  *  - sni_http_parse (the same bytes as a plain HTTP request): SNI_MORE asks for more than
  *    it was given; names are valid and at most two; a head naming the intercepted host
  *    never passes egress_check_http, nor does a cut-off or refused one;
@@ -107,6 +108,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (r.n < 0 || r.n > 2 || (r.kind != SNI_HELLO && r.kind != SNI_BAD && r.n))
         abort();
+    { /* read in pieces (as a tunnel reads a head that trickles in): the same answer */
+        struct sni_http q;
+        memset(&q, 0, sizeof q);
+        for (size_t k = size / 3; k < size; k += 1 + k / 2)
+            if (sni_http_next(data, k, &q) != 0)
+                abort();
+        if (sni_http_next(data, size, &q) != 0 || q.kind != r.kind || q.n != r.n ||
+            (r.kind == SNI_MORE && q.need != r.need) ||
+            (r.kind == SNI_BAD && (q.at != r.at || strcmp(q.why, r.why) != 0)))
+            abort();
+        for (int i = 0; i < r.n; i++)
+            if (strcmp(q.names[i].name, r.names[i].name) != 0 || q.names[i].port != r.names[i].port)
+                abort();
+    }
     for (int i = 0; r.kind == SNI_HELLO && i < r.n; i++)
         if (!r.names[i].ip) {
             struct sni_hello t;

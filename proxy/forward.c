@@ -152,7 +152,8 @@ struct proxy_fwd {
     size_t hello_go; /* hello_check passed: the bytes at the front of the held ones that go */
     unsigned char srv_head[SNI_SRV_HRR_LEN]; /* the server's first bytes, while HELLO_SERVER */
     size_t srv_n;
-    struct event *srv_ev; /* spliced, HELLO_SERVER: the far end's socket is readable */
+    struct event *srv_ev;      /* spliced, HELLO_SERVER: the far end's socket is readable */
+    struct sni_http http_head; /* plain HTTP first bytes: the head read so far (sni_http_next) */
 };
 
 enum { HELLO_WAIT, HELLO_PASS, HELLO_CLOSED };                /* hello_check's answers */
@@ -1291,8 +1292,9 @@ static int hello_check(struct proxy_fwd *f, struct evbuffer *in, int eof)
         return HELLO_PASS;
     }
     if (!second && h.kind == SNI_NOT_TLS) { /* plain HTTP: its Host (and target) too */
-        struct sni_http hr;
-        (void)sni_http_parse(p, m, &hr);
+        struct sni_http *hrp = &f->http_head, hr;
+        (void)sni_http_next(p, m, hrp); /* (from where the last look stopped) */
+        hr = *hrp;
         if (hr.kind == SNI_MORE && !eof && m < SNI_BUF_MAX) {
             f->hello_need = hr.need;
             return HELLO_WAIT;

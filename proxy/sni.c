@@ -467,115 +467,230 @@ static int tchar(unsigned char c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* request_line -- p[0..len): the request line's method, target and version so far, read as
- * leniently as the most lenient servers (nginx skips runs of spaces and tabs between the
- * parts and after the version, and takes any HTTP/d.d; Go any token as the method; nginx and
- * llhttp bytes above 0x7f in the target): a reader stricter than the far
- * server would call its request "not HTTP" and pass its Host unread. Returns its length with
- * the line end when whole (*t, *tn the target, *connect for CONNECT), 0 when more bytes may
- * still make one, -1 when it is not one (r->kind set). */
-static size_t request_line(struct sni_http *r, const unsigned char *p, size_t len,
-                           const unsigned char **t, size_t *tn, int *connect)
-{
-    static const char ver[] = "HTTP/";
-    size_t i = 0, j, d;
+/* the request line's parts, in order (struct sni_http's rl_phase) */
+enum {
+    RL_LEAD,
+    RL_METHOD,
+    RL_WS1,
+    RL_TARGET,
+    RL_WS2,
+    RL_VER,
+    RL_MAJOR,
+    RL_MINOR,
+    RL_WS3,
+    RL_CR,
+    RL_DONE
+};
 
 #define WS(c) ((c) == ' ' || (c) == '\t')
-#define NOT_HTTP()                                                                                 \
-    do {                                                                                           \
-        r->kind = SNI_NOT_TLS;                                                                     \
-        return (size_t)-1;                                                                         \
-    } while (0)
-    while (i < len && tchar(p[i]))
-        i++;
-    if (i == len)
-        return 0;
-    if (i == 0 || !WS(p[i]))
-        NOT_HTTP();
-    *connect = i == 7 && memcmp(p, "CONNECT", 7) == 0;
-    while (i < len && WS(p[i]))
-        i++;
-    j = i;
-    while (i < len && p[i] > 0x20 && p[i] != 0x7f)
-        i++;
-    if (i == len)
-        return 0;
-    if (i == j || !WS(p[i]))
-        NOT_HTTP();
-    *t = p + j;
-    *tn = i - j;
-    while (i < len && WS(p[i]))
-        i++;
-    for (size_t k = 0; k < sizeof ver - 1; k++, i++) {
-        if (i == len)
-            return 0;
-        if (p[i] != (unsigned char)ver[k])
-            NOT_HTTP();
+
+/* request_line -- p[0..len): the request line's method, target and version, read on from
+ * where r left off (rl_i, rl_phase), as leniently as the most lenient servers (nginx skips
+ * empty lines before it and runs of spaces and tabs between the parts and after the
+ * version, and takes any HTTP/d.d; Go any token as the method; nginx and llhttp bytes
+ * above 0x7f in the target): a reader stricter than the far server would call its request
+ * "not HTTP" and pass its Host unread. 1: whole (rl_end its length with the line end,
+ * rl_t/rl_tn the target, connect for CONNECT), 0: more bytes may still make one, -1: it is
+ * not one (r->kind set). */
+static int request_line(struct sni_http *r, const unsigned char *p, size_t len)
+{
+    static const char ver[] = "HTTP/";
+    size_t i;
+
+    for (i = r->rl_i; i < len; i++) {
+        unsigned char c = p[i];
+        switch (r->rl_phase) {
+        case RL_LEAD:
+            if (c == '\r' || c == '\n')
+                continue;
+            r->lead = i;
+            r->rl_phase = RL_METHOD;
+            /* fall through */
+        case RL_METHOD:
+            if (tchar(c))
+                continue;
+            if (i == r->lead || !WS(c))
+                goto not_http;
+            r->connect = i - r->lead == 7 && memcmp(p + r->lead, "CONNECT", 7) == 0;
+            r->rl_phase = RL_WS1;
+            continue;
+        case RL_WS1:
+            if (WS(c))
+                continue;
+            r->rl_t = i;
+            r->rl_phase = RL_TARGET;
+            /* fall through */
+        case RL_TARGET:
+            if (c > 0x20 && c != 0x7f)
+                continue;
+            if (i == r->rl_t || !WS(c))
+                goto not_http;
+            r->rl_tn = i - r->rl_t;
+            r->rl_phase = RL_WS2;
+            continue;
+        case RL_WS2:
+            if (WS(c))
+                continue;
+            r->rl_k = 0;
+            r->rl_phase = RL_VER;
+            /* fall through */
+        case RL_VER:
+            if (c != (unsigned char)ver[r->rl_k])
+                goto not_http;
+            if (++r->rl_k == sizeof ver - 1) {
+                r->rl_phase = RL_MAJOR;
+                r->rl_d = i + 1;
+            }
+            continue;
+        case RL_MAJOR:
+            if (c >= '0' && c <= '9' && i - r->rl_d < 3)
+                continue;
+            if (i == r->rl_d || c != '.')
+                goto not_http;
+            r->rl_phase = RL_MINOR;
+            r->rl_d = i + 1;
+            continue;
+        case RL_MINOR:
+            if (c >= '0' && c <= '9' && i - r->rl_d < 3)
+                continue;
+            if (i == r->rl_d)
+                goto not_http;
+            r->rl_phase = RL_WS3;
+            /* fall through */
+        case RL_WS3:
+            if (WS(c))
+                continue;
+            if (c == '\r') {
+                r->rl_phase = RL_CR;
+                continue;
+            }
+            /* fall through */
+        case RL_CR:
+            if (c != '\n')
+                goto not_http;
+            r->rl_end = i + 1;
+            r->rl_i = i + 1;
+            r->rl_phase = RL_DONE;
+            return 1;
+        default:
+            return 1;
+        }
     }
-    for (d = i; i < len && p[i] >= '0' && p[i] <= '9' && i - d < 3; i++)
-        ;
-    if (i == len)
-        return 0;
-    if (i == d || p[i] != '.')
-        NOT_HTTP();
-    for (d = ++i; i < len && p[i] >= '0' && p[i] <= '9' && i - d < 3; i++)
-        ;
-    if (i == len)
-        return 0;
-    if (i == d)
-        NOT_HTTP();
-    while (i < len && WS(p[i]))
-        i++;
-    if (i < len && p[i] == '\r')
-        i++;
-    if (i == len)
-        return 0;
-    if (p[i] != '\n')
-        NOT_HTTP();
-    return i + 1;
-#undef NOT_HTTP
-#undef WS
+    r->rl_i = len;
+    return 0;
+not_http:
+    r->kind = SNI_NOT_TLS;
+    return -1;
+}
+
+/* head_lines -- the header lines of p[0..len) from r->at_line (the start of a line) to the
+ * empty one, with what was read before it in r (names, host_seen, connect); SNI_MORE keeps
+ * where to go on (at_line, and scanned: how far no '\n' was found in the line there) */
+static void head_lines(const unsigned char *p, size_t len, struct sni_http *r)
+{
+    for (size_t pos = r->at_line;;) {
+        size_t from = r->scanned > pos ? r->scanned : pos;
+        const unsigned char *nl = memchr(p + from, '\n', len - from), *c;
+        size_t e, ne, vs, ve;
+        if (!nl) {
+            if (len >= SNI_BUF_MAX) {
+                http_bad(r, pos, "an HTTP request head longer than 16 KiB");
+            } else {
+                r->kind = SNI_MORE;
+                r->need = len + 1;
+                r->at_line = pos;
+                r->scanned = len;
+                r->kept_n = r->n;
+                r->n = 0; /* names only with the whole head */
+            }
+            return;
+        }
+        e = (size_t)(nl - p);
+        ne = e > pos && p[e - 1] == '\r' ? e - 1 : e;
+        if (ne == pos) /* the empty line: the head is whole */
+            break;
+        if (p[pos] == ' ' || p[pos] == '\t') {
+            http_bad(r, pos, "a folded HTTP header line");
+            return;
+        }
+        c = memchr(p + pos, ':', ne - pos);
+        if (!c) {
+            http_bad(r, pos, "an HTTP header line without a colon");
+            return;
+        }
+        vs = (size_t)(c - p);
+        while (vs > pos && (p[vs - 1] == ' ' || p[vs - 1] == '\t'))
+            vs--;
+        if (vs - pos == 4 && strncasecmp((const char *)p + pos, "host", 4) == 0) {
+            if (r->host_seen) {
+                http_bad(r, pos, "two Host headers");
+                return;
+            }
+            r->host_seen = 1;
+            vs = (size_t)(c - p) + 1;
+            ve = ne;
+            while (vs < ve && (p[vs] == ' ' || p[vs] == '\t'))
+                vs++;
+            while (ve > vs && (p[ve - 1] == ' ' || p[ve - 1] == '\t'))
+                ve--;
+            if (ve > vs && http_host(r, p + vs, ve - vs, 0, vs) < 0)
+                return;
+            if (ve > vs && r->connect) /* a proxy reads only the target: at its port */
+                r->names[r->n - 1].port = r->names[0].port;
+        }
+        pos = e + 1;
+        r->scanned = 0;
+    }
+    r->kind = SNI_HELLO;
 }
 
 int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r)
 {
-    const unsigned char *t = NULL;
-    size_t tn = 0, pos, line, lead = 0;
-    int connect = 0, host_seen = 0;
-
     if (!r)
         return -1;
     memset(r, 0, sizeof *r);
-    if (!p && len > 0)
+    return sni_http_next(p, len, r);
+}
+
+int sni_http_next(const unsigned char *p, size_t len, struct sni_http *r)
+{
+    const unsigned char *t;
+    size_t tn;
+    int rc;
+
+    if (!r)
         return -1;
+    if (!p && len > 0) {
+        memset(r, 0, sizeof *r);
+        return -1;
+    }
     if (len > SNI_BUF_MAX)
         len = SNI_BUF_MAX;
-    while (lead < len && (p[lead] == '\r' || p[lead] == '\n')) /* servers skip empty lines */
-        lead++;
-    if (lead == len) { /* (servers skip any number: a request may still follow) */
+    if (r->kind != SNI_MORE || len < r->rl_i || len < r->scanned) /* (not the same bytes) */
+        memset(r, 0, sizeof *r);
+    if (r->rl_phase == RL_DONE) { /* a head cut off after its request line: read on */
+        r->n = r->kept_n;
+        head_lines(p, len, r);
+        return 0;
+    }
+    rc = request_line(r, p, len);
+    if (rc < 0)
+        return 0;
+    if (rc == 0) {
         if (len >= SNI_BUF_MAX)
-            http_bad(r, 0, "16 KiB of empty lines before an HTTP request line");
+            http_bad(r, 0,
+                     r->rl_phase == RL_LEAD ? "16 KiB of empty lines before an HTTP request line"
+                                            : "an HTTP request line longer than 16 KiB");
         else {
             r->kind = SNI_MORE;
             r->need = len + 1;
         }
         return 0;
     }
-    line = request_line(r, p + lead, len - lead, &t, &tn, &connect);
-    if (line == (size_t)-1)
-        return 0;
-    line += lead;
-    if (line == lead) {
-        if (len >= SNI_BUF_MAX)
-            http_bad(r, 0, "an HTTP request line longer than 16 KiB");
-        else {
-            r->kind = SNI_MORE;
-            r->need = len + 1;
-        }
-        return 0;
-    }
+    t = p + r->rl_t;
+    tn = r->rl_tn;
     /* the target's host: CONNECT's authority, or an absolute-form URL's */
-    if (connect) {
+    if (r->connect) {
         if (http_host(r, t, tn, 1, (size_t)(t - p)) < 0)
             return 0;
         if (r->names[0].port == 0) {
@@ -597,54 +712,7 @@ int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r)
         if (r->names[0].port == 0)
             r->names[0].port = t[4] == ':' ? 80 : 443;
     }
-    for (pos = line;;) {
-        const unsigned char *nl = memchr(p + pos, '\n', len - pos), *c;
-        size_t e, ne, vs, ve;
-        if (!nl) {
-            if (len >= SNI_BUF_MAX)
-                http_bad(r, pos, "an HTTP request head longer than 16 KiB");
-            else {
-                r->kind = SNI_MORE;
-                r->need = len + 1;
-                r->n = 0; /* names only with the whole head */
-            }
-            return 0;
-        }
-        e = (size_t)(nl - p);
-        ne = e > pos && p[e - 1] == '\r' ? e - 1 : e;
-        if (ne == pos) /* the empty line: the head is whole */
-            break;
-        if (p[pos] == ' ' || p[pos] == '\t') {
-            http_bad(r, pos, "a folded HTTP header line");
-            return 0;
-        }
-        c = memchr(p + pos, ':', ne - pos);
-        if (!c) {
-            http_bad(r, pos, "an HTTP header line without a colon");
-            return 0;
-        }
-        vs = (size_t)(c - p);
-        while (vs > pos && (p[vs - 1] == ' ' || p[vs - 1] == '\t'))
-            vs--;
-        if (vs - pos == 4 && strncasecmp((const char *)p + pos, "host", 4) == 0) {
-            if (host_seen) {
-                http_bad(r, pos, "two Host headers");
-                return 0;
-            }
-            host_seen = 1;
-            vs = (size_t)(c - p) + 1;
-            ve = ne;
-            while (vs < ve && (p[vs] == ' ' || p[vs] == '\t'))
-                vs++;
-            while (ve > vs && (p[ve - 1] == ' ' || p[ve - 1] == '\t'))
-                ve--;
-            if (ve > vs && http_host(r, p + vs, ve - vs, 0, vs) < 0)
-                return 0;
-            if (ve > vs && connect) /* a proxy reads only the target: at its port */
-                r->names[r->n - 1].port = r->names[0].port;
-        }
-        pos = e + 1;
-    }
-    r->kind = SNI_HELLO;
+    r->at_line = r->rl_end;
+    head_lines(p, len, r);
     return 0;
 }

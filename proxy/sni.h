@@ -83,6 +83,11 @@ struct sni_http {
     struct sni_http_name names[2];
     char why[120];
     size_t at;
+    /* where sni_http_next goes on after SNI_MORE: the request line's reading (rl_*: its
+     * next byte, part, and where its parts start), then the header line not yet ended
+     * (at_line), how far it was searched for its end, and what was read before it */
+    size_t lead, rl_i, rl_t, rl_tn, rl_d, rl_end, at_line, scanned;
+    int rl_phase, rl_k, kept_n, host_seen, connect;
 };
 
 /* sni_http_parse -- p[0..len) as the start of an HTTP/1.x request: a request line of a
@@ -94,6 +99,12 @@ struct sni_http {
  * [A-Za-z0-9-_.] labels or an IP literal is SNI_BAD. Returns 0; -1 for r == NULL, or
  * p == NULL with len > 0. */
 int sni_http_parse(const unsigned char *p, size_t len, struct sni_http *r);
+/* sni_http_next -- the same answer as sni_http_parse for p[0..len), where *r is its answer
+ * for a shorter prefix of the same bytes (or zeroed: the start): after an SNI_MORE it reads
+ * on from where that one stopped, so a head that arrives a byte at a time costs its length
+ * once, not its length at every byte (quadratic: 16 KiB of 4-byte header lines took 210 ms
+ * of the event loop's time). Any other *r is read from the start. */
+int sni_http_next(const unsigned char *p, size_t len, struct sni_http *r);
 
 enum sni_server {
     SNI_SRV_MORE,  /* not enough of the server's first bytes yet */

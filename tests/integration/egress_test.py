@@ -1236,6 +1236,29 @@ def test_sni(s, mock, test_ca, org, cert, key, env=None):
             s.check("plain HTTP '%s' naming an intercepted host: 403, the far server saw no byte" % first,
                     st == 200 and back.startswith(b"HTTP/1.1 403") and b"intercepted host" in back
                     and far_got == b"", (back[:200], far_got))
+    # the same, the head arriving in pieces (the tunnel reads on from where it stopped), and a
+    # method nginx serves that is not upper-case letters only
+    for req, ok in ((b"M-SEARCH * HTTP/1.1\r\nX: a\r\nHost: api.openai.com\r\n\r\n", False),
+                    (b"GET / HTTP/1.1\r\nX-A: 1\r\nHost: harmless.example\r\nX-B: 2\r\n\r\n", True)):
+        n = len(seen)
+        sock, st, h, _ = connect_raw(fw, b"127.0.0.1:%d" % ports["web"], proxy_auth=auth)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(req), 5):
+            sock.sendall(req[i:i + 5])
+            time.sleep(0.01)
+        back = read_all(sock, 5)
+        sock.close()
+        t0 = time.time()
+        while len(seen) <= n and time.time() - t0 < 5:
+            time.sleep(0.05)
+        far_got = seen[n] if len(seen) > n else None
+        if ok:
+            s.check("plain HTTP in 5-byte pieces, a harmless Host: answered, the far end got it whole",
+                    st == 200 and back.endswith(b"ok") and far_got == req, (back, far_got))
+        else:
+            s.check("plain HTTP 'M-SEARCH' in 5-byte pieces naming an intercepted host: 403, the far "
+                    "server saw no byte", st == 200 and back.startswith(b"HTTP/1.1 403")
+                    and b"intercepted host" in back and far_got == b"", (back[:200], far_got))
     web.close()
 
     # curl and openssl s_client through the proxy, pointing a name at the allowed address

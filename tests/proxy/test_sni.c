@@ -846,6 +846,86 @@ static void test_http(void)
     CHECK(sni_http_parse(big, 100, &r) == 0 && r.kind == SNI_MORE);
 }
 
+/* same_answer -- sni_http_next's answer is sni_http_parse's for the same bytes */
+static int same_answer(const struct sni_http *a, const struct sni_http *b)
+{
+    if (a->kind != b->kind || a->n != b->n)
+        return 0;
+    if (a->kind == SNI_MORE && a->need != b->need)
+        return 0;
+    if (a->kind == SNI_BAD && (a->at != b->at || strcmp(a->why, b->why) != 0))
+        return 0;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->names[i].name, b->names[i].name) != 0 ||
+            a->names[i].port != b->names[i].port || a->names[i].ip != b->names[i].ip ||
+            a->names[i].target != b->names[i].target)
+            return 0;
+    return 1;
+}
+
+/* sni_http_next, fed a head in pieces (1 byte, then 1..7), says at every length what
+ * sni_http_parse says of the whole prefix (the tunnel reads on from where it stopped: a head
+ * trickled a byte at a time cost its length at every byte, quadratic, before) */
+static void test_http_next(void)
+{
+    static const char *const heads[] = {
+        "GET / HTTP/1.1\r\nHost: API.OpenAI.com.\r\n\r\n",
+        "\r\n\n\r\nPOST  \t/v1/chat   HTTP/1.1 \r\nX: y\r\nHOST : api.openai.com \r\n\r\nbody",
+        "CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n\r\n",
+        "GET http://u:p@a.example:8080/v1 HTTP/1.1\nhost: api.openai.com\n\n",
+        "M-SEARCH * HTTP/1.1\r\nX:\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
+        "GET / HTTP/1.1\r\nno colon\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.10\r\n\r\n",
+        "GET /\x01 HTTP/1.1\r\n\r\n",
+        "CONNECT a.example HTTP/1.1\r\n\r\n",
+        "SSH-2.0-OpenSSH_9.6\r\n",
+        "GET / HTTP/1.1\r\r\n",
+    };
+    static unsigned char big[SNI_BUF_MAX + 64];
+    struct sni_http whole, step;
+    size_t n;
+
+    for (size_t v = 0; v < sizeof heads / sizeof heads[0] + 3; v++) {
+        const unsigned char *p = big;
+        if (v < sizeof heads / sizeof heads[0]) {
+            n = strlen(heads[v]);
+            p = (const unsigned char *)heads[v];
+        } else if (v == sizeof heads / sizeof heads[0]) { /* 4-byte lines past 16 KiB */
+            n = (size_t)sprintf((char *)big, "GET / HTTP/1.1\r\n");
+            while (n + 4 <= sizeof big) {
+                memcpy(big + n, "a:b\n", 4);
+                n += 4;
+            }
+        } else if (v == sizeof heads / sizeof heads[0] + 1) { /* a long target, a Host */
+            n = (size_t)sprintf((char *)big, "GET /");
+            memset(big + n, 'x', 9000);
+            n += 9000;
+            n += (size_t)sprintf((char *)big + n, " HTTP/1.1\r\nHost: api.openai.com\r\n\r\n");
+        } else { /* empty lines past 16 KiB */
+            memset(big, '\n', sizeof big);
+            n = sizeof big;
+        }
+        for (int chunked = 0; chunked < 2; chunked++) {
+            int fails = 0;
+            memset(&step, 0, sizeof step);
+            for (size_t k = 0, d = 1; k <= n; k += d, d = chunked ? 1 + k % 7 : 1) {
+                CHECK(sni_http_parse(p, k, &whole) == 0);
+                CHECK(sni_http_next(p, k, &step) == 0);
+                if (!same_answer(&whole, &step) && fails++ < 3)
+                    fprintf(stderr, "  head %zu, length %zu: kind %d/%d n %d/%d\n", v, k,
+                            whole.kind, step.kind, whole.n, step.n);
+            }
+            CHECK_EQ_INT(fails, 0);
+        }
+    }
+    /* a shorter input than the state read: read from the start */
+    CHECK(sni_http_next((const unsigned char *)heads[0], strlen(heads[0]) - 3, &step) == 0);
+    CHECK(sni_http_next((const unsigned char *)heads[0], 5, &step) == 0 && step.kind == SNI_MORE &&
+          step.need == 6);
+}
+
 int main(void)
 {
     RUN(test_by_hand);
@@ -858,5 +938,6 @@ int main(void)
     RUN(test_mutations);
     RUN(test_hrr);
     RUN(test_http);
+    RUN(test_http_next);
     return harness_done();
 }
