@@ -18,10 +18,14 @@ static const char YAML[] =
     "detectors:\n"
     "  - {name: codename, keywords: [bluebird, \"x.y\"]}\n"
     "  - {name: ticket, regex: \"TCK-[0-9]+\"}\n"
+    "  - {name: staff, regex: \"[a-z]+@acme[.]example\"}\n"
+    "exempt:\n"
+    "  - {detector: email, values: [\"noreply@*.com\", \"*@users.example\"]}\n"
+    "  - {detector: ticket, values: [\"TCK-1[0-9]\"]}\n"
     "rules:\n"
     "  - name: mask\n"
-    "    if: {detected: [pii, secrets, ipv4, codename, ticket]}\n"
-    "    then: {action: redact, detectors: [pii, secrets, ipv4, codename, ticket]}\n"
+    "    if: {detected: [pii, secrets, ipv4, codename, ticket, staff]}\n"
+    "    then: {action: redact, detectors: [pii, secrets, ipv4, codename, ticket, staff]}\n"
     "  - name: rest\n"
     "    then: {action: allow}\n";
 
@@ -55,7 +59,8 @@ static void one(enum policy_api api, const uint8_t *data, size_t size)
         size_t ol = 0, pos = 0, step = 1;
         while (pos < d.body_len) {
             size_t n = d.body_len - pos < step ? d.body_len - pos : step;
-            check(policy_restore_feed(d.restorer, (int)(step & 1), d.body + pos, n, &out, &ol) == 0);
+            check(policy_restore_feed(d.restorer, (int)(step & 1), d.body + pos, n, &out, &ol) ==
+                  0);
             pos += n;
             step = step * 3 % 17 + 1;
         }
