@@ -30,8 +30,9 @@
 #define MAX_BATCH 64     /* >= MAX_ACTIVE and >= PREFILL_CHUNK */
 /* The prep queue serves small prompts first: a prompt under PREP_SMALL bytes goes ahead of
  * the big ones waiting (a 4 MB prompt takes a few hundred milliseconds to tokenize; a short
- * one queued behind it would wait that long), but one big prompt is passed by at most
- * PREP_MAX_PASSED small ones, so a stream of small prompts cannot starve it. */
+ * one queued behind it would wait that long), but the first big prompt waiting is passed by
+ * at most PREP_MAX_PASSED small ones, so a stream of small prompts cannot starve it. Two
+ * first-in-first-out queues, small and big, make each step O(1) whatever engine_queue is. */
 #define PREP_SMALL (64u << 10)
 #define PREP_MAX_PASSED 32
 
@@ -54,7 +55,6 @@ struct engine_job {
     size_t n_msgs;
     char *raw;      /* a raw prompt (msgs unused), or NULL */
     size_t bytes;   /* of the prompt's text (contents or raw) */
-    int passed;     /* small prompts queued ahead of this big one (guarded by server->mu) */
     int count_only; /* engine_count_submit: ends after tokenizing, with prompt_tokens */
 
     /* set by the prep thread, then read by the worker (the queue's lock orders them) */
@@ -88,7 +88,9 @@ struct engine_server {
     pthread_cond_t cv;  /* the worker waits on it */
     pthread_cond_t pcv; /* the prep thread waits on it */
     /* guarded by mu: */
-    struct engine_job *phead, *ptail; /* waiting for prep */
+    struct engine_job *shead, *stail; /* waiting for prep: prompts under PREP_SMALL bytes */
+    struct engine_job *bhead, *btail; /* waiting for prep: the others */
+    int passed;                       /* small prompts prepped while bhead waited */
     int n_prep;                       /* waiting for prep or being prepped */
     struct engine_job *qhead, *qtail; /* tokenized, waiting for the worker */
     int qlen;
@@ -530,36 +532,56 @@ static void prep_one(struct engine_server *s, struct engine_job *j)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* prep_queue_take -- the next job to prep (s->mu held, a queue not empty): the first small
+ * one, unless the first big one has been passed PREP_MAX_PASSED times */
+static struct engine_job *prep_queue_take(struct engine_server *s)
+{
+    struct engine_job *j;
+
+    if (s->bhead && (!s->shead || s->passed >= PREP_MAX_PASSED)) {
+        j = s->bhead;
+        if (!(s->bhead = j->next))
+            s->btail = NULL;
+        s->passed = 0;
+    } else {
+        j = s->shead;
+        if (!(s->shead = j->next))
+            s->stail = NULL;
+        s->passed += s->bhead != NULL;
+    }
+    j->next = NULL;
+    return j;
+}
+
 static void *prep_main(void *arg)
 {
     struct engine_server *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->stopping && !s->phead)
+        while (!s->stopping && !s->shead && !s->bhead)
             pthread_cond_wait(&s->pcv, &s->mu);
         if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        struct engine_job *j = s->phead;
-        s->phead = j->next;
-        if (!s->phead)
-            s->ptail = NULL;
-        j->next = NULL;
+        struct engine_job *j = prep_queue_take(s);
         pthread_mutex_unlock(&s->mu);
         prep_one(s, j);
     }
     /* shutting down: every job still waiting for prep is cancelled */
     pthread_mutex_lock(&s->mu);
-    struct engine_job *q = s->phead;
-    s->phead = s->ptail = NULL;
+    struct engine_job *lists[2] = {s->shead, s->bhead};
+    s->shead = s->stail = s->bhead = s->btail = NULL;
     pthread_mutex_unlock(&s->mu);
-    while (q) {
-        struct engine_job *next = q->next;
-        q->next = NULL;
-        finish(s, q, ENGINE_ECANCELED, "cancelled", "the engine is shutting down");
-        engine_job_release(q);
-        q = next;
+    for (int k = 0; k < 2; k++) {
+        struct engine_job *q = lists[k];
+        while (q) {
+            struct engine_job *next = q->next;
+            q->next = NULL;
+            finish(s, q, ENGINE_ECANCELED, "cancelled", "the engine is shutting down");
+            engine_job_release(q);
+            q = next;
+        }
     }
     return NULL;
 }
@@ -728,23 +750,18 @@ static int copy_prompt(const struct engine_model *m, struct engine_job *j,
     return 0;
 }
 
-/* prep_queue_add -- j into the prep queue (s->mu held): a small prompt before the first big
- * one that may still be passed (those behind it are passed too), anything else at the end.
- * Small prompts keep their order among themselves: one is queued behind a big prompt only
- * once that prompt may not be passed any more, and it never may again. */
+/* prep_queue_add -- j at the end of its queue, small or big (s->mu held) */
 static void prep_queue_add(struct engine_server *s, struct engine_job *j)
 {
-    struct engine_job **at = &s->phead;
+    struct engine_job **head = j->bytes < PREP_SMALL ? &s->shead : &s->bhead,
+                      **tail = j->bytes < PREP_SMALL ? &s->stail : &s->btail;
 
-    while (*at && (j->bytes >= PREP_SMALL || (*at)->bytes < PREP_SMALL ||
-                   (*at)->passed >= PREP_MAX_PASSED))
-        at = &(*at)->next;
-    for (struct engine_job *b = *at; b; b = b->next)
-        b->passed += b->bytes >= PREP_SMALL;
-    j->next = *at;
-    *at = j;
-    if (!j->next)
-        s->ptail = j;
+    j->next = NULL;
+    if (*tail)
+        (*tail)->next = j;
+    else
+        *head = j;
+    *tail = j;
 }
 
 /* enqueue -- admit j to the prep queue, or refuse it (EBUSY: full or shutting down; j is
