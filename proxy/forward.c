@@ -1521,8 +1521,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                  f->hello_wait &&
                          evbuffer_get_length(f->hello_in ? f->hello_in
                                                          : bufferevent_get_input(f->c->bev)) > 0
-                     ? " with its first bytes unchecked (an unfinished TLS ClientHello): none "
-                       "reached the far end"
+                     ? " with its first bytes unchecked (an unfinished TLS ClientHello or HTTP "
+                       "request head): none reached the far end"
                      : "");
         fwd_end(f);
         return;
