@@ -85,16 +85,10 @@
 #include <cJSON.h>
 #include <sodium.h>
 
+#include "fuzz/fuzz_util.h"
 #include "proxy/decide.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* undefined behaviour ends the run like any other broken invariant */
-const char *__ubsan_default_options(void);
-const char *__ubsan_default_options(void)
-{
-    return "halt_on_error=1:print_stacktrace=1";
-}
 
 static const char YAML[] =
     "providers:\n"
@@ -1535,32 +1529,6 @@ enum {
 static const char *const GAP_NAMES[GAP_N] = {
     "none",           "glued-letter",       "separator", "rare-look-alike", "escaped-@-spelling",
     "closed-grammar", "escape-in-arguments"};
-
-/* whether the planted string fits the grammar of a closed value the scanner skips: the
- * model name anywhere, enum members' identifiers */
-static int fits_closed(const struct gen *g)
-{
-    static const char *const enums[] = {
-        "role",       "type",   "finish_reason", "stop_reason",      "tool_choice", "detail",
-        "media_type", "format", "service_tier",  "reasoning_effort", "object"};
-    const struct cps *t = &g->pl->text;
-    int is_model = strcmp(g->plant_key, "model") == 0, is_enum = 0;
-
-    if (g->plant_name || !g->plant_key[0] || t->n == 0)
-        return 0;
-    for (size_t i = 0; i < sizeof(enums) / sizeof(*enums); i++)
-        is_enum |= strcmp(g->plant_key, enums[i]) == 0;
-    if (t->n > 128 || (!is_model && (!is_enum || t->n > 40)))
-        return 0;
-    for (size_t i = 0; i < t->n; i++) {
-        uint32_t c = t->cp[i];
-        if (t->esc[i] ||
-            !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-              c == '.' || c == '/' || (is_model && ((c >= 'A' && c <= 'Z') || c == ':'))))
-            return 0;
-    }
-    return 1;
-}
 
 /* gap_known -- which known product gap explains a leak, or GAP_NONE (see the header) */
 static int gap_known(const struct gen *g)

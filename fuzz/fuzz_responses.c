@@ -38,13 +38,9 @@
 #include "common/utf8.h"
 #include "proxy/proxy_int.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-const char *__ubsan_default_options(void);
+#include "fuzz/fuzz_util.h"
 
-const char *__ubsan_default_options(void)
-{
-    return "halt_on_error=1:print_stacktrace=1";
-}
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char YAML[] =
     "providers:\n"
@@ -71,56 +67,16 @@ static size_t shown_len;
 
 static void check(int ok, const char *what)
 {
-    if (ok)
-        return;
-    fprintf(stderr, "fuzz_responses: invariant broken: %s\nclient bytes (%zu): \"", what,
-            shown_len);
-    for (size_t i = 0; i < shown_len; i++) {
-        unsigned char c = (unsigned char)shown[i];
-        if (c == '\n')
-            fputs("\\n", stderr);
-        else if (c == '"' || c == '\\')
-            fprintf(stderr, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            fprintf(stderr, "\\x%02x", c);
-        else
-            fputc(c, stderr);
-    }
-    fputs("\"\n", stderr);
-    abort();
+    if (!ok)
+        fuzz_fail("fuzz_responses", what, "client bytes", shown, shown_len);
 }
-
-static const char *zero_name(void)
-{
-    return "fuzz-zeros";
-}
-
-static uint32_t zero_random(void)
-{
-    return 0;
-}
-
-static uint32_t zero_uniform(const uint32_t upper_bound)
-{
-    (void)upper_bound;
-    return 0;
-}
-
-static void zero_buf(void *const buf, const size_t size)
-{
-    memset(buf, 0, size);
-}
-
-static randombytes_implementation zeros = {.implementation_name = zero_name,
-                                           .random = zero_random,
-                                           .uniform = zero_uniform,
-                                           .buf = zero_buf};
 
 static void setup(void)
 {
     struct config_errors errs;
 
-    if (randombytes_set_implementation(&zeros) != 0 || sodium_init() < 0)
+    fuzz_zero_random();
+    if (sodium_init() < 0)
         abort();
     memset(&errs, 0, sizeof(errs));
     if (config_load_text("fuzz.yaml", YAML, sizeof(YAML) - 1, NULL, &snap.cfg, &errs) < 0 ||
