@@ -783,6 +783,22 @@ static int engine_prompt(struct proxy_req *r, struct proxy_chat *chat, struct en
     return 0;
 }
 
+/* submit_refused -- the engine refused a job at submit (engine_submit_ex, engine_count_submit;
+ * no callback will come): drop the reference taken for it and answer. `verb`: "take" or
+ * "count", for the 500's sentence. */
+static void submit_refused(struct proxy_req *r, int rc, const char *eerr, const char *verb)
+{
+    proxy_req_unref(r);
+    r->job = NULL;
+    if (rc == ENGINE_EBUSY)
+        proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
+    else if (rc == ENGINE_EINVAL)
+        proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
+                        eerr[0] ? eerr : "invalid request");
+    else
+        proxy_req_error(r, 500, NULL, "The local model could not %s the request (%d).", verb, rc);
+}
+
 /* local_max_tokens -- how long a local answer may be: what the client asked for (asked < 0:
  * nothing), lowered to the provider's max_tokens when it sets one. Nothing at all runs to
  * the end of the model or of its context (engine: 0), as the providers' APIs do when a
@@ -838,18 +854,8 @@ static void dispatch_engine(struct proxy_req *r)
     rc = engine_submit_ex(srv, msgs, chat.n,
                           r->wire == &proxy_wire_openai_completions ? chat.msgs[0].text : NULL, &p,
                           &cb, r, &r->job, eerr, sizeof(eerr));
-    if (rc != ENGINE_OK) {
-        proxy_req_unref(r);
-        r->job = NULL;
-        if (rc == ENGINE_EBUSY)
-            proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
-        else if (rc == ENGINE_EINVAL)
-            proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
-                            eerr[0] ? eerr : "invalid request");
-        else
-            proxy_req_error(r, 500, NULL, "The local model could not take the request (%d).", rc);
-        goto done;
-    }
+    if (rc != ENGINE_OK)
+        submit_refused(r, rc, eerr, "take");
 done:
     free(msgs);
     proxy_chat_deinit(&chat);
@@ -903,17 +909,8 @@ static void count_engine(struct proxy_req *r)
         goto done;
     proxy_req_ref(r);
     rc = engine_count_submit(srv, msgs, chat.n, &cb, r, &r->job, eerr, sizeof(eerr));
-    if (rc != ENGINE_OK) {
-        proxy_req_unref(r);
-        r->job = NULL;
-        if (rc == ENGINE_EBUSY)
-            proxy_req_error(r, 429, NULL, "The local model's queue is full; retry shortly.");
-        else if (rc == ENGINE_EINVAL)
-            proxy_req_error(r, 400, NULL, "The local model cannot take this request: %s",
-                            eerr[0] ? eerr : "invalid request");
-        else
-            proxy_req_error(r, 500, NULL, "The local model could not count the request (%d).", rc);
-    }
+    if (rc != ENGINE_OK)
+        submit_refused(r, rc, eerr, "count");
 done:
     free(msgs);
     proxy_chat_deinit(&chat);
