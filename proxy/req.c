@@ -799,23 +799,21 @@ static void submit_refused(struct proxy_req *r, int rc, const char *eerr, const 
         proxy_req_error(r, 500, NULL, "The local model could not %s the request (%d).", verb, rc);
 }
 
-/* local_max_tokens -- how long a local answer may be: what the client asked for (asked < 0:
- * nothing), lowered to the provider's max_tokens when it sets one. Nothing at all runs to
- * the end of the model or of its context (engine: 0), as the providers' APIs do when a
- * request names no limit. -1: asked is not a whole number of at least 1 (the engine's 0
- * would mean no limit). */
+/* local_max_tokens -- how long a local answer may be: what the client asked for
+ * (proxy_wire_limit's reading: < 0 none named, 0 an invalid limit), lowered to the provider's
+ * max_tokens when it sets one. Nothing at all runs to the end of the model or of its context
+ * (engine: 0), as the providers' APIs do when a request names no limit. -1: the limit is
+ * invalid (the engine's 0 would mean no limit). */
 static int local_max_tokens(const struct config_provider *prov, double asked)
 {
     int cap = prov->max_tokens;
 
-    if (asked < 0 && asked != -1)
-        return -1;
-    if (asked == -1)
+    if (asked < 0)
         return cap;
+    if (asked < 1)
+        return -1;
     if (asked >= (double)INT_MAX) /* (a huge number: the cap or the context ends it) */
         return cap > 0 ? cap : INT_MAX;
-    if (asked < 1 || asked != (double)(int)asked)
-        return -1;
     return cap > 0 && (int)asked > cap ? cap : (int)asked;
 }
 

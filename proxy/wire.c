@@ -1,5 +1,6 @@
 /* wire.c -- what the wire formats share (see wire.h): the canonical chat, text content,
  * request translation, writing events, restoring placeholders. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,10 @@ int proxy_wire_translate_request(const struct proxy_wire *from, const struct pro
     }
     if (from->read_request(in, &c, err, errlen) < 0)
         goto done;
+    if (c.max_tokens == 0) { /* (proxy_wire_limit: present but not a limit) */
+        snprintf(err, errlen, "max_tokens must be a whole number of at least 1.");
+        goto done;
+    }
     if (!to->build_request) {
         snprintf(err, errlen, "A request cannot be translated into the %s API.", to->name);
         goto done;
@@ -294,7 +299,8 @@ double proxy_wire_limit(const cJSON *v)
 {
     if (!v || cJSON_IsNull(v))
         return -1;
-    if (cJSON_IsNumber(v) && v->valuedouble >= 1)
+    if (cJSON_IsNumber(v) && v->valuedouble >= 1 &&
+        (isinf(v->valuedouble) || v->valuedouble == floor(v->valuedouble)))
         return v->valuedouble;
     return 0;
 }

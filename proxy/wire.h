@@ -202,9 +202,9 @@ char *proxy_openai_error_event(const char *body, size_t *len);
 #define PROXY_MAX_COUNT 1000000000000L
 long proxy_wire_num(const cJSON *o, const char *k);
 /* proxy_wire_limit -- a request's length limit (max_tokens, max_output_tokens, ...) for the
- * canonical chat: -1 when absent or null; the number when it is at least 1; 0 for anything
- * else (-1, 0.5, "5", true, []), which no request may ask for: the built-in engine refuses
- * it with a 400, a translated request carries it to a provider that does too. */
+ * canonical chat: -1 when absent or null; the number when it is a whole number of at least 1
+ * (or +infinity); 0 for anything else (-1, 2.5, "5", true, []), which no request may ask
+ * for: the built-in engine and proxy_wire_translate_request refuse it with a 400. */
 double proxy_wire_limit(const cJSON *v);
 
 #endif

@@ -403,6 +403,40 @@ static int translate(const struct proxy_wire *from, const struct proxy_wire *to,
     return rc;
 }
 
+/* a limit that is not one (proxy_wire_limit's 0) is refused before a translated request is
+ * built, in either direction; null is "none named"; a whole number and +infinity pass */
+static void test_translate_bad_limit(void)
+{
+    static const char *const bad[] = {"0", "-1", "2.5", "\"5\"", "true", "[]", "{}"};
+    cJSON *o = NULL;
+    int flags = 0;
+    char err[256], body[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"model\":\"m\",\"max_tokens\":%s,\"messages\":[{\"role\":\"user\","
+                 "\"content\":\"q\"}]}",
+                 bad[i]);
+        CHECK(translate(oai, ant, body, &o, &flags, err, sizeof(err)) == -1);
+        CHECK(o == NULL && strstr(err, "max_tokens must be a whole number") != NULL);
+        CHECK(translate(ant, oai, body, &o, &flags, err, sizeof(err)) == -1);
+        CHECK(o == NULL && strstr(err, "max_tokens must be a whole number") != NULL);
+    }
+    CHECK(translate(oai, ant,
+                    "{\"model\":\"m\",\"max_tokens\":null,\"messages\":[{\"role\":\"user\","
+                    "\"content\":\"q\"}]}",
+                    &o, &flags, err, sizeof(err)) == 0);
+    CHECK(o && cJSON_GetObjectItem(o, "max_tokens")->valuedouble == 4096);
+    cJSON_Delete(o);
+    o = NULL;
+    CHECK(translate(oai, ant,
+                    "{\"model\":\"m\",\"max_tokens\":7,\"messages\":[{\"role\":\"user\","
+                    "\"content\":\"q\"}]}",
+                    &o, &flags, err, sizeof(err)) == 0);
+    CHECK(o && cJSON_GetObjectItem(o, "max_tokens")->valuedouble == 7);
+    cJSON_Delete(o);
+}
+
 static void test_translate_openai_to_anthropic(void)
 {
     cJSON *o, *m;
@@ -967,5 +1001,6 @@ int main(void)
     RUN(test_anthropic_read_event);
     RUN(test_write_answer);
     RUN(test_counts_clamped);
+    RUN(test_translate_bad_limit);
     return harness_done();
 }
