@@ -559,6 +559,11 @@ static void test_errors_detectors_audit_limits(void)
     EXPECT_ERR("exempt:\n  - {detector: email, values: ['*.[a-z]?[!x]*']}\n", 2, 31,
                "matches too much");
     EXPECT_ERR("exempt:\n  - {detector: email}\n", 2, 5, "values");
+    {
+        char y[400];
+        snprintf(y, sizeof(y), "exempt:\n  - {detector: email, values: ['%0255d@x.org']}\n", 0);
+        EXPECT_ERR(y, 2, 31, "longer than 254 bytes");
+    }
     EXPECT_ERR("exempt:\n  - {detector: email, values: [a@b.c], value: x}\n", 2, 40,
                "unknown key 'value'");
     EXPECT_ERR("exempt: {detector: email}\n", 1, 9, "exempt must be a list");
